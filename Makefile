@@ -1,0 +1,116 @@
+# prewarm's build. Sources are found by directory, so a new file needs no edit here.
+#   make                 build everything (gcc, release) into build/release
+#   make VARIANT=asan    the same with clang + ASan + UBSan into build/asan
+#   make test            install what is missing, build both, run every suite (tests/run)
+#   make demo            install, build, start kubesim + prewarmd, run a task (scripts/demo)
+#   make bench           the quick benchmark (bench/run --quick)
+
+VARIANT ?= release
+B := build/$(VARIANT)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes
+ifeq ($(VARIANT),asan)
+CC := clang
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDSAN := -fsanitize=address,undefined
+else
+CC ?= gcc
+OPT := -O2 -g
+LDSAN :=
+endif
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+
+PKGS := libcurl libmicrohttpd gnutls jansson yaml-0.1 sqlite3 openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -Isim -MMD -MP $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS := $(PKG_LIBS) -lpthread -lm
+
+# Library modules in dependency order (a module may use those after it).
+MODULES := api engine store k8s http base
+mod_src = $(wildcard src/$(1)/*.c)
+mod_lib = $(B)/lib/libpw_$(1).a
+LIBS := $(foreach m,$(MODULES),$(call mod_lib,$(m)))
+
+SIM_SRC := $(wildcard sim/*.c)
+CLI_SRC := $(wildcard src/cli/*.c)
+
+PROGRAMS := $(B)/bin/prewarmd $(B)/bin/prewarmctl $(B)/bin/prewarm-true $(B)/bin/kubesim
+
+UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
+UNIT_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRC))
+
+.PHONY: all test unit deps demo demo-stop bench clean format programs
+all: programs $(UNIT_BIN)
+programs: $(PROGRAMS)
+
+deps:
+	@scripts/install-deps test
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+define lib_rule
+$(call mod_lib,$(1)): $(patsubst %.c,$(B)/obj/%.o,$(call mod_src,$(1))) $(B)/obj/empty.o
+	@mkdir -p $$(dir $$@)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach m,$(MODULES),$(eval $(call lib_rule,$(m))))
+
+$(B)/bin/prewarmd: $(B)/obj/src/cmd/prewarmd.o $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
+
+$(B)/bin/prewarmctl: $(B)/obj/src/cmd/prewarmctl.o $(patsubst %.c,$(B)/obj/%.o,$(CLI_SRC)) $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDSAN) -o $@ $(filter %.o,$^) $(LIBS) $(LDLIBS)
+
+$(B)/bin/kubesim: $(patsubst %.c,$(B)/obj/%.o,$(SIM_SRC)) $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDSAN) -o $@ $(filter %.o,$^) $(LIBS) $(LDLIBS)
+
+# prewarm-true: static and tiny, with no sanitizer (it is copied into pods of any image).
+$(B)/bin/prewarm-true: src/cmd/prewarm-true.c
+	@mkdir -p $(dir $@)
+	gcc -std=c11 -Os -static -nostartfiles -fno-asynchronous-unwind-tables -fno-stack-protector \
+	    -Wl,--gc-sections -Wl,--build-id=none -s -o $@ $<
+
+$(B)/tests/unit/%: tests/unit/%.c $(LIBS) $(patsubst %.c,$(B)/obj/%.o,$(filter-out sim/main.c,$(SIM_SRC)))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -Itests -o $@ $< $(filter-out $(B)/obj/sim/main.o,$(patsubst %.c,$(B)/obj/%.o,$(SIM_SRC))) $(LIBS) $(LDLIBS) -lcmocka
+
+$(B)/obj/empty.o:
+	@mkdir -p $(dir $@)
+	echo 'typedef int pw_empty_unit;' | $(CC) -x c -c - -o $@
+
+test: deps
+	$(MAKE) all VARIANT=release
+	$(MAKE) all VARIANT=asan
+	tests/run
+
+unit: all
+	tests/run --unit-only
+
+demo:
+	@scripts/install-deps test
+	@$(MAKE) --no-print-directory programs VARIANT=release
+	@scripts/demo
+
+demo-stop:
+	@scripts/demo --stop
+
+bench:
+	@scripts/install-deps bench
+	bench/run --quick
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

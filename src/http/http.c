@@ -1,0 +1,683 @@
+/* http.c: pw_http on libmicrohttpd.
+ *
+ * One pw_http_req per request (MHD's con_cls): the body is gathered under a cap, the route table is
+ * matched once the request is complete, the handler replies, the response is queued, and the access
+ * line is written when MHD reports completion. Streams are chunked responses whose content reader
+ * suspends the connection when nothing is queued; a writer resumes it. */
+#include "http/http.h"
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+
+#include <arpa/inet.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define HTTP_MAX_PARAMS 8
+#define HTTP_STREAM_BACKLOG (16u << 20)
+
+struct http_header {
+    char *name;
+    char *value;
+    struct http_header *next;
+};
+
+struct pw_http_server {
+    struct MHD_Daemon *mhd;
+    struct pw_http_config cfg; /* routes/ctx borrowed; TLS strings not kept */
+    char *tls_cert, *tls_key, *tls_ca; /* MHD keeps pointers to these: owned, freed last */
+    int port;
+    pthread_mutex_t lock; /* guards streams and stopping */
+    pw_http_stream *streams;
+    bool stopping;
+    bool quiesced;
+};
+
+struct pw_http_stream {
+    pthread_mutex_t lock;
+    pw_http_server *srv;
+    struct MHD_Connection *conn;
+    pw_buf out;
+    int refs;       /* the producer's and MHD's */
+    bool closed;    /* the producer ended it */
+    bool dead;      /* MHD is done with it (client gone or server stopping) */
+    bool suspended; /* the connection is suspended waiting for data */
+    pw_http_stream *prev, *next; /* in srv->streams, under srv->lock */
+};
+
+struct pw_http_req {
+    pw_http_server *srv;
+    struct MHD_Connection *conn;
+    const char *method; /* borrowed from MHD */
+    const char *url;
+    pw_buf body;
+    bool too_large;
+    bool replied;
+    int status;
+    struct MHD_Response *resp;
+    struct http_header *headers;
+    int nparams;
+    char *param_names[HTTP_MAX_PARAMS];
+    char *param_values[HTTP_MAX_PARAMS];
+    int64_t start_ms;
+    size_t bytes;
+    char peer[64];
+};
+
+/* ---- errors ---- */
+
+static void http_reply_error(pw_http_req *req, int status, const char *reason, const char *message)
+{
+    json_t *o = json_pack("{s:i, s:s, s:s}", "code", status, "reason", reason, "message", message);
+    pw_http_reply_json(req, status, o);
+}
+
+/* ---- the request ---- */
+
+const char *pw_http_req_method(const pw_http_req *req)
+{
+    return req->method;
+}
+
+const char *pw_http_req_path(const pw_http_req *req)
+{
+    return req->url;
+}
+
+const char *pw_http_req_query(const pw_http_req *req, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (v)
+        return v;
+    /* A bare "?flag" is present with no value: MHD reports it through the iterator only. */
+    return MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name), NULL, NULL) ==
+                   MHD_YES
+               ? ""
+               : NULL;
+}
+
+struct query_iter {
+    int (*fn)(const char *k, const char *v, void *arg);
+    void *arg;
+};
+
+static enum MHD_Result http_query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct query_iter *it = cls;
+    (void)kind;
+    return it->fn(key, value, it->arg) ? MHD_NO : MHD_YES;
+}
+
+void pw_http_req_query_each(const pw_http_req *req, int (*fn)(const char *k, const char *v, void *arg), void *arg)
+{
+    struct query_iter it = {fn, arg};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, http_query_iter, &it);
+}
+
+const char *pw_http_req_header(const pw_http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *pw_http_req_param(const pw_http_req *req, const char *name)
+{
+    for (int i = 0; i < req->nparams; i++)
+        if (strcmp(req->param_names[i], name) == 0)
+            return req->param_values[i];
+    return NULL;
+}
+
+const char *pw_http_req_body(const pw_http_req *req, size_t *len)
+{
+    if (len)
+        *len = req->body.len;
+    return req->body.p ? req->body.p : "";
+}
+
+const char *pw_http_req_peer(const pw_http_req *req)
+{
+    return req->peer;
+}
+
+int pw_http_req_client_cert(pw_http_req *req, char *cn, size_t cn_size)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (!ci || !ci->tls_session)
+        return 0;
+    gnutls_session_t session = (gnutls_session_t)ci->tls_session;
+    unsigned int status = 0;
+    if (gnutls_certificate_verify_peers2(session, &status) != GNUTLS_E_SUCCESS || status != 0)
+        return 0;
+    unsigned int n = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers(session, &n);
+    if (!certs || n == 0)
+        return 0;
+    if (cn && cn_size) {
+        gnutls_x509_crt_t crt;
+        cn[0] = '\0';
+        if (gnutls_x509_crt_init(&crt) == 0) {
+            if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0) {
+                size_t sz = cn_size;
+                if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &sz) != 0)
+                    cn[0] = '\0';
+            }
+            gnutls_x509_crt_deinit(crt);
+        }
+    }
+    return 1;
+}
+
+/* ---- replying ---- */
+
+void pw_http_add_header(pw_http_req *req, const char *name, const char *value)
+{
+    struct http_header *h = pw_xmalloc(sizeof *h);
+    h->name = pw_xstrdup(name);
+    h->value = pw_xstrdup(value);
+    h->next = req->headers;
+    req->headers = h;
+}
+
+static void http_set_response(pw_http_req *req, int status, struct MHD_Response *resp, const char *content_type)
+{
+    if (req->replied) {
+        PW_ERROR("http: second reply to %s %s ignored", req->method, req->url);
+        MHD_destroy_response(resp);
+        return;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            content_type ? content_type : "text/plain; charset=utf-8");
+    for (struct http_header *h = req->headers; h; h = h->next)
+        MHD_add_response_header(resp, h->name, h->value);
+    req->replied = true;
+    req->status = status;
+    req->resp = resp;
+}
+
+void pw_http_reply(pw_http_req *req, int status, const char *content_type, const char *body, size_t len)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    req->bytes = len;
+    http_set_response(req, status, resp, content_type);
+}
+
+void pw_http_reply_json(pw_http_req *req, int status, json_t *obj)
+{
+    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (!text) {
+        static const char fallback[] = "{\"code\":500,\"reason\":\"Internal\",\"message\":\"encoding failed\"}";
+        pw_http_reply(req, 500, "application/json", fallback, sizeof fallback - 1);
+        return;
+    }
+    size_t len = strlen(text);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    req->bytes = len;
+    http_set_response(req, status, resp, "application/json");
+}
+
+/* ---- streams ---- */
+
+static void stream_unref_locked(pw_http_stream *s, bool *free_it)
+{
+    *free_it = --s->refs == 0;
+}
+
+static void stream_free(pw_http_stream *s)
+{
+    pw_http_server *srv = s->srv;
+    pthread_mutex_lock(&srv->lock);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    pthread_mutex_unlock(&srv->lock);
+    pw_buf_fini(&s->out);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    pw_http_stream *s = cls;
+    (void)pos;
+    pthread_mutex_lock(&s->lock);
+    if (s->out.len) {
+        size_t n = s->out.len < max ? s->out.len : max;
+        memcpy(buf, s->out.p, n);
+        pw_buf_consume(&s->out, n);
+        pthread_mutex_unlock(&s->lock);
+        return (ssize_t)n;
+    }
+    if (s->closed || s->dead) {
+        pthread_mutex_unlock(&s->lock);
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    s->suspended = true;
+    MHD_suspend_connection(s->conn);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+static void stream_mhd_done(void *cls)
+{
+    pw_http_stream *s = cls;
+    bool free_it;
+    pthread_mutex_lock(&s->lock);
+    s->dead = true;
+    stream_unref_locked(s, &free_it);
+    pthread_mutex_unlock(&s->lock);
+    if (free_it)
+        stream_free(s);
+}
+
+pw_http_stream *pw_http_reply_stream(pw_http_req *req, int status, const char *content_type)
+{
+    pw_http_stream *s = pw_xcalloc(1, sizeof *s);
+    pthread_mutex_init(&s->lock, NULL);
+    s->srv = req->srv;
+    s->conn = req->conn;
+    pw_buf_init(&s->out, HTTP_STREAM_BACKLOG);
+    s->refs = 2;
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_mhd_done);
+    pw_http_server *srv = req->srv;
+    pthread_mutex_lock(&srv->lock);
+    s->next = srv->streams;
+    if (srv->streams)
+        srv->streams->prev = s;
+    srv->streams = s;
+    if (srv->stopping)
+        s->dead = true;
+    pthread_mutex_unlock(&srv->lock);
+    http_set_response(req, status, resp, content_type);
+    return s;
+}
+
+static void stream_wake_locked(pw_http_stream *s)
+{
+    if (s->suspended) {
+        s->suspended = false;
+        MHD_resume_connection(s->conn);
+    }
+}
+
+int pw_http_stream_write(pw_http_stream *s, const void *data, size_t n)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->lock);
+    if (s->dead || s->closed) {
+        rc = PW_ECANCELED;
+    } else if (pw_buf_append(&s->out, data, n) != 0) {
+        s->closed = true; /* a client this far behind is cut off rather than buffered without end */
+        rc = PW_ETOOLARGE;
+    }
+    if (!s->dead)
+        stream_wake_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+bool pw_http_stream_dead(pw_http_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool dead = s->dead || s->closed;
+    pthread_mutex_unlock(&s->lock);
+    return dead;
+}
+
+void pw_http_stream_close(pw_http_stream *s)
+{
+    if (!s)
+        return;
+    bool free_it;
+    pthread_mutex_lock(&s->lock);
+    s->closed = true;
+    if (!s->dead)
+        stream_wake_locked(s);
+    stream_unref_locked(s, &free_it);
+    pthread_mutex_unlock(&s->lock);
+    if (free_it)
+        stream_free(s);
+}
+
+/* ---- routing ---- */
+
+/* Matches path against pattern, filling req's params. Returns 1 on a match. */
+static int route_match(pw_http_req *req, const char *pattern, const char *path)
+{
+    req->nparams = 0;
+    const char *p = pattern, *u = path;
+    while (*p) {
+        if (p[0] == '*' && p[1] == '*')
+            return 1;
+        if (*p == '{') {
+            const char *end = strchr(p, '}');
+            if (!end || req->nparams >= HTTP_MAX_PARAMS)
+                return 0;
+            size_t seg = strcspn(u, "/");
+            if (seg == 0)
+                return 0;
+            req->param_names[req->nparams] = pw_xstrndup(p + 1, (size_t)(end - p - 1));
+            req->param_values[req->nparams] = pw_xstrndup(u, seg);
+            req->nparams++;
+            p = end + 1;
+            u += seg;
+            continue;
+        }
+        if (*p != *u)
+            return 0;
+        p++;
+        u++;
+    }
+    return *u == '\0';
+}
+
+static void route_clear(pw_http_req *req)
+{
+    for (int i = 0; i < req->nparams; i++) {
+        free(req->param_names[i]);
+        free(req->param_values[i]);
+    }
+    req->nparams = 0;
+}
+
+static void route_dispatch(pw_http_req *req)
+{
+    const struct pw_http_route *routes = req->srv->cfg.routes;
+    bool path_matched = false;
+    for (const struct pw_http_route *r = routes; r && r->pattern; r++) {
+        int m = route_match(req, r->pattern, req->url);
+        if (!m) {
+            route_clear(req);
+            continue;
+        }
+        bool method_ok = strcmp(r->method, "*") == 0 || strcmp(r->method, req->method) == 0 ||
+                         (strcmp(req->method, "HEAD") == 0 && strcmp(r->method, "GET") == 0);
+        if (!method_ok) {
+            path_matched = true;
+            route_clear(req);
+            continue;
+        }
+        r->fn(req, req->srv->cfg.ctx);
+        if (!req->replied)
+            http_reply_error(req, 500, "Internal", "the handler did not reply");
+        return;
+    }
+    if (path_matched)
+        http_reply_error(req, 405, "MethodNotAllowed", "method not allowed on this path");
+    else
+        http_reply_error(req, 404, "NotFound", "no such path");
+}
+
+/* ---- MHD callbacks ---- */
+
+static void req_fill_peer(pw_http_req *req)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    req->peer[0] = '\0';
+    if (!ci || !ci->client_addr)
+        return;
+    char host[INET6_ADDRSTRLEN] = "";
+    int port = 0;
+    if (ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ci->client_addr;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (ci->client_addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ci->client_addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(req->peer, sizeof req->peer, "%s:%d", host, port);
+}
+
+static enum MHD_Result http_queue(pw_http_req *req)
+{
+    enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->status, req->resp);
+    MHD_destroy_response(req->resp);
+    req->resp = NULL;
+    return r;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    pw_http_server *srv = cls;
+    (void)version;
+    pw_http_req *req = *con_cls;
+    if (!req) {
+        req = pw_xcalloc(1, sizeof *req);
+        req->srv = srv;
+        req->conn = conn;
+        req->method = method;
+        req->url = url;
+        req->start_ms = pw_clock_mono_ms();
+        pw_buf_init(&req->body, srv->cfg.max_body);
+        req_fill_peer(req);
+        *con_cls = req;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > srv->cfg.max_body) {
+            http_reply_error(req, 413, "TooLarge", "request body too large");
+            return http_queue(req);
+        }
+        return MHD_YES;
+    }
+    if (req->replied)
+        return MHD_YES; /* a stream resumed, or an early 413 draining the body */
+    if (*upload_size) {
+        if (!req->too_large && pw_buf_append(&req->body, upload_data, *upload_size) != 0)
+            req->too_large = true;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (req->too_large)
+        http_reply_error(req, 413, "TooLarge", "request body too large");
+    else
+        route_dispatch(req);
+    return http_queue(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    pw_http_server *srv = cls;
+    pw_http_req *req = *con_cls;
+    (void)conn;
+    if (!req)
+        return;
+    if (srv->cfg.access_log)
+        PW_INFO("%s: %s %s %d %zu bytes %lld ms peer=%s%s", srv->cfg.log_name ? srv->cfg.log_name : "http",
+                req->method, req->url, req->status, req->bytes, (long long)(pw_clock_mono_ms() - req->start_ms),
+                req->peer, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    if (req->resp)
+        MHD_destroy_response(req->resp);
+    route_clear(req);
+    pw_buf_fini(&req->body);
+    while (req->headers) {
+        struct http_header *h = req->headers;
+        req->headers = h->next;
+        free(h->name);
+        free(h->value);
+        free(h);
+    }
+    free(req);
+    *con_cls = NULL;
+}
+
+__attribute__((format(printf, 2, 0))) static void http_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    PW_DEBUG("http: libmicrohttpd: %s", msg);
+}
+
+/* Parses "host:port", "[v6]:port" or ":port" into a socket address. */
+static int http_parse_listen(const char *listen, struct sockaddr_storage *ss)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (!colon)
+        return PW_EINVAL;
+    size_t hl = (size_t)(colon - listen);
+    if (hl >= sizeof host)
+        return PW_EINVAL;
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535 || colon[1] == '\0')
+        return PW_EINVAL;
+    memset(ss, 0, sizeof *ss);
+    if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0) {
+        struct sockaddr_in *in = (struct sockaddr_in *)ss;
+        in->sin_family = AF_INET;
+        in->sin_addr.s_addr = htonl(INADDR_ANY);
+        in->sin_port = htons((uint16_t)port);
+        return 0;
+    }
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        return 0;
+    }
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        return 0;
+    }
+    if (strcmp(host, "localhost") == 0) {
+        in->sin_family = AF_INET;
+        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        in->sin_port = htons((uint16_t)port);
+        return 0;
+    }
+    return PW_EINVAL;
+}
+
+int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
+{
+    struct sockaddr_storage ss;
+    if (!cfg->listen || http_parse_listen(cfg->listen, &ss) != 0) {
+        PW_ERROR("http: bad listen address \"%s\" (want host:port)", cfg->listen ? cfg->listen : "");
+        return PW_EINVAL;
+    }
+    pw_http_server *srv = pw_xcalloc(1, sizeof *srv);
+    srv->cfg = *cfg;
+    if (!srv->cfg.max_body)
+        srv->cfg.max_body = 1u << 20;
+    if (!srv->cfg.threads)
+        srv->cfg.threads = 4;
+    if (!srv->cfg.max_connections)
+        srv->cfg.max_connections = 10000;
+    if (!srv->cfg.idle_timeout_s)
+        srv->cfg.idle_timeout_s = 60;
+    pthread_mutex_init(&srv->lock, NULL);
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem opts[16];
+    int n = 0;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, srv->cfg.idle_timeout_s, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)http_mhd_log, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
+    if (cfg->tls_cert_pem && cfg->tls_key_pem) {
+        flags |= MHD_USE_TLS;
+        srv->tls_cert = pw_xstrdup(cfg->tls_cert_pem);
+        srv->tls_key = pw_xstrdup(cfg->tls_key_pem);
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
+        if (cfg->tls_client_ca_pem) {
+            srv->tls_ca = pw_xstrdup(cfg->tls_client_ca_pem);
+            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, srv->tls_ca};
+        }
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, srv, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (!srv->mhd) {
+        PW_ERROR("http: cannot listen on %s (address in use, or a bad TLS certificate)", cfg->listen);
+        free(srv->tls_cert);
+        free(srv->tls_key);
+        free(srv->tls_ca);
+        pthread_mutex_destroy(&srv->lock);
+        free(srv);
+        return PW_EIO;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : 0;
+    *out = srv;
+    return 0;
+}
+
+int pw_http_server_port(const pw_http_server *srv)
+{
+    return srv->port;
+}
+
+void pw_http_server_quiesce(pw_http_server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    bool already = srv->quiesced;
+    srv->quiesced = true;
+    pthread_mutex_unlock(&srv->lock);
+    if (!already) {
+        MHD_socket fd = MHD_quiesce_daemon(srv->mhd);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+    }
+}
+
+void pw_http_server_free(pw_http_server *srv)
+{
+    if (!srv)
+        return;
+    pthread_mutex_lock(&srv->lock);
+    srv->stopping = true;
+    for (pw_http_stream *s = srv->streams; s; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        s->closed = true;
+        if (!s->dead)
+            stream_wake_locked(s);
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    /* Give resumed streams a moment to send their last bytes before the daemon closes them. */
+    for (int i = 0; i < 50; i++) {
+        pthread_mutex_lock(&srv->lock);
+        bool any = srv->streams != NULL;
+        pthread_mutex_unlock(&srv->lock);
+        if (!any)
+            break;
+        pw_clock_sleep_ms(10);
+    }
+    MHD_stop_daemon(srv->mhd);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv->tls_cert);
+    free(srv->tls_key);
+    free(srv->tls_ca);
+    free(srv);
+}

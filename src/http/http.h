@@ -1,0 +1,98 @@
+/* http.h: the HTTP server both prewarmd and kubesim serve through: a route table, request accessors,
+ * whole and streamed (chunked) responses, body caps, optional TLS with client certificates, and one
+ * access-log line per request. Built on libmicrohttpd (epoll, a thread pool, suspend/resume for
+ * streams); no libmicrohttpd type appears here.
+ *
+ * Thread model: handlers run on the server's pool threads, several at once; a handler must reply
+ * exactly once (pw_http_reply*, or pw_http_reply_stream) before it returns, and must not keep req.
+ * A stream is the one object that outlives its handler: any thread may write to it or close it. */
+#ifndef PW_HTTP_H
+#define PW_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+typedef struct pw_http_server pw_http_server;
+typedef struct pw_http_req pw_http_req;
+typedef struct pw_http_stream pw_http_stream;
+
+typedef void (*pw_http_handler)(pw_http_req *req, void *ctx);
+
+/* One row of a route table. method: "GET", "POST", ... or "*" for any. pattern: a path where a
+ * segment "{name}" matches one non-empty segment (read with pw_http_req_param) and a final "**"
+ * matches any rest, including nothing. The first matching row wins; no match -> 404 (or 405 when the
+ * path matched with another method). */
+struct pw_http_route {
+    const char *method;
+    const char *pattern;
+    pw_http_handler fn;
+};
+
+struct pw_http_config {
+    const char *listen;                 /* "127.0.0.1:8080", "[::1]:0", ":8080"; port 0 picks one */
+    const struct pw_http_route *routes; /* borrowed; ends with a row whose pattern is NULL */
+    void *ctx;                          /* passed to every handler; borrowed */
+    size_t max_body;                    /* request bodies over this get 413 (0: 1 MiB) */
+    unsigned threads;                   /* pool size (0: 4) */
+    unsigned max_connections;           /* 0: 10000 */
+    unsigned idle_timeout_s;            /* idle keep-alive connections close after this (0: 60) */
+    const char *tls_cert_pem;           /* serve HTTPS when set: PEM text, borrowed during new() */
+    const char *tls_key_pem;
+    const char *tls_client_ca_pem;      /* when set, ask clients for a certificate signed by it */
+    bool access_log;                    /* one PW_INFO line per request */
+    const char *log_name;               /* prefix of access-log lines ("api", "kube") */
+};
+
+/* Starts serving. On success *out is the server (free with pw_http_server_free) and 0 is returned;
+ * on failure (bad address, port in use, bad certificate) a negative PW_E* code and nothing runs. */
+int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out);
+/* The port actually bound (useful after port 0). */
+int pw_http_server_port(const pw_http_server *srv);
+/* Stops accepting new connections; requests in flight go on. Idempotent. */
+void pw_http_server_quiesce(pw_http_server *srv);
+/* Closes every open stream, waits for handlers in flight, stops, frees. NULL is a no-op. */
+void pw_http_server_free(pw_http_server *srv);
+
+/* ---- the request: every pointer returned is borrowed and valid until the handler returns ---- */
+const char *pw_http_req_method(const pw_http_req *req);
+/* The path, percent-decoded, without the query string. */
+const char *pw_http_req_path(const pw_http_req *req);
+/* A query argument (decoded), NULL when absent; "" for "?flag". */
+const char *pw_http_req_query(const pw_http_req *req, const char *name);
+/* Calls fn for every query argument (value may be NULL for a bare key); stops when fn returns non-0. */
+void pw_http_req_query_each(const pw_http_req *req, int (*fn)(const char *k, const char *v, void *arg), void *arg);
+/* A request header (case-insensitive name), NULL when absent. */
+const char *pw_http_req_header(const pw_http_req *req, const char *name);
+/* A "{name}" segment of the matched route, NULL when the route has none. */
+const char *pw_http_req_param(const pw_http_req *req, const char *name);
+/* The request body (NUL-terminated; *len gets its length; "" with 0 when there is none). */
+const char *pw_http_req_body(const pw_http_req *req, size_t *len);
+/* The client's address as text ("127.0.0.1:53412"). */
+const char *pw_http_req_peer(const pw_http_req *req);
+/* 1 when the client presented a certificate that verifies against tls_client_ca_pem, and its subject
+ * common name is copied into cn (when cn is not NULL, cn_size > 0); 0 otherwise. */
+int pw_http_req_client_cert(pw_http_req *req, char *cn, size_t cn_size);
+
+/* ---- replying: exactly one reply per request ---- */
+/* Adds a response header to the coming reply. Name and value are copied. */
+void pw_http_add_header(pw_http_req *req, const char *name, const char *value);
+/* Replies with a copy of body. content_type NULL -> "text/plain; charset=utf-8". */
+void pw_http_reply(pw_http_req *req, int status, const char *content_type, const char *body, size_t len);
+/* Replies with obj encoded compactly, Content-Type application/json. Takes ownership of obj. */
+void pw_http_reply_json(pw_http_req *req, int status, json_t *obj);
+
+/* Starts a chunked response and returns the stream (never NULL). The caller owns one reference to it
+ * and must drop it with pw_http_stream_close() once, from any thread, at any later time. */
+pw_http_stream *pw_http_reply_stream(pw_http_req *req, int status, const char *content_type);
+/* Queues data for the client. PW_ECANCELED when the client is gone or the server is stopping (the
+ * caller should then close its reference), PW_ETOOLARGE when more than the stream's backlog cap
+ * (16 MiB) waits unsent (the stream is then ended). Never blocks on the network. */
+int pw_http_stream_write(pw_http_stream *s, const void *data, size_t n);
+/* True when the client is gone or the server is stopping. */
+bool pw_http_stream_dead(pw_http_stream *s);
+/* Ends the response after what was queued and drops the caller's reference. */
+void pw_http_stream_close(pw_http_stream *s);
+
+#endif
