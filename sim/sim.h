@@ -58,6 +58,27 @@ void sim_world_stop(struct sim *sim);
  * server puts them in its table behind authentication. */
 extern const struct pw_http_route sim_world_routes[];
 
+/* ---- TLS material, generated at start by tls.c (OpenSSL) ---- */
+
+/* PEM texts, all owned (free with sim_tls_fini). The server certificate is signed by the CA and valid
+ * for 127.0.0.1, ::1 and localhost; the client certificate (CN "kubesim-admin", O "system:masters") too. */
+struct sim_tls {
+    char *ca_cert, *ca_key;
+    char *server_cert, *server_key;
+    char *client_cert, *client_key;
+};
+int sim_tls_generate(struct sim_tls *out);
+void sim_tls_fini(struct sim_tls *t);
+
+/* ---- the API server, implemented in api.c (and the files it uses) ---- */
+
+/* Builds the API state (sim->api) and starts serving on sim->opt.listen: HTTPS with tls (the token of
+ * sim->opt.token or a client certificate signed by tls->ca_cert authenticate), or plain HTTP when tls is
+ * NULL (--insecure-http; the token is still required). *out gets the server (its port tells where). */
+int sim_api_start(struct sim *sim, const struct sim_tls *tls, pw_http_server **out);
+/* Frees the API state; call after pw_http_server_free(). */
+void sim_api_stop(struct sim *sim);
+
 /* ---- the API server's services to the world, implemented in api.c ---- */
 
 /* Records a Kubernetes Event (core/v1) about an object, as controllers and kubelets do: involved is the
