@@ -25,7 +25,7 @@ endif
 PKGS := libcurl libmicrohttpd gnutls jansson yaml-0.1 sqlite3 openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -Isim -MMD -MP $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -I. -MMD -MP $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 
 # Library modules in dependency order (a module may use those after it).
