@@ -36,6 +36,8 @@ struct sim_options {
     int controller_ms;          /* --controller-latency MS [50] : Job controller reaction time */
     int arm64_percent;          /* --arm64-percent P [20] */
     int not_ready_nodes;        /* --not-ready N [0] : nodes that start NotReady */
+    const char *namespaces;     /* --namespaces a,b [prewarm] : created at start besides default,
+                                   kube-system, kube-public, kube-node-lease */
 };
 
 /* The per-process context, passed to every handler (as pw_http's ctx) and to the world. */
