@@ -29,7 +29,7 @@ CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -I. -MMD -MP $(PKG_CFLAGS)
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 
 # Library modules in dependency order (a module may use those after it).
-MODULES := api engine store k8s http base
+MODULES := cli api engine store k8s http base
 mod_src = $(wildcard src/$(1)/*.c)
 mod_lib = $(B)/lib/libpw_$(1).a
 LIBS := $(foreach m,$(MODULES),$(call mod_lib,$(m)))
@@ -77,7 +77,7 @@ $(B)/bin/kubesim: $(patsubst %.c,$(B)/obj/%.o,$(SIM_SRC)) $(LIBS)
 $(B)/bin/prewarm-true: src/cmd/prewarm-true.c
 	@mkdir -p $(dir $@)
 	gcc -std=c11 -Os -static -nostartfiles -fno-asynchronous-unwind-tables -fno-stack-protector \
-	    -Wl,--gc-sections -Wl,--build-id=none -s -o $@ $<
+	    -Wl,--gc-sections -Wl,--build-id=none -Wl,-z,noseparate-code -s -o $@ $<
 
 $(B)/tests/unit/%: tests/unit/%.c $(LIBS) $(patsubst %.c,$(B)/obj/%.o,$(filter-out sim/main.c,$(SIM_SRC)))
 	@mkdir -p $(dir $@)

@@ -10,8 +10,9 @@
  * json_decref(), and must never modify (json_deep_copy() it to make a changed version). A write always
  * stores a new object. This makes list and watch fan-out cheap (no copies).
  *
- * The store sets metadata.resourceVersion on every write, and on create: uid, creationTimestamp,
- * generation (1), name from generateName. It does not validate (the API layer does) and runs no
+ * The store sets metadata.resourceVersion on every write, and on create: uid (unless metadata.uid is
+ * already set: the API layer chooses it when defaults depend on it), creationTimestamp, generation (1),
+ * name from generateName. It does not validate (the API layer does) and runs no
  * controller logic: deletion here is immediate removal; finalizers, propagation and garbage collection
  * are the API layer's and the controllers' business, done with sim_store_mutate() and sim_store_delete().
  *

@@ -1,0 +1,569 @@
+/* api_gc.c: deletion as the API server does it (finalizers, propagationPolicy Background / Foreground /
+ * Orphan and the per-resource defaults), the ownerReference garbage collector (a store subscriber that
+ * queues work and a thread that does it), and core/v1 Events for the world's controllers.
+ *
+ * Thread model: the store subscriber only queues (under gc_mu); the GC thread and request threads call
+ * the store. Foreground owners wait in gc_wait until their dependents are gone. */
+#include "sim/api_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+
+#define EV_INDEX_MAX 200000
+
+/* ---- dependents ---- */
+
+static bool owned_by(const json_t *obj, const char *uid)
+{
+    size_t i;
+    json_t *ref;
+    json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"), i, ref)
+    {
+        const char *u = json_string_value(json_object_get(ref, "uid"));
+        if (u && strcmp(u, uid) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool dep_filter(void *arg, const json_t *obj)
+{
+    return owned_by(obj, arg);
+}
+
+struct dep_scan {
+    struct sim_api *api;
+    const char *uid;
+    json_t *out; /* [[rdef pointer as integer, ns, name], ...] */
+};
+
+static void scan_rd(const struct rdef *rd, void *arg)
+{
+    struct dep_scan *s = arg;
+    if (strcmp(rd->plural, "events") == 0 || strcmp(rd->plural, "tokenreviews") == 0 ||
+        strcmp(rd->plural, "namespaces") == 0)
+        return;
+    json_t *items;
+    bool more;
+    uint64_t rv;
+    sim_store_list(s->api->sim->store, rd->store_key, NULL, NULL, 0, dep_filter, (void *)s->uid, &items, &more, &rv);
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        json_t *m = json_object_get(it, "metadata");
+        const char *ns = json_string_value(json_object_get(m, "namespace"));
+        json_array_append_new(s->out, json_pack("[I, s, s]", (json_int_t)(intptr_t)rd, rd->namespaced && ns ? ns : "",
+                                                json_string_value(json_object_get(m, "name"))));
+    }
+    json_decref(items);
+}
+
+/* Every object (of every served resource) with an ownerReference to uid. */
+static json_t *dependents(struct sim_api *api, const char *uid)
+{
+    struct dep_scan s = {api, uid, json_array()};
+    api_each(api, scan_rd, &s);
+    return s.out;
+}
+
+static int strip_ref(void *arg, json_t *obj)
+{
+    const char *uid = arg;
+    json_t *m = json_object_get(obj, "metadata");
+    json_t *refs = json_object_get(m, "ownerReferences");
+    bool changed = false;
+    for (size_t i = json_array_size(refs); i-- > 0;) {
+        const char *u = json_string_value(json_object_get(json_array_get(refs, i), "uid"));
+        if (u && strcmp(u, uid) == 0) {
+            json_array_remove(refs, i);
+            changed = true;
+        }
+    }
+    if (changed && json_array_size(refs) == 0)
+        json_object_del(m, "ownerReferences");
+    return changed ? 0 : 1;
+}
+
+static void orphan_dependents(struct sim_api *api, const char *uid)
+{
+    json_t *deps = dependents(api, uid);
+    size_t i;
+    json_t *d;
+    json_array_foreach(deps, i, d)
+    {
+        const struct rdef *rd = (const struct rdef *)(intptr_t)json_integer_value(json_array_get(d, 0));
+        sim_store_mutate(api->sim->store, rd->store_key, json_string_value(json_array_get(d, 1)),
+                         json_string_value(json_array_get(d, 2)), strip_ref, (void *)uid, NULL);
+    }
+    json_decref(deps);
+}
+
+/* ---- deletion ---- */
+
+static bool has_finalizers(const json_t *obj)
+{
+    return json_array_size(json_object_get(json_object_get(obj, "metadata"), "finalizers")) > 0;
+}
+
+static bool has_finalizer(const json_t *obj, const char *f)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "finalizers"), i, v)
+    {
+        if (json_string_value(v) && strcmp(json_string_value(v), f) == 0)
+            return true;
+    }
+    return false;
+}
+
+struct mark {
+    bool foreground;
+};
+
+static int mark_deleting(void *arg, json_t *obj)
+{
+    struct mark *mk = arg;
+    json_t *m = json_object_get(obj, "metadata");
+    bool changed = false;
+    if (!json_object_get(m, "deletionTimestamp")) {
+        char now[32];
+        api_now_rfc3339(now);
+        json_object_set_new(m, "deletionTimestamp", json_string(now));
+        json_object_set_new(m, "deletionGracePeriodSeconds", json_integer(0));
+        changed = true;
+    }
+    if (mk->foreground && !has_finalizer(obj, "foregroundDeletion")) {
+        json_t *f = json_object_get(m, "finalizers");
+        if (!json_is_array(f)) {
+            f = json_array();
+            json_object_set_new(m, "finalizers", f);
+        }
+        json_array_append_new(f, json_string("foregroundDeletion"));
+        changed = true;
+    }
+    return changed ? 0 : 1;
+}
+
+static void gc_push(struct sim_api *api, json_t *item)
+{
+    pthread_mutex_lock(&api->gc_mu);
+    json_array_append_new(api->gc_queue, item);
+    pthread_cond_signal(&api->gc_cond);
+    pthread_mutex_unlock(&api->gc_mu);
+}
+
+struct ns_purge {
+    struct sim_api *api;
+    const char *ns;
+};
+
+static void purge_rd(const struct rdef *rd, void *arg)
+{
+    struct ns_purge *p = arg;
+    if (!rd->namespaced || !(rd->verbs & V_DELETE))
+        return;
+    json_t *items;
+    bool more;
+    uint64_t rv;
+    sim_store_list(p->api->sim->store, rd->store_key, p->ns, NULL, 0, NULL, NULL, &items, &more, &rv);
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        const char *name = json_string_value(json_object_get(json_object_get(it, "metadata"), "name"));
+        if (name)
+            api_delete(p->api, rd, p->ns, name, "Background", NULL);
+    }
+    json_decref(items);
+}
+
+static void crd_purge(struct sim_api *api, const json_t *crd)
+{
+    json_t *spec = json_object_get(crd, "spec");
+    const char *group = json_string_value(json_object_get(spec, "group"));
+    const char *plural = json_string_value(json_object_get(json_object_get(spec, "names"), "plural"));
+    if (!group || !plural)
+        return;
+    char *key = pw_xasprintf("%s.%s", plural, group);
+    json_t *items;
+    bool more;
+    uint64_t rv;
+    sim_store_list(api->sim->store, key, NULL, NULL, 0, NULL, NULL, &items, &more, &rv);
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        json_t *m = json_object_get(it, "metadata");
+        const char *ns = json_string_value(json_object_get(m, "namespace"));
+        sim_store_delete(api->sim->store, key, ns ? ns : "", json_string_value(json_object_get(m, "name")), NULL);
+    }
+    json_decref(items);
+    free(key);
+}
+
+int api_delete(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, const char *policy,
+               json_t **out)
+{
+    sim_store *st = api->sim->store;
+    json_t *obj;
+    int rc = sim_store_get(st, rd->store_key, ns, name, &obj);
+    if (rc)
+        return rc;
+    if (!policy)
+        policy = strcmp(rd->store_key, "jobs.batch") == 0 ? "Orphan" : "Background";
+    bool foreground = strcmp(policy, "Foreground") == 0;
+    char uid[64];
+    snprintf(uid, sizeof(uid), "%s", json_string_value(json_object_get(json_object_get(obj, "metadata"), "uid")) ?
+             json_string_value(json_object_get(json_object_get(obj, "metadata"), "uid")) : "");
+    if (strcmp(policy, "Orphan") == 0 && *uid)
+        orphan_dependents(api, uid);
+    if (foreground || has_finalizers(obj)) {
+        json_decref(obj);
+        struct mark mk = {foreground};
+        json_t *marked = NULL;
+        rc = sim_store_mutate(st, rd->store_key, ns, name, mark_deleting, &mk, &marked);
+        if (rc)
+            return rc;
+        if (foreground)
+            gc_push(api, json_pack("{s:s, s:I, s:s, s:s, s:s}", "op", "foreground", "rd", (json_int_t)(intptr_t)rd,
+                                   "ns", ns, "name", name, "uid", uid));
+        if (out)
+            *out = marked;
+        else
+            json_decref(marked);
+        return 0;
+    }
+    json_decref(obj);
+    if (strcmp(rd->plural, "namespaces") == 0) {
+        struct ns_purge p = {api, name};
+        api_each(api, purge_rd, &p);
+    }
+    json_t *last = NULL;
+    rc = sim_store_delete(st, rd->store_key, ns, name, &last);
+    if (rc)
+        return rc;
+    if (strcmp(rd->plural, "customresourcedefinitions") == 0) {
+        api_crd_changed(api, last, true);
+        crd_purge(api, last);
+    }
+    if (out) {
+        if (strcmp(rd->plural, "pods") == 0) {
+            *out = last;
+            last = NULL;
+        } else {
+            *out = json_pack("{s:s, s:s, s:{}, s:s, s:{s:s, s:s, s:s, s:s}}", "kind", "Status", "apiVersion", "v1",
+                             "metadata", "status", "Success", "details", "name", name, "group", rd->group, "kind",
+                             rd->plural, "uid", uid);
+        }
+    }
+    json_decref(last);
+    return 0;
+}
+
+void api_finalize_check(struct sim_api *api, const struct rdef *rd, const json_t *obj)
+{
+    json_t *m = json_object_get(obj, "metadata");
+    if (!json_object_get(m, "deletionTimestamp") || has_finalizers(obj))
+        return;
+    const char *ns = json_string_value(json_object_get(m, "namespace"));
+    const char *name = json_string_value(json_object_get(m, "name"));
+    if (name)
+        sim_store_delete(api->sim->store, rd->store_key, rd->namespaced && ns ? ns : "", name, NULL);
+}
+
+/* ---- the garbage collector ---- */
+
+static void gc_on_change(void *arg, const struct sim_change *ch)
+{
+    struct sim_api *api = arg;
+    json_t *m = json_object_get(ch->obj, "metadata");
+    json_t *item = NULL;
+    if (ch->type == SIM_DELETED) {
+        const char *uid = json_string_value(json_object_get(m, "uid"));
+        if (uid)
+            item = json_pack("{s:s, s:s}", "op", "orphaned", "uid", uid);
+    } else if (ch->type == SIM_MODIFIED && json_object_get(m, "deletionTimestamp") && !has_finalizers(ch->obj)) {
+        item = json_pack("{s:s, s:s, s:s, s:s}", "op", "finalize", "key", ch->resource, "ns", ch->ns, "name", ch->name);
+    }
+    if (item)
+        gc_push(api, item);
+}
+
+static void gc_orphaned(struct sim_api *api, const char *uid)
+{
+    json_t *deps = dependents(api, uid);
+    size_t i;
+    json_t *d;
+    json_array_foreach(deps, i, d)
+    {
+        const struct rdef *rd = (const struct rdef *)(intptr_t)json_integer_value(json_array_get(d, 0));
+        const char *ns = json_string_value(json_array_get(d, 1));
+        const char *name = json_string_value(json_array_get(d, 2));
+        json_t *obj;
+        if (sim_store_get(api->sim->store, rd->store_key, ns, name, &obj) != 0)
+            continue;
+        size_t nrefs = json_array_size(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"));
+        json_decref(obj);
+        if (nrefs <= 1)
+            api_delete(api, rd, ns, name, "Background", NULL);
+        else
+            sim_store_mutate(api->sim->store, rd->store_key, ns, name, strip_ref, (void *)uid, NULL);
+    }
+    json_decref(deps);
+}
+
+static int drop_foreground(void *arg, json_t *obj)
+{
+    (void)arg;
+    json_t *f = json_object_get(json_object_get(obj, "metadata"), "finalizers");
+    bool changed = false;
+    for (size_t i = json_array_size(f); i-- > 0;) {
+        const char *s = json_string_value(json_array_get(f, i));
+        if (s && strcmp(s, "foregroundDeletion") == 0) {
+            json_array_remove(f, i);
+            changed = true;
+        }
+    }
+    if (changed && json_array_size(f) == 0)
+        json_object_del(json_object_get(obj, "metadata"), "finalizers");
+    return changed ? 0 : 1;
+}
+
+/* A foreground owner: true when it is finished (dependents gone and the finalizer dropped). */
+static bool gc_foreground(struct sim_api *api, const json_t *item, bool first)
+{
+    const struct rdef *rd = (const struct rdef *)(intptr_t)json_integer_value(json_object_get(item, "rd"));
+    const char *ns = json_string_value(json_object_get(item, "ns"));
+    const char *name = json_string_value(json_object_get(item, "name"));
+    const char *uid = json_string_value(json_object_get(item, "uid"));
+    json_t *deps = dependents(api, uid);
+    size_t n = json_array_size(deps);
+    if (first) {
+        size_t i;
+        json_t *d;
+        json_array_foreach(deps, i, d)
+        {
+            const struct rdef *drd = (const struct rdef *)(intptr_t)json_integer_value(json_array_get(d, 0));
+            api_delete(api, drd, json_string_value(json_array_get(d, 1)), json_string_value(json_array_get(d, 2)),
+                       "Background", NULL);
+        }
+        json_decref(deps);
+        deps = dependents(api, uid);
+        n = json_array_size(deps);
+    }
+    json_decref(deps);
+    if (n)
+        return false;
+    json_t *out = NULL;
+    if (sim_store_mutate(api->sim->store, rd->store_key, ns, name, drop_foreground, NULL, &out) == 0) {
+        const char *ouid = json_string_value(json_object_get(json_object_get(out, "metadata"), "uid"));
+        if (ouid && strcmp(ouid, uid) == 0)
+            api_finalize_check(api, rd, out);
+        json_decref(out);
+    }
+    return true;
+}
+
+static void *gc_main(void *arg)
+{
+    struct sim_api *api = arg;
+    pthread_mutex_lock(&api->gc_mu);
+    for (;;) {
+        while (json_array_size(api->gc_queue) == 0 && !api->stopping) {
+            if (json_array_size(api->gc_wait) == 0) {
+                pthread_cond_wait(&api->gc_cond, &api->gc_mu);
+            } else {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 200 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&api->gc_cond, &api->gc_mu, &ts);
+                break;
+            }
+        }
+        if (api->stopping)
+            break;
+        json_t *work = api->gc_queue;
+        api->gc_queue = json_array();
+        json_t *wait = api->gc_wait;
+        api->gc_wait = json_array();
+        pthread_mutex_unlock(&api->gc_mu);
+        size_t i;
+        json_t *it;
+        json_array_foreach(work, i, it)
+        {
+            const char *op = json_string_value(json_object_get(it, "op"));
+            if (strcmp(op, "orphaned") == 0) {
+                gc_orphaned(api, json_string_value(json_object_get(it, "uid")));
+            } else if (strcmp(op, "finalize") == 0) {
+                const char *key = json_string_value(json_object_get(it, "key"));
+                const char *ns = json_string_value(json_object_get(it, "ns"));
+                const char *name = json_string_value(json_object_get(it, "name"));
+                json_t *obj;
+                if (sim_store_get(api->sim->store, key, ns, name, &obj) == 0) {
+                    json_t *m = json_object_get(obj, "metadata");
+                    if (json_object_get(m, "deletionTimestamp") && !has_finalizers(obj))
+                        sim_store_delete(api->sim->store, key, ns, name, NULL);
+                    json_decref(obj);
+                }
+            } else if (strcmp(op, "foreground") == 0) {
+                if (!gc_foreground(api, it, true))
+                    json_array_append(wait, it);
+            }
+        }
+        json_decref(work);
+        json_t *still = json_array();
+        json_array_foreach(wait, i, it) if (!gc_foreground(api, it, false)) json_array_append(still, it);
+        json_decref(wait);
+        pthread_mutex_lock(&api->gc_mu);
+        json_array_extend(api->gc_wait, still);
+        json_decref(still);
+    }
+    pthread_mutex_unlock(&api->gc_mu);
+    return NULL;
+}
+
+void api_gc_start(struct sim_api *api)
+{
+    pthread_mutex_init(&api->gc_mu, NULL);
+    pthread_cond_init(&api->gc_cond, NULL);
+    api->gc_queue = json_array();
+    api->gc_wait = json_array();
+    api->gc_sub = sim_store_subscribe(api->sim->store, gc_on_change, api);
+    pthread_create(&api->gc_thread, NULL, gc_main, api);
+}
+
+void api_gc_stop(struct sim_api *api)
+{
+    sim_store_unsubscribe(api->sim->store, api->gc_sub);
+    pthread_mutex_lock(&api->gc_mu);
+    api->stopping = true;
+    pthread_cond_broadcast(&api->gc_cond);
+    pthread_mutex_unlock(&api->gc_mu);
+    pthread_join(api->gc_thread, NULL);
+    json_decref(api->gc_queue);
+    json_decref(api->gc_wait);
+    pthread_cond_destroy(&api->gc_cond);
+    pthread_mutex_destroy(&api->gc_mu);
+}
+
+/* ---- the world's services ---- */
+
+int sim_api_delete(struct sim *sim, const char *resource, const char *ns, const char *name, const char *policy)
+{
+    if (!sim->api)
+        return sim_store_delete(sim->store, resource, ns ? ns : "", name, NULL);
+    const struct rdef *rd = api_find_key(sim->api, resource);
+    if (!rd)
+        return sim_store_delete(sim->store, resource, ns ? ns : "", name, NULL);
+    return api_delete(sim->api, rd, rd->namespaced && ns ? ns : "", name, policy, NULL);
+}
+
+struct ev_bump {
+    const char *now;
+};
+
+static int ev_bump(void *arg, json_t *obj)
+{
+    struct ev_bump *b = arg;
+    json_int_t count = json_integer_value(json_object_get(obj, "count"));
+    json_object_set_new(obj, "count", json_integer(count > 0 ? count + 1 : 2));
+    json_object_set_new(obj, "lastTimestamp", json_string(b->now));
+    return 0;
+}
+
+static const char *infer_kind(const json_t *obj)
+{
+    const char *k = json_string_value(json_object_get(obj, "kind"));
+    if (k)
+        return k;
+    json_t *spec = json_object_get(obj, "spec");
+    if (json_object_get(spec, "containers"))
+        return "Pod";
+    if (json_object_get(spec, "template"))
+        return "Job";
+    if (!json_object_get(json_object_get(obj, "metadata"), "namespace"))
+        return "Node";
+    return "";
+}
+
+void sim_api_event(struct sim *sim, const json_t *involved, const char *type, const char *reason,
+                   const char *message, const char *component, const char *host, const char *field_path)
+{
+    json_t *im = json_object_get(involved, "metadata");
+    const char *iname = json_string_value(json_object_get(im, "name"));
+    const char *ins = json_string_value(json_object_get(im, "namespace"));
+    const char *iuid = json_string_value(json_object_get(im, "uid"));
+    const char *kind = infer_kind(involved);
+    const char *api_version = json_string_value(json_object_get(involved, "apiVersion"));
+    if (!api_version)
+        api_version = strcmp(kind, "Job") == 0 ? "batch/v1" : "v1";
+    const char *ns = ins && *ins ? ins : "default";
+    if (!iname)
+        return;
+    char now[32];
+    pw_time_rfc3339(time(NULL), now);
+    char *key = pw_xasprintf("%s|%s|%s|%s|%s|%s|%s|%s", iuid ? iuid : iname, kind, type ? type : "", reason ? reason : "",
+                             message ? message : "", component ? component : "", host ? host : "",
+                             field_path ? field_path : "");
+    struct sim_api *api = sim->api;
+    if (api) {
+        pthread_mutex_lock(&api->ev_mu);
+        const char *existing = json_string_value(json_object_get(api->ev_index, key));
+        char *ename = existing ? pw_xstrdup(existing) : NULL;
+        pthread_mutex_unlock(&api->ev_mu);
+        if (ename) {
+            struct ev_bump b = {now};
+            int rc = sim_store_mutate(sim->store, "events", ns, ename, ev_bump, &b, NULL);
+            free(ename);
+            if (rc == 0) {
+                free(key);
+                return;
+            }
+        }
+    }
+    char ename[400];
+    snprintf(ename, sizeof(ename), "%.230s.%llx", iname, (unsigned long long)pw_clock_real_ms() * 1000000ULL +
+                                                          (unsigned long long)(pw_clock_mono_ms() % 1000000));
+    json_t *io = json_pack("{s:s, s:s, s:s}", "kind", kind, "name", iname, "apiVersion", api_version);
+    if (ins && *ins)
+        json_object_set_new(io, "namespace", json_string(ins));
+    if (iuid)
+        json_object_set_new(io, "uid", json_string(iuid));
+    json_t *irv = json_object_get(im, "resourceVersion");
+    if (irv)
+        json_object_set(io, "resourceVersion", irv);
+    if (field_path)
+        json_object_set_new(io, "fieldPath", json_string(field_path));
+    json_t *src = json_pack("{s:s}", "component", component ? component : "");
+    if (host)
+        json_object_set_new(src, "host", json_string(host));
+    json_t *ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:o, s:s, s:s, s:i, s:s, s:n, s:s, s:s}",
+                           "apiVersion", "v1", "kind", "Event", "metadata", "name", ename, "namespace", ns,
+                           "involvedObject", io, "reason", reason ? reason : "", "message", message ? message : "",
+                           "source", src, "firstTimestamp", now, "lastTimestamp", now, "count", 1, "type",
+                           type ? type : "Normal", "eventTime", "reportingComponent", component ? component : "",
+                           "reportingInstance", host ? host : "");
+    json_t *out = NULL;
+    if (sim_store_create(sim->store, "events", ns, ev, &out) == 0 && api) {
+        pthread_mutex_lock(&api->ev_mu);
+        if (json_object_size(api->ev_index) >= EV_INDEX_MAX)
+            json_object_clear(api->ev_index);
+        json_object_set_new(api->ev_index, key, json_string(ename));
+        pthread_mutex_unlock(&api->ev_mu);
+    }
+    json_decref(out);
+    free(key);
+}

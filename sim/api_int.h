@@ -1,0 +1,186 @@
+/* api_int.h: private seams between the files of kubesim's API server (api.c: serving, routing,
+ * discovery, the resource registry, stats and faults; api_rest.c: the REST verbs, validation,
+ * defaults, field selectors, tables; api_watch.c: watch streams; api_gc.c: deletion, the garbage
+ * collector and events; api_patch.c: merge, strategic-merge and JSON patches).
+ *
+ * Thread model: struct sim_api's mutable parts are guarded by its mutexes as noted per field. */
+#ifndef SIM_API_INT_H
+#define SIM_API_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "http/http.h"
+#include "k8s/labels.h"
+#include "sim/sim.h"
+
+/* verbs a resource allows (bits) */
+enum {
+    V_GET = 1 << 0,
+    V_LIST = 1 << 1,
+    V_WATCH = 1 << 2,
+    V_CREATE = 1 << 3,
+    V_UPDATE = 1 << 4,
+    V_PATCH = 1 << 5,
+    V_DELETE = 1 << 6,
+    V_DELETECOLLECTION = 1 << 7,
+    V_ALL = 0xff,
+};
+
+struct sim_api;
+struct rdef;
+
+/* Validates a new or updated object (cause list appended to causes: [{reason,message,field}]). */
+typedef void (*rdef_validate_fn)(const struct rdef *rd, const json_t *obj, json_t *causes);
+/* Sets server defaults on a new object (owned, private). */
+typedef void (*rdef_default_fn)(struct sim *sim, const struct rdef *rd, json_t *obj);
+/* Table: columns (a JSON array of column definitions) and the cells of one row. */
+typedef json_t *(*rdef_columns_fn)(void);
+typedef void (*rdef_cells_fn)(const json_t *obj, json_t *cells, int64_t now_s);
+
+/* One served resource: a row of the registry table (built-ins) or made from a CRD. */
+struct rdef {
+    const char *group;   /* "" for core */
+    const char *version; /* "v1" */
+    const char *plural;
+    const char *singular;
+    const char *kind;
+    bool namespaced;
+    const char *short_names; /* comma-separated, "" for none */
+    bool has_status;
+    unsigned verbs;
+    const char *store_key;            /* "pods", "jobs.batch", "<plural>.<group>" */
+    const char *const *fields;        /* extra field-selector fields, NULL-terminated (may be NULL) */
+    rdef_validate_fn validate;        /* may be NULL */
+    rdef_default_fn defaults;         /* may be NULL */
+    rdef_columns_fn columns;          /* may be NULL: NAME AGE */
+    rdef_cells_fn cells;
+    bool custom;                      /* served for a CRD (strategic merge is refused) */
+    bool removed;                     /* its CRD was deleted */
+    char *owned[8];                   /* strings owned by a CRD-made row */
+};
+
+struct watcher;
+
+struct stat_row {
+    char verb[20];
+    char resource[96];
+    int code;
+    long count;
+};
+
+struct fault_rule {
+    char verb[20];
+    char resource[96]; /* "" or "*": any */
+    int code;
+    double rate;
+};
+
+struct sim_api {
+    struct sim *sim;
+    pthread_mutex_t mu; /* guards crds, stats, faults, watchers list, compact_rv */
+    struct rdef **crds;
+    size_t ncrds;
+    struct stat_row *stats;
+    size_t nstats, capstats;
+    long watches_open, watches_total;
+    struct fault_rule *faults;
+    size_t nfaults;
+    long latency_ms;
+    long drop_watches_s;
+    json_t *faults_json; /* the last POSTed document */
+    uint64_t compact_rv;  /* continue tokens older than this are expired */
+    struct watcher *watchers; /* a list, guarded by mu */
+    pthread_t ticker;
+    bool stopping; /* guarded by mu */
+    pthread_cond_t cond;
+    /* the garbage collector */
+    pthread_mutex_t gc_mu;
+    pthread_cond_t gc_cond;
+    json_t *gc_queue;  /* array of work items, guarded by gc_mu */
+    json_t *gc_wait;   /* foreground owners waiting for dependents: array, guarded by gc_mu */
+    pthread_t gc_thread;
+    int gc_sub;
+    /* events: "uid|reason|type|message|component" -> event name, guarded by ev_mu */
+    pthread_mutex_t ev_mu;
+    json_t *ev_index;
+    struct pw_http_route *routes; /* owned: our table with the world's rows */
+    const char *token;
+};
+
+/* ---- api.c ---- */
+extern const struct rdef api_builtin[]; /* api_rest.c; ends with a row whose plural is NULL */
+/* The registry row for (group, version, plural) or NULL. */
+const struct rdef *api_find(struct sim_api *api, const char *group, const char *version, const char *plural);
+/* The row whose store key is key, or NULL. */
+const struct rdef *api_find_key(struct sim_api *api, const char *key);
+/* Calls fn for every row served (built-ins, then live CRDs); under api->mu. */
+void api_each(struct sim_api *api, void (*fn)(const struct rdef *rd, void *arg), void *arg);
+/* "pods", "jobs.batch": the qualified resource of messages. Writes into buf. */
+const char *api_qres(const struct rdef *rd, char *buf, size_t n);
+/* "v1", "batch/v1" */
+const char *api_gv(const struct rdef *rd, char *buf, size_t n);
+/* Replies a Status failure; details (may be NULL) is taken. */
+void api_status(pw_http_req *req, int code, const char *reason, const char *message, json_t *details);
+json_t *api_status_obj(int code, const char *reason, const char *message, json_t *details);
+/* Replies NotFound for rd/name. */
+void api_not_found(pw_http_req *req, const struct rdef *rd, const char *name);
+void api_stat(struct sim_api *api, const char *verb, const char *resource, int code);
+/* Registers the CRD object (a served resource from now on) or marks it removed when gone. */
+void api_crd_changed(struct sim_api *api, const json_t *crd, bool gone);
+/* A new v4 UUID into out. */
+void api_uid(char out[37]);
+void api_now_rfc3339(char out[32]);
+
+/* ---- api_rest.c ---- */
+struct rreq {
+    struct sim_api *api;
+    pw_http_req *req;
+    const struct rdef *rd;
+    const char *ns;   /* NULL: all namespaces (lists) */
+    const char *name; /* NULL for collections */
+    const char *sub;  /* "status" or NULL */
+    const char *verb; /* for stats */
+};
+void api_rest_dispatch(struct rreq *r);
+/* Field selectors: parse text for rd; 0 or PW_EINVAL with *err (caller frees). */
+struct fieldsel;
+int api_fieldsel_parse(const struct rdef *rd, const char *text, struct fieldsel **out, char **err);
+bool api_fieldsel_matches(const struct fieldsel *fs, const json_t *obj);
+void api_fieldsel_free(struct fieldsel *fs);
+/* Ensures kind and apiVersion on an object for output: a new reference (maybe obj itself). */
+json_t *api_with_kind(const struct rdef *rd, json_t *obj);
+/* Table output */
+bool api_wants_table(pw_http_req *req);
+json_t *api_table(const struct rdef *rd, json_t *items, const char *rv, bool include_object, int64_t now_s);
+
+/* ---- api_watch.c ---- */
+void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs);
+void api_watch_start(struct sim_api *api);
+void api_watch_stop(struct sim_api *api);
+/* Closes every open watch (a fault). */
+void api_watch_drop_all(struct sim_api *api);
+
+/* ---- api_gc.c ---- */
+/* Deletes as DELETE does; *out (may be NULL) gets the response object (the object or a Status).
+ * PW_ENOTFOUND when absent. */
+int api_delete(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, const char *policy,
+               json_t **out);
+/* After a write that may have emptied the finalizers of an object being deleted: removes it. */
+void api_finalize_check(struct sim_api *api, const struct rdef *rd, const json_t *obj);
+void api_gc_start(struct sim_api *api);
+void api_gc_stop(struct sim_api *api);
+
+/* ---- api_patch.c ---- */
+/* Applies patch to a copy of target; *out gets the result (caller decrefs). ctype selects the format.
+ * PW_EMEDIATYPE for an unknown one, PW_EINVAL for a bad patch (with *err, caller frees). */
+int api_patch_apply(const char *ctype, const json_t *target, const char *patch, size_t len, bool custom,
+                    json_t **out, char **err);
+json_t *api_merge_patch(const json_t *target, const json_t *patch);
+json_t *api_strategic_patch(const json_t *target, const json_t *patch);
+int api_json_patch(json_t *doc, const json_t *ops, char **err);
+
+#endif

@@ -1,0 +1,169 @@
+/* api.c: the REST API v1 handlers and their route table. Each handler is parse -> validate -> call
+ * the engine -> encode; errors go out in the §3 error shape. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "base/err.h"
+#include "base/mem.h"
+#include "base/sv.h"
+
+#define MAX_LIST_LIMIT 10000
+
+static const char *const task_statuses[] = {"pending", "running", "succeeded", "failed", "cancelled", NULL};
+static const char *const node_states[] = {"pending", "running", "succeeded", "failed", "skipped", "cancelled", NULL};
+
+static void reply_error(pw_http_req *req, int code, const char *message, const char *field)
+{
+    pw_http_reply_json(req, pw_err_http_status(code), pw_api_error(code, message, field));
+}
+
+static pw_engine *engine_of(void *ctx)
+{
+    return ((struct pw_api_ctx *)ctx)->engine;
+}
+
+/* Reads ?<key>= (one of choices), ?limit= and ?continue=. Replies and returns non-0 when invalid. */
+static int list_params(pw_http_req *req, const char *key, const char *const *choices, const char **filter,
+                       size_t *limit, const char **cont)
+{
+    *filter = pw_http_req_query(req, key);
+    if (*filter && !**filter)
+        *filter = NULL;
+    if (*filter) {
+        size_t i = 0;
+        while (choices[i] && strcmp(choices[i], *filter) != 0)
+            i++;
+        if (!choices[i]) {
+            char *msg = pw_xasprintf("%s: unknown value \"%s\"", key, *filter);
+            reply_error(req, PW_EINVAL, msg, key);
+            free(msg);
+            return -1;
+        }
+    }
+    const char *l = pw_http_req_query(req, "limit");
+    long lv = 0;
+    if (l && *l && pw_parse_long(l, 1, MAX_LIST_LIMIT, &lv) != 0) {
+        reply_error(req, PW_EINVAL, "limit: must be an integer between 1 and 10000", "limit");
+        return -1;
+    }
+    *limit = (size_t)lv;
+    *cont = pw_http_req_query(req, "continue");
+    return 0;
+}
+
+static void h_healthz(pw_http_req *req, void *ctx)
+{
+    (void)ctx;
+    pw_http_reply(req, 200, NULL, "ok", 2);
+}
+
+static void h_readyz(pw_http_req *req, void *ctx)
+{
+    const char *why = NULL;
+    if (pw_engine_ready(engine_of(ctx), &why))
+        pw_http_reply(req, 200, NULL, "ok", 2);
+    else
+        reply_error(req, PW_EUNAVAIL, why, NULL);
+}
+
+static void h_create(pw_http_req *req, void *ctx)
+{
+    size_t len;
+    const char *body = pw_http_req_body(req, &len);
+    struct pw_taskspec spec;
+    json_t *err = NULL;
+    int rc = pw_api_parse_create(pw_http_req_header(req, "Content-Type"), body, len, &spec, &err);
+    if (rc != 0) {
+        pw_http_reply_json(req, pw_err_http_status(rc), err);
+        return;
+    }
+    json_t *task = NULL;
+    rc = pw_engine_submit(engine_of(ctx), &spec, &task);
+    pw_taskspec_fini(&spec);
+    if (rc != 0) {
+        reply_error(req, rc, "the task could not be stored; retry later", NULL);
+        return;
+    }
+    char *loc = pw_xasprintf("/api/v1/tasks/%s", json_string_value(json_object_get(task, "id")));
+    pw_http_add_header(req, "Location", loc);
+    free(loc);
+    pw_http_reply_json(req, 201, task);
+}
+
+static void h_list(pw_http_req *req, void *ctx)
+{
+    const char *status, *cont;
+    size_t limit;
+    if (list_params(req, "status", task_statuses, &status, &limit, &cont) != 0)
+        return;
+    json_t *out = NULL;
+    int rc = pw_engine_list_tasks(engine_of(ctx), status, limit, cont, &out);
+    if (rc == PW_EINVAL)
+        reply_error(req, rc, "continue: invalid token", "continue");
+    else if (rc != 0)
+        reply_error(req, rc, NULL, NULL);
+    else
+        pw_http_reply_json(req, 200, out);
+}
+
+static void reply_task_result(pw_http_req *req, int rc, json_t *task, const char *id)
+{
+    if (rc == 0) {
+        pw_http_reply_json(req, 200, task);
+        return;
+    }
+    char *msg = rc == PW_ENOTFOUND   ? pw_xasprintf("task %s not found", id)
+                : rc == PW_ECONFLICT ? pw_xasprintf("task %s already finished; only pending or running tasks "
+                                                    "can be cancelled",
+                                                    id)
+                                     : NULL;
+    reply_error(req, rc, msg, NULL);
+    free(msg);
+}
+
+static void h_get(pw_http_req *req, void *ctx)
+{
+    const char *id = pw_http_req_param(req, "id");
+    json_t *task = NULL;
+    int rc = pw_engine_get_task(engine_of(ctx), id, &task);
+    reply_task_result(req, rc, task, id);
+}
+
+static void h_cancel(pw_http_req *req, void *ctx)
+{
+    const char *id = pw_http_req_param(req, "id");
+    json_t *task = NULL;
+    int rc = pw_engine_cancel(engine_of(ctx), id, &task);
+    reply_task_result(req, rc, task, id);
+}
+
+static void h_nodes(pw_http_req *req, void *ctx)
+{
+    const char *id = pw_http_req_param(req, "id");
+    const char *state, *cont;
+    size_t limit;
+    if (list_params(req, "state", node_states, &state, &limit, &cont) != 0)
+        return;
+    json_t *out = NULL;
+    int rc = pw_engine_list_nodes(engine_of(ctx), id, state, limit, cont, &out);
+    if (rc == 0) {
+        pw_http_reply_json(req, 200, out);
+        return;
+    }
+    char *msg = rc == PW_ENOTFOUND ? pw_xasprintf("task %s not found", id) : NULL;
+    reply_error(req, rc, msg, NULL);
+    free(msg);
+}
+
+const struct pw_http_route pw_api_routes[] = {
+    {"GET", "/healthz", h_healthz},
+    {"GET", "/readyz", h_readyz},
+    {"POST", "/api/v1/tasks", h_create},
+    {"GET", "/api/v1/tasks", h_list},
+    {"GET", "/api/v1/tasks/{id}", h_get},
+    {"DELETE", "/api/v1/tasks/{id}", h_cancel},
+    {"GET", "/api/v1/tasks/{id}/nodes", h_nodes},
+    {NULL, NULL, NULL},
+};

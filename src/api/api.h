@@ -1,0 +1,32 @@
+/* api.h: prewarmd's REST API v1 (ARCHITECTURE.md §3) on the HTTP server: the route table, the
+ * handlers (parse -> validate -> call the engine -> encode) and the request/response codecs.
+ *
+ * Thread model: handlers run on the HTTP pool threads and only call thread-safe engine functions. */
+#ifndef PW_API_H
+#define PW_API_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "engine/engine.h"
+#include "http/http.h"
+
+/* The routes (ends with a NULL pattern row); pass an api context as the server's ctx. */
+extern const struct pw_http_route pw_api_routes[];
+
+/* What the handlers need; borrowed for the server's life. */
+struct pw_api_ctx {
+    pw_engine *engine;
+};
+
+/* Parses a create request: content_type must be JSON (else PW_EMEDIATYPE), body a JSON object that
+ * pw_taskspec_parse accepts. On success 0 and *out filled (caller finis). On failure the negative code
+ * and *err (caller decrefs) is the error body of §3 with the field named. */
+int pw_api_parse_create(const char *content_type, const char *body, size_t len, struct pw_taskspec *out,
+                        json_t **err);
+
+/* The §3 error body {"code","reason","message","details"?}: a new object. field may be NULL. */
+json_t *pw_api_error(int code, const char *message, const char *field);
+
+#endif

@@ -1,0 +1,196 @@
+/* client.c: prewarmctl's HTTP client to prewarmd: one reused curl handle (keep-alive across the polls of
+ * a wait), JSON in and out, a cap on every response body, connect and transfer timeouts, and transport
+ * errors turned into PW_E* codes with a message a person can act on. */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/mem.h"
+#include "cli/cli_int.h"
+
+#define RESPONSE_CAP (16u << 20) /* the largest node list we accept in one page */
+#define CONNECT_TIMEOUT_S 5L
+#define TRANSFER_TIMEOUT_S 30L
+
+struct pw_cli_client {
+    CURL *curl;
+    char *base;                     /* owned; without a trailing '/' */
+    volatile sig_atomic_t *interrupt; /* borrowed; may be NULL */
+    pw_buf resp;
+    bool too_large;
+};
+
+pw_cli_client *pw_cli_client_new(const char *base_url)
+{
+    static bool global_done;
+    if (!global_done) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            return NULL;
+        global_done = true;
+    }
+    CURL *curl = curl_easy_init();
+    if (!curl)
+        return NULL;
+    pw_cli_client *c = pw_xcalloc(1, sizeof(*c));
+    c->curl = curl;
+    c->base = pw_xstrdup(base_url);
+    size_t n = strlen(c->base);
+    while (n > 0 && c->base[n - 1] == '/')
+        c->base[--n] = '\0';
+    pw_buf_init(&c->resp, RESPONSE_CAP);
+    return c;
+}
+
+void pw_cli_client_free(pw_cli_client *c)
+{
+    if (!c)
+        return;
+    curl_easy_cleanup(c->curl);
+    pw_buf_fini(&c->resp);
+    free(c->base);
+    free(c);
+}
+
+void pw_cli_client_set_interrupt(pw_cli_client *c, volatile sig_atomic_t *flag)
+{
+    c->interrupt = flag;
+}
+
+const char *pw_cli_client_url(const pw_cli_client *c)
+{
+    return c->base;
+}
+
+char *pw_cli_escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    char *out = pw_xmalloc(n * 3 + 1);
+    char *o = out;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+            *p == '_' || *p == '.' || *p == '~') {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+    pw_cli_client *c = arg;
+    size_t n = size * nmemb;
+    if (pw_buf_append(&c->resp, data, n) != 0) {
+        c->too_large = true;
+        return 0; /* aborts the transfer */
+    }
+    return n;
+}
+
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    pw_cli_client *c = arg;
+    return c->interrupt && *c->interrupt ? 1 : 0;
+}
+
+/* A transport failure as a PW_E* code and a message; the OS error ("Connection refused") when there is
+ * one, since curl's own wording ("Couldn't connect to server") hides the cause. */
+static int transport_error(pw_cli_client *c, CURLcode cc, const char *curl_msg, char *err, size_t errlen)
+{
+    long os_errno = 0;
+    curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &os_errno);
+    const char *why = curl_msg[0] ? curl_msg : curl_easy_strerror(cc);
+    switch (cc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        if (os_errno)
+            why = strerror((int)os_errno);
+        snprintf(err, errlen, "cannot reach prewarmd at %s: %s (is it running? set --server or PREWARM_SERVER)",
+                 c->base, why);
+        return PW_EUNAVAIL;
+    case CURLE_OPERATION_TIMEDOUT:
+        snprintf(err, errlen, "prewarmd at %s did not answer in time: %s", c->base, why);
+        return PW_ETIMEDOUT;
+    case CURLE_ABORTED_BY_CALLBACK:
+        snprintf(err, errlen, "interrupted");
+        return PW_ECANCELED;
+    case CURLE_WRITE_ERROR:
+        if (c->too_large) {
+            snprintf(err, errlen, "the response from prewarmd at %s is over %u MiB", c->base, RESPONSE_CAP >> 20);
+            return PW_ETOOLARGE;
+        }
+        break;
+    default:
+        break;
+    }
+    snprintf(err, errlen, "request to prewarmd at %s failed: %s", c->base, why);
+    return PW_EIO;
+}
+
+int pw_cli_client_call(pw_cli_client *c, const char *method, const char *path, const json_t *body, long *status,
+                       json_t **out, char *err, size_t errlen)
+{
+    char *url = pw_xasprintf("%s%s", c->base, path);
+    char *payload = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    char curl_msg[CURL_ERROR_SIZE] = "";
+    struct curl_slist *headers = curl_slist_append(NULL, "Accept: application/json");
+    if (payload)
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+    headers = curl_slist_append(headers, "Expect:");
+
+    pw_buf_reset(&c->resp);
+    c->too_large = false;
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "GET") == 0)
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    if (payload) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "prewarmctl/" PW_CLI_VERSION);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, TRANSFER_TIMEOUT_S);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+
+    CURLcode cc = curl_easy_perform(h);
+    int rc = 0;
+    if (cc != CURLE_OK) {
+        rc = transport_error(c, cc, curl_msg, err, errlen);
+    } else {
+        long code = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+        json_t *doc = NULL;
+        if (c->resp.len > 0)
+            doc = json_loadb(c->resp.p, c->resp.len, JSON_DECODE_ANY, NULL);
+        *status = code;
+        *out = doc;
+    }
+    /* The error buffer lives on this stack frame: detach it before returning. */
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(headers);
+    free(payload);
+    free(url);
+    return rc;
+}

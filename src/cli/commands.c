@@ -1,0 +1,589 @@
+/* commands.c: prewarmctl's commands: the command and option tables (the single description from
+ * which parsing, validation and --help are generated), one function per command (parse -> call the
+ * API -> print), the shared API-call helper that turns every failure into one readable "error:" line
+ * and an exit code, and pw_cli_main. */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "cli/cli_int.h"
+
+#define OFF(field) offsetof(pw_cli_args, field)
+#define PAGE_TASKS 100L
+#define PAGE_NODES 500L
+#define MAX_PAGES 10000
+
+const pw_cli_opt pw_cli_global_opts[] = {
+    {"server", 0, PW_CLI_OPT_STR, OFF(server), "URL", NULL, 0, 0,
+     "prewarmd's URL (default: $PREWARM_SERVER, else " PW_CLI_DEFAULT_SERVER ")"},
+    {"output", 'o', PW_CLI_OPT_STR, OFF(output), "FORMAT", "table|wide|json|yaml", 0, 0,
+     "output format: table (default), wide, json or yaml"},
+    {"no-color", 0, PW_CLI_OPT_FLAG, OFF(no_color), NULL, NULL, 0, 0, "no colours (also when NO_COLOR is set)"},
+    {"help", 'h', PW_CLI_OPT_FLAG, OFF(help), NULL, NULL, 0, 0, "show help and exit"},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static const pw_cli_opt create_opts[] = {
+    {"batch-size", 0, PW_CLI_OPT_INT, OFF(batch_size), "N", NULL, 1, 10000,
+     "most nodes of this task in flight at once (server default 10)"},
+    {"strategy", 0, PW_CLI_OPT_STR, OFF(strategy), "rolling|batch", "rolling|batch", 0, 0,
+     "rolling: a finished node starts the next at once (default); batch: batch after batch"},
+    {"selector", 'l', PW_CLI_OPT_STR, OFF(selector), "SELECTOR", NULL, 0, 0,
+     "label selector of the nodes, e.g. 'zone in (a,b),!spot'"},
+    {"node", 0, PW_CLI_OPT_LIST, OFF(nodes), "NAME", NULL, 0, 0, "only this node (repeatable)"},
+    {"node-selector", 0, PW_CLI_OPT_KV, OFF(node_selectors), "KEY=VALUE", NULL, 0, 0,
+     "only nodes with this label (repeatable; all must match)"},
+    {"pull-secret", 0, PW_CLI_OPT_LIST, OFF(pull_secrets), "NAME", NULL, 0, 0,
+     "an imagePullSecret in prewarm's namespace (repeatable)"},
+    {"timeout", 0, PW_CLI_OPT_DURATION, OFF(timeout_s), "DURATION", NULL, 1, 30L * 86400,
+     "give up on a node after this, e.g. 90s, 10m, 1h30m (server default 10m)"},
+    {"retries", 0, PW_CLI_OPT_INT, OFF(retries), "N", NULL, 0, 100, "pull retries per node (server default 3)"},
+    {"success-threshold", 0, PW_CLI_OPT_RATIO, OFF(success_threshold), "RATIO", NULL, 0, 0,
+     "succeed when succeeded/(total-skipped) >= RATIO, 0 to 1 (server default 0.9)"},
+    {"priority", 0, PW_CLI_OPT_INT, OFF(priority), "N", NULL, -2147483647L, 2147483647L,
+     "higher priority tasks are served first (default 0)"},
+    {"pull-policy", 0, PW_CLI_OPT_STR, OFF(pull_policy), "POLICY", "IfNotPresent|Always|Never", 0, 0,
+     "imagePullPolicy: IfNotPresent (default) skips nodes that have the image"},
+    {"include-not-ready", 0, PW_CLI_OPT_FLAG, OFF(include_not_ready), NULL, NULL, 0, 0,
+     "also nodes that are not Ready"},
+    {"include-unschedulable", 0, PW_CLI_OPT_FLAG, OFF(include_unschedulable), NULL, NULL, 0, 0,
+     "also cordoned nodes"},
+    {"label", 0, PW_CLI_OPT_KV, OFF(labels), "KEY=VALUE", NULL, 0, 0, "a label on the task (repeatable)"},
+    {"wait", 0, PW_CLI_OPT_FLAG, OFF(wait), NULL, NULL, 0, 0,
+     "wait for the task to finish, showing progress; the exit code tells the outcome"},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static const pw_cli_opt list_opts[] = {
+    {"status", 0, PW_CLI_OPT_STR, OFF(status), "STATUS", "pending|running|succeeded|failed|cancelled", 0, 0,
+     "only tasks with this status"},
+    {"limit", 0, PW_CLI_OPT_INT, OFF(limit), "N", NULL, 1, 1000000, "show at most N tasks (newest first)"},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static const pw_cli_opt nodes_opts[] = {
+    {"state", 0, PW_CLI_OPT_STR, OFF(state), "STATE", "pending|running|succeeded|failed|skipped|cancelled", 0, 0,
+     "only nodes in this state"},
+    {"limit", 0, PW_CLI_OPT_INT, OFF(limit), "N", NULL, 1, 10000000, "show at most N nodes"},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static int cmd_create(pw_cli_ctx *ctx);
+static int cmd_get(pw_cli_ctx *ctx);
+static int cmd_list(pw_cli_ctx *ctx);
+static int cmd_nodes(pw_cli_ctx *ctx);
+static int cmd_cancel(pw_cli_ctx *ctx);
+static int cmd_wait(pw_cli_ctx *ctx);
+static int cmd_version(pw_cli_ctx *ctx);
+
+const pw_cli_cmd pw_cli_commands[] = {
+    {"create", "IMAGE...",
+     "Create a task that pulls IMAGE... onto the selected nodes (all Ready, schedulable nodes by default).",
+     create_opts, 1, -1, cmd_create},
+    {"get", "ID", "Show one task.", NULL, 1, 1, cmd_get},
+    {"list", "", "List tasks, newest first.", list_opts, 0, 0, cmd_list},
+    {"nodes", "ID", "Show a task's per-node results.", nodes_opts, 1, 1, cmd_nodes},
+    {"cancel", "ID...", "Cancel tasks: stop dispatch and delete their in-flight Jobs.", NULL, 1, -1, cmd_cancel},
+    {"wait", "ID", "Wait for a task to finish, showing progress; the exit code tells the outcome.", NULL, 1, 1,
+     cmd_wait},
+    {"version", "", "Show prewarmctl's version.", NULL, 0, 0, cmd_version},
+    {NULL, NULL, NULL, NULL, 0, 0, NULL},
+};
+
+/* ---------------------------------------------------------------- API calls */
+
+void pw_cli_print_api_error(FILE *f, long status, const json_t *resp)
+{
+    const json_t *details = json_object_get(resp, "details");
+    size_t printed = 0;
+    size_t i;
+    const json_t *d;
+    json_array_foreach(details, i, d) {
+        const char *field = json_string_value(json_object_get(d, "field"));
+        const char *msg = json_string_value(json_object_get(d, "message"));
+        if (!msg)
+            continue;
+        if (field && *field)
+            fprintf(f, "error: %s: %s\n", field, msg);
+        else
+            fprintf(f, "error: %s\n", msg);
+        printed++;
+    }
+    if (printed)
+        return;
+    const char *msg = json_string_value(json_object_get(resp, "message"));
+    const char *reason = json_string_value(json_object_get(resp, "reason"));
+    if (msg && *msg)
+        fprintf(f, "error: %s\n", msg);
+    else
+        fprintf(f, "error: prewarmd answered HTTP %ld%s%s\n", status, reason ? " " : "", reason ? reason : "");
+}
+
+int pw_cli_api(pw_cli_ctx *ctx, const char *method, const char *path, const json_t *body, json_t **out)
+{
+    long status = 0;
+    json_t *resp = NULL;
+    char err[512];
+    int rc = pw_cli_client_call(ctx->client, method, path, body, &status, &resp, err, sizeof(err));
+    if (rc == PW_ECANCELED)
+        return PW_CLI_EXIT_INTERRUPTED;
+    if (rc != 0) {
+        fprintf(ctx->err, "error: %s\n", err);
+        return PW_CLI_EXIT_API;
+    }
+    if (status < 200 || status > 299) {
+        pw_cli_print_api_error(ctx->err, status, resp);
+        json_decref(resp);
+        return PW_CLI_EXIT_API;
+    }
+    if (out && !json_is_object(resp)) {
+        fprintf(ctx->err, "error: prewarmd answered HTTP %ld without a JSON object\n", status);
+        json_decref(resp);
+        return PW_CLI_EXIT_API;
+    }
+    if (out)
+        *out = resp;
+    else
+        json_decref(resp);
+    return 0;
+}
+
+/* Fetches every page of path (which has a query already) into one array, following "continue" until
+ * it ends or max items are collected (max <= 0: all). */
+static int api_list(pw_cli_ctx *ctx, const char *path, long page, long max, json_t **out)
+{
+    json_t *all = json_array();
+    char *token = NULL;
+    int rc = 0;
+    for (int pages = 0; pages < MAX_PAGES; pages++) {
+        long want = page;
+        if (max > 0 && max - (long)json_array_size(all) < want)
+            want = max - (long)json_array_size(all);
+        char *esc = token ? pw_cli_escape(token) : NULL;
+        char *url = pw_xasprintf("%s&limit=%ld%s%s", path, want, esc ? "&continue=" : "", esc ? esc : "");
+        free(esc);
+        json_t *resp = NULL;
+        rc = pw_cli_api(ctx, "GET", url, NULL, &resp);
+        free(url);
+        if (rc != 0)
+            break;
+        json_array_extend(all, json_is_array(json_object_get(resp, "items")) ? json_object_get(resp, "items")
+                                                                              : json_array());
+        const char *next = json_string_value(json_object_get(resp, "continue"));
+        free(token);
+        token = next && *next ? pw_xstrdup(next) : NULL;
+        json_decref(resp);
+        if (!token || (max > 0 && (long)json_array_size(all) >= max))
+            break;
+    }
+    free(token);
+    if (rc != 0) {
+        json_decref(all);
+        return rc;
+    }
+    while (max > 0 && (long)json_array_size(all) > max)
+        json_array_remove(all, json_array_size(all) - 1);
+    *out = all;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- printing */
+
+static bool structured(const pw_cli_ctx *ctx)
+{
+    return strcmp(ctx->args->output, "json") == 0 || strcmp(ctx->args->output, "yaml") == 0;
+}
+
+static bool wide(const pw_cli_ctx *ctx)
+{
+    return strcmp(ctx->args->output, "wide") == 0;
+}
+
+/* Prints doc (borrowed) as JSON or YAML per -o. */
+static void print_doc(pw_cli_ctx *ctx, const json_t *doc)
+{
+    if (strcmp(ctx->args->output, "yaml") == 0) {
+        pw_buf b;
+        pw_buf_init(&b, 0);
+        pw_cli_yaml(doc, &b);
+        fputs(b.p ? b.p : "", ctx->out);
+        pw_buf_fini(&b);
+        return;
+    }
+    char *s = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+    fprintf(ctx->out, "%s\n", s ? s : "null");
+    free(s);
+}
+
+static const char *str_or(const json_t *o, const char *key, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : dflt;
+}
+
+static char *images_cell(const json_t *images, bool all)
+{
+    pw_buf b;
+    pw_buf_init(&b, 0);
+    size_t n = json_array_size(images);
+    for (size_t i = 0; i < n; i++) {
+        const char *img = json_string_value(json_array_get(images, i));
+        if (!all && i == 1) {
+            pw_buf_printf(&b, ",+%zu", n - 1);
+            break;
+        }
+        pw_buf_printf(&b, "%s%s", i ? "," : "", img ? img : "?");
+    }
+    return pw_buf_steal(&b);
+}
+
+void pw_cli_print_tasks(pw_cli_ctx *ctx, const json_t *doc, bool list)
+{
+    if (structured(ctx)) {
+        if (list) {
+            json_t *wrap = json_pack("{sO}", "items", (json_t *)doc);
+            print_doc(ctx, wrap);
+            json_decref(wrap);
+        } else {
+            print_doc(ctx, doc);
+        }
+        return;
+    }
+    bool w = wide(ctx);
+    static const char *const hdr[] = {"ID",      "STATUS",   "IMAGES", "NODES",    "SUCCEEDED", "FAILED",
+                                      "SKIPPED", "PROGRESS", "AGE",    "STRATEGY", "BATCH",     "PRIORITY",
+                                      "MESSAGE"};
+    size_t ncols = w ? 13 : 9;
+    pw_cli_table *t = pw_cli_table_new(ncols, hdr);
+    time_t now = time(NULL);
+    size_t n = list ? json_array_size(doc) : 1;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *task = list ? json_array_get(doc, i) : doc;
+        pw_cli_progress p;
+        memset(&p, 0, sizeof(p));
+        pw_cli_progress_from_task(task, &p);
+        char nodes[24], ok[24], failed[24], skipped[24], pct[24], age[24], batch[24], prio[24];
+        snprintf(nodes, sizeof(nodes), "%ld", p.total);
+        snprintf(ok, sizeof(ok), "%ld", p.succeeded);
+        snprintf(failed, sizeof(failed), "%ld", p.failed);
+        snprintf(skipped, sizeof(skipped), "%ld", p.skipped);
+        snprintf(pct, sizeof(pct), "%.1f%%", p.total > 0 ? 100.0 * pw_cli_progress_done(&p) / p.total : p.percentage);
+        pw_cli_fmt_age_of(str_or(task, "createdAt", NULL), now, age, sizeof(age));
+        snprintf(batch, sizeof(batch), "%lld", (long long)json_integer_value(json_object_get(task, "batchSize")));
+        snprintf(prio, sizeof(prio), "%lld", (long long)json_integer_value(json_object_get(task, "priority")));
+        char *imgs = images_cell(json_object_get(task, "images"), w);
+        const char *row[] = {str_or(task, "id", "?"), p.status, imgs, nodes, ok, failed, skipped, pct, age,
+                             str_or(task, "strategy", ""), batch, prio, str_or(task, "message", "")};
+        pw_cli_table_add(t, row);
+        free(imgs);
+    }
+    pw_buf b;
+    pw_buf_init(&b, 0);
+    pw_cli_table_render(t, &b);
+    fputs(b.p, ctx->out);
+    pw_buf_fini(&b);
+    pw_cli_table_free(t);
+}
+
+/* The first image of node item that failed, or NULL. */
+static const json_t *first_failed_image(const json_t *node)
+{
+    size_t i;
+    const json_t *img;
+    json_array_foreach(json_object_get(node, "images"), i, img) {
+        if (strcmp(str_or(img, "state", ""), "failed") == 0)
+            return img;
+    }
+    return NULL;
+}
+
+/* Writes the reason and message of a node result (its own, else its first failed image's). */
+static void node_reason(const json_t *node, const char **reason, char **message)
+{
+    const json_t *img = first_failed_image(node);
+    *reason = str_or(node, "reason", "");
+    if (!**reason && img)
+        *reason = str_or(img, "reason", "");
+    const char *msg = str_or(node, "message", "");
+    if (*msg || !img)
+        *message = pw_xstrdup(msg);
+    else
+        *message = pw_xasprintf("%s: %s", str_or(img, "image", "?"), str_or(img, "message", ""));
+}
+
+static void node_duration(const json_t *node, time_t now, char *out, size_t n)
+{
+    time_t start, end = now;
+    const char *s = str_or(node, "startedAt", NULL);
+    const char *f = str_or(node, "finishedAt", NULL);
+    if (!s || pw_time_parse_rfc3339(s, &start) != 0) {
+        snprintf(out, n, "-");
+        return;
+    }
+    if (f && pw_time_parse_rfc3339(f, &end) != 0)
+        end = now;
+    pw_cli_fmt_duration((double)(end - start), out, n);
+}
+
+/* Renders node results (borrowed array) as a table: NODE STATE IMAGES ATTEMPTS DURATION REASON
+ * (wide: + MESSAGE), or the failed-nodes table of a wait summary (NODE IMAGE REASON MESSAGE). */
+static void print_nodes_table(FILE *f, const json_t *items, bool w, bool failed_only)
+{
+    static const char *const hdr[] = {"NODE", "STATE", "IMAGES", "ATTEMPTS", "DURATION", "REASON", "MESSAGE"};
+    static const char *const fhdr[] = {"NODE", "IMAGE", "REASON", "MESSAGE"};
+    pw_cli_table *t = failed_only ? pw_cli_table_new(4, fhdr) : pw_cli_table_new(w ? 7 : 6, hdr);
+    time_t now = time(NULL);
+    size_t i;
+    const json_t *node;
+    json_array_foreach(items, i, node) {
+        const char *reason;
+        char *message;
+        node_reason(node, &reason, &message);
+        if (failed_only) {
+            const json_t *img = first_failed_image(node);
+            const char *row[] = {str_or(node, "nodeName", "?"), img ? str_or(img, "image", "") : "", reason,
+                                 message};
+            pw_cli_table_add(t, row);
+        } else {
+            size_t nimg = json_array_size(json_object_get(node, "images")), ok = 0;
+            size_t j;
+            const json_t *img;
+            json_array_foreach(json_object_get(node, "images"), j, img) {
+                const char *st = str_or(img, "state", "");
+                if (strcmp(st, "succeeded") == 0 || strcmp(st, "skipped") == 0)
+                    ok++;
+            }
+            char imgs[48], attempts[24], dur[32];
+            snprintf(imgs, sizeof(imgs), "%zu/%zu", ok, nimg);
+            snprintf(attempts, sizeof(attempts), "%lld",
+                     (long long)json_integer_value(json_object_get(node, "attempts")));
+            node_duration(node, now, dur, sizeof(dur));
+            const char *row[] = {str_or(node, "nodeName", "?"), str_or(node, "state", "?"), imgs, attempts, dur,
+                                 reason, message};
+            pw_cli_table_add(t, row);
+        }
+        free(message);
+    }
+    pw_buf b;
+    pw_buf_init(&b, 0);
+    pw_cli_table_render(t, &b);
+    fputs(b.p, f);
+    pw_buf_fini(&b);
+    pw_cli_table_free(t);
+}
+
+int pw_cli_print_failed_nodes(pw_cli_ctx *ctx, FILE *f, const char *id, long failed_count)
+{
+    char *esc = pw_cli_escape(id);
+    char *path = pw_xasprintf("/api/v1/tasks/%s/nodes?state=failed&limit=20", esc);
+    free(esc);
+    json_t *resp = NULL;
+    int rc = pw_cli_api(ctx, "GET", path, NULL, &resp);
+    free(path);
+    if (rc != 0)
+        return rc;
+    const json_t *items = json_object_get(resp, "items");
+    size_t shown = json_array_size(items);
+    if (shown > 20)
+        shown = 20;
+    while (json_array_size(items) > shown)
+        json_array_remove((json_t *)items, shown);
+    if (shown > 0) {
+        fprintf(f, "\nFailed nodes (%ld):\n", failed_count > (long)shown ? failed_count : (long)shown);
+        print_nodes_table(f, items, false, true);
+        if (failed_count > (long)shown)
+            fprintf(f, "... and %ld more (prewarmctl nodes %s --state failed)\n", failed_count - (long)shown, id);
+    }
+    json_decref(resp);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static char *task_path(const char *id, const char *suffix)
+{
+    char *esc = pw_cli_escape(id);
+    char *p = pw_xasprintf("/api/v1/tasks/%s%s", esc, suffix);
+    free(esc);
+    return p;
+}
+
+static int cmd_create(pw_cli_ctx *ctx)
+{
+    json_t *body = pw_cli_create_body(ctx->args);
+    json_t *task = NULL;
+    int rc = pw_cli_api(ctx, "POST", "/api/v1/tasks", body, &task);
+    json_decref(body);
+    if (rc != 0)
+        return rc;
+    const char *id = json_string_value(json_object_get(task, "id"));
+    if (!id) {
+        fprintf(ctx->err, "error: prewarmd's answer has no task id\n");
+        json_decref(task);
+        return PW_CLI_EXIT_API;
+    }
+    if (structured(ctx) && !ctx->args->wait)
+        print_doc(ctx, task);
+    else
+        fprintf(structured(ctx) ? ctx->err : ctx->out, "task %s created\n", id);
+    if (ctx->args->wait) {
+        fflush(ctx->out);
+        rc = pw_cli_wait(ctx, id);
+    }
+    json_decref(task);
+    return rc;
+}
+
+static int cmd_get(pw_cli_ctx *ctx)
+{
+    char *path = task_path(ctx->args->pos.v[0], "");
+    json_t *task = NULL;
+    int rc = pw_cli_api(ctx, "GET", path, NULL, &task);
+    free(path);
+    if (rc != 0)
+        return rc;
+    pw_cli_print_tasks(ctx, task, false);
+    json_decref(task);
+    return 0;
+}
+
+static int cmd_list(pw_cli_ctx *ctx)
+{
+    const pw_cli_args *a = ctx->args;
+    char *path = a->status ? pw_xasprintf("/api/v1/tasks?status=%s", a->status) : pw_xstrdup("/api/v1/tasks?");
+    json_t *items = NULL;
+    int rc = api_list(ctx, path, PAGE_TASKS, a->limit.set ? a->limit.v : 0, &items);
+    free(path);
+    if (rc != 0)
+        return rc;
+    if (json_array_size(items) == 0 && !structured(ctx))
+        fprintf(ctx->err, "No tasks found.\n");
+    else
+        pw_cli_print_tasks(ctx, items, true);
+    json_decref(items);
+    return 0;
+}
+
+static int cmd_nodes(pw_cli_ctx *ctx)
+{
+    const pw_cli_args *a = ctx->args;
+    char *suffix = a->state ? pw_xasprintf("/nodes?state=%s", a->state) : pw_xstrdup("/nodes?");
+    char *path = task_path(a->pos.v[0], suffix);
+    free(suffix);
+    json_t *items = NULL;
+    int rc = api_list(ctx, path, PAGE_NODES, a->limit.set ? a->limit.v : 0, &items);
+    free(path);
+    if (rc != 0)
+        return rc;
+    if (structured(ctx)) {
+        json_t *wrap = json_pack("{sO}", "items", items);
+        print_doc(ctx, wrap);
+        json_decref(wrap);
+    } else if (json_array_size(items) == 0) {
+        fprintf(ctx->err, "No nodes found.\n");
+    } else {
+        print_nodes_table(ctx->out, items, wide(ctx), false);
+    }
+    json_decref(items);
+    return 0;
+}
+
+static int cmd_cancel(pw_cli_ctx *ctx)
+{
+    int worst = 0;
+    for (size_t i = 0; i < ctx->args->pos.n; i++) {
+        const char *id = ctx->args->pos.v[i];
+        char *path = task_path(id, "");
+        json_t *task = NULL;
+        int rc = pw_cli_api(ctx, "DELETE", path, NULL, &task);
+        free(path);
+        if (rc == PW_CLI_EXIT_INTERRUPTED)
+            return rc;
+        if (rc != 0) {
+            worst = rc;
+            continue;
+        }
+        if (structured(ctx))
+            print_doc(ctx, task);
+        else
+            fprintf(ctx->out, "task %s cancelled\n", id);
+        json_decref(task);
+    }
+    return worst;
+}
+
+static int cmd_wait(pw_cli_ctx *ctx)
+{
+    return pw_cli_wait(ctx, ctx->args->pos.v[0]);
+}
+
+static int cmd_version(pw_cli_ctx *ctx)
+{
+    const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+    if (structured(ctx)) {
+        json_t *doc = json_pack("{ss ss ss ss}", "clientVersion", PW_CLI_VERSION, "server", ctx->args->server,
+                                "libcurl", cv->version, "jansson", JANSSON_VERSION);
+        print_doc(ctx, doc);
+        json_decref(doc);
+        return 0;
+    }
+    fprintf(ctx->out, "prewarmctl %s (libcurl %s, jansson %s)\nserver: %s\n", PW_CLI_VERSION, cv->version,
+            JANSSON_VERSION, ctx->args->server);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static bool want_color(const pw_cli_args *a)
+{
+    const char *nc = getenv("NO_COLOR");
+    const char *term = getenv("TERM");
+    if (a->no_color || (nc && *nc) || (term && strcmp(term, "dumb") == 0))
+        return false;
+    return true;
+}
+
+int pw_cli_main(int argc, char **argv)
+{
+    pw_cli_args args;
+    char err[512];
+    int rc = pw_cli_args_parse(argc, argv, getenv("PREWARM_SERVER"), &args, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        fprintf(stderr, "Run 'prewarmctl%s%s --help' for usage.\n", args.cmd ? " " : "",
+                args.cmd ? args.cmd->name : "");
+        pw_cli_args_fini(&args);
+        return PW_CLI_EXIT_USAGE;
+    }
+    if (args.help) {
+        pw_cli_usage(stdout, args.cmd);
+        pw_cli_args_fini(&args);
+        return 0;
+    }
+    pw_cli_ctx ctx = {
+        .args = &args,
+        .out = stdout,
+        .err = stderr,
+        .out_tty = isatty(STDOUT_FILENO) == 1,
+        .color = want_color(&args),
+    };
+    ctx.client = pw_cli_client_new(args.server);
+    if (!ctx.client) {
+        fprintf(stderr, "error: cannot start libcurl\n");
+        pw_cli_args_fini(&args);
+        return PW_CLI_EXIT_API;
+    }
+    rc = args.cmd->run(&ctx);
+    fflush(stdout);
+    pw_cli_client_free(ctx.client);
+    pw_cli_args_fini(&args);
+    return rc;
+}

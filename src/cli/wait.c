@@ -1,0 +1,256 @@
+/* wait.c: `prewarmctl wait` and `create --wait`: polls GET /api/v1/tasks/{id} about every 500 ms until
+ * the task finishes, drawing a live progress bar on a terminal (redrawn in place, cursor hidden and
+ * restored) or plain log lines elsewhere (on each change of counts, and every few seconds without one),
+ * then a summary and the failed nodes with their reasons. Ctrl-C stops the waiting, never the task.
+ * Short outages of prewarmd (a restart) are ridden out for up to 30 s before giving up with exit 4. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/mem.h"
+#include "cli/cli_int.h"
+
+#define POLL_MS 500
+#define HEARTBEAT_MS 5000
+#define OUTAGE_MS 30000
+#define RATE_WINDOW_MS 10000
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* How each final status ends the program. */
+static const struct {
+    const char *status;
+    int exit_code;
+    const char *color;
+} outcomes[] = {
+    {"succeeded", PW_CLI_EXIT_OK, "\033[32m"},
+    {"failed", PW_CLI_EXIT_FAILED, "\033[31m"},
+    {"cancelled", PW_CLI_EXIT_CANCELLED, "\033[33m"},
+};
+
+static int outcome_of(const char *status)
+{
+    for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
+        if (status && strcmp(status, outcomes[i].status) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Sleeps ms in short slices so Ctrl-C is noticed at once. */
+static void nap(int64_t ms)
+{
+    int64_t end = pw_clock_mono_ms() + ms;
+    while (!interrupted) {
+        int64_t left = end - pw_clock_mono_ms();
+        if (left <= 0)
+            break;
+        pw_clock_sleep_ms(left < 50 ? left : 50);
+    }
+}
+
+static int bar_width_for(FILE *f)
+{
+    struct winsize ws;
+    int cols = 100;
+    if (ioctl(fileno(f), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        cols = ws.ws_col;
+    int w = cols - 75; /* what the numbers after the bar take */
+    if (w > 40)
+        w = 40;
+    return w < 10 ? 0 : w;
+}
+
+typedef struct wait_state {
+    pw_cli_ctx *ctx;
+    const char *id;
+    FILE *pf;   /* where progress goes: stdout for table output, stderr for -o json/yaml */
+    bool tty;   /* pf is a terminal: draw the bar in place */
+    bool color;
+    int64_t start_ms, last_line_ms, outage_since;
+    pw_cli_progress last;     /* last.status is not kept: the task it pointed into is freed */
+    char last_status[32];
+    bool drawn;
+    pw_cli_rate rate;
+} wait_state;
+
+static void show(wait_state *w, pw_cli_progress *p)
+{
+    int64_t now = pw_clock_mono_ms();
+    long done = pw_cli_progress_done(p);
+    pw_cli_rate_add(&w->rate, now, done);
+    p->rate = pw_cli_rate_get(&w->rate);
+    p->eta_s = p->rate > 0 ? (double)(p->total - done) / p->rate : -1;
+    p->elapsed_s = (double)(now - w->start_ms) / 1000.0;
+    char line[512];
+    if (w->tty) {
+        pw_cli_progress_bar(p, bar_width_for(w->pf), w->color, line, sizeof(line));
+        fprintf(w->pf, "\r%s\033[K", line);
+        fflush(w->pf);
+        w->drawn = true;
+        return;
+    }
+    bool changed = !w->drawn || p->succeeded != w->last.succeeded || p->failed != w->last.failed ||
+                   p->skipped != w->last.skipped || p->cancelled != w->last.cancelled ||
+                   p->running != w->last.running || p->total != w->last.total ||
+                   strcmp(p->status, w->last_status) != 0;
+    if (changed || now - w->last_line_ms >= HEARTBEAT_MS) {
+        pw_cli_progress_plain(p, line, sizeof(line));
+        fprintf(w->pf, "%s\n", line);
+        fflush(w->pf);
+        w->last_line_ms = now;
+        w->drawn = true;
+    }
+}
+
+/* One poll. Returns 0 with *task, 1 to poll again (a transient failure), or an exit code. */
+static int poll_task(wait_state *w, const char *path, json_t **task)
+{
+    long status = 0;
+    json_t *resp = NULL;
+    char err[512];
+    int rc = pw_cli_client_call(w->ctx->client, "GET", path, NULL, &status, &resp, err, sizeof(err));
+    if (rc == PW_ECANCELED || interrupted) {
+        json_decref(resp);
+        return PW_CLI_EXIT_INTERRUPTED;
+    }
+    bool transient = rc != 0 || status == 502 || status == 503 || status == 504 || status == 429;
+    if (transient) {
+        int64_t now = pw_clock_mono_ms();
+        if (!w->outage_since)
+            w->outage_since = now;
+        if (now - w->outage_since < OUTAGE_MS) {
+            json_decref(resp);
+            return 1;
+        }
+    }
+    if (rc != 0) {
+        fprintf(w->ctx->err, "%serror: %s\n", w->tty && w->drawn ? "\n" : "", err);
+        return PW_CLI_EXIT_API;
+    }
+    if (status < 200 || status > 299 || !json_is_object(resp)) {
+        if (w->tty && w->drawn)
+            fputc('\n', w->pf);
+        pw_cli_print_api_error(w->ctx->err, status, resp);
+        json_decref(resp);
+        return PW_CLI_EXIT_API;
+    }
+    w->outage_since = 0;
+    *task = resp;
+    return 0;
+}
+
+static double task_duration(const json_t *task, double fallback)
+{
+    time_t s, f;
+    const char *st = json_string_value(json_object_get(task, "startedAt"));
+    const char *fi = json_string_value(json_object_get(task, "finishedAt"));
+    if (st && fi && pw_time_parse_rfc3339(st, &s) == 0 && pw_time_parse_rfc3339(fi, &f) == 0 && f >= s)
+        return (double)(f - s);
+    return fallback;
+}
+
+static void summary(wait_state *w, const json_t *task, const pw_cli_progress *p, int outcome)
+{
+    char dur[32];
+    pw_cli_fmt_duration(task_duration(task, p->elapsed_s), dur, sizeof(dur));
+    const char *col = w->color ? outcomes[outcome].color : "";
+    const char *reset = w->color ? "\033[0m" : "";
+    fprintf(w->pf, "Task %s %s%s%s in %s: %ld nodes, %ld succeeded, %ld failed, %ld skipped", w->id, col, p->status,
+            reset, dur, p->total, p->succeeded, p->failed, p->skipped);
+    if (p->cancelled)
+        fprintf(w->pf, ", %ld cancelled", p->cancelled);
+    fprintf(w->pf, "\n");
+    const char *msg = json_string_value(json_object_get(task, "message"));
+    if (msg && *msg)
+        fprintf(w->pf, "Message: %s\n", msg);
+    if (p->failed > 0)
+        pw_cli_print_failed_nodes(w->ctx, w->pf, w->id, p->failed);
+}
+
+int pw_cli_wait(pw_cli_ctx *ctx, const char *id)
+{
+    bool structured = strcmp(ctx->args->output, "json") == 0 || strcmp(ctx->args->output, "yaml") == 0;
+    wait_state w = {.ctx = ctx, .id = id, .pf = structured ? ctx->err : ctx->out};
+    w.tty = isatty(fileno(w.pf)) == 1;
+    w.color = ctx->color && w.tty;
+    w.start_ms = pw_clock_mono_ms();
+    pw_cli_rate_init(&w.rate, RATE_WINDOW_MS);
+
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal; /* no SA_RESTART: a sleep or a poll returns early */
+    sigemptyset(&sa.sa_mask);
+    interrupted = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    pw_cli_client_set_interrupt(ctx->client, &interrupted);
+    if (w.tty)
+        fputs("\033[?25l", w.pf); /* hide the cursor while the bar is redrawn */
+
+    char *esc = pw_cli_escape(id);
+    char *path = pw_xasprintf("/api/v1/tasks/%s", esc);
+    free(esc);
+    json_t *task = NULL;
+    pw_cli_progress p;
+    int rc = 0;
+    int outcome = -1;
+    for (;;) {
+        json_t *t = NULL;
+        rc = poll_task(&w, path, &t);
+        if (rc == 1) {
+            nap(POLL_MS);
+            continue;
+        }
+        if (rc != 0)
+            break;
+        json_decref(task);
+        task = t;
+        memset(&p, 0, sizeof(p));
+        pw_cli_progress_from_task(task, &p);
+        show(&w, &p);
+        w.last = p;
+        w.last.status = NULL;
+        snprintf(w.last_status, sizeof(w.last_status), "%s", p.status);
+        outcome = outcome_of(p.status);
+        if (outcome >= 0)
+            break;
+        nap(POLL_MS);
+        if (interrupted) {
+            rc = PW_CLI_EXIT_INTERRUPTED;
+            break;
+        }
+    }
+    free(path);
+    if (w.tty) {
+        if (w.drawn)
+            fputc('\n', w.pf);
+        fputs("\033[?25h", w.pf);
+        fflush(w.pf);
+    }
+    pw_cli_client_set_interrupt(ctx->client, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+
+    if (rc == PW_CLI_EXIT_INTERRUPTED) {
+        fprintf(ctx->err, "Stopped waiting; task %s goes on. Resume with: prewarmctl wait %s\n", id, id);
+    } else if (rc == 0 && outcome >= 0) {
+        summary(&w, task, &p, outcome);
+        if (structured)
+            pw_cli_print_tasks(ctx, task, false);
+        rc = outcomes[outcome].exit_code;
+    }
+    json_decref(task);
+    return rc;
+}

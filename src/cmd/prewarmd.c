@@ -1,0 +1,274 @@
+/* prewarmd.c: the prewarm service's main(): read the flag table (each flag has an environment twin),
+ * open the store, connect to Kubernetes, start the engine and the REST API, serve until SIGTERM or
+ * SIGINT, then stop accepting, finish requests in flight and exit 0, leaving Jobs running. */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/api.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/sv.h"
+#include "engine/engine.h"
+#include "http/http.h"
+#include "k8s/k8s.h"
+#include "store/store.h"
+
+enum opt_kind { OPT_STR, OPT_INT, OPT_DOUBLE, OPT_BOOL, OPT_DURATION };
+
+struct options {
+    const char *listen, *kubeconfig, *context, *namespace_, *store, *helper_image, *log_level,
+        *log_format;
+    long max_nodes_in_flight, max_running_tasks, kube_burst;
+    double kube_qps;
+    long long job_ttl_ms, batch_pause_ms, not_ready_grace_ms;
+    bool keep_failed_jobs, tolerate_noexecute, help;
+};
+
+struct opt_row {
+    const char *flag; /* without the leading "--" */
+    const char *env;
+    enum opt_kind kind;
+    size_t off;
+    const char *def; /* parsed like a command-line value; NULL: unset */
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct options, f)
+static const struct opt_row opt_table[] = {
+    {"listen", "PREWARM_LISTEN", OPT_STR, OFF(listen), "127.0.0.1:8080", "address of the REST API"},
+    {"kubeconfig", "PREWARM_KUBECONFIG", OPT_STR, OFF(kubeconfig), NULL,
+     "kubeconfig file(s) (else $KUBECONFIG, ~/.kube/config, in-cluster)"},
+    {"context", "PREWARM_CONTEXT", OPT_STR, OFF(context), NULL, "kubeconfig context (else current)"},
+    {"namespace", "PREWARM_NAMESPACE", OPT_STR, OFF(namespace_), "prewarm", "namespace of the Jobs"},
+    {"store", "PREWARM_STORE", OPT_STR, OFF(store), "memory:", "store url (memory:)"},
+    {"helper-image", "PREWARM_HELPER_IMAGE", OPT_STR, OFF(helper_image), "ghcr.io/prewarm/prewarm:0.1.0",
+     "prewarm's own image (holds prewarm-true)"},
+    {"max-nodes-in-flight", "PREWARM_MAX_NODES_IN_FLIGHT", OPT_INT, OFF(max_nodes_in_flight), "500",
+     "most nodes with a live Job, across all tasks"},
+    {"max-running-tasks", "PREWARM_MAX_RUNNING_TASKS", OPT_INT, OFF(max_running_tasks), "10",
+     "most tasks running at once (others queue)"},
+    {"kube-qps", "PREWARM_KUBE_QPS", OPT_DOUBLE, OFF(kube_qps), "50", "Kubernetes API requests per second"},
+    {"kube-burst", "PREWARM_KUBE_BURST", OPT_INT, OFF(kube_burst), "100", "Kubernetes API burst"},
+    {"job-ttl", "PREWARM_JOB_TTL", OPT_DURATION, OFF(job_ttl_ms), "3600s", "ttlSecondsAfterFinished of Jobs"},
+    {"keep-failed-jobs", "PREWARM_KEEP_FAILED_JOBS", OPT_BOOL, OFF(keep_failed_jobs), "false",
+     "keep the Jobs of failed nodes for debugging"},
+    {"batch-pause", "PREWARM_BATCH_PAUSE", OPT_DURATION, OFF(batch_pause_ms), "2s",
+     "pause between batches (strategy batch)"},
+    {"not-ready-grace", "PREWARM_NOT_READY_GRACE", OPT_DURATION, OFF(not_ready_grace_ms), "60s",
+     "a node NotReady this long fails with NodeNotReady"},
+    {"tolerate-noexecute", "PREWARM_TOLERATE_NOEXECUTE", OPT_BOOL, OFF(tolerate_noexecute), "true",
+     "Jobs tolerate every NoExecute taint"},
+    {"log-level", "PREWARM_LOG_LEVEL", OPT_STR, OFF(log_level), "info", "debug|info|warn|error"},
+    {"log-format", "PREWARM_LOG_FORMAT", OPT_STR, OFF(log_format), "json", "json|text"},
+    {"help", NULL, OPT_BOOL, OFF(help), "false", "print this help"},
+};
+#define N_OPTS (sizeof opt_table / sizeof opt_table[0])
+
+/* Stores value into the field of row; PW_EINVAL when it does not parse. */
+static int opt_set(struct options *o, const struct opt_row *r, const char *value)
+{
+    char *field = (char *)o + r->off;
+    long l;
+    bool b;
+    long long ms;
+    char *end;
+    switch (r->kind) {
+    case OPT_STR:
+        *(const char **)field = value;
+        return 0;
+    case OPT_INT:
+        if (pw_parse_long(value, 0, 1000000000L, &l) != 0)
+            return PW_EINVAL;
+        *(long *)field = l;
+        return 0;
+    case OPT_DOUBLE:
+        *(double *)field = strtod(value, &end);
+        return (*value && !*end && *(double *)field > 0) ? 0 : PW_EINVAL;
+    case OPT_BOOL:
+        if (pw_parse_bool(value, &b) != 0)
+            return PW_EINVAL;
+        *(bool *)field = b;
+        return 0;
+    case OPT_DURATION:
+        if (pw_parse_duration_ms(value, &ms) != 0 || ms < 0)
+            return PW_EINVAL;
+        *(long long *)field = ms;
+        return 0;
+    }
+    return PW_EINVAL;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: prewarmd [flags]\n\nFlags (each also read from its environment variable):\n");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt_row *r = &opt_table[i];
+        fprintf(f, "  --%-22s %-30s %s%s%s%s\n", r->flag, r->env ? r->env : "", r->help,
+                r->def ? " (default " : "", r->def ? r->def : "", r->def ? ")" : "");
+    }
+}
+
+/* Defaults, then the environment, then the command line. Returns 0, or 2 after printing why. */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    memset(o, 0, sizeof *o);
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt_row *r = &opt_table[i];
+        if (r->def)
+            opt_set(o, r, r->def);
+        const char *ev = r->env ? getenv(r->env) : NULL;
+        if (ev && opt_set(o, r, ev) != 0) {
+            fprintf(stderr, "prewarmd: bad value \"%s\" in %s\n", ev, r->env);
+            return 2;
+        }
+    }
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strncmp(arg, "--", 2) != 0) {
+            fprintf(stderr, "prewarmd: unexpected argument \"%s\"\n", arg);
+            return 2;
+        }
+        arg += 2;
+        const char *eq = strchr(arg, '=');
+        size_t n = eq ? (size_t)(eq - arg) : strlen(arg);
+        const struct opt_row *r = NULL;
+        for (size_t i = 0; i < N_OPTS && !r; i++)
+            if (strlen(opt_table[i].flag) == n && strncmp(opt_table[i].flag, arg, n) == 0)
+                r = &opt_table[i];
+        if (!r) {
+            fprintf(stderr, "prewarmd: unknown flag --%.*s (see --help)\n", (int)n, arg);
+            return 2;
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value && r->kind == OPT_BOOL)
+            value = "true";
+        else if (!value && a + 1 < argc)
+            value = argv[++a];
+        if (!value || opt_set(o, r, value) != 0) {
+            fprintf(stderr, "prewarmd: bad value for --%s\n", r->flag);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static int setup_logging(const struct options *o)
+{
+    enum pw_log_level lvl;
+    if (pw_log_parse_level(o->log_level, &lvl) != 0) {
+        fprintf(stderr, "prewarmd: bad --log-level \"%s\"\n", o->log_level);
+        return 2;
+    }
+    if (strcmp(o->log_format, "json") != 0 && strcmp(o->log_format, "text") != 0) {
+        fprintf(stderr, "prewarmd: bad --log-format \"%s\" (json|text)\n", o->log_format);
+        return 2;
+    }
+    pw_log_set_level(lvl);
+    pw_log_set_json(strcmp(o->log_format, "json") == 0);
+    pw_log_set_component("prewarmd");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc == 0 && o.help) {
+        usage(stdout);
+        return 0;
+    }
+    if (rc == 0)
+        rc = setup_logging(&o);
+    if (rc != 0)
+        return rc;
+
+    char *err = NULL;
+    pw_store *store = NULL;
+    if (pw_store_open(o.store, &store, &err) != 0) {
+        PW_ERROR("cannot open the store: %s", err ? err : "unknown error");
+        free(err);
+        return 1;
+    }
+    pw_k8s_config *kcfg = NULL;
+    if (pw_k8s_config_load(o.kubeconfig, o.context, &kcfg, &err) != 0) {
+        PW_ERROR("cannot load the Kubernetes configuration: %s", err ? err : "unknown error");
+        free(err);
+        pw_store_close(store);
+        return 1;
+    }
+    struct pw_k8s_client_opts kopts = {.qps = o.kube_qps, .burst = (int)o.kube_burst};
+    pw_k8s_client *client = NULL;
+    if (pw_k8s_client_new(kcfg, &kopts, &client) != 0) {
+        PW_ERROR("cannot create the Kubernetes client");
+        pw_k8s_config_free(kcfg);
+        pw_store_close(store);
+        return 1;
+    }
+    struct pw_engine_config ecfg = {
+        .client = client,
+        .store = store,
+        .namespace_ = o.namespace_,
+        .helper_image = o.helper_image,
+        .max_nodes_in_flight = (int)o.max_nodes_in_flight,
+        .max_running_tasks = (int)o.max_running_tasks,
+        .job_ttl_s = (int)(o.job_ttl_ms / 1000),
+        .keep_failed_jobs = o.keep_failed_jobs,
+        .batch_pause_ms = o.batch_pause_ms,
+        .not_ready_grace_ms = o.not_ready_grace_ms,
+        .tolerate_noexecute = o.tolerate_noexecute,
+    };
+    pw_engine *engine = NULL;
+    rc = pw_engine_new(&ecfg, &engine);
+    if (rc == 0)
+        rc = pw_engine_start(engine);
+    struct pw_api_ctx actx = {.engine = engine};
+    struct pw_http_config hcfg = {
+        .listen = o.listen, .routes = pw_api_routes, .ctx = &actx, .access_log = true, .log_name = "api"};
+    pw_http_server *srv = NULL;
+    if (rc == 0)
+        rc = pw_http_server_new(&hcfg, &srv);
+    if (rc != 0) {
+        PW_ERROR("cannot start: %s", pw_strerror(rc));
+        pw_engine_free(engine);
+        pw_k8s_client_free(client);
+        pw_k8s_config_free(kcfg);
+        pw_store_close(store);
+        return 1;
+    }
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    PW_INFO("serving on port %d (kubernetes %s, namespace %s, store %s)", pw_http_server_port(srv),
+            pw_k8s_config_server(kcfg), o.namespace_, o.store);
+    /* The port line on stdout lets scripts that pass port 0 find the port. */
+    printf("listening on 127.0.0.1:%d\n", pw_http_server_port(srv));
+    fflush(stdout);
+    while (!stop_signal) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+
+    PW_INFO("signal %d: stopping (Jobs in the cluster are left running)", (int)stop_signal);
+    pw_http_server_quiesce(srv);
+    pw_http_server_free(srv);
+    pw_engine_free(engine);
+    pw_k8s_client_free(client);
+    pw_k8s_config_free(kcfg);
+    pw_store_close(store);
+    return 0;
+}

@@ -1,0 +1,1510 @@
+/* engine.c: the task engine. One loop thread owns all task state (under e->mu); informer callbacks
+ * and executor threads only append events to a queue (under e->qmu, a separate lock, so an informer
+ * holding its cache lock never waits for the engine). Each loop round: apply queued events (pods,
+ * Jobs, nodes, executor results), check NotReady grace periods, admit and select nodes for tasks,
+ * plan dispatch with pw_sched_plan, hand Job creates and deletes to the executors, finish tasks
+ * whose nodes are all done, and write every changed task and node result through the store.
+ *
+ * Memory: the informers keep trimmed objects only (see the transforms); per task the engine keeps
+ * one small record per selected node, sorted by name for binary search. Finished tasks live only in
+ * the store. */
+#include "engine/engine.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "engine/imageref.h"
+#include "engine/jobspec.h"
+#include "engine/outcome.h"
+#include "engine/sched.h"
+#include "k8s/labels.h"
+
+#define MANAGED_BY_SELECTOR "app.kubernetes.io/managed-by=prewarm"
+#define TASK_LABEL "prewarm.io/task"
+#define NODE_ANNOTATION "prewarm.io/node"
+#define MAX_FAILED_LISTED 100
+
+enum nstate { NS_PENDING, NS_RUNNING, NS_SUCCEEDED, NS_FAILED, NS_SKIPPED, NS_CANCELLED };
+static const char *const nstate_names[] = {"pending", "running", "succeeded", "failed", "skipped", "cancelled"};
+
+struct img_res {
+    unsigned char state;     /* enum nstate */
+    unsigned char attempts;  /* pull attempts seen */
+    bool in_pull_error;      /* the last status seen was ErrImagePull (counts transitions into it) */
+    char *reason;            /* owned or NULL */
+    char *message;           /* owned or NULL */
+    float duration_s;
+};
+
+struct tnode {
+    char *name;
+    enum nstate state;
+    char *reason, *message; /* owned or NULL */
+    int attempts;
+    int64_t started_ms, finished_ms; /* wall clock; 0 unset */
+    int64_t started_mono;
+    struct img_res *imgs; /* n_images */
+    bool dirty;
+};
+
+struct task {
+    char id[16];
+    struct pw_taskspec spec;
+    struct pw_imageref *refs; /* spec.n_images parsed references */
+    const char *status;       /* static */
+    int64_t created_ms, started_ms, finished_ms;
+    bool selected;
+    struct tnode *nodes; /* sorted by name */
+    size_t n_nodes;
+    size_t next_pending; /* nodes before this index are no longer pending */
+    struct pw_outcome_counts counts;
+    struct pw_outcome_reasons reasons;
+    json_t *failed; /* array of the first MAX_FAILED_LISTED failures */
+    char *message;
+    struct pw_sched_task sched;
+    bool dirty;
+};
+
+enum ev_kind { EV_NODE, EV_JOB, EV_POD, EV_CREATED, EV_WAKE };
+
+struct event {
+    enum ev_kind kind;
+    enum pw_k8s_event type;
+    json_t *obj;        /* owned (node, Job, pod) */
+    char task_id[16];   /* EV_CREATED */
+    char *node;         /* EV_CREATED */
+    int status;         /* EV_CREATED: HTTP status, or a negative PW_E* */
+    char *msg;          /* EV_CREATED failure message */
+    struct event *next;
+};
+
+enum act_kind { ACT_CREATE, ACT_DELETE };
+
+struct action {
+    enum act_kind kind;
+    char task_id[16];
+    char *node;
+    char *job_name;
+    json_t *manifest; /* ACT_CREATE */
+    struct action *next;
+};
+
+struct notready {
+    char *name;
+    int64_t since_mono;
+};
+
+struct pw_engine {
+    struct pw_engine_config cfg; /* strings point at the copies below */
+    char *namespace_, *helper_image;
+
+    pthread_mutex_t mu; /* task state */
+    struct task **tasks; /* unfinished tasks */
+    size_t n_tasks;
+    uint64_t seq;
+    struct notready *notready;
+    size_t n_notready;
+
+    pthread_mutex_t qmu; /* the event queue */
+    pthread_cond_t qcond;
+    struct event *q_head, *q_tail;
+    bool stopping;
+
+    pthread_mutex_t amu; /* the executor's action queue */
+    pthread_cond_t acond;
+    struct action *a_head, *a_tail;
+    bool a_stopping;
+
+    pthread_t loop;
+    pthread_t *execs;
+    int n_execs;
+    bool started;
+    pw_k8s_informer *nodes_inf, *jobs_inf, *pods_inf;
+};
+
+/* ---- small helpers ---- */
+
+static void set_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = src && *src ? pw_xstrdup(src) : NULL;
+}
+
+static void time_json(json_t *o, const char *key, int64_t ms)
+{
+    if (!ms) {
+        json_object_set_new(o, key, json_null());
+        return;
+    }
+    char buf[PW_RFC3339_LEN];
+    pw_time_rfc3339((time_t)(ms / 1000), buf);
+    json_object_set_new(o, key, json_string(buf));
+}
+
+static bool node_ready(const json_t *node)
+{
+    const json_t *conds = json_object_get(json_object_get(node, "status"), "conditions");
+    size_t i;
+    const json_t *c;
+    json_array_foreach(conds, i, c) {
+        if (json_is_string(json_object_get(c, "type")) &&
+            strcmp(json_string_value(json_object_get(c, "type")), "Ready") == 0)
+            return json_is_string(json_object_get(c, "status")) &&
+                   strcmp(json_string_value(json_object_get(c, "status")), "True") == 0;
+    }
+    return false;
+}
+
+static bool node_cordoned(const json_t *node)
+{
+    return json_is_true(json_object_get(json_object_get(node, "spec"), "unschedulable"));
+}
+
+/* ---- informer transforms: keep only what the engine reads ---- */
+
+static json_t *meta_trim(const json_t *obj, const char *label, const char *annotation)
+{
+    const json_t *md = json_object_get(obj, "metadata");
+    json_t *m = json_object();
+    static const char *const keep[] = {"name", "namespace", "resourceVersion", "uid"};
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        json_t *v = json_object_get(md, keep[i]);
+        if (v)
+            json_object_set(m, keep[i], v);
+    }
+    json_t *labels = json_object_get(md, "labels");
+    if (label && json_object_get(labels, label)) {
+        json_t *l = json_object();
+        json_object_set(l, label, json_object_get(labels, label));
+        json_object_set_new(m, "labels", l);
+    } else if (!label && labels) {
+        json_object_set(m, "labels", labels);
+    }
+    json_t *ann = json_object_get(json_object_get(md, "annotations"), annotation ? annotation : "");
+    if (ann) {
+        json_t *a = json_object();
+        json_object_set(a, annotation, ann);
+        json_object_set_new(m, "annotations", a);
+    }
+    return m;
+}
+
+static json_t *transform_node(void *arg, json_t *obj)
+{
+    (void)arg;
+    json_t *o = json_object();
+    json_object_set_new(o, "metadata", meta_trim(obj, NULL, NULL));
+    const json_t *spec = json_object_get(obj, "spec");
+    json_t *s = json_object();
+    if (json_is_true(json_object_get(spec, "unschedulable")))
+        json_object_set_new(s, "unschedulable", json_true());
+    json_object_set_new(o, "spec", s);
+    const json_t *st = json_object_get(obj, "status");
+    json_t *ns = json_object();
+    json_t *conds = json_array();
+    size_t i;
+    const json_t *c;
+    json_array_foreach(json_object_get(st, "conditions"), i, c) {
+        const char *type = json_string_value(json_object_get(c, "type"));
+        if (type && strcmp(type, "Ready") == 0) {
+            json_t *r = json_object();
+            json_object_set(r, "type", json_object_get(c, "type"));
+            json_object_set(r, "status", json_object_get(c, "status"));
+            json_array_append_new(conds, r);
+        }
+    }
+    json_object_set_new(ns, "conditions", conds);
+    json_t *imgs = json_array();
+    json_array_foreach(json_object_get(st, "images"), i, c) {
+        json_t *names = json_object_get(c, "names");
+        if (names) {
+            json_t *e = json_object();
+            json_object_set(e, "names", names);
+            json_array_append_new(imgs, e);
+        }
+    }
+    json_object_set_new(ns, "images", imgs);
+    json_object_set_new(o, "status", ns);
+    return o;
+}
+
+static json_t *transform_job(void *arg, json_t *obj)
+{
+    (void)arg;
+    json_t *o = json_object();
+    json_object_set_new(o, "metadata", meta_trim(obj, TASK_LABEL, NODE_ANNOTATION));
+    const json_t *st = json_object_get(obj, "status");
+    json_t *s = json_object();
+    static const char *const keep[] = {"conditions", "failed", "succeeded", "active"};
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        json_t *v = json_object_get(st, keep[i]);
+        if (v)
+            json_object_set(s, keep[i], v);
+    }
+    json_object_set_new(o, "status", s);
+    return o;
+}
+
+static json_t *transform_pod(void *arg, json_t *obj)
+{
+    (void)arg;
+    json_t *o = json_object();
+    json_object_set_new(o, "metadata", meta_trim(obj, TASK_LABEL, NULL));
+    json_t *s = json_object();
+    json_t *nn = json_object_get(json_object_get(obj, "spec"), "nodeName");
+    if (nn)
+        json_object_set(s, "nodeName", nn);
+    json_object_set_new(o, "spec", s);
+    const json_t *st = json_object_get(obj, "status");
+    json_t *ns = json_object();
+    static const char *const keep[] = {"phase", "reason", "message", "containerStatuses",
+                                       "initContainerStatuses"};
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        json_t *v = json_object_get(st, keep[i]);
+        if (v)
+            json_object_set(ns, keep[i], v);
+    }
+    json_object_set_new(o, "status", ns);
+    return o;
+}
+
+/* ---- the event queue ---- */
+
+static void ev_push(pw_engine *e, struct event *ev)
+{
+    pthread_mutex_lock(&e->qmu);
+    if (e->q_tail)
+        e->q_tail->next = ev;
+    else
+        e->q_head = ev;
+    e->q_tail = ev;
+    pthread_cond_signal(&e->qcond);
+    pthread_mutex_unlock(&e->qmu);
+}
+
+static void ev_free(struct event *ev)
+{
+    json_decref(ev->obj);
+    free(ev->node);
+    free(ev->msg);
+    free(ev);
+}
+
+static void wake(pw_engine *e)
+{
+    struct event *ev = pw_xcalloc(1, sizeof *ev);
+    ev->kind = EV_WAKE;
+    ev_push(e, ev);
+}
+
+static void push_obj(pw_engine *e, enum ev_kind kind, enum pw_k8s_event type, const json_t *obj)
+{
+    struct event *ev = pw_xcalloc(1, sizeof *ev);
+    ev->kind = kind;
+    ev->type = type;
+    ev->obj = json_deep_copy(obj);
+    ev_push(e, ev);
+}
+
+static void on_node(void *arg, enum pw_k8s_event type, const json_t *obj, const json_t *old)
+{
+    pw_engine *e = arg;
+    /* Only readiness changes and deletions matter to running work. */
+    if (type == PW_K8S_MODIFIED && old && node_ready(obj) == node_ready(old))
+        return;
+    if (type == PW_K8S_ADDED && node_ready(obj))
+        return;
+    push_obj(e, EV_NODE, type, obj);
+}
+
+static void on_job(void *arg, enum pw_k8s_event type, const json_t *obj, const json_t *old)
+{
+    (void)old;
+    push_obj(arg, EV_JOB, type, obj);
+}
+
+static void on_pod(void *arg, enum pw_k8s_event type, const json_t *obj, const json_t *old)
+{
+    (void)old;
+    if (type == PW_K8S_DELETED)
+        return;
+    push_obj(arg, EV_POD, type, obj);
+}
+
+/* ---- the executor ---- */
+
+static void act_push(pw_engine *e, struct action *a)
+{
+    pthread_mutex_lock(&e->amu);
+    if (e->a_tail)
+        e->a_tail->next = a;
+    else
+        e->a_head = a;
+    e->a_tail = a;
+    pthread_cond_signal(&e->acond);
+    pthread_mutex_unlock(&e->amu);
+}
+
+static void act_free(struct action *a)
+{
+    free(a->node);
+    free(a->job_name);
+    json_decref(a->manifest);
+    free(a);
+}
+
+static void exec_create(pw_engine *e, struct action *a)
+{
+    char *path = pw_xasprintf("/apis/batch/v1/namespaces/%s/jobs", e->namespace_);
+    int status = 0;
+    json_t *resp = NULL;
+    int rc = pw_k8s_request(e->cfg.client, "POST", path, a->manifest, NULL, &status, &resp);
+    free(path);
+    struct event *ev = pw_xcalloc(1, sizeof *ev);
+    ev->kind = EV_CREATED;
+    memcpy(ev->task_id, a->task_id, sizeof ev->task_id);
+    ev->node = a->node;
+    a->node = NULL;
+    ev->status = rc < 0 ? rc : status;
+    if (rc < 0)
+        ev->msg = pw_xasprintf("creating Job %s: %s", a->job_name, pw_strerror(rc));
+    else if (status != 201 && status != 200 && status != 409)
+        ev->msg = pw_xasprintf("creating Job %s: HTTP %d: %s", a->job_name, status,
+                               pw_k8s_status_message(resp) ? pw_k8s_status_message(resp) : "");
+    json_decref(resp);
+    ev_push(e, ev);
+}
+
+static void exec_delete(pw_engine *e, struct action *a)
+{
+    char *path = pw_xasprintf("/apis/batch/v1/namespaces/%s/jobs/%s?propagationPolicy=Background",
+                              e->namespace_, a->job_name);
+    json_t *body = json_pack("{s:s}", "propagationPolicy", "Background");
+    int status = 0;
+    int rc = pw_k8s_request(e->cfg.client, "DELETE", path, body, NULL, &status, NULL);
+    json_decref(body);
+    free(path);
+    if (rc < 0 || (status >= 300 && status != 404))
+        PW_WARN("deleting Job %s/%s failed: %s (HTTP %d)", e->namespace_, a->job_name,
+                rc < 0 ? pw_strerror(rc) : "refused", status);
+}
+
+static void *exec_main(void *arg)
+{
+    pw_engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->amu);
+        while (!e->a_head && !e->a_stopping)
+            pthread_cond_wait(&e->acond, &e->amu);
+        struct action *a = e->a_head;
+        if (!a) {
+            pthread_mutex_unlock(&e->amu);
+            return NULL;
+        }
+        e->a_head = a->next;
+        if (!e->a_head)
+            e->a_tail = NULL;
+        pthread_mutex_unlock(&e->amu);
+        if (a->kind == ACT_CREATE)
+            exec_create(e, a);
+        else
+            exec_delete(e, a);
+        act_free(a);
+    }
+}
+
+/* ---- task records ---- */
+
+static struct task *task_find(pw_engine *e, const char *id)
+{
+    for (size_t i = 0; i < e->n_tasks; i++)
+        if (strcmp(e->tasks[i]->id, id) == 0)
+            return e->tasks[i];
+    return NULL;
+}
+
+static struct tnode *tnode_find(struct task *t, const char *name)
+{
+    size_t lo = 0, hi = t->n_nodes;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(t->nodes[mid].name, name);
+        if (c == 0)
+            return &t->nodes[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static void tnode_fini(struct tnode *n, size_t n_images)
+{
+    for (size_t i = 0; n->imgs && i < n_images; i++) {
+        free(n->imgs[i].reason);
+        free(n->imgs[i].message);
+    }
+    free(n->imgs);
+    free(n->name);
+    free(n->reason);
+    free(n->message);
+}
+
+static void task_free(struct task *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n_nodes; i++)
+        tnode_fini(&t->nodes[i], t->spec.n_images);
+    free(t->nodes);
+    for (size_t i = 0; t->refs && i < t->spec.n_images; i++)
+        pw_imageref_fini(&t->refs[i]);
+    free(t->refs);
+    pw_taskspec_fini(&t->spec);
+    json_decref(t->failed);
+    free(t->message);
+    free(t);
+}
+
+static size_t *count_slot(struct pw_outcome_counts *c, enum nstate s)
+{
+    size_t *slots[] = {&c->pending, &c->running, &c->succeeded, &c->failed, &c->skipped, &c->cancelled};
+    return slots[s];
+}
+
+/* Moves node n to state s, keeping the task's counts. */
+static void node_set_state(struct task *t, struct tnode *n, enum nstate s)
+{
+    (*count_slot(&t->counts, n->state))--;
+    (*count_slot(&t->counts, s))++;
+    n->state = s;
+    n->dirty = true;
+    t->dirty = true;
+}
+
+static json_t *task_json(const struct task *t)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(t->id));
+    json_object_set_new(o, "status", json_string(t->status));
+    json_t *spec = pw_taskspec_to_json(&t->spec);
+    json_object_update(o, spec);
+    json_decref(spec);
+    const struct pw_outcome_counts *c = &t->counts;
+    json_t *p = json_object();
+    json_object_set_new(p, "totalNodes", json_integer((json_int_t)c->total));
+    json_object_set_new(p, "pendingNodes", json_integer((json_int_t)c->pending));
+    json_object_set_new(p, "runningNodes", json_integer((json_int_t)c->running));
+    json_object_set_new(p, "succeededNodes", json_integer((json_int_t)c->succeeded));
+    json_object_set_new(p, "failedNodes", json_integer((json_int_t)c->failed));
+    json_object_set_new(p, "skippedNodes", json_integer((json_int_t)c->skipped));
+    json_object_set_new(p, "cancelledNodes", json_integer((json_int_t)c->cancelled));
+    json_object_set_new(p, "percentage", json_real(t->selected ? pw_outcome_percentage(c) : 0.0));
+    json_object_set_new(o, "progress", p);
+    json_object_set(o, "failedNodes", t->failed);
+    json_object_set_new(o, "message", json_string(t->message ? t->message : ""));
+    time_json(o, "createdAt", t->created_ms);
+    time_json(o, "startedAt", t->started_ms);
+    time_json(o, "finishedAt", t->finished_ms);
+    return o;
+}
+
+static json_t *node_json(const struct task *t, const struct tnode *n)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "nodeName", json_string(n->name));
+    json_object_set_new(o, "state", json_string(nstate_names[n->state]));
+    json_object_set_new(o, "reason", json_string(n->reason ? n->reason : ""));
+    json_object_set_new(o, "message", json_string(n->message ? n->message : ""));
+    json_object_set_new(o, "attempts", json_integer(n->attempts));
+    time_json(o, "startedAt", n->started_ms);
+    time_json(o, "finishedAt", n->finished_ms);
+    json_t *imgs = json_array();
+    for (size_t i = 0; i < t->spec.n_images; i++) {
+        const struct img_res *r = &n->imgs[i];
+        json_t *io = json_object();
+        json_object_set_new(io, "image", json_string(t->spec.images[i]));
+        json_object_set_new(io, "state", json_string(nstate_names[r->state]));
+        json_object_set_new(io, "reason", json_string(r->reason ? r->reason : ""));
+        json_object_set_new(io, "message", json_string(r->message ? r->message : ""));
+        json_object_set_new(io, "attempts", json_integer(r->attempts));
+        json_object_set_new(io, "durationSeconds", json_real((double)r->duration_s));
+        json_array_append_new(imgs, io);
+    }
+    json_object_set_new(o, "images", imgs);
+    return o;
+}
+
+static void task_record(const struct task *t, struct pw_store_task *rec, json_t *doc)
+{
+    rec->id = (char *)t->id;
+    rec->status = (char *)t->status;
+    rec->priority = t->spec.priority;
+    rec->created_ms = t->created_ms;
+    rec->finished_ms = t->finished_ms;
+    rec->doc = doc;
+}
+
+/* Writes the task and its changed nodes through the store. Called with e->mu held. */
+static int task_flush(pw_engine *e, struct task *t)
+{
+    size_t n_dirty = 0;
+    for (size_t i = 0; i < t->n_nodes; i++)
+        n_dirty += t->nodes[i].dirty;
+    int rc = 0;
+    if (n_dirty) {
+        struct pw_store_node *recs = pw_xcalloc(n_dirty, sizeof *recs);
+        size_t k = 0;
+        for (size_t i = 0; i < t->n_nodes; i++) {
+            struct tnode *n = &t->nodes[i];
+            if (!n->dirty)
+                continue;
+            recs[k].task_id = t->id;
+            recs[k].node_name = n->name;
+            recs[k].state = (char *)nstate_names[n->state];
+            recs[k].doc = node_json(t, n);
+            k++;
+        }
+        rc = pw_store_nodes_put(e->cfg.store, recs, k);
+        for (size_t i = 0; i < k; i++)
+            json_decref(recs[i].doc);
+        free(recs);
+        if (rc == 0)
+            for (size_t i = 0; i < t->n_nodes; i++)
+                t->nodes[i].dirty = false;
+    }
+    if (t->dirty) {
+        struct pw_store_task rec;
+        json_t *doc = task_json(t);
+        task_record(t, &rec, doc);
+        int rc2 = pw_store_task_put(e->cfg.store, &rec);
+        json_decref(doc);
+        if (rc2 == 0)
+            t->dirty = false;
+        else
+            rc = rc2;
+    }
+    if (rc != 0)
+        PW_ERROR("store write for task %s failed: %s (will retry)", t->id, pw_strerror(rc));
+    return rc;
+}
+
+/* ---- node outcomes ---- */
+
+static void job_delete_name(pw_engine *e, const char *task_id, const char *node)
+{
+    if (!e->cfg.client)
+        return;
+    struct action *a = pw_xcalloc(1, sizeof *a);
+    a->kind = ACT_DELETE;
+    snprintf(a->task_id, sizeof a->task_id, "%s", task_id);
+    a->node = pw_xstrdup(node);
+    a->job_name = pw_jobspec_name(task_id, node);
+    act_push(e, a);
+}
+
+static void job_delete(pw_engine *e, const struct task *t, const struct tnode *n)
+{
+    job_delete_name(e, t->id, n->name);
+}
+
+/* Ends a running node: succeeded, or failed with reason/message (image: the image at fault or
+ * NULL). Images not yet decided take the node's outcome. Deletes the Job unless kept for debugging. */
+static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum nstate s, const char *reason,
+                        const char *message, const char *image)
+{
+    if (n->state != NS_RUNNING && n->state != NS_PENDING)
+        return;
+    bool was_running = n->state == NS_RUNNING;
+    int64_t now = pw_clock_mono_ms();
+    for (size_t i = 0; i < t->spec.n_images; i++) {
+        struct img_res *r = &n->imgs[i];
+        if (r->state != NS_RUNNING && r->state != NS_PENDING)
+            continue;
+        if (s == NS_SUCCEEDED) {
+            r->state = NS_SUCCEEDED;
+            r->duration_s = (float)(now - n->started_mono) / 1000.0f;
+            if (!r->attempts)
+                r->attempts = 1;
+        } else if (s == NS_CANCELLED) {
+            r->state = NS_CANCELLED;
+        } else {
+            r->state = NS_FAILED;
+            if (!r->reason) {
+                set_str(&r->reason, reason);
+                set_str(&r->message, message);
+            }
+        }
+    }
+    set_str(&n->reason, reason);
+    set_str(&n->message, message);
+    n->finished_ms = pw_clock_real_ms();
+    node_set_state(t, n, s);
+    if (s == NS_FAILED) {
+        pw_outcome_add_failure(&t->reasons, reason, n->name, image, message);
+        if (json_array_size(t->failed) < MAX_FAILED_LISTED) {
+            json_t *f = json_object();
+            json_object_set_new(f, "nodeName", json_string(n->name));
+            json_object_set_new(f, "image", json_string(image ? image : ""));
+            json_object_set_new(f, "reason", json_string(reason ? reason : ""));
+            json_object_set_new(f, "message", json_string(message ? message : ""));
+            time_json(f, "time", n->finished_ms);
+            json_array_append_new(t->failed, f);
+        }
+    }
+    if (was_running && !(s == NS_FAILED && e->cfg.keep_failed_jobs))
+        job_delete(e, t, n);
+}
+
+/* The task image index behind the Job's container j (the Job lists only images not skipped). */
+static size_t job_image_index(const struct task *t, const struct tnode *n, size_t j)
+{
+    for (size_t i = 0; i < t->spec.n_images; i++) {
+        if (n->imgs[i].state == NS_SKIPPED)
+            continue;
+        if (j-- == 0)
+            return i;
+    }
+    return t->spec.n_images;
+}
+
+static size_t job_image_count(const struct task *t, const struct tnode *n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < t->spec.n_images; i++)
+        k += n->imgs[i].state != NS_SKIPPED;
+    return k;
+}
+
+/* Applies one image's verdict; returns true when the node must fail now (*fail_img set). */
+static bool image_update(const struct task *t, struct img_res *r, const struct pw_image_status *st,
+                         int64_t started_mono)
+{
+    if (r->state != NS_RUNNING)
+        return false;
+    bool pull_error = strcmp(st->reason, "ErrImagePull") == 0;
+    if (pull_error && !r->in_pull_error && r->attempts < 255)
+        r->attempts++;
+    r->in_pull_error = pull_error;
+    switch (st->cls) {
+    case PW_PULL_WAITING:
+        return false;
+    case PW_PULL_DONE:
+        r->state = NS_SUCCEEDED;
+        r->attempts++;
+        r->duration_s = (float)(pw_clock_mono_ms() - started_mono) / 1000.0f;
+        free(r->reason);
+        r->reason = NULL;
+        return false;
+    case PW_PULL_FAILED_RETRYABLE:
+        set_str(&r->reason, st->reason);
+        set_str(&r->message, st->message);
+        return false;
+    case PW_PULL_FAILED_NOTFOUND:
+    case PW_PULL_FAILED_AUTH: {
+        set_str(&r->reason, st->reason);
+        set_str(&r->message, st->message);
+        int limit = t->spec.retries > 0 ? t->spec.retries : 1;
+        if (r->attempts >= limit) {
+            r->state = NS_FAILED;
+            return true;
+        }
+        return false;
+    }
+    case PW_PULL_FAILED_PERMANENT:
+        set_str(&r->reason, st->reason);
+        set_str(&r->message, st->message);
+        if (!r->attempts)
+            r->attempts = 1;
+        r->state = NS_FAILED;
+        return true;
+    }
+    return false;
+}
+
+static void handle_pod(pw_engine *e, const json_t *pod)
+{
+    const char *tid = pw_k8s_label(pod, TASK_LABEL);
+    const char *node = json_string_value(json_object_get(json_object_get(pod, "spec"), "nodeName"));
+    struct task *t = tid && node ? task_find(e, tid) : NULL;
+    struct tnode *n = t ? tnode_find(t, node) : NULL;
+    if (!n || n->state != NS_RUNNING)
+        return;
+    size_t nj = job_image_count(t, n);
+    struct pw_image_status *st = pw_xcalloc(nj ? nj : 1, sizeof *st);
+    if (pw_jobspec_pod_status(pod, nj, st) != 0) {
+        free(st);
+        return;
+    }
+    size_t failed_at = t->spec.n_images;
+    bool all_done = true;
+    for (size_t j = 0; j < nj; j++) {
+        size_t i = job_image_index(t, n, j);
+        struct img_res *r = &n->imgs[i];
+        unsigned char before_state = r->state, before_att = r->attempts;
+        if (image_update(t, r, &st[j], n->started_mono) && failed_at == t->spec.n_images)
+            failed_at = i;
+        if (r->state != before_state || r->attempts != before_att)
+            n->dirty = true;
+        if (r->state != NS_SUCCEEDED)
+            all_done = false;
+    }
+    free(st);
+    if (failed_at < t->spec.n_images) {
+        const struct img_res *r = &n->imgs[failed_at];
+        /* the other images' pulls end with the node */
+        for (size_t i = 0; i < t->spec.n_images; i++)
+            if (n->imgs[i].state == NS_RUNNING) {
+                n->imgs[i].state = NS_CANCELLED;
+                set_str(&n->imgs[i].message, "not finished: the node failed on another image");
+            }
+        node_finish(e, t, n, NS_FAILED, r->reason, r->message, t->spec.images[failed_at]);
+    } else if (all_done) {
+        node_finish(e, t, n, NS_SUCCEEDED, NULL, NULL, NULL);
+    }
+}
+
+/* A Job's Complete/Failed condition (status "True"), or NULL. */
+static const json_t *job_condition(const json_t *job, const char *type)
+{
+    size_t i;
+    const json_t *c;
+    json_array_foreach(json_object_get(json_object_get(job, "status"), "conditions"), i, c) {
+        const char *ty = json_string_value(json_object_get(c, "type"));
+        const char *s = json_string_value(json_object_get(c, "status"));
+        if (ty && s && strcmp(ty, type) == 0 && strcmp(s, "True") == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static void handle_job(pw_engine *e, enum pw_k8s_event type, const json_t *job)
+{
+    const char *tid = pw_k8s_label(job, TASK_LABEL);
+    const char *node = json_string_value(
+        json_object_get(json_object_get(json_object_get(job, "metadata"), "annotations"), NODE_ANNOTATION));
+    struct task *t = tid && node ? task_find(e, tid) : NULL;
+    struct tnode *n = t ? tnode_find(t, node) : NULL;
+    if (!n || n->state != NS_RUNNING)
+        return;
+    json_int_t failed = json_integer_value(json_object_get(json_object_get(job, "status"), "failed"));
+    if (failed + 1 > n->attempts) {
+        n->attempts = (int)failed + 1;
+        n->dirty = true;
+    }
+    if (type == PW_K8S_DELETED) {
+        node_finish(e, t, n, NS_FAILED, "JobDeleted", "the node's Job was deleted by someone else", NULL);
+        return;
+    }
+    const json_t *c = job_condition(job, "Failed");
+    if (c) {
+        const char *reason = json_string_value(json_object_get(c, "reason"));
+        const char *msg = json_string_value(json_object_get(c, "message"));
+        /* Say which image was still stuck, and why, when the pod told us. */
+        const char *img = NULL;
+        char *full = NULL;
+        for (size_t i = 0; i < t->spec.n_images && !img; i++)
+            if (n->imgs[i].state == NS_RUNNING && n->imgs[i].reason) {
+                img = t->spec.images[i];
+                full = pw_xasprintf("%s; last pull error: %s: %s", msg ? msg : reason ? reason : "Job failed",
+                                    n->imgs[i].reason, n->imgs[i].message ? n->imgs[i].message : "");
+            }
+        node_finish(e, t, n, NS_FAILED, reason ? reason : "JobFailed", full ? full : msg, img);
+        free(full);
+        return;
+    }
+    if (job_condition(job, "Complete"))
+        node_finish(e, t, n, NS_SUCCEEDED, NULL, NULL, NULL);
+}
+
+static void handle_created(pw_engine *e, const struct event *ev)
+{
+    struct task *t = task_find(e, ev->task_id);
+    struct tnode *n = t ? tnode_find(t, ev->node) : NULL;
+    bool ok = ev->status == 201 || ev->status == 200 || ev->status == 409;
+    if (!n || n->state != NS_RUNNING) {
+        /* cancelled or finished while the create was in flight (the task may be gone from memory
+         * already): do not leave the Job behind */
+        if (ok && !(n && n->state == NS_FAILED && e->cfg.keep_failed_jobs))
+            job_delete_name(e, ev->task_id, ev->node);
+        return;
+    }
+    if (!ok) {
+        node_finish(e, t, n, NS_FAILED, "JobCreateFailed", ev->msg, NULL);
+        return;
+    }
+    if (ev->status == 409)
+        PW_INFO("task %s: adopted the existing Job of node %s", t->id, n->name);
+    /* The Job may have finished before we listened (adoption): read the cache once. */
+    char *name = pw_jobspec_name(t->id, n->name);
+    char *key = pw_xasprintf("%s/%s", e->namespace_, name);
+    json_t *job = e->jobs_inf ? pw_k8s_informer_get(e->jobs_inf, key) : NULL;
+    if (job)
+        handle_job(e, PW_K8S_MODIFIED, job);
+    json_decref(job);
+    free(key);
+    free(name);
+}
+
+/* ---- node readiness, deletion ---- */
+
+static size_t notready_find(pw_engine *e, const char *name)
+{
+    for (size_t i = 0; i < e->n_notready; i++)
+        if (strcmp(e->notready[i].name, name) == 0)
+            return i;
+    return e->n_notready;
+}
+
+static void notready_remove(pw_engine *e, size_t i)
+{
+    free(e->notready[i].name);
+    e->notready[i] = e->notready[--e->n_notready];
+}
+
+/* Fails the running (and pending) records of node name in every task. */
+static void node_lost(pw_engine *e, const char *name, const char *reason, const char *message, bool pending_too)
+{
+    for (size_t k = 0; k < e->n_tasks; k++) {
+        struct task *t = e->tasks[k];
+        if (reason && strcmp(reason, "NodeNotReady") == 0 && t->spec.include_not_ready)
+            continue;
+        struct tnode *n = tnode_find(t, name);
+        if (n && (n->state == NS_RUNNING || (pending_too && n->state == NS_PENDING)))
+            node_finish(e, t, n, NS_FAILED, reason, message, NULL);
+    }
+}
+
+static void handle_node(pw_engine *e, enum pw_k8s_event type, const json_t *node)
+{
+    const char *name = pw_k8s_name(node);
+    if (!name)
+        return;
+    size_t i = notready_find(e, name);
+    if (type == PW_K8S_DELETED) {
+        if (i < e->n_notready)
+            notready_remove(e, i);
+        node_lost(e, name, "NodeDeleted", "the node was deleted from the cluster during the task", true);
+        return;
+    }
+    bool ready = node_ready(node);
+    if (ready && i < e->n_notready) {
+        notready_remove(e, i);
+    } else if (!ready && i == e->n_notready) {
+        e->notready = pw_xrealloc(e->notready, (e->n_notready + 1) * sizeof *e->notready);
+        e->notready[e->n_notready].name = pw_xstrdup(name);
+        e->notready[e->n_notready].since_mono = pw_clock_mono_ms();
+        e->n_notready++;
+    }
+}
+
+/* Returns the earliest time a NotReady node's grace ends (0: none). */
+static int64_t check_notready(pw_engine *e, int64_t now)
+{
+    int64_t next = 0;
+    for (size_t i = 0; i < e->n_notready; i++) {
+        int64_t due = e->notready[i].since_mono + e->cfg.not_ready_grace_ms;
+        if (now >= due) {
+            char *msg = pw_xasprintf("the node was NotReady for longer than the grace period (%llds)",
+                                     (long long)(e->cfg.not_ready_grace_ms / 1000));
+            node_lost(e, e->notready[i].name, "NodeNotReady", msg, false);
+            free(msg);
+        } else if (!next || due < next) {
+            next = due;
+        }
+    }
+    return next;
+}
+
+/* ---- node selection ---- */
+
+struct select_ctx {
+    struct task *t;
+    pw_labelsel *sel;
+    struct tnode *nodes;
+    size_t n, cap;
+};
+
+static bool in_names(const struct pw_taskspec *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_node_names; i++)
+        if (strcmp(s->node_names[i], name) == 0)
+            return true;
+    return false;
+}
+
+static bool selector_matches(const json_t *want, const json_t *labels)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)want, k, v) {
+        const json_t *have = json_object_get(labels, k);
+        if (!json_is_string(have) || strcmp(json_string_value(have), json_string_value(v)) != 0)
+            return false;
+    }
+    return true;
+}
+
+static int select_one(void *arg, const json_t *node)
+{
+    struct select_ctx *c = arg;
+    const struct pw_taskspec *s = &c->t->spec;
+    const char *name = pw_k8s_name(node);
+    const json_t *labels = json_object_get(json_object_get(node, "metadata"), "labels");
+    if (!name || (s->has_node_names && !in_names(s, name)))
+        return 0;
+    if (s->node_selector && !selector_matches(s->node_selector, labels))
+        return 0;
+    if (c->sel && !pw_labelsel_matches(c->sel, labels))
+        return 0;
+    if (!s->include_not_ready && !node_ready(node))
+        return 0;
+    if (!s->include_unschedulable && node_cordoned(node))
+        return 0;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 64;
+        c->nodes = pw_xrealloc(c->nodes, c->cap * sizeof *c->nodes);
+    }
+    struct tnode *n = &c->nodes[c->n++];
+    memset(n, 0, sizeof *n);
+    n->name = pw_xstrdup(name);
+    n->imgs = pw_xcalloc(s->n_images, sizeof *n->imgs);
+    const json_t *images = json_object_get(json_object_get(node, "status"), "images");
+    bool if_not_present = strcmp(s->pull_policy, "IfNotPresent") == 0;
+    for (size_t i = 0; i < s->n_images; i++) {
+        if (if_not_present && pw_imageref_present(&c->t->refs[i], images)) {
+            n->imgs[i].state = NS_SKIPPED;
+            n->imgs[i].reason = pw_xstrdup("AlreadyPresent");
+        } else {
+            n->imgs[i].state = NS_PENDING;
+        }
+    }
+    return 0;
+}
+
+static int tnode_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct tnode *)a)->name, ((const struct tnode *)b)->name);
+}
+
+/* Picks the task's nodes from the node cache. Nodes with every image present are skipped at once. */
+static void task_select(pw_engine *e, struct task *t)
+{
+    struct select_ctx c = {.t = t};
+    if (t->spec.label_selector && pw_labelsel_parse(t->spec.label_selector, &c.sel, NULL) != 0)
+        c.sel = NULL; /* validated at submit; cannot happen */
+    if (e->nodes_inf)
+        pw_k8s_informer_each(e->nodes_inf, select_one, &c);
+    pw_labelsel_free(c.sel);
+    if (c.n)
+        qsort(c.nodes, c.n, sizeof *c.nodes, tnode_cmp);
+    t->nodes = c.nodes;
+    t->n_nodes = c.n;
+    memset(&t->counts, 0, sizeof t->counts);
+    t->counts.total = c.n;
+    t->counts.pending = c.n;
+    for (size_t i = 0; i < c.n; i++) {
+        struct tnode *n = &t->nodes[i];
+        n->dirty = true;
+        if (job_image_count(t, n) == 0) {
+            set_str(&n->reason, "AlreadyPresent");
+            set_str(&n->message, "the node already holds every image");
+            node_set_state(t, n, NS_SKIPPED);
+        }
+    }
+    t->selected = true;
+    t->dirty = true;
+    PW_INFO("task %s: %zu nodes selected, %zu already hold every image", t->id, c.n, t->counts.skipped);
+}
+
+/* ---- dispatch ---- */
+
+static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
+{
+    n->started_ms = pw_clock_real_ms();
+    n->started_mono = pw_clock_mono_ms();
+    n->attempts = 1;
+    json_t *cached = e->nodes_inf ? pw_k8s_informer_get(e->nodes_inf, n->name) : NULL;
+    if (!cached) {
+        node_finish(e, t, n, NS_FAILED, "NodeDeleted", "the node left the cluster before its turn", NULL);
+        return;
+    }
+    json_decref(cached);
+    size_t nj = job_image_count(t, n);
+    const char **imgs = pw_xcalloc(nj, sizeof *imgs);
+    for (size_t j = 0; j < nj; j++) {
+        size_t i = job_image_index(t, n, j);
+        imgs[j] = t->spec.images[i];
+        n->imgs[i].state = NS_RUNNING;
+    }
+    json_t *no_tolerations = e->cfg.tolerate_noexecute ? NULL : json_array();
+    struct pw_jobspec_params p = {
+        .task_id = t->id,
+        .node_name = n->name,
+        .namespace_ = e->namespace_,
+        .images = imgs,
+        .n_images = nj,
+        .pull_policy = t->spec.pull_policy,
+        .pull_secrets = (const char *const *)t->spec.pull_secrets,
+        .n_pull_secrets = t->spec.n_pull_secrets,
+        .backoff_limit = t->spec.retries,
+        .active_deadline_s = t->spec.timeout_s,
+        .ttl_s = e->cfg.job_ttl_s,
+        .helper_image = e->helper_image,
+        .tolerations = no_tolerations,
+    };
+    json_t *job = pw_jobspec_build(&p);
+    json_decref(no_tolerations);
+    free(imgs);
+    node_set_state(t, n, NS_RUNNING);
+    if (!job) {
+        node_finish(e, t, n, NS_FAILED, "JobCreateFailed", "could not build the Job manifest", NULL);
+        return;
+    }
+    struct action *a = pw_xcalloc(1, sizeof *a);
+    a->kind = ACT_CREATE;
+    memcpy(a->task_id, t->id, sizeof a->task_id);
+    a->node = pw_xstrdup(n->name);
+    a->job_name = pw_jobspec_name(t->id, n->name);
+    a->manifest = job;
+    act_push(e, a);
+}
+
+static void task_dispatch(pw_engine *e, struct task *t, size_t grant)
+{
+    while (grant > 0 && t->next_pending < t->n_nodes) {
+        struct tnode *n = &t->nodes[t->next_pending++];
+        if (n->state != NS_PENDING)
+            continue;
+        dispatch_node(e, t, n);
+        grant--;
+    }
+}
+
+/* Sets the task's final status and message when all its nodes are done. */
+static bool task_maybe_finish(pw_engine *e, struct task *t)
+{
+    if (!t->selected || !pw_outcome_done(&t->counts) || pw_store_status_final(t->status))
+        return pw_store_status_final(t->status);
+    t->status = pw_outcome_status(&t->counts, t->spec.success_threshold);
+    free(t->message);
+    t->message = pw_outcome_message(&t->counts, t->status, t->spec.success_threshold, &t->reasons, e->namespace_);
+    t->finished_ms = pw_clock_real_ms();
+    t->dirty = true;
+    PW_INFO("task %s %s: %s", t->id, t->status, t->message);
+    return true;
+}
+
+static void schedule(pw_engine *e, int64_t *wake_at)
+{
+    if (!e->nodes_inf || !pw_k8s_informer_synced(e->nodes_inf))
+        return; /* nothing starts before the node cache is complete */
+    struct pw_sched_task *st = pw_xcalloc(e->n_tasks ? e->n_tasks : 1, sizeof *st);
+    for (size_t i = 0; i < e->n_tasks; i++)
+        st[i] = e->tasks[i]->sched;
+    struct pw_sched_limits lim = {
+        .max_in_flight = (size_t)e->cfg.max_nodes_in_flight,
+        .max_running_tasks = (size_t)e->cfg.max_running_tasks,
+        .batch_pause_ms = e->cfg.batch_pause_ms,
+    };
+    /* Round 0 may admit tasks, whose nodes are selected only then; round 1 gives them their grants. */
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < e->n_tasks; i++) {
+            const struct task *t = e->tasks[i];
+            st[i].pending = pw_store_status_final(t->status) ? 0 : t->counts.pending;
+            st[i].in_flight = t->counts.running;
+        }
+        int64_t w = pw_sched_plan(st, e->n_tasks, &lim, pw_clock_mono_ms());
+        if (w && (!*wake_at || w < *wake_at))
+            *wake_at = w;
+        bool admitted = false;
+        for (size_t i = 0; i < e->n_tasks; i++) {
+            struct task *t = e->tasks[i];
+            if (pw_store_status_final(t->status))
+                continue;
+            if (st[i].admitted_now) {
+                t->status = "running";
+                t->started_ms = pw_clock_real_ms();
+                task_select(e, t);
+                admitted = true;
+            } else {
+                task_dispatch(e, t, st[i].grant);
+            }
+        }
+        if (!admitted)
+            break;
+    }
+    for (size_t i = 0; i < e->n_tasks; i++)
+        e->tasks[i]->sched = st[i];
+    free(st);
+}
+
+/* ---- the loop ---- */
+
+static void apply_event(pw_engine *e, struct event *ev)
+{
+    switch (ev->kind) {
+    case EV_NODE:
+        handle_node(e, ev->type, ev->obj);
+        break;
+    case EV_JOB:
+        handle_job(e, ev->type, ev->obj);
+        break;
+    case EV_POD:
+        handle_pod(e, ev->obj);
+        break;
+    case EV_CREATED:
+        handle_created(e, ev);
+        break;
+    case EV_WAKE:
+        break;
+    }
+}
+
+/* One round under e->mu; returns when the loop should wake next (mono ms, 0: on events only).
+ * dispatch false (stopping): apply events and write them, start nothing new. */
+static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
+{
+    while (evs) {
+        struct event *next = evs->next;
+        apply_event(e, evs);
+        ev_free(evs);
+        evs = next;
+    }
+    int64_t now = pw_clock_mono_ms();
+    int64_t wake_at = check_notready(e, now);
+    if (dispatch)
+        schedule(e, &wake_at);
+    size_t kept = 0;
+    for (size_t i = 0; i < e->n_tasks; i++) {
+        struct task *t = e->tasks[i];
+        bool done = task_maybe_finish(e, t);
+        int rc = task_flush(e, t);
+        if (done && rc == 0) {
+            task_free(t);
+            continue;
+        }
+        e->tasks[kept++] = t;
+    }
+    e->n_tasks = kept;
+    return wake_at;
+}
+
+static void *loop_main(void *arg)
+{
+    pw_engine *e = arg;
+    int64_t wake_at = 0;
+    for (;;) {
+        pthread_mutex_lock(&e->qmu);
+        while (!e->q_head && !e->stopping) {
+            int64_t now = pw_clock_mono_ms();
+            /* wake at least every second: informer sync, store retries */
+            int64_t until = wake_at && wake_at - now < 1000 ? wake_at : now + 1000;
+            if (until <= now)
+                break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t ns = (int64_t)ts.tv_nsec + (until - now) * 1000000;
+            ts.tv_sec += (time_t)(ns / 1000000000);
+            ts.tv_nsec = (long)(ns % 1000000000);
+            if (pthread_cond_timedwait(&e->qcond, &e->qmu, &ts) != 0)
+                break;
+        }
+        bool stopping = e->stopping;
+        struct event *evs = e->q_head;
+        e->q_head = e->q_tail = NULL;
+        pthread_mutex_unlock(&e->qmu);
+        pthread_mutex_lock(&e->mu);
+        wake_at = loop_round(e, evs, !stopping);
+        pthread_mutex_unlock(&e->mu);
+        if (stopping)
+            return NULL;
+    }
+}
+
+/* ---- public ---- */
+
+int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
+{
+    if (!cfg || !cfg->store)
+        return PW_EINVAL;
+    pw_engine *e = pw_xcalloc(1, sizeof *e);
+    e->cfg = *cfg;
+    e->namespace_ = pw_xstrdup(cfg->namespace_ ? cfg->namespace_ : "prewarm");
+    e->helper_image = pw_xstrdup(cfg->helper_image ? cfg->helper_image : "ghcr.io/prewarm/prewarm:0.1.0");
+    e->cfg.namespace_ = e->namespace_;
+    e->cfg.helper_image = e->helper_image;
+    if (e->cfg.max_nodes_in_flight <= 0)
+        e->cfg.max_nodes_in_flight = 500;
+    if (e->cfg.max_running_tasks <= 0)
+        e->cfg.max_running_tasks = 10;
+    if (e->cfg.job_ttl_s <= 0)
+        e->cfg.job_ttl_s = 3600;
+    if (e->cfg.executor_threads <= 0)
+        e->cfg.executor_threads = 4;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->qmu, NULL);
+    pthread_cond_init(&e->qcond, NULL);
+    pthread_mutex_init(&e->amu, NULL);
+    pthread_cond_init(&e->acond, NULL);
+    *out = e;
+    return 0;
+}
+
+static int informer(pw_engine *e, const char *path, const char *selector, pw_k8s_informer_fn fn,
+                    pw_k8s_transform_fn tr, pw_k8s_informer **out)
+{
+    struct pw_k8s_informer_opts o = {
+        .path = path, .label_selector = selector, .on_event = fn, .transform = tr, .arg = e};
+    int rc = pw_k8s_informer_start(e->cfg.client, &o, out);
+    if (rc != 0)
+        PW_ERROR("cannot start the informer of %s: %s", path, pw_strerror(rc));
+    return rc;
+}
+
+int pw_engine_start(pw_engine *e)
+{
+    if (e->started)
+        return 0;
+    if (e->cfg.client) {
+        char *jobs = pw_xasprintf("/apis/batch/v1/namespaces/%s/jobs", e->namespace_);
+        char *pods = pw_xasprintf("/api/v1/namespaces/%s/pods", e->namespace_);
+        int rc = informer(e, "/api/v1/nodes", NULL, on_node, transform_node, &e->nodes_inf);
+        if (rc == 0)
+            rc = informer(e, jobs, MANAGED_BY_SELECTOR, on_job, transform_job, &e->jobs_inf);
+        if (rc == 0)
+            rc = informer(e, pods, MANAGED_BY_SELECTOR, on_pod, transform_pod, &e->pods_inf);
+        free(jobs);
+        free(pods);
+        if (rc != 0)
+            return rc;
+    }
+    e->execs = pw_xcalloc((size_t)e->cfg.executor_threads, sizeof *e->execs);
+    for (int i = 0; i < e->cfg.executor_threads; i++)
+        pthread_create(&e->execs[i], NULL, exec_main, e);
+    e->n_execs = e->cfg.executor_threads;
+    pthread_create(&e->loop, NULL, loop_main, e);
+    e->started = true;
+    return 0;
+}
+
+void pw_engine_free(pw_engine *e)
+{
+    if (!e)
+        return;
+    /* informers first: their callbacks push into our queue */
+    pw_k8s_informer_free(e->pods_inf);
+    pw_k8s_informer_free(e->jobs_inf);
+    pw_k8s_informer_free(e->nodes_inf);
+    if (e->started) {
+        pthread_mutex_lock(&e->qmu);
+        e->stopping = true;
+        pthread_cond_signal(&e->qcond);
+        pthread_mutex_unlock(&e->qmu);
+        pthread_join(e->loop, NULL);
+        pthread_mutex_lock(&e->amu);
+        e->a_stopping = true;
+        /* queued actions are dropped: Jobs are left as they are */
+        while (e->a_head) {
+            struct action *a = e->a_head;
+            e->a_head = a->next;
+            act_free(a);
+        }
+        e->a_tail = NULL;
+        pthread_cond_broadcast(&e->acond);
+        pthread_mutex_unlock(&e->amu);
+        for (int i = 0; i < e->n_execs; i++)
+            pthread_join(e->execs[i], NULL);
+    }
+    while (e->q_head) {
+        struct event *ev = e->q_head;
+        e->q_head = ev->next;
+        ev_free(ev);
+    }
+    for (size_t i = 0; i < e->n_tasks; i++)
+        task_free(e->tasks[i]);
+    free(e->tasks);
+    for (size_t i = 0; i < e->n_notready; i++)
+        free(e->notready[i].name);
+    free(e->notready);
+    free(e->execs);
+    free(e->namespace_);
+    free(e->helper_image);
+    pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->qmu);
+    pthread_cond_destroy(&e->qcond);
+    pthread_mutex_destroy(&e->amu);
+    pthread_cond_destroy(&e->acond);
+    free(e);
+}
+
+bool pw_engine_ready(pw_engine *e, const char **why)
+{
+    if (!e->cfg.client) {
+        *why = "no Kubernetes client";
+        return false;
+    }
+    if (!e->nodes_inf || !pw_k8s_informer_synced(e->nodes_inf)) {
+        *why = "the node informer has not synced yet";
+        return false;
+    }
+    return true;
+}
+
+int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out)
+{
+    struct task *t = pw_xcalloc(1, sizeof *t);
+    pw_task_id_new(t->id);
+    t->spec = *spec;
+    memset(spec, 0, sizeof *spec);
+    t->refs = pw_xcalloc(t->spec.n_images, sizeof *t->refs);
+    for (size_t i = 0; i < t->spec.n_images; i++)
+        if (pw_imageref_parse(t->spec.images[i], &t->refs[i], NULL) != 0) {
+            task_free(t);
+            return PW_EINVAL;
+        }
+    t->status = "pending";
+    t->created_ms = pw_clock_real_ms();
+    t->failed = json_array();
+    t->sched.priority = t->spec.priority;
+    t->sched.batch_size = (size_t)t->spec.batch_size;
+    t->sched.batch_strategy = strcmp(t->spec.strategy, "batch") == 0;
+    json_t *doc = task_json(t);
+    struct pw_store_task rec;
+    task_record(t, &rec, doc);
+    int rc = pw_store_task_put(e->cfg.store, &rec); /* committed before the 201 */
+    if (rc != 0) {
+        json_decref(doc);
+        task_free(t);
+        return rc;
+    }
+    pthread_mutex_lock(&e->mu);
+    t->sched.seq = ++e->seq;
+    e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
+    e->tasks[e->n_tasks++] = t;
+    pthread_mutex_unlock(&e->mu);
+    PW_INFO("task %s created: %zu images, priority %d", t->id, t->spec.n_images, t->spec.priority);
+    wake(e);
+    *task_out = doc;
+    return 0;
+}
+
+/* Cancels t (under e->mu): pending nodes and running ones become cancelled, running Jobs deleted. */
+static void task_cancel(pw_engine *e, struct task *t)
+{
+    for (size_t i = 0; i < t->n_nodes; i++) {
+        struct tnode *n = &t->nodes[i];
+        if (n->state == NS_PENDING || n->state == NS_RUNNING) {
+            bool running = n->state == NS_RUNNING;
+            set_str(&n->reason, "Cancelled");
+            set_str(&n->message, "the task was cancelled");
+            for (size_t k = 0; k < t->spec.n_images; k++)
+                if (n->imgs[k].state == NS_PENDING || n->imgs[k].state == NS_RUNNING)
+                    n->imgs[k].state = NS_CANCELLED;
+            n->finished_ms = pw_clock_real_ms();
+            node_set_state(t, n, NS_CANCELLED);
+            if (running)
+                job_delete(e, t, n);
+        }
+    }
+    t->status = "cancelled";
+    t->finished_ms = pw_clock_real_ms();
+    free(t->message);
+    t->message = pw_outcome_message(&t->counts, "cancelled", t->spec.success_threshold, &t->reasons, e->namespace_);
+    t->dirty = true;
+}
+
+int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
+{
+    pthread_mutex_lock(&e->mu);
+    struct task *t = task_find(e, id);
+    int rc = 0;
+    if (t && !pw_store_status_final(t->status)) {
+        task_cancel(e, t);
+        rc = task_flush(e, t);
+        if (rc == 0 && task_out)
+            *task_out = task_json(t);
+        pthread_mutex_unlock(&e->mu);
+        wake(e);
+        return rc;
+    }
+    pthread_mutex_unlock(&e->mu);
+    struct pw_store_task rec;
+    rc = pw_store_task_get(e->cfg.store, id, &rec);
+    if (rc != 0)
+        return rc;
+    if (strcmp(rec.status, "cancelled") != 0)
+        rc = PW_ECONFLICT;
+    else if (task_out)
+        *task_out = json_incref(rec.doc);
+    pw_store_task_fini(&rec);
+    return rc;
+}
+
+int pw_engine_get_task(pw_engine *e, const char *id, json_t **out)
+{
+    struct pw_store_task rec;
+    int rc = pw_store_task_get(e->cfg.store, id, &rec);
+    if (rc != 0)
+        return rc;
+    *out = json_incref(rec.doc);
+    pw_store_task_fini(&rec);
+    return 0;
+}
+
+static json_t *page_json(json_t *items, char *next)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "items", items);
+    if (next)
+        json_object_set_new(o, "continue", json_string(next));
+    free(next);
+    return o;
+}
+
+int pw_engine_list_tasks(pw_engine *e, const char *status, size_t limit, const char *cont, json_t **out)
+{
+    struct pw_store_task *items;
+    size_t n;
+    char *next;
+    int rc = pw_store_task_list(e->cfg.store, status, limit, cont, &items, &n, &next);
+    if (rc != 0)
+        return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append(arr, items[i].doc);
+    pw_store_tasks_free(items, n);
+    *out = page_json(arr, next);
+    return 0;
+}
+
+int pw_engine_list_nodes(pw_engine *e, const char *id, const char *state, size_t limit, const char *cont,
+                         json_t **out)
+{
+    struct pw_store_task rec;
+    int rc = pw_store_task_get(e->cfg.store, id, &rec);
+    if (rc != 0)
+        return rc;
+    pw_store_task_fini(&rec);
+    struct pw_store_node *items = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    rc = pw_store_nodes_list(e->cfg.store, id, state, limit, cont, &items, &n, &next);
+    if (rc == PW_ENOTFOUND)
+        rc = 0; /* a task with no node results yet (a back end may not know it) lists nothing */
+    if (rc != 0)
+        return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append(arr, items[i].doc);
+    pw_store_nodes_free(items, n);
+    *out = page_json(arr, next);
+    return 0;
+}

@@ -1,0 +1,118 @@
+/* engine.h: prewarmd's task engine: the task spec (what a create request asks for), and the engine
+ * that selects nodes, schedules per-node Jobs under the caps, tracks them from informer events and
+ * writes every state change through the store.
+ *
+ * Thread model: every pw_engine_* call is safe from any thread (API handlers call them concurrently).
+ * The engine runs one loop thread (all task state changes happen there, under the engine lock, fed by
+ * an event queue that informer callbacks only append to) and a few executor threads that make the
+ * Kubernetes calls (create and delete Jobs) so the loop never blocks on the network. */
+#ifndef PW_ENGINE_H
+#define PW_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "k8s/k8s.h"
+#include "store/store.h"
+
+/* ---- the task spec ---- */
+
+/* A validated create request with every default filled in. Owns every string and JSON value
+ * (release with pw_taskspec_fini). */
+struct pw_taskspec {
+    char **images;
+    size_t n_images;
+    int batch_size;          /* 1-10000, default 10 */
+    char *strategy;          /* "rolling" (default) | "batch" */
+    json_t *node_selector;   /* object of strings; NULL when absent */
+    char *label_selector;    /* NULL when absent */
+    char **node_names;       /* NULL when absent (n_node_names 0); present-but-empty selects nothing */
+    size_t n_node_names;
+    bool has_node_names;
+    bool include_not_ready;
+    bool include_unschedulable;
+    char *pull_policy;       /* "IfNotPresent" (default) | "Always" | "Never" */
+    char **pull_secrets;
+    size_t n_pull_secrets;
+    int timeout_s;           /* 1-86400, default 600 */
+    int retries;             /* 0-10, default 3 */
+    double success_threshold; /* 0-1, default 0.9 */
+    int priority;            /* -1000..1000, default 0 */
+    json_t *labels;          /* object of strings; NULL when absent */
+};
+
+/* One validation failure: field ("images[1]") and message ("invalid reference format"). */
+struct pw_field_error {
+    char field[128];
+    char message[384];
+};
+#define PW_TASKSPEC_MAX_ERRORS 16
+
+struct pw_field_errors {
+    struct pw_field_error e[PW_TASKSPEC_MAX_ERRORS];
+    size_t n;
+};
+
+/* Validates req (a JSON object, borrowed) as a create request (ARCHITECTURE §3: unknown fields,
+ * types, ranges, image references, label selectors, label keys and values, DNS-1123 names) and fills
+ * *out with defaults. Returns 0, or PW_EINVAL with every failure found in *errs (first ones kept when
+ * more than PW_TASKSPEC_MAX_ERRORS) and *out untouched. */
+int pw_taskspec_parse(const json_t *req, struct pw_taskspec *out, struct pw_field_errors *errs);
+void pw_taskspec_fini(struct pw_taskspec *s);
+/* The spec as the API shows it (images, batchSize, strategy, ...): a new object the caller owns.
+ * pw_taskspec_parse(pw_taskspec_to_json(s)) gives back s (the store keeps this form). */
+json_t *pw_taskspec_to_json(const struct pw_taskspec *s);
+
+/* A new task id "t-" + 12 lowercase base32 characters, increasing with time within this process
+ * (48 bits of ms clock then a counter). Writes into out (at least 16 bytes). Thread-safe. */
+void pw_task_id_new(char *out);
+
+/* ---- the engine ---- */
+
+typedef struct pw_engine pw_engine;
+
+struct pw_engine_config {
+    pw_k8s_client *client;    /* borrowed; NULL: no cluster (tests: tasks stay pending) */
+    pw_store *store;          /* borrowed; required */
+    const char *namespace_;   /* where Jobs go (copied) */
+    const char *helper_image; /* copied */
+    int max_nodes_in_flight;  /* global cap across tasks (0: 500) */
+    int max_running_tasks;    /* (0: 10) */
+    int job_ttl_s;            /* ttlSecondsAfterFinished (0: 3600) */
+    bool keep_failed_jobs;
+    int64_t batch_pause_ms;   /* strategy batch: pause between batches */
+    int64_t not_ready_grace_ms;
+    bool tolerate_noexecute;  /* tolerate every NoExecute taint */
+    int executor_threads;     /* (0: 4) */
+};
+
+/* Creates the engine (no thread yet). *out: free with pw_engine_free. */
+int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out);
+/* Starts the informers (when there is a client), the loop and the executors. Returns at once; the
+ * node informer syncs in the background (see pw_engine_ready). */
+int pw_engine_start(pw_engine *e);
+/* Stops the threads and informers, leaving Jobs in the cluster as they are, and frees. NULL no-op. */
+void pw_engine_free(pw_engine *e);
+/* True when the node informer has synced; else false and *why (static text) says what is missing. */
+bool pw_engine_ready(pw_engine *e, const char **why);
+
+/* Creates a task from spec (takes ownership of its contents, *spec is left empty): commits it to the
+ * store and queues it. On success *task_out (caller decrefs) is the task as the API shows it.
+ * PW_EIO/PW_EUNAVAIL when the store failed (nothing queued). */
+int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out);
+/* Cancels: stops dispatch, deletes in-flight Jobs, marks the task and its unfinished nodes cancelled.
+ * Idempotent on a cancelled task (0). PW_ENOTFOUND; PW_ECONFLICT when it already finished otherwise.
+ * *task_out (may be NULL) gets the task after the call. */
+int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out);
+/* The task as the API shows it (caller decrefs); PW_ENOTFOUND. */
+int pw_engine_get_task(pw_engine *e, const char *id, json_t **out);
+/* {"items":[...], "continue":"TOKEN"?}; PW_EINVAL for a bad token. status NULL: any. limit 0: all. */
+int pw_engine_list_tasks(pw_engine *e, const char *status, size_t limit, const char *cont, json_t **out);
+/* {"items":[node results], "continue"?}; PW_ENOTFOUND when the task does not exist. */
+int pw_engine_list_nodes(pw_engine *e, const char *id, const char *state, size_t limit, const char *cont,
+                         json_t **out);
+
+#endif

@@ -1,0 +1,68 @@
+/* jobspec.h: the per-node prewarm Job of ARCHITECTURE.md §4 (name, manifest) and the reading of
+ * its pod's container statuses into per-image pull results.
+ *
+ * The Job holds one container per image ("img-<i>") that runs /prewarm/true, a copy of prewarm-true
+ * that an init container ("install", from prewarm's own image) puts into an emptyDir; so an image
+ * without a shell still "runs" once pulled. The pod passes the `restricted` Pod Security Standard.
+ *
+ * Thread model: pure functions; safe from any thread. */
+#ifndef PW_ENGINE_JOBSPEC_H
+#define PW_ENGINE_JOBSPEC_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Everything the manifest depends on. All pointers are borrowed for the duration of the call. */
+struct pw_jobspec_params {
+    const char *task_id, *node_name, *namespace_;
+    const char *const *images; /* n_images references, used as given */
+    size_t n_images;
+    const char *pull_policy;         /* "IfNotPresent", "Always", "Never"; NULL -> IfNotPresent */
+    const char *const *pull_secrets; /* secret names, referenced by name only */
+    size_t n_pull_secrets;
+    int backoff_limit;         /* spec.backoffLimit (from the task's retries) */
+    int active_deadline_s;     /* spec.activeDeadlineSeconds (from timeoutSeconds); <= 0 omits it */
+    int ttl_s;                 /* spec.ttlSecondsAfterFinished; < 0 omits it */
+    const char *helper_image;  /* prewarm's own image, holding /prewarm-true */
+    const json_t *tolerations; /* NULL: tolerate every NoExecute taint */
+};
+
+/* Returns the Job name "pw-<task id lowercased>-<first 10 hex of SHA-256(node_name)>": deterministic,
+ * a DNS-1123 label of at most 63 characters (characters of the task id outside [a-z0-9-] become '-',
+ * and a long task id is cut). Caller frees with free(). */
+char *pw_jobspec_name(const char *task_id, const char *node_name);
+
+/* Returns the Job (batch/v1) for p as a new JSON object (caller releases with json_decref), or NULL
+ * when p lacks task_id, node_name, namespace_, helper_image or images. */
+json_t *pw_jobspec_build(const struct pw_jobspec_params *p);
+
+/* What one image's container says about its pull. */
+enum pw_pull_class {
+    PW_PULL_WAITING,          /* not decided yet (creating, initializing, no status) */
+    PW_PULL_DONE,             /* pulled: the container ran or exited 0 */
+    PW_PULL_FAILED_RETRYABLE, /* a pull error that may pass (network, registry 5xx, back-off) */
+    PW_PULL_FAILED_NOTFOUND,  /* the registry says the image or tag does not exist */
+    PW_PULL_FAILED_AUTH,      /* 401/403: missing or wrong pull secret */
+    PW_PULL_FAILED_PERMANENT  /* retrying cannot help: invalid name, never-pull, start error, pod rejected */
+};
+
+/* The verdict for one image, with the kubelet's reason and message (truncated to fit, "" if none). */
+struct pw_image_status {
+    enum pw_pull_class cls;
+    char reason[64];
+    char message[512];
+};
+
+/* Reads pod (borrowed) and fills out[0..n_images-1] from the statuses of containers "img-<i>":
+ * running or exit 0 -> DONE; ContainerCreating/PodInitializing -> WAITING; ErrImagePull and
+ * ImagePullBackOff classified by the runtime's message (NOTFOUND, AUTH, else RETRYABLE);
+ * InvalidImageName, ErrImageNeverPull, a non-zero exit (lastState preferred) -> PERMANENT; a failed
+ * install init container (helper image) or a pod rejected as a whole (phase Failed, e.g.
+ * TaintToleration) marks every undecided image with that reason and message.
+ * The function is stateless: an older kubelet's ImagePullBackOff message ("Back-off pulling image
+ * \"x\"") has no cause and reads as RETRYABLE, so callers keep the most specific failure seen for
+ * an image rather than downgrade an earlier NOTFOUND/AUTH.
+ * Returns 0, or PW_EINVAL when pod is not a JSON object (out untouched). */
+int pw_jobspec_pod_status(const json_t *pod, size_t n_images, struct pw_image_status *out);
+
+#endif

@@ -1,0 +1,317 @@
+/* memory.c: the "memory:" store back end: tasks in an array sorted by id, each with its node results
+ * in an array sorted by node name, under one mutex. Nothing survives the process. Documents are deep
+ * copies on the way in and on the way out, so no caller ever shares a JSON value with the store. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/mem.h"
+#include "store/store.h"
+
+struct mem_task {
+    struct pw_store_task t;
+    struct pw_store_node *nodes; /* sorted by node_name */
+    size_t n_nodes, cap_nodes;
+};
+
+struct mem_store {
+    struct pw_store base; /* first: the public handle */
+    pthread_mutex_t mu;
+    struct mem_task *tasks; /* sorted by id ascending */
+    size_t n, cap;
+};
+
+static struct mem_store *mem_of(pw_store *s)
+{
+    return (struct mem_store *)s;
+}
+
+/* Binary search: index of id, or where it would go with *found false. */
+static size_t mem_task_find(const struct mem_store *m, const char *id, bool *found)
+{
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(m->tasks[mid].t.id, id);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+static size_t mem_node_find(const struct mem_task *mt, const char *name, bool *found)
+{
+    size_t lo = 0, hi = mt->n_nodes;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(mt->nodes[mid].node_name, name);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+static int mem_open(const char *rest, pw_store **out, char **errmsg)
+{
+    (void)rest;
+    (void)errmsg;
+    struct mem_store *m = pw_xcalloc(1, sizeof *m);
+    m->base.ops = &pw_store_memory_ops;
+    pthread_mutex_init(&m->mu, NULL);
+    *out = &m->base;
+    return 0;
+}
+
+static void mem_task_free(struct mem_task *mt)
+{
+    pw_store_task_fini(&mt->t);
+    for (size_t i = 0; i < mt->n_nodes; i++)
+        pw_store_node_fini(&mt->nodes[i]);
+    free(mt->nodes);
+}
+
+static void mem_close(pw_store *s)
+{
+    struct mem_store *m = mem_of(s);
+    for (size_t i = 0; i < m->n; i++)
+        mem_task_free(&m->tasks[i]);
+    free(m->tasks);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+static int mem_task_put(pw_store *s, const struct pw_store_task *t)
+{
+    struct mem_store *m = mem_of(s);
+    struct pw_store_task copy;
+    pw_store_task_copy(&copy, t);
+    pthread_mutex_lock(&m->mu);
+    bool found;
+    size_t i = mem_task_find(m, t->id, &found);
+    if (found) {
+        pw_store_task_fini(&m->tasks[i].t);
+        m->tasks[i].t = copy;
+    } else {
+        if (m->n == m->cap) {
+            m->cap = m->cap ? m->cap * 2 : 16;
+            m->tasks = pw_xrealloc(m->tasks, m->cap * sizeof *m->tasks);
+        }
+        memmove(&m->tasks[i + 1], &m->tasks[i], (m->n - i) * sizeof *m->tasks);
+        memset(&m->tasks[i], 0, sizeof m->tasks[i]);
+        m->tasks[i].t = copy;
+        m->n++;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+static int mem_task_get(pw_store *s, const char *id, struct pw_store_task *out)
+{
+    struct mem_store *m = mem_of(s);
+    int rc = PW_ENOTFOUND;
+    pthread_mutex_lock(&m->mu);
+    bool found;
+    size_t i = mem_task_find(m, id, &found);
+    if (found) {
+        pw_store_task_copy(out, &m->tasks[i].t);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static int mem_task_list(pw_store *s, const char *status, size_t limit, const char *cont,
+                         struct pw_store_task **items, size_t *n, char **next)
+{
+    struct mem_store *m = mem_of(s);
+    if (cont && strncmp(cont, "t-", 2) != 0)
+        return PW_EINVAL;
+    pthread_mutex_lock(&m->mu);
+    size_t start = m->n; /* walk down from start-1 */
+    if (cont) {
+        bool found;
+        start = mem_task_find(m, cont, &found); /* ids below cont */
+    }
+    struct pw_store_task *out = NULL;
+    size_t k = 0, cap = 0;
+    char *tok = NULL;
+    for (size_t i = start; i-- > 0;) {
+        const struct pw_store_task *t = &m->tasks[i].t;
+        if (status && strcmp(t->status, status) != 0)
+            continue;
+        if (limit && k == limit) {
+            tok = pw_xstrdup(out[k - 1].id);
+            break;
+        }
+        if (k == cap) {
+            cap = cap ? cap * 2 : 16;
+            out = pw_xrealloc(out, cap * sizeof *out);
+        }
+        pw_store_task_copy(&out[k++], t);
+    }
+    pthread_mutex_unlock(&m->mu);
+    *items = out;
+    *n = k;
+    *next = tok;
+    return 0;
+}
+
+static int mem_task_list_unfinished(pw_store *s, struct pw_store_task **items, size_t *n)
+{
+    struct mem_store *m = mem_of(s);
+    pthread_mutex_lock(&m->mu);
+    struct pw_store_task *out = NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (pw_store_status_final(m->tasks[i].t.status))
+            continue;
+        out = pw_xrealloc(out, (k + 1) * sizeof *out);
+        pw_store_task_copy(&out[k++], &m->tasks[i].t);
+    }
+    pthread_mutex_unlock(&m->mu);
+    *items = out;
+    *n = k;
+    return 0;
+}
+
+static void mem_remove_at(struct mem_store *m, size_t i)
+{
+    mem_task_free(&m->tasks[i]);
+    memmove(&m->tasks[i], &m->tasks[i + 1], (m->n - i - 1) * sizeof *m->tasks);
+    m->n--;
+}
+
+static int mem_task_delete(pw_store *s, const char *id)
+{
+    struct mem_store *m = mem_of(s);
+    int rc = PW_ENOTFOUND;
+    pthread_mutex_lock(&m->mu);
+    bool found;
+    size_t i = mem_task_find(m, id, &found);
+    if (found) {
+        mem_remove_at(m, i);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static int mem_prune(pw_store *s, int64_t before_ms, size_t *removed)
+{
+    struct mem_store *m = mem_of(s);
+    size_t k = 0;
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = m->n; i-- > 0;) {
+        const struct pw_store_task *t = &m->tasks[i].t;
+        if (pw_store_status_final(t->status) && t->finished_ms < before_ms) {
+            mem_remove_at(m, i);
+            k++;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (removed)
+        *removed = k;
+    return 0;
+}
+
+static int mem_nodes_put(pw_store *s, const struct pw_store_node *nodes, size_t n)
+{
+    struct mem_store *m = mem_of(s);
+    int rc = 0;
+    pthread_mutex_lock(&m->mu);
+    /* All or nothing: check every task exists first. */
+    for (size_t j = 0; j < n && rc == 0; j++) {
+        bool found;
+        mem_task_find(m, nodes[j].task_id, &found);
+        if (!found)
+            rc = PW_ENOTFOUND;
+    }
+    for (size_t j = 0; j < n && rc == 0; j++) {
+        bool found;
+        struct mem_task *mt = &m->tasks[mem_task_find(m, nodes[j].task_id, &found)];
+        size_t i = mem_node_find(mt, nodes[j].node_name, &found);
+        if (found) {
+            pw_store_node_fini(&mt->nodes[i]);
+        } else {
+            if (mt->n_nodes == mt->cap_nodes) {
+                mt->cap_nodes = mt->cap_nodes ? mt->cap_nodes * 2 : 16;
+                mt->nodes = pw_xrealloc(mt->nodes, mt->cap_nodes * sizeof *mt->nodes);
+            }
+            memmove(&mt->nodes[i + 1], &mt->nodes[i], (mt->n_nodes - i) * sizeof *mt->nodes);
+            mt->n_nodes++;
+        }
+        pw_store_node_copy(&mt->nodes[i], &nodes[j]);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static int mem_nodes_list(pw_store *s, const char *task_id, const char *state, size_t limit,
+                          const char *cont, struct pw_store_node **items, size_t *n, char **next)
+{
+    struct mem_store *m = mem_of(s);
+    pthread_mutex_lock(&m->mu);
+    bool found;
+    size_t ti = mem_task_find(m, task_id, &found);
+    if (!found) {
+        pthread_mutex_unlock(&m->mu);
+        return PW_ENOTFOUND;
+    }
+    const struct mem_task *mt = &m->tasks[ti];
+    size_t start = 0;
+    if (cont) {
+        start = mem_node_find(mt, cont, &found);
+        if (found)
+            start++; /* the token is the last name returned */
+    }
+    struct pw_store_node *out = NULL;
+    size_t k = 0, cap = 0;
+    char *tok = NULL;
+    for (size_t i = start; i < mt->n_nodes; i++) {
+        if (state && strcmp(mt->nodes[i].state, state) != 0)
+            continue;
+        if (limit && k == limit) {
+            tok = pw_xstrdup(out[k - 1].node_name);
+            break;
+        }
+        if (k == cap) {
+            cap = cap ? cap * 2 : 64;
+            out = pw_xrealloc(out, cap * sizeof *out);
+        }
+        pw_store_node_copy(&out[k++], &mt->nodes[i]);
+    }
+    pthread_mutex_unlock(&m->mu);
+    *items = out;
+    *n = k;
+    *next = tok;
+    return 0;
+}
+
+const struct pw_store_ops pw_store_memory_ops = {
+    .scheme = "memory",
+    .open = mem_open,
+    .close = mem_close,
+    .task_put = mem_task_put,
+    .task_get = mem_task_get,
+    .task_list = mem_task_list,
+    .task_list_unfinished = mem_task_list_unfinished,
+    .task_delete = mem_task_delete,
+    .prune = mem_prune,
+    .nodes_put = mem_nodes_put,
+    .nodes_list = mem_nodes_list,
+};

@@ -1,0 +1,178 @@
+/* store.c: the back-end table behind pw_store_open, argument checks, and record helpers.
+ * Adding a back end is one row in store_backends. */
+#include "store/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/mem.h"
+
+static const struct pw_store_ops *const store_backends[] = {
+    &pw_store_memory_ops,
+    /* &pw_store_sqlite_ops, (issue 4) */
+};
+
+static const char *const final_statuses[] = {"succeeded", "failed", "cancelled"};
+
+bool pw_store_status_final(const char *status)
+{
+    for (size_t i = 0; status && i < sizeof final_statuses / sizeof final_statuses[0]; i++)
+        if (strcmp(status, final_statuses[i]) == 0)
+            return true;
+    return false;
+}
+
+int pw_store_open(const char *url, pw_store **out, char **errmsg)
+{
+    const char *colon = url ? strchr(url, ':') : NULL;
+    if (colon) {
+        size_t n = (size_t)(colon - url);
+        for (size_t i = 0; i < sizeof store_backends / sizeof store_backends[0]; i++) {
+            const struct pw_store_ops *ops = store_backends[i];
+            if (strlen(ops->scheme) == n && strncmp(url, ops->scheme, n) == 0)
+                return ops->open(colon + 1, out, errmsg);
+        }
+    }
+    if (errmsg) {
+        char known[256] = "";
+        for (size_t i = 0; i < sizeof store_backends / sizeof store_backends[0]; i++) {
+            strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);
+            strncat(known, store_backends[i]->scheme, sizeof known - strlen(known) - 1);
+            strncat(known, ":", sizeof known - strlen(known) - 1);
+        }
+        *errmsg = pw_xasprintf("unknown store url \"%s\" (known: %s)", url ? url : "", known);
+    }
+    return PW_EINVAL;
+}
+
+void pw_store_close(pw_store *s)
+{
+    if (s)
+        s->ops->close(s);
+}
+
+static bool task_ok(const struct pw_store_task *t)
+{
+    return t && t->id && t->status && t->doc;
+}
+
+int pw_store_task_put(pw_store *s, const struct pw_store_task *t)
+{
+    if (!task_ok(t))
+        return PW_EINVAL;
+    return s->ops->task_put(s, t);
+}
+
+int pw_store_task_get(pw_store *s, const char *id, struct pw_store_task *out)
+{
+    if (!id || !out)
+        return PW_EINVAL;
+    return s->ops->task_get(s, id, out);
+}
+
+int pw_store_task_list(pw_store *s, const char *status, size_t limit, const char *cont,
+                       struct pw_store_task **items, size_t *n, char **next)
+{
+    if (!items || !n || !next)
+        return PW_EINVAL;
+    if (status && !*status)
+        status = NULL;
+    if (cont && !*cont)
+        cont = NULL;
+    return s->ops->task_list(s, status, limit, cont, items, n, next);
+}
+
+int pw_store_task_list_unfinished(pw_store *s, struct pw_store_task **items, size_t *n)
+{
+    if (!items || !n)
+        return PW_EINVAL;
+    return s->ops->task_list_unfinished(s, items, n);
+}
+
+int pw_store_task_delete(pw_store *s, const char *id)
+{
+    if (!id)
+        return PW_EINVAL;
+    return s->ops->task_delete(s, id);
+}
+
+int pw_store_prune(pw_store *s, int64_t before_ms, size_t *removed)
+{
+    return s->ops->prune(s, before_ms, removed);
+}
+
+int pw_store_nodes_put(pw_store *s, const struct pw_store_node *nodes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!nodes[i].task_id || !nodes[i].node_name || !nodes[i].state || !nodes[i].doc)
+            return PW_EINVAL;
+    if (n == 0)
+        return 0;
+    return s->ops->nodes_put(s, nodes, n);
+}
+
+int pw_store_nodes_list(pw_store *s, const char *task_id, const char *state, size_t limit,
+                        const char *cont, struct pw_store_node **items, size_t *n, char **next)
+{
+    if (!task_id || !items || !n || !next)
+        return PW_EINVAL;
+    if (state && !*state)
+        state = NULL;
+    if (cont && !*cont)
+        cont = NULL;
+    return s->ops->nodes_list(s, task_id, state, limit, cont, items, n, next);
+}
+
+void pw_store_task_fini(struct pw_store_task *t)
+{
+    if (!t)
+        return;
+    free(t->id);
+    free(t->status);
+    json_decref(t->doc);
+    memset(t, 0, sizeof *t);
+}
+
+void pw_store_tasks_free(struct pw_store_task *ts, size_t n)
+{
+    for (size_t i = 0; ts && i < n; i++)
+        pw_store_task_fini(&ts[i]);
+    free(ts);
+}
+
+void pw_store_node_fini(struct pw_store_node *n)
+{
+    if (!n)
+        return;
+    free(n->task_id);
+    free(n->node_name);
+    free(n->state);
+    json_decref(n->doc);
+    memset(n, 0, sizeof *n);
+}
+
+void pw_store_nodes_free(struct pw_store_node *ns, size_t n)
+{
+    for (size_t i = 0; ns && i < n; i++)
+        pw_store_node_fini(&ns[i]);
+    free(ns);
+}
+
+void pw_store_task_copy(struct pw_store_task *dst, const struct pw_store_task *src)
+{
+    dst->id = pw_xstrdup(src->id);
+    dst->status = pw_xstrdup(src->status);
+    dst->priority = src->priority;
+    dst->created_ms = src->created_ms;
+    dst->finished_ms = src->finished_ms;
+    dst->doc = json_deep_copy(src->doc);
+}
+
+void pw_store_node_copy(struct pw_store_node *dst, const struct pw_store_node *src)
+{
+    dst->task_id = pw_xstrdup(src->task_id);
+    dst->node_name = pw_xstrdup(src->node_name);
+    dst->state = pw_xstrdup(src->state);
+    dst->doc = json_deep_copy(src->doc);
+}

@@ -1,0 +1,121 @@
+/* store.h: the one interface through which prewarmd keeps tasks and per-node results, and the table
+ * of back ends behind it ("memory:" here; "sqlite:PATH" is added as one row in store.c).
+ *
+ * Model. A task is a record with a few indexed columns (id, status, priority, created time, finished
+ * time) and a JSON document: the task exactly as the API returns it (spec with defaults, progress,
+ * failedNodes, message, timestamps). A node result is a record keyed by (task id, node name) with its
+ * state and a JSON document: the node result exactly as GET /api/v1/tasks/{id}/nodes returns it.
+ * A back end stores the documents as opaque JSON text plus the indexed columns, so a schema change in
+ * the API does not change the store.
+ *
+ * Durability contract (what a durable back end must give): when pw_store_task_put or
+ * pw_store_nodes_put returns 0, what it wrote survives a crash of the process (kill -9). A failed call
+ * writes nothing (a batch of node results is one transaction).
+ *
+ * Pagination: list calls return at most `limit` records and, when more remain, *next gets an opaque
+ * continue token (caller frees with free()) to pass back as `cont`; *next is NULL at the end. Tokens
+ * are plain text and stay valid across restarts. A malformed token gives PW_EINVAL.
+ *
+ * Thread model: a pw_store is safe to use from any number of threads at once (a back end serialises
+ * internally, e.g. one SQLite connection per thread or a lock). Documents passed in are borrowed and
+ * copied (or serialised) before the call returns; documents handed out are new references the caller
+ * releases with json_decref. */
+#ifndef PW_STORE_H
+#define PW_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+typedef struct pw_store pw_store;
+
+/* Task statuses as stored (the API's words): "pending", "running", "succeeded", "failed",
+ * "cancelled". The last three are final. */
+bool pw_store_status_final(const char *status);
+
+/* One task record. On input every pointer is borrowed; records handed out by list/get own their
+ * strings and doc: release them with pw_store_task_fini (or pw_store_tasks_free for arrays). */
+struct pw_store_task {
+    char *id;            /* "t-..." (time-sortable: a larger id was created later) */
+    char *status;        /* see above */
+    int priority;        /* -1000..1000, for resume ordering */
+    int64_t created_ms;  /* wall clock, ms since the epoch */
+    int64_t finished_ms; /* 0 while unfinished */
+    json_t *doc;         /* the task as the API shows it */
+};
+void pw_store_task_fini(struct pw_store_task *t);
+void pw_store_tasks_free(struct pw_store_task *ts, size_t n);
+
+/* One node result (same ownership rules as pw_store_task). */
+struct pw_store_node {
+    char *task_id;
+    char *node_name;
+    char *state; /* "pending", "running", "succeeded", "failed", "skipped", "cancelled" */
+    json_t *doc; /* the node result as the API shows it */
+};
+void pw_store_node_fini(struct pw_store_node *n);
+void pw_store_nodes_free(struct pw_store_node *ns, size_t n);
+
+/* Opens the store named by url: "memory:" (nothing survives the process), "sqlite:PATH" (when that
+ * back end is linked in). PW_EINVAL for an unknown scheme, with *errmsg (may be NULL; caller frees)
+ * saying which schemes exist; PW_EIO when the back end cannot open. *out: free with pw_store_close. */
+int pw_store_open(const char *url, pw_store **out, char **errmsg);
+/* Flushes and frees; NULL is a no-op. No call may be in flight. */
+void pw_store_close(pw_store *s);
+
+/* Creates or replaces the task t->id (all columns and the document). */
+int pw_store_task_put(pw_store *s, const struct pw_store_task *t);
+/* *out (caller finis) gets the task; PW_ENOTFOUND when there is none. */
+int pw_store_task_get(pw_store *s, const char *id, struct pw_store_task *out);
+/* Tasks newest first (descending id). status NULL or "" means any. limit 0 means no limit.
+ * *items (caller frees with pw_store_tasks_free) and *n get the page, *next the continue token. */
+int pw_store_task_list(pw_store *s, const char *status, size_t limit, const char *cont,
+                       struct pw_store_task **items, size_t *n, char **next);
+/* Every task whose status is pending or running, oldest first (for resume after a restart). */
+int pw_store_task_list_unfinished(pw_store *s, struct pw_store_task **items, size_t *n);
+/* Deletes the task and its node results; PW_ENOTFOUND when there is none. */
+int pw_store_task_delete(pw_store *s, const char *id);
+/* Deletes every finished task (and its node results) with finished_ms < before_ms; *removed (may be
+ * NULL) gets how many. */
+int pw_store_prune(pw_store *s, int64_t before_ms, size_t *removed);
+
+/* Creates or replaces n node results (any tasks) in one transaction. */
+int pw_store_nodes_put(pw_store *s, const struct pw_store_node *nodes, size_t n);
+/* Node results of one task in ascending node-name order; state NULL or "" means any; limit 0 means
+ * no limit. PW_ENOTFOUND when the task does not exist. */
+int pw_store_nodes_list(pw_store *s, const char *task_id, const char *state, size_t limit,
+                        const char *cont, struct pw_store_node **items, size_t *n, char **next);
+
+/* ---- for back ends ----
+ * A back end allocates a struct whose first member is `struct pw_store` with ops set, and adds one
+ * row to the table in store.c. Each op has the contract of the public function of the same name;
+ * the public functions check arguments before they call it. */
+struct pw_store_ops {
+    const char *scheme; /* "memory", "sqlite" (the url is "<scheme>:<rest>") */
+    int (*open)(const char *rest, pw_store **out, char **errmsg);
+    void (*close)(pw_store *s);
+    int (*task_put)(pw_store *s, const struct pw_store_task *t);
+    int (*task_get)(pw_store *s, const char *id, struct pw_store_task *out);
+    int (*task_list)(pw_store *s, const char *status, size_t limit, const char *cont,
+                     struct pw_store_task **items, size_t *n, char **next);
+    int (*task_list_unfinished)(pw_store *s, struct pw_store_task **items, size_t *n);
+    int (*task_delete)(pw_store *s, const char *id);
+    int (*prune)(pw_store *s, int64_t before_ms, size_t *removed);
+    int (*nodes_put)(pw_store *s, const struct pw_store_node *nodes, size_t n);
+    int (*nodes_list)(pw_store *s, const char *task_id, const char *state, size_t limit,
+                      const char *cont, struct pw_store_node **items, size_t *n, char **next);
+};
+struct pw_store {
+    const struct pw_store_ops *ops;
+};
+
+/* The memory back end's ops (memory.c). */
+extern const struct pw_store_ops pw_store_memory_ops;
+
+/* Helpers for back ends: deep copies into records the caller finis. */
+void pw_store_task_copy(struct pw_store_task *dst, const struct pw_store_task *src);
+void pw_store_node_copy(struct pw_store_node *dst, const struct pw_store_node *src);
+
+#endif

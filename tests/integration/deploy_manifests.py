@@ -1,0 +1,573 @@
+#!/usr/bin/python3
+"""deploy_manifests.py: checks deploy/ and the prewarm-true helper.
+
+- prewarm-true (the release build): static, tiny, exits 0, and `install DEST` copies itself to DEST
+  (mode 0755 whatever the umask) and the copy runs; errors exit 1.
+- every YAML file in deploy/ parses; the kinds are there; kustomization.yaml lists every manifest;
+  names, namespaces and references agree (bindings -> roles and the ServiceAccount, Service ->
+  pod labels and port); the Deployment's pod passes the `restricted` Pod Security Standard, runs as
+  65532 with a read-only root filesystem, probes /healthz and /readyz on 8080, has requests and
+  limits, PREWARM_LISTEN 0.0.0.0:8080, PREWARM_NAMESPACE from the pod's namespace, and its store path
+  on a volume.
+- RBAC is least privilege, both ways: (1) the Kubernetes calls found in the source (src/, outside the
+  generic client src/k8s and prewarm's own REST API) and (2) the calls a real task makes against
+  kubesim (GET /sim/v1/stats before and after) must each be allowed by the rules, and every
+  (verb, resource) the rules grant must be one of those calls.
+- `kubectl apply --dry-run=client -k deploy/` against kubesim.
+One TAP line per case."""
+import base64
+import json
+import os
+import re
+import signal
+import ssl
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+import yaml
+
+ROOT = os.environ.get("PW_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("PW_BIN") or os.path.join(ROOT, "build", "asan", "bin")
+BIN_RELEASE = os.environ.get("PW_BIN_RELEASE") or os.path.join(ROOT, "build", "release", "bin")
+DEPLOY = os.path.join(ROOT, "deploy")
+NAMESPACE = "prewarm"
+SA = "prewarmd"
+
+results = []
+work = tempfile.mkdtemp(prefix="deploy-manifests.")
+procs = []
+
+
+def tap(ok, name, diag=None):
+    results.append(ok)
+    print(("ok - " if ok else "not ok - ") + name, flush=True)
+    if not ok and diag:
+        for line in str(diag).splitlines()[-30:]:
+            print("#   " + line, flush=True)
+
+
+def skip(name, why):
+    results.append(True)
+    print("ok - %s # SKIP %s" % (name, why), flush=True)
+
+
+def case(name):
+    """Runs the decorated function as one case: ok when it returns without raising."""
+    def run(fn):
+        try:
+            fn()
+            tap(True, name)
+        except Exception:  # noqa: BLE001 - every failure is reported as a case
+            tap(False, name, traceback.format_exc())
+        return fn
+    return run
+
+
+def wait_until(pred, timeout, step=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def stop(p, timeout=15):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            return p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            return -9
+    return p.returncode
+
+
+# ---- prewarm-true ----------------------------------------------------------------------------------
+
+TRUE = os.path.join(BIN_RELEASE, "prewarm-true")
+
+
+def run(argv, **kw):
+    return subprocess.run(argv, capture_output=True, timeout=20, **kw)
+
+
+@case("prewarm-true: static (no interpreter, no dynamic section), under 8 KiB, exits 0")
+def _true_basic():
+    data = open(TRUE, "rb").read()
+    assert len(data) < 8192, len(data)
+    assert data[:4] == b"\x7fELF", data[:4]
+    hdr = run(["readelf", "-lW", TRUE]).stdout.decode()
+    assert "INTERP" not in hdr and "DYNAMIC" not in hdr, hdr
+    assert run([TRUE]).returncode == 0
+    assert run([TRUE, "anything", "at", "all"]).returncode == 0
+    assert run([TRUE], env={}).returncode == 0
+
+
+@case("prewarm-true install DEST: copies itself (mode 0755 under umask 077) and the copy runs")
+def _true_install():
+    d = tempfile.mkdtemp(dir=work)
+    dest = os.path.join(d, "true")
+    r = run(["sh", "-c", 'umask 077 && exec "$0" install "$1"', TRUE, dest])
+    assert r.returncode == 0, r
+    assert r.stdout == b"" and r.stderr == b"", r
+    assert open(dest, "rb").read() == open(TRUE, "rb").read()
+    mode = stat.S_IMODE(os.stat(dest).st_mode)
+    assert mode == 0o755, oct(mode)
+    assert run([dest]).returncode == 0
+    # the copy can install again, over an existing file (truncated, not appended)
+    with open(os.path.join(d, "again"), "wb") as f:
+        f.write(b"x" * 20000)
+    assert run([dest, "install", os.path.join(d, "again")]).returncode == 0
+    assert open(os.path.join(d, "again"), "rb").read() == open(TRUE, "rb").read()
+
+
+@case("prewarm-true install: a bad destination or missing argument exits 1 with a message")
+def _true_errors():
+    r = run([TRUE, "install", os.path.join(work, "no", "such", "dir", "true")])
+    assert r.returncode == 1, r
+    assert b"cannot create" in r.stderr, r.stderr
+    r = run([TRUE, "install"])
+    assert r.returncode == 1 and b"usage" in r.stderr, r
+    r = run([TRUE, "install", "a", "b"])
+    assert r.returncode == 1, r
+
+
+# ---- the manifests ---------------------------------------------------------------------------------
+
+docs = {}  # file -> list of documents
+objs = []  # every Kubernetes object, with its file
+
+
+@case("every YAML file in deploy/ parses, each document has apiVersion, kind, metadata.name")
+def _parse():
+    files = sorted(f for f in os.listdir(DEPLOY) if f.endswith((".yaml", ".yml")))
+    assert files, "no YAML in deploy/"
+    for f in files:
+        with open(os.path.join(DEPLOY, f)) as fh:
+            ds = [d for d in yaml.safe_load_all(fh) if d is not None]
+        assert ds, f
+        docs[f] = ds
+        for d in ds:
+            assert isinstance(d, dict) and d.get("apiVersion") and d.get("kind"), (f, d)
+            if d["kind"] != "Kustomization":
+                assert d.get("metadata", {}).get("name"), (f, d)
+                objs.append((f, d))
+
+
+def find(kind, name=None):
+    got = [d for _, d in objs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(got) == 1, "%s %s: %d objects" % (kind, name, len(got))
+    return got[0]
+
+
+@case("the kinds: Namespace, ServiceAccount, ClusterRole(+Binding), Role(+Binding), Deployment, Service")
+def _kinds():
+    kinds = sorted(d["kind"] for _, d in objs)
+    want = sorted(["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+                   "Deployment", "Service"])
+    assert kinds == want, kinds
+    assert find("Namespace")["metadata"]["name"] == NAMESPACE
+    labels = find("Namespace")["metadata"].get("labels", {})
+    assert labels.get("pod-security.kubernetes.io/enforce") == "restricted", labels
+    for _, d in objs:
+        if d["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+            assert d["metadata"].get("namespace") == NAMESPACE, d["metadata"]
+        else:
+            assert "namespace" not in d["metadata"], d["metadata"]
+
+
+@case("kustomization.yaml lists every manifest file, and kubectl kustomize renders them all")
+def _kustomization():
+    k = docs["kustomization.yaml"][0]
+    assert k["kind"] == "Kustomization"
+    listed = sorted(k["resources"])
+    files = sorted(f for f in docs if f != "kustomization.yaml")
+    assert listed == files, (listed, files)
+    r = run(["kubectl", "kustomize", DEPLOY])
+    assert r.returncode == 0, r.stderr
+    rendered = [d for d in yaml.safe_load_all(r.stdout) if d]
+    assert sorted(d["kind"] for d in rendered) == sorted(d["kind"] for _, d in objs)
+
+
+@case("RBAC bindings reference the roles and the ServiceAccount that exist")
+def _bindings():
+    find("ServiceAccount", SA)
+    for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        for _, b in [(f, d) for f, d in objs if d["kind"] == kind]:
+            ref = b["roleRef"]
+            assert ref["apiGroup"] == "rbac.authorization.k8s.io" and ref["kind"] == role_kind, ref
+            find(role_kind, ref["name"])
+            assert b["subjects"] == [{"kind": "ServiceAccount", "name": SA, "namespace": NAMESPACE}], b["subjects"]
+
+
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+def check_restricted(spec):
+    """The `restricted` Pod Security Standard (baseline + restricted rules) on a pod spec."""
+    for k in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not spec.get(k), k
+    psc = spec.get("securityContext", {})
+    assert "sysctls" not in psc and "seLinuxOptions" not in psc, psc
+    for v in spec.get("volumes", []):
+        types = set(v) - {"name"}
+        assert types <= RESTRICTED_VOLUMES, types
+    containers = spec.get("initContainers", []) + spec["containers"]
+    for c in containers:
+        sc = c.get("securityContext", {})
+        assert sc.get("allowPrivilegeEscalation") is False, (c["name"], "allowPrivilegeEscalation")
+        assert not sc.get("privileged"), c["name"]
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], (c["name"], sc.get("capabilities"))
+        assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, c["name"]
+        assert "procMount" not in sc and "seLinuxOptions" not in sc, c["name"]
+        nonroot = sc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+        assert nonroot is True, (c["name"], "runAsNonRoot")
+        assert sc.get("runAsUser", psc.get("runAsUser", 1)) != 0, c["name"]
+        seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
+        assert seccomp in ("RuntimeDefault", "Localhost"), (c["name"], seccomp)
+        for p in c.get("ports", []):
+            assert "hostPort" not in p, p
+
+
+@case("Deployment: 1 replica, Recreate, the ServiceAccount, passes the restricted Pod Security Standard")
+def _deployment_security():
+    d = find("Deployment", "prewarmd")
+    assert d["apiVersion"] == "apps/v1"
+    assert d["spec"]["replicas"] == 1
+    assert d["spec"]["strategy"]["type"] == "Recreate"
+    tmpl = d["spec"]["template"]
+    sel = d["spec"]["selector"]["matchLabels"]
+    assert all(tmpl["metadata"]["labels"].get(k) == v for k, v in sel.items()), (sel, tmpl["metadata"])
+    spec = tmpl["spec"]
+    assert spec["serviceAccountName"] == SA
+    check_restricted(spec)
+    psc = spec["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 65532 and psc["runAsGroup"] == 65532, psc
+    assert psc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert len(spec["containers"]) == 1
+    c = spec["containers"][0]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@case("Deployment: probes /healthz and /readyz on 8080, requests and limits, env, store on a volume")
+def _deployment_runtime():
+    d = find("Deployment", "prewarmd")
+    spec = d["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    ports = {p.get("name"): p["containerPort"] for p in c["ports"]}
+    assert ports.get("http") == 8080, ports
+
+    def port_of(probe):
+        p = probe["httpGet"]["port"]
+        return ports.get(p) if isinstance(p, str) else p
+
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and port_of(c["livenessProbe"]) == 8080
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and port_of(c["readinessProbe"]) == 8080
+    res = c["resources"]
+    for k in ("cpu", "memory"):
+        assert res["requests"][k] and res["limits"][k], res
+    env = {e["name"]: e for e in c["env"]}
+    assert env["PREWARM_LISTEN"]["value"] == "0.0.0.0:8080"
+    assert env["PREWARM_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["PREWARM_HELPER_IMAGE"]["value"] == c["image"], "the helper image is prewarm's own image"
+    store = env["PREWARM_STORE"]["value"]
+    assert store.startswith("sqlite:"), store
+    db_dir = os.path.dirname(store[len("sqlite:"):])
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert db_dir in mounts, (db_dir, mounts)
+    vols = {v["name"] for v in spec["volumes"]}
+    assert set(mounts.values()) <= vols, (mounts, vols)
+    # every env var prewarmd is given is one of its flags' twins
+    src = open(os.path.join(ROOT, "src", "cmd", "prewarmd.c")).read()
+    for name in env:
+        if name.startswith("PREWARM_"):
+            assert '"%s"' % name in src, "prewarmd has no flag for " + name
+
+
+@case("Service: ClusterIP 8080 to the Deployment's pods")
+def _service():
+    s = find("Service", "prewarmd")
+    d = find("Deployment", "prewarmd")
+    assert s["spec"].get("type", "ClusterIP") == "ClusterIP"
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert s["spec"]["selector"] and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())
+    (p,) = s["spec"]["ports"]
+    assert p["port"] == 8080 and p["targetPort"] in ("http", 8080), p
+
+
+# ---- RBAC against the calls --------------------------------------------------------------------------
+
+GROUP_OF = {"nodes": "", "pods": "", "jobs": "batch", "events": "", "secrets": "", "leases": "coordination.k8s.io"}
+
+
+def granted():
+    """{(verb, group, resource, scope)}: scope "cluster" (ClusterRole) or the Role's namespace."""
+    out = set()
+    for _, d in objs:
+        if d["kind"] not in ("ClusterRole", "Role"):
+            continue
+        scope = "cluster" if d["kind"] == "ClusterRole" else d["metadata"]["namespace"]
+        for rule in d.get("rules", []):
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+            assert "*" not in rule.get("apiGroups", []), rule
+            assert "resourceNames" not in rule and "nonResourceURLs" not in rule, rule
+            for g in rule["apiGroups"]:
+                for r in rule["resources"]:
+                    for v in rule["verbs"]:
+                        out.add((v, g, r, scope))
+    return out
+
+
+def allowed(grants, verb, resource, namespaced):
+    g = GROUP_OF.get(resource.split("/")[0], "?")
+    if (verb, g, resource, "cluster") in grants:
+        return True
+    return namespaced and (verb, g, resource, NAMESPACE) in grants
+
+
+# Kubernetes API paths in C string literals: "/api/v1/..." or "/apis/<group>/<version>/...".
+K8S_PATH = re.compile(r'"(/api/v1|/apis/[a-z0-9.-]+/v[0-9a-z]+)(/[^"]*)"')
+REQUEST = re.compile(r'pw_k8s_request\(\s*[^,]+,\s*"([A-Z]+)"\s*,\s*([A-Za-z_][A-Za-z0-9_]*|"[^"]*")')
+ASSIGN = r'\b%s\s*=\s*pw_xasprintf\(\s*"([^"]+)"'
+SKIP_DIRS = ("src/k8s/", "src/api/", "src/cli/")  # the generic client; prewarm's own REST API
+
+
+def parse_path(prefix, rest):
+    """-> (resource, named, namespaced) for a path like /apis/batch/v1/namespaces/%s/jobs/%s?x."""
+    segs = [s for s in rest.split("?")[0].split("/") if s]
+    namespaced = len(segs) >= 2 and segs[0] == "namespaces"
+    if namespaced:
+        segs = segs[2:]
+    if not segs:
+        return None
+    res = segs[0]
+    named = len(segs) >= 2
+    if len(segs) >= 3:
+        res += "/" + segs[2]
+    return res, named, namespaced
+
+
+VERB = {("GET", True): "get", ("GET", False): "list", ("POST", False): "create", ("PUT", True): "update",
+        ("PATCH", True): "patch", ("DELETE", True): "delete", ("DELETE", False): "deletecollection"}
+
+
+def static_calls():
+    """{(verb, resource, namespaced)} from the source: each pw_k8s_request with its method and the path
+    literal it is given (directly or through a pw_xasprintf'd variable earlier in the same function),
+    and every other Kubernetes collection path, which goes to an informer (list + watch)."""
+    calls, unresolved = set(), []
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "src")):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            rel = os.path.relpath(path, ROOT)
+            if not f.endswith(".c") or rel.startswith(SKIP_DIRS):
+                continue
+            text = open(path).read()
+            literals = [(m.start(), m.group(1), m.group(2)) for m in K8S_PATH.finditer(text)
+                        if not m.group(2).startswith("/tasks")]
+            if not literals:
+                continue
+            used = set()
+            for m in REQUEST.finditer(text):
+                method, arg = m.group(1), m.group(2)
+                if arg.startswith('"'):
+                    lit = K8S_PATH.match(arg)
+                    pos = m.start(2)
+                else:
+                    # the last assignment of the variable before the call
+                    cands = [a for a in re.finditer(ASSIGN % re.escape(arg), text[:m.start()])]
+                    lit = K8S_PATH.match('"' + cands[-1].group(1) + '"') if cands else None
+                    pos = cands[-1].start(1) - 1 if cands else None
+                if lit is None:
+                    unresolved.append("%s:%d" % (rel, text[:m.start()].count("\n") + 1))
+                    continue
+                used.add(pos)
+                parsed = parse_path(lit.group(1), lit.group(2))
+                verb = VERB.get((method, parsed[1])) if parsed else None
+                if verb is None:
+                    unresolved.append("%s:%d" % (rel, text[:m.start()].count("\n") + 1))
+                    continue
+                calls.add((verb, parsed[0], parsed[2]))
+            has_informer = "pw_k8s_informer_start" in text
+            for pos, prefix, rest in literals:
+                if pos in used:
+                    continue
+                parsed = parse_path(prefix, rest)
+                if parsed is None or parsed[1]:
+                    unresolved.append("%s:%d literal %s%s" % (rel, text[:pos].count("\n") + 1, prefix, rest))
+                    continue
+                if not has_informer:
+                    unresolved.append("%s:%d collection path without an informer" % (rel, text[:pos].count("\n") + 1))
+                    continue
+                calls.add(("list", parsed[0], parsed[2]))
+                calls.add(("watch", parsed[0], parsed[2]))
+    return calls, unresolved
+
+
+state = {}
+
+
+@case("RBAC: no wildcards, and every Kubernetes call in the source is allowed by the rules")
+def _rbac_static():
+    grants = granted()
+    calls, unresolved = static_calls()
+    assert not unresolved, "calls the test cannot read: %s" % unresolved
+    assert calls, "no Kubernetes calls found in src/"
+    missing = sorted(c for c in calls if not allowed(grants, c[0], c[1], c[2]))
+    assert not missing, "not allowed by deploy/rbac.yaml: %s (calls: %s)" % (missing, sorted(calls))
+    state["static"] = calls
+    print("# calls in the source: %s" % ", ".join("%s %s" % (v, r) for v, r, _ in sorted(calls)), flush=True)
+
+
+@case("RBAC: least privilege: every granted (verb, resource) is a call the source makes")
+def _rbac_least():
+    calls = state["static"]
+    used = {(v, r) for v, r, _ in calls}
+    extra = sorted((v, r, s) for v, _, r, s in granted() if (v, r) not in used)
+    assert not extra, "granted but never called: %s" % extra
+    # cluster-wide grants only for cluster-scoped resources
+    for v, g, r, s in granted():
+        if s == "cluster":
+            assert not any(c[1] == r and c[2] for c in calls), "namespaced %s granted cluster-wide" % r
+
+
+# ---- against kubesim ---------------------------------------------------------------------------------
+
+def kube_http(kcfg, path):
+    cluster = kcfg["clusters"][0]["cluster"]
+    ctx_name = kcfg["current-context"]
+    ctx = [c for c in kcfg["contexts"] if c["name"] == ctx_name][0]["context"]
+    user = [u for u in kcfg["users"] if u["name"] == ctx["user"]][0]["user"]
+    sslctx = None
+    if cluster["server"].startswith("https"):
+        sslctx = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    req = urllib.request.Request(cluster["server"] + path, headers={"Authorization": "Bearer " + user["token"]})
+    with urllib.request.urlopen(req, context=sslctx, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def stats(kcfg):
+    return {(r["verb"], r["resource"]): r["count"] for r in kube_http(kcfg, "/sim/v1/stats")["requests"]}
+
+
+def api(port, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, json.loads(resp.read() or b"null")
+
+
+def dynamic():
+    sim_bin, pwd_bin = os.path.join(BIN, "kubesim"), os.path.join(BIN, "prewarmd")
+    name_run = "RBAC: a real task against kubesim makes only calls the rules allow"
+    if not (os.access(sim_bin, os.X_OK) and os.access(pwd_bin, os.X_OK)):
+        skip(name_run, "no kubesim or prewarmd in %s" % BIN)
+        return None
+    kc = os.path.join(work, "kubeconfig")
+    simlog = open(os.path.join(work, "kubesim.log"), "w")
+    sim = subprocess.Popen([sim_bin, "--nodes", "3", "--listen", "127.0.0.1:0", "--kubeconfig-out", kc,
+                            "--seed", "5", "--time-scale", "10"], stdout=simlog, stderr=subprocess.STDOUT)
+    procs.append(sim)
+    if not wait_until(lambda: os.path.exists(kc) or sim.poll() is not None, 30, 0.1) or sim.poll() is not None:
+        tap(False, name_run, "kubesim did not start: " + open(os.path.join(work, "kubesim.log")).read()[-2000:])
+        return None
+    time.sleep(0.2)  # the kubeconfig is written whole before the server answers; be safe
+    kcfg = yaml.safe_load(open(kc))
+    before = stats(kcfg)
+    pwlog = open(os.path.join(work, "prewarmd.log"), "w")
+    pwd = subprocess.Popen([pwd_bin, "--listen", "127.0.0.1:0", "--kubeconfig", kc, "--namespace", NAMESPACE,
+                            "--store", "memory:", "--job-ttl", "60s"],
+                           stdout=subprocess.PIPE, stderr=pwlog, text=True)
+    procs.append(pwd)
+    line = pwd.stdout.readline()  # "listening on 127.0.0.1:PORT"
+    m = re.search(r":(\d+)\s*$", line or "")
+    if not m:
+        tap(False, name_run, "prewarmd did not start: %r\n%s" % (line, open(os.path.join(work, "prewarmd.log")).read()[-2000:]))
+        return kcfg
+    port = int(m.group(1))
+    diag = []
+    try:
+        wait_until(lambda: _ready(port), 30, 0.2)
+        code, task = api(port, "POST", "/api/v1/tasks", {"images": ["busybox:1.36"], "pullPolicy": "Always"})
+        assert code == 201, (code, task)
+        done = wait_until(lambda: api(port, "GET", "/api/v1/tasks/" + task["id"])[1]["status"]
+                          in ("succeeded", "failed", "cancelled"), 90, 0.5)
+        final = api(port, "GET", "/api/v1/tasks/" + task["id"])[1]
+        diag.append("task: %s" % json.dumps(final)[:600])
+        assert done, "the task did not finish in 90 s"
+        # a cancelled second task exercises the Job deletion path too
+        code, t2 = api(port, "POST", "/api/v1/tasks", {"images": ["busybox:1.36.1"], "pullPolicy": "Always"})
+        time.sleep(1.0)
+        try:
+            api(port, "DELETE", "/api/v1/tasks/" + t2["id"])
+        except urllib.error.HTTPError as e:  # 409 when it finished first
+            diag.append("cancel: HTTP %d" % e.code)
+        time.sleep(1.0)
+    except Exception:  # noqa: BLE001
+        tap(False, name_run, traceback.format_exc() + "\n".join(diag) + "\n" +
+            open(os.path.join(work, "prewarmd.log")).read()[-2000:])
+        return kcfg
+    stop(pwd)
+    after = stats(kcfg)
+    used = {}
+    for k, n in after.items():
+        if n - before.get(k, 0) > 0:
+            used[k] = n - before.get(k, 0)
+    # /sim/v1/stats itself is not a Kubernetes resource call
+    used = {k: n for k, n in used.items() if k[1] and not k[1].startswith("sim")}
+    grants = granted()
+    namespaced = {"nodes": False}
+    bad = sorted(k for k in used if not allowed(grants, k[0], k[1], namespaced.get(k[1], True)))
+    tap(not bad and bool(used), name_run,
+        "not allowed: %s\nused: %s\n%s" % (bad, used, "\n".join(diag)))
+    print("# calls made by prewarmd in the run: %s" % json.dumps({"%s %s" % k: n for k, n in sorted(used.items())}),
+          flush=True)
+    state["dynamic"] = used
+    return kcfg
+
+
+def _ready(port):
+    try:
+        return api(port, "GET", "/readyz")[0] == 200
+    except Exception:  # noqa: BLE001 - not yet
+        return False
+
+
+def dry_run(kcfg):
+    name = "kubectl apply --dry-run=client -k deploy/ against kubesim"
+    if kcfg is None:
+        skip(name, "kubesim did not run")
+        return
+    kc = os.path.join(work, "kubeconfig")
+    r = run(["kubectl", "--kubeconfig", kc, "apply", "--dry-run=client", "-k", DEPLOY])
+    out = r.stdout.decode() + r.stderr.decode()
+    ok = r.returncode == 0 and all(("%s/%s" % (d["kind"].lower(), d["metadata"]["name"])) in out.lower()
+                                   for _, d in objs if d["kind"] not in ("ClusterRole", "ClusterRoleBinding",
+                                                                        "Role", "RoleBinding"))
+    tap(ok, name, out)
+
+
+try:
+    kcfg = dynamic()
+    if "dynamic" in state and "static" in state:
+        static = {(v, r) for v, r, _ in state["static"]}
+        missed = sorted(k for k in state["dynamic"] if k not in static)
+        tap(not missed, "RBAC: every call of the run is one the source scan found", "missed: %s" % missed)
+    dry_run(kcfg)
+finally:
+    for p in procs:
+        stop(p)
+    subprocess.run(["rm", "-rf", work])
+print("1..%d" % len(results))
+sys.exit(0 if all(results) else 1)

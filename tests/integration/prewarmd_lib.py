@@ -1,0 +1,222 @@
+"""prewarmd_lib: helpers for prewarmd's integration tests against kubesim (not a suite itself).
+
+Env starts kubesim (waits for its kubeconfig), then prewarmd on 127.0.0.1:0 (reads the port from its
+first stdout line, waits for /readyz), and offers calls to both. Every wait is bounded; close() stops
+both processes by PID and removes the temporary directory. Results are TAP lines via tap()."""
+import base64
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import yaml
+
+BIN = os.environ.get("PW_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "asan", "bin")
+FINAL = ("succeeded", "failed", "cancelled")
+failures = 0
+
+
+def tap(ok, name, why=""):
+    global failures
+    if not ok:
+        failures += 1
+    print(("ok - " if ok else "not ok - ") + name + ((" # " + why) if (why and not ok) else ""), flush=True)
+
+
+class Env:
+    def __init__(self, nodes, sim_args=(), pw_args=(), time_scale=20):
+        self.dir = tempfile.mkdtemp(prefix="pwtest-")
+        self.sim = self.pw = None
+        self.kubeconfig = os.path.join(self.dir, "kubeconfig")
+        self.sim_log = open(os.path.join(self.dir, "kubesim.log"), "w")
+        self.sim = subprocess.Popen(
+            [os.path.join(BIN, "kubesim"), "--nodes", str(nodes), "--listen", "127.0.0.1:0",
+             "--kubeconfig-out", self.kubeconfig, "--time-scale", str(time_scale), "--log-level", "warn"]
+            + list(sim_args), stdout=self.sim_log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while not os.path.exists(self.kubeconfig):
+            if time.time() > deadline or self.sim.poll() is not None:
+                raise RuntimeError("kubesim did not start: " + self.tail("kubesim.log"))
+            time.sleep(0.1)
+        with open(self.kubeconfig) as f:
+            kc = yaml.safe_load(f)
+        ctx = next(c for c in kc["contexts"] if c["name"] == kc["current-context"])["context"]
+        cl = next(c for c in kc["clusters"] if c["name"] == ctx["cluster"])["cluster"]
+        user = next(u for u in kc["users"] if u["name"] == ctx["user"])["user"]
+        self.server = cl["server"]
+        self.token = user.get("token")
+        self.ssl = None
+        if self.server.startswith("https"):
+            self.ssl = ssl.create_default_context()
+            if "certificate-authority-data" in cl:
+                self.ssl.load_verify_locations(cadata=base64.b64decode(cl["certificate-authority-data"]).decode())
+            elif "certificate-authority" in cl:
+                self.ssl.load_verify_locations(cafile=cl["certificate-authority"])
+        self.pw_args = list(pw_args)
+        # the Jobs' namespace, as deploy/ creates it (409: kubesim made it already)
+        code, body = self.kube("POST", "/api/v1/namespaces",
+                               {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prewarm"}})
+        if code not in (201, 409):
+            raise RuntimeError("cannot create namespace prewarm: %s %s" % (code, body))
+        self.start_prewarmd()
+
+    def start_prewarmd(self):
+        self.pw_log = open(os.path.join(self.dir, "prewarmd.log"), "a")
+        self.pw = subprocess.Popen(
+            [os.path.join(BIN, "prewarmd"), "--kubeconfig", self.kubeconfig, "--listen", "127.0.0.1:0",
+             "--log-format", "text"] + self.pw_args, stdout=subprocess.PIPE, stderr=self.pw_log, text=True)
+        line = self.pw.stdout.readline()
+        if not line.startswith("listening on "):
+            raise RuntimeError("prewarmd did not start: " + self.tail("prewarmd.log"))
+        self.api_base = "http://" + line.split()[-1]
+        deadline = time.time() + 60
+        while True:
+            code, _ = self.api("GET", "/readyz")
+            if code == 200:
+                break
+            if time.time() > deadline:
+                raise RuntimeError("prewarmd never became ready: " + self.tail("prewarmd.log"))
+            time.sleep(0.2)
+
+    def tail(self, name, n=30):
+        try:
+            with open(os.path.join(self.dir, name)) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def _call(self, url, method, body, headers, ctx):
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers = dict(headers, **{"Content-Type": headers.get("Content-Type", "application/json")})
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
+                raw = r.read()
+                code = r.status
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            code = e.code
+        try:
+            return code, json.loads(raw) if raw else None
+        except ValueError:
+            return code, raw.decode(errors="replace")
+
+    def api(self, method, path, body=None):
+        return self._call(self.api_base + path, method, body, {}, None)
+
+    def kube(self, method, path, body=None, content_type=None):
+        h = {"Authorization": "Bearer " + self.token} if self.token else {}
+        if content_type:
+            h["Content-Type"] = content_type
+        return self._call(self.server + path, method, body, h, self.ssl)
+
+    def create_task(self, spec):
+        code, t = self.api("POST", "/api/v1/tasks", spec)
+        if code != 201:
+            raise RuntimeError("create failed: %s %s" % (code, t))
+        return t["id"]
+
+    def wait_task(self, tid, timeout=300, until=FINAL):
+        deadline = time.time() + timeout
+        while True:
+            code, t = self.api("GET", "/api/v1/tasks/" + tid)
+            if code == 200 and t["status"] in until:
+                return t
+            if time.time() > deadline:
+                raise RuntimeError("task %s still %s after %ss" % (tid, t.get("status") if t else code, timeout))
+            time.sleep(0.3)
+
+    def task_nodes(self, tid, state=None):
+        items, cont = [], ""
+        for _ in range(1000):
+            q = "?limit=500" + ("&state=" + state if state else "") + ("&continue=" + cont if cont else "")
+            code, page = self.api("GET", "/api/v1/tasks/%s/nodes%s" % (tid, q))
+            if code != 200:
+                raise RuntimeError("nodes list: %s %s" % (code, page))
+            items += page["items"]
+            cont = page.get("continue") or ""
+            if not cont:
+                return items
+        raise RuntimeError("endless node pagination")
+
+    def truth(self):
+        return self.kube("GET", "/sim/v1/truth")[1]["nodes"]
+
+    def stats(self):
+        return self.kube("GET", "/sim/v1/stats")[1]
+
+    def nodes(self, selector=None):
+        q = "?labelSelector=" + urllib.request.quote(selector) if selector else ""
+        return self.kube("GET", "/api/v1/nodes" + q)[1]["items"]
+
+    def prewarm_jobs(self, ns="prewarm"):
+        code, l = self.kube("GET", "/apis/batch/v1/namespaces/%s/jobs?labelSelector=app.kubernetes.io%%2Fmanaged-by%%3Dprewarm" % ns)
+        return l["items"] if code == 200 else None
+
+    def wait_no_jobs(self, timeout=60):
+        deadline = time.time() + timeout
+        while True:
+            jobs = self.prewarm_jobs()
+            if jobs == []:
+                return True
+            if time.time() > deadline:
+                return False
+            time.sleep(0.3)
+
+    def stop_prewarmd(self, sig=signal.SIGTERM):
+        if self.pw and self.pw.poll() is None:
+            self.pw.send_signal(sig)
+            try:
+                return self.pw.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.pw.kill()
+                self.pw.wait()
+                return None
+        return self.pw.returncode if self.pw else None
+
+    def close(self):
+        self.stop_prewarmd()
+        if self.sim and self.sim.poll() is None:
+            self.sim.terminate()
+            try:
+                self.sim.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.sim.kill()
+                self.sim.wait()
+        if os.environ.get("PW_KEEP_TMP"):
+            print("# logs kept in " + self.dir, flush=True)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def norm(ref):
+    """A loose normalisation for comparing against kubesim's truth: drop docker.io/library/."""
+    for p in ("docker.io/library/", "docker.io/"):
+        if ref.startswith(p):
+            return ref[len(p):]
+    return ref
+
+
+def holds(truth_node, image):
+    return norm(image) in {norm(i) for i in truth_node.get("images", [])}
+
+
+def scenario(name, fn, *args, **kw):
+    """Runs fn(*args) catching exceptions into a failing TAP line."""
+    try:
+        fn(*args, **kw)
+    except Exception as e:  # noqa: BLE001 - a test must report, not crash
+        tap(False, name, "exception: %s" % e)
+
+
+def finish():
+    sys.exit(1 if failures else 0)

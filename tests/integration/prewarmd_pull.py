@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""prewarmd against kubesim: pull outcomes (issue 3 point 12). A distroless image (no shell, no
+`true`) prewarms; a reference that does not exist fails each node with ErrImagePull and the
+registry's message, fails the task, and does not wait for timeoutSeconds; the image behind a pull
+secret fails without the secret and succeeds with it."""
+import base64
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from prewarmd_lib import Env, finish, holds, scenario, tap  # noqa: E402
+
+PRIVATE = "registry.example.com/team/private-app:1.0"
+
+
+def pulls():
+    env = Env(6, time_scale=50)
+    try:
+        t = env.wait_task(env.create_task({"images": ["gcr.io/distroless/static-debian12:nonroot"]}))
+        truth = env.truth()
+        tap(t["status"] == "succeeded" and all(holds(v, "gcr.io/distroless/static-debian12:nonroot")
+                                               for v in truth.values()),
+            "distroless image prewarms", "%s: %s" % (t["status"], t["message"]))
+
+        start = time.time()
+        tid = env.create_task({"images": ["nginx:does-not-exist"], "retries": 2, "timeoutSeconds": 3600})
+        t = env.wait_task(tid, timeout=300)
+        took = time.time() - start
+        nodes = env.task_nodes(tid)
+        ok_nodes = all(n["state"] == "failed" and n["reason"] == "ErrImagePull" and "not found" in n["message"]
+                       and n["images"][0]["state"] == "failed" and n["images"][0]["attempts"] >= 2
+                       for n in nodes)
+        tap(t["status"] == "failed" and len(nodes) == 6 and ok_nodes,
+            "missing image: every node fails with ErrImagePull and the registry's message",
+            "%s %s" % (t["status"], json.dumps(nodes[:1])))
+        tap(took < 300 and t["failedNodes"] and t["failedNodes"][0]["image"] == "nginx:does-not-exist"
+            and "ErrImagePull" in t["message"] and "not found" in t["message"],
+            "missing image: the task fails without waiting for timeoutSeconds, message names the cause",
+            "%.0fs %s" % (took, t["message"]))
+
+        t = env.wait_task(env.create_task({"images": [PRIVATE], "retries": 1}), timeout=300)
+        tap(t["status"] == "failed" and t["progress"]["failedNodes"] == 6
+            and "authorize" in json.dumps(t["failedNodes"]),
+            "pull secret: fails without the secret", "%s %s" % (t["status"], t["message"]))
+        cfg = {"auths": {"registry.example.com": {"username": "team-bot", "password": "pw-s3cret"}}}
+        secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                  "metadata": {"name": "regcred", "namespace": "prewarm"},
+                  "data": {".dockerconfigjson": base64.b64encode(json.dumps(cfg).encode()).decode()}}
+        code, body = env.kube("POST", "/api/v1/namespaces/prewarm/secrets", secret)
+        tap(code == 201, "pull secret: created", "%s %s" % (code, body))
+        t = env.wait_task(env.create_task({"images": [PRIVATE], "imagePullSecrets": ["regcred"]}), timeout=300)
+        truth = env.truth()
+        tap(t["status"] == "succeeded" and all(holds(v, PRIVATE) for v in truth.values()),
+            "pull secret: succeeds with the secret", "%s %s" % (t["status"], t["message"]))
+        tap(env.wait_no_jobs(60), "pulls: no prewarm Job left")
+    finally:
+        env.close()
+
+
+scenario("pull outcomes", pulls)
+finish()

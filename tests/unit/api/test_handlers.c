@@ -1,0 +1,257 @@
+/* Unit tests for the REST handlers through a real HTTP server on 127.0.0.1:0, with the engine on a
+ * memory store and no cluster (tasks stay pending): status codes, the error shape, Location, list
+ * order and pagination, filters, cancel (idempotent, 409 after finishing is covered by the engine
+ * test), 404/405/413/415, health and readiness. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api.h"
+#include "base/buf.h"
+#include "base/log.h"
+
+struct fixture {
+    pw_store *store;
+    pw_engine *engine;
+    struct pw_api_ctx ctx;
+    pw_http_server *srv;
+    int port;
+};
+
+struct resp {
+    long status;
+    json_t *body;
+    char location[256];
+};
+
+static size_t on_data(char *p, size_t sz, size_t n, void *arg)
+{
+    pw_buf_append(arg, p, sz * n);
+    return sz * n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+    struct resp *r = arg;
+    if (strncasecmp(p, "Location: ", 10) == 0) {
+        snprintf(r->location, sizeof r->location, "%.*s", (int)(sz * n - 10), p + 10);
+        r->location[strcspn(r->location, "\r\n")] = 0;
+    }
+    return sz * n;
+}
+
+static struct resp call(struct fixture *f, const char *method, const char *path, const char *ctype, const char *body)
+{
+    struct resp r = {0};
+    CURL *c = curl_easy_init();
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", f->port, path);
+    pw_buf b;
+    pw_buf_init(&b, 0);
+    struct curl_slist *h = NULL;
+    if (ctype) {
+        char hd[128];
+        snprintf(hd, sizeof hd, "Content-Type: %s", ctype);
+        h = curl_slist_append(h, hd);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    r.body = b.p ? json_loads(b.p, 0, NULL) : NULL;
+    if (!r.body && b.p)
+        r.body = json_string(b.p);
+    pw_buf_fini(&b);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return r;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    pw_log_set_level(PW_LOG_WARN);
+    assert_int_equal(pw_store_open("memory:", &f->store, NULL), 0);
+    struct pw_engine_config cfg = {.store = f->store};
+    assert_int_equal(pw_engine_new(&cfg, &f->engine), 0);
+    assert_int_equal(pw_engine_start(f->engine), 0);
+    f->ctx.engine = f->engine;
+    struct pw_http_config h = {.listen = "127.0.0.1:0", .routes = pw_api_routes, .ctx = &f->ctx};
+    assert_int_equal(pw_http_server_new(&h, &f->srv), 0);
+    f->port = pw_http_server_port(f->srv);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    pw_http_server_free(f->srv);
+    pw_engine_free(f->engine);
+    pw_store_close(f->store);
+    free(f);
+    return 0;
+}
+
+static const char *str(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static void test_health(void **state)
+{
+    struct fixture *f = *state;
+    struct resp r = call(f, "GET", "/healthz", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_decref(r.body);
+    r = call(f, "GET", "/readyz", NULL, NULL);
+    assert_int_equal(r.status, 503); /* no cluster: not ready */
+    assert_string_equal(str(r.body, "reason"), "Unavailable");
+    json_decref(r.body);
+}
+
+static void test_create_get_list_cancel(void **state)
+{
+    struct fixture *f = *state;
+    char ids[3][32];
+    for (int i = 0; i < 3; i++) {
+        struct resp r = call(f, "POST", "/api/v1/tasks", "application/json",
+                             "{\"images\":[\"nginx:1.27\"],\"priority\":3,\"labels\":{\"team\":\"ml\"}}");
+        assert_int_equal(r.status, 201);
+        snprintf(ids[i], sizeof ids[i], "%s", str(r.body, "id"));
+        assert_string_equal(str(r.body, "status"), "pending");
+        assert_int_equal(json_integer_value(json_object_get(r.body, "batchSize")), 10);
+        assert_int_equal(json_integer_value(json_object_get(r.body, "priority")), 3);
+        assert_non_null(json_object_get(r.body, "progress"));
+        assert_true(json_is_null(json_object_get(r.body, "finishedAt")));
+        char want[64];
+        snprintf(want, sizeof want, "/api/v1/tasks/%s", ids[i]);
+        assert_string_equal(r.location, want);
+        json_decref(r.body);
+    }
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/tasks/%s", ids[1]);
+    struct resp r = call(f, "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.body, "id"), ids[1]);
+    json_decref(r.body);
+
+    /* newest first, pages of 2 */
+    r = call(f, "GET", "/api/v1/tasks?limit=2", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *items = json_object_get(r.body, "items");
+    assert_int_equal(json_array_size(items), 2);
+    assert_string_equal(str(json_array_get(items, 0), "id"), ids[2]);
+    assert_string_equal(str(json_array_get(items, 1), "id"), ids[1]);
+    char next[128];
+    snprintf(path, sizeof path, "/api/v1/tasks?limit=2&continue=%s", str(r.body, "continue"));
+    json_decref(r.body);
+    r = call(f, "GET", path, NULL, NULL);
+    items = json_object_get(r.body, "items");
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(str(json_array_get(items, 0), "id"), ids[0]);
+    assert_string_equal(str(r.body, "continue"), "");
+    json_decref(r.body);
+    (void)next;
+
+    /* cancel: 200, again 200 (idempotent), status filter sees it */
+    snprintf(path, sizeof path, "/api/v1/tasks/%s", ids[0]);
+    r = call(f, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.body, "status"), "cancelled");
+    assert_false(json_is_null(json_object_get(r.body, "finishedAt")));
+    json_decref(r.body);
+    r = call(f, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.body, "status"), "cancelled");
+    json_decref(r.body);
+    r = call(f, "GET", "/api/v1/tasks?status=cancelled", NULL, NULL);
+    items = json_object_get(r.body, "items");
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(str(json_array_get(items, 0), "id"), ids[0]);
+    json_decref(r.body);
+    r = call(f, "GET", "/api/v1/tasks?status=pending", NULL, NULL);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 2);
+    json_decref(r.body);
+
+    /* nodes of a task with none selected yet: empty list */
+    snprintf(path, sizeof path, "/api/v1/tasks/%s/nodes?state=failed", ids[1]);
+    r = call(f, "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 0);
+    json_decref(r.body);
+}
+
+static void test_errors(void **state)
+{
+    struct fixture *f = *state;
+    struct resp r = call(f, "POST", "/api/v1/tasks", "application/json", "{\"images\":[\"nginx\"],\"retries\":11}");
+    assert_int_equal(r.status, 400);
+    assert_string_equal(str(r.body, "reason"), "Invalid");
+    assert_string_equal(str(json_array_get(json_object_get(r.body, "details"), 0), "field"), "retries");
+    json_decref(r.body);
+    r = call(f, "POST", "/api/v1/tasks", "text/plain", "{\"images\":[\"nginx\"]}");
+    assert_int_equal(r.status, 415);
+    assert_string_equal(str(r.body, "reason"), "UnsupportedMediaType");
+    json_decref(r.body);
+    char *big = malloc((2u << 20) + 1);
+    memset(big, 'x', 2u << 20);
+    big[2u << 20] = 0;
+    r = call(f, "POST", "/api/v1/tasks", "application/json", big);
+    free(big);
+    assert_int_equal(r.status, 413);
+    json_decref(r.body);
+    r = call(f, "GET", "/api/v1/tasks/t-nosuchtask00", NULL, NULL);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(str(r.body, "reason"), "NotFound");
+    json_decref(r.body);
+    r = call(f, "DELETE", "/api/v1/tasks/t-nosuchtask00", NULL, NULL);
+    assert_int_equal(r.status, 404);
+    json_decref(r.body);
+    r = call(f, "GET", "/api/v1/tasks/t-nosuchtask00/nodes", NULL, NULL);
+    assert_int_equal(r.status, 404);
+    json_decref(r.body);
+    r = call(f, "GET", "/api/v1/tasks?status=bogus", NULL, NULL);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(str(json_array_get(json_object_get(r.body, "details"), 0), "field"), "status");
+    json_decref(r.body);
+    r = call(f, "GET", "/api/v1/tasks?limit=0", NULL, NULL);
+    assert_int_equal(r.status, 400);
+    json_decref(r.body);
+    r = call(f, "GET", "/api/v1/tasks?continue=zzz", NULL, NULL);
+    assert_int_equal(r.status, 400);
+    json_decref(r.body);
+    r = call(f, "PUT", "/api/v1/tasks", "application/json", "{}");
+    assert_int_equal(r.status, 405);
+    json_decref(r.body);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_health, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_get_list_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
