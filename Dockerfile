@@ -4,6 +4,11 @@
 # PREWARM_HELPER_IMAGE names this same image.
 #
 #   docker build -t ghcr.io/prewarm/prewarm:0.1.0 .
+#   docker buildx build --platform linux/amd64,linux/arm64 -t ghcr.io/prewarm/prewarm:0.1.0 --push .
+#
+# Publish it multi-arch: the init container of every prewarm Job runs this image on whatever node it
+# targets, so a cluster with arm64 nodes needs an arm64 /prewarm-true (prewarm-true.c has the system
+# calls for x86_64 and aarch64; each platform's stage compiles natively).
 #
 # Why the runtime stage is debian:12-slim and not scratch or distroless/static: prewarm-true is fully
 # static (no libc at all), but prewarmd links libcurl, libmicrohttpd, gnutls, OpenSSL, jansson, libyaml

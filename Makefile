@@ -43,7 +43,7 @@ UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRC))
 
 .PHONY: all test unit deps demo demo-stop bench clean format programs
-all: programs $(UNIT_BIN)
+all: programs $(UNIT_BIN) $(B)/bench/store_bench
 programs: $(PROGRAMS)
 
 deps:
@@ -82,6 +82,11 @@ $(B)/bin/prewarm-true: src/cmd/prewarm-true.c
 $(B)/tests/unit/%: tests/unit/%.c $(LIBS) $(patsubst %.c,$(B)/obj/%.o,$(filter-out sim/main.c,$(SIM_SRC)))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -Itests -o $@ $< $(filter-out $(B)/obj/sim/main.o,$(patsubst %.c,$(B)/obj/%.o,$(SIM_SRC))) $(LIBS) $(LDLIBS) -lcmocka
+
+# bench/store_bench: the store's throughput (issue 4); run build/release/bench/store_bench.
+$(B)/bench/store_bench: bench/store_bench.c $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
 
 $(B)/obj/empty.o:
 	@mkdir -p $(dir $@)

@@ -20,58 +20,55 @@
 
 /* ---- dependents ---- */
 
-static bool owned_by(const json_t *obj, const char *uid)
+/* Every object with an ownerReference to uid, from the index: [[rdef as integer, ns, name], ...]. */
+static json_t *dependents(struct sim_api *api, const char *uid)
+{
+    json_t *out = json_array();
+    json_t *copy = NULL;
+    pthread_mutex_lock(&api->idx_mu);
+    json_t *deps = json_object_get(api->owner_index, uid);
+    if (deps)
+        copy = json_deep_copy(deps);
+    pthread_mutex_unlock(&api->idx_mu);
+    const char *k;
+    json_t *d;
+    json_object_foreach(copy, k, d)
+    {
+        const struct rdef *rd = api_find_key(api, json_string_value(json_array_get(d, 0)));
+        if (rd)
+            json_array_append_new(out, json_pack("[I, O, O]", (json_int_t)(intptr_t)rd, json_array_get(d, 1),
+                                                 json_array_get(d, 2)));
+    }
+    json_decref(copy);
+    return out;
+}
+
+static void index_refs(struct sim_api *api, const json_t *obj, const struct sim_change *ch, bool add)
 {
     size_t i;
     json_t *ref;
+    char *key = NULL;
     json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"), i, ref)
     {
         const char *u = json_string_value(json_object_get(ref, "uid"));
-        if (u && strcmp(u, uid) == 0)
-            return true;
+        if (!u)
+            continue;
+        if (!key)
+            key = pw_xasprintf("%s\x1f%s\x1f%s", ch->resource, ch->ns, ch->name);
+        json_t *deps = json_object_get(api->owner_index, u);
+        if (add) {
+            if (!deps) {
+                deps = json_object();
+                json_object_set_new(api->owner_index, u, deps);
+            }
+            json_object_set_new(deps, key, json_pack("[s, s, s]", ch->resource, ch->ns, ch->name));
+        } else if (deps) {
+            json_object_del(deps, key);
+            if (json_object_size(deps) == 0)
+                json_object_del(api->owner_index, u);
+        }
     }
-    return false;
-}
-
-static bool dep_filter(void *arg, const json_t *obj)
-{
-    return owned_by(obj, arg);
-}
-
-struct dep_scan {
-    struct sim_api *api;
-    const char *uid;
-    json_t *out; /* [[rdef pointer as integer, ns, name], ...] */
-};
-
-static void scan_rd(const struct rdef *rd, void *arg)
-{
-    struct dep_scan *s = arg;
-    if (strcmp(rd->plural, "events") == 0 || strcmp(rd->plural, "tokenreviews") == 0 ||
-        strcmp(rd->plural, "namespaces") == 0)
-        return;
-    json_t *items;
-    bool more;
-    uint64_t rv;
-    sim_store_list(s->api->sim->store, rd->store_key, NULL, NULL, 0, dep_filter, (void *)s->uid, &items, &more, &rv);
-    size_t i;
-    json_t *it;
-    json_array_foreach(items, i, it)
-    {
-        json_t *m = json_object_get(it, "metadata");
-        const char *ns = json_string_value(json_object_get(m, "namespace"));
-        json_array_append_new(s->out, json_pack("[I, s, s]", (json_int_t)(intptr_t)rd, rd->namespaced && ns ? ns : "",
-                                                json_string_value(json_object_get(m, "name"))));
-    }
-    json_decref(items);
-}
-
-/* Every object (of every served resource) with an ownerReference to uid. */
-static json_t *dependents(struct sim_api *api, const char *uid)
-{
-    struct dep_scan s = {api, uid, json_array()};
-    api_each(api, scan_rd, &s);
-    return s.out;
+    free(key);
 }
 
 static int strip_ref(void *arg, json_t *obj)
@@ -287,9 +284,18 @@ static void gc_on_change(void *arg, const struct sim_change *ch)
     struct sim_api *api = arg;
     json_t *m = json_object_get(ch->obj, "metadata");
     json_t *item = NULL;
+    bool has_deps = false;
+    pthread_mutex_lock(&api->idx_mu);
+    if (ch->old)
+        index_refs(api, ch->old, ch, false);
+    if (ch->type != SIM_DELETED)
+        index_refs(api, ch->obj, ch, true);
+    const char *uid = json_string_value(json_object_get(m, "uid"));
+    if (uid && ch->type == SIM_DELETED)
+        has_deps = json_object_get(api->owner_index, uid) != NULL;
+    pthread_mutex_unlock(&api->idx_mu);
     if (ch->type == SIM_DELETED) {
-        const char *uid = json_string_value(json_object_get(m, "uid"));
-        if (uid)
+        if (has_deps)
             item = json_pack("{s:s, s:s}", "op", "orphaned", "uid", uid);
     } else if (ch->type == SIM_MODIFIED && json_object_get(m, "deletionTimestamp") && !has_finalizers(ch->obj)) {
         item = json_pack("{s:s, s:s, s:s, s:s}", "op", "finalize", "key", ch->resource, "ns", ch->ns, "name", ch->name);
@@ -441,6 +447,8 @@ void api_gc_start(struct sim_api *api)
     pthread_cond_init(&api->gc_cond, NULL);
     api->gc_queue = json_array();
     api->gc_wait = json_array();
+    pthread_mutex_init(&api->idx_mu, NULL);
+    api->owner_index = json_object();
     api->gc_sub = sim_store_subscribe(api->sim->store, gc_on_change, api);
     pthread_create(&api->gc_thread, NULL, gc_main, api);
 }
@@ -455,6 +463,8 @@ void api_gc_stop(struct sim_api *api)
     pthread_join(api->gc_thread, NULL);
     json_decref(api->gc_queue);
     json_decref(api->gc_wait);
+    json_decref(api->owner_index);
+    pthread_mutex_destroy(&api->idx_mu);
     pthread_cond_destroy(&api->gc_cond);
     pthread_mutex_destroy(&api->gc_mu);
 }

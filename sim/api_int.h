@@ -104,6 +104,10 @@ struct sim_api {
     json_t *gc_wait;   /* foreground owners waiting for dependents: array, guarded by gc_mu */
     pthread_t gc_thread;
     int gc_sub;
+    /* owner uid -> {"<store key>\x1f<ns>\x1f<name>": [key, ns, name]}: the dependents of every owner,
+       kept by the GC's store subscriber so nothing scans the store; guarded by idx_mu (a leaf lock) */
+    pthread_mutex_t idx_mu;
+    json_t *owner_index;
     /* events: "uid|reason|type|message|component" -> event name, guarded by ev_mu */
     pthread_mutex_t ev_mu;
     json_t *ev_index;

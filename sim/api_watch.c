@@ -227,6 +227,7 @@ void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs)
     if (id < 0) {
         pthread_mutex_lock(&api->mu);
         uint64_t oldest = api->compact_rv;
+        api->watches_total++; /* a watch request, answered with its ERROR event */
         pthread_mutex_unlock(&api->mu);
         if (!oldest)
             oldest = sim_store_rv(api->sim->store);

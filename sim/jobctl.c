@@ -41,6 +41,7 @@ struct kjob {
     int succeeded, failed;
     double last_fail_at;
     double start_model; /* model time of startTime, or NAN */
+    double finished_at; /* model time the Job finished, or NAN */
     bool finished, ttl_set, deadline_set;
 };
 
@@ -125,6 +126,7 @@ void sim_jobctl_on_job(struct sim_world *w, const struct sim_change *ch)
         j->name = pw_xstrdup(ch->name);
         j->uid = pw_xstrdup(uid);
         j->start_model = NAN;
+        j->finished_at = NAN;
         j->involved = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "kind", "Job", "apiVersion", "batch/v1", "metadata",
                                 "name", j->name, "namespace", j->ns, "uid", j->uid);
         json_t *st = json_object_get(ch->obj, "status");
@@ -410,6 +412,7 @@ static void finish(struct sim_world *w, struct kjob *j, struct count *c, const c
             sim_api_delete(w->sim, "pods", j->ns, c->active_names[i], "Background");
     }
     j->finished = true;
+    j->finished_at = sim_world_now(w);
     char now[PW_RFC3339_LEN];
     pw_time_rfc3339(time(NULL), now);
     struct jstatus a = {.uid = j->uid, .active = 0, .ready = 0, .succeeded = j->succeeded, .failed = j->failed,
@@ -421,12 +424,12 @@ static void finish(struct sim_world *w, struct kjob *j, struct count *c, const c
         sim_world_event(w, j->involved, "Warning", reason, message, "job-controller", NULL, NULL);
 }
 
-static void ttl_check(struct sim_world *w, struct kjob *j)
+/* When the Job finished (model seconds): known when this controller finished it, else from the
+ * status' completionTime or Failed condition (RFC 3339 seconds). */
+static double finished_at(struct sim_world *w, struct kjob *j)
 {
-    json_t *ttl = json_object_get(jspec(j), "ttlSecondsAfterFinished");
-    if (!json_is_integer(ttl) || j->ttl_set)
-        return;
-    /* from the finishing time written in the status (completionTime or the condition's time) */
+    if (!isnan(j->finished_at))
+        return j->finished_at;
     json_t *st = json_object_get(j->obj, "status");
     const char *at = json_string_value(json_object_get(st, "completionTime"));
     size_t i;
@@ -440,11 +443,25 @@ static void ttl_check(struct sim_world *w, struct kjob *j)
     double since = 0;
     if (at && pw_time_parse_rfc3339(at, &t0) == 0)
         since = ((double)pw_clock_real_ms() / 1000.0 - (double)t0) * w->scale;
-    if (since < 0)
-        since = 0;
-    double left = (double)json_integer_value(ttl) - since;
-    j->ttl_set = true;
-    sim_world_timer(w, sim_world_now(w) + (left > 0 ? left : 0), SIM_T_JOB, j->key);
+    j->finished_at = sim_world_now(w) - (since > 0 ? since : 0);
+    return j->finished_at;
+}
+
+/* ttlSecondsAfterFinished: delete the Job (Foreground) once its time has come, else wait for it. */
+static void ttl_check(struct sim_world *w, struct kjob *j)
+{
+    json_t *ttl = json_object_get(jspec(j), "ttlSecondsAfterFinished");
+    if (!json_is_integer(ttl))
+        return;
+    double due = finished_at(w, j) + (double)json_integer_value(ttl);
+    if (sim_world_now(w) + 1e-9 >= due) {
+        sim_api_delete(w->sim, "jobs.batch", j->ns, j->name, "Foreground");
+        return;
+    }
+    if (!j->ttl_set) {
+        j->ttl_set = true;
+        sim_world_timer(w, due, SIM_T_JOB, j->key);
+    }
 }
 
 static void sync_job(struct sim_world *w, struct kjob *j)
@@ -454,32 +471,7 @@ static void sync_job(struct sim_world *w, struct kjob *j)
         return;
     double now = sim_world_now(w);
     if (j->finished) {
-        json_t *ttl = json_object_get(jspec(j), "ttlSecondsAfterFinished");
-        if (!j->ttl_set) {
-            ttl_check(w, j);
-            return;
-        }
-        /* a TTL timer fired: delete once it is due */
-        if (json_is_integer(ttl)) {
-            json_t *st = json_object_get(j->obj, "status");
-            const char *at = json_string_value(json_object_get(st, "completionTime"));
-            size_t i;
-            json_t *cnd;
-            json_array_foreach(json_object_get(st, "conditions"), i, cnd) {
-                const char *t = json_string_value(json_object_get(cnd, "type"));
-                if (!at && t && strcmp(t, "Failed") == 0)
-                    at = json_string_value(json_object_get(cnd, "lastTransitionTime"));
-            }
-            time_t t0;
-            double since = at && pw_time_parse_rfc3339(at, &t0) == 0
-                               ? ((double)pw_clock_real_ms() / 1000.0 - (double)t0) * w->scale
-                               : 1e18;
-            /* RFC 3339 seconds lose the fraction: allow one second of rounding */
-            if (since + 1.0 * w->scale >= (double)json_integer_value(ttl) || since >= (double)json_integer_value(ttl))
-                sim_api_delete(w->sim, "jobs.batch", j->ns, j->name, "Foreground");
-            else
-                sim_world_timer(w, now + (double)json_integer_value(ttl) - since, SIM_T_JOB, j->key);
-        }
+        ttl_check(w, j);
         return;
     }
     struct count c = {0};

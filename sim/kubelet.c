@@ -1093,8 +1093,10 @@ void sim_kubelet_node_ready(struct sim_world *w, struct sim_wnode *n, bool ready
     double now = sim_world_now(w);
     for (int i = 0; i < a.nkeys; i++) {
         struct kpod *p = sim_map_get(&w->pods, a.keys[i]);
-        if (p && !p->accepted && p->accept_at < now)
+        if (p && !p->accepted && p->accept_at < now) {
             p->accept_at = now + w->sim->opt.pod_start_ms / 1000.0;
+            sim_world_timer(w, p->accept_at, SIM_T_POD, a.keys[i]);
+        }
         sim_world_timer(w, now, SIM_T_POD, a.keys[i]);
         free(a.keys[i]);
     }

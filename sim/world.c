@@ -216,7 +216,6 @@ bool sim_world_node_holds(const struct sim_wnode *n, const struct sim_image *img
 
 void sim_world_node_hold(struct sim_world *w, struct sim_wnode *n, const struct sim_image *img, const char *ref)
 {
-    (void)w;
     struct sim_held *h = NULL;
     for (int i = 0; i < n->nheld && !h; i++)
         if (n->held[i].image == img->index)
@@ -232,7 +231,14 @@ void sim_world_node_hold(struct sim_world *w, struct sim_wnode *n, const struct 
             return;
     h->refs = pw_xrealloc(h->refs, sizeof *h->refs * (size_t)(h->nrefs + 1));
     h->refs[h->nrefs++] = pw_xstrdup(ref);
-    n->images_dirty = true;
+    if (!n->images_dirty) {
+        n->images_dirty = true;
+        if (w->ndirty == w->capdirty) {
+            w->capdirty = w->capdirty ? w->capdirty * 2 : 64;
+            w->dirty = pw_xrealloc(w->dirty, sizeof *w->dirty * (size_t)w->capdirty);
+        }
+        w->dirty[w->ndirty++] = n;
+    }
 }
 
 struct pool_def {
@@ -472,26 +478,28 @@ static int set_images(void *arg, json_t *obj)
 static void flush_images(struct sim_world *w)
 {
     int64_t now = pw_clock_mono_ms();
-    for (int i = 0; i < w->nnodes; i++) {
-        struct sim_wnode *n = w->nodes[i];
-        if (!n->images_dirty || n->gone || now - n->images_flushed_ms < 1000)
+    for (int i = 0; i < w->ndirty;) {
+        struct sim_wnode *n = w->dirty[i];
+        if (!n->gone && now - n->images_flushed_ms < 1000) {
+            i++;
             continue;
-        json_t *imgs = node_images(w, n);
-        int rc = sim_store_mutate(w->sim->store, "nodes", "", n->name, set_images, imgs, NULL);
-        json_decref(imgs);
-        if (rc != 0 && rc != PW_ENOTFOUND)
-            PW_WARN("kubesim world: status.images of %s: %s", n->name, pw_strerror(rc));
+        }
+        if (!n->gone) {
+            json_t *imgs = node_images(w, n);
+            int rc = sim_store_mutate(w->sim->store, "nodes", "", n->name, set_images, imgs, NULL);
+            json_decref(imgs);
+            if (rc != 0 && rc != PW_ENOTFOUND)
+                PW_WARN("kubesim world: status.images of %s: %s", n->name, pw_strerror(rc));
+            n->images_flushed_ms = now;
+        }
         n->images_dirty = false;
-        n->images_flushed_ms = now;
+        w->dirty[i] = w->dirty[--w->ndirty];
     }
 }
 
 static bool any_dirty(const struct sim_world *w)
 {
-    for (int i = 0; i < w->nnodes; i++)
-        if (w->nodes[i]->images_dirty && !w->nodes[i]->gone)
-            return true;
-    return false;
+    return w->ndirty > 0;
 }
 
 /* ---------------------------------- node life cycle ---------------------------------- */
@@ -851,6 +859,7 @@ void sim_world_stop(struct sim *sim)
         free(n);
     }
     free(w->nodes);
+    free(w->dirty);
     sim_map_fini(&w->node_by_name);
     sim_model_free(w->model);
     sim_catalog_free(w->cat);

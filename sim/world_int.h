@@ -212,6 +212,8 @@ struct sim_world {
     struct sim_map jobs; /* "ns/name" -> struct kjob * (job controller) */
     int next_node_number;
     void *kubelet; /* kubelet.c's private state */
+    struct sim_wnode **dirty; /* nodes whose status.images must be rewritten */
+    int ndirty, capdirty;
 
     struct sim_timer *timers; /* a min-heap on time */
     size_t ntimers, captimers;

@@ -108,8 +108,8 @@ static int apply(const pw_cli_opt *opt, const char *value, pw_cli_args *a, char 
     case PW_CLI_OPT_INT: {
         long v;
         if (pw_parse_long(value, opt->min, opt->max, &v) != 0)
-            return fail(err, errlen, "--%s \"%s\": want a whole number from %ld to %ld", opt->name, value,
-                        opt->min, opt->max);
+            return fail(err, errlen, "--%s \"%s\": want a whole number from %ld to %ld", opt->name, value, opt->min,
+                        opt->max);
         *(pw_cli_num *)field = (pw_cli_num){true, v};
         return 0;
     }
@@ -368,9 +368,10 @@ void pw_cli_usage(FILE *f, const pw_cli_cmd *cmd)
     }
     fprintf(f, "\nGlobal options:\n");
     print_opts(f, pw_cli_global_opts);
-    fprintf(f, "\nEnvironment:\n"
-               "  PREWARM_SERVER  the prewarmd URL when --server is not given (default %s)\n"
-               "  NO_COLOR        when set, no colours\n\n%s\n"
-               "Run 'prewarmctl COMMAND --help' for the options of a command.\n",
+    fprintf(f,
+            "\nEnvironment:\n"
+            "  PREWARM_SERVER  the prewarmd URL when --server is not given (default %s)\n"
+            "  NO_COLOR        when set, no colours\n\n%s\n"
+            "Run 'prewarmctl COMMAND --help' for the options of a command.\n",
             PW_CLI_DEFAULT_SERVER, exit_codes_text);
 }

@@ -22,11 +22,11 @@
 
 /* Exit codes, as `prewarmctl --help` documents them. */
 enum {
-    PW_CLI_EXIT_OK = 0,          /* the command worked; for wait: the task succeeded */
-    PW_CLI_EXIT_FAILED = 1,      /* the task failed */
-    PW_CLI_EXIT_USAGE = 2,       /* bad arguments */
-    PW_CLI_EXIT_CANCELLED = 3,   /* the task was cancelled */
-    PW_CLI_EXIT_API = 4,         /* prewarmd unreachable, or it answered with an error */
+    PW_CLI_EXIT_OK = 0,           /* the command worked; for wait: the task succeeded */
+    PW_CLI_EXIT_FAILED = 1,       /* the task failed */
+    PW_CLI_EXIT_USAGE = 2,        /* bad arguments */
+    PW_CLI_EXIT_CANCELLED = 3,    /* the task was cancelled */
+    PW_CLI_EXIT_API = 4,          /* prewarmd unreachable, or it answered with an error */
     PW_CLI_EXIT_INTERRUPTED = 130 /* Ctrl-C stopped the waiting (the task goes on) */
 };
 
@@ -93,10 +93,10 @@ enum pw_cli_opt_kind {
 
 /* One row of an option table. */
 typedef struct pw_cli_opt {
-    const char *name;  /* long name without "--" */
-    char short_name;   /* 0 when none */
+    const char *name; /* long name without "--" */
+    char short_name;  /* 0 when none */
     enum pw_cli_opt_kind kind;
-    size_t offset;     /* of the field in pw_cli_args */
+    size_t offset; /* of the field in pw_cli_args */
     const char *metavar;
     const char *choices; /* "a|b|c" for PW_CLI_OPT_STR, or NULL */
     long min, max;       /* for INT and DURATION */
@@ -178,6 +178,9 @@ void pw_cli_table_free(pw_cli_table *t);
 void pw_cli_table_add(pw_cli_table *t, const char *const *cells);
 /* Renders into b (appended). */
 void pw_cli_table_render(const pw_cli_table *t, pw_buf *b);
+/* The same, cutting the last column ("...") so lines fit max_width characters, though never below 20
+ * characters for it; max_width 0: no limit. */
+void pw_cli_table_render_fit(const pw_cli_table *t, pw_buf *b, size_t max_width);
 
 /* The numbers a progress line shows. */
 typedef struct pw_cli_progress {
@@ -239,8 +242,9 @@ int pw_cli_api(pw_cli_ctx *ctx, const char *method, const char *path, const json
 void pw_cli_print_api_error(FILE *f, long status, const json_t *resp);
 
 /* Writes to f the first 20 failed nodes of task id with their reasons, then "... and N more" when
- * failed_count (the task's count) is larger. Returns 0 or an exit code as pw_cli_api does. */
-int pw_cli_print_failed_nodes(pw_cli_ctx *ctx, FILE *f, const char *id, long failed_count);
+ * failed_count (the task's count) is larger; lines are cut to max_width (0: no limit). Returns 0 or an
+ * exit code as pw_cli_api does. */
+int pw_cli_print_failed_nodes(pw_cli_ctx *ctx, FILE *f, const char *id, long failed_count, size_t max_width);
 /* Waits for task id to finish, showing progress; returns the exit code for its outcome. */
 int pw_cli_wait(pw_cli_ctx *ctx, const char *id);
 /* Writes the task (borrowed) in ctx's output format; for table and wide, one row under headers. */

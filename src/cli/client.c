@@ -15,7 +15,7 @@
 
 struct pw_cli_client {
     CURL *curl;
-    char *base;                     /* owned; without a trailing '/' */
+    char *base;                       /* owned; without a trailing '/' */
     volatile sig_atomic_t *interrupt; /* borrowed; may be NULL */
     pw_buf resp;
     bool too_large;

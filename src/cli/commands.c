@@ -43,19 +43,18 @@ static const pw_cli_opt create_opts[] = {
      "only nodes with this label (repeatable; all must match)"},
     {"pull-secret", 0, PW_CLI_OPT_LIST, OFF(pull_secrets), "NAME", NULL, 0, 0,
      "an imagePullSecret in prewarm's namespace (repeatable)"},
-    {"timeout", 0, PW_CLI_OPT_DURATION, OFF(timeout_s), "DURATION", NULL, 1, 30L * 86400,
-     "give up on a node after this, e.g. 90s, 10m, 1h30m (server default 10m)"},
-    {"retries", 0, PW_CLI_OPT_INT, OFF(retries), "N", NULL, 0, 100, "pull retries per node (server default 3)"},
+    {"timeout", 0, PW_CLI_OPT_DURATION, OFF(timeout_s), "DURATION", NULL, 1, 86400,
+     "give up on a node after this, e.g. 90s, 10m, 1h30m; at most 24h (server default 10m)"},
+    {"retries", 0, PW_CLI_OPT_INT, OFF(retries), "N", NULL, 0, 10, "pull retries per node, 0 to 10 (server default 3)"},
     {"success-threshold", 0, PW_CLI_OPT_RATIO, OFF(success_threshold), "RATIO", NULL, 0, 0,
      "succeed when succeeded/(total-skipped) >= RATIO, 0 to 1 (server default 0.9)"},
-    {"priority", 0, PW_CLI_OPT_INT, OFF(priority), "N", NULL, -2147483647L, 2147483647L,
-     "higher priority tasks are served first (default 0)"},
+    {"priority", 0, PW_CLI_OPT_INT, OFF(priority), "N", NULL, -1000, 1000,
+     "-1000 to 1000; higher priority tasks are served first (default 0)"},
     {"pull-policy", 0, PW_CLI_OPT_STR, OFF(pull_policy), "POLICY", "IfNotPresent|Always|Never", 0, 0,
      "imagePullPolicy: IfNotPresent (default) skips nodes that have the image"},
     {"include-not-ready", 0, PW_CLI_OPT_FLAG, OFF(include_not_ready), NULL, NULL, 0, 0,
      "also nodes that are not Ready"},
-    {"include-unschedulable", 0, PW_CLI_OPT_FLAG, OFF(include_unschedulable), NULL, NULL, 0, 0,
-     "also cordoned nodes"},
+    {"include-unschedulable", 0, PW_CLI_OPT_FLAG, OFF(include_unschedulable), NULL, NULL, 0, 0, "also cordoned nodes"},
     {"label", 0, PW_CLI_OPT_KV, OFF(labels), "KEY=VALUE", NULL, 0, 0, "a label on the task (repeatable)"},
     {"wait", 0, PW_CLI_OPT_FLAG, OFF(wait), NULL, NULL, 0, 0,
      "wait for the task to finish, showing progress; the exit code tells the outcome"},
@@ -106,7 +105,8 @@ void pw_cli_print_api_error(FILE *f, long status, const json_t *resp)
     size_t printed = 0;
     size_t i;
     const json_t *d;
-    json_array_foreach(details, i, d) {
+    json_array_foreach(details, i, d)
+    {
         const char *field = json_string_value(json_object_get(d, "field"));
         const char *msg = json_string_value(json_object_get(d, "message"));
         if (!msg)
@@ -176,7 +176,7 @@ static int api_list(pw_cli_ctx *ctx, const char *path, long page, long max, json
         if (rc != 0)
             break;
         json_array_extend(all, json_is_array(json_object_get(resp, "items")) ? json_object_get(resp, "items")
-                                                                              : json_array());
+                                                                             : json_array());
         const char *next = json_string_value(json_object_get(resp, "continue"));
         free(token);
         token = next && *next ? pw_xstrdup(next) : NULL;
@@ -258,9 +258,8 @@ void pw_cli_print_tasks(pw_cli_ctx *ctx, const json_t *doc, bool list)
         return;
     }
     bool w = wide(ctx);
-    static const char *const hdr[] = {"ID",      "STATUS",   "IMAGES", "NODES",    "SUCCEEDED", "FAILED",
-                                      "SKIPPED", "PROGRESS", "AGE",    "STRATEGY", "BATCH",     "PRIORITY",
-                                      "MESSAGE"};
+    static const char *const hdr[] = {"ID",       "STATUS", "IMAGES",   "NODES", "SUCCEEDED", "FAILED", "SKIPPED",
+                                      "PROGRESS", "AGE",    "STRATEGY", "BATCH", "PRIORITY",  "MESSAGE"};
     size_t ncols = w ? 13 : 9;
     pw_cli_table *t = pw_cli_table_new(ncols, hdr);
     time_t now = time(NULL);
@@ -280,8 +279,19 @@ void pw_cli_print_tasks(pw_cli_ctx *ctx, const json_t *doc, bool list)
         snprintf(batch, sizeof(batch), "%lld", (long long)json_integer_value(json_object_get(task, "batchSize")));
         snprintf(prio, sizeof(prio), "%lld", (long long)json_integer_value(json_object_get(task, "priority")));
         char *imgs = images_cell(json_object_get(task, "images"), w);
-        const char *row[] = {str_or(task, "id", "?"), p.status, imgs, nodes, ok, failed, skipped, pct, age,
-                             str_or(task, "strategy", ""), batch, prio, str_or(task, "message", "")};
+        const char *row[] = {str_or(task, "id", "?"),
+                             p.status,
+                             imgs,
+                             nodes,
+                             ok,
+                             failed,
+                             skipped,
+                             pct,
+                             age,
+                             str_or(task, "strategy", ""),
+                             batch,
+                             prio,
+                             str_or(task, "message", "")};
         pw_cli_table_add(t, row);
         free(imgs);
     }
@@ -298,7 +308,8 @@ static const json_t *first_failed_image(const json_t *node)
 {
     size_t i;
     const json_t *img;
-    json_array_foreach(json_object_get(node, "images"), i, img) {
+    json_array_foreach(json_object_get(node, "images"), i, img)
+    {
         if (strcmp(str_or(img, "state", ""), "failed") == 0)
             return img;
     }
@@ -335,7 +346,7 @@ static void node_duration(const json_t *node, time_t now, char *out, size_t n)
 
 /* Renders node results (borrowed array) as a table: NODE STATE IMAGES ATTEMPTS DURATION REASON
  * (wide: + MESSAGE), or the failed-nodes table of a wait summary (NODE IMAGE REASON MESSAGE). */
-static void print_nodes_table(FILE *f, const json_t *items, bool w, bool failed_only)
+static void print_nodes_table(FILE *f, const json_t *items, bool w, bool failed_only, size_t max_width)
 {
     static const char *const hdr[] = {"NODE", "STATE", "IMAGES", "ATTEMPTS", "DURATION", "REASON", "MESSAGE"};
     static const char *const fhdr[] = {"NODE", "IMAGE", "REASON", "MESSAGE"};
@@ -343,20 +354,21 @@ static void print_nodes_table(FILE *f, const json_t *items, bool w, bool failed_
     time_t now = time(NULL);
     size_t i;
     const json_t *node;
-    json_array_foreach(items, i, node) {
+    json_array_foreach(items, i, node)
+    {
         const char *reason;
         char *message;
         node_reason(node, &reason, &message);
         if (failed_only) {
             const json_t *img = first_failed_image(node);
-            const char *row[] = {str_or(node, "nodeName", "?"), img ? str_or(img, "image", "") : "", reason,
-                                 message};
+            const char *row[] = {str_or(node, "nodeName", "?"), img ? str_or(img, "image", "") : "", reason, message};
             pw_cli_table_add(t, row);
         } else {
             size_t nimg = json_array_size(json_object_get(node, "images")), ok = 0;
             size_t j;
             const json_t *img;
-            json_array_foreach(json_object_get(node, "images"), j, img) {
+            json_array_foreach(json_object_get(node, "images"), j, img)
+            {
                 const char *st = str_or(img, "state", "");
                 if (strcmp(st, "succeeded") == 0 || strcmp(st, "skipped") == 0)
                     ok++;
@@ -366,21 +378,21 @@ static void print_nodes_table(FILE *f, const json_t *items, bool w, bool failed_
             snprintf(attempts, sizeof(attempts), "%lld",
                      (long long)json_integer_value(json_object_get(node, "attempts")));
             node_duration(node, now, dur, sizeof(dur));
-            const char *row[] = {str_or(node, "nodeName", "?"), str_or(node, "state", "?"), imgs, attempts, dur,
-                                 reason, message};
+            const char *row[] = {
+                str_or(node, "nodeName", "?"), str_or(node, "state", "?"), imgs, attempts, dur, reason, message};
             pw_cli_table_add(t, row);
         }
         free(message);
     }
     pw_buf b;
     pw_buf_init(&b, 0);
-    pw_cli_table_render(t, &b);
+    pw_cli_table_render_fit(t, &b, max_width);
     fputs(b.p, f);
     pw_buf_fini(&b);
     pw_cli_table_free(t);
 }
 
-int pw_cli_print_failed_nodes(pw_cli_ctx *ctx, FILE *f, const char *id, long failed_count)
+int pw_cli_print_failed_nodes(pw_cli_ctx *ctx, FILE *f, const char *id, long failed_count, size_t max_width)
 {
     char *esc = pw_cli_escape(id);
     char *path = pw_xasprintf("/api/v1/tasks/%s/nodes?state=failed&limit=20", esc);
@@ -398,7 +410,7 @@ int pw_cli_print_failed_nodes(pw_cli_ctx *ctx, FILE *f, const char *id, long fai
         json_array_remove((json_t *)items, shown);
     if (shown > 0) {
         fprintf(f, "\nFailed nodes (%ld):\n", failed_count > (long)shown ? failed_count : (long)shown);
-        print_nodes_table(f, items, false, true);
+        print_nodes_table(f, items, false, true, max_width);
         if (failed_count > (long)shown)
             fprintf(f, "... and %ld more (prewarmctl nodes %s --state failed)\n", failed_count - (long)shown, id);
     }
@@ -490,7 +502,7 @@ static int cmd_nodes(pw_cli_ctx *ctx)
     } else if (json_array_size(items) == 0) {
         fprintf(ctx->err, "No nodes found.\n");
     } else {
-        print_nodes_table(ctx->out, items, wide(ctx), false);
+        print_nodes_table(ctx->out, items, wide(ctx), false, 0);
     }
     json_decref(items);
     return 0;

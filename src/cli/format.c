@@ -21,11 +21,7 @@ void pw_cli_fmt_age(int64_t secs, char *out, size_t n)
         int64_t unit;
         char suffix;
     } units[] = {
-        {60, 1, 's'},
-        {3600, 60, 'm'},
-        {86400, 3600, 'h'},
-        {86400LL * 365, 86400, 'd'},
-        {INT64_MAX, 86400LL * 365, 'y'},
+        {60, 1, 's'}, {3600, 60, 'm'}, {86400, 3600, 'h'}, {86400LL * 365, 86400, 'd'}, {INT64_MAX, 86400LL * 365, 'y'},
     };
     if (secs < 0)
         secs = 0;
@@ -95,6 +91,11 @@ void pw_cli_table_add(pw_cli_table *t, const char *const *cells)
 
 void pw_cli_table_render(const pw_cli_table *t, pw_buf *b)
 {
+    pw_cli_table_render_fit(t, b, 0);
+}
+
+void pw_cli_table_render_fit(const pw_cli_table *t, pw_buf *b, size_t max_width)
+{
     size_t *width = pw_xcalloc(t->ncols, sizeof(size_t));
     for (size_t r = 0; r < t->nrows; r++) {
         for (size_t c = 0; c < t->ncols; c++) {
@@ -103,13 +104,20 @@ void pw_cli_table_render(const pw_cli_table *t, pw_buf *b)
                 width[c] = w;
         }
     }
+    /* Room left for the last column when lines must fit max_width (at least 20 characters). */
+    size_t lead = 0;
+    for (size_t c = 0; c + 1 < t->ncols; c++)
+        lead += width[c] + 3;
+    size_t room = max_width > lead + 20 ? max_width - lead : 20;
     for (size_t r = 0; r < t->nrows; r++) {
         for (size_t c = 0; c < t->ncols; c++) {
             const char *cell = t->cells[r * t->ncols + c];
-            if (c + 1 == t->ncols)
-                pw_buf_puts(b, cell);
-            else
+            if (c + 1 < t->ncols)
                 pw_buf_printf(b, "%-*s   ", (int)width[c], cell);
+            else if (max_width > 0 && strlen(cell) > room)
+                pw_buf_printf(b, "%.*s...", (int)(room - 3), cell);
+            else
+                pw_buf_puts(b, cell);
         }
         /* A trailing empty last column leaves spaces behind: trim them. */
         while (b->len > 0 && b->p[b->len - 1] == ' ')
@@ -218,8 +226,8 @@ void pw_cli_progress_plain(const pw_cli_progress *p, char *out, size_t n)
     char el[32];
     pw_cli_fmt_duration(p->elapsed_s, el, sizeof(el));
     add(out, n, &len, "[%s] %s: %ld/%ld nodes (%.1f%%), ok %ld, failed %ld, skipped %ld", el,
-        p->status ? p->status : "unknown", pw_cli_progress_done(p), p->total, progress_pct(p), p->succeeded,
-        p->failed, p->skipped);
+        p->status ? p->status : "unknown", pw_cli_progress_done(p), p->total, progress_pct(p), p->succeeded, p->failed,
+        p->skipped);
     if (p->cancelled)
         add(out, n, &len, ", cancelled %ld", p->cancelled);
     add(out, n, &len, ", in flight %ld, pending %ld", p->running, p->pending);
@@ -273,8 +281,7 @@ double pw_cli_rate_get(const pw_cli_rate *r)
 
 static bool yaml_plain_ok(const char *s)
 {
-    static const char *const reserved[] = {"true", "false", "yes", "no",  "on", "off",
-                                           "null", "y",     "n",   "~",   NULL};
+    static const char *const reserved[] = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~", NULL};
     size_t n = strlen(s);
     if (n == 0 || strchr("-?:,[]{}#&*!|>'\"%@` \t", s[0]))
         return false;
@@ -347,7 +354,8 @@ static void yaml_block(const json_t *v, int indent, bool inline_first, pw_buf *b
     if (json_is_object(v)) {
         const char *key;
         const json_t *val;
-        json_object_foreach((json_t *)v, key, val) {
+        json_object_foreach((json_t *)v, key, val)
+        {
             if (!(first && inline_first))
                 pad(indent, b);
             first = false;
@@ -366,7 +374,8 @@ static void yaml_block(const json_t *v, int indent, bool inline_first, pw_buf *b
     }
     size_t i;
     const json_t *item;
-    json_array_foreach(v, i, item) {
+    json_array_foreach(v, i, item)
+    {
         if (!(first && inline_first))
             pad(indent, b);
         first = false;

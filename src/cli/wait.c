@@ -60,13 +60,18 @@ static void nap(int64_t ms)
     }
 }
 
-static int bar_width_for(FILE *f)
+/* The terminal's width, 100 when it does not say. */
+static int columns(FILE *f)
 {
     struct winsize ws;
-    int cols = 100;
     if (ioctl(fileno(f), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-        cols = ws.ws_col;
-    int w = cols - 75; /* what the numbers after the bar take */
+        return ws.ws_col;
+    return 100;
+}
+
+static int bar_width_for(FILE *f)
+{
+    int w = columns(f) - 75; /* what the numbers after the bar take */
     if (w > 40)
         w = 40;
     return w < 10 ? 0 : w;
@@ -75,11 +80,11 @@ static int bar_width_for(FILE *f)
 typedef struct wait_state {
     pw_cli_ctx *ctx;
     const char *id;
-    FILE *pf;   /* where progress goes: stdout for table output, stderr for -o json/yaml */
-    bool tty;   /* pf is a terminal: draw the bar in place */
+    FILE *pf; /* where progress goes: stdout for table output, stderr for -o json/yaml */
+    bool tty; /* pf is a terminal: draw the bar in place */
     bool color;
     int64_t start_ms, last_line_ms, outage_since;
-    pw_cli_progress last;     /* last.status is not kept: the task it pointed into is freed */
+    pw_cli_progress last; /* last.status is not kept: the task it pointed into is freed */
     char last_status[32];
     bool drawn;
     pw_cli_rate rate;
@@ -103,8 +108,7 @@ static void show(wait_state *w, pw_cli_progress *p)
     }
     bool changed = !w->drawn || p->succeeded != w->last.succeeded || p->failed != w->last.failed ||
                    p->skipped != w->last.skipped || p->cancelled != w->last.cancelled ||
-                   p->running != w->last.running || p->total != w->last.total ||
-                   strcmp(p->status, w->last_status) != 0;
+                   p->running != w->last.running || p->total != w->last.total || strcmp(p->status, w->last_status) != 0;
     if (changed || now - w->last_line_ms >= HEARTBEAT_MS) {
         pw_cli_progress_plain(p, line, sizeof(line));
         fprintf(w->pf, "%s\n", line);
@@ -176,7 +180,7 @@ static void summary(wait_state *w, const json_t *task, const pw_cli_progress *p,
     if (msg && *msg)
         fprintf(w->pf, "Message: %s\n", msg);
     if (p->failed > 0)
-        pw_cli_print_failed_nodes(w->ctx, w->pf, w->id, p->failed);
+        pw_cli_print_failed_nodes(w->ctx, w->pf, w->id, p->failed, w->tty ? (size_t)columns(w->pf) - 1 : 0);
 }
 
 int pw_cli_wait(pw_cli_ctx *ctx, const char *id)

@@ -1026,6 +1026,8 @@ static void task_select(pw_engine *e, struct task *t)
 
 /* ---- dispatch ---- */
 
+static void job_create(pw_engine *e, struct task *t, struct tnode *n);
+
 static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
 {
     n->started_ms = pw_clock_real_ms();
@@ -1037,13 +1039,20 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
         return;
     }
     json_decref(cached);
+    for (size_t i = 0; i < t->spec.n_images; i++)
+        if (n->imgs[i].state == NS_PENDING)
+            n->imgs[i].state = NS_RUNNING;
+    node_set_state(t, n, NS_RUNNING);
+    job_create(e, t, n);
+}
+
+/* Builds the node's Job and hands its create to the executors (n is running). */
+static void job_create(pw_engine *e, struct task *t, struct tnode *n)
+{
     size_t nj = job_image_count(t, n);
-    const char **imgs = pw_xcalloc(nj, sizeof *imgs);
-    for (size_t j = 0; j < nj; j++) {
-        size_t i = job_image_index(t, n, j);
-        imgs[j] = t->spec.images[i];
-        n->imgs[i].state = NS_RUNNING;
-    }
+    const char **imgs = pw_xcalloc(nj ? nj : 1, sizeof *imgs);
+    for (size_t j = 0; j < nj; j++)
+        imgs[j] = t->spec.images[job_image_index(t, n, j)];
     json_t *no_tolerations = e->cfg.tolerate_noexecute ? NULL : json_array();
     struct pw_jobspec_params p = {
         .task_id = t->id,
@@ -1063,9 +1072,12 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
     json_t *job = pw_jobspec_build(&p);
     json_decref(no_tolerations);
     free(imgs);
-    node_set_state(t, n, NS_RUNNING);
     if (!job) {
         node_finish(e, t, n, NS_FAILED, "JobCreateFailed", "could not build the Job manifest", NULL);
+        return;
+    }
+    if (!e->cfg.client) { /* no cluster (tests): nothing to call */
+        json_decref(job);
         return;
     }
     struct action *a = pw_xcalloc(1, sizeof *a);
@@ -1229,6 +1241,148 @@ static void *loop_main(void *arg)
     }
 }
 
+/* ---- resume ---- */
+
+static int64_t time_ms(const json_t *v)
+{
+    time_t t;
+    if (!json_is_string(v) || pw_time_parse_rfc3339(json_string_value(v), &t) != 0)
+        return 0;
+    return (int64_t)t * 1000;
+}
+
+static enum nstate state_of(const char *s)
+{
+    for (size_t i = 0; s && i < sizeof nstate_names / sizeof nstate_names[0]; i++)
+        if (strcmp(nstate_names[i], s) == 0)
+            return (enum nstate)i;
+    return NS_PENDING;
+}
+
+static const char *str_or_null(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s && *s ? s : NULL;
+}
+
+/* Fills n from a stored node result of t. */
+static void tnode_from_doc(const struct task *t, const json_t *doc, struct tnode *n)
+{
+    memset(n, 0, sizeof *n);
+    n->name = pw_xstrdup(json_string_value(json_object_get(doc, "nodeName")));
+    n->state = state_of(json_string_value(json_object_get(doc, "state")));
+    set_str(&n->reason, str_or_null(doc, "reason"));
+    set_str(&n->message, str_or_null(doc, "message"));
+    n->attempts = (int)json_integer_value(json_object_get(doc, "attempts"));
+    n->started_ms = time_ms(json_object_get(doc, "startedAt"));
+    n->finished_ms = time_ms(json_object_get(doc, "finishedAt"));
+    int64_t age = n->started_ms ? pw_clock_real_ms() - n->started_ms : 0;
+    n->started_mono = pw_clock_mono_ms() - (age > 0 ? age : 0);
+    n->imgs = pw_xcalloc(t->spec.n_images, sizeof *n->imgs);
+    const json_t *imgs = json_object_get(doc, "images");
+    for (size_t i = 0; i < t->spec.n_images; i++) {
+        const json_t *im = json_array_get(imgs, i);
+        struct img_res *r = &n->imgs[i];
+        r->state = (unsigned char)state_of(json_string_value(json_object_get(im, "state")));
+        r->attempts = (unsigned char)json_integer_value(json_object_get(im, "attempts"));
+        set_str(&r->reason, str_or_null(im, "reason"));
+        set_str(&r->message, str_or_null(im, "message"));
+        r->duration_s = (float)json_number_value(json_object_get(im, "durationSeconds"));
+    }
+}
+
+/* Reloads the node results of a running task t (sorted by name, as the store lists them). */
+static int task_load_nodes(pw_engine *e, struct task *t)
+{
+    struct pw_store_node *items = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    int rc = pw_store_nodes_list(e->cfg.store, t->id, NULL, 0, NULL, &items, &n, &next);
+    free(next);
+    if (rc != 0)
+        return rc;
+    t->nodes = pw_xcalloc(n ? n : 1, sizeof *t->nodes);
+    t->n_nodes = n;
+    memset(&t->counts, 0, sizeof t->counts);
+    t->counts.total = n;
+    for (size_t i = 0; i < n; i++) {
+        struct tnode *tn = &t->nodes[i];
+        tnode_from_doc(t, items[i].doc, tn);
+        (*count_slot(&t->counts, tn->state))++;
+        if (tn->state == NS_FAILED)
+            pw_outcome_add_failure(&t->reasons, tn->reason, tn->name, NULL, tn->message);
+    }
+    pw_store_nodes_free(items, n);
+    if (n > 1)
+        qsort(t->nodes, n, sizeof *t->nodes, tnode_cmp);
+    t->selected = true;
+    return 0;
+}
+
+/* Rebuilds one unfinished task from its record; NULL (logged) when it cannot. */
+static struct task *task_reload(pw_engine *e, const struct pw_store_task *rec)
+{
+    struct task *t = pw_xcalloc(1, sizeof *t);
+    snprintf(t->id, sizeof t->id, "%s", rec->id);
+    struct pw_field_errors errs;
+    if (pw_taskspec_from_task(rec->doc, &t->spec, &errs) != 0) {
+        PW_ERROR("task %s cannot be resumed: its stored spec is invalid (%s: %s)", rec->id,
+                 errs.n ? errs.e[0].field : "", errs.n ? errs.e[0].message : "");
+        free(t);
+        return NULL;
+    }
+    t->refs = pw_xcalloc(t->spec.n_images, sizeof *t->refs);
+    for (size_t i = 0; i < t->spec.n_images; i++)
+        pw_imageref_parse(t->spec.images[i], &t->refs[i], NULL);
+    t->created_ms = rec->created_ms;
+    t->status = "pending";
+    t->failed = json_array();
+    t->sched.priority = t->spec.priority;
+    t->sched.batch_size = (size_t)t->spec.batch_size;
+    t->sched.batch_strategy = strcmp(t->spec.strategy, "batch") == 0;
+    if (strcmp(rec->status, "running") == 0) {
+        if (task_load_nodes(e, t) != 0) {
+            PW_ERROR("task %s cannot be resumed: its node results cannot be read", rec->id);
+            task_free(t);
+            return NULL;
+        }
+        t->status = "running";
+        t->started_ms = time_ms(json_object_get(rec->doc, "startedAt"));
+        t->sched.running = true;
+        json_t *failed = json_object_get(rec->doc, "failedNodes");
+        if (json_is_array(failed))
+            json_array_extend(t->failed, failed);
+        /* the running nodes' Jobs exist (or are re-created): adopt them */
+        for (size_t i = 0; i < t->n_nodes; i++)
+            if (t->nodes[i].state == NS_RUNNING)
+                job_create(e, t, &t->nodes[i]);
+    }
+    return t;
+}
+
+/* Loads the store's unfinished tasks into memory (before the informers start, so their first
+ * events find the resumed nodes). */
+static void engine_resume(pw_engine *e)
+{
+    struct pw_store_task *items = NULL;
+    size_t n = 0;
+    int rc = pw_store_task_list_unfinished(e->cfg.store, &items, &n);
+    if (rc != 0) {
+        PW_ERROR("cannot list unfinished tasks to resume: %s", pw_strerror(rc));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct task *t = task_reload(e, &items[i]);
+        if (!t)
+            continue;
+        t->sched.seq = ++e->seq;
+        e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
+        e->tasks[e->n_tasks++] = t;
+        PW_INFO("task %s resumed (%s, %zu nodes, %zu running)", t->id, t->status, t->n_nodes, t->counts.running);
+    }
+    pw_store_tasks_free(items, n);
+}
+
 /* ---- public ---- */
 
 int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
@@ -1273,6 +1427,9 @@ int pw_engine_start(pw_engine *e)
 {
     if (e->started)
         return 0;
+    pthread_mutex_lock(&e->mu);
+    engine_resume(e);
+    pthread_mutex_unlock(&e->mu);
     if (e->cfg.client) {
         char *jobs = pw_xasprintf("/apis/batch/v1/namespaces/%s/jobs", e->namespace_);
         char *pods = pw_xasprintf("/api/v1/namespaces/%s/pods", e->namespace_);

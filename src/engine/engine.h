@@ -66,6 +66,10 @@ void pw_taskspec_fini(struct pw_taskspec *s);
  * pw_taskspec_parse(pw_taskspec_to_json(s)) gives back s (the store keeps this form). */
 json_t *pw_taskspec_to_json(const struct pw_taskspec *s);
 
+/* Like pw_taskspec_parse on the spec fields of task (a task as the API shows it, with id, status,
+ * progress, ...: those other fields are ignored). For reloading tasks from the store. */
+int pw_taskspec_from_task(const json_t *task, struct pw_taskspec *out, struct pw_field_errors *errs);
+
 /* A new task id "t-" + 12 lowercase base32 characters, increasing with time within this process
  * (48 bits of ms clock then a counter). Writes into out (at least 16 bytes). Thread-safe. */
 void pw_task_id_new(char *out);
@@ -91,8 +95,11 @@ struct pw_engine_config {
 
 /* Creates the engine (no thread yet). *out: free with pw_engine_free. */
 int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out);
-/* Starts the informers (when there is a client), the loop and the executors. Returns at once; the
- * node informer syncs in the background (see pw_engine_ready). */
+/* Reloads the store's unfinished tasks (pending ones queue again; running ones keep their node
+ * results, their running nodes' Jobs are adopted: the create is repeated, 409 AlreadyExists adopts
+ * the Job, which the informers then track), then starts the informers (when there is a client), the
+ * loop and the executors. Returns at once; the node informer syncs in the background (see
+ * pw_engine_ready). A task that cannot be reloaded is logged and left in the store as it is. */
 int pw_engine_start(pw_engine *e);
 /* Stops the threads and informers, leaving Jobs in the cluster as they are, and frees. NULL no-op. */
 void pw_engine_free(pw_engine *e);

@@ -106,12 +106,20 @@ json_t *pw_jobspec_build(const struct pw_jobspec_params *p)
         return NULL;
     const char *policy = p->pull_policy != NULL ? p->pull_policy : "IfNotPresent";
 
+    /* json_pack fails only on a NULL or non-UTF-8 string; a Job missing a container would shift the
+     * img-<i> indexes, so any failure fails the whole build. */
     json_t *containers = json_array();
-    for (size_t i = 0; i < p->n_images; i++)
-        json_array_append_new(containers, image_container(i, p->images[i], policy));
     json_t *secrets = json_array();
-    for (size_t i = 0; i < p->n_pull_secrets; i++)
-        json_array_append_new(secrets, json_pack("{s:s}", "name", p->pull_secrets[i]));
+    bool ok = true;
+    for (size_t i = 0; i < p->n_images && ok; i++)
+        ok = json_array_append_new(containers, image_container(i, p->images[i], policy)) == 0;
+    for (size_t i = 0; i < p->n_pull_secrets && ok; i++)
+        ok = json_array_append_new(secrets, json_pack("{s:s}", "name", p->pull_secrets[i])) == 0;
+    if (!ok) {
+        json_decref(containers);
+        json_decref(secrets);
+        return NULL;
+    }
 
     json_t *pod_spec = json_pack(
         "{s:s, s:s, s:b, s:b, s:i, s:o, s:o, s:{s:b, s:i, s:i, s:{s:s}}, s:[{s:s, s:{s:s, s:s}}],"

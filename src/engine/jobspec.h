@@ -33,7 +33,8 @@ struct pw_jobspec_params {
 char *pw_jobspec_name(const char *task_id, const char *node_name);
 
 /* Returns the Job (batch/v1) for p as a new JSON object (caller releases with json_decref), or NULL
- * when p lacks task_id, node_name, namespace_, helper_image or images. */
+ * when p lacks task_id, node_name, namespace_, helper_image or images, or a string in p is NULL or
+ * not UTF-8 (never a Job with a container missing). */
 json_t *pw_jobspec_build(const struct pw_jobspec_params *p);
 
 /* What one image's container says about its pull. */

@@ -395,6 +395,19 @@ int pw_taskspec_parse(const json_t *req, struct pw_taskspec *out, struct pw_fiel
     return 0;
 }
 
+int pw_taskspec_from_task(const json_t *task, struct pw_taskspec *out, struct pw_field_errors *errs)
+{
+    json_t *req = json_object();
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        json_t *v = json_object_get(task, field_table[i].name);
+        if (v)
+            json_object_set(req, field_table[i].name, v);
+    }
+    int rc = pw_taskspec_parse(req, out, errs);
+    json_decref(req);
+    return rc;
+}
+
 static void free_strings(char **a, size_t n)
 {
     for (size_t i = 0; a && i < n; i++)

@@ -183,7 +183,8 @@ static int exec_spawn(const struct pw_k8s_exec *ex, char **envp, pw_buf *out, pw
                     break;
                 }
                 if (i == 1 && err->len < EXEC_STDERR_KEEP)
-                    pw_buf_append(err, tmp, (size_t)r > EXEC_STDERR_KEEP - err->len ? EXEC_STDERR_KEEP - err->len : (size_t)r);
+                    pw_buf_append(err, tmp,
+                                  (size_t)r > EXEC_STDERR_KEEP - err->len ? EXEC_STDERR_KEEP - err->len : (size_t)r);
             } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
                 close(fds[i].fd);
                 fds[i].fd = -1;
@@ -202,7 +203,8 @@ static int exec_spawn(const struct pw_k8s_exec *ex, char **envp, pw_buf *out, pw
     if (rc == PW_ETIMEDOUT && errmsg)
         *errmsg = pw_xasprintf("exec credential plugin %s did not finish within %d ms", ex->command, ex->timeout_ms);
     else if (rc != 0 && errmsg)
-        *errmsg = pw_xasprintf("exec credential plugin %s: reading its output failed: %s", ex->command, pw_strerror(rc));
+        *errmsg =
+            pw_xasprintf("exec credential plugin %s: reading its output failed: %s", ex->command, pw_strerror(rc));
     if (rc != 0)
         return PW_EAUTH;
     *exit_status = st;
@@ -243,16 +245,20 @@ static int exec_parse(const struct pw_k8s_exec *ex, const char *text, size_t len
         rc = -1, *errmsg = pw_xasprintf("exec credential plugin %s printed apiVersion %s, want %s", ex->command,
                                         api ? api : "(none)", ex->api_version);
     else if (!json_is_object(status))
-        rc = -1, *errmsg = pw_xasprintf("exec credential plugin %s printed an ExecCredential without status", ex->command);
+        rc = -1,
+        *errmsg = pw_xasprintf("exec credential plugin %s printed an ExecCredential without status", ex->command);
     else if (!(token && *token) && !(cert && *cert && key && *key))
         rc = -1, *errmsg = pw_xasprintf("exec credential plugin %s gave neither status.token nor "
-                                        "status.clientCertificateData and clientKeyData", ex->command);
+                                        "status.clientCertificateData and clientKeyData",
+                                        ex->command);
     else if ((cert && *cert) != (key && *key))
         rc = -1, *errmsg = pw_xasprintf("exec credential plugin %s gave only one of clientCertificateData and "
-                                        "clientKeyData", ex->command);
+                                        "clientKeyData",
+                                        ex->command);
     else if (exp && *exp && pw_time_parse_rfc3339(exp, &t) != 0)
-        rc = -1, *errmsg = pw_xasprintf("exec credential plugin %s gave an expirationTimestamp that is not RFC 3339: %s",
-                                        ex->command, exp);
+        rc = -1,
+        *errmsg = pw_xasprintf("exec credential plugin %s gave an expirationTimestamp that is not RFC 3339: %s",
+                               ex->command, exp);
     if (rc == 0) {
         memset(out, 0, sizeof *out);
         out->token = token && *token ? pw_xstrdup(token) : NULL;
@@ -312,8 +318,8 @@ static int token_file_refresh(const pw_k8s_config *cfg, bool force, char **errms
         if (cc->file_token)
             return 0; /* keep the last good token; the file may be in the middle of an atomic swap */
         if (errmsg)
-            *errmsg = pw_xasprintf("%s: cannot read the token file %s: %s", cfg->source, cfg->token_file,
-                                   strerror(errno));
+            *errmsg =
+                pw_xasprintf("%s: cannot read the token file %s: %s", cfg->source, cfg->token_file, strerror(errno));
         return PW_EAUTH;
     }
     if (!force && cc->file_token && st.st_mtim.tv_sec == cc->file_mtime.tv_sec &&
@@ -329,8 +335,8 @@ static int token_file_refresh(const pw_k8s_config *cfg, bool force, char **errms
         if (cc->file_token)
             return 0;
         if (errmsg)
-            *errmsg = pw_xasprintf("%s: the token file %s is %s", cfg->source, cfg->token_file,
-                                   f ? "empty" : "unreadable");
+            *errmsg =
+                pw_xasprintf("%s: the token file %s is %s", cfg->source, cfg->token_file, f ? "empty" : "unreadable");
         return PW_EAUTH;
     }
     char *tok = pw_sv_dup(t);
@@ -350,7 +356,8 @@ static int token_file_refresh(const pw_k8s_config *cfg, bool force, char **errms
 static int exec_refresh(const pw_k8s_config *cfg, char **errmsg)
 {
     struct pw_k8s_cred_cache *cc = cfg->cache;
-    if (cc->exec_valid && (cc->exec_expiry_real_ms == 0 || pw_clock_real_ms() < cc->exec_expiry_real_ms - EXEC_REFRESH_MS))
+    if (cc->exec_valid &&
+        (cc->exec_expiry_real_ms == 0 || pw_clock_real_ms() < cc->exec_expiry_real_ms - EXEC_REFRESH_MS))
         return 0;
     struct pw_k8s_exec_result r;
     cc->exec_runs++;

@@ -30,8 +30,8 @@
 #endif
 
 enum {
-    RESP_MAX = 64 << 20,      /* the largest response body we accept (a list page of big objects) */
-    ERRBODY_MAX = 1 << 20,    /* a watch's non-2xx body */
+    RESP_MAX = 64 << 20,   /* the largest response body we accept (a list page of big objects) */
+    ERRBODY_MAX = 1 << 20, /* a watch's non-2xx body */
     BACKOFF_BASE_MS = 200,
     BACKOFF_CAP_MS = 10000,
     RETRY_AFTER_CAP_S = 60,
@@ -44,6 +44,7 @@ enum { C_GET, C_LIST, C_WATCH, C_CREATE, C_UPDATE, C_PATCH, C_DEL, C_RETRIES, C_
 struct handle {
     CURL *curl;
     pw_k8s_client *c;
+    bool busy; /* a transfer runs on it (a call from inside a watch callback must not reuse it) */
     struct handle *prev, *next;
 };
 
@@ -51,11 +52,12 @@ struct pw_k8s_client {
     const pw_k8s_config *cfg; /* borrowed */
     int max_retries;
     int timeout_ms;
+    size_t max_body; /* response body cap (RESP_MAX; tests lower it) */
     char *user_agent;
-    char *base_url;           /* server, or with tls-server-name as host (connect_to maps it back) */
+    char *base_url; /* server, or with tls-server-name as host (connect_to maps it back) */
     struct curl_slist *connect_to;
     pthread_key_t key;
-    pthread_mutex_t mu;       /* guards handles */
+    pthread_mutex_t mu; /* guards handles */
     struct handle *handles;
     struct pw_k8s_ratelimit rl;
     _Atomic uint64_t counts[C_N];
@@ -76,8 +78,11 @@ struct verb_row {
     int slot;
 };
 static const struct verb_row verb_table[] = {
-    {"POST", "create", C_CREATE}, {"PUT", "update", C_UPDATE}, {"PATCH", "patch", C_PATCH},
-    {"DELETE", "delete", C_DEL},  {NULL, NULL, 0},
+    {"POST", "create", C_CREATE},
+    {"PUT", "update", C_UPDATE},
+    {"PATCH", "patch", C_PATCH},
+    {"DELETE", "delete", C_DEL},
+    {NULL, NULL, 0},
 };
 
 /* True when the query string has watch=<true> (or the legacy /watch/ path). */
@@ -173,12 +178,9 @@ static void handle_destroy(void *p)
     free(h);
 }
 
-static CURL *thread_handle(pw_k8s_client *c)
+static struct handle *thread_handle_new(pw_k8s_client *c)
 {
-    struct handle *h = pthread_getspecific(c->key);
-    if (h)
-        return h->curl;
-    h = pw_xcalloc(1, sizeof *h);
+    struct handle *h = pw_xcalloc(1, sizeof *h);
     h->curl = curl_easy_init();
     if (!h->curl)
         abort(); /* out of memory */
@@ -190,7 +192,37 @@ static CURL *thread_handle(pw_k8s_client *c)
     c->handles = h;
     pthread_mutex_unlock(&c->mu);
     pthread_setspecific(c->key, h);
-    return h->curl;
+    return h;
+}
+
+/* The calling thread's handle, marked busy; give it back with handle_release. A call made while the
+ * thread's handle is busy (an informer callback running inside a watch transfer calls the API) gets a
+ * handle of its own for that call. */
+static struct handle *handle_acquire(pw_k8s_client *c)
+{
+    struct handle *h = pthread_getspecific(c->key);
+    if (h && h->busy) {
+        struct handle *tmp = pw_xcalloc(1, sizeof *tmp);
+        tmp->curl = curl_easy_init();
+        if (!tmp->curl)
+            abort(); /* out of memory */
+        tmp->busy = true;
+        return tmp; /* c == NULL marks it temporary */
+    }
+    if (!h)
+        h = thread_handle_new(c);
+    h->busy = true;
+    return h;
+}
+
+static void handle_release(struct handle *h)
+{
+    if (!h->c) {
+        curl_easy_cleanup(h->curl);
+        free(h);
+        return;
+    }
+    h->busy = false;
 }
 
 /* ---- life cycle ---- */
@@ -232,6 +264,7 @@ int pw_k8s_client_new(const pw_k8s_config *cfg, const struct pw_k8s_client_opts 
         o = *opts;
     c->max_retries = o.max_retries == 0 ? 5 : o.max_retries < 0 ? 0 : o.max_retries;
     c->timeout_ms = o.timeout_ms > 0 ? o.timeout_ms : 30000;
+    c->max_body = RESP_MAX;
     c->user_agent = o.user_agent ? pw_xstrdup(o.user_agent) : pw_xstrdup("prewarm/" PW_VERSION);
     pthread_mutex_init(&c->mu, NULL);
     pw_k8s_rl_init(&c->rl, o.qps, o.burst, pw_clock_mono_ms());
@@ -253,6 +286,11 @@ int pw_k8s_client_new(const pw_k8s_config *cfg, const struct pw_k8s_client_opts 
     }
     *out = c;
     return 0;
+}
+
+void pw_k8s_client_set_max_body(pw_k8s_client *c, size_t max)
+{
+    c->max_body = max;
 }
 
 void pw_k8s_client_free(pw_k8s_client *c)
@@ -284,10 +322,10 @@ void pw_k8s_client_free(pw_k8s_client *c)
 
 struct xfer {
     CURL *curl;
-    pw_buf body;               /* whole responses, and a watch's error body */
+    pw_buf body;                        /* whole responses, and a watch's error body */
     struct pw_k8s_watch_parser *parser; /* a watch: 2xx bodies stream here */
     const atomic_bool *stop;
-    long retry_after_s;        /* -1: none */
+    long retry_after_s; /* -1: none */
     bool too_large;
     bool parse_failed;
 };
@@ -454,12 +492,18 @@ struct curl_class {
     bool retry;       /* worth retrying at all */
 };
 static const struct curl_class curl_classes[] = {
-    {CURLE_COULDNT_CONNECT, true, true},      {CURLE_COULDNT_RESOLVE_HOST, true, true},
-    {CURLE_COULDNT_RESOLVE_PROXY, true, true}, {CURLE_SEND_ERROR, false, true},
-    {CURLE_RECV_ERROR, false, true},          {CURLE_GOT_NOTHING, false, true},
-    {CURLE_PARTIAL_FILE, false, true},        {CURLE_OPERATION_TIMEDOUT, false, true},
-    {CURLE_HTTP2, false, true},               {CURLE_HTTP2_STREAM, false, true},
-    {CURLE_SSL_CONNECT_ERROR, false, true},   {CURLE_OK, false, false},
+    {CURLE_COULDNT_CONNECT, true, true},
+    {CURLE_COULDNT_RESOLVE_HOST, true, true},
+    {CURLE_COULDNT_RESOLVE_PROXY, true, true},
+    {CURLE_SEND_ERROR, false, true},
+    {CURLE_RECV_ERROR, false, true},
+    {CURLE_GOT_NOTHING, false, true},
+    {CURLE_PARTIAL_FILE, false, true},
+    {CURLE_OPERATION_TIMEDOUT, false, true},
+    {CURLE_HTTP2, false, true},
+    {CURLE_HTTP2_STREAM, false, true},
+    {CURLE_SSL_CONNECT_ERROR, true, true},
+    {CURLE_OK, false, false},
 };
 
 static const struct curl_class *classify(CURLcode code)
@@ -487,8 +531,9 @@ int pw_k8s_request_ex(pw_k8s_client *c, const char *method, const char *path, co
     atomic_fetch_add(&c->counts[verb_slot(method, path)], 1);
     char *body_text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     size_t body_len = body_text ? strlen(body_text) : 0;
-    struct xfer x = {.curl = thread_handle(c), .stop = stop};
-    pw_buf_init(&x.body, RESP_MAX);
+    struct handle *hd = handle_acquire(c);
+    struct xfer x = {.curl = hd->curl, .stop = stop};
+    pw_buf_init(&x.body, c->max_body);
     int attempt = 0, rc = 0;
     bool auth_retried = false;
     long code = 0;
@@ -518,7 +563,7 @@ int pw_k8s_request_ex(pw_k8s_client *c, const char *method, const char *path, co
                 break;
             }
             if (x.too_large) {
-                PW_WARN("k8s %s %s: response over the %d byte cap", method, path, RESP_MAX);
+                PW_WARN("k8s %s %s: response over the %zu byte cap", method, path, c->max_body);
                 rc = PW_ETOOLARGE;
                 break;
             }
@@ -559,6 +604,7 @@ int pw_k8s_request_ex(pw_k8s_client *c, const char *method, const char *path, co
         break;
     }
     free(body_text);
+    handle_release(hd);
     if (rc == 0) {
         *status = (int)code;
         if (resp)
@@ -570,8 +616,8 @@ int pw_k8s_request_ex(pw_k8s_client *c, const char *method, const char *path, co
     return rc;
 }
 
-int pw_k8s_request(pw_k8s_client *c, const char *method, const char *path, const json_t *body,
-                   const char *content_type, int *status, json_t **resp)
+int pw_k8s_request(pw_k8s_client *c, const char *method, const char *path, const json_t *body, const char *content_type,
+                   int *status, json_t **resp)
 {
     return pw_k8s_request_ex(c, method, path, body, content_type, status, resp, NULL);
 }
@@ -592,13 +638,15 @@ int pw_k8s_stream_get(pw_k8s_client *c, const char *path, struct pw_k8s_watch_pa
         atomic_fetch_add(&c->counts[C_ERRORS], 1);
         return rc;
     }
-    struct xfer x = {.curl = thread_handle(c), .stop = stop, .parser = p, .retry_after_s = -1};
+    struct handle *hd = handle_acquire(c);
+    struct xfer x = {.curl = hd->curl, .stop = stop, .parser = p, .retry_after_s = -1};
     pw_buf_init(&x.body, ERRBODY_MAX);
     struct curl_slist *hdr = setup(c, &x, "GET", path, NULL, 0, NULL, &cr, timeout_ms);
     CURLcode cc = curl_easy_perform(x.curl);
     curl_slist_free_all(hdr);
     long code = 0;
     curl_easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &code);
+    handle_release(hd);
     if (code == 401)
         pw_k8s_cred_invalidate(c->cfg, cr.generation);
     pw_k8s_cred_fini(&cr);

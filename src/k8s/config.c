@@ -230,13 +230,13 @@ struct entry {
 };
 
 struct merged {
-    json_t *files;      /* array of file trees (owns them) */
-    char **dirs;        /* per file (owned) */
-    char **paths;       /* per file (owned) */
+    json_t *files; /* array of file trees (owns them) */
+    char **dirs;   /* per file (owned) */
+    char **paths;  /* per file (owned) */
     size_t nfiles;
     const char *current_context; /* borrowed */
     const char *current_file;
-    char *sources;      /* "a, b" for messages (owned) */
+    char *sources; /* "a, b" for messages (owned) */
 };
 
 static void merged_fini(struct merged *m)
@@ -260,7 +260,8 @@ static bool merged_find(const struct merged *m, const char *list, const char *fi
         json_t *arr = json_object_get(json_array_get(m->files, i), list);
         size_t k;
         json_t *item;
-        json_array_foreach(arr, k, item) {
+        json_array_foreach(arr, k, item)
+        {
             const char *n = json_string_value(json_object_get(item, "name"));
             if (n && strcmp(n, name) == 0) {
                 out->name = n;
@@ -441,8 +442,8 @@ static int load_pem(const struct entry *e, const char *field, const char *what, 
     char *full = resolve(e->dir, path);
     int rc = read_file(full, 1 << 20, out, out_len);
     if (rc != 0) {
-        rc = fail(errmsg, PW_EIO, "kubeconfig %s: %s has %s %s, which cannot be read: %s", e->file, what, field,
-                  full, strerror(errno));
+        rc = fail(errmsg, PW_EIO, "kubeconfig %s: %s has %s %s, which cannot be read: %s", e->file, what, field, full,
+                  strerror(errno));
     }
     free(full);
     return rc;
@@ -462,6 +463,12 @@ static int build_exec(const struct entry *u, const json_t *ex, pw_k8s_config *cf
                     "kubeconfig %s: user \"%s\" has an exec plugin of apiVersion %s; supported are "
                     "client.authentication.k8s.io/v1 and v1beta1",
                     u->file, u->name, api);
+    const char *mode = jstr(ex, "interactiveMode");
+    if (mode && strcmp(mode, "Always") == 0)
+        return fail(errmsg, PW_EINVAL,
+                    "kubeconfig %s: user \"%s\" has an exec plugin with interactiveMode Always, which a service "
+                    "without a terminal cannot run; use IfAvailable or Never",
+                    u->file, u->name);
     struct pw_k8s_exec *e = pw_xcalloc(1, sizeof *e);
     e->command = strchr(command, '/') ? resolve(u->dir, command) : pw_xstrdup(command);
     e->api_version = pw_xstrdup(api);
@@ -473,14 +480,16 @@ static int build_exec(const struct entry *u, const json_t *ex, pw_k8s_config *cf
     e->args = pw_xcalloc(json_array_size(args) + 1, sizeof *e->args);
     size_t i, na = 0;
     json_t *v;
-    json_array_foreach(args, i, v) {
+    json_array_foreach(args, i, v)
+    {
         if (json_is_string(v))
             e->args[na++] = pw_xstrdup(json_string_value(v));
     }
     const json_t *env = json_object_get(ex, "env");
     e->env = pw_xcalloc(json_array_size(env) + 1, sizeof *e->env);
     size_t ne = 0;
-    json_array_foreach(env, i, v) {
+    json_array_foreach(env, i, v)
+    {
         const char *name = jstr(v, "name");
         const char *val = json_string_value(json_object_get(v, "value"));
         if (name)
@@ -513,8 +522,8 @@ static int build_user(const struct entry *u, pw_k8s_config *cfg, char **errmsg)
     if (rc != 0)
         return rc;
     if (!cfg->cert_pem != !cfg->key_pem)
-        return fail(errmsg, PW_EINVAL, "kubeconfig %s: user \"%s\" has a client %s but no client %s", u->file,
-                    u->name, cfg->cert_pem ? "certificate" : "key", cfg->cert_pem ? "key" : "certificate");
+        return fail(errmsg, PW_EINVAL, "kubeconfig %s: user \"%s\" has a client %s but no client %s", u->file, u->name,
+                    cfg->cert_pem ? "certificate" : "key", cfg->cert_pem ? "key" : "certificate");
     if (jstr(b, "username") || jstr(b, "password")) {
         cfg->username = pw_xstrdup(jstr(b, "username") ? jstr(b, "username") : "");
         cfg->password = pw_xstrdup(jstr(b, "password") ? jstr(b, "password") : "");
@@ -545,8 +554,7 @@ static int build_cluster(const struct entry *cl, pw_k8s_config *cfg, char **errm
     return load_pem(cl, "certificate-authority", what, &cfg->ca_pem, &cfg->ca_len, errmsg);
 }
 
-static int load_kubeconfig(const char *list, bool skip_missing, const char *context, pw_k8s_config **out,
-                           char **errmsg)
+static int load_kubeconfig(const char *list, bool skip_missing, const char *context, pw_k8s_config **out, char **errmsg)
 {
     struct merged m;
     int rc = merged_load(&m, list, skip_missing, errmsg);
@@ -556,8 +564,7 @@ static int load_kubeconfig(const char *list, bool skip_missing, const char *cont
     struct entry ctx, cl, user;
     memset(&user, 0, sizeof user);
     if (!ctx_name) {
-        rc = fail(errmsg, PW_EINVAL, "kubeconfig %s: no current-context is set and no context was given",
-                  m.sources);
+        rc = fail(errmsg, PW_EINVAL, "kubeconfig %s: no current-context is set and no context was given", m.sources);
         goto out;
     }
     if (!merged_find(&m, "contexts", "context", ctx_name, &ctx) || !ctx.body) {
@@ -611,8 +618,8 @@ static int load_in_cluster(pw_k8s_config **out, char **errmsg)
         dir = SA_DIR_DEFAULT;
     pw_k8s_config *cfg = cfg_new();
     cfg->source = pw_xasprintf("in-cluster service account %s", dir);
-    cfg->server = strchr(host, ':') ? pw_xasprintf("https://[%s]:%s", host, port)
-                                    : pw_xasprintf("https://%s:%s", host, port);
+    cfg->server =
+        strchr(host, ':') ? pw_xasprintf("https://[%s]:%s", host, port) : pw_xasprintf("https://%s:%s", host, port);
     cfg->token_file = pw_xasprintf("%s/token", dir);
     /* the token must be readable now; later it is re-read whenever it rotates */
     char *tok = NULL;

@@ -26,7 +26,7 @@
 enum {
     BACKOFF_MIN_MS = 500,
     BACKOFF_MAX_MS = 30000,
-    WATCH_SLACK_S = 30,        /* a watch transfer is cut this long after its timeoutSeconds */
+    WATCH_SLACK_S = 30,          /* a watch transfer is cut this long after its timeoutSeconds */
     WATCH_MIN_HEALTHY_MS = 1000, /* a watch that ends sooner with no event counts as a failure */
     WATCH_EVENT_MAX = 16 << 20,
 };
@@ -47,11 +47,11 @@ struct pw_k8s_informer {
 
     pthread_mutex_t mu; /* guards cache and synced */
     pthread_cond_t cv;
-    json_t *cache;      /* key -> object (shared, never modified) */
+    json_t *cache; /* key -> object (shared, never modified) */
     bool synced;
 
     /* the thread's own state */
-    char *rv;           /* the last resourceVersion seen */
+    char *rv; /* the last resourceVersion seen */
     int64_t backoff_ms;
     uint64_t lists, watches; /* for logs */
 };
@@ -198,7 +198,8 @@ static int list_all(pw_k8s_informer *inf, json_t **out, char **list_rv)
         const char *apiv = json_string_value(json_object_get(resp, "apiVersion"));
         size_t i;
         json_t *item;
-        json_array_foreach(json_object_get(resp, "items"), i, item) {
+        json_array_foreach(json_object_get(resp, "items"), i, item)
+        {
             fill_type(item, kind, apiv);
             char *key = obj_key(item);
             json_t *t = key ? apply_transform(inf, item) : NULL;
@@ -237,7 +238,8 @@ static int relist(pw_k8s_informer *inf)
     /* the differences, with the lock released: callbacks may read the informer */
     const char *key;
     json_t *obj;
-    json_object_foreach(fresh, key, obj) {
+    json_object_foreach(fresh, key, obj)
+    {
         json_t *prev = json_object_get(old, key);
         if (!prev) {
             deliver(inf, PW_K8S_ADDED, obj, NULL);
@@ -247,7 +249,8 @@ static int relist(pw_k8s_informer *inf)
                 deliver(inf, PW_K8S_MODIFIED, obj, prev);
         }
     }
-    json_object_foreach(old, key, obj) {
+    json_object_foreach(old, key, obj)
+    {
         if (!json_object_get(fresh, key))
             deliver(inf, PW_K8S_DELETED, obj, obj);
     }
@@ -269,7 +272,7 @@ static int relist(pw_k8s_informer *inf)
 
 struct watch_state {
     pw_k8s_informer *inf;
-    bool relist;     /* an ERROR event asked for a new list */
+    bool relist; /* an ERROR event asked for a new list */
 };
 
 /* Stores obj (already transformed, a reference we own) under key and delivers the event. */
@@ -440,7 +443,11 @@ int pw_k8s_informer_start(pw_k8s_client *c, const struct pw_k8s_informer_opts *o
     inf->cache = json_object();
     atomic_init(&inf->stop, false);
     pthread_mutex_init(&inf->mu, NULL);
-    pthread_cond_init(&inf->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wait_synced must not care about wall-clock jumps */
+    pthread_cond_init(&inf->cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&inf->thread, NULL, informer_main, inf) != 0) {
         pthread_cond_destroy(&inf->cv);
         pthread_mutex_destroy(&inf->mu);
@@ -466,7 +473,7 @@ bool pw_k8s_informer_synced(pw_k8s_informer *inf)
 int pw_k8s_informer_wait_synced(pw_k8s_informer *inf, int timeout_ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t ns = (int64_t)ts.tv_nsec + (int64_t)(timeout_ms % 1000) * 1000000;
     ts.tv_sec += timeout_ms / 1000 + (time_t)(ns / 1000000000);
     ts.tv_nsec = (long)(ns % 1000000000);
@@ -492,7 +499,8 @@ void pw_k8s_informer_each(pw_k8s_informer *inf, int (*fn)(void *arg, const json_
     pthread_mutex_lock(&inf->mu);
     const char *key;
     json_t *obj;
-    json_object_foreach(inf->cache, key, obj) {
+    json_object_foreach(inf->cache, key, obj)
+    {
         if (fn(arg, obj) != 0)
             break;
     }

@@ -28,13 +28,13 @@ struct pw_k8s_exec {
     char *api_version;  /* client.authentication.k8s.io/v1 or v1beta1 */
     char *install_hint; /* shown when the command cannot be started (may be NULL) */
     bool provide_cluster_info;
-    int timeout_ms;     /* how long the plugin may run */
+    int timeout_ms; /* how long the plugin may run */
 };
 
 /* The credential a request uses at one moment: all owned, free with pw_k8s_cred_fini. */
 struct pw_k8s_cred {
-    char *token;        /* bearer token or NULL */
-    char *cert_pem;     /* client certificate (PEM) or NULL */
+    char *token;    /* bearer token or NULL */
+    char *cert_pem; /* client certificate (PEM) or NULL */
     size_t cert_len;
     char *key_pem;
     size_t key_len;
@@ -60,29 +60,29 @@ struct pw_k8s_cred_cache {
     int64_t exec_expiry_real_ms; /* 0: no expiry given (valid until a 401) */
     bool exec_valid;
     uint64_t generation;
-    uint64_t exec_runs;      /* how many times the plugin ran (tests) */
+    uint64_t exec_runs; /* how many times the plugin ran (tests) */
 };
 
 struct pw_k8s_config {
-    char *source;           /* the file(s) or "in-cluster", for messages */
-    char *context;          /* the context's name (NULL in-cluster) */
-    char *server;           /* "https://host:port" without a trailing '/' */
-    char *ns;               /* namespace */
-    char *ca_pem;           /* CA bundle (PEM) or NULL: the system's */
+    char *source;  /* the file(s) or "in-cluster", for messages */
+    char *context; /* the context's name (NULL in-cluster) */
+    char *server;  /* "https://host:port" without a trailing '/' */
+    char *ns;      /* namespace */
+    char *ca_pem;  /* CA bundle (PEM) or NULL: the system's */
     size_t ca_len;
     bool insecure;
     char *tls_server_name;
     char *proxy_url;
     /* user */
-    char *token;            /* static bearer token */
-    char *token_file;       /* bearer token re-read on change */
-    char *cert_pem;         /* static client certificate and key */
+    char *token;      /* static bearer token */
+    char *token_file; /* bearer token re-read on change */
+    char *cert_pem;   /* static client certificate and key */
     size_t cert_len;
     char *key_pem;
     size_t key_len;
     char *username;
     char *password;
-    struct pw_k8s_exec *exec; /* NULL without an exec plugin */
+    struct pw_k8s_exec *exec;        /* NULL without an exec plugin */
     struct pw_k8s_cred_cache *cache; /* owned; mutable behind the const config */
 };
 
@@ -136,13 +136,13 @@ typedef int (*pw_k8s_watch_fn)(void *arg, const char *type, json_t *obj);
 
 /* Splits a byte stream into lines and parses each as a watch event. Thread model: one owner. */
 struct pw_k8s_watch_parser {
-    pw_buf line;          /* the incomplete line so far, capped at max_event */
+    pw_buf line; /* the incomplete line so far, capped at max_event */
     size_t max_event;
     pw_k8s_watch_fn fn;
     void *arg;
-    uint64_t events;      /* events delivered */
-    int error;            /* first error: PW_ETOOLARGE (an event over the cap) or PW_EPROTO (bad JSON) */
-    bool stopped;         /* fn asked to stop */
+    uint64_t events; /* events delivered */
+    int error;       /* first error: PW_ETOOLARGE (an event over the cap) or PW_EPROTO (bad JSON) */
+    bool stopped;    /* fn asked to stop */
 };
 void pw_k8s_watch_parser_init(struct pw_k8s_watch_parser *p, size_t max_event, pw_k8s_watch_fn fn, void *arg);
 void pw_k8s_watch_parser_fini(struct pw_k8s_watch_parser *p);
@@ -167,6 +167,9 @@ int pw_k8s_request_ex(pw_k8s_client *c, const char *method, const char *path, co
  * transport errors. A 401 invalidates the cached credential so the next call fetches a fresh one. */
 int pw_k8s_stream_get(pw_k8s_client *c, const char *path, struct pw_k8s_watch_parser *p, int timeout_ms,
                       const atomic_bool *stop, int *status, json_t **errbody);
+
+/* Lowers the response body cap (64 MiB) for tests; call before any request. */
+void pw_k8s_client_set_max_body(pw_k8s_client *c, size_t max);
 
 /* The verb a request counts as ("get", "list", "watch", "create", "update", "patch", "delete"). */
 const char *pw_k8s_verb(const char *method, const char *path);

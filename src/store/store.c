@@ -7,10 +7,11 @@
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "store/sqlite.h"
 
 static const struct pw_store_ops *const store_backends[] = {
     &pw_store_memory_ops,
-    /* &pw_store_sqlite_ops, (issue 4) */
+    &pw_store_sqlite_ops,
 };
 
 static const char *const final_statuses[] = {"succeeded", "failed", "cancelled"};

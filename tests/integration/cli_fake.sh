@@ -160,6 +160,11 @@ check "list prints a table, newest first" \
     $(head -1 "$tmp/list.out" | grep -q '^ID  *STATUS  *IMAGES  *NODES  *SUCCEEDED  *FAILED  *SKIPPED  *PROGRESS  *AGE$' &&
         [ "$(wc -l <"$tmp/list.out")" -eq 5 ] && sed -n 2p "$tmp/list.out" | grep -q "^$iid  *cancelled"; echo $?) \
     "$(cat "$tmp/list.out")"
+"$ctl" get "$id" -o wide >"$tmp/getw.out"
+check "get -o wide adds strategy, batch, priority and message" \
+    $(head -1 "$tmp/getw.out" | grep -q 'AGE  *STRATEGY  *BATCH  *PRIORITY  *MESSAGE$' &&
+        sed -n 2p "$tmp/getw.out" | grep -q "^$id  *succeeded  *nginx:1.27,redis:7.4  *600  *540  *0  *60  *100.0%  *[0-9]*[smhd]  *rolling  *50  *0$"; echo $?) \
+    "$(cat "$tmp/getw.out")"
 "$ctl" list --limit 2 >"$tmp/list2.out"
 check "list --limit 2 shows two" $([ "$(wc -l <"$tmp/list2.out")" -eq 3 ]; echo $?) "$(cat "$tmp/list2.out")"
 "$ctl" list --status succeeded -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if [t["status"] for t in d["items"]]==["succeeded"] else 1)'

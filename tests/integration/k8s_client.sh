@@ -2,9 +2,9 @@
 # k8s_client.sh: prewarm's Kubernetes client library (src/k8s) against a real kubesim with 1,000 nodes:
 # starts kubesim (HTTPS, its generated CA, token and client-certificate users), then runs the probe
 # build/asan/tests/unit/k8s/test_kubesim with PW_KUBESIM_KUBECONFIG pointing at it. The probe checks
-# HTTPS with the kubeconfig's CA, both users, a merged kubeconfig, an informer over every node that
-# syncs and sees label changes, a label-selected informer, and the re-list after a 410 forced with
-# /sim/v1/faults {"compact":true}. Prints TAP lines.
+# HTTPS with the kubeconfig's CA, both users, a merged kubeconfig, an exec credential plugin, an
+# informer over every node that syncs and sees label changes, a label-selected informer, and the
+# re-list after a 410 forced with /sim/v1/faults {"compact":true}. Prints TAP lines.
 set -u
 root=${PW_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 bin=${PW_BIN:-$root/build/asan/bin}

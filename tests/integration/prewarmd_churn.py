@@ -75,6 +75,22 @@ def churn():
         env.close()
 
 
+def sigterm():
+    env = Env(6, time_scale=2)
+    try:
+        tid = env.create_task({"images": [BIG], "batchSize": 6})
+        wait_running(env, tid, 6)
+        time.sleep(0.5)
+        before = len(env.prewarm_jobs() or [])
+        rc = env.stop_prewarmd()
+        after = len(env.prewarm_jobs() or [])
+        tap(rc == 0 and before == 6 and after == 6, "SIGTERM mid-task: exits 0 and leaves the Jobs running",
+            "rc %s jobs %d -> %d" % (rc, before, after))
+    finally:
+        env.close()
+
+
 scenario("cancel", cancel)
+scenario("SIGTERM", sigterm)
 scenario("node churn", churn)
 finish()

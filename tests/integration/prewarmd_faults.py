@@ -28,6 +28,8 @@ def faults():
             "faults: every node holds the images")
         created = sum(r["count"] for r in env.stats()["requests"]
                       if r.get("verb") == "create" and r.get("resource") == "jobs" and r.get("code") == 201)
+        injected = sum(r["count"] for r in env.stats()["requests"] if r.get("code") in (500, 429))
+        tap(injected > 0, "faults: some API calls really failed", "injected %d" % injected)
         tap(created == 100, "faults: no duplicate Job (one 201 create per node)", "created %d" % created)
         tap(env.wait_no_jobs(60), "faults: no prewarm Job left")
     finally:

@@ -55,6 +55,26 @@ def pulls():
         tap(t["status"] == "succeeded" and all(holds(v, PRIVATE) for v in truth.values()),
             "pull secret: succeeds with the secret", "%s %s" % (t["status"], t["message"]))
         tap(env.wait_no_jobs(60), "pulls: no prewarm Job left")
+
+        # a pull slower than timeoutSeconds: the Job's deadline fails the node with DeadlineExceeded
+        t = env.wait_task(env.create_task({"images": ["nvcr.io/nvidia/pytorch:24.08-py3"], "timeoutSeconds": 1,
+                                           "nodeNames": ["node-0001"]}), timeout=300)
+        n = env.task_nodes(t["id"])[0]
+        tap(t["status"] == "failed" and n["reason"] == "DeadlineExceeded" and "timeoutSeconds" in t["message"],
+            "timeout: the node fails with DeadlineExceeded and the message says what to raise",
+            "%s %s %s" % (t["status"], n, t["message"]))
+        tap(env.wait_no_jobs(60), "timeout: the failed node's Job is deleted")
+
+        # --keep-failed-jobs keeps the Job of a failed node for debugging
+        tap(env.stop_prewarmd() == 0, "restart: SIGTERM exits 0")
+        env.pw_args = ["--keep-failed-jobs"]
+        env.start_prewarmd()
+        t = env.wait_task(env.create_task({"images": ["nginx:does-not-exist"], "retries": 1,
+                                           "nodeNames": ["node-0002"]}), timeout=300)
+        jobs = env.prewarm_jobs() or []
+        tap(t["status"] == "failed" and len(jobs) == 1
+            and jobs[0]["metadata"]["labels"].get("prewarm.io/task") == t["id"],
+            "--keep-failed-jobs: the failed node's Job stays", "%s %d jobs" % (t["status"], len(jobs)))
     finally:
         env.close()
 

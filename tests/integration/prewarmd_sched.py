@@ -7,11 +7,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prewarmd_lib import Env, finish, scenario, tap  # noqa: E402
+from prewarmd_lib import FINAL, Env, finish, scenario, tap  # noqa: E402
 
 
 def priority():
-    env = Env(12, time_scale=20, pw_args=["--max-nodes-in-flight", "4", "--max-running-tasks", "3"])
+    env = Env(12, time_scale=5, pw_args=["--max-nodes-in-flight", "4", "--max-running-tasks", "3"])
     try:
         # a blocker holds the cap; then low and high priority tasks queue behind it
         blocker = env.create_task({"images": ["python:3.12"], "batchSize": 4, "priority": 50})
@@ -22,8 +22,23 @@ def priority():
             time.sleep(0.1)
         low = env.create_task({"images": ["busybox:1.36"], "batchSize": 12, "priority": 0})
         high = env.create_task({"images": ["nginx:1.27"], "batchSize": 12, "priority": 100})
-        for tid in (blocker, low, high):
-            env.wait_task(tid, timeout=600)
+        # sample both tasks in one list call until they finish: while the high task still has more
+        # pending nodes than the cap, the low one (submitted first) must not have started any node
+        violations, samples = [], 0
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            items = {t["id"]: t for t in env.api("GET", "/api/v1/tasks")[1]["items"]}
+            lo, hi = items[low]["progress"], items[high]["progress"]
+            samples += 1
+            if hi["totalNodes"] and hi["pendingNodes"] > 4 and lo["totalNodes"] and lo["pendingNodes"] < lo["totalNodes"]:
+                violations.append((hi, lo))
+            if items[low]["status"] in FINAL and items[high]["status"] in FINAL:
+                break
+            time.sleep(0.05)
+        env.wait_task(blocker, timeout=600)
+        tap(not violations and samples > 3,
+            "priority: the later high-priority task gets the cap before the earlier low one",
+            "%d samples, violations %s" % (samples, violations[:2]))
         lo_nodes = env.task_nodes(low)
         hi_nodes = env.task_nodes(high)
         lo_first = min(n["startedAt"] for n in lo_nodes)

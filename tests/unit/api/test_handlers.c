@@ -141,7 +141,7 @@ static void test_create_get_list_cancel(void **state)
         assert_int_equal(json_integer_value(json_object_get(r.body, "priority")), 3);
         assert_non_null(json_object_get(r.body, "progress"));
         assert_true(json_is_null(json_object_get(r.body, "finishedAt")));
-        char want[64];
+        char want[160];
         snprintf(want, sizeof want, "/api/v1/tasks/%s", ids[i]);
         assert_string_equal(r.location, want);
         json_decref(r.body);

@@ -38,12 +38,12 @@ static void test_parse_create_full(void **state)
     (void)state;
     pw_cli_args a;
     char err[256] = "";
-    int rc = parse(&a, err, sizeof(err), NULL, "--server", "http://10.0.0.1:9000", "create", "nginx:1.27",
-                   "redis:7.4", "--batch-size", "50", "--strategy=batch", "-l", "zone in (a,b),!spot", "--node",
-                   "n1", "--node", "n2", "--node-selector", "pool=gpu", "--node-selector", "tier=", "--pull-secret",
-                   "regcred", "--timeout", "1h30m", "--retries", "0", "--success-threshold", "0.75", "--priority",
-                   "-5", "--pull-policy", "Always", "--include-not-ready", "--include-unschedulable", "--label",
-                   "team=ml", "--wait", "-ojson", NULL);
+    int rc =
+        parse(&a, err, sizeof(err), NULL, "--server", "http://10.0.0.1:9000", "create", "nginx:1.27", "redis:7.4",
+              "--batch-size", "50", "--strategy=batch", "-l", "zone in (a,b),!spot", "--node", "n1", "--node", "n2",
+              "--node-selector", "pool=gpu", "--node-selector", "tier=", "--pull-secret", "regcred", "--timeout",
+              "1h30m", "--retries", "0", "--success-threshold", "0.75", "--priority", "-5", "--pull-policy", "Always",
+              "--include-not-ready", "--include-unschedulable", "--label", "team=ml", "--wait", "-ojson", NULL);
     assert_int_equal(rc, 0);
     assert_string_equal(a.cmd->name, "create");
     assert_string_equal(a.server, "http://10.0.0.1:9000");
@@ -179,8 +179,8 @@ static void test_duration(void **state)
         const char *in;
         long want; /* -1: an error */
     } cases[] = {
-        {"10m", 600}, {"90s", 90}, {"1h30m", 5400}, {"45", 45}, {"2h", 7200}, {"1m30s", 90},
-        {"500ms", -1}, {"0", -1}, {"", -1}, {"abc", -1}, {"10x", -1}, {"-5s", -1}, {"1000000h", -1},
+        {"10m", 600}, {"90s", 90}, {"1h30m", 5400}, {"45", 45},  {"2h", 7200}, {"1m30s", 90},    {"500ms", -1},
+        {"0", -1},    {"", -1},    {"abc", -1},     {"10x", -1}, {"-5s", -1},  {"1000000h", -1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         long v = -42;
@@ -202,9 +202,8 @@ static void test_age_and_duration(void **state)
         int64_t secs;
         const char *want;
     } ages[] = {
-        {0, "0s"},  {5, "5s"},   {59, "59s"},  {60, "1m"},          {180, "3m"},       {3599, "59m"},
-        {3600, "1h"}, {7200, "2h"}, {86399, "23h"}, {4 * 86400, "4d"},
-        {400L * 86400, "1y"}, {-3, "0s"},
+        {0, "0s"},    {5, "5s"},    {59, "59s"},    {60, "1m"},        {180, "3m"},          {3599, "59m"},
+        {3600, "1h"}, {7200, "2h"}, {86399, "23h"}, {4 * 86400, "4d"}, {400L * 86400, "1y"}, {-3, "0s"},
     };
     char out[32];
     for (size_t i = 0; i < sizeof(ages) / sizeof(ages[0]); i++) {
@@ -248,15 +247,38 @@ static void test_table(void **state)
                              "t-0000002   succeeded   all done\n"
                              "t-3                     x\n");
     pw_buf_fini(&b);
+    /* Fitting a width cuts the last column only, never below 20 characters. */
+    const char *r4[] = {"t-4", "failed", "rpc error: code = NotFound desc = failed to pull"};
+    pw_cli_table_add(t, r4);
+    pw_buf_init(&b, 0);
+    pw_cli_table_render_fit(t, &b, 60);
+    assert_non_null(strstr(b.p, "\nt-4         failed      rpc error: code = NotFound desc =...\n"));
+    assert_non_null(strstr(b.p, "all done\n"));
+    pw_buf_reset(&b);
+    pw_cli_table_render_fit(t, &b, 10);
+    assert_non_null(strstr(b.p, "\nt-4         failed      rpc error: code =...\n"));
+    pw_buf_reset(&b);
+    pw_cli_table_render_fit(t, &b, 0);
+    assert_non_null(strstr(b.p, "failed to pull\n"));
+    pw_buf_fini(&b);
     pw_cli_table_free(t);
     pw_cli_table_free(NULL);
 }
 
 static pw_cli_progress sample_progress(void)
 {
-    pw_cli_progress p = {.total = 1000, .pending = 538, .running = 50, .succeeded = 400, .failed = 2,
-                         .skipped = 10, .cancelled = 0, .percentage = 41.2, .rate = 23.4, .eta_s = 25.2,
-                         .elapsed_s = 12, .status = "running"};
+    pw_cli_progress p = {.total = 1000,
+                         .pending = 538,
+                         .running = 50,
+                         .succeeded = 400,
+                         .failed = 2,
+                         .skipped = 10,
+                         .cancelled = 0,
+                         .percentage = 41.2,
+                         .rate = 23.4,
+                         .eta_s = 25.2,
+                         .elapsed_s = 12,
+                         .status = "running"};
     return p;
 }
 

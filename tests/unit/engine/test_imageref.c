@@ -55,6 +55,10 @@ static const struct {
     {"Registry/app", "Registry", "app", NULL, NULL, "Registry/app:latest"},
     {"a/b/c/d/e/f", "docker.io", "a/b/c/d/e/f", NULL, NULL, "docker.io/a/b/c/d/e/f:latest"},
     {"x:1", "docker.io", "library/x", "1", NULL, "docker.io/library/x:1"},
+    /* without a '/', nothing is a domain: "localhost" is a repository, ":5000" a tag */
+    {"localhost", "docker.io", "library/localhost", NULL, NULL, "docker.io/library/localhost:latest"},
+    {"localhost:5000", "docker.io", "library/localhost", "5000", NULL, "docker.io/library/localhost:5000"},
+    {"example.com", "docker.io", "library/example.com", NULL, NULL, "docker.io/library/example.com:latest"},
 };
 
 /* Invalid references with a substring their error must contain. */
@@ -251,6 +255,64 @@ static void test_other_digests(void **state)
     free(s384);
 }
 
+/* Random strings over the grammar's alphabet: no crash or leak (ASan), and every accepted reference
+ * normalises to a form that parses back to itself, with a lowercase path. Deterministic (fixed seed). */
+static void test_random(void **state)
+{
+    (void)state;
+    static const char ALPHABET[] = "abcz09AZ._-/:@[]";
+    static const char *const PIECES[] = {("sha256:" HEX64), "localhost", "docker.io", "library", ":5000", "__"};
+    unsigned long long x = 0x9e3779b97f4a7c15ULL;
+    int accepted = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        char s[96];
+        size_t n = 0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        size_t len = (size_t)(x % 24);
+        for (size_t k = 0; k < len && n < 20; k++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (x % 9 == 0) {
+                const char *p = PIECES[(x >> 8) % (sizeof PIECES / sizeof PIECES[0])];
+                size_t pl = strlen(p);
+                if (n + pl < sizeof s - 1) {
+                    memcpy(s + n, p, pl);
+                    n += pl;
+                }
+            } else {
+                s[n++] = ALPHABET[(x >> 8) % (sizeof ALPHABET - 1)];
+            }
+        }
+        s[n] = '\0';
+        struct pw_imageref r;
+        char *err = NULL;
+        int rc = pw_imageref_parse(s, &r, &err);
+        if (rc != 0) {
+            assert_int_equal(rc, PW_EINVAL);
+            assert_non_null(err);
+            free(err);
+            continue;
+        }
+        accepted++;
+        for (const char *c = r.path; *c; c++)
+            assert_false(*c >= 'A' && *c <= 'Z');
+        char *norm = pw_imageref_normalized(&r);
+        struct pw_imageref again;
+        if (pw_imageref_parse(norm, &again, NULL) != 0)
+            fail_msg("'%s' -> '%s' does not parse", s, norm);
+        char *norm2 = pw_imageref_normalized(&again);
+        assert_string_equal(norm, norm2);
+        free(norm2);
+        free(norm);
+        pw_imageref_fini(&again);
+        pw_imageref_fini(&r);
+    }
+    assert_true(accepted > 100); /* the generator does reach valid references */
+}
+
 /* ---- presence ---------------------------------------------------------------------------------- */
 
 static const char *NODE_IMAGES =
@@ -337,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_uppercase_message),
         cmocka_unit_test(test_length),
         cmocka_unit_test(test_other_digests),
+        cmocka_unit_test(test_random),
         cmocka_unit_test(test_present),
         cmocka_unit_test(test_present_short_names),
     };

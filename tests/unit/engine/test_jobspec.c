@@ -299,6 +299,19 @@ static void test_manifest_options(void **state)
     bad.node_name = NULL;
     assert_null(pw_jobspec_build(&bad));
     assert_null(pw_jobspec_build(NULL));
+    /* a string that cannot be JSON fails the whole Job, not just its container */
+    static const char *const bad_images[] = {"nginx:1.27", "bad\xff:1"};
+    bad = params();
+    bad.images = bad_images;
+    bad.n_images = 2;
+    assert_null(pw_jobspec_build(&bad));
+    static const char *const bad_secrets[] = {"regcred", NULL};
+    bad = params();
+    bad.pull_secrets = bad_secrets;
+    assert_null(pw_jobspec_build(&bad));
+    bad = params();
+    bad.node_name = "node\xfe";
+    assert_null(pw_jobspec_build(&bad));
     json_decref(tol);
 }
 
@@ -637,31 +650,32 @@ static void test_helper_failure(void **state)
                  "{\"waiting\":{\"reason\":\"ErrImagePull\",\"message\":\"rpc error: code = "
                  "NotFound desc = failed to pull and unpack image \\\"ghcr.io/prewarm/prewarm:0.1.0"
                  "\\\": ghcr.io/prewarm/prewarm:0.1.0: not found\"}}") "],"
-                                                                       "\"containerStatuses\":[" CS("img-0", "a:1",
-                                                                                                    "{\"waiting\":{"
-                                                                                                    "\"reason\":"
-                                                                                                    "\"PodInitializing"
-                                                                                                    "\"}}") "," CS("img"
-                                                                                                                   "-1",
-                                                                                                                   "b:"
-                                                                                                                   "1",
-                                                                                                                   "{\""
-                                                                                                                   "wai"
-                                                                                                                   "tin"
-                                                                                                                   "g\""
-                                                                                                                   ":{"
-                                                                                                                   "\"r"
-                                                                                                                   "eas"
-                                                                                                                   "on"
-                                                                                                                   "\":"
-                                                                                                                   "\"P"
-                                                                                                                   "odI"
-                                                                                                                   "nit"
-                                                                                                                   "ial"
-                                                                                                                   "izi"
-                                                                                                                   "ng"
-                                                                                                                   "\"}"
-                                                                                                                   "}") "]}}",
+                                                                       "\"containerStatuses\":[" CS(
+                                                                           "img-0", "a:1",
+                                                                           "{\"waiting\":{"
+                                                                           "\"reason\":"
+                                                                           "\"PodInitializing"
+                                                                           "\"}}") "," CS("img"
+                                                                                          "-1",
+                                                                                          "b:"
+                                                                                          "1",
+                                                                                          "{\""
+                                                                                          "wai"
+                                                                                          "tin"
+                                                                                          "g\""
+                                                                                          ":{"
+                                                                                          "\"r"
+                                                                                          "eas"
+                                                                                          "on"
+                                                                                          "\":"
+                                                                                          "\"P"
+                                                                                          "odI"
+                                                                                          "nit"
+                                                                                          "ial"
+                                                                                          "izi"
+                                                                                          "ng"
+                                                                                          "\"}"
+                                                                                          "}") "]}}",
              2, st);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(st[i].cls, PW_PULL_FAILED_PERMANENT);

@@ -1,8 +1,10 @@
 /* Unit tests for the src/k8s client and informers against a small fake API server built on pw_http in
  * this file: list pages with continue tokens, watch streams driven event by event by the test, a 410
  * forcing a re-list that delivers the differences (DELETED for a vanished object), 429 with
- * Retry-After, 500 retried, POST retried on 503, connection refused with backoff, a rotated token file
- * picked up after a 401, and HTTPS with a CA and a client certificate from the kubeconfig. */
+ * Retry-After, 500 retried, POST retried on 503 but never after a timeout, connection refused with
+ * backoff (and an informer that gets there once the server appears), a rotated token file and an exec
+ * plugin picked up again after a 401, a callback calling the API from inside a watch event, several
+ * threads under the rate limiter, and HTTPS with a CA and a client certificate from the kubeconfig. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -30,16 +33,16 @@
 
 struct fake {
     pthread_mutex_t mu;
-    json_t *nodes;          /* name -> node */
-    long rv;                /* the global resourceVersion */
-    char token[64];         /* the bearer token accepted ("" = any) */
-    int fail_n;             /* the next fail_n requests get fail_status */
+    json_t *nodes;  /* name -> node */
+    long rv;        /* the global resourceVersion */
+    char token[64]; /* the bearer token accepted ("" = any) */
+    int fail_n;     /* the next fail_n requests get fail_status */
     int fail_status;
-    int retry_after;        /* -1: no header */
-    int requests;           /* all requests */
-    int unauthorized;       /* 401s given */
-    int lists;              /* list pages served */
-    int watches;            /* watch requests */
+    int retry_after;  /* -1: no header */
+    int requests;     /* all requests */
+    int unauthorized; /* 401s given */
+    int lists;        /* list pages served */
+    int watches;      /* watch requests */
     int posts;
     char last_watch_rv[32];
     char last_watch_bookmarks[16];
@@ -139,9 +142,9 @@ static void h_nodes(pw_http_req *req, void *ctx)
     if (end < n)
         json_object_set_new(meta, "continue", json_string(next));
     pthread_mutex_unlock(&f->mu);
-    pw_http_reply_json(req, 200,
-                       json_pack("{s:s,s:s,s:o,s:o}", "kind", "NodeList", "apiVersion", "v1", "metadata", meta, "items",
-                                 items));
+    pw_http_reply_json(
+        req, 200,
+        json_pack("{s:s,s:s,s:o,s:o}", "kind", "NodeList", "apiVersion", "v1", "metadata", meta, "items", items));
 }
 
 static void h_things(pw_http_req *req, void *ctx)
@@ -176,21 +179,33 @@ static void h_missing(pw_http_req *req, void *ctx)
         reply_status(req, 404, "NotFound", "things \"x\" not found");
 }
 
+/* Answers after 1.5 s: longer than the client's timeout in test_timeouts. */
+static void h_slow(pw_http_req *req, void *ctx)
+{
+    struct fake *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    f->requests++;
+    pthread_mutex_unlock(&f->mu);
+    pw_clock_sleep_ms(1500);
+    pw_http_reply_json(req, 200, json_object());
+}
+
 static const struct pw_http_route fake_routes[] = {
+    {"*", "/api/v1/namespaces/ns/things/slow", h_slow},
     {"GET", "/api/v1/nodes", h_nodes},
     {"*", "/api/v1/namespaces/ns/things", h_things},
     {"*", "/api/v1/namespaces/ns/things/x", h_missing},
     {NULL, NULL, NULL},
 };
 
-static struct fake *fake_start(const struct sim_tls *tls)
+static struct fake *fake_start_at(const struct sim_tls *tls, const char *listen)
 {
     struct fake *f = pw_xcalloc(1, sizeof *f);
     pthread_mutex_init(&f->mu, NULL);
     f->nodes = json_object();
     f->retry_after = -1;
     f->rv = 10;
-    struct pw_http_config hc = {.listen = "127.0.0.1:0", .routes = fake_routes, .ctx = f, .threads = 4};
+    struct pw_http_config hc = {.listen = listen, .routes = fake_routes, .ctx = f, .threads = 4};
     if (tls) {
         hc.tls_cert_pem = tls->server_cert;
         hc.tls_key_pem = tls->server_key;
@@ -198,6 +213,11 @@ static struct fake *fake_start(const struct sim_tls *tls)
     }
     assert_int_equal(pw_http_server_new(&hc, &f->srv), 0);
     return f;
+}
+
+static struct fake *fake_start(const struct sim_tls *tls)
+{
+    return fake_start_at(tls, "127.0.0.1:0");
 }
 
 static void fake_stop(struct fake *f)
@@ -424,14 +444,28 @@ static void test_request_retries(void **state)
     json_decref(resp);
     assert_int_equal(fake_get(f, &f->requests) - before, 1);
 
+    /* a body over the cap is an error, not retried */
+    for (int i = 0; i < 50; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "big-%02d", i);
+        json_object_set_new(f->nodes, name, make_node(name, 3, "a"));
+    }
+    pw_k8s_client_set_max_body(c, 1000);
+    before = fake_get(f, &f->requests);
+    resp = NULL;
+    assert_int_equal(pw_k8s_request(c, "GET", "/api/v1/nodes", NULL, NULL, &status, &resp), PW_ETOOLARGE);
+    assert_null(resp);
+    assert_int_equal(fake_get(f, &f->requests) - before, 1);
+    pw_k8s_client_set_max_body(c, 64 << 20);
+
     struct pw_k8s_counts n;
     pw_k8s_client_counts(c, &n);
     assert_int_equal(n.create, 2);
     assert_int_equal(n.patch, 1);
-    assert_int_equal(n.list, 3);
+    assert_int_equal(n.list, 4);
     assert_int_equal(n.del, 1);
     assert_int_equal(n.retries, 1 + 2 + 1 + 3);
-    assert_int_equal(n.errors, 0);
+    assert_int_equal(n.errors, 1);
     assert_int_equal(fake_get(f, &f->posts), 2);
 
     json_decref(body);
@@ -475,6 +509,46 @@ static void test_token_file_rotation(void **state)
     fake_stop(f);
 }
 
+/* An exec plugin whose token the server stops accepting: one 401, the plugin runs again, success. */
+static void test_exec_401_rerun(void **state)
+{
+    (void)state;
+    struct fake *f = fake_start(NULL);
+    snprintf(f->token, sizeof f->token, "exec-1");
+    put_file("plugin.sh",
+             "#!/bin/sh\n"
+             "d=$(dirname \"$0\"); n=$(cat \"$d/n\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$d/n\"\n"
+             "echo '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",'\n"
+             "echo \"\\\"status\\\":{\\\"token\\\":\\\"exec-$n\\\"}}\"\n");
+    char *plugin = pw_xasprintf("%s/plugin.sh", tmpdir);
+    assert_int_equal(chmod(plugin, 0755), 0);
+    char *url = http_url(f);
+    char *user = pw_xasprintf("{exec: {apiVersion: client.authentication.k8s.io/v1, command: '%s', "
+                              "interactiveMode: Never}}",
+                              plugin);
+    pw_k8s_config *cfg = load_cfg(url, "", user);
+    pw_k8s_client *c = NULL;
+    assert_int_equal(pw_k8s_client_new(cfg, NULL, &c), 0);
+    int status = 0;
+    assert_int_equal(pw_k8s_request(c, "GET", "/api/v1/nodes", NULL, NULL, &status, NULL), 0);
+    assert_int_equal(status, 200);
+    assert_int_equal(pw_k8s_request(c, "GET", "/api/v1/nodes", NULL, NULL, &status, NULL), 0);
+    assert_int_equal(pw_k8s_cred_exec_runs(cfg), 1); /* cached */
+    pthread_mutex_lock(&f->mu);
+    snprintf(f->token, sizeof f->token, "exec-2");
+    pthread_mutex_unlock(&f->mu);
+    assert_int_equal(pw_k8s_request(c, "GET", "/api/v1/nodes", NULL, NULL, &status, NULL), 0);
+    assert_int_equal(status, 200);
+    assert_int_equal(pw_k8s_cred_exec_runs(cfg), 2);
+    assert_int_equal(fake_get(f, &f->unauthorized), 1);
+    pw_k8s_client_free(c);
+    pw_k8s_config_free(cfg);
+    free(user);
+    free(url);
+    free(plugin);
+    fake_stop(f);
+}
+
 static int closed_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -515,9 +589,53 @@ static void test_connection_refused(void **state)
     int64_t t0 = pw_clock_mono_ms();
     pw_k8s_informer_free(inf);
     assert_true(pw_clock_mono_ms() - t0 < 3000);
+
+    /* the server comes up later on that port: the informer, backing off meanwhile, gets there */
+    assert_int_equal(pw_k8s_informer_start(c, &io, &inf), 0);
+    pw_clock_sleep_ms(700);
+    assert_false(pw_k8s_informer_synced(inf));
+    char *listen = pw_xasprintf("127.0.0.1:%s", strrchr(url, ':') + 1);
+    struct fake *f = fake_start_at(NULL, listen);
+    json_object_set_new(f->nodes, "n0", make_node("n0", 3, "a"));
+    assert_int_equal(pw_k8s_informer_wait_synced(inf, 20000), 0);
+    assert_int_equal(pw_k8s_informer_size(inf), 1);
+    pw_k8s_informer_free(inf);
+    fake_stop(f);
+    free(listen);
     pw_k8s_client_free(c);
     pw_k8s_config_free(cfg);
     free(url);
+}
+
+static void test_timeouts(void **state)
+{
+    (void)state;
+    struct fake *f = fake_start(NULL);
+    char *url = http_url(f);
+    pw_k8s_config *cfg = load_cfg(url, "", "{token: t}");
+    pw_k8s_client *c = NULL;
+    struct pw_k8s_client_opts o = {.timeout_ms = 300, .max_retries = 1};
+    assert_int_equal(pw_k8s_client_new(cfg, &o, &c), 0);
+    int status = 0;
+    /* a GET that times out is retried (it cannot have changed anything), then reported */
+    assert_int_equal(pw_k8s_request(c, "GET", "/api/v1/namespaces/ns/things/slow", NULL, NULL, &status, NULL),
+                     PW_ETIMEDOUT);
+    assert_int_equal(fake_get(f, &f->requests), 2);
+    /* a POST that timed out may have been applied: never retried */
+    json_t *body = json_object();
+    assert_int_equal(pw_k8s_request(c, "POST", "/api/v1/namespaces/ns/things/slow", body, NULL, &status, NULL),
+                     PW_ETIMEDOUT);
+    json_decref(body);
+    assert_int_equal(fake_get(f, &f->requests), 3);
+    struct pw_k8s_counts n;
+    pw_k8s_client_counts(c, &n);
+    assert_int_equal(n.retries, 1);
+    assert_int_equal(n.errors, 2);
+    pw_k8s_client_free(c);
+    pw_k8s_config_free(cfg);
+    free(url);
+    pw_clock_sleep_ms(1600); /* let the slow handlers finish before the server goes */
+    fake_stop(f);
 }
 
 /* ---- informers ---- */
@@ -705,6 +823,78 @@ static void test_informer(void **state)
     fake_stop(f);
 }
 
+/* A callback that calls the API from inside a watch event (the informer thread's handle is busy). */
+struct nested {
+    pw_k8s_client *c;
+    pthread_mutex_t mu;
+    int statuses[8];
+    int n;
+};
+
+static void on_event_nested(void *arg, enum pw_k8s_event ev, const json_t *obj, const json_t *old)
+{
+    (void)obj, (void)old;
+    struct nested *nc = arg;
+    if (ev != PW_K8S_MODIFIED)
+        return;
+    int status = 0;
+    json_t *resp = NULL;
+    int rc = pw_k8s_request(nc->c, "GET", "/api/v1/nodes", NULL, NULL, &status, &resp);
+    pthread_mutex_lock(&nc->mu);
+    if (nc->n < 8)
+        nc->statuses[nc->n++] = rc == 0 ? (int)json_array_size(json_object_get(resp, "items")) * 1000 + status : rc;
+    pthread_mutex_unlock(&nc->mu);
+    json_decref(resp);
+}
+
+static void test_callback_calls_api(void **state)
+{
+    (void)state;
+    struct fake *f = fake_start(NULL);
+    json_object_set_new(f->nodes, "n0", make_node("n0", 3, "a"));
+    char *url = http_url(f);
+    pw_k8s_config *cfg = load_cfg(url, "", "{token: t}");
+    pw_k8s_client *c = NULL;
+    assert_int_equal(pw_k8s_client_new(cfg, NULL, &c), 0);
+    struct nested nc = {.c = c};
+    pthread_mutex_init(&nc.mu, NULL);
+    struct pw_k8s_informer_opts io = {.path = "/api/v1/nodes", .on_event = on_event_nested, .arg = &nc};
+    pw_k8s_informer *inf = NULL;
+    assert_int_equal(pw_k8s_informer_start(c, &io, &inf), 0);
+    assert_int_equal(pw_k8s_informer_wait_synced(inf, 5000), 0);
+    wait_watches(f, 1);
+    char *e1 = fake_put(f, "MODIFIED", "n0", "b");
+    fake_emit(f, e1);
+    free(e1);
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&nc.mu);
+        int n = nc.n;
+        pthread_mutex_unlock(&nc.mu);
+        if (n)
+            break;
+        pw_clock_sleep_ms(10);
+    }
+    pthread_mutex_lock(&nc.mu);
+    assert_int_equal(nc.n, 1);
+    assert_int_equal(nc.statuses[0], 1200); /* one item, HTTP 200 */
+    pthread_mutex_unlock(&nc.mu);
+    /* the watch goes on after the nested call */
+    e1 = fake_put(f, "MODIFIED", "n0", "c");
+    fake_emit(f, e1);
+    free(e1);
+    for (int i = 0; i < 500 && nc.n < 2; i++)
+        pw_clock_sleep_ms(10);
+    pthread_mutex_lock(&nc.mu);
+    assert_int_equal(nc.n, 2);
+    pthread_mutex_unlock(&nc.mu);
+    pw_k8s_informer_free(inf);
+    pw_k8s_client_free(c);
+    pw_k8s_config_free(cfg);
+    pthread_mutex_destroy(&nc.mu);
+    free(url);
+    fake_stop(f);
+}
+
 /* ---- HTTPS ---- */
 
 static void test_https(void **state)
@@ -822,8 +1012,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_request_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_file_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_401_rerun, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_informer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callback_calls_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_https, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_and_rate_limit, setup, teardown),
     };

@@ -87,49 +87,47 @@ static int teardown(void **state)
 #define CA_TEXT "-----BEGIN CERTIFICATE-----\nfake-ca\n-----END CERTIFICATE-----\n"
 #define CA_B64 "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCmZha2UtY2EKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="
 
-static const char *file_a =
-    "apiVersion: v1\n"
-    "kind: Config\n"
-    "current-context: ctx-a\n"
-    "clusters:\n"
-    "- name: c1\n"
-    "  cluster:\n"
-    "    server: https://127.0.0.1:6443/\n"
-    "    certificate-authority-data: " CA_B64 "\n"
-    "contexts:\n"
-    "- name: ctx-a\n"
-    "  context: {cluster: c1, user: u1, namespace: team-a}\n"
-    "users:\n"
-    "- name: u1\n"
-    "  user:\n"
-    "    token: token-from-a\n";
+static const char *file_a = "apiVersion: v1\n"
+                            "kind: Config\n"
+                            "current-context: ctx-a\n"
+                            "clusters:\n"
+                            "- name: c1\n"
+                            "  cluster:\n"
+                            "    server: https://127.0.0.1:6443/\n"
+                            "    certificate-authority-data: " CA_B64 "\n"
+                            "contexts:\n"
+                            "- name: ctx-a\n"
+                            "  context: {cluster: c1, user: u1, namespace: team-a}\n"
+                            "users:\n"
+                            "- name: u1\n"
+                            "  user:\n"
+                            "    token: token-from-a\n";
 
-static const char *file_b =
-    "apiVersion: v1\n"
-    "kind: Config\n"
-    "current-context: ctx-b\n"
-    "clusters:\n"
-    "- name: c1\n"
-    "  cluster:\n"
-    "    server: https://10.9.9.9:1\n"
-    "- name: c2\n"
-    "  cluster:\n"
-    "    server: 127.0.0.2:7443\n"
-    "    certificate-authority: certs/ca.pem\n"
-    "    tls-server-name: kubernetes.default\n"
-    "contexts:\n"
-    "- name: ctx-b\n"
-    "  context:\n"
-    "    cluster: c2\n"
-    "    user: u2\n"
-    "- name: ctx-a\n"
-    "  context: {cluster: c2, user: u2}\n"
-    "users:\n"
-    "- name: u1\n"
-    "  user: {token: token-from-b}\n"
-    "- name: u2\n"
-    "  user:\n"
-    "    tokenFile: secret/token\n";
+static const char *file_b = "apiVersion: v1\n"
+                            "kind: Config\n"
+                            "current-context: ctx-b\n"
+                            "clusters:\n"
+                            "- name: c1\n"
+                            "  cluster:\n"
+                            "    server: https://10.9.9.9:1\n"
+                            "- name: c2\n"
+                            "  cluster:\n"
+                            "    server: 127.0.0.2:7443\n"
+                            "    certificate-authority: certs/ca.pem\n"
+                            "    tls-server-name: kubernetes.default\n"
+                            "contexts:\n"
+                            "- name: ctx-b\n"
+                            "  context:\n"
+                            "    cluster: c2\n"
+                            "    user: u2\n"
+                            "- name: ctx-a\n"
+                            "  context: {cluster: c2, user: u2}\n"
+                            "users:\n"
+                            "- name: u1\n"
+                            "  user: {token: token-from-b}\n"
+                            "- name: u2\n"
+                            "  user:\n"
+                            "    tokenFile: secret/token\n";
 
 static void test_merge_first_wins(void **state)
 {
@@ -314,6 +312,16 @@ static void test_errors(void **state)
                0644);
     p = tpath("e6/config");
     expect_error(p, NULL, PW_EINVAL, "auth-provider \"gcp\"", "exec");
+    free(p);
+
+    write_file("e7/config",
+               "current-context: x\n"
+               "clusters: [{name: c, cluster: {server: 'https://h:1'}}]\n"
+               "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+               "users: [{name: u, user: {exec: {command: login, interactiveMode: Always}}}]\n",
+               0644);
+    p = tpath("e7/config");
+    expect_error(p, NULL, PW_EINVAL, "interactiveMode Always", "user \"u\"");
     free(p);
 
     /* nothing at all: no KUBECONFIG, no ~/.kube/config, not in a cluster */

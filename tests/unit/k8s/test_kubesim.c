@@ -1,9 +1,9 @@
 /* The src/k8s client against a running kubesim (tests/integration/k8s_client.sh starts one and sets
- * PW_KUBESIM_KUBECONFIG and PW_KUBESIM_NODES; without them, as a plain unit test, every case is
- * skipped): HTTPS with the CA from the kubeconfig, the token and the client-certificate users, a
- * kubeconfig merged over kubesim's, an informer over every node that syncs and sees label changes, a
- * label-selected informer, and a 410 after /sim/v1/faults {"compact":true} that makes the informer
- * list again and carry on. */
+ * PW_KUBESIM_KUBECONFIG and PW_KUBESIM_NODES; without them, as a plain unit test, the suite prints one
+ * TAP skip line): HTTPS with the CA from the kubeconfig, the token and the client-certificate users, a
+ * kubeconfig merged over kubesim's, an exec credential plugin, an informer over every node that syncs
+ * and sees label changes, a label-selected informer, and a 410 after /sim/v1/faults {"compact":true}
+ * that makes the informer list again and carry on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -24,6 +25,7 @@
 
 static const char *kubeconfig;
 static long nodes_want;
+static char node1[64], node2[64]; /* the first two node names, from test_token_user */
 
 #define NEED_SIM() assert_non_null(kubeconfig)
 
@@ -62,11 +64,15 @@ static void test_token_user(void **state)
     assert_int_equal(json_array_size(json_object_get(resp, "items")), 2);
     const char *cont = json_string_value(json_object_get(json_object_get(resp, "metadata"), "continue"));
     assert_true(cont && *cont);
+    snprintf(node1, sizeof node1, "%s", pw_k8s_name(json_array_get(json_object_get(resp, "items"), 0)));
+    snprintf(node2, sizeof node2, "%s", pw_k8s_name(json_array_get(json_object_get(resp, "items"), 1)));
     json_decref(resp);
-    assert_int_equal(pw_k8s_request(c, "GET", "/api/v1/nodes/node-0001", NULL, NULL, &status, &resp), 0);
+    char *path1 = pw_xasprintf("/api/v1/nodes/%s", node1);
+    assert_int_equal(pw_k8s_request(c, "GET", path1, NULL, NULL, &status, &resp), 0);
     assert_int_equal(status, 200);
-    assert_string_equal(pw_k8s_name(resp), "node-0001");
+    assert_string_equal(pw_k8s_name(resp), node1);
     json_decref(resp);
+    free(path1);
     assert_int_equal(pw_k8s_request(c, "GET", "/api/v1/nodes/no-such-node", NULL, NULL, &status, &resp), 0);
     assert_int_equal(status, 404);
     assert_non_null(pw_k8s_status_message(resp));
@@ -90,10 +96,13 @@ static void test_cert_user(void **state)
     pw_k8s_client *c = client(cfg);
     int status = 0;
     json_t *resp = NULL;
-    assert_int_equal(pw_k8s_request(c, "GET", "/api/v1/nodes/node-0002", NULL, NULL, &status, &resp), 0);
+    assert_true(node2[0]); /* test_token_user ran first */
+    char *path2 = pw_xasprintf("/api/v1/nodes/%s", node2);
+    assert_int_equal(pw_k8s_request(c, "GET", path2, NULL, NULL, &status, &resp), 0);
     assert_int_equal(status, 200);
-    assert_string_equal(pw_k8s_name(resp), "node-0002");
+    assert_string_equal(pw_k8s_name(resp), node2);
     json_decref(resp);
+    free(path2);
     pw_k8s_client_free(c);
     pw_k8s_config_free(cfg);
 }
@@ -124,6 +133,52 @@ static void test_merged_bad_token(void **state)
     pw_k8s_config_free(cfg);
     unlink(path);
     free(list);
+}
+
+/* An exec credential plugin (a shell script printing kubesim's token) over kubesim's HTTPS. */
+static void test_exec_user(void **state)
+{
+    (void)state;
+    NEED_SIM();
+    pw_k8s_config *base = load(kubeconfig, NULL);
+    char dir[] = "/tmp/pw-k8s-probe-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *plugin = pw_xasprintf("%s/plugin.sh", dir);
+    char *cfgpath = pw_xasprintf("%s/config", dir);
+    FILE *f = fopen(plugin, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
+            "\"status\":{\"token\":\"%%s\"}}' '%s'\n",
+            base->token);
+    fclose(f);
+    assert_int_equal(chmod(plugin, 0755), 0);
+    f = fopen(cfgpath, "w");
+    assert_non_null(f);
+    fprintf(f, "apiVersion: v1\nkind: Config\ncurrent-context: ex\n"
+               "contexts: [{name: ex, context: {cluster: kubesim, user: ex}}]\n"
+               "users: [{name: ex, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: ./plugin.sh, "
+               "interactiveMode: Never}}}]\n");
+    fclose(f);
+    char *list = pw_xasprintf("%s:%s", cfgpath, kubeconfig);
+    pw_k8s_config *cfg = load(list, NULL);
+    assert_null(cfg->token);
+    assert_non_null(cfg->exec);
+    pw_k8s_client *c = client(cfg);
+    int status = 0;
+    assert_int_equal(pw_k8s_request(c, "GET", "/api/v1/nodes?limit=1", NULL, NULL, &status, NULL), 0);
+    assert_int_equal(status, 200);
+    assert_int_equal(pw_k8s_cred_exec_runs(cfg), 1);
+    pw_k8s_client_free(c);
+    pw_k8s_config_free(cfg);
+    pw_k8s_config_free(base);
+    unlink(plugin);
+    unlink(cfgpath);
+    rmdir(dir);
+    free(list);
+    free(plugin);
+    free(cfgpath);
 }
 
 struct seen {
@@ -201,6 +256,7 @@ static void test_informer_nodes(void **state)
     pw_k8s_client *c = client(cfg);
     struct seen s = {.added = 0};
     pthread_mutex_init(&s.mu, NULL);
+    assert_true(node1[0] && node2[0]); /* test_token_user ran first */
     struct pw_k8s_informer_opts io = {.path = "/api/v1/nodes", .on_event = on_event, .arg = &s, .page_size = 500};
     pw_k8s_informer *inf = NULL;
     int64_t t0 = pw_clock_mono_ms();
@@ -215,14 +271,14 @@ static void test_informer_nodes(void **state)
     struct pw_k8s_counts n;
     pw_k8s_client_counts(c, &n);
     assert_int_equal(n.list, (uint64_t)((nodes_want + 499) / 500));
-    json_t *node = pw_k8s_informer_get(inf, "node-0001");
+    json_t *node = pw_k8s_informer_get(inf, node1);
     assert_non_null(node);
     assert_string_equal(json_string_value(json_object_get(node, "kind")), "Node");
     json_decref(node);
 
     /* label changes reach the cache through the watch */
-    expect_label_event(&s, c, "node-0001", "one");
-    node = pw_k8s_informer_get(inf, "node-0001");
+    expect_label_event(&s, c, node1, "one");
+    node = pw_k8s_informer_get(inf, node1);
     assert_string_equal(pw_k8s_label(node, "pw-probe"), "one");
     json_decref(node);
 
@@ -260,9 +316,9 @@ static void test_informer_nodes(void **state)
     pthread_mutex_unlock(&s.mu);
 
     /* and the new watch works */
-    expect_label_event(&s, c, "node-0002", "two");
-    patch_label(c, "node-0001", "pw-probe", "done");
-    patch_label(c, "node-0002", "pw-probe", "done");
+    expect_label_event(&s, c, node2, "two");
+    patch_label(c, node1, "pw-probe", "done");
+    patch_label(c, node2, "pw-probe", "done");
     assert_int_equal(pw_k8s_request(c, "DELETE", ns_path, NULL, NULL, &status, NULL), 0);
     assert_int_equal(status, 200);
     free(ns_path);
@@ -291,8 +347,8 @@ static void test_informer_selector(void **state)
     size_t want = json_array_size(json_object_get(resp, "items"));
     json_decref(resp);
     assert_true(want > 0 && want < (size_t)nodes_want);
-    struct pw_k8s_informer_opts io = {.path = "/api/v1/nodes", .label_selector = "kubernetes.io/arch=arm64",
-                                      .page_size = 100};
+    struct pw_k8s_informer_opts io = {
+        .path = "/api/v1/nodes", .label_selector = "kubernetes.io/arch=arm64", .page_size = 100};
     pw_k8s_informer *inf = NULL;
     assert_int_equal(pw_k8s_informer_start(c, &io, &inf), 0);
     assert_int_equal(pw_k8s_informer_wait_synced(inf, 60000), 0);
@@ -311,15 +367,14 @@ int main(void)
     nodes_want = n ? atol(n) : 1000;
     if (!kubeconfig) {
         /* cmocka reports skips as "not ok ... # SKIP", which TAP consumers count as failures */
-        printf("ok - k8s client against kubesim # SKIP needs PW_KUBESIM_KUBECONFIG (tests/integration/k8s_client.sh)\n");
+        printf(
+            "ok - k8s client against kubesim # SKIP needs PW_KUBESIM_KUBECONFIG (tests/integration/k8s_client.sh)\n");
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_token_user),
-        cmocka_unit_test(test_cert_user),
-        cmocka_unit_test(test_merged_bad_token),
-        cmocka_unit_test(test_informer_nodes),
-        cmocka_unit_test(test_informer_selector),
+        cmocka_unit_test(test_token_user),       cmocka_unit_test(test_cert_user),
+        cmocka_unit_test(test_merged_bad_token), cmocka_unit_test(test_exec_user),
+        cmocka_unit_test(test_informer_nodes),   cmocka_unit_test(test_informer_selector),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

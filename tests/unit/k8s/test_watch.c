@@ -38,7 +38,8 @@ static int record(void *arg, const char *type, json_t *obj)
 static const char stream[] =
     "{\"type\":\"ADDED\",\"object\":{\"kind\":\"Node\",\"metadata\":{\"name\":\"n1\",\"resourceVersion\":\"5\"}}}\n"
     "\n"
-    "{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"Node\",\"metadata\":{\"name\":\"n2\",\"resourceVersion\":\"6\"}}}\r\n"
+    "{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"Node\",\"metadata\":{\"name\":\"n2\",\"resourceVersion\":\"6\"}}}"
+    "\r\n"
     "{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"Node\",\"metadata\":{\"resourceVersion\":\"9\"}}}\n"
     "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
     "\"message\":\"too old resource version: 1 (9)\",\"reason\":\"Expired\",\"code\":410}}\n";
@@ -208,12 +209,9 @@ static void test_verbs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parser_chunks),
-        cmocka_unit_test(test_parser_last_line_without_newline),
-        cmocka_unit_test(test_parser_oversize),
-        cmocka_unit_test(test_parser_bad_json_and_stop),
-        cmocka_unit_test(test_ratelimit),
-        cmocka_unit_test(test_verbs),
+        cmocka_unit_test(test_parser_chunks),   cmocka_unit_test(test_parser_last_line_without_newline),
+        cmocka_unit_test(test_parser_oversize), cmocka_unit_test(test_parser_bad_json_and_stop),
+        cmocka_unit_test(test_ratelimit),       cmocka_unit_test(test_verbs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

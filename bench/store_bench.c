@@ -1,0 +1,171 @@
+/* store_bench.c: throughput of the store through its public interface (store.h): tasks created per
+ * second (one pw_store_task_put each, as POST /api/v1/tasks does) and node results per second at
+ * several batch sizes (one pw_store_nodes_put per batch, as the engine persists them), for the
+ * memory: and sqlite: back ends. The sqlite file lives on this machine's disk (--dir) with the back
+ * end's settings: WAL, synchronous=FULL, so each put is one fsync.
+ *
+ *   build/release/bench/store_bench [--dir DIR] [--tasks N] [--nodes N] [--batches 1,50,500]
+ *
+ * Prints one line per measurement: back end, what, count, seconds, rate. Not a test: no asserts on
+ * timing; a failed store call stops it with exit status 1. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "store/store.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A task document shaped like the API's (about 700 bytes). */
+static json_t *task_doc(const char *id)
+{
+    return json_pack("{s:s,s:s,s:[s,s],s:i,s:s,s:{s:s},s:b,s:s,s:i,s:i,s:f,s:i,"
+                     "s:{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f},s:[],s:s,s:s,s:n,s:n}",
+                     "id", id, "status", "pending", "images", "registry.example.com/ml/trainer:2026.11.27",
+                     "docker.io/library/redis:7", "batchSize", 50, "strategy", "rolling", "nodeSelector",
+                     "pool", "gpu", "includeNotReady", 0, "pullPolicy", "IfNotPresent", "timeoutSeconds",
+                     600, "retries", 3, "successThreshold", 0.9, "priority", 0, "progress", "totalNodes",
+                     1000, "pendingNodes", 1000, "runningNodes", 0, "succeededNodes", 0, "failedNodes", 0,
+                     "skippedNodes", 0, "cancelledNodes", 0, "percentage", 0.0, "failedNodes", "message",
+                     "", "createdAt", "2026-11-27T10:00:00Z", "startedAt", "finishedAt");
+}
+
+/* A node result shaped like the API's (about 400 bytes). */
+static json_t *node_doc(const char *name)
+{
+    return json_pack("{s:s,s:s,s:[{s:s,s:s,s:s,s:s,s:i,s:f},{s:s,s:s,s:s,s:s,s:i,s:f}]}", "nodeName", name,
+                     "state", "succeeded", "images", "image", "registry.example.com/ml/trainer:2026.11.27",
+                     "state", "succeeded", "reason", "Pulled", "message", "pulled in 12.3s", "attempts", 1,
+                     "durationSeconds", 12.3, "image", "docker.io/library/redis:7", "state", "skipped",
+                     "reason", "AlreadyPresent", "message", "", "attempts", 0, "durationSeconds", 0.0);
+}
+
+/* Documents are built before the clock starts: the figures are the store's own cost (serialising,
+ * SQL, fsync), not jansson building test data. */
+static int bench_tasks(pw_store *s, const char *be, int n)
+{
+    struct pw_store_task *ts = calloc((size_t)n, sizeof *ts);
+    char(*ids)[32] = calloc((size_t)n, sizeof *ids);
+    for (int i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof ids[i], "t-bench-%08d", i);
+        ts[i] = (struct pw_store_task){.id = ids[i], .status = "pending", .created_ms = i,
+                                       .doc = task_doc(ids[i])};
+    }
+    int rc = 0;
+    double t0 = now_s();
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = pw_store_task_put(s, &ts[i]);
+    double dt = now_s() - t0;
+    for (int i = 0; i < n; i++)
+        json_decref(ts[i].doc);
+    free(ts);
+    free(ids);
+    if (rc != 0) {
+        fprintf(stderr, "task put: %s\n", pw_strerror(rc));
+        return 1;
+    }
+    printf("%-7s tasks created (1 put each)     %7d in %7.3f s  = %9.0f tasks/s  (%.3f ms each)\n", be, n,
+           dt, n / dt, dt * 1000 / n);
+    return 0;
+}
+
+static int bench_nodes(pw_store *s, const char *be, int total, int batch)
+{
+    int batches = total / batch > 0 ? total / batch : 1;
+    int n = batches * batch;
+    struct pw_store_node *ns = calloc((size_t)n, sizeof *ns);
+    char(*names)[32] = calloc((size_t)n, sizeof *names);
+    for (int i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "node-%05d", i);
+        ns[i] = (struct pw_store_node){.task_id = "t-bench-00000000", .node_name = names[i],
+                                       .state = "succeeded", .doc = node_doc(names[i])};
+    }
+    int rc = 0;
+    double t0 = now_s();
+    for (int b = 0; b < batches && rc == 0; b++)
+        rc = pw_store_nodes_put(s, ns + (size_t)b * batch, (size_t)batch);
+    double dt = now_s() - t0;
+    for (int i = 0; i < n; i++)
+        json_decref(ns[i].doc);
+    free(ns);
+    free(names);
+    if (rc != 0) {
+        fprintf(stderr, "nodes put: %s\n", pw_strerror(rc));
+        return 1;
+    }
+    printf("%-7s node results, batch of %-4d    %7d in %7.3f s  = %9.0f nodes/s  (%.3f ms per batch)\n", be,
+           batch, n, dt, n / dt, dt * 1000 / batches);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = "build/bench-store";
+    int n_tasks = 300, n_nodes = 5000;
+    char batches[128] = "1,50,500";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--dir") == 0)
+            dir = argv[i + 1];
+        else if (strcmp(argv[i], "--tasks") == 0)
+            n_tasks = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--nodes") == 0)
+            n_nodes = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--batches") == 0)
+            snprintf(batches, sizeof batches, "%s", argv[i + 1]);
+        else {
+            fprintf(stderr, "usage: %s [--dir DIR] [--tasks N] [--nodes N] [--batches 1,50,500]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (n_tasks < 1 || n_nodes < 1) {
+        fprintf(stderr, "--tasks and --nodes must be positive\n");
+        return 2;
+    }
+    pw_log_set_level(PW_LOG_WARN);
+    char path[512], url[600];
+    snprintf(path, sizeof path, "%s/store_bench.db", dir);
+    const char *urls[2] = {"memory:", url};
+    const char *names[2] = {"memory", "sqlite"};
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    printf("store_bench: %d tasks, %d node results per batch size; sqlite file %s (WAL, synchronous=FULL)\n",
+           n_tasks, n_nodes, path);
+    for (int b = 0; b < 2; b++) {
+        char sidecar[640];
+        unlink(path);
+        snprintf(sidecar, sizeof sidecar, "%s-wal", path);
+        unlink(sidecar);
+        snprintf(sidecar, sizeof sidecar, "%s-shm", path);
+        unlink(sidecar);
+        pw_store *s;
+        char *err = NULL;
+        if (pw_store_open(urls[b], &s, &err) != 0) {
+            fprintf(stderr, "open %s: %s\n", urls[b], err ? err : "?");
+            free(err);
+            return 1;
+        }
+        int rc = bench_tasks(s, names[b], n_tasks);
+        char list[128];
+        snprintf(list, sizeof list, "%s", batches);
+        for (char *save = NULL, *tok = strtok_r(list, ",", &save); rc == 0 && tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            int batch = atoi(tok);
+            if (batch > 0)
+                rc = bench_nodes(s, names[b], batch == 1 && n_nodes > 1000 ? 1000 : n_nodes, batch);
+        }
+        pw_store_close(s);
+        if (rc != 0)
+            return 1;
+    }
+    unlink(path);
+    return 0;
+}
