@@ -8,6 +8,7 @@
  *
  * Prints one line per measurement: back end, what, count, seconds, rate. Not a test: no asserts on
  * timing; a failed store call stops it with exit status 1. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,59 @@ static int bench_tasks(pw_store *s, const char *be, int n)
     }
     printf("%-7s tasks created (1 put each)     %7d in %7.3f s  = %9.0f tasks/s  (%.3f ms each)\n", be, n,
            dt, n / dt, dt * 1000 / n);
+    return 0;
+}
+
+/* The same from several threads at once (API threads creating tasks concurrently). */
+struct par_arg {
+    pw_store *s;
+    struct pw_store_task *ts;
+    int n, rc;
+};
+
+static void *par_worker(void *p)
+{
+    struct par_arg *a = p;
+    for (int i = 0; i < a->n && a->rc == 0; i++)
+        a->rc = pw_store_task_put(a->s, &a->ts[i]);
+    return NULL;
+}
+
+static int bench_tasks_parallel(pw_store *s, const char *be, int n, int threads)
+{
+    int per = n / threads > 0 ? n / threads : 1;
+    n = per * threads;
+    struct pw_store_task *ts = calloc((size_t)n, sizeof *ts);
+    char(*ids)[32] = calloc((size_t)n, sizeof *ids);
+    for (int i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof ids[i], "t-par-%08d", i);
+        ts[i] = (struct pw_store_task){.id = ids[i], .status = "pending", .created_ms = i,
+                                       .doc = task_doc(ids[i])};
+    }
+    pthread_t th[16];
+    struct par_arg args[16];
+    double t0 = now_s();
+    for (int k = 0; k < threads; k++) {
+        args[k] = (struct par_arg){.s = s, .ts = ts + (size_t)k * per, .n = per};
+        pthread_create(&th[k], NULL, par_worker, &args[k]);
+    }
+    int rc = 0;
+    for (int k = 0; k < threads; k++) {
+        pthread_join(th[k], NULL);
+        if (args[k].rc != 0)
+            rc = args[k].rc;
+    }
+    double dt = now_s() - t0;
+    for (int i = 0; i < n; i++)
+        json_decref(ts[i].doc);
+    free(ts);
+    free(ids);
+    if (rc != 0) {
+        fprintf(stderr, "task put: %s\n", pw_strerror(rc));
+        return 1;
+    }
+    printf("%-7s tasks created by %d threads     %7d in %7.3f s  = %9.0f tasks/s\n", be, threads, n, dt,
+           n / dt);
     return 0;
 }
 
@@ -154,6 +208,8 @@ int main(int argc, char **argv)
             return 1;
         }
         int rc = bench_tasks(s, names[b], n_tasks);
+        if (rc == 0)
+            rc = bench_tasks_parallel(s, names[b], n_tasks, 4);
         char list[128];
         snprintf(list, sizeof list, "%s", batches);
         for (char *save = NULL, *tok = strtok_r(list, ",", &save); rc == 0 && tok;

@@ -114,6 +114,15 @@ check "Ctrl-C during wait exits 130, says how to resume, the task goes on" \
     "rc=$rc status=$st" "$(cat "$tmp/int.err")"
 "$ctl" cancel "$iid" >/dev/null 2>&1
 
+# 4b. a short outage of the server (503 for 3 s) during a wait is ridden out.
+"$ctl" create nginx:1.27 >"$tmp/out0.out" 2>&1
+oid=$(sed -n 's/^task \(t-[a-z0-9]*\) created$/\1/p' "$tmp/out0.out")
+curl -s "$PREWARM_SERVER/fake/outage?seconds=3" >/dev/null
+"$ctl" wait "$oid" >"$tmp/outage.out" 2>&1
+rc=$?
+check "wait rides out a 3 s outage (503) and ends with the task's outcome" \
+    $([ $rc -eq 0 ] && grep -q "^Task $oid succeeded" "$tmp/outage.out"; echo $?) "rc=$rc" "$(tail -3 "$tmp/outage.out")"
+
 # 5. no server: exit 4 with the exact message.
 PREWARM_SERVER=http://127.0.0.1:1 "$ctl" list >"$tmp/nos.out" 2>"$tmp/nos.err"
 rc=$?
@@ -151,14 +160,14 @@ j=json.load(open(sys.argv[1])); y=yaml.safe_load(open(sys.argv[2]))
 sys.exit(0 if j==y else 1)' "$tmp/get.json" "$tmp/get.yaml"; echo $?) "$(head -5 "$tmp/get.yaml")"
 "$ctl" list -o json >"$tmp/list.json"
 check "list -o json has every task in items" \
-    $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if len(d["items"])==4 and "continue" not in d else 1)' \
+    $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if len(d["items"])==5 and "continue" not in d else 1)' \
         "$tmp/list.json"; echo $?) "$(head -3 "$tmp/list.json")"
 
 # 9. tables and paging.
 "$ctl" list >"$tmp/list.out"
 check "list prints a table, newest first" \
     $(head -1 "$tmp/list.out" | grep -q '^ID  *STATUS  *IMAGES  *NODES  *SUCCEEDED  *FAILED  *SKIPPED  *PROGRESS  *AGE$' &&
-        [ "$(wc -l <"$tmp/list.out")" -eq 5 ] && sed -n 2p "$tmp/list.out" | grep -q "^$iid  *cancelled"; echo $?) \
+        [ "$(wc -l <"$tmp/list.out")" -eq 6 ] && sed -n 2p "$tmp/list.out" | grep -q "^$oid  *succeeded" && sed -n 3p "$tmp/list.out" | grep -q "^$iid  *cancelled"; echo $?) \
     "$(cat "$tmp/list.out")"
 "$ctl" get "$id" -o wide >"$tmp/getw.out"
 check "get -o wide adds strategy, batch, priority and message" \
@@ -167,7 +176,7 @@ check "get -o wide adds strategy, batch, priority and message" \
     "$(cat "$tmp/getw.out")"
 "$ctl" list --limit 2 >"$tmp/list2.out"
 check "list --limit 2 shows two" $([ "$(wc -l <"$tmp/list2.out")" -eq 3 ]; echo $?) "$(cat "$tmp/list2.out")"
-"$ctl" list --status succeeded -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if [t["status"] for t in d["items"]]==["succeeded"] else 1)'
+"$ctl" list --status succeeded -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if [t["status"] for t in d["items"]]==["succeeded","succeeded"] else 1)'
 check "list --status filters" $?
 "$ctl" nodes "$id" >"$tmp/nodes.out"
 pages=$(curl -s "$PREWARM_SERVER/fake/requests" | python3 -c '

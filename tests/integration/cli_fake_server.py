@@ -4,7 +4,8 @@ not depend on the real service. Not a test by itself (not executable; cli_fake.s
 
 Tasks progress by the clock: nodes finish at RATE nodes/s, at most batchSize in flight. An image whose
 name contains "does-not-exist" fails on every node with ErrImagePull; "slow" makes a task take minutes
-(for cancel and Ctrl-C tests). Nodes named node-000.. ; every 10th node already holds the images and is
+(for cancel and Ctrl-C tests). GET /fake/outage?seconds=N makes every API call answer 503 for N seconds;
+GET /fake/requests lists the requests seen. Nodes named node-000.. ; every 10th node already holds the images and is
 skipped.
 
 Usage: python3 cli_fake_server.py PORT_FILE [--nodes N] [--rate R] [--port P]
@@ -39,6 +40,7 @@ tasks = {}  # id -> dict
 order = []  # ids, oldest first
 seq = [0]
 requests_seen = []  # (method, path, body) for the tests to inspect via /fake/requests
+outage_until = [0.0]  # /fake/outage?seconds=N: every API call answers 503 until then
 
 
 def rfc3339(t):
@@ -196,6 +198,11 @@ class Handler(BaseHTTPRequestHandler):
         if u.path == "/fake/requests":
             with lock:
                 return self.reply(200, {"items": list(requests_seen)})
+        if u.path == "/fake/outage":
+            outage_until[0] = now + float(q.get("seconds", ["3"])[0])
+            return self.reply(200, {})
+        if now < outage_until[0]:
+            return self.reply(*error(503, "Unavailable", "the store is not open"))
         if parts[:3] != ["api", "v1", "tasks"]:
             return self.reply(*error(404, "NotFound", "no route for %s" % u.path))
         if len(parts) == 3 and method == "POST":
