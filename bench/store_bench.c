@@ -33,22 +33,22 @@ static json_t *task_doc(const char *id)
     return json_pack("{s:s,s:s,s:[s,s],s:i,s:s,s:{s:s},s:b,s:s,s:i,s:i,s:f,s:i,"
                      "s:{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f},s:[],s:s,s:s,s:n,s:n}",
                      "id", id, "status", "pending", "images", "registry.example.com/ml/trainer:2026.11.27",
-                     "docker.io/library/redis:7", "batchSize", 50, "strategy", "rolling", "nodeSelector",
-                     "pool", "gpu", "includeNotReady", 0, "pullPolicy", "IfNotPresent", "timeoutSeconds",
-                     600, "retries", 3, "successThreshold", 0.9, "priority", 0, "progress", "totalNodes",
-                     1000, "pendingNodes", 1000, "runningNodes", 0, "succeededNodes", 0, "failedNodes", 0,
-                     "skippedNodes", 0, "cancelledNodes", 0, "percentage", 0.0, "failedNodes", "message",
-                     "", "createdAt", "2026-11-27T10:00:00Z", "startedAt", "finishedAt");
+                     "docker.io/library/redis:7", "batchSize", 50, "strategy", "rolling", "nodeSelector", "pool", "gpu",
+                     "includeNotReady", 0, "pullPolicy", "IfNotPresent", "timeoutSeconds", 600, "retries", 3,
+                     "successThreshold", 0.9, "priority", 0, "progress", "totalNodes", 1000, "pendingNodes", 1000,
+                     "runningNodes", 0, "succeededNodes", 0, "failedNodes", 0, "skippedNodes", 0, "cancelledNodes", 0,
+                     "percentage", 0.0, "failedNodes", "message", "", "createdAt", "2026-11-27T10:00:00Z", "startedAt",
+                     "finishedAt");
 }
 
 /* A node result shaped like the API's (about 400 bytes). */
 static json_t *node_doc(const char *name)
 {
-    return json_pack("{s:s,s:s,s:[{s:s,s:s,s:s,s:s,s:i,s:f},{s:s,s:s,s:s,s:s,s:i,s:f}]}", "nodeName", name,
-                     "state", "succeeded", "images", "image", "registry.example.com/ml/trainer:2026.11.27",
-                     "state", "succeeded", "reason", "Pulled", "message", "pulled in 12.3s", "attempts", 1,
-                     "durationSeconds", 12.3, "image", "docker.io/library/redis:7", "state", "skipped",
-                     "reason", "AlreadyPresent", "message", "", "attempts", 0, "durationSeconds", 0.0);
+    return json_pack("{s:s,s:s,s:[{s:s,s:s,s:s,s:s,s:i,s:f},{s:s,s:s,s:s,s:s,s:i,s:f}]}", "nodeName", name, "state",
+                     "succeeded", "images", "image", "registry.example.com/ml/trainer:2026.11.27", "state", "succeeded",
+                     "reason", "Pulled", "message", "pulled in 12.3s", "attempts", 1, "durationSeconds", 12.3, "image",
+                     "docker.io/library/redis:7", "state", "skipped", "reason", "AlreadyPresent", "message", "",
+                     "attempts", 0, "durationSeconds", 0.0);
 }
 
 /* Documents are built before the clock starts: the figures are the store's own cost (serialising,
@@ -59,8 +59,7 @@ static int bench_tasks(pw_store *s, const char *be, int n)
     char(*ids)[32] = calloc((size_t)n, sizeof *ids);
     for (int i = 0; i < n; i++) {
         snprintf(ids[i], sizeof ids[i], "t-bench-%08d", i);
-        ts[i] = (struct pw_store_task){.id = ids[i], .status = "pending", .created_ms = i,
-                                       .doc = task_doc(ids[i])};
+        ts[i] = (struct pw_store_task){.id = ids[i], .status = "pending", .created_ms = i, .doc = task_doc(ids[i])};
     }
     int rc = 0;
     double t0 = now_s();
@@ -75,8 +74,8 @@ static int bench_tasks(pw_store *s, const char *be, int n)
         fprintf(stderr, "task put: %s\n", pw_strerror(rc));
         return 1;
     }
-    printf("%-7s tasks created (1 put each)     %7d in %7.3f s  = %9.0f tasks/s  (%.3f ms each)\n", be, n,
-           dt, n / dt, dt * 1000 / n);
+    printf("%-7s tasks created (1 put each)     %7d in %7.3f s  = %9.0f tasks/s  (%.3f ms each)\n", be, n, dt, n / dt,
+           dt * 1000 / n);
     return 0;
 }
 
@@ -103,8 +102,7 @@ static int bench_tasks_parallel(pw_store *s, const char *be, int n, int threads)
     char(*ids)[32] = calloc((size_t)n, sizeof *ids);
     for (int i = 0; i < n; i++) {
         snprintf(ids[i], sizeof ids[i], "t-par-%08d", i);
-        ts[i] = (struct pw_store_task){.id = ids[i], .status = "pending", .created_ms = i,
-                                       .doc = task_doc(ids[i])};
+        ts[i] = (struct pw_store_task){.id = ids[i], .status = "pending", .created_ms = i, .doc = task_doc(ids[i])};
     }
     pthread_t th[16];
     struct par_arg args[16];
@@ -128,8 +126,7 @@ static int bench_tasks_parallel(pw_store *s, const char *be, int n, int threads)
         fprintf(stderr, "task put: %s\n", pw_strerror(rc));
         return 1;
     }
-    printf("%-7s tasks created by %d threads     %7d in %7.3f s  = %9.0f tasks/s\n", be, threads, n, dt,
-           n / dt);
+    printf("%-7s tasks created by %d threads     %7d in %7.3f s  = %9.0f tasks/s\n", be, threads, n, dt, n / dt);
     return 0;
 }
 
@@ -141,8 +138,8 @@ static int bench_nodes(pw_store *s, const char *be, int total, int batch)
     char(*names)[32] = calloc((size_t)n, sizeof *names);
     for (int i = 0; i < n; i++) {
         snprintf(names[i], sizeof names[i], "node-%05d", i);
-        ns[i] = (struct pw_store_node){.task_id = "t-bench-00000000", .node_name = names[i],
-                                       .state = "succeeded", .doc = node_doc(names[i])};
+        ns[i] = (struct pw_store_node){
+            .task_id = "t-bench-00000000", .node_name = names[i], .state = "succeeded", .doc = node_doc(names[i])};
     }
     int rc = 0;
     double t0 = now_s();
@@ -157,8 +154,8 @@ static int bench_nodes(pw_store *s, const char *be, int total, int batch)
         fprintf(stderr, "nodes put: %s\n", pw_strerror(rc));
         return 1;
     }
-    printf("%-7s node results, batch of %-4d    %7d in %7.3f s  = %9.0f nodes/s  (%.3f ms per batch)\n", be,
-           batch, n, dt, n / dt, dt * 1000 / batches);
+    printf("%-7s node results, batch of %-4d    %7d in %7.3f s  = %9.0f nodes/s  (%.3f ms per batch)\n", be, batch, n,
+           dt, n / dt, dt * 1000 / batches);
     return 0;
 }
 
@@ -191,8 +188,8 @@ int main(int argc, char **argv)
     const char *urls[2] = {"memory:", url};
     const char *names[2] = {"memory", "sqlite"};
     snprintf(url, sizeof url, "sqlite:%s", path);
-    printf("store_bench: %d tasks, %d node results per batch size; sqlite file %s (WAL, synchronous=FULL)\n",
-           n_tasks, n_nodes, path);
+    printf("store_bench: %d tasks, %d node results per batch size; sqlite file %s (WAL, synchronous=FULL)\n", n_tasks,
+           n_nodes, path);
     for (int b = 0; b < 2; b++) {
         char sidecar[640];
         unlink(path);
@@ -212,8 +209,7 @@ int main(int argc, char **argv)
             rc = bench_tasks_parallel(s, names[b], n_tasks, 4);
         char list[128];
         snprintf(list, sizeof list, "%s", batches);
-        for (char *save = NULL, *tok = strtok_r(list, ",", &save); rc == 0 && tok;
-             tok = strtok_r(NULL, ",", &save)) {
+        for (char *save = NULL, *tok = strtok_r(list, ",", &save); rc == 0 && tok; tok = strtok_r(NULL, ",", &save)) {
             int batch = atoi(tok);
             if (batch > 0)
                 rc = bench_nodes(s, names[b], batch == 1 && n_nodes > 1000 ? 1000 : n_nodes, batch);

@@ -756,6 +756,7 @@ void sim_api_stop(struct sim *sim)
         free(api->crds[i]);
     }
     free(api->crds);
+    api_cache_clear();
     free(api->stats);
     free(api->faults);
     json_decref(api->faults_json);

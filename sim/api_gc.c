@@ -124,6 +124,7 @@ static bool has_finalizer(const json_t *obj, const char *f)
 
 struct mark {
     bool foreground;
+    long grace; /* seconds until the deletion is due (pods on a node); 0 otherwise */
 };
 
 static int mark_deleting(void *arg, json_t *obj)
@@ -132,10 +133,10 @@ static int mark_deleting(void *arg, json_t *obj)
     json_t *m = json_object_get(obj, "metadata");
     bool changed = false;
     if (!json_object_get(m, "deletionTimestamp")) {
-        char now[32];
-        api_now_rfc3339(now);
-        json_object_set_new(m, "deletionTimestamp", json_string(now));
-        json_object_set_new(m, "deletionGracePeriodSeconds", json_integer(0));
+        char when[32];
+        pw_time_rfc3339(time(NULL) + mk->grace, when);
+        json_object_set_new(m, "deletionTimestamp", json_string(when));
+        json_object_set_new(m, "deletionGracePeriodSeconds", json_integer(mk->grace));
         changed = true;
     }
     if (mk->foreground && !has_finalizer(obj, "foregroundDeletion")) {
@@ -207,8 +208,29 @@ static void crd_purge(struct sim_api *api, const json_t *crd)
     free(key);
 }
 
+/* The grace period of a pod's deletion: 0 (remove now) unless it runs on a node, where the kubelet
+ * stops it first: then the asked period, or spec.terminationGracePeriodSeconds (30 by default). */
+static long pod_grace(const json_t *pod, long asked)
+{
+    json_t *spec = json_object_get(pod, "spec");
+    const char *node = json_string_value(json_object_get(spec, "nodeName"));
+    const char *phase = json_string_value(json_object_get(json_object_get(pod, "status"), "phase"));
+    if (!node || !*node || (phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0)))
+        return 0;
+    if (asked >= 0)
+        return asked;
+    json_t *t = json_object_get(spec, "terminationGracePeriodSeconds");
+    return json_is_integer(t) ? (long)json_integer_value(t) : 30;
+}
+
 int api_delete(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, const char *policy,
                json_t **out)
+{
+    return api_delete_grace(api, rd, ns, name, policy, -1, out);
+}
+
+int api_delete_grace(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name,
+                     const char *policy, long grace, json_t **out)
 {
     sim_store *st = api->sim->store;
     json_t *obj;
@@ -223,9 +245,13 @@ int api_delete(struct sim_api *api, const struct rdef *rd, const char *ns, const
              json_string_value(json_object_get(json_object_get(obj, "metadata"), "uid")) : "");
     if (strcmp(policy, "Orphan") == 0 && *uid)
         orphan_dependents(api, uid);
-    if (foreground || has_finalizers(obj)) {
+    long pgrace = strcmp(rd->store_key, "pods") == 0 ? pod_grace(obj, grace) : 0;
+    bool pending = json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp") != NULL;
+    if (pending && pgrace == 0 && grace == 0 && !has_finalizers(obj) && !foreground) {
+        /* a forced deletion (grace 0) of a pod already terminating: remove it now */
+    } else if (foreground || has_finalizers(obj) || pgrace > 0) {
         json_decref(obj);
-        struct mark mk = {foreground};
+        struct mark mk = {foreground, pgrace};
         json_t *marked = NULL;
         rc = sim_store_mutate(st, rd->store_key, ns, name, mark_deleting, &mk, &marked);
         if (rc)
@@ -269,8 +295,13 @@ int api_delete(struct sim_api *api, const struct rdef *rd, const char *ns, const
 void api_finalize_check(struct sim_api *api, const struct rdef *rd, const json_t *obj)
 {
     json_t *m = json_object_get(obj, "metadata");
-    if (!json_object_get(m, "deletionTimestamp") || has_finalizers(obj))
+    const char *ts = json_string_value(json_object_get(m, "deletionTimestamp"));
+    if (!ts || has_finalizers(obj))
         return;
+    time_t due;
+    if (json_integer_value(json_object_get(m, "deletionGracePeriodSeconds")) > 0 && pw_time_parse_rfc3339(ts, &due) == 0 &&
+        time(NULL) < due)
+        return; /* a pod in its grace period: the kubelet (or the GC when it is over) removes it */
     const char *ns = json_string_value(json_object_get(m, "namespace"));
     const char *name = json_string_value(json_object_get(m, "name"));
     if (name)
@@ -379,6 +410,37 @@ static bool gc_foreground(struct sim_api *api, const json_t *item, bool first)
     return true;
 }
 
+static bool in_list(const json_t *list, const json_t *item)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(list, i, x) if (json_equal(x, item)) return true;
+    return false;
+}
+
+/* An object whose deletion is pending with no finalizers left: removed now, or once its grace period
+ * is over (a pod the kubelet did not remove in time). True when nothing is left to wait for. */
+static bool finalize(struct sim_api *api, const char *key, const char *ns, const char *name, void *unused)
+{
+    (void)unused;
+    json_t *obj;
+    if (sim_store_get(api->sim->store, key, ns, name, &obj) != 0)
+        return true;
+    json_t *m = json_object_get(obj, "metadata");
+    const char *ts = json_string_value(json_object_get(m, "deletionTimestamp"));
+    bool done = true;
+    if (ts && !has_finalizers(obj)) {
+        time_t due = 0;
+        if (json_integer_value(json_object_get(m, "deletionGracePeriodSeconds")) > 0 &&
+            pw_time_parse_rfc3339(ts, &due) == 0 && time(NULL) < due)
+            done = false; /* the kubelet's turn; retried by the GC loop */
+        else
+            sim_store_delete(api->sim->store, key, ns, name, NULL);
+    }
+    json_decref(obj);
+    return done;
+}
+
 static void *gc_main(void *arg)
 {
     struct sim_api *api = arg;
@@ -417,13 +479,8 @@ static void *gc_main(void *arg)
                 const char *key = json_string_value(json_object_get(it, "key"));
                 const char *ns = json_string_value(json_object_get(it, "ns"));
                 const char *name = json_string_value(json_object_get(it, "name"));
-                json_t *obj;
-                if (sim_store_get(api->sim->store, key, ns, name, &obj) == 0) {
-                    json_t *m = json_object_get(obj, "metadata");
-                    if (json_object_get(m, "deletionTimestamp") && !has_finalizers(obj))
-                        sim_store_delete(api->sim->store, key, ns, name, NULL);
-                    json_decref(obj);
-                }
+                if (!finalize(api, key, ns, name, NULL) && !in_list(wait, it))
+                    json_array_append(wait, it);
             } else if (strcmp(op, "foreground") == 0) {
                 if (!gc_foreground(api, it, true))
                     json_array_append(wait, it);
@@ -431,7 +488,17 @@ static void *gc_main(void *arg)
         }
         json_decref(work);
         json_t *still = json_array();
-        json_array_foreach(wait, i, it) if (!gc_foreground(api, it, false)) json_array_append(still, it);
+        json_array_foreach(wait, i, it)
+        {
+            const char *op = json_string_value(json_object_get(it, "op"));
+            bool done = strcmp(op, "foreground") == 0
+                            ? gc_foreground(api, it, false)
+                            : finalize(api, json_string_value(json_object_get(it, "key")),
+                                       json_string_value(json_object_get(it, "ns")),
+                                       json_string_value(json_object_get(it, "name")), NULL);
+            if (!done)
+                json_array_append(still, it);
+        }
         json_decref(wait);
         pthread_mutex_lock(&api->gc_mu);
         json_array_extend(api->gc_wait, still);

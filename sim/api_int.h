@@ -161,6 +161,14 @@ json_t *api_with_kind(const struct rdef *rd, json_t *obj);
 bool api_wants_table(pw_http_req *req);
 json_t *api_table(const struct rdef *rd, json_t *items, const char *rv, bool include_object, int64_t now_s);
 
+/* ---- api_cache.c ---- */
+/* Appends obj's JSON text (with kind and apiVersion) to b, from the cache when it holds obj's
+ * resourceVersion. obj is borrowed. */
+#include "base/buf.h"
+void api_cache_append(const struct rdef *rd, json_t *obj, pw_buf *b);
+/* Frees every cached text (at stop; rows from CRDs die with the API state). */
+void api_cache_clear(void);
+
 /* ---- api_watch.c ---- */
 void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs);
 void api_watch_start(struct sim_api *api);
@@ -174,6 +182,9 @@ void api_watch_drop_all(struct sim_api *api);
 int api_delete(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, const char *policy,
                json_t **out);
 /* After a write that may have emptied the finalizers of an object being deleted: removes it. */
+/* The same with a grace period in seconds for pods (-1: the pod's own, as when none is given). */
+int api_delete_grace(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name,
+                     const char *policy, long grace, json_t **out);
 void api_finalize_check(struct sim_api *api, const struct rdef *rd, const json_t *obj);
 void api_gc_start(struct sim_api *api);
 void api_gc_stop(struct sim_api *api);

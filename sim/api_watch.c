@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/buf.h"
 #include "base/clock.h"
@@ -33,6 +34,7 @@ struct watcher {
     pw_labelsel *ls;
     struct fieldsel *fs;
     bool bookmarks;
+    int table; /* 0: objects; 1: Tables (kubectl get -w); 2: Tables without the object metadata */
     int64_t deadline_ms; /* 0: none */
     int64_t started_ms;
     int64_t last_write_ms, last_bookmark_ms;
@@ -48,6 +50,7 @@ static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     uint64_t rv;
     int type;
+    int table;
     const struct rdef *rd;
     char *text;
     size_t len;
@@ -55,9 +58,17 @@ static struct {
 
 static const char *const TYPE_NAMES[] = {"ADDED", "MODIFIED", "DELETED"};
 
-static char *event_text(const struct rdef *rd, const char *type, json_t *obj, size_t *len)
+static char *event_text(const struct rdef *rd, const char *type, json_t *obj, int table, size_t *len)
 {
-    json_t *o = api_with_kind(rd, obj);
+    json_t *o;
+    if (table) {
+        json_t *items = json_pack("[O]", obj);
+        const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+        o = api_table(rd, items, rv ? rv : "", table == 1, time(NULL));
+        json_decref(items);
+    } else {
+        o = api_with_kind(rd, obj);
+    }
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     char *line = pw_xasprintf("{\"type\":\"%s\",\"object\":%s}\n", type, body ? body : "{}");
@@ -108,12 +119,13 @@ static void on_change(void *arg, const struct sim_change *ch)
         return;
     }
     pthread_mutex_lock(&cache_mu);
-    if (!cache.text || cache.rv != ch->rv || cache.type != type || cache.rd != w->rd) {
+    if (!cache.text || cache.rv != ch->rv || cache.type != type || cache.rd != w->rd || cache.table != w->table) {
         free(cache.text);
-        cache.text = event_text(w->rd, TYPE_NAMES[type], ch->obj, &cache.len);
+        cache.text = event_text(w->rd, TYPE_NAMES[type], ch->obj, w->table, &cache.len);
         cache.rv = ch->rv;
         cache.type = type;
         cache.rd = w->rd;
+        cache.table = w->table;
     }
     w_write(w, cache.text, cache.len);
     pthread_mutex_unlock(&cache_mu);
@@ -191,6 +203,10 @@ void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs)
     w->ls = (pw_labelsel *)ls;
     w->fs = fs;
     w->bookmarks = bookmarks;
+    if (api_wants_table(r->req)) {
+        const char *io = pw_http_req_query(r->req, "includeObject");
+        w->table = io && strcmp(io, "None") == 0 ? 2 : 1;
+    }
     w->started_ms = pw_clock_mono_ms();
     w->last_bookmark_ms = w->started_ms;
     w->deadline_ms = timeout > 0 ? w->started_ms + timeout * 1000 : 0;
@@ -204,13 +220,28 @@ void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs)
         size_t i;
         json_t *it;
         pthread_mutex_lock(&w->mu);
+        pw_buf b;
+        pw_buf_init(&b, 0);
         json_array_foreach(items, i, it)
         {
-            size_t len;
-            char *text = event_text(r->rd, "ADDED", it, &len);
-            w_write(w, text, len);
-            free(text);
+            if (w->table) {
+                size_t len;
+                char *text = event_text(r->rd, "ADDED", it, w->table, &len);
+                pw_buf_append(&b, text, len);
+                free(text);
+            } else {
+                pw_buf_puts(&b, "{\"type\":\"ADDED\",\"object\":");
+                api_cache_append(r->rd, it, &b);
+                pw_buf_puts(&b, "}\n");
+            }
+            if (b.len > (1u << 20)) {
+                w_write(w, b.p, b.len);
+                pw_buf_reset(&b);
+            }
         }
+        if (b.len)
+            w_write(w, b.p, b.len);
+        pw_buf_fini(&b);
         w->last_rv = rv;
         if (send_initial && bookmarks)
             w_bookmark(w, rv, true);

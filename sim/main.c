@@ -83,48 +83,80 @@ static const struct flag flag_table[] = {
 #undef OPT
 enum { NFLAGS = sizeof flag_table / sizeof flag_table[0] };
 
-/* Limits on numeric flags, by type; text -> value, PW_EINVAL when it does not parse or is out of
- * range. */
+/* The value parsers, one per flag type: text -> *field, PW_EINVAL when it does not parse or is out
+ * of range (nothing written then). */
+static int parse_int(const char *text, void *field)
+{
+    long l;
+    if (pw_parse_long(text, 0, INT_MAX, &l) != 0)
+        return PW_EINVAL;
+    *(int *)field = (int)l;
+    return 0;
+}
+
+static int parse_ull(const char *text, unsigned long long *out)
+{
+    char *end = NULL;
+    if (text[0] < '0' || text[0] > '9')
+        return PW_EINVAL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return PW_EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int parse_u64(const char *text, void *field)
+{
+    unsigned long long v;
+    if (parse_ull(text, &v) != 0)
+        return PW_EINVAL;
+    *(uint64_t *)field = (uint64_t)v;
+    return 0;
+}
+
+static int parse_size(const char *text, void *field)
+{
+    unsigned long long v;
+    if (parse_ull(text, &v) != 0 || v > SIZE_MAX)
+        return PW_EINVAL;
+    *(size_t *)field = (size_t)v;
+    return 0;
+}
+
+/* Doubles are rates and factors: positive and finite. */
+static int parse_double(const char *text, void *field)
+{
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !(d > 0) || d > 1e12)
+        return PW_EINVAL;
+    *(double *)field = d;
+    return 0;
+}
+
+static int parse_bool(const char *text, void *field)
+{
+    return pw_parse_bool(text, (bool *)field);
+}
+
+static int parse_str(const char *text, void *field)
+{
+    *(const char **)field = text;
+    return 0;
+}
+
+static int (*const parsers[])(const char *text, void *field) = {
+    [FLAG_INT] = parse_int,       [FLAG_U64] = parse_u64,   [FLAG_SIZE] = parse_size,
+    [FLAG_DOUBLE] = parse_double, [FLAG_BOOL] = parse_bool, [FLAG_STR] = parse_str,
+};
+
+/* Sets f's field in a from text (borrowed: strings keep pointing into argv). */
 static int set_flag(struct args *a, const struct flag *f, const char *text)
 {
-    void *field = (char *)a + f->offset;
-    long l;
-    char *end = NULL;
-    switch (f->type) {
-    case FLAG_INT:
-        if (pw_parse_long(text, 0, INT_MAX, &l) != 0)
-            return PW_EINVAL;
-        *(int *)field = (int)l;
-        return 0;
-    case FLAG_SIZE:
-    case FLAG_U64: {
-        if (text[0] == '-' || text[0] == '\0')
-            return PW_EINVAL;
-        errno = 0;
-        unsigned long long v = strtoull(text, &end, 10);
-        if (errno != 0 || *end != '\0')
-            return PW_EINVAL;
-        if (f->type == FLAG_SIZE)
-            *(size_t *)field = (size_t)v;
-        else
-            *(uint64_t *)field = (uint64_t)v;
-        return 0;
-    }
-    case FLAG_DOUBLE: {
-        errno = 0;
-        double d = strtod(text, &end);
-        if (errno != 0 || end == text || *end != '\0' || !(d > 0) || d > 1e12)
-            return PW_EINVAL;
-        *(double *)field = d;
-        return 0;
-    }
-    case FLAG_BOOL:
-        return pw_parse_bool(text, (bool *)field);
-    case FLAG_STR:
-        *(const char **)field = text;
-        return 0;
-    }
-    return PW_EINVAL;
+    return parsers[f->type](text, (char *)a + f->offset) == 0 ? 0 : PW_EINVAL;
 }
 
 static void usage(FILE *f)

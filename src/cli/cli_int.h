@@ -231,6 +231,7 @@ struct pw_cli_ctx {
     bool out_tty; /* stdout is a terminal */
     bool color;
     volatile sig_atomic_t *interrupted; /* set by SIGINT/SIGTERM while waiting */
+    bool server_seen;                   /* prewarmd has answered once (outages after that are retried) */
 };
 
 /* Calls the API and reports failures on ctx->err ("error: images[1]: invalid reference format").

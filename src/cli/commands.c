@@ -139,6 +139,7 @@ int pw_cli_api(pw_cli_ctx *ctx, const char *method, const char *path, const json
         fprintf(ctx->err, "error: %s\n", err);
         return PW_CLI_EXIT_API;
     }
+    ctx->server_seen = true;
     if (status < 200 || status > 299) {
         pw_cli_print_api_error(ctx->err, status, resp);
         json_decref(resp);

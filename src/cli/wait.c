@@ -118,7 +118,9 @@ static void show(wait_state *w, pw_cli_progress *p)
     }
 }
 
-/* One poll. Returns 0 with *task, 1 to poll again (a transient failure), or an exit code. */
+#define POLL_AGAIN (-1) /* poll_task: a transient failure, poll again */
+
+/* One poll. Returns 0 with *task, POLL_AGAIN, or an exit code. */
 static int poll_task(wait_state *w, const char *path, json_t **task)
 {
     long status = 0;
@@ -129,14 +131,28 @@ static int poll_task(wait_state *w, const char *path, json_t **task)
         json_decref(resp);
         return PW_CLI_EXIT_INTERRUPTED;
     }
-    bool transient = rc != 0 || status == 502 || status == 503 || status == 504 || status == 429;
+    /* Ride out an outage (a restart mid-task, 502/503/504, 429); a server never reached at all is a
+     * mistake in --server, reported at once. */
+    if (rc == 0)
+        w->ctx->server_seen = true;
+    bool busy = rc == 0 && (status == 502 || status == 503 || status == 504 || status == 429);
+    bool transient = busy || (rc != 0 && w->ctx->server_seen);
     if (transient) {
         int64_t now = pw_clock_mono_ms();
-        if (!w->outage_since)
+        if (!w->outage_since) {
             w->outage_since = now;
+            char why[600];
+            const char *msg = json_string_value(json_object_get(resp, "message"));
+            if (rc != 0)
+                snprintf(why, sizeof(why), "%s", err);
+            else
+                snprintf(why, sizeof(why), "prewarmd answered HTTP %ld%s%s", status, msg ? ": " : "", msg ? msg : "");
+            fprintf(w->pf, "%s%s; retrying for up to %ds\n", w->tty ? "\r\033[K" : "", why, OUTAGE_MS / 1000);
+            fflush(w->pf);
+        }
         if (now - w->outage_since < OUTAGE_MS) {
             json_decref(resp);
-            return 1;
+            return POLL_AGAIN;
         }
     }
     if (rc != 0) {
@@ -213,7 +229,7 @@ int pw_cli_wait(pw_cli_ctx *ctx, const char *id)
     for (;;) {
         json_t *t = NULL;
         rc = poll_task(&w, path, &t);
-        if (rc == 1) {
+        if (rc == POLL_AGAIN) {
             nap(POLL_MS);
             continue;
         }

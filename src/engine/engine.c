@@ -51,6 +51,7 @@ struct tnode {
     int64_t started_mono;
     struct img_res *imgs; /* n_images */
     bool dirty;
+    bool adopt; /* resumed while running: find its Job once the Job cache is complete */
 };
 
 struct task {
@@ -116,6 +117,8 @@ struct pw_engine {
     struct event *q_head, *q_tail;
     bool stopping;
 
+    struct action *d_head, *d_tail; /* actions decided this round, released after the store write (e->mu) */
+
     pthread_mutex_t amu; /* the executor's action queue */
     pthread_cond_t acond;
     struct action *a_head, *a_tail;
@@ -125,6 +128,7 @@ struct pw_engine {
     pthread_t *execs;
     int n_execs;
     bool started;
+    bool swept; /* the start-up sweep of leftover Jobs ran */
     pw_k8s_informer *nodes_inf, *jobs_inf, *pods_inf;
 };
 
@@ -172,7 +176,7 @@ static json_t *meta_trim(const json_t *obj, const char *label, const char *annot
 {
     const json_t *md = json_object_get(obj, "metadata");
     json_t *m = json_object();
-    static const char *const keep[] = {"name", "namespace", "resourceVersion", "uid"};
+    static const char *const keep[] = {"name", "namespace", "resourceVersion", "uid", "deletionTimestamp"};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
         json_t *v = json_object_get(md, keep[i]);
         if (v)
@@ -339,16 +343,31 @@ static void on_pod(void *arg, enum pw_k8s_event type, const json_t *obj, const j
 
 /* ---- the executor ---- */
 
-static void act_push(pw_engine *e, struct action *a)
+/* Queues an action decided under e->mu. It reaches the executors only with release_actions(),
+ * called after the round's store writes: a Job is never deleted before the store says its node
+ * finished, so a crash in between cannot make a resumed task create a second Job. */
+static void act_defer(pw_engine *e, struct action *a)
 {
+    if (e->d_tail)
+        e->d_tail->next = a;
+    else
+        e->d_head = a;
+    e->d_tail = a;
+}
+
+static void release_actions(pw_engine *e)
+{
+    if (!e->d_head)
+        return;
     pthread_mutex_lock(&e->amu);
     if (e->a_tail)
-        e->a_tail->next = a;
+        e->a_tail->next = e->d_head;
     else
-        e->a_head = a;
-    e->a_tail = a;
-    pthread_cond_signal(&e->acond);
+        e->a_head = e->d_head;
+    e->a_tail = e->d_tail;
+    pthread_cond_broadcast(&e->acond);
     pthread_mutex_unlock(&e->amu);
+    e->d_head = e->d_tail = NULL;
 }
 
 static void act_free(struct action *a)
@@ -390,7 +409,9 @@ static void exec_delete(pw_engine *e, struct action *a)
     int rc = pw_k8s_request(e->cfg.client, "DELETE", path, body, NULL, &status, NULL);
     json_decref(body);
     free(path);
-    if (rc < 0 || (status >= 300 && status != 404))
+    if (status == 404)
+        PW_DEBUG("Job %s/%s (task %s, node %s) was already gone", e->namespace_, a->job_name, a->task_id, a->node);
+    else if (rc < 0 || status >= 300)
         PW_WARN("deleting Job %s/%s failed: %s (HTTP %d)", e->namespace_, a->job_name,
                 rc < 0 ? pw_strerror(rc) : "refused", status);
 }
@@ -607,7 +628,7 @@ static void job_delete_name(pw_engine *e, const char *task_id, const char *node)
     snprintf(a->task_id, sizeof a->task_id, "%s", task_id);
     a->node = pw_xstrdup(node);
     a->job_name = pw_jobspec_name(task_id, node);
-    act_push(e, a);
+    act_defer(e, a);
 }
 
 static void job_delete(pw_engine *e, const struct task *t, const struct tnode *n)
@@ -1086,7 +1107,7 @@ static void job_create(pw_engine *e, struct task *t, struct tnode *n)
     a->node = pw_xstrdup(n->name);
     a->job_name = pw_jobspec_name(t->id, n->name);
     a->manifest = job;
-    act_push(e, a);
+    act_defer(e, a);
 }
 
 static void task_dispatch(pw_engine *e, struct task *t, size_t grant)
@@ -1180,6 +1201,8 @@ static void apply_event(pw_engine *e, struct event *ev)
     }
 }
 
+static void sweep_leftovers(pw_engine *e);
+
 /* One round under e->mu; returns when the loop should wake next (mono ms, 0: on events only).
  * dispatch false (stopping): apply events and write them, start nothing new. */
 static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
@@ -1192,6 +1215,8 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
     }
     int64_t now = pw_clock_mono_ms();
     int64_t wake_at = check_notready(e, now);
+    if (dispatch)
+        sweep_leftovers(e);
     if (dispatch)
         schedule(e, &wake_at);
     size_t kept = 0;
@@ -1206,6 +1231,7 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
         e->tasks[kept++] = t;
     }
     e->n_tasks = kept;
+    release_actions(e);
     return wake_at;
 }
 
@@ -1352,10 +1378,9 @@ static struct task *task_reload(pw_engine *e, const struct pw_store_task *rec)
         json_t *failed = json_object_get(rec->doc, "failedNodes");
         if (json_is_array(failed))
             json_array_extend(t->failed, failed);
-        /* the running nodes' Jobs exist (or are re-created): adopt them */
+        /* the running nodes' Jobs are adopted once the Job cache is complete (adopt_resumed) */
         for (size_t i = 0; i < t->n_nodes; i++)
-            if (t->nodes[i].state == NS_RUNNING)
-                job_create(e, t, &t->nodes[i]);
+            t->nodes[i].adopt = t->nodes[i].state == NS_RUNNING;
     }
     return t;
 }
@@ -1381,6 +1406,119 @@ static void engine_resume(pw_engine *e)
         PW_INFO("task %s resumed (%s, %zu nodes, %zu running)", t->id, t->status, t->n_nodes, t->counts.running);
     }
     pw_store_tasks_free(items, n);
+}
+
+/* ---- the start-up sweep of leftover Jobs ---- */
+
+struct leftover {
+    char *name, *task, *node;
+};
+
+struct leftovers {
+    struct leftover *v;
+    size_t n;
+};
+
+static int collect_job(void *arg, const json_t *job)
+{
+    struct leftovers *l = arg;
+    const char *tid = pw_k8s_label(job, TASK_LABEL);
+    const char *node = json_string_value(
+        json_object_get(json_object_get(json_object_get(job, "metadata"), "annotations"), NODE_ANNOTATION));
+    const char *name = pw_k8s_name(job);
+    if (!name || json_object_get(json_object_get(job, "metadata"), "deletionTimestamp"))
+        return 0; /* being deleted already */
+    l->v = pw_xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+    l->v[l->n++] = (struct leftover){pw_xstrdup(name), pw_xstrdup(tid ? tid : ""), pw_xstrdup(node ? node : "")};
+    return 0;
+}
+
+/* Resumed running nodes: a Job in the cache is adopted (its state applied now, its pod's through
+ * the informer's events); a missing one is created again (the node never got it, or it was
+ * deleted after finishing while prewarmd was down). Under e->mu, once the Job cache is complete. */
+static void adopt_resumed(pw_engine *e)
+{
+    size_t adopted = 0, recreated = 0;
+    for (size_t k = 0; k < e->n_tasks; k++) {
+        struct task *t = e->tasks[k];
+        for (size_t i = 0; i < t->n_nodes; i++) {
+            struct tnode *n = &t->nodes[i];
+            if (!n->adopt)
+                continue;
+            n->adopt = false;
+            if (n->state != NS_RUNNING)
+                continue;
+            char *name = pw_jobspec_name(t->id, n->name);
+            char *key = pw_xasprintf("%s/%s", e->namespace_, name);
+            json_t *job = pw_k8s_informer_get(e->jobs_inf, key);
+            if (job) {
+                handle_job(e, PW_K8S_MODIFIED, job);
+                adopted++;
+            } else {
+                job_create(e, t, n);
+                recreated++;
+            }
+            json_decref(job);
+            free(key);
+            free(name);
+        }
+    }
+    if (adopted || recreated)
+        PW_INFO("start-up: adopted %zu running Jobs, created %zu missing ones", adopted, recreated);
+}
+
+/* True when the Job of (task, node) should go: its node is finished (and not a failure kept for
+ * debugging), or its task is unknown, or finished (unless failed Jobs are kept). Under e->mu. */
+static bool leftover_should_go(pw_engine *e, const struct leftover *j)
+{
+    struct task *t = task_find(e, j->task);
+    if (t) {
+        struct tnode *n = tnode_find(t, j->node);
+        if (!n)
+            return true;
+        if (n->state == NS_RUNNING || n->state == NS_PENDING)
+            return false;
+        return !(n->state == NS_FAILED && e->cfg.keep_failed_jobs);
+    }
+    struct pw_store_task rec;
+    int rc = pw_store_task_get(e->cfg.store, j->task, &rec);
+    if (rc == PW_ENOTFOUND)
+        return true;
+    if (rc != 0)
+        return false; /* the store is down: decide another time */
+    bool final = pw_store_status_final(rec.status);
+    pw_store_task_fini(&rec);
+    return final && !e->cfg.keep_failed_jobs;
+}
+
+/* Once the Job informer has synced: deletes prewarm Jobs nobody will delete (a node that finished
+ * just before a crash, tasks that finished or are unknown). Under e->mu. */
+static void sweep_leftovers(pw_engine *e)
+{
+    if (e->swept || !e->jobs_inf || !pw_k8s_informer_synced(e->jobs_inf))
+        return;
+    e->swept = true;
+    struct leftovers l = {0};
+    pw_k8s_informer_each(e->jobs_inf, collect_job, &l);
+    size_t deleted = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        if (leftover_should_go(e, &l.v[i])) {
+            struct action *a = pw_xcalloc(1, sizeof *a);
+            a->kind = ACT_DELETE;
+            snprintf(a->task_id, sizeof a->task_id, "%s", l.v[i].task);
+            a->node = pw_xstrdup(l.v[i].node);
+            a->job_name = pw_xstrdup(l.v[i].name);
+            act_defer(e, a);
+            deleted++;
+        }
+        free(l.v[i].name);
+        free(l.v[i].task);
+        free(l.v[i].node);
+    }
+    free(l.v);
+    if (deleted)
+        PW_INFO("start-up: deleting %zu leftover prewarm Jobs (finished nodes, finished or unknown tasks)", deleted);
+    adopt_resumed(e);
 }
 
 /* ---- public ---- */
@@ -1429,6 +1567,7 @@ int pw_engine_start(pw_engine *e)
         return 0;
     pthread_mutex_lock(&e->mu);
     engine_resume(e);
+    release_actions(e);
     pthread_mutex_unlock(&e->mu);
     if (e->cfg.client) {
         char *jobs = pw_xasprintf("/apis/batch/v1/namespaces/%s/jobs", e->namespace_);
@@ -1479,6 +1618,11 @@ void pw_engine_free(pw_engine *e)
         pthread_mutex_unlock(&e->amu);
         for (int i = 0; i < e->n_execs; i++)
             pthread_join(e->execs[i], NULL);
+    }
+    while (e->d_head) {
+        struct action *a = e->d_head;
+        e->d_head = a->next;
+        act_free(a);
     }
     while (e->q_head) {
         struct event *ev = e->q_head;
@@ -1586,6 +1730,7 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
     if (t && !pw_store_status_final(t->status)) {
         task_cancel(e, t);
         rc = task_flush(e, t);
+        release_actions(e);
         if (rc == 0 && task_out)
             *task_out = task_json(t);
         pthread_mutex_unlock(&e->mu);

@@ -497,11 +497,9 @@ static void sql_log_fail(const struct sql_store *ss, const char *what, int code,
         return; /* a caller error reported as PW_ENOTFOUND, not a store fault */
     const char *detail = db && sqlite3_errcode(db) == code ? sqlite3_errmsg(db) : sqlite3_errstr(code);
     if ((code & 0xff) == SQLITE_BUSY)
-        PW_WARN("store sqlite:%s: %s failed: %s (%s, code %d)", ss->path, what, sql_cause(code), detail,
-                code);
+        PW_WARN("store sqlite:%s: %s failed: %s (%s, code %d)", ss->path, what, sql_cause(code), detail, code);
     else
-        PW_ERROR("store sqlite:%s: %s failed: %s (%s, code %d)", ss->path, what, sql_cause(code), detail,
-                 code);
+        PW_ERROR("store sqlite:%s: %s failed: %s (%s, code %d)", ss->path, what, sql_cause(code), detail, code);
 }
 
 static void conn_close(struct sql_conn *c)
@@ -613,8 +611,7 @@ static int conn_migrate(struct sql_store *ss, struct sql_conn *c, const char **m
         if (rc == SQLITE_OK)
             rc = conn_exec(c, "COMMIT");
         if (rc != SQLITE_OK) {
-            PW_ERROR("store sqlite:%s: migration %d -> %d failed: %s", ss->path, v, v + 1,
-                     sqlite3_errmsg(c->db));
+            PW_ERROR("store sqlite:%s: migration %d -> %d failed: %s", ss->path, v, v + 1, sqlite3_errmsg(c->db));
             if (!sqlite3_get_autocommit(c->db))
                 conn_exec(c, "ROLLBACK");
             *msg = "the schema migration failed";
@@ -625,13 +622,33 @@ static int conn_migrate(struct sql_store *ss, struct sql_conn *c, const char **m
     return SQLITE_OK;
 }
 
+/* Sets WAL mode (persistent in the file). A file system without shared memory can refuse it and
+ * keep a rollback journal: commits stay durable (synchronous=FULL), readers then wait for writers. */
+static int conn_set_wal(const struct sql_store *ss, struct sql_conn *c)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        if (!mode || strcmp(mode, "wal") != 0)
+            PW_WARN("store sqlite:%s: journal mode is %s, not wal: readers will wait for writers", ss->path,
+                    mode ? mode : "unknown");
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* Opens one connection. The first of a store (first true) also sets WAL and migrates. On failure
  * *msg (static text) names the cause and the SQLite code is returned. */
 static int conn_open(struct sql_store *ss, bool first, struct sql_conn **out, const char **msg)
 {
     struct sql_conn *c = pw_xcalloc(1, sizeof *c);
-    int rc = sqlite3_open_v2(ss->path, &c->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, FVFS_NAME);
+    int rc =
+        sqlite3_open_v2(ss->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, FVFS_NAME);
     *msg = "cannot open the database file";
     if (rc == SQLITE_OK) {
         sqlite3_extended_result_codes(c->db, 1);
@@ -642,7 +659,7 @@ static int conn_open(struct sql_store *ss, bool first, struct sql_conn **out, co
     }
     if (rc == SQLITE_OK && first) {
         *msg = "cannot switch to WAL mode";
-        rc = conn_exec(c, "PRAGMA journal_mode = WAL");
+        rc = conn_set_wal(ss, c);
     }
     if (rc == SQLITE_OK) {
         *msg = "cannot set synchronous=FULL";
@@ -651,8 +668,7 @@ static int conn_open(struct sql_store *ss, bool first, struct sql_conn **out, co
     if (rc == SQLITE_OK && first) {
         int v = 0;
         /* A read-only file that already has the current schema is usable for reads. */
-        if (sqlite3_db_readonly(c->db, "main") == 1 && conn_user_version(c, &v) == SQLITE_OK &&
-            v == SQL_SCHEMA_VERSION)
+        if (sqlite3_db_readonly(c->db, "main") == 1 && conn_user_version(c, &v) == SQLITE_OK && v == SQL_SCHEMA_VERSION)
             PW_WARN("store sqlite:%s: the database is read-only: writes will fail", ss->path);
         else
             rc = conn_migrate(ss, c, msg);
@@ -739,6 +755,8 @@ static int sql_txn(struct sql_store *ss, const char *what, bool write, sql_body 
         return rc;
     }
     int src = SQLITE_OK;
+    if (!sqlite3_get_autocommit(c->db)) /* a rollback that failed last time: never build on it */
+        conn_exec(c, "ROLLBACK");
     for (int attempt = 0;; attempt++) {
         src = conn_run(c, write ? ST_BEGIN_WRITE : ST_BEGIN_READ);
         if (src == SQLITE_OK)
@@ -756,8 +774,7 @@ static int sql_txn(struct sql_store *ss, const char *what, bool write, sql_body 
         }
         if ((src & 0xff) != SQLITE_BUSY || attempt >= SQL_BUSY_RETRIES)
             break;
-        PW_WARN("store sqlite:%s: %s: database busy, retry %d of %d", ss->path, what, attempt + 1,
-                SQL_BUSY_RETRIES);
+        PW_WARN("store sqlite:%s: %s: database busy, retry %d of %d", ss->path, what, attempt + 1, SQL_BUSY_RETRIES);
         struct timespec ts = {0, 20000000L * (attempt + 1)};
         nanosleep(&ts, NULL);
     }
@@ -988,16 +1005,14 @@ static const enum sql_stmt_id task_list_stmts[2][2] = {
     {ST_TASK_LIST_STATUS, ST_TASK_LIST_STATUS_AFTER},
 };
 
-static int sql_task_list(pw_store *s, const char *status, size_t limit, const char *cont,
-                         struct pw_store_task **items, size_t *n, char **next)
+static int sql_task_list(pw_store *s, const char *status, size_t limit, const char *cont, struct pw_store_task **items,
+                         size_t *n, char **next)
 {
     char *after = NULL;
     if (cont && token_decode(cont, &after) != 0)
         return PW_EINVAL;
-    struct task_list_arg a = {.stmt = task_list_stmts[status != NULL][after != NULL],
-                              .status = status,
-                              .after = after,
-                              .limit = limit};
+    struct task_list_arg a = {
+        .stmt = task_list_stmts[status != NULL][after != NULL], .status = status, .after = after, .limit = limit};
     int rc = sql_txn(sql_of(s), "task list", false, body_task_list, &a);
     free(after);
     if (rc != 0) {
@@ -1173,8 +1188,8 @@ static const enum sql_stmt_id nodes_list_stmts[2][2] = {
     {ST_NODES_LIST_STATE, ST_NODES_LIST_STATE_AFTER},
 };
 
-static int sql_nodes_list(pw_store *s, const char *task_id, const char *state, size_t limit,
-                          const char *cont, struct pw_store_node **items, size_t *n, char **next)
+static int sql_nodes_list(pw_store *s, const char *task_id, const char *state, size_t limit, const char *cont,
+                          struct pw_store_node **items, size_t *n, char **next)
 {
     char *after = NULL;
     if (cont && token_decode(cont, &after) != 0)
@@ -1259,8 +1274,8 @@ static int sql_open(const char *rest, pw_store **out, char **errmsg)
     struct sql_conn *c = NULL;
     int src = conn_open(ss, true, &c, &msg);
     if (src != SQLITE_OK && ss->newer_version) {
-        PW_ERROR("store sqlite:%s: %s (schema version %d; this build knows up to %d)", rest, msg,
-                 ss->newer_version, SQL_SCHEMA_VERSION);
+        PW_ERROR("store sqlite:%s: %s (schema version %d; this build knows up to %d)", rest, msg, ss->newer_version,
+                 SQL_SCHEMA_VERSION);
         if (errmsg)
             *errmsg = pw_xasprintf("sqlite:%s: %s (schema version %d; this build knows up to %d)", rest, msg,
                                    ss->newer_version, SQL_SCHEMA_VERSION);

@@ -244,6 +244,34 @@ def _orphan():
     core.delete_namespaced_pod(left[0].metadata.name, "default")
 
 
+@case("delete a Job with propagation_policy Foreground: foregroundDeletion finalizer, then Job and pods go")
+def _foreground():
+    name = JOB + "-fg"
+    body = job_body()
+    body.metadata.name = name
+    batch.create_namespaced_job("default", body)
+    pods = wait_until(lambda: core.list_namespaced_pod("default", label_selector="job-name=" + name).items, 30)
+    assert pods, "the Job controller made no pod"
+    resp = batch.delete_namespaced_job(name, "default", body=client.V1DeleteOptions(propagation_policy="Foreground"),
+                                       _preload_content=False)
+    obj = json.loads(resp.data)
+    assert resp.status in (200, 202), resp.status
+    # the reply is the Job as the delete left it: being deleted, held by the foregroundDeletion finalizer
+    assert obj.get("kind") == "Job", obj
+    assert obj["metadata"].get("deletionTimestamp"), obj["metadata"]
+    assert "foregroundDeletion" in obj["metadata"].get("finalizers", []), obj["metadata"]
+
+    def gone():
+        try:
+            batch.read_namespaced_job(name, "default")
+            return False
+        except ApiException as e:
+            if e.status != 404:
+                raise
+        return not core.list_namespaced_pod("default", label_selector="job-name=" + name).items
+    assert wait_until(gone, 30), core.list_namespaced_pod("default", label_selector="job-name=" + name)
+
+
 def token_and_server():
     cfg = client.Configuration.get_default_copy()
     return cfg.host, cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken"), cfg.ssl_ca_cert

@@ -580,6 +580,12 @@ static void test_watch(void **state)
     assert_non_null(strstr(r.body, "\"type\":\"MODIFIED\""));
     assert_non_null(strstr(r.body, "\"kind\":\"Pod\""));
     resp_free(&r);
+    /* kubectl get -w: Tables in the events */
+    r = call("GET", "/api/v1/nodes?watch=true&timeoutSeconds=1&labelSelector=pool%3Da", NULL, NULL, "tok",
+             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json");
+    assert_non_null(strstr(r.body, "{\"type\":\"ADDED\",\"object\":{\"kind\":\"Table\""));
+    assert_non_null(strstr(r.body, "\"cells\":[\"node-0001\",\"Ready\""));
+    resp_free(&r);
     /* initial events, then the end-of-initial-events bookmark */
     r = api("GET", "/api/v1/nodes?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1&labelSelector=pool%3Db", NULL);
     int added = 0;
@@ -712,6 +718,55 @@ static void test_delete_propagation(void **state)
     r = api("DELETE", "/api/v1/namespaces/default/secrets/fin", NULL);
     expect_status(&r, 404, "NotFound", "secrets \"fin\" not found");
     resp_free(&r);
+    /* DELETE on a collection with a selector */
+    for (int i = 0; i < 3; i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"metadata\":{\"name\":\"dc%d\",\"labels\":{\"grp\":\"%s\"}}}", i, i < 2 ? "x" : "y");
+        r = api("POST", "/api/v1/namespaces/default/secrets", body);
+        assert_int_equal(r.code, 201);
+        resp_free(&r);
+    }
+    r = api("DELETE", "/api/v1/namespaces/default/secrets?labelSelector=grp%3Dx", NULL);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 2);
+    resp_free(&r);
+    r = api("GET", "/api/v1/namespaces/default/secrets?labelSelector=grp", NULL);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    resp_free(&r);
+    /* deleting a namespace deletes what it holds */
+    r = api("POST", "/api/v1/namespaces", "{\"metadata\":{\"name\":\"tmp-ns\"}}");
+    assert_int_equal(r.code, 201);
+    resp_free(&r);
+    r = api("POST", "/api/v1/namespaces/tmp-ns/secrets", "{\"metadata\":{\"name\":\"in-ns\"}}");
+    assert_int_equal(r.code, 201);
+    resp_free(&r);
+    r = api("DELETE", "/api/v1/namespaces/tmp-ns", NULL);
+    assert_int_equal(r.code, 200);
+    resp_free(&r);
+    r = api("GET", "/api/v1/namespaces/tmp-ns/secrets/in-ns", NULL);
+    assert_int_equal(r.code, 404);
+    resp_free(&r);
+    /* a pod on a node is deleted gracefully: deletionTimestamp first, removal when the grace is over */
+    r = api("POST", "/api/v1/namespaces/default/pods",
+            "{\"metadata\":{\"name\":\"gp\"},\"spec\":{\"nodeName\":\"node-0001\",\"containers\":[{\"name\":\"c\",\"image\":\"x\"}]}}");
+    assert_int_equal(r.code, 201);
+    resp_free(&r);
+    r = api("DELETE", "/api/v1/namespaces/default/pods/gp", "{\"gracePeriodSeconds\":1}");
+    assert_int_equal(r.code, 200);
+    assert_non_null(jstr(r.json, "metadata.deletionTimestamp"));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r.json, "metadata"), "deletionGracePeriodSeconds")), 1);
+    resp_free(&r);
+    assert_true(pod_exists("gp"));
+    for (int i = 0; i < 150 && pod_exists("gp"); i++)
+        pw_clock_sleep_ms(20);
+    assert_false(pod_exists("gp"));
+    r = api("POST", "/api/v1/namespaces/default/pods",
+            "{\"metadata\":{\"name\":\"gp2\"},\"spec\":{\"nodeName\":\"node-0001\",\"containers\":[{\"name\":\"c\",\"image\":\"x\"}]}}");
+    resp_free(&r);
+    r = api("DELETE", "/api/v1/namespaces/default/pods/gp2?gracePeriodSeconds=0", NULL);
+    assert_int_equal(r.code, 200);
+    resp_free(&r);
+    assert_false(pod_exists("gp2"));
     /* sim_api_delete takes the same path */
     r = make_job("default", "tl", "Never");
     snprintf(uid, sizeof(uid), "%s", jstr(r.json, "metadata.uid"));

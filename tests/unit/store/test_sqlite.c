@@ -76,10 +76,14 @@ static pw_store *open_ok(const char *url)
 
 static int put_task_rc(pw_store *s, const char *id, const char *status, int64_t finished)
 {
-    json_t *doc = json_pack("{s:s,s:s,s:s}", "id", id, "status", status, "pad",
-                            "0123456789012345678901234567890123456789");
-    struct pw_store_task t = {.id = (char *)id, .status = (char *)status, .priority = 3,
-                              .created_ms = 1700000000000, .finished_ms = finished, .doc = doc};
+    json_t *doc =
+        json_pack("{s:s,s:s,s:s}", "id", id, "status", status, "pad", "0123456789012345678901234567890123456789");
+    struct pw_store_task t = {.id = (char *)id,
+                              .status = (char *)status,
+                              .priority = 3,
+                              .created_ms = 1700000000000,
+                              .finished_ms = finished,
+                              .doc = doc};
     int rc = pw_store_task_put(s, &t);
     json_decref(doc);
     return rc;
@@ -97,7 +101,8 @@ static int put_nodes_rc(pw_store *s, const char *task, int n, const char *state)
     char(*names)[24] = calloc((size_t)n, sizeof *names);
     for (int i = 0; i < n; i++) {
         snprintf(names[i], sizeof names[i], "node-%03d", i);
-        ns[i] = (struct pw_store_node){.task_id = (char *)task, .node_name = names[i],
+        ns[i] = (struct pw_store_node){.task_id = (char *)task,
+                                       .node_name = names[i],
                                        .state = (char *)state,
                                        .doc = json_pack("{s:s,s:s}", "nodeName", names[i], "state", state)};
     }
@@ -256,8 +261,7 @@ static void test_reopen(void **state)
     assert_raw(f->path, "PRAGMA user_version", "2");
     assert_raw(f->path, "SELECT count(*) FROM tasks", "10");
     assert_raw(f->path, "SELECT \"on_delete\" FROM pragma_foreign_key_list('nodes')", "CASCADE");
-    assert_raw(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'tasks_%'",
-               "3");
+    assert_raw(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'tasks_%'", "3");
 
     s = open_ok(f->url);
     assert_int_equal(count_tasks(s), 10);
@@ -591,8 +595,9 @@ static void *hold_lock(void *arg)
     sqlite3 *db;
     if (sqlite3_open(h->path, &db) != SQLITE_OK)
         return NULL;
-    sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO tasks(id, status, created_ms, doc)"
-                     " VALUES('t-other', 'pending', 1, '{\"id\":\"t-other\"}')",
+    sqlite3_exec(db,
+                 "BEGIN IMMEDIATE; INSERT INTO tasks(id, status, created_ms, doc)"
+                 " VALUES('t-other', 'pending', 1, '{\"id\":\"t-other\"}')",
                  NULL, NULL, NULL);
     h->locked = 1;
     struct timespec ts = {h->hold_ms / 1000, (h->hold_ms % 1000) * 1000000L};
@@ -632,7 +637,7 @@ static void test_real_busy(void **state)
 static int readonly_child(const char *url)
 {
     if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
-        return 10;
+        return 77; /* cannot drop root here: file modes cannot be tested */
     pw_store *s = NULL;
     char *err = NULL;
     if (pw_store_open(url, &s, &err) != 0) {
@@ -681,6 +686,11 @@ static void test_readonly_file(void **state)
     int st = 0;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77) {
+        fprintf(stderr, "test_readonly_file: running as root without setuid: skipped\n");
+        assert_int_equal(chmod(f->path, 0644), 0);
+        skip();
+    }
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_int_equal(chmod(f->path, 0644), 0);
     s = open_ok(f->url); /* writable again: nothing was lost */
@@ -768,8 +778,8 @@ static int kill9_write(const char *url, const char *prefix)
     char id[64];
     for (int i = 0; i < 1000000; i++) {
         snprintf(id, sizeof id, "t-%s-%07d", prefix, i);
-        json_t *doc = json_pack("{s:s,s:s,s:i,s:s}", "id", id, "status", "running", "nodes", KILL9_NODES,
-                                "pad", "prewarm kill -9 durability test document padding");
+        json_t *doc = json_pack("{s:s,s:s,s:i,s:s}", "id", id, "status", "running", "nodes", KILL9_NODES, "pad",
+                                "prewarm kill -9 durability test document padding");
         struct pw_store_task t = {.id = id, .status = "running", .created_ms = i, .doc = doc};
         int rc = pw_store_task_put(s, &t);
         json_decref(doc);
@@ -838,8 +848,7 @@ static int kill9_check(const char *url)
         struct pw_store_node *nodes;
         size_t n;
         char *nn;
-        if (pw_store_nodes_list(s, items[i].id, NULL, 0, NULL, &nodes, &n, &nn) != 0 ||
-            (n != 0 && n != KILL9_NODES)) {
+        if (pw_store_nodes_list(s, items[i].id, NULL, 0, NULL, &nodes, &n, &nn) != 0 || (n != 0 && n != KILL9_NODES)) {
             fprintf(stderr, "kill9 check: task %s holds a partial batch\n", items[i].id);
             bad++;
             continue;
@@ -860,8 +869,7 @@ static int kill9_check(const char *url)
     }
     sqlite3_finalize(st);
     sqlite3_close(db);
-    printf("tasks=%zu acknowledged_tasks=%d acknowledged_batches=%d problems=%d\n", n_tasks, seen_t, seen_n,
-           bad);
+    printf("tasks=%zu acknowledged_tasks=%d acknowledged_batches=%d problems=%d\n", n_tasks, seen_t, seen_n, bad);
     return bad ? 1 : 0;
 }
 

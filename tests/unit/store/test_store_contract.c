@@ -78,8 +78,12 @@ static pw_store *fx_store(void **state)
 static void put_task(pw_store *s, const char *id, const char *status, int64_t created, int64_t finished)
 {
     json_t *doc = json_pack("{s:s,s:s,s:I}", "id", id, "status", status, "created", (json_int_t)created);
-    struct pw_store_task t = {.id = (char *)id, .status = (char *)status, .priority = 7,
-                              .created_ms = created, .finished_ms = finished, .doc = doc};
+    struct pw_store_task t = {.id = (char *)id,
+                              .status = (char *)status,
+                              .priority = 7,
+                              .created_ms = created,
+                              .finished_ms = finished,
+                              .doc = doc};
     assert_int_equal(pw_store_task_put(s, &t), 0);
     json_decref(doc);
 }
@@ -109,8 +113,7 @@ static void test_task_put_get_replace(void **state)
 
     /* The store copies documents: changing ours after the put changes nothing stored. */
     json_t *doc = json_pack("{s:s,s:[i,i]}", "id", "t-000000000002", "list", 1, 2);
-    struct pw_store_task in = {.id = "t-000000000002", .status = "pending", .created_ms = 2,
-                               .doc = doc};
+    struct pw_store_task in = {.id = "t-000000000002", .status = "pending", .created_ms = 2, .doc = doc};
     assert_int_equal(pw_store_task_put(s, &in), 0);
     json_object_set_new(doc, "mutated", json_true());
     json_decref(doc);
@@ -127,13 +130,16 @@ static void test_task_put_get_replace(void **state)
     char *big = malloc(200001);
     memset(big, 'x', 200000);
     big[200000] = '\0';
-    doc = json_pack("{s:s,s:s}", "big", big, "u", "n\xc3\xb6" "de \xe2\x9c\x93");
+    doc = json_pack("{s:s,s:s}", "big", big, "u",
+                    "n\xc3\xb6"
+                    "de \xe2\x9c\x93");
     in = (struct pw_store_task){.id = "t-000000000003", .status = "pending", .doc = doc};
     assert_int_equal(pw_store_task_put(s, &in), 0);
     json_decref(doc);
     assert_int_equal(pw_store_task_get(s, "t-000000000003", &t), 0);
     assert_string_equal(json_string_value(json_object_get(t.doc, "big")), big);
-    assert_string_equal(json_string_value(json_object_get(t.doc, "u")), "n\xc3\xb6" "de \xe2\x9c\x93");
+    assert_string_equal(json_string_value(json_object_get(t.doc, "u")), "n\xc3\xb6"
+                                                                        "de \xe2\x9c\x93");
     pw_store_task_fini(&t);
     free(big);
 }
@@ -273,10 +279,10 @@ static void put_nodes(pw_store *s, const char *task, int n, const char *(*state_
     for (int i = 0; i < n; i++) {
         int k = (i * 13) % n; /* out of order on purpose */
         snprintf(names[i], sizeof names[i], "node-%04d", k);
-        ns[i] = (struct pw_store_node){.task_id = (char *)task, .node_name = names[i],
+        ns[i] = (struct pw_store_node){.task_id = (char *)task,
+                                       .node_name = names[i],
                                        .state = (char *)state_of(k),
-                                       .doc = json_pack("{s:s,s:s}", "nodeName", names[i], "state",
-                                                        state_of(k))};
+                                       .doc = json_pack("{s:s,s:s}", "nodeName", names[i], "state", state_of(k))};
     }
     assert_int_equal(pw_store_nodes_put(s, ns, (size_t)n), 0);
     for (int i = 0; i < n; i++)
@@ -305,8 +311,7 @@ static size_t count_nodes(pw_store *s, const char *task, const char *state)
 static void test_nodes(void **state)
 {
     pw_store *s = fx_store(state);
-    struct pw_store_node orphan = {.task_id = "t-x", .node_name = "n", .state = "pending",
-                                   .doc = json_object()};
+    struct pw_store_node orphan = {.task_id = "t-x", .node_name = "n", .state = "pending", .doc = json_object()};
     assert_int_equal(pw_store_nodes_put(s, &orphan, 1), PW_ENOTFOUND);
     put_task(s, "t-000000000001", "running", 1, 0);
     put_task(s, "t-000000000002", "running", 2, 0);
@@ -326,8 +331,8 @@ static void test_nodes(void **state)
 
     /* Replace one node: running -> succeeded. */
     json_t *doc = json_pack("{s:s,s:s}", "nodeName", "node-0002", "state", "succeeded");
-    struct pw_store_node one = {.task_id = "t-000000000001", .node_name = "node-0002",
-                                .state = "succeeded", .doc = doc};
+    struct pw_store_node one = {
+        .task_id = "t-000000000001", .node_name = "node-0002", .state = "succeeded", .doc = doc};
     assert_int_equal(pw_store_nodes_put(s, &one, 1), 0);
     json_decref(doc);
     assert_int_equal(count_nodes(s, "t-000000000001", "running"), 19);
@@ -391,8 +396,7 @@ static void test_nodes(void **state)
 
     /* Delete cascades: a task put again under the same id has no node results. */
     assert_int_equal(pw_store_task_delete(s, "t-000000000001"), 0);
-    assert_int_equal(pw_store_nodes_list(s, "t-000000000001", NULL, 0, NULL, &items, &n, &next),
-                     PW_ENOTFOUND);
+    assert_int_equal(pw_store_nodes_list(s, "t-000000000001", NULL, 0, NULL, &items, &n, &next), PW_ENOTFOUND);
     put_task(s, "t-000000000001", "running", 1, 0);
     assert_int_equal(count_nodes(s, "t-000000000001", NULL), 0);
     assert_int_equal(count_nodes(s, "t-000000000002", NULL), 5);
