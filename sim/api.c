@@ -395,6 +395,9 @@ static void add_resource_rows(const struct rdef *rd, void *arg)
     if (strcmp(rd->plural, "pods") == 0 || strcmp(rd->plural, "jobs") == 0 || strcmp(rd->plural, "daemonsets") == 0)
         json_object_set_new(row, "categories", json_pack("[s]", "all"));
     json_array_append_new(c->out, row);
+    if (strcmp(rd->store_key, "pods") == 0)
+        json_array_append_new(c->out, json_pack("{s:s, s:s, s:b, s:s, s:[s]}", "name", "pods/log", "singularName", "",
+                                                "namespaced", true, "kind", "Pod", "verbs", "get"));
     if (rd->has_status)
         json_array_append_new(c->out, json_pack("{s:s+, s:s, s:b, s:s, s:[sss]}", "name", rd->plural, "/status",
                                                 "singularName", "", "namespaced", rd->namespaced, "kind", rd->kind,
@@ -508,6 +511,23 @@ static const char *verb_of(const char *method, bool named, bool watch)
     return NULL;
 }
 
+/* GET pods/{name}/log: the model runs no real processes, so a pod's log is empty (but the pod must
+ * exist, as for a real server). */
+static void pod_log(struct sim_api *api, pw_http_req *req, const char *ns, const char *name)
+{
+    json_t *pod;
+    if (sim_store_get(api->sim->store, "pods", ns, name, &pod) != 0) {
+        api_stat(api, "get", "pods/log", 404);
+        char *msg = pw_xasprintf("pods \"%s\" not found", name);
+        api_status(req, 404, "NotFound", msg, json_pack("{s:s, s:s, s:s}", "name", name, "group", "", "kind", "pods"));
+        free(msg);
+        return;
+    }
+    json_decref(pod);
+    api_stat(api, "get", "pods/log", 200);
+    pw_http_reply(req, 200, "text/plain", "", 0);
+}
+
 static void h_k8s(pw_http_req *req, void *ctx)
 {
     struct sim *sim = ctx;
@@ -549,6 +569,12 @@ static void h_k8s(pw_http_req *req, void *ctx)
     }
     if (plural)
         r.rd = api_find(api, group, version, plural);
+    if (r.rd && r.sub && strcmp(r.sub, "log") == 0 && strcmp(r.rd->store_key, "pods") == 0 && r.ns && r.name &&
+        strcmp(pw_http_req_method(req), "GET") == 0) {
+        pod_log(api, req, r.ns, r.name);
+        free(path);
+        return;
+    }
     if (!r.rd || (r.sub && (strcmp(r.sub, "status") != 0 || !r.rd->has_status)) || (!r.rd->namespaced && r.ns)) {
         free(path);
         api_status(req, 404, "NotFound", "the server could not find the requested resource", NULL);

@@ -446,7 +446,7 @@ static void *gc_main(void *arg)
     struct sim_api *api = arg;
     pthread_mutex_lock(&api->gc_mu);
     for (;;) {
-        while (json_array_size(api->gc_queue) == 0 && !api->stopping) {
+        while (json_array_size(api->gc_queue) == 0 && !api->gc_stopping) {
             if (json_array_size(api->gc_wait) == 0) {
                 pthread_cond_wait(&api->gc_cond, &api->gc_mu);
             } else {
@@ -461,7 +461,7 @@ static void *gc_main(void *arg)
                 break;
             }
         }
-        if (api->stopping)
+        if (api->gc_stopping)
             break;
         json_t *work = api->gc_queue;
         api->gc_queue = json_array();
@@ -524,7 +524,7 @@ void api_gc_stop(struct sim_api *api)
 {
     sim_store_unsubscribe(api->sim->store, api->gc_sub);
     pthread_mutex_lock(&api->gc_mu);
-    api->stopping = true;
+    api->gc_stopping = true;
     pthread_cond_broadcast(&api->gc_cond);
     pthread_mutex_unlock(&api->gc_mu);
     pthread_join(api->gc_thread, NULL);
@@ -612,8 +612,11 @@ void sim_api_event(struct sim *sim, const json_t *involved, const char *type, co
         }
     }
     char ename[400];
-    snprintf(ename, sizeof(ename), "%.230s.%llx", iname, (unsigned long long)pw_clock_real_ms() * 1000000ULL +
-                                                          (unsigned long long)(pw_clock_mono_ms() % 1000000));
+    /* a sequence number keeps names unique when several events of one object come in the same ms */
+    static unsigned long long ev_seq;
+    unsigned long long seq = __atomic_fetch_add(&ev_seq, 1, __ATOMIC_RELAXED);
+    snprintf(ename, sizeof(ename), "%.230s.%llx", iname,
+             (unsigned long long)pw_clock_real_ms() * 1000000ULL + (seq % 1000000ULL));
     json_t *io = json_pack("{s:s, s:s, s:s}", "kind", kind, "name", iname, "apiVersion", api_version);
     if (ins && *ins)
         json_object_set_new(io, "namespace", json_string(ins));

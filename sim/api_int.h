@@ -102,6 +102,7 @@ struct sim_api {
     pthread_cond_t gc_cond;
     json_t *gc_queue;  /* array of work items, guarded by gc_mu */
     json_t *gc_wait;   /* foreground owners waiting for dependents: array, guarded by gc_mu */
+    bool gc_stopping;  /* guarded by gc_mu */
     pthread_t gc_thread;
     int gc_sub;
     /* owner uid -> {"<store key>\x1f<ns>\x1f<name>": [key, ns, name]}: the dependents of every owner,
@@ -159,7 +160,9 @@ void api_fieldsel_free(struct fieldsel *fs);
 json_t *api_with_kind(const struct rdef *rd, json_t *obj);
 /* Table output */
 bool api_wants_table(pw_http_req *req);
-json_t *api_table(const struct rdef *rd, json_t *items, const char *rv, bool include_object, int64_t now_s);
+/* includeObject: 0 None, 1 Metadata (PartialObjectMetadata, the default), 2 Object. */
+int api_table_include(pw_http_req *req);
+json_t *api_table(const struct rdef *rd, json_t *items, const char *rv, int include_object, int64_t now_s);
 
 /* ---- api_cache.c ---- */
 /* Appends obj's JSON text (with kind and apiVersion) to b, from the cache when it holds obj's

@@ -468,7 +468,7 @@ static void cells_node(const json_t *obj, json_t *cells, int64_t now_s)
     }
     char status[64];
     snprintf(status, sizeof(status), "%s",
-             !ready ? "Unknown" : strcmp(ready, "True") == 0 ? "Ready" : strcmp(ready, "False") == 0 ? "NotReady" : "Unknown");
+             !ready ? "Unknown" : strcmp(ready, "True") == 0 ? "Ready" : "NotReady"); /* as printNode */
     if (json_is_true(json_object_get(json_object_get(obj, "spec"), "unschedulable")))
         strncat(status, ",SchedulingDisabled", sizeof(status) - strlen(status) - 1);
     char roles[256] = "";
@@ -754,13 +754,23 @@ static void cells_job(const json_t *obj, json_t *cells, int64_t now_s)
     pw_buf_fini(&sel);
 }
 
+int api_table_include(pw_http_req *req)
+{
+    const char *io = pw_http_req_query(req, "includeObject");
+    if (io && strcmp(io, "None") == 0)
+        return 0;
+    if (io && strcmp(io, "Object") == 0)
+        return 2;
+    return 1;
+}
+
 bool api_wants_table(pw_http_req *req)
 {
     const char *a = pw_http_req_header(req, "Accept");
     return a && strstr(a, "as=Table") != NULL;
 }
 
-json_t *api_table(const struct rdef *rd, json_t *items, const char *rv, bool include_object, int64_t now_s)
+json_t *api_table(const struct rdef *rd, json_t *items, const char *rv, int include_object, int64_t now_s)
 {
     json_t *rows = json_array();
     size_t i;
@@ -776,7 +786,9 @@ json_t *api_table(const struct rdef *rd, json_t *items, const char *rv, bool inc
         else
             json_array_append_new(cells, age_cell(obj, now_s));
         json_t *row = json_pack("{s:o}", "cells", cells);
-        if (include_object) {
+        if (include_object == 2) {
+            json_object_set_new(row, "object", api_with_kind(rd, obj));
+        } else if (include_object) {
             json_t *pm = json_copy(m);
             json_object_del(pm, "managedFields");
             json_object_set_new(row, "object", json_pack("{s:s, s:s, s:o}", "kind", "PartialObjectMetadata",
@@ -976,30 +988,33 @@ static json_t *details_for(const struct rreq *r, const char *name)
     return json_pack("{s:s, s:s, s:s}", "name", name ? name : "", "group", r->rd->group, "kind", r->rd->plural);
 }
 
+/* The Status of a store error, as the real server words it: before + `<resource> "<name>"` + after. */
+static const struct {
+    int rc;
+    int code;
+    const char *reason;
+    const char *before, *after;
+} STORE_ERRORS[] = {
+    {PW_ENOTFOUND, 404, "NotFound", "", " not found"},
+    {PW_EEXIST, 409, "AlreadyExists", "", " already exists"},
+    {PW_ECONFLICT, 409, "Conflict", "Operation cannot be fulfilled on ",
+     ": the object has been modified; please apply your changes to the latest version and try again"},
+};
+
 static void rfail_code(struct rreq *r, int rc, const char *name)
 {
-    char q[160], *msg;
+    char q[160];
     api_qres(r->rd, q, sizeof(q));
-    switch (rc) {
-    case PW_ENOTFOUND:
-        msg = pw_xasprintf("%s \"%s\" not found", q, name);
-        rfail(r, 404, "NotFound", msg, details_for(r, name));
-        break;
-    case PW_EEXIST:
-        msg = pw_xasprintf("%s \"%s\" already exists", q, name);
-        rfail(r, 409, "AlreadyExists", msg, details_for(r, name));
-        break;
-    case PW_ECONFLICT:
-        msg = pw_xasprintf("Operation cannot be fulfilled on %s \"%s\": the object has been modified; please apply "
-                           "your changes to the latest version and try again",
-                           q, name);
-        rfail(r, 409, "Conflict", msg, details_for(r, name));
-        break;
-    default:
-        msg = pw_xasprintf("Internal error occurred: %s", pw_strerror(rc));
-        rfail(r, 500, "InternalError", msg, NULL);
-        break;
+    for (size_t i = 0; i < sizeof(STORE_ERRORS) / sizeof(STORE_ERRORS[0]); i++) {
+        if (STORE_ERRORS[i].rc != rc)
+            continue;
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s%s \"%s\"%s", STORE_ERRORS[i].before, q, name, STORE_ERRORS[i].after);
+        rfail(r, STORE_ERRORS[i].code, STORE_ERRORS[i].reason, msg, details_for(r, name));
+        return;
     }
+    char *msg = pw_xasprintf("Internal error occurred: %s", pw_strerror(rc));
+    rfail(r, 500, "InternalError", msg, NULL);
     free(msg);
 }
 
@@ -1046,8 +1061,7 @@ static void reply_obj(struct rreq *r, int code, json_t *obj)
     if (api_wants_table(r->req)) {
         json_t *items = json_pack("[O]", obj);
         const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
-        const char *io = pw_http_req_query(r->req, "includeObject");
-        json_t *t = api_table(r->rd, items, rv ? rv : "", !io || strcmp(io, "None") != 0, time(NULL));
+        json_t *t = api_table(r->rd, items, rv ? rv : "", api_table_include(r->req), time(NULL));
         json_decref(items);
         json_decref(obj);
         rreply(r, code, t);
@@ -1228,8 +1242,7 @@ static void do_list(struct rreq *r)
         json_decref(tok);
     }
     if (api_wants_table(r->req)) {
-        const char *io = pw_http_req_query(r->req, "includeObject");
-        json_t *t = api_table(r->rd, items, rvs, !io || strcmp(io, "None") != 0, time(NULL));
+        json_t *t = api_table(r->rd, items, rvs, api_table_include(r->req), time(NULL));
         if (next)
             json_object_set_new(json_object_get(t, "metadata"), "continue", json_string(next));
         free(next);
@@ -1423,6 +1436,31 @@ static uint64_t rv_of(const json_t *obj)
     return s ? strtoull(s, NULL, 10) : 0;
 }
 
+/* A Job's selector and pod template cannot change after creation (compared after defaulting, so a
+ * client that sends the template without the server's defaults is not refused). */
+static void job_immutable(struct sim *sim, const struct rdef *rd, const json_t *cur, json_t *next, json_t *causes)
+{
+    json_t *norm = json_deep_copy(next);
+    d_job(sim, rd, norm);
+    json_t *ns = json_object_get(norm, "spec"), *os = json_object_get(cur, "spec");
+    static const char *const FIELDS[] = {"selector", "template"};
+    for (size_t i = 0; i < sizeof(FIELDS) / sizeof(FIELDS[0]); i++) {
+        json_t *nv = json_object_get(ns, FIELDS[i]);
+        if (!json_equal(nv, json_object_get(os, FIELDS[i]))) {
+            char f[64];
+            snprintf(f, sizeof(f), "spec.%s", FIELDS[i]);
+            char *text = json_dumps(nv, JSON_COMPACT | JSON_ENCODE_ANY);
+            char *m = pw_xasprintf("Invalid value: %s: field is immutable", text ? text : "null");
+            cause(causes, "FieldValueInvalid", f, m);
+            free(m);
+            free(text);
+        }
+    }
+    /* the server stores the defaulted spec, as it defaults every request it decodes */
+    json_object_set(next, "spec", ns);
+    json_decref(norm);
+}
+
 /* Makes cur (the private copy of the stored object) become next, with the status-subresource rules
  * and the fields the server owns; next is borrowed. */
 static int rmw_apply(struct rmw *w, json_t *cur, const json_t *next)
@@ -1469,6 +1507,8 @@ static int rmw_apply(struct rmw *w, json_t *cur, const json_t *next)
         validate_meta(r->rd, result, w->causes);
         if (r->rd->validate)
             r->rd->validate(r->rd, result, w->causes);
+        if (strcmp(r->rd->store_key, "jobs.batch") == 0)
+            job_immutable(r->api->sim, r->rd, cur, result, w->causes);
         if (json_array_size(w->causes)) {
             json_decref(result);
             return PW_EINVAL;

@@ -34,7 +34,7 @@ struct watcher {
     pw_labelsel *ls;
     struct fieldsel *fs;
     bool bookmarks;
-    int table; /* 0: objects; 1: Tables (kubectl get -w); 2: Tables without the object metadata */
+    int table; /* 0: objects; else Tables (kubectl get -w) with includeObject 1 None, 2 Metadata, 3 Object */
     int64_t deadline_ms; /* 0: none */
     int64_t started_ms;
     int64_t last_write_ms, last_bookmark_ms;
@@ -64,7 +64,7 @@ static char *event_text(const struct rdef *rd, const char *type, json_t *obj, in
     if (table) {
         json_t *items = json_pack("[O]", obj);
         const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
-        o = api_table(rd, items, rv ? rv : "", table == 1, time(NULL));
+        o = api_table(rd, items, rv ? rv : "", table - 1, time(NULL));
         json_decref(items);
     } else {
         o = api_with_kind(rd, obj);
@@ -204,8 +204,7 @@ void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs)
     w->fs = fs;
     w->bookmarks = bookmarks;
     if (api_wants_table(r->req)) {
-        const char *io = pw_http_req_query(r->req, "includeObject");
-        w->table = io && strcmp(io, "None") == 0 ? 2 : 1;
+        w->table = 1 + api_table_include(r->req); /* 1 None, 2 Metadata, 3 Object */
     }
     w->started_ms = pw_clock_mono_ms();
     w->last_bookmark_ms = w->started_ms;

@@ -66,11 +66,13 @@ struct kcont {
 struct kpod {
     char *key, *ns, *name, *uid;
     struct sim_wnode *node;
-    json_t *obj; /* the pod as first seen (spec) */
+    json_t *spec; /* the pod's spec as first seen; released once the pod is terminal */
+    char restart[16]; /* spec.restartPolicy */
     json_t *involved;
     struct kcont *c; /* init containers first */
     int ninit, ncont;
     bool accepted, terminal, rejected, deleting;
+    double evict_from; /* model time an untolerated-after-a-while NoExecute taint was first seen, or NAN */
     double accept_at;
     int64_t start_ms, init_done_ms, ready_ms, done_ms;
     char pod_ip[16];
@@ -161,8 +163,7 @@ static void eventf(struct sim_world *w, struct kpod *p, const struct kcont *c, c
 
 static const char *restart_policy(const struct kpod *p)
 {
-    const char *r = json_string_value(json_object_get(json_object_get(p->obj, "spec"), "restartPolicy"));
-    return r ? r : "Always";
+    return p->restart;
 }
 
 static void free_pull(struct sim_world *w, struct kpull *k)
@@ -200,7 +201,7 @@ static void free_pod(struct sim_world *w, struct kpod *p)
         json_decref(c->last_state);
     }
     free(p->c);
-    json_decref(p->obj);
+    json_decref(p->spec);
     json_decref(p->involved);
     free(p->key);
     free(p->ns);
@@ -432,7 +433,7 @@ static void registry_host(const char *s, char *out, size_t n)
  * holds the image's registry credentials. */
 static bool has_credentials(struct sim_world *w, const struct kpod *p, const struct sim_image *img)
 {
-    json_t *secrets = json_object_get(json_object_get(p->obj, "spec"), "imagePullSecrets");
+    json_t *secrets = json_object_get(p->spec, "imagePullSecrets");
     size_t i;
     json_t *ref;
     bool ok = false;
@@ -511,6 +512,7 @@ static char *pull_failure(struct sim_world *w, const struct kpod *p, const struc
 /* ---------------------------------- containers ---------------------------------- */
 
 static void pod_sync(struct sim_world *w, struct kpod *p);
+static void release_spec(struct kpod *p);
 
 static void set_waiting(struct kpod *p, struct kcont *c, const char *reason, const char *msg)
 {
@@ -632,6 +634,7 @@ void sim_kubelet_on_pull(struct sim_world *w, const struct sim_model_evt *e)
     free_pull(w, k);
     pod_sync(w, p);
     write_status(w, p);
+    release_spec(p);
 }
 
 /* Exit code of c's command, or -1 with *msg (caller frees) when the runtime cannot start it. */
@@ -805,8 +808,12 @@ static void start_container(struct sim_world *w, struct kpod *p, struct kcont *c
     c->started_ms = c->created_ms;
     c->phase = C_RUNNING;
     c->exit_code = code;
-    c->t_next = sim_world_now(w) + RUN_S;
     p->dirty = true;
+    if (!json_array_size(json_object_get(c->spec, "command")) && !c->init && strcmp(restart_policy(p), "Always") == 0) {
+        c->t_next = INFINITY; /* a service's own entrypoint (nginx, redis, ...) keeps running */
+        return;
+    }
+    c->t_next = sim_world_now(w) + RUN_S;
     sim_world_timer(w, c->t_next, SIM_T_POD, p->key);
 }
 
@@ -885,7 +892,7 @@ static bool admit(struct sim_world *w, struct kpod *p)
     json_t *node = NULL;
     if (sim_store_get(w->sim->store, "nodes", "", p->node->name, &node) != 0)
         return true;
-    json_t *tols = json_object_get(json_object_get(p->obj, "spec"), "tolerations");
+    json_t *tols = json_object_get(p->spec, "tolerations");
     size_t i;
     json_t *t;
     bool ok = true;
@@ -973,6 +980,17 @@ static void pod_sync(struct sim_world *w, struct kpod *p)
     }
 }
 
+/* A terminal pod's kubelet state shrinks to what its status needs (100,000 pods stay cheap). */
+static void release_spec(struct kpod *p)
+{
+    if (!p->terminal || !p->spec)
+        return;
+    for (int i = 0; i < p->ncont; i++)
+        p->c[i].spec = NULL;
+    json_decref(p->spec);
+    p->spec = NULL;
+}
+
 /* ---------------------------------- pods in, timers ---------------------------------- */
 
 static void init_cont(struct kcont *c, const json_t *spec, bool init)
@@ -993,7 +1011,9 @@ static struct kpod *track(struct sim_world *w, const struct sim_change *ch, stru
     p->name = pw_xstrdup(ch->name);
     p->uid = pw_xstrdup(json_string_value(json_object_get(md, "uid")) ? json_string_value(json_object_get(md, "uid")) : "");
     p->node = n;
-    p->obj = json_incref(ch->obj);
+    p->spec = json_incref(spec);
+    const char *rp = json_string_value(json_object_get(spec, "restartPolicy"));
+    snprintf(p->restart, sizeof p->restart, "%s", rp ? rp : "Always");
     p->involved = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "kind", "Pod", "apiVersion", "v1", "metadata", "name",
                             p->name, "namespace", p->ns, "uid", p->uid);
     json_t *inits = json_object_get(spec, "initContainers"), *conts = json_object_get(spec, "containers");
@@ -1005,7 +1025,10 @@ static struct kpod *track(struct sim_world *w, const struct sim_change *ch, stru
     for (int i = p->ninit; i < p->ncont; i++)
         init_cont(&p->c[i], json_array_get(conts, (size_t)(i - p->ninit)), false);
     p->accept_at = sim_world_now(w) + w->sim->opt.pod_start_ms / 1000.0;
+    p->evict_from = NAN;
     sim_map_put(&w->pods, key, p);
+    if (!n->ready)
+        sim_world_timer(w, sim_world_now(w), SIM_T_EVICT, key); /* no kubelet: the taint manager decides */
     sim_world_timer(w, p->accept_at, SIM_T_POD, key);
     return p;
 }
@@ -1038,8 +1061,9 @@ void sim_kubelet_on_pod(struct sim_world *w, const struct sim_change *ch)
         if (json_object_get(md, "deletionTimestamp") && !p->deleting) {
             p->deleting = true;
             json_t *fin = json_object_get(md, "finalizers");
-            if (json_array_size(fin) == 0)
+            if (json_array_size(fin) == 0 && p->node->ready)
                 sim_store_delete(w->sim->store, "pods", p->ns, p->name, NULL);
+            /* on a node whose kubelet is down the pod stays Terminating, as in a real cluster */
         }
         return;
     }
@@ -1062,6 +1086,7 @@ void sim_kubelet_timer(struct sim_world *w, const char *key)
         return;
     pod_sync(w, p);
     write_status(w, p);
+    release_spec(p);
 }
 
 struct node_arg {
@@ -1093,6 +1118,12 @@ void sim_kubelet_node_ready(struct sim_world *w, struct sim_wnode *n, bool ready
     double now = sim_world_now(w);
     for (int i = 0; i < a.nkeys; i++) {
         struct kpod *p = sim_map_get(&w->pods, a.keys[i]);
+        if (p && p->deleting) {
+            /* the kubelet is back: pods deleted meanwhile go now */
+            sim_store_delete(w->sim->store, "pods", p->ns, p->name, NULL);
+            free(a.keys[i]);
+            continue;
+        }
         if (p && !p->accepted && p->accept_at < now) {
             p->accept_at = now + w->sim->opt.pod_start_ms / 1000.0;
             sim_world_timer(w, p->accept_at, SIM_T_POD, a.keys[i]);
@@ -1201,4 +1232,91 @@ void sim_kubelet_fini(struct sim_world *w)
         free(s);
         w->kubelet = NULL;
     }
+}
+
+/* ---------------------------------- the taint manager ---------------------------------- */
+
+/* Seconds the pod may stay given the node's NoExecute taints: 0 (evict now), tolerationSeconds of
+ * the tightest toleration, or a negative value (tolerated for ever / no such taint). */
+static double evict_delay(const json_t *taints, const json_t *tols)
+{
+    double delay = -1;
+    size_t i;
+    json_t *t;
+    json_array_foreach(taints, i, t) {
+        const char *eff = json_string_value(json_object_get(t, "effect"));
+        if (!eff || strcmp(eff, "NoExecute") != 0)
+            continue;
+        if (!taint_tolerated(t, tols))
+            return 0;
+        /* tolerated: by a toleration with tolerationSeconds? the smallest one that matches */
+        double best = -1;
+        size_t j;
+        json_t *tol;
+        json_array_foreach(tols, j, tol) {
+            json_t *one = json_array();
+            json_array_append(one, tol);
+            bool m = taint_tolerated(t, one);
+            json_decref(one);
+            if (!m)
+                continue;
+            json_t *secs = json_object_get(tol, "tolerationSeconds");
+            if (!json_is_integer(secs)) {
+                best = -1;
+                break;
+            }
+            double s = json_integer_value(secs) < 0 ? 0 : (double)json_integer_value(secs);
+            if (best < 0 || s < best)
+                best = s;
+        }
+        if (best >= 0 && (delay < 0 || best < delay))
+            delay = best;
+    }
+    return delay;
+}
+
+void sim_kubelet_evict(struct sim_world *w, const char *key)
+{
+    struct kpod *p = sim_map_get(&w->pods, key);
+    if (!p || p->terminal || p->deleting || !p->spec)
+        return;
+    json_t *node = NULL;
+    if (sim_store_get(w->sim->store, "nodes", "", p->node->name, &node) != 0)
+        return;
+    double d = evict_delay(json_object_get(json_object_get(node, "spec"), "taints"),
+                           json_object_get(p->spec, "tolerations"));
+    json_decref(node);
+    double now = sim_world_now(w);
+    if (d < 0) {
+        p->evict_from = NAN;
+        return;
+    }
+    if (isnan(p->evict_from))
+        p->evict_from = now;
+    if (now + 1e-9 < p->evict_from + d) {
+        sim_world_timer(w, p->evict_from + d, SIM_T_EVICT, key);
+        return;
+    }
+    /* an admitted pod on a node whose kubelet runs is rejected by admission instead */
+    if (!p->accepted && p->node->ready)
+        return;
+    char *m = pw_xasprintf("Marking for deletion Pod %s/%s", p->ns, p->name);
+    sim_world_event(w, p->involved, "Normal", "TaintManagerEviction", m, "taint-eviction-controller", NULL, NULL);
+    free(m);
+    char ns[256], name[512];
+    snprintf(ns, sizeof ns, "%s", p->ns);
+    snprintf(name, sizeof name, "%s", p->name);
+    sim_api_delete(w->sim, "pods", ns, name, NULL); /* graceful: the kubelet (if it runs) removes it */
+}
+
+void sim_kubelet_taints_changed(struct sim_world *w, struct sim_wnode *n)
+{
+    struct node_arg a = {.w = w, .n = n};
+    sim_map_each(&w->pods, collect, &a);
+    double now = sim_world_now(w);
+    for (int i = 0; i < a.nkeys; i++) {
+        sim_world_timer(w, now, SIM_T_EVICT, a.keys[i]);
+        free(a.keys[i]);
+    }
+    free(a.keys);
 }

@@ -98,8 +98,9 @@ size_t sim_store_count(sim_store *st, const char *resource);
 int sim_store_subscribe(sim_store *st, sim_store_fn fn, void *arg);
 void sim_store_unsubscribe(sim_store *st, int id);
 
-/* For watches: atomically delivers every change of `resource` after from_rv still in history to fn
- * (in order) and subscribes fn for the changes after them, so nothing is missed or seen twice.
+/* For watches: atomically delivers every change (of every resource: fn filters) after from_rv still in
+ * history to fn (in order) and subscribes fn for the changes after them, so nothing is missed or seen
+ * twice. A from_rv at or after the current resourceVersion replays nothing.
  * PW_EGONE when from_rv is older than the history kept (nothing subscribed). Returns the id (>= 0). */
 int sim_store_subscribe_from(sim_store *st, uint64_t from_rv, sim_store_fn fn, void *arg);
 

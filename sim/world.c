@@ -691,6 +691,13 @@ static void dispatch(struct sim_world *w, struct sim_qitem *q)
         struct sim_wnode *n = sim_world_node(w, ch.name);
         if (n)
             remove_node(w, n, false); /* deleted through the API: the kubelet stops too */
+    } else if (strcmp(q->resource, "nodes") == 0 && q->type == SIM_MODIFIED && q->old) {
+        /* taints changed (kubectl taint, /sim/v1/nodes): the taint manager looks again */
+        json_t *t1 = json_object_get(json_object_get(q->old, "spec"), "taints");
+        json_t *t2 = json_object_get(json_object_get(q->obj, "spec"), "taints");
+        struct sim_wnode *n = sim_world_node(w, ch.name);
+        if (n && !json_equal(t1 ? t1 : json_null(), t2 ? t2 : json_null()))
+            sim_kubelet_taints_changed(w, n);
     }
 }
 
@@ -704,6 +711,8 @@ static void fire_timers(struct sim_world *w, double now)
             sim_jobctl_timer(w, t.key);
         else if (t.kind == SIM_T_PODGC)
             sim_kubelet_podgc(w, t.key);
+        else if (t.kind == SIM_T_EVICT)
+            sim_kubelet_evict(w, t.key);
         free(t.key);
     }
 }

@@ -169,7 +169,7 @@ void sim_map_fini(struct sim_map *m);
 
 /* ================================ the world (world.c) ================================ */
 
-enum sim_timer_kind { SIM_T_POD = 0, SIM_T_JOB = 1, SIM_T_PODGC = 2 };
+enum sim_timer_kind { SIM_T_POD = 0, SIM_T_JOB = 1, SIM_T_PODGC = 2, SIM_T_EVICT = 3 };
 
 /* A simulated node: identity, kubelet state and ground truth. */
 struct sim_held {
@@ -249,6 +249,10 @@ void sim_kubelet_on_pod(struct sim_world *w, const struct sim_change *ch);
 void sim_kubelet_on_pull(struct sim_world *w, const struct sim_model_evt *e);
 void sim_kubelet_timer(struct sim_world *w, const char *key);
 void sim_kubelet_podgc(struct sim_world *w, const char *key);
+/* The taint manager: the node's NoExecute taints changed; pods that do not tolerate them are deleted
+ * (after their tolerationSeconds). */
+void sim_kubelet_taints_changed(struct sim_world *w, struct sim_wnode *n);
+void sim_kubelet_evict(struct sim_world *w, const char *key);
 /* The node's kubelet stopped (NotReady) or restarted (Ready): pods pause or resume. */
 void sim_kubelet_node_ready(struct sim_world *w, struct sim_wnode *n, bool ready);
 /* The node went away: its pods' work stops, the pod GC deletes them after a short delay. */

@@ -157,7 +157,7 @@ int pw_cli_api(pw_cli_ctx *ctx, const char *method, const char *path, const json
     return 0;
 }
 
-/* Fetches every page of path (which has a query already) into one array, following "continue" until
+/* Fetches every page of path (which ends with "?" or a query) into one array, following "continue" until
  * it ends or max items are collected (max <= 0: all). */
 static int api_list(pw_cli_ctx *ctx, const char *path, long page, long max, json_t **out)
 {
@@ -169,7 +169,8 @@ static int api_list(pw_cli_ctx *ctx, const char *path, long page, long max, json
         if (max > 0 && max - (long)json_array_size(all) < want)
             want = max - (long)json_array_size(all);
         char *esc = token ? pw_cli_escape(token) : NULL;
-        char *url = pw_xasprintf("%s&limit=%ld%s%s", path, want, esc ? "&continue=" : "", esc ? esc : "");
+        const char *sep = path[strlen(path) - 1] == '?' ? "" : "&";
+        char *url = pw_xasprintf("%s%slimit=%ld%s%s", path, sep, want, esc ? "&continue=" : "", esc ? esc : "");
         free(esc);
         json_t *resp = NULL;
         rc = pw_cli_api(ctx, "GET", url, NULL, &resp);

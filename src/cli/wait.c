@@ -69,12 +69,19 @@ static int columns(FILE *f)
     return 100;
 }
 
-static int bar_width_for(FILE *f)
+/* The widest bar (6 to 40 characters) that keeps the whole line within the terminal, and never wider
+ * than the last one (so the bar does not jump as the numbers grow); 0: no room. */
+static int bar_width_for(FILE *f, const pw_cli_progress *p, int *last)
 {
-    int w = columns(f) - 75; /* what the numbers after the bar take */
-    if (w > 40)
-        w = 40;
-    return w < 10 ? 0 : w;
+    char plain[512];
+    pw_cli_progress_bar(p, 0, false, plain, sizeof(plain));
+    int w = columns(f) - 1 - (int)strlen(plain) - 3; /* "[" "] " around the bar, one column spare */
+    if (w > *last)
+        w = *last;
+    if (w < 6)
+        w = 0;
+    *last = w;
+    return w;
 }
 
 typedef struct wait_state {
@@ -86,6 +93,7 @@ typedef struct wait_state {
     int64_t start_ms, last_line_ms, outage_since;
     pw_cli_progress last; /* last.status is not kept: the task it pointed into is freed */
     char last_status[32];
+    int bar_width; /* only shrinks, from 40 */
     bool drawn;
     pw_cli_rate rate;
 } wait_state;
@@ -100,7 +108,7 @@ static void show(wait_state *w, pw_cli_progress *p)
     p->elapsed_s = (double)(now - w->start_ms) / 1000.0;
     char line[512];
     if (w->tty) {
-        pw_cli_progress_bar(p, bar_width_for(w->pf), w->color, line, sizeof(line));
+        pw_cli_progress_bar(p, bar_width_for(w->pf, p, &w->bar_width), w->color, line, sizeof(line));
         fprintf(w->pf, "\r%s\033[K", line);
         fflush(w->pf);
         w->drawn = true;
@@ -206,6 +214,7 @@ int pw_cli_wait(pw_cli_ctx *ctx, const char *id)
     w.tty = isatty(fileno(w.pf)) == 1;
     w.color = ctx->color && w.tty;
     w.start_ms = pw_clock_mono_ms();
+    w.bar_width = 40;
     pw_cli_rate_init(&w.rate, RATE_WINDOW_MS);
 
     struct sigaction sa, old_int, old_term;

@@ -69,38 +69,55 @@ static const struct opt_row opt_table[] = {
 };
 #define N_OPTS (sizeof opt_table / sizeof opt_table[0])
 
+/* Parsers by enum opt_kind: each stores value into field, or returns PW_EINVAL. */
+static int set_str(void *field, const char *value)
+{
+    *(const char **)field = value;
+    return 0;
+}
+
+static int set_int(void *field, const char *value)
+{
+    long l;
+    if (pw_parse_long(value, 0, 1000000000L, &l) != 0)
+        return PW_EINVAL;
+    *(long *)field = l;
+    return 0;
+}
+
+static int set_double(void *field, const char *value)
+{
+    char *end;
+    double d = strtod(value, &end);
+    if (!*value || *end || !(d > 0))
+        return PW_EINVAL;
+    *(double *)field = d;
+    return 0;
+}
+
+static int set_bool(void *field, const char *value)
+{
+    return pw_parse_bool(value, (bool *)field);
+}
+
+static int set_duration(void *field, const char *value)
+{
+    long long ms;
+    if (pw_parse_duration_ms(value, &ms) != 0 || ms < 0)
+        return PW_EINVAL;
+    *(long long *)field = ms;
+    return 0;
+}
+
+static int (*const opt_parsers[])(void *field, const char *value) = {
+    [OPT_STR] = set_str, [OPT_INT] = set_int, [OPT_DOUBLE] = set_double, [OPT_BOOL] = set_bool,
+    [OPT_DURATION] = set_duration,
+};
+
 /* Stores value into the field of row; PW_EINVAL when it does not parse. */
 static int opt_set(struct options *o, const struct opt_row *r, const char *value)
 {
-    char *field = (char *)o + r->off;
-    long l;
-    bool b;
-    long long ms;
-    char *end;
-    switch (r->kind) {
-    case OPT_STR:
-        *(const char **)field = value;
-        return 0;
-    case OPT_INT:
-        if (pw_parse_long(value, 0, 1000000000L, &l) != 0)
-            return PW_EINVAL;
-        *(long *)field = l;
-        return 0;
-    case OPT_DOUBLE:
-        *(double *)field = strtod(value, &end);
-        return (*value && !*end && *(double *)field > 0) ? 0 : PW_EINVAL;
-    case OPT_BOOL:
-        if (pw_parse_bool(value, &b) != 0)
-            return PW_EINVAL;
-        *(bool *)field = b;
-        return 0;
-    case OPT_DURATION:
-        if (pw_parse_duration_ms(value, &ms) != 0 || ms < 0)
-            return PW_EINVAL;
-        *(long long *)field = ms;
-        return 0;
-    }
-    return PW_EINVAL;
+    return opt_parsers[r->kind]((char *)o + r->off, value);
 }
 
 static void usage(FILE *f)

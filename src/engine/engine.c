@@ -63,6 +63,8 @@ struct task {
     bool selected;
     struct tnode *nodes; /* sorted by name */
     size_t n_nodes;
+    size_t *dirty_idx; /* indexes of the nodes changed since the last store write */
+    size_t n_dirty, cap_dirty;
     size_t next_pending; /* nodes before this index are no longer pending */
     struct pw_outcome_counts counts;
     struct pw_outcome_reasons reasons;
@@ -121,7 +123,9 @@ struct pw_engine {
 
     pthread_mutex_t amu; /* the executor's action queue */
     pthread_cond_t acond;
-    struct action *a_head, *a_tail;
+    struct {
+        struct action *head, *tail;
+    } aq[2]; /* by enum act_kind: creates are served first (they start work; deletes only tidy up) */
     bool a_stopping;
 
     pthread_t loop;
@@ -360,14 +364,19 @@ static void release_actions(pw_engine *e)
     if (!e->d_head)
         return;
     pthread_mutex_lock(&e->amu);
-    if (e->a_tail)
-        e->a_tail->next = e->d_head;
-    else
-        e->a_head = e->d_head;
-    e->a_tail = e->d_tail;
+    while (e->d_head) {
+        struct action *a = e->d_head;
+        e->d_head = a->next;
+        a->next = NULL;
+        if (e->aq[a->kind].tail)
+            e->aq[a->kind].tail->next = a;
+        else
+            e->aq[a->kind].head = a;
+        e->aq[a->kind].tail = a;
+    }
+    e->d_tail = NULL;
     pthread_cond_broadcast(&e->acond);
     pthread_mutex_unlock(&e->amu);
-    e->d_head = e->d_tail = NULL;
 }
 
 static void act_free(struct action *a)
@@ -421,16 +430,17 @@ static void *exec_main(void *arg)
     pw_engine *e = arg;
     for (;;) {
         pthread_mutex_lock(&e->amu);
-        while (!e->a_head && !e->a_stopping)
+        while (!e->aq[ACT_CREATE].head && !e->aq[ACT_DELETE].head && !e->a_stopping)
             pthread_cond_wait(&e->acond, &e->amu);
-        struct action *a = e->a_head;
+        int k = e->aq[ACT_CREATE].head ? ACT_CREATE : ACT_DELETE;
+        struct action *a = e->aq[k].head;
         if (!a) {
             pthread_mutex_unlock(&e->amu);
             return NULL;
         }
-        e->a_head = a->next;
-        if (!e->a_head)
-            e->a_tail = NULL;
+        e->aq[k].head = a->next;
+        if (!e->aq[k].head)
+            e->aq[k].tail = NULL;
         pthread_mutex_unlock(&e->amu);
         if (a->kind == ACT_CREATE)
             exec_create(e, a);
@@ -485,6 +495,7 @@ static void task_free(struct task *t)
     for (size_t i = 0; i < t->n_nodes; i++)
         tnode_fini(&t->nodes[i], t->spec.n_images);
     free(t->nodes);
+    free(t->dirty_idx);
     for (size_t i = 0; t->refs && i < t->spec.n_images; i++)
         pw_imageref_fini(&t->refs[i]);
     free(t->refs);
@@ -500,13 +511,26 @@ static size_t *count_slot(struct pw_outcome_counts *c, enum nstate s)
     return slots[s];
 }
 
+/* Notes that node n of t changed and must be written (each store write visits only these). */
+static void mark_dirty(struct task *t, struct tnode *n)
+{
+    if (n->dirty)
+        return;
+    n->dirty = true;
+    if (t->n_dirty == t->cap_dirty) {
+        t->cap_dirty = t->cap_dirty ? t->cap_dirty * 2 : 64;
+        t->dirty_idx = pw_xrealloc(t->dirty_idx, t->cap_dirty * sizeof *t->dirty_idx);
+    }
+    t->dirty_idx[t->n_dirty++] = (size_t)(n - t->nodes);
+}
+
 /* Moves node n to state s, keeping the task's counts. */
 static void node_set_state(struct task *t, struct tnode *n, enum nstate s)
 {
     (*count_slot(&t->counts, n->state))--;
     (*count_slot(&t->counts, s))++;
     n->state = s;
-    n->dirty = true;
+    mark_dirty(t, n);
     t->dirty = true;
 }
 
@@ -576,17 +600,12 @@ static void task_record(const struct task *t, struct pw_store_task *rec, json_t 
 /* Writes the task and its changed nodes through the store. Called with e->mu held. */
 static int task_flush(pw_engine *e, struct task *t)
 {
-    size_t n_dirty = 0;
-    for (size_t i = 0; i < t->n_nodes; i++)
-        n_dirty += t->nodes[i].dirty;
     int rc = 0;
-    if (n_dirty) {
-        struct pw_store_node *recs = pw_xcalloc(n_dirty, sizeof *recs);
+    if (t->n_dirty) {
+        struct pw_store_node *recs = pw_xcalloc(t->n_dirty, sizeof *recs);
         size_t k = 0;
-        for (size_t i = 0; i < t->n_nodes; i++) {
-            struct tnode *n = &t->nodes[i];
-            if (!n->dirty)
-                continue;
+        for (size_t d = 0; d < t->n_dirty; d++) {
+            struct tnode *n = &t->nodes[t->dirty_idx[d]];
             recs[k].task_id = t->id;
             recs[k].node_name = n->name;
             recs[k].state = (char *)nstate_names[n->state];
@@ -597,9 +616,11 @@ static int task_flush(pw_engine *e, struct task *t)
         for (size_t i = 0; i < k; i++)
             json_decref(recs[i].doc);
         free(recs);
-        if (rc == 0)
-            for (size_t i = 0; i < t->n_nodes; i++)
-                t->nodes[i].dirty = false;
+        if (rc == 0) {
+            for (size_t d = 0; d < t->n_dirty; d++)
+                t->nodes[t->dirty_idx[d]].dirty = false;
+            t->n_dirty = 0;
+        }
     }
     if (t->dirty) {
         struct pw_store_task rec;
@@ -773,7 +794,7 @@ static void handle_pod(pw_engine *e, const json_t *pod)
         if (image_update(t, r, &st[j], n->started_mono) && failed_at == t->spec.n_images)
             failed_at = i;
         if (r->state != before_state || r->attempts != before_att)
-            n->dirty = true;
+            mark_dirty(t, n);
         if (r->state != NS_SUCCEEDED)
             all_done = false;
     }
@@ -818,7 +839,7 @@ static void handle_job(pw_engine *e, enum pw_k8s_event type, const json_t *job)
     json_int_t failed = json_integer_value(json_object_get(json_object_get(job, "status"), "failed"));
     if (failed + 1 > n->attempts) {
         n->attempts = (int)failed + 1;
-        n->dirty = true;
+        mark_dirty(t, n);
     }
     if (type == PW_K8S_DELETED) {
         node_finish(e, t, n, NS_FAILED, "JobDeleted", "the node's Job was deleted by someone else", NULL);
@@ -1033,7 +1054,7 @@ static void task_select(pw_engine *e, struct task *t)
     t->counts.pending = c.n;
     for (size_t i = 0; i < c.n; i++) {
         struct tnode *n = &t->nodes[i];
-        n->dirty = true;
+        mark_dirty(t, n);
         if (job_image_count(t, n) == 0) {
             set_str(&n->reason, "AlreadyPresent");
             set_str(&n->message, "the node already holds every image");
@@ -1181,25 +1202,31 @@ static void schedule(pw_engine *e, int64_t *wake_at)
 
 /* ---- the loop ---- */
 
-static void apply_event(pw_engine *e, struct event *ev)
+static void ev_node(pw_engine *e, const struct event *ev)
 {
-    switch (ev->kind) {
-    case EV_NODE:
-        handle_node(e, ev->type, ev->obj);
-        break;
-    case EV_JOB:
-        handle_job(e, ev->type, ev->obj);
-        break;
-    case EV_POD:
-        handle_pod(e, ev->obj);
-        break;
-    case EV_CREATED:
-        handle_created(e, ev);
-        break;
-    case EV_WAKE:
-        break;
-    }
+    handle_node(e, ev->type, ev->obj);
 }
+
+static void ev_job(pw_engine *e, const struct event *ev)
+{
+    handle_job(e, ev->type, ev->obj);
+}
+
+static void ev_pod(pw_engine *e, const struct event *ev)
+{
+    handle_pod(e, ev->obj);
+}
+
+static void ev_wake(pw_engine *e, const struct event *ev)
+{
+    (void)e;
+    (void)ev;
+}
+
+/* What each event kind does, indexed by enum ev_kind. */
+static void (*const event_handlers[])(pw_engine *e, const struct event *ev) = {
+    [EV_NODE] = ev_node, [EV_JOB] = ev_job, [EV_POD] = ev_pod, [EV_CREATED] = handle_created, [EV_WAKE] = ev_wake,
+};
 
 static void sweep_leftovers(pw_engine *e);
 
@@ -1209,7 +1236,7 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
 {
     while (evs) {
         struct event *next = evs->next;
-        apply_event(e, evs);
+        event_handlers[evs->kind](e, evs);
         ev_free(evs);
         evs = next;
     }
@@ -1608,12 +1635,14 @@ void pw_engine_free(pw_engine *e)
         pthread_mutex_lock(&e->amu);
         e->a_stopping = true;
         /* queued actions are dropped: Jobs are left as they are */
-        while (e->a_head) {
-            struct action *a = e->a_head;
-            e->a_head = a->next;
-            act_free(a);
+        for (int k = 0; k < 2; k++) {
+            while (e->aq[k].head) {
+                struct action *a = e->aq[k].head;
+                e->aq[k].head = a->next;
+                act_free(a);
+            }
+            e->aq[k].tail = NULL;
         }
-        e->a_tail = NULL;
         pthread_cond_broadcast(&e->acond);
         pthread_mutex_unlock(&e->amu);
         for (int i = 0; i < e->n_execs; i++)

@@ -24,15 +24,17 @@ printf 'apiVersion: v1\nclusters:\n- cluster:\n    server: https://127.0.0.1:644
 mv "$out.tmp" "$out"
 while :; do sleep 0.2; done
 EOF
-# prewarmd stand-in: --help without sqlite; otherwise serves the fake API on --listen's port.
+# prewarmd stand-in: without a SQLite store (so the demo's fallback to memory: is exercised); serves the
+# fake API on --listen's port.
 cat >"$tmp/bin/prewarmd" <<EOF
 #!/usr/bin/env bash
 if [ "\${1:-}" = --help ]; then echo "  --store   store url (memory:)"; exit 0; fi
-kc="" port=""
+kc="" port="" store=""
 while [ \$# -gt 0 ]; do
-    case "\$1" in --kubeconfig) kc=\$2; shift ;; --listen) port=\${2##*:}; shift ;; esac
+    case "\$1" in --kubeconfig) kc=\$2; shift ;; --listen) port=\${2##*:}; shift ;; --store) store=\$2; shift ;; esac
     shift
 done
+case "\$store" in memory:) ;; *) echo "prewarmd: --store \$store: unknown store kind" >&2; exit 2 ;; esac
 nodes=\$(sed -n 's/^# nodes //p' "\$kc")
 python3 "$root/tests/integration/cli_fake_server.py" "\$kc.port" --port "\$port" --nodes "\$nodes" --rate 200 &
 child=\$!
@@ -41,4 +43,4 @@ wait \$child
 EOF
 chmod +x "$tmp/bin/kubesim" "$tmp/bin/prewarmd"
 
-PW_BIN_RELEASE=$tmp/bin "$root/tests/integration/demo.sh"
+PW_BIN_RELEASE=$tmp/bin DEMO_TEST_STORE=memory "$root/tests/integration/demo.sh"

@@ -30,10 +30,30 @@ check() {
 }
 cases=("create --wait exits 0 on success" "kubesim holds every image on every node" "plain progress lines"
     "create --wait exits 1 on a failing image, with reasons" "wait exits 3 after a cancel from another shell"
-    "no server: exit 4" "get -o json round-trips")
+    "no server: exit 4" "get -o json round-trips" "get -o yaml reads back equal to -o json"
+    "an invalid image: exit 4 with the field and the server's message" "list and nodes tables")
 give_up() { # every case not ok, with the reason
     for c in "${cases[@]}"; do nok "$c" "$@"; done
-    echo "1..$n"
+    "$ctl" get "$id" -o yaml >"$tmp/get.yaml" 2>&1
+check "${cases[7]}" $(python3 -c '
+import json,sys,yaml
+sys.exit(0 if json.load(open(sys.argv[1]))==yaml.safe_load(open(sys.argv[2])) else 1)' "$tmp/get.json" "$tmp/get.yaml" 2>/dev/null; echo $?) \
+    "$(head -5 "$tmp/get.yaml")"
+
+# 6. the server's validation, shown as "error: field: message"
+"$ctl" create nginx:1.27 'Not A Ref' >"$tmp/inv.out" 2>"$tmp/inv.err"
+rc=$?
+check "${cases[8]}" $([ $rc -eq 4 ] && grep -q '^error: images\[1\]: invalid reference format' "$tmp/inv.err" &&
+    ! grep -q '[{}]' "$tmp/inv.err"; echo $?) "rc=$rc" "$(cat "$tmp/inv.err")"
+
+# 7. tables
+"$ctl" list >"$tmp/list.out" 2>&1
+"$ctl" nodes "$id" >"$tmp/nodes.out" 2>&1
+check "${cases[9]}" $(head -1 "$tmp/list.out" | grep -q '^ID  *STATUS  *IMAGES  *NODES' &&
+    grep -q "^$id  *succeeded  *nginx:1.27,+1  *20  *20 " "$tmp/list.out" &&
+    [ "$(grep -c ' succeeded  *2/2 ' "$tmp/nodes.out")" -eq 20 ]; echo $?) "$(cat "$tmp/list.out")" "$(head -3 "$tmp/nodes.out")"
+
+echo "1..$n"
     exit 1
 }
 
@@ -119,5 +139,24 @@ import json,sys
 d=json.load(open(sys.argv[1]))
 sys.exit(0 if d["id"]==sys.argv[2] and d["status"]=="succeeded" and d["progress"]["totalNodes"]==20 else 1)' \
     "$tmp/get.json" "$id" 2>/dev/null; echo $?) "$(head -c 300 "$tmp/get.json")"
+
+"$ctl" get "$id" -o yaml >"$tmp/get.yaml" 2>&1
+check "${cases[7]}" $(python3 -c '
+import json,sys,yaml
+sys.exit(0 if json.load(open(sys.argv[1]))==yaml.safe_load(open(sys.argv[2])) else 1)' "$tmp/get.json" "$tmp/get.yaml" 2>/dev/null; echo $?) \
+    "$(head -5 "$tmp/get.yaml")"
+
+# 6. the server's validation, shown as "error: field: message"
+"$ctl" create nginx:1.27 'Not A Ref' >"$tmp/inv.out" 2>"$tmp/inv.err"
+rc=$?
+check "${cases[8]}" $([ $rc -eq 4 ] && grep -q '^error: images\[1\]: invalid reference format' "$tmp/inv.err" &&
+    ! grep -q '[{}]' "$tmp/inv.err"; echo $?) "rc=$rc" "$(cat "$tmp/inv.err")"
+
+# 7. tables
+"$ctl" list >"$tmp/list.out" 2>&1
+"$ctl" nodes "$id" >"$tmp/nodes.out" 2>&1
+check "${cases[9]}" $(head -1 "$tmp/list.out" | grep -q '^ID  *STATUS  *IMAGES  *NODES' &&
+    grep -q "^$id  *succeeded  *nginx:1.27,+1  *20  *20 " "$tmp/list.out" &&
+    [ "$(grep -c ' succeeded  *2/2 ' "$tmp/nodes.out")" -eq 20 ]; echo $?) "$(cat "$tmp/list.out")" "$(head -3 "$tmp/nodes.out")"
 
 echo "1..$n"

@@ -44,6 +44,14 @@ check "it prints what to try next with the real port, and how to stop" \
     $([ -n "$port" ] && grep -q "export PATH=.* PREWARM_SERVER=http://127.0.0.1:$port$" "$tmp/run1.out" &&
         grep -q "kubectl --kubeconfig $DEMO_DIR/kubeconfig get nodes" "$tmp/run1.out" &&
         grep -q 'make demo-stop' "$tmp/run1.out"; echo $?) "port=$port"
+if [ "${DEMO_TEST_STORE:-sqlite}" = sqlite ]; then
+    check "prewarmd keeps its tasks in the SQLite store under the demo directory" \
+        $(grep -q "(store sqlite:$DEMO_DIR/prewarm.db)" "$tmp/run1.out" && ! grep -q 'using memory:' "$tmp/run1.out" &&
+            [ -s "$DEMO_DIR/prewarm.db" ]; echo $?) "$(grep -e '==> starting prewarmd' -e 'using memory' "$tmp/run1.out")"
+else
+    check "a prewarmd without SQLite gets the memory store" \
+        $(grep -q "this prewarmd has no SQLite store; using memory:" "$tmp/run1.out"; echo $?) "$(head -5 "$tmp/run1.out")"
+fi
 k1=$(cat "$DEMO_DIR/kubesim.pid" 2>/dev/null)
 p1=$(cat "$DEMO_DIR/prewarmd.pid" 2>/dev/null)
 check "kubesim and prewarmd keep running with PID files" $(alive "$k1" && alive "$p1"; echo $?) "kubesim=$k1 prewarmd=$p1"

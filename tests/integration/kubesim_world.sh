@@ -177,6 +177,26 @@ ok(p, "second busybox pod succeeds (sh -c 'exit 0')")
 ok(any(r == "Pulled" and "already present on machine" in m for r, m in events_for("again")), "already present event")
 ok(truth()["node-0001"]["pulls"] == 1, "no second pull for IfNotPresent")
 
+# --- restart policies: OnFailure restarts a failing container; a service without command keeps running ---
+c, _ = req("POST", "/api/v1/namespaces/default/pods",
+           {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crash"},
+            "spec": {"nodeName": "node-0001", "restartPolicy": "OnFailure",
+                     "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", "exit 3"]}]}})
+p = wait(lambda: ((pod("crash") or {}).get("status", {}).get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1 and pod("crash"))
+cs = p["status"]["containerStatuses"][0] if p else {}
+ok(p and cs.get("lastState", {}).get("terminated", {}).get("exitCode") == 3 and p["status"]["phase"] in ("Running", "Pending"),
+   "OnFailure: exit 3 restarts the container (lastState exit 3)", p and p["status"])
+ok(wait(lambda: ((pod("crash") or {}).get("status", {}).get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff"),
+   "OnFailure: waiting CrashLoopBackOff between runs")
+req("POST", "/api/v1/namespaces/default/pods",
+    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "svc"},
+     "spec": {"nodeName": "node-0001", "containers": [{"name": "redis", "image": "redis:7.4"}]}})
+p = wait(lambda: (pod("svc") or {}).get("status", {}).get("phase") == "Running" and pod("svc"))
+time.sleep(0.5)
+p = pod("svc")
+ok(p and p["status"]["phase"] == "Running" and "running" in cstate(p) and p["status"]["containerStatuses"][0]["ready"] is True,
+   "a service without command keeps running and is ready", p and p["status"])
+
 # --- distroless: /bin/true does not exist -> StartError 128; the prewarm-style pod succeeds ---
 mkpod("dl", "node-0002", [{"name": "c", "image": "gcr.io/distroless/static-debian12:nonroot", "command": ["/bin/true"]}])
 p = wait(lambda: (pod("dl") or {}).get("status", {}).get("phase") == "Failed" and pod("dl"))
@@ -254,6 +274,23 @@ p = wait(lambda: (pod("tolerant") or {}).get("status", {}).get("phase") == "Succ
 ok(p, "tolerated taint: the pod runs")
 req("PATCH", "/sim/v1/nodes/node-0003", {"taints": []})
 
+# --- the taint manager: a NoExecute taint added later evicts running pods (after tolerationSeconds) ---
+req("POST", "/api/v1/namespaces/default/pods",
+    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "evict-now"},
+     "spec": {"nodeName": "node-0001", "containers": [{"name": "redis", "image": "redis:7.4"}]}})
+req("POST", "/api/v1/namespaces/default/pods",
+    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "evict-later"},
+     "spec": {"nodeName": "node-0001", "containers": [{"name": "redis", "image": "redis:7.4"}],
+              "tolerations": [{"key": "maint", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 40}]}})
+ok(wait(lambda: all((pod(n) or {}).get("status", {}).get("phase") == "Running" for n in ("evict-now", "evict-later"))),
+   "two service pods running on node-0001")
+t0 = time.time()
+req("PATCH", "/sim/v1/nodes/node-0001", {"taints": [{"key": "maint", "effect": "NoExecute"}]})
+ok(wait(lambda: pod("evict-now") is None, 5), "NoExecute taint added: the untolerating pod is evicted")
+ok(pod("evict-later") is not None, "the pod tolerating it for 40 s stays for now")
+ok(wait(lambda: pod("evict-later") is None, 10) and time.time() - t0 > 1.5, "and is evicted after tolerationSeconds (40 s / 20)")
+req("PATCH", "/sim/v1/nodes/node-0001", {"taints": []})
+
 # --- Job failure: backoffLimit 1 -> two failed pods, BackoffLimitExceeded ---
 req("POST", "/apis/batch/v1/namespaces/default/jobs",
     {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "fails"},
@@ -304,10 +341,15 @@ rc = [x for x in n.get("status", {}).get("conditions", []) if x["type"] == "Read
 ok(c == 200 and rc and rc[0]["status"] == "Unknown" and
    {(x["key"], x["effect"]) for x in r} == {("node.kubernetes.io/unreachable", "NoSchedule"), ("node.kubernetes.io/unreachable", "NoExecute")},
    "node NotReady: Ready Unknown + unreachable taints", n.get("spec"))
-mkpod("stuck", "node-0004", [{"name": "c", "image": "busybox:1.36", "command": ["/bin/true"]}])
+# (with the tolerations a real API server's DefaultTolerationSeconds adds: 300 s, more than this test)
+mkpod("stuck", "node-0004", [{"name": "c", "image": "busybox:1.36", "command": ["/bin/true"]}],
+      tolerations=[{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}])
+mkpod("evicted", "node-0004", [{"name": "c", "image": "busybox:1.36", "command": ["/bin/true"]}])
 time.sleep(0.5)
 ok((pod("stuck") or {}).get("status", {}).get("phase", "Pending") == "Pending" and not (pod("stuck") or {}).get("status", {}).get("hostIP"),
    "a pod on a NotReady node waits")
+ok(wait(lambda: (pod("evicted") or {}).get("metadata", {}).get("deletionTimestamp") or pod("evicted") is None, 5),
+   "a pod without the unreachable toleration is evicted by the taint manager")
 c, n = req("PATCH", "/sim/v1/nodes/node-0004", {"ready": True, "unschedulable": True})
 ok(c == 200 and not n["spec"].get("taints") and n["spec"].get("unschedulable") is True, "node Ready again, cordoned", n.get("spec"))
 ok(wait(lambda: (pod("stuck") or {}).get("status", {}).get("phase") == "Succeeded"), "the waiting pod runs once the node is Ready")
@@ -322,9 +364,20 @@ ok("node-0003" not in truth(), "truth drops the deleted node")
 sys.exit(1 if failed else 0)
 EOF
 rc=$?
-if grep -q 'ERROR: AddressSanitizer\|runtime error:' "$dir/log"; then
+kill "$pid" 2>/dev/null
+for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then
+    echo "not ok - kubesim stops on SIGTERM"
+    rc=1
+else
+    wait "$pid"
+    code=$?
+    pid=
+    if [ "$code" = 0 ]; then echo "ok - kubesim stops on SIGTERM (exit 0)"; else echo "not ok - kubesim exit code $code"; rc=1; fi
+fi
+if grep -q 'Sanitizer\|runtime error:' "$dir/log"; then
     echo "not ok - sanitizer report in kubesim's log"
-    grep -A20 'ERROR: AddressSanitizer\|runtime error:' "$dir/log" | head -40 >&2
+    grep -A20 'Sanitizer\|runtime error:' "$dir/log" | head -40 >&2
     rc=1
 fi
 exit $rc

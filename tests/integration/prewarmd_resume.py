@@ -15,12 +15,8 @@ IMAGES = ["python:3.12", "busybox:1.36"]
 
 
 def resume():
-    env = Env(40, time_scale=5, pw_args=["--store", "sqlite:placeholder"])
-    db = os.path.join(env.dir, "prewarm.db")
+    env = Env(40, time_scale=5, pw_args=["--store", "sqlite:{dir}/prewarm.db"])
     try:
-        env.stop_prewarmd()
-        env.pw_args = ["--store", "sqlite:" + db]
-        env.start_prewarmd()
         tid = env.create_task({"images": IMAGES, "batchSize": 10})
         for _ in range(3):
             time.sleep(1.2)

@@ -428,6 +428,13 @@ static void test_create_errors(void **state)
     assert_string_equal(jstr(r.json, "status.phase"), "Pending");
     assert_string_equal(jstr(r.json, "kind"), "Pod");
     resp_free(&r);
+    r = api("GET", "/api/v1/namespaces/default/pods/p1/log", NULL);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(r.body, "");
+    resp_free(&r);
+    r = api("GET", "/api/v1/namespaces/default/pods/nope/log", NULL);
+    expect_status(&r, 404, "NotFound", "pods \"nope\" not found");
+    resp_free(&r);
 }
 
 static void test_update_patch(void **state)
@@ -470,6 +477,27 @@ static void test_update_patch(void **state)
              "application/json-patch+json", "tok", NULL);
     assert_int_equal(r.code, 200);
     assert_non_null(strstr(r.body, "NoExecute"));
+    resp_free(&r);
+    /* a Job's template is immutable; its labels are not */
+    r = make_job("default", "imm", "Never");
+    assert_int_equal(r.code, 201);
+    resp_free(&r);
+    r = call("PATCH", "/apis/batch/v1/namespaces/default/jobs/imm", "{\"metadata\":{\"labels\":{\"x\":\"y\"}}}",
+             "application/merge-patch+json", "tok", NULL);
+    assert_int_equal(r.code, 200);
+    resp_free(&r);
+    r = call("PATCH", "/apis/batch/v1/namespaces/default/jobs/imm",
+             "{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"busybox:1.37\"}]}}}}",
+             "application/strategic-merge-patch+json", "tok", NULL);
+    expect_status(&r, 422, "Invalid", NULL);
+    assert_non_null(strstr(jstr(r.json, "message"), "spec.template: Invalid value: "));
+    assert_non_null(strstr(jstr(r.json, "message"), "field is immutable"));
+    resp_free(&r);
+    char jb[512];
+    snprintf(jb, sizeof(jb), JOB, "imm", "Never"); /* PUT without the server's defaults: same template */
+    r = api("PUT", "/apis/batch/v1/namespaces/default/jobs/imm", jb);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r.json, "spec"), "backoffLimit")), 6);
     resp_free(&r);
     r = call("PATCH", "/api/v1/nodes/node-0001", "x", "text/plain", "tok", NULL);
     expect_status(&r, 415, "UnsupportedMediaType", NULL);
@@ -530,6 +558,13 @@ static void test_list_selectors_pages(void **state)
     assert_string_equal(json_string_value(json_array_get(cells2, 1)), "Ready,SchedulingDisabled");
     assert_string_equal(json_string_value(json_array_get(cells2, 4)), "v1.31.0");
     assert_string_equal(jstr(json_array_get(rows, 0), "object.kind"), "PartialObjectMetadata");
+    resp_free(&r);
+    r = call("GET", "/api/v1/nodes?includeObject=Object&limit=1", NULL, NULL, "tok", "application/json;as=Table;v=v1;g=meta.k8s.io");
+    assert_string_equal(jstr(json_array_get(json_object_get(r.json, "rows"), 0), "object.kind"), "Node");
+    assert_non_null(strstr(r.body, "\"continue\""));
+    resp_free(&r);
+    r = call("GET", "/api/v1/nodes?includeObject=None", NULL, NULL, "tok", "application/json;as=Table;v=v1;g=meta.k8s.io");
+    assert_null(json_object_get(json_array_get(json_object_get(r.json, "rows"), 0), "object"));
     resp_free(&r);
     /* expired continue token after a compaction */
     r = api("POST", "/sim/v1/faults", "{\"compact\":true}");
@@ -814,6 +849,22 @@ static void test_events_stats_faults(void **state)
     resp_free(&r);
     r = api("POST", "/api/v1/namespaces/default/secrets", "{\"metadata\":{\"name\":\"f1\"}}");
     assert_int_equal(r.code, 201);
+    resp_free(&r);
+    /* dropped watch streams and added latency */
+    r = api("POST", "/sim/v1/faults", "{\"dropWatchesEverySeconds\":1,\"latencyMs\":150}");
+    assert_int_equal(r.code, 200);
+    resp_free(&r);
+    int64_t t0 = pw_clock_mono_ms();
+    r = api("GET", "/api/v1/nodes", NULL);
+    assert_true(pw_clock_mono_ms() - t0 >= 150);
+    resp_free(&r);
+    t0 = pw_clock_mono_ms();
+    r = api("GET", "/api/v1/nodes?watch=true&timeoutSeconds=30", NULL); /* curl gives up after 10 s */
+    assert_int_equal(r.code, 200);
+    assert_true(pw_clock_mono_ms() - t0 < 9000);
+    assert_non_null(strstr(r.body, "\"type\":\"ADDED\""));
+    resp_free(&r);
+    r = api("POST", "/sim/v1/faults", "{}");
     resp_free(&r);
     r = api("POST", "/sim/v1/faults", "{\"errors\":[{\"verb\":\"get\",\"code\":503,\"rate\":1}]}");
     assert_int_equal(r.code, 400);

@@ -6,7 +6,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/err.h"
 #include "sim/world_int.h"
@@ -156,12 +159,43 @@ static void test_parse_errors(void **state)
     assert_int_equal(sim_catalog_parse(doc, &cat, err, sizeof err), PW_EINVAL);
 }
 
+/* --catalog FILE: the file replaces the built-in catalogue; a missing file is an error */
+static void test_load_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/pw-catalog-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *doc = "{\"images\":[{\"names\":[\"example.com/x:1\"],"
+                      "\"digest\":\"sha256:3333333333333333333333333333333333333333333333333333333333333333\","
+                      "\"platforms\":[{\"arch\":\"arm64\","
+                      "\"digest\":\"sha256:4444444444444444444444444444444444444444444444444444444444444444\","
+                      "\"layers\":[{\"digest\":\"sha256:5555555555555555555555555555555555555555555555555555555555555555\","
+                      "\"size\":42}]}],\"executables\":[\"/x\"]}]}";
+    assert_int_equal(write(fd, doc, strlen(doc)), (ssize_t)strlen(doc));
+    close(fd);
+    sim_catalog *cat = NULL;
+    char err[256];
+    assert_int_equal(sim_catalog_load(path, &cat, err, sizeof err), 0);
+    unlink(path);
+    assert_int_equal(cat->nimages, 1);
+    assert_null(sim_catalog_find(cat, "busybox:1.36"));
+    const struct sim_image *x = sim_catalog_find(cat, "example.com/x:1");
+    assert_non_null(x);
+    assert_null(sim_image_platform(x, "amd64"));
+    assert_int_equal(sim_image_platform(x, "arm64")->size, 42);
+    assert_string_equal(sim_image_platform(x, "arm64")->os, "linux");
+    sim_catalog_free(cat);
+    assert_int_equal(sim_catalog_load("/nonexistent/catalog.json", &cat, err, sizeof err), PW_EIO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_default_catalog),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_load_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,13 +294,86 @@ static void test_filter_and_scale(void **state)
     sim_store_free(st);
 }
 
+/* ---- concurrency: writers on several threads, a watcher that re-subscribes from the last rv it saw
+ * and must see every change exactly once, in order ---- */
+
+struct seq {
+    pthread_mutex_t mu;
+    uint64_t last;
+    long seen, gaps;
+};
+
+static void seq_fn(void *arg, const struct sim_change *ch)
+{
+    struct seq *q = arg;
+    pthread_mutex_lock(&q->mu);
+    if (q->last && ch->rv != q->last + 1)
+        q->gaps++;
+    q->last = ch->rv;
+    q->seen++;
+    pthread_mutex_unlock(&q->mu);
+}
+
+struct wargs {
+    sim_store *st;
+    int id;
+};
+
+static void *writer(void *arg)
+{
+    struct wargs *a = arg;
+    char name[32];
+    for (int i = 0; i < 500; i++) {
+        snprintf(name, sizeof(name), "w%d-%d", a->id, i);
+        sim_store_create(a->st, "pods", "ns", obj(name), NULL);
+        sim_store_update(a->st, "pods", "ns", name, obj(name), 0, NULL);
+        if (i % 3 == 0)
+            sim_store_delete(a->st, "pods", "ns", name, NULL);
+    }
+    return NULL;
+}
+
+static void test_concurrent_replay(void **state)
+{
+    (void)state;
+    sim_store *st = sim_store_new(100000);
+    struct seq q = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+    uint64_t start = sim_store_rv(st);
+    q.last = start;
+    int id = sim_store_subscribe_from(st, start, seq_fn, &q);
+    pthread_t t[4];
+    struct wargs a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (struct wargs){st, i};
+        pthread_create(&t[i], NULL, writer, &a[i]);
+    }
+    /* hop: unsubscribe and re-subscribe from the last rv seen, many times, while writers run */
+    for (int hop = 0; hop < 200; hop++) {
+        sim_store_unsubscribe(st, id);
+        pthread_mutex_lock(&q.mu);
+        uint64_t from = q.last;
+        pthread_mutex_unlock(&q.mu);
+        id = sim_store_subscribe_from(st, from, seq_fn, &q);
+        assert_true(id >= 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    sim_store_unsubscribe(st, id);
+    long changes = 4 * (500 * 2 + 167);
+    assert_int_equal(q.gaps, 0);
+    assert_int_equal(q.seen, changes);
+    assert_int_equal(q.last, start + (uint64_t)changes);
+    assert_int_equal(sim_store_count(st, "pods"), 4 * (500 - 167));
+    sim_store_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_get),     cmocka_unit_test(test_generate_name),
         cmocka_unit_test(test_update_conflict_generation), cmocka_unit_test(test_mutate),
         cmocka_unit_test(test_list_order_limit), cmocka_unit_test(test_subscribe_history),
-        cmocka_unit_test(test_filter_and_scale),
+        cmocka_unit_test(test_filter_and_scale), cmocka_unit_test(test_concurrent_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
