@@ -410,14 +410,6 @@ static bool gc_foreground(struct sim_api *api, const json_t *item, bool first)
     return true;
 }
 
-static bool in_list(const json_t *list, const json_t *item)
-{
-    size_t i;
-    json_t *x;
-    json_array_foreach(list, i, x) if (json_equal(x, item)) return true;
-    return false;
-}
-
 /* An object whose deletion is pending with no finalizers left: removed now, or once its grace period
  * is over (a pod the kubelet did not remove in time). True when nothing is left to wait for. */
 static bool finalize(struct sim_api *api, const char *key, const char *ns, const char *name, void *unused)
@@ -441,18 +433,40 @@ static bool finalize(struct sim_api *api, const char *key, const char *ns, const
     return done;
 }
 
+/* The key of a waiting item in gc_wait (an object, so an item waits once however often it comes). */
+static char *wait_key(const json_t *it)
+{
+    const char *op = json_string_value(json_object_get(it, "op"));
+    if (strcmp(op, "foreground") == 0)
+        return pw_xasprintf("fg|%s", json_string_value(json_object_get(it, "uid")));
+    return pw_xasprintf("fin|%s|%s|%s", json_string_value(json_object_get(it, "key")),
+                        json_string_value(json_object_get(it, "ns")), json_string_value(json_object_get(it, "name")));
+}
+
+static bool wait_item(struct sim_api *api, const json_t *it)
+{
+    const char *op = json_string_value(json_object_get(it, "op"));
+    if (strcmp(op, "foreground") == 0)
+        return gc_foreground(api, it, false);
+    return finalize(api, json_string_value(json_object_get(it, "key")), json_string_value(json_object_get(it, "ns")),
+                    json_string_value(json_object_get(it, "name")), NULL);
+}
+
+#define GC_RECHECK_MS 200
+
 static void *gc_main(void *arg)
 {
     struct sim_api *api = arg;
+    int64_t last_recheck = 0;
     pthread_mutex_lock(&api->gc_mu);
     for (;;) {
         while (json_array_size(api->gc_queue) == 0 && !api->gc_stopping) {
-            if (json_array_size(api->gc_wait) == 0) {
+            if (json_object_size(api->gc_wait) == 0) {
                 pthread_cond_wait(&api->gc_cond, &api->gc_mu);
             } else {
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 200 * 1000000L;
+                ts.tv_nsec += GC_RECHECK_MS * 1000000L;
                 if (ts.tv_nsec >= 1000000000L) {
                     ts.tv_sec++;
                     ts.tv_nsec -= 1000000000L;
@@ -465,8 +479,8 @@ static void *gc_main(void *arg)
             break;
         json_t *work = api->gc_queue;
         api->gc_queue = json_array();
-        json_t *wait = api->gc_wait;
-        api->gc_wait = json_array();
+        json_t *wait = api->gc_wait; /* only this thread touches it between the swaps */
+        api->gc_wait = json_object();
         pthread_mutex_unlock(&api->gc_mu);
         size_t i;
         json_t *it;
@@ -475,34 +489,32 @@ static void *gc_main(void *arg)
             const char *op = json_string_value(json_object_get(it, "op"));
             if (strcmp(op, "orphaned") == 0) {
                 gc_orphaned(api, json_string_value(json_object_get(it, "uid")));
-            } else if (strcmp(op, "finalize") == 0) {
-                const char *key = json_string_value(json_object_get(it, "key"));
-                const char *ns = json_string_value(json_object_get(it, "ns"));
-                const char *name = json_string_value(json_object_get(it, "name"));
-                if (!finalize(api, key, ns, name, NULL) && !in_list(wait, it))
-                    json_array_append(wait, it);
-            } else if (strcmp(op, "foreground") == 0) {
-                if (!gc_foreground(api, it, true))
-                    json_array_append(wait, it);
+                continue;
             }
+            char *k = wait_key(it);
+            bool waiting = json_object_get(wait, k) != NULL;
+            bool done = strcmp(op, "foreground") == 0 ? gc_foreground(api, it, true) : waiting || wait_item(api, it);
+            if (!done && !waiting)
+                json_object_set(wait, k, it);
+            free(k);
         }
         json_decref(work);
-        json_t *still = json_array();
-        json_array_foreach(wait, i, it)
-        {
-            const char *op = json_string_value(json_object_get(it, "op"));
-            bool done = strcmp(op, "foreground") == 0
-                            ? gc_foreground(api, it, false)
-                            : finalize(api, json_string_value(json_object_get(it, "key")),
-                                       json_string_value(json_object_get(it, "ns")),
-                                       json_string_value(json_object_get(it, "name")), NULL);
-            if (!done)
-                json_array_append(still, it);
+        /* waiting items are looked at again at most every GC_RECHECK_MS, however busy the queue */
+        int64_t now = pw_clock_mono_ms();
+        if (now - last_recheck >= GC_RECHECK_MS) {
+            last_recheck = now;
+            const char *k;
+            void *tmp;
+            json_object_foreach_safe(wait, tmp, k, it)
+            {
+                if (wait_item(api, it))
+                    json_object_del(wait, k);
+            }
         }
-        json_decref(wait);
         pthread_mutex_lock(&api->gc_mu);
-        json_array_extend(api->gc_wait, still);
-        json_decref(still);
+        json_object_update(wait, api->gc_wait); /* nothing is added meanwhile; kept for safety */
+        json_decref(api->gc_wait);
+        api->gc_wait = wait;
     }
     pthread_mutex_unlock(&api->gc_mu);
     return NULL;
@@ -513,7 +525,7 @@ void api_gc_start(struct sim_api *api)
     pthread_mutex_init(&api->gc_mu, NULL);
     pthread_cond_init(&api->gc_cond, NULL);
     api->gc_queue = json_array();
-    api->gc_wait = json_array();
+    api->gc_wait = json_object();
     pthread_mutex_init(&api->idx_mu, NULL);
     api->owner_index = json_object();
     api->gc_sub = sim_store_subscribe(api->sim->store, gc_on_change, api);

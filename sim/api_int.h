@@ -101,7 +101,8 @@ struct sim_api {
     pthread_mutex_t gc_mu;
     pthread_cond_t gc_cond;
     json_t *gc_queue;  /* array of work items, guarded by gc_mu */
-    json_t *gc_wait;   /* foreground owners waiting for dependents: array, guarded by gc_mu */
+    json_t *gc_wait;   /* key -> item: foreground owners waiting for dependents, pods in their grace
+                          period; guarded by gc_mu */
     bool gc_stopping;  /* guarded by gc_mu */
     pthread_t gc_thread;
     int gc_sub;

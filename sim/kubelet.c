@@ -1320,3 +1320,10 @@ void sim_kubelet_taints_changed(struct sim_world *w, struct sim_wnode *n)
     }
     free(a.keys);
 }
+
+void sim_kubelet_pull_owner(uint64_t cookie, const char **ref, const char **pod)
+{
+    const struct kpull *k = (const struct kpull *)(uintptr_t)cookie;
+    *ref = k->ref;
+    *pod = k->pod ? k->pod->key : "";
+}

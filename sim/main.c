@@ -53,7 +53,8 @@ struct flag {
 #define OPT(field) offsetof(struct args, opt.field)
 static const struct flag flag_table[] = {
     {"--nodes", OPT(nodes), FLAG_INT, "3", "N", "nodes to create at start (node-0001, node-0002, ...)"},
-    {"--listen", OPT(listen), FLAG_STR, "127.0.0.1:0", "HOST:PORT", "the address to serve on; port 0 picks a free port"},
+    {"--listen", OPT(listen), FLAG_STR, "127.0.0.1:0", "HOST:PORT",
+     "the address to serve on; port 0 picks a free port"},
     {"--kubeconfig-out", OPT(kubeconfig_out), FLAG_STR, NULL, "PATH",
      "where to write the kubeconfig (required); it appears, atomically, once kubesim is ready"},
     {"--catalog", OPT(catalog), FLAG_STR, NULL, "FILE", "the image catalogue (JSON) [the built-in catalogue]"},
@@ -223,6 +224,13 @@ static int parse_args(int argc, char **argv, struct args *a)
         a->opt.not_ready_nodes > a->opt.nodes || a->opt.max_parallel_pulls < 1) {
         fprintf(stderr, "kubesim: out of range: --arm64-percent 0..100, --threads >= 1, --history >= 1, "
                         "--max-parallel-pulls >= 1, --not-ready <= --nodes\n");
+        return PW_EINVAL;
+    }
+    /* RFC 6750's b64token: what an Authorization header and the kubeconfig's quoted YAML can carry */
+    const char *tok = a->opt.token;
+    if (tok && (!tok[0] ||
+                strspn(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=") != strlen(tok))) {
+        fprintf(stderr, "kubesim: --token: letters, digits and -._~+/= only\n");
         return PW_EINVAL;
     }
     enum pw_log_level lvl;

@@ -563,3 +563,35 @@ double sim_model_bound(double registry_Bps, int n, const uint64_t *bytes, const 
     double reg = registry_Bps > 0 ? fixed_s + overhead_s + total / registry_Bps : 0;
     return reg > worst ? reg : worst;
 }
+
+void sim_model_each_pull(const sim_model *m, void (*fn)(void *arg, const struct sim_model_pull_info *pi), void *arg)
+{
+    static const char *PHASES[] = {"queued", "resolving", "downloading"};
+    for (int b = 0; b < m->nbusy; b++) {
+        const struct mnode *n = &m->nodes[m->busy[b]];
+        for (int pass = 0; pass < 2; pass++) {
+            const struct pull *p = pass == 0 ? NULL : n->qhead;
+            int a = 0;
+            for (;;) {
+                if (pass == 0) {
+                    if (a >= n->nactive)
+                        break;
+                    p = n->active[a++];
+                } else if (!p) {
+                    break;
+                }
+                struct sim_model_pull_info pi = {
+                    .id = p->id, .cookie = p->cookie, .node = p->node, .phase = PHASES[p->phase],
+                    .queued_at = p->queued_at, .started_at = p->started_at, .bytes = p->bytes};
+                if (p->phase == PH_DOWNLOADING && p->plat)
+                    for (int l = 0; l < p->plat->nlayers; l++)
+                        for (int f = 0; f < n->nflows; f++)
+                            if (n->flows[f].layer == p->plat->layers[l])
+                                pi.bytes_left += (uint64_t)n->flows[f].rem;
+                fn(arg, &pi);
+                if (pass == 1)
+                    p = p->next;
+            }
+        }
+    }
+}

@@ -1114,7 +1114,40 @@ static void h_nodes_get(pw_http_req *req, void *ctx)
     pw_http_reply_json(req, 200, json_pack("{s:o}", "nodes", arr));
 }
 
+struct pulls_arg {
+    struct sim_world *w;
+    json_t *arr;
+};
+
+static void one_pull(void *arg, const struct sim_model_pull_info *pi)
+{
+    struct pulls_arg *a = arg;
+    const char *ref = "", *pod = "";
+    sim_kubelet_pull_owner(pi->cookie, &ref, &pod);
+    const char *node = "";
+    for (int i = 0; i < a->w->nnodes; i++)
+        if (a->w->nodes[i]->midx == pi->node)
+            node = a->w->nodes[i]->name;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:f, s:I, s:I}", "node", node, "image", ref, "pod", pod, "phase",
+                          pi->phase, "waitedSeconds",
+                          (sim_model_now(a->w->model) - pi->queued_at) / a->w->scale, "bytes", (json_int_t)pi->bytes,
+                          "bytesLeft", (json_int_t)pi->bytes_left);
+    json_array_append_new(a->arr, o);
+}
+
+/* GET /sim/v1/pulls: every pull queued or running (debugging). */
+static void h_pulls(pw_http_req *req, void *ctx)
+{
+    struct sim_world *w = ((struct sim *)ctx)->world;
+    struct pulls_arg a = {.w = w, .arr = json_array()};
+    pthread_mutex_lock(&w->lock);
+    sim_model_each_pull(w->model, one_pull, &a);
+    pthread_mutex_unlock(&w->lock);
+    pw_http_reply_json(req, 200, json_pack("{s:o}", "pulls", a.arr));
+}
+
 const struct pw_http_route sim_world_routes[] = {
+    {"GET", "/sim/v1/pulls", h_pulls},
     {"GET", "/sim/v1/truth", h_truth},
     {"POST", "/sim/v1/bound", h_bound},
     {"GET", "/sim/v1/nodes", h_nodes_get},

@@ -144,6 +144,18 @@ uint64_t sim_model_missing_bytes(const sim_model *m, int node, const struct sim_
 int sim_model_pulls(const sim_model *m, int node);
 /* Pulls running or queued on node. */
 int sim_model_busy(const sim_model *m, int node);
+/* One pull as sim_model_each_pull shows it. */
+struct sim_model_pull_info {
+    int64_t id;
+    uint64_t cookie;
+    int node;
+    const char *phase; /* "queued", "resolving", "downloading" */
+    double queued_at, started_at;
+    uint64_t bytes;      /* bytes this pull fetches (known once downloading) */
+    uint64_t bytes_left; /* of the layers it waits for on its node */
+};
+/* Calls fn for every pull queued or running, node by node in queue order. */
+void sim_model_each_pull(const sim_model *m, void (*fn)(void *arg, const struct sim_model_pull_info *pi), void *arg);
 
 /* The least time (model seconds) to put the images on the nodes: bytes[i] the missing bytes of node i,
  * pulls[i] the pulls it needs, bw[i] its bandwidth, fixed_s the fixed latency before a node's first
@@ -260,6 +272,8 @@ void sim_kubelet_node_gone(struct sim_world *w, struct sim_wnode *n);
 /* Picks up pods already bound to a node that (re)appears. */
 void sim_kubelet_node_added(struct sim_world *w, struct sim_wnode *n);
 void sim_kubelet_fini(struct sim_world *w);
+/* The image reference and pod ("ns/name", or "" once the pod went away) of a pull's cookie. */
+void sim_kubelet_pull_owner(uint64_t cookie, const char **ref, const char **pod);
 
 /* ================================ the Job controller (jobctl.c) ================================ */
 

@@ -57,7 +57,7 @@ def main():
         names = ks.ready_nodes()
         if a.what == "cpu":
             data = os.path.join(a.out, "perf-cpu.data")
-            perf = bl.spawn(["perf", "record", "-g", "-F", "499", "-o", data, "-p", str(pd.p.pid)],
+            perf = bl.spawn(["perf", "record", "--call-graph", "dwarf,16384", "-F", "199", "-o", data, "-p", str(pd.p.pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
             c0 = pd.proc()["cpu_s"]
@@ -79,7 +79,7 @@ def main():
         else:
             tid = pd.create({"images": ["busybox:1.36"], "nodeNames": ["no-such-node"]})["id"]
             data = os.path.join(a.out, "perf-rest.data")
-            perf = bl.spawn(["perf", "record", "-g", "-F", "499", "-o", data, "-p", str(pd.p.pid)],
+            perf = bl.spawn(["perf", "record", "--call-graph", "dwarf,16384", "-F", "199", "-o", data, "-p", str(pd.p.pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
             w = subprocess.run(["wrk", "-t2", "-c64", "-d5s", "--latency", pd.base + "/api/v1/tasks/" + tid],
