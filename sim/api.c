@@ -742,6 +742,7 @@ int sim_api_start(struct sim *sim, const struct sim_tls *tls, pw_http_server **o
     pthread_cond_init(&api->cond, NULL);
     pthread_mutex_init(&api->ev_mu, NULL);
     api->ev_index = json_object();
+    api->ev_fifo = json_array();
     api->routes = build_routes();
     sim->api = api;
     bootstrap_namespaces(sim);
@@ -787,6 +788,7 @@ void sim_api_stop(struct sim *sim)
     free(api->faults);
     json_decref(api->faults_json);
     json_decref(api->ev_index);
+    json_decref(api->ev_fifo);
     free(api->routes);
     pthread_mutex_destroy(&api->ev_mu);
     pthread_cond_destroy(&api->cond);

@@ -17,6 +17,9 @@
 #include "base/mem.h"
 
 #define EV_INDEX_MAX 200000
+/* Events the controllers record are kept up to this many, oldest dropped first: a real cluster
+ * expires them after an hour; a run with 100,000 pods would otherwise hold half a million. */
+#define EV_KEEP 50000
 
 /* ---- dependents ---- */
 
@@ -649,13 +652,31 @@ void sim_api_event(struct sim *sim, const json_t *involved, const char *type, co
                            type ? type : "Normal", "eventTime", "reportingComponent", component ? component : "",
                            "reportingInstance", host ? host : "");
     json_t *out = NULL;
+    json_t *drop = NULL;
     if (sim_store_create(sim->store, "events", ns, ev, &out) == 0 && api) {
         pthread_mutex_lock(&api->ev_mu);
         if (json_object_size(api->ev_index) >= EV_INDEX_MAX)
             json_object_clear(api->ev_index);
         json_object_set_new(api->ev_index, key, json_string(ename));
+        json_array_append_new(api->ev_fifo, json_pack("[s, s]", ns, ename));
+        if (json_array_size(api->ev_fifo) - api->ev_head > EV_KEEP) {
+            drop = json_incref(json_array_get(api->ev_fifo, api->ev_head++));
+            if (api->ev_head >= EV_KEEP / 2) { /* drop the consumed front: amortized O(1) */
+                json_t *rest = json_array();
+                for (size_t i = api->ev_head; i < json_array_size(api->ev_fifo); i++)
+                    json_array_append(rest, json_array_get(api->ev_fifo, i));
+                json_decref(api->ev_fifo);
+                api->ev_fifo = rest;
+                api->ev_head = 0;
+            }
+        }
         pthread_mutex_unlock(&api->ev_mu);
     }
     json_decref(out);
+    if (drop) {
+        sim_store_delete(sim->store, "events", json_string_value(json_array_get(drop, 0)),
+                         json_string_value(json_array_get(drop, 1)), NULL);
+        json_decref(drop);
+    }
     free(key);
 }

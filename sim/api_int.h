@@ -113,6 +113,8 @@ struct sim_api {
     /* events: "uid|reason|type|message|component" -> event name, guarded by ev_mu */
     pthread_mutex_t ev_mu;
     json_t *ev_index;
+    json_t *ev_fifo; /* [[ns, name], ...] oldest first from ev_head: the events sim_api_event made */
+    size_t ev_head;
     struct pw_http_route *routes; /* owned: our table with the world's rows */
     const char *token;
 };

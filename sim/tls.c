@@ -63,7 +63,7 @@ static EVP_PKEY *new_key(void)
     return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 }
 
-/* Writes obj as PEM through fn into a new string (caller frees), or NULL. */
+/* The text written to a memory BIO, as a new string (caller frees), or NULL when empty. */
 static char *bio_text(BIO *bio)
 {
     char *data = NULL;

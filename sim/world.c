@@ -1124,10 +1124,8 @@ static void one_pull(void *arg, const struct sim_model_pull_info *pi)
     struct pulls_arg *a = arg;
     const char *ref = "", *pod = "";
     sim_kubelet_pull_owner(pi->cookie, &ref, &pod);
-    const char *node = "";
-    for (int i = 0; i < a->w->nnodes; i++)
-        if (a->w->nodes[i]->midx == pi->node)
-            node = a->w->nodes[i]->name;
+    /* nodes enter the model and w->nodes in the same order and never leave either */
+    const char *node = pi->node >= 0 && pi->node < a->w->nnodes ? a->w->nodes[pi->node]->name : "";
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:f, s:I, s:I}", "node", node, "image", ref, "pod", pod, "phase",
                           pi->phase, "waitedSeconds",
                           (sim_model_now(a->w->model) - pi->queued_at) / a->w->scale, "bytes", (json_int_t)pi->bytes,

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # kubesim_kubectl.sh: real kubectl (the newest and the oldest version on this machine) against kubesim,
-# checking what kubectl prints, not only its exit codes: get nodes (columns, Ready), label + selector,
+# checking what kubectl prints, not only its exit codes: get nodes (columns, Ready), label + selectors,
 # create -f of a Job, get pods -w seeing its pod appear and complete, wait --for=condition=complete,
-# get job -o json, delete job removing its pods, describe node, the client-certificate context, and a
-# 401 Status for unauthenticated requests. One TAP line per case.
+# get job (table and -o json), describe job/pod/node (events), get pods -o wide, delete job removing
+# its pods, the client-certificate context. Also kubesim's own shell: --help, bad flags (exit 2), the
+# kubeconfig file, 401 Status for unauthenticated requests, --insecure-http, SIGTERM -> exit 0.
+# One TAP line per case.
 set -u
 ROOT=${PW_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BIN=${PW_BIN:-$ROOT/build/asan/bin}
@@ -199,6 +201,22 @@ EOF
     "${K[@]}" get pods -o wide >"$out" 2>&1 &&
         grep -qE "^$job-[a-z0-9]{5} +0/1 +Completed +0 +[0-9]+[smh] +[^ ]+ +node-0001 " "$out"
     tap $? "$tag: get pods -o wide shows the pod Completed on node-0001" "$out"
+
+    "${K[@]}" get job "$job" >"$out" 2>&1 &&
+        grep -qE '^NAME +(STATUS +)?COMPLETIONS +DURATION +AGE' "$out" &&
+        grep -qE "^$job +(Complete +)?1/1 +[0-9]+(ms|s|m) +[0-9]+[smh]" "$out"
+    tap $? "$tag: get job shows COMPLETIONS 1/1 and a DURATION" "$out"
+
+    "${K[@]}" describe job "$job" >"$out" 2>&1 &&
+        grep -qE "Normal +SuccessfulCreate +.*job-controller +Created pod: $job-[a-z0-9]{5}" "$out" &&
+        grep -qE 'Normal +Completed +.*job-controller +Job completed' "$out"
+    tap $? "$tag: describe job lists the events SuccessfulCreate and Completed" "$out"
+
+    "${K[@]}" describe pods -l "job-name=$job" >"$out" 2>&1 &&
+        grep -qE '^Status: +Succeeded' "$out" &&
+        grep -qE 'Normal +Pulled +.*kubelet +(Successfully pulled image "busybox:1.36"|Container image "busybox:1.36" already present on machine)' "$out" &&
+        grep -qE 'Normal +Started +.*kubelet +Started container main' "$out"
+    tap $? "$tag: describe pod: Succeeded, the kubelet's Pulled and Started events" "$out"
 
     "${K[@]}" delete job "$job" >"$out" 2>&1 && grep -q "job.batch \"$job\" deleted" "$out"
     tap $? "$tag: delete job $job" "$out"

@@ -145,6 +145,17 @@ def _selectors():
     assert len(sel) == (1 if arch["node-0002"] == "amd64" else 0), sel
 
 
+@case("list nodes in pages (limit + _continue): every node once, one resourceVersion")
+def _pages():
+    first = core.list_node(limit=3)
+    assert len(first.items) == 3 and first.metadata._continue, first.metadata
+    rest = core.list_node(limit=3, _continue=first.metadata._continue)
+    names = [n.metadata.name for n in first.items + rest.items]
+    assert names == ["node-%04d" % i for i in range(1, NODES + 1)], names
+    assert not rest.metadata._continue, rest.metadata
+    assert rest.metadata.resource_version == first.metadata.resource_version, (first.metadata, rest.metadata)
+
+
 JOB = "py-job"
 
 

@@ -262,6 +262,22 @@ p = wait(lambda: cstate(pod("vllm-arm") or {}).get("waiting", {}).get("reason") 
 ok(p and "no match for platform in manifest: not found" in cstate(p)["waiting"]["message"], "vllm on arm64: no match for platform",
    p and p["status"])
 
+# --- serialized pulls, seen through /sim/v1/pulls: a 19 GB image downloads, the next one waits ---
+mkpod("big1", "node-0005", [{"name": "c", "image": "nvcr.io/nvidia/pytorch:24.08-py3", "command": ["/usr/bin/python3"]}])
+time.sleep(0.3)
+mkpod("big2", "node-0005", [{"name": "c", "image": "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime"}])
+def pulls_on(node):
+    return [p for p in req("GET", "/sim/v1/pulls")[1].get("pulls", []) if p["node"] == node]
+pl = wait(lambda: len(pulls_on("node-0005")) == 2 and pulls_on("node-0005"), 5)
+ok(pl and pl[0]["image"] == "nvcr.io/nvidia/pytorch:24.08-py3" and pl[0]["phase"] == "downloading" and
+   pl[0]["bytesLeft"] > 1e9 and pl[1]["phase"] == "queued" and pl[1]["pod"] == "default/big2",
+   "one pull at a time per node: the second waits (GET /sim/v1/pulls)", pl)
+c, nodes = req("GET", "/sim/v1/nodes")
+ok(c == 200 and [n["busy"] for n in nodes["nodes"] if n["name"] == "node-0005"] == [2], "GET /sim/v1/nodes shows 2 busy pulls", nodes)
+req("DELETE", "/api/v1/namespaces/default/pods/big2")
+ok(wait(lambda: len(pulls_on("node-0005")) == 1, 10), "deleting the waiting pod drops its queued pull", pulls_on("node-0005"))
+req("DELETE", "/api/v1/namespaces/default/pods/big1")
+
 # --- NoExecute taint not tolerated -> Failed TaintToleration ---
 c, _ = req("PATCH", "/sim/v1/nodes/node-0003", {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}]})
 ok(c == 200, "PATCH taints")
