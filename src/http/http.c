@@ -395,7 +395,8 @@ static void route_clear(pw_http_req *req)
 static void route_dispatch(pw_http_req *req)
 {
     const struct pw_http_route *routes = req->srv->cfg.routes;
-    bool path_matched = false;
+    pw_buf allow; /* the methods of routes whose path matched, for a 405's Allow header */
+    pw_buf_init(&allow, 256);
     for (const struct pw_http_route *r = routes; r && r->pattern; r++) {
         int m = route_match(req, r->pattern, req->url);
         if (!m) {
@@ -405,19 +406,24 @@ static void route_dispatch(pw_http_req *req)
         bool method_ok = strcmp(r->method, "*") == 0 || strcmp(r->method, req->method) == 0 ||
                          (strcmp(req->method, "HEAD") == 0 && strcmp(r->method, "GET") == 0);
         if (!method_ok) {
-            path_matched = true;
+            if (!allow.p || !strstr(allow.p, r->method))
+                pw_buf_printf(&allow, "%s%s", allow.len ? ", " : "", r->method);
             route_clear(req);
             continue;
         }
+        pw_buf_fini(&allow);
         r->fn(req, req->srv->cfg.ctx);
         if (!req->replied)
             http_reply_error(req, 500, "Internal", "the handler did not reply");
         return;
     }
-    if (path_matched)
+    if (allow.len) {
+        pw_http_add_header(req, "Allow", allow.p);
         http_reply_error(req, 405, "MethodNotAllowed", "method not allowed on this path");
-    else
+    } else {
         http_reply_error(req, 404, "NotFound", "no such path");
+    }
+    pw_buf_fini(&allow);
 }
 
 /* ---- MHD callbacks ---- */
@@ -488,17 +494,32 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     return http_queue(req);
 }
 
+/* Rebuilds "?k=v&k2" for the access log from the decoded arguments (MHD keeps no raw query text);
+ * an over-long query is cut at the buffer's cap. */
+static enum MHD_Result http_query_text(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    pw_buf *b = cls;
+    (void)kind;
+    int rc = pw_buf_printf(b, "%c%s%s%s", b->len ? '&' : '?', key, value ? "=" : "", value ? value : "");
+    return rc == 0 ? MHD_YES : MHD_NO;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     pw_http_server *srv = cls;
     pw_http_req *req = *con_cls;
-    (void)conn;
     if (!req)
         return;
-    if (srv->cfg.access_log)
-        PW_INFO("%s: %s %s %d %zu bytes %lld ms peer=%s%s", srv->cfg.log_name ? srv->cfg.log_name : "http",
-                req->method, req->url, req->status, req->bytes, (long long)(pw_clock_mono_ms() - req->start_ms),
-                req->peer, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    if (srv->cfg.access_log) {
+        pw_buf query;
+        pw_buf_init(&query, 1024);
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, http_query_text, &query);
+        PW_INFO("%s: %s %s%s %d %zu bytes %lld ms peer=%s%s", srv->cfg.log_name ? srv->cfg.log_name : "http",
+                req->method, req->url, query.p ? query.p : "", req->status, req->bytes,
+                (long long)(pw_clock_mono_ms() - req->start_ms), req->peer,
+                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+        pw_buf_fini(&query);
+    }
     if (req->resp)
         MHD_destroy_response(req->resp);
     route_clear(req);

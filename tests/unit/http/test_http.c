@@ -1,0 +1,246 @@
+/* Unit tests for src/http: routing with parameters, query arguments, 404/405 (with Allow), body caps
+ * (413 by Content-Length and by chunked upload), JSON replies, and chunked streams written from another
+ * thread, including a client that goes away. Talks to the server through libcurl on loopback. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "http/http.h"
+
+static void h_item(pw_http_req *req, void *ctx)
+{
+    (void)ctx;
+    const char *q = pw_http_req_query(req, "q");
+    json_t *o = json_pack("{s:s, s:s?, s:s}", "id", pw_http_req_param(req, "id"), "q", q, "method",
+                          pw_http_req_method(req));
+    pw_http_reply_json(req, 200, o);
+}
+
+static void h_post(pw_http_req *req, void *ctx)
+{
+    (void)ctx;
+    size_t n = 0;
+    pw_http_req_body(req, &n);
+    char text[64];
+    snprintf(text, sizeof text, "%zu", n);
+    pw_http_add_header(req, "X-Body-Length", text);
+    pw_http_reply(req, 201, NULL, text, strlen(text));
+}
+
+struct producer {
+    pw_http_stream *s;
+    int lines;
+    int delay_ms;
+    int written; /* lines accepted before the stream died */
+};
+
+static void *produce(void *arg)
+{
+    struct producer *p = arg;
+    for (int i = 0; i < p->lines; i++) {
+        char line[32];
+        snprintf(line, sizeof line, "line %d\n", i);
+        if (pw_http_stream_write(p->s, line, strlen(line)) != 0)
+            break;
+        p->written++;
+        pw_clock_sleep_ms(p->delay_ms);
+    }
+    pw_http_stream_close(p->s);
+    return NULL;
+}
+
+static struct producer g_prod;
+static pthread_t g_prod_thread;
+
+static void h_stream(pw_http_req *req, void *ctx)
+{
+    (void)ctx;
+    long lines = 5, delay = 20;
+    const char *l = pw_http_req_query(req, "lines");
+    const char *d = pw_http_req_query(req, "delay");
+    if (l)
+        lines = strtol(l, NULL, 10);
+    if (d)
+        delay = strtol(d, NULL, 10);
+    g_prod = (struct producer){.s = pw_http_reply_stream(req, 200, "application/json"),
+                               .lines = (int)lines,
+                               .delay_ms = (int)delay};
+    pthread_create(&g_prod_thread, NULL, produce, &g_prod);
+}
+
+static const struct pw_http_route routes[] = {
+    {"GET", "/items/{id}", h_item},
+    {"DELETE", "/items/{id}", h_item},
+    {"POST", "/upload", h_post},
+    {"GET", "/stream", h_stream},
+    {"*", NULL, NULL},
+};
+
+static pw_http_server *g_srv;
+static char g_base[64];
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    pw_buf_append(arg, p, size * n);
+    return size * n;
+}
+
+/* Performs one request; returns the status, fills body and headers (both capped). */
+static long fetch(const char *method, const char *path, const char *body, long body_len, bool chunked, pw_buf *out,
+                  pw_buf *headers, long timeout_ms)
+{
+    CURL *c = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", g_base, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, headers);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    struct curl_slist *hdrs = NULL;
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, body_len);
+        if (chunked) {
+            hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+            curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        }
+    }
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    struct pw_http_config cfg = {.listen = "127.0.0.1:0", .routes = routes, .max_body = 1000, .threads = 2};
+    if (pw_http_server_new(&cfg, &g_srv) != 0)
+        return -1;
+    snprintf(g_base, sizeof g_base, "http://127.0.0.1:%d", pw_http_server_port(g_srv));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    pw_http_server_free(g_srv);
+    return 0;
+}
+
+static void test_route_params_query(void **state)
+{
+    (void)state;
+    pw_buf body, hdr;
+    pw_buf_init(&body, 1 << 16);
+    pw_buf_init(&hdr, 1 << 16);
+    assert_int_equal(fetch("GET", "/items/abc?q=a%20b", NULL, 0, false, &body, &hdr, 5000), 200);
+    json_t *o = json_loads(body.p, 0, NULL);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "id")), "abc");
+    assert_string_equal(json_string_value(json_object_get(o, "q")), "a b");
+    assert_non_null(strstr(hdr.p, "application/json"));
+    json_decref(o);
+    pw_buf_fini(&body);
+    pw_buf_fini(&hdr);
+}
+
+static void test_not_found_and_method(void **state)
+{
+    (void)state;
+    pw_buf body, hdr;
+    pw_buf_init(&body, 1 << 16);
+    pw_buf_init(&hdr, 1 << 16);
+    assert_int_equal(fetch("GET", "/nothing", NULL, 0, false, &body, &hdr, 5000), 404);
+    assert_non_null(strstr(body.p, "\"reason\":\"NotFound\""));
+    pw_buf_reset(&body);
+    pw_buf_reset(&hdr);
+    assert_int_equal(fetch("PUT", "/items/x", NULL, 0, false, &body, &hdr, 5000), 405);
+    assert_non_null(strstr(hdr.p, "Allow: GET, DELETE"));
+    pw_buf_reset(&body);
+    /* "{id}" must not match an empty segment */
+    assert_int_equal(fetch("GET", "/items/", NULL, 0, false, &body, &hdr, 5000), 404);
+    pw_buf_fini(&body);
+    pw_buf_fini(&hdr);
+}
+
+static void test_body_caps(void **state)
+{
+    (void)state;
+    static char big[5000];
+    memset(big, 'x', sizeof big);
+    pw_buf body, hdr;
+    pw_buf_init(&body, 1 << 16);
+    pw_buf_init(&hdr, 1 << 16);
+    assert_int_equal(fetch("POST", "/upload", big, 999, false, &body, &hdr, 5000), 201);
+    assert_string_equal(body.p, "999");
+    pw_buf_reset(&body);
+    assert_int_equal(fetch("POST", "/upload", big, sizeof big, false, &body, &hdr, 5000), 413);
+    assert_non_null(strstr(body.p, "TooLarge"));
+    pw_buf_reset(&body);
+    assert_int_equal(fetch("POST", "/upload", big, sizeof big, true, &body, &hdr, 5000), 413);
+    pw_buf_reset(&body);
+    assert_int_equal(fetch("POST", "/upload", big, 10, true, &body, &hdr, 5000), 201);
+    assert_string_equal(body.p, "10");
+    pw_buf_fini(&body);
+    pw_buf_fini(&hdr);
+}
+
+static void test_stream(void **state)
+{
+    (void)state;
+    pw_buf body, hdr;
+    pw_buf_init(&body, 1 << 16);
+    pw_buf_init(&hdr, 1 << 16);
+    assert_int_equal(fetch("GET", "/stream?lines=5&delay=20", NULL, 0, false, &body, &hdr, 5000), 200);
+    pthread_join(g_prod_thread, NULL);
+    assert_string_equal(body.p, "line 0\nline 1\nline 2\nline 3\nline 4\n");
+    assert_non_null(strstr(hdr.p, "chunked"));
+    pw_buf_fini(&body);
+    pw_buf_fini(&hdr);
+}
+
+static void test_stream_client_gone(void **state)
+{
+    (void)state;
+    pw_buf body, hdr;
+    pw_buf_init(&body, 1 << 16);
+    pw_buf_init(&hdr, 1 << 16);
+    /* the client gives up after 300 ms; the producer must learn it and stop long before 200 lines */
+    fetch("GET", "/stream?lines=200&delay=20", NULL, 0, false, &body, &hdr, 300);
+    pthread_join(g_prod_thread, NULL);
+    assert_true(g_prod.written < 200);
+    assert_true(g_prod.written >= 1);
+    pw_buf_fini(&body);
+    pw_buf_fini(&hdr);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_route_params_query),
+        cmocka_unit_test(test_not_found_and_method),
+        cmocka_unit_test(test_body_caps),
+        cmocka_unit_test(test_stream),
+        cmocka_unit_test(test_stream_client_gone),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    curl_global_cleanup();
+    return rc;
+}
