@@ -1336,6 +1336,31 @@ static void do_tokenreview(struct rreq *r)
     rreply(r, 201, obj);
 }
 
+/* dryRun=All: everything but the write. */
+static bool dry_run(const struct rreq *r)
+{
+    const char *d = pw_http_req_query(r->req, "dryRun");
+    return d && strcmp(d, "All") == 0;
+}
+
+/* A read-modify-write that is not committed: fn runs on a copy of the stored object. */
+static int mutate_dry(struct rreq *r, sim_mutate_fn fn, void *arg, json_t **out)
+{
+    json_t *cur;
+    int rc = sim_store_get(r->api->sim->store, r->rd->store_key, ns_key(r), r->name, &cur);
+    if (rc)
+        return rc;
+    json_t *copy = json_deep_copy(cur);
+    json_decref(cur);
+    rc = fn(arg, copy);
+    if (rc < 0) {
+        json_decref(copy);
+        return rc;
+    }
+    *out = copy;
+    return 0;
+}
+
 static void do_create(struct rreq *r)
 {
     if (strcmp(r->rd->plural, "tokenreviews") == 0) {
@@ -1404,6 +1429,21 @@ static void do_create(struct rreq *r)
         json_object_del(obj, "status");
     if (r->rd->defaults)
         r->rd->defaults(r->api->sim, r->rd, obj);
+    if (dry_run(r)) { /* validated and defaulted, not stored */
+        json_t *exists;
+        if (*shown && sim_store_get(r->api->sim->store, r->rd->store_key, ns_key(r), shown, &exists) == 0) {
+            json_decref(exists);
+            json_decref(obj);
+            rfail_code(r, PW_EEXIST, shown);
+        } else {
+            char ts[32];
+            api_now_rfc3339(ts);
+            json_object_set_new(m, "creationTimestamp", json_string(ts));
+            reply_obj(r, 201, obj);
+        }
+        free(shown);
+        return;
+    }
     json_t *out;
     int rc = sim_store_create(r->api->sim->store, r->rd->store_key, ns_key(r), obj, &out);
     if (rc) {
@@ -1558,9 +1598,11 @@ static void finish_write(struct rreq *r, struct rmw *w, int rc, json_t *out)
     } else if (rc) {
         rfail_code(r, rc, r->name);
     } else {
-        if (strcmp(r->rd->plural, "customresourcedefinitions") == 0)
-            api_crd_changed(r->api, out, false);
-        api_finalize_check(r->api, r->rd, out);
+        if (!dry_run(r)) {
+            if (strcmp(r->rd->plural, "customresourcedefinitions") == 0)
+                api_crd_changed(r->api, out, false);
+            api_finalize_check(r->api, r->rd, out);
+        }
         reply_obj(r, 200, out);
         out = NULL;
     }
@@ -1584,7 +1626,8 @@ static void do_update(struct rreq *r)
     }
     struct rmw w = {r, body, NULL, 0, NULL, json_array(), NULL, 0};
     json_t *out = NULL;
-    int rc = sim_store_mutate(r->api->sim->store, r->rd->store_key, ns_key(r), r->name, rmw_put, &w, &out);
+    int rc = dry_run(r) ? mutate_dry(r, rmw_put, &w, &out)
+                        : sim_store_mutate(r->api->sim->store, r->rd->store_key, ns_key(r), r->name, rmw_put, &w, &out);
     json_decref(body);
     finish_write(r, &w, rc, out);
 }
@@ -1596,7 +1639,8 @@ static void do_patch(struct rreq *r)
     const char *body = pw_http_req_body(r->req, &len);
     struct rmw w = {r, NULL, body, len, ct ? ct : "", json_array(), NULL, 0};
     json_t *out = NULL;
-    int rc = sim_store_mutate(r->api->sim->store, r->rd->store_key, ns_key(r), r->name, rmw_patch, &w, &out);
+    int rc = dry_run(r) ? mutate_dry(r, rmw_patch, &w, &out)
+                        : sim_store_mutate(r->api->sim->store, r->rd->store_key, ns_key(r), r->name, rmw_patch, &w, &out);
     finish_write(r, &w, rc, out);
 }
 
@@ -1671,7 +1715,12 @@ static void do_delete(struct rreq *r)
     }
     json_decref(opts);
     json_t *out = NULL;
-    int rc = api_delete_grace(r->api, r->rd, ns_key(r), r->name, policy, grace, &out);
+    int rc;
+    if (dry_run(r)) {
+        rc = sim_store_get(r->api->sim->store, r->rd->store_key, ns_key(r), r->name, &out);
+    } else {
+        rc = api_delete_grace(r->api, r->rd, ns_key(r), r->name, policy, grace, &out);
+    }
     free(policy);
     if (rc) {
         rfail_code(r, rc, r->name);

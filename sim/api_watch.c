@@ -152,6 +152,23 @@ static void w_bookmark(struct watcher *w, uint64_t rv, bool initial_end)
     w->last_bookmark_ms = pw_clock_mono_ms();
 }
 
+/* The initial events of a big list (10,000 nodes: 25 MB) would pass the stream's backlog cap at once:
+ * the handler waits for the client to drain below PACE_BYTES (bounded by PACE_MAX_MS in all). w->mu is
+ * held, but no subscription exists yet, so no store writer waits on it. */
+#define PACE_BYTES (4u << 20)
+#define PACE_MAX_MS 120000
+static void w_pace(struct watcher *w)
+{
+    int64_t until = pw_clock_mono_ms() + PACE_MAX_MS;
+    while (!w->dead && pw_http_stream_pending(w->stream) > PACE_BYTES) {
+        if (pw_http_stream_dead(w->stream) || pw_clock_mono_ms() > until) {
+            w->dead = true;
+            break;
+        }
+        pw_clock_sleep_ms(2);
+    }
+}
+
 static void w_free(struct watcher *w)
 {
     pw_labelsel_free(w->ls);
@@ -236,6 +253,7 @@ void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs)
             if (b.len > (1u << 20)) {
                 w_write(w, b.p, b.len);
                 pw_buf_reset(&b);
+                w_pace(w);
             }
         }
         if (b.len)

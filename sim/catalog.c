@@ -256,10 +256,10 @@ void sim_catalog_free(sim_catalog *cat)
     free(cat);
 }
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        snprintf(err, err_size, __VA_ARGS__);                                                      \
-        return PW_EINVAL;                                                                          \
+#define FAIL(...)                                                                                                      \
+    do {                                                                                                               \
+        snprintf(err, err_size, __VA_ARGS__);                                                                          \
+        return PW_EINVAL;                                                                                              \
     } while (0)
 
 /* Interns a layer by digest; the same digest must always have the same size. */
@@ -295,7 +295,8 @@ static int parse_platform(sim_catalog *cat, struct sim_platform *pl, json_t *jp,
     pl->layers = pw_xcalloc(json_array_size(layers), sizeof *pl->layers);
     size_t i;
     json_t *jl;
-    json_array_foreach(layers, i, jl) {
+    json_array_foreach(layers, i, jl)
+    {
         const char *ld = json_string_value(json_object_get(jl, "digest"));
         json_t *js = json_object_get(jl, "size");
         if (!ld || !digest_ok(ld) || !json_is_integer(js) || json_integer_value(js) < 0)
@@ -331,7 +332,8 @@ static int parse_image(sim_catalog *cat, struct sim_image *img, json_t *ji, char
     img->short_names = pw_xcalloc(json_array_size(names), sizeof *img->short_names);
     size_t i;
     json_t *v;
-    json_array_foreach(names, i, v) {
+    json_array_foreach(names, i, v)
+    {
         char norm[SIM_REF_MAX];
         const char *s = json_string_value(v);
         if (!s || sim_ref_normalize(s, norm, sizeof norm) != 0 || strchr(norm, '@'))
@@ -343,14 +345,16 @@ static int parse_image(sim_catalog *cat, struct sim_image *img, json_t *ji, char
     sim_ref_repo(img->names[0], repo, sizeof repo);
     img->repo = pw_xstrdup(repo);
     img->plats = pw_xcalloc(json_array_size(plats), sizeof *img->plats);
-    json_array_foreach(plats, i, v) {
+    json_array_foreach(plats, i, v)
+    {
         int rc = parse_platform(cat, &img->plats[img->nplats], v, first, err, err_size);
         img->nplats++;
         if (rc < 0)
             return rc;
     }
     img->exes = pw_xcalloc(json_array_size(exes) + 1, sizeof *img->exes);
-    json_array_foreach(exes, i, v) {
+    json_array_foreach(exes, i, v)
+    {
         const char *s = json_string_value(v);
         if (!s || s[0] != '/')
             FAIL("image %s: executables must be absolute paths", first);
@@ -391,7 +395,8 @@ int sim_catalog_parse(const char *json, sim_catalog **out, char *err, size_t err
     int rc = 0;
     size_t i;
     json_t *ji;
-    json_array_foreach(images, i, ji) {
+    json_array_foreach(images, i, ji)
+    {
         struct sim_image *img = &cat->images[cat->nimages];
         img->index = cat->nimages++;
         rc = parse_image(cat, img, ji, err, err_size);

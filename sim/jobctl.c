@@ -90,7 +90,8 @@ static bool has_condition(const json_t *job, const char *type)
 {
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(json_object_get(job, "status"), "conditions"), i, c) {
+    json_array_foreach(json_object_get(json_object_get(job, "status"), "conditions"), i, c)
+    {
         const char *t = json_string_value(json_object_get(c, "type"));
         const char *s = json_string_value(json_object_get(c, "status"));
         if (t && s && strcmp(t, type) == 0 && strcmp(s, "True") == 0)
@@ -149,7 +150,8 @@ static struct kjob *owner_job(struct sim_world *w, const struct sim_change *ch)
 {
     size_t i;
     json_t *ref;
-    json_array_foreach(json_object_get(json_object_get(ch->obj, "metadata"), "ownerReferences"), i, ref) {
+    json_array_foreach(json_object_get(json_object_get(ch->obj, "metadata"), "ownerReferences"), i, ref)
+    {
         const char *kind = json_string_value(json_object_get(ref, "kind"));
         const char *name = json_string_value(json_object_get(ref, "name"));
         const char *uid = json_string_value(json_object_get(ref, "uid"));
@@ -167,7 +169,8 @@ static bool pod_ready(const json_t *pod)
 {
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(json_object_get(pod, "status"), "conditions"), i, c) {
+    json_array_foreach(json_object_get(json_object_get(pod, "status"), "conditions"), i, c)
+    {
         const char *t = json_string_value(json_object_get(c, "type"));
         const char *s = json_string_value(json_object_get(c, "status"));
         if (t && s && strcmp(t, "Ready") == 0)
@@ -219,7 +222,8 @@ static void default_containers(json_t *arr)
 {
     size_t i;
     json_t *c;
-    json_array_foreach(arr, i, c) {
+    json_array_foreach(arr, i, c)
+    {
         const char *image = json_string_value(json_object_get(c, "image"));
         if (!json_object_get(c, "imagePullPolicy"))
             json_object_set_new(c, "imagePullPolicy",
@@ -238,7 +242,8 @@ static void default_toleration(json_t *spec, const char *key)
     json_t *tols = json_object_get(spec, "tolerations");
     size_t i;
     json_t *t;
-    json_array_foreach(tols, i, t) {
+    json_array_foreach(tols, i, t)
+    {
         const char *k = json_string_value(json_object_get(t, "key"));
         const char *op = json_string_value(json_object_get(t, "operator"));
         if ((k && strcmp(k, key) == 0) || (!k && op && strcmp(op, "Exists") == 0))
@@ -256,8 +261,8 @@ static json_t *pod_from_template(const struct kjob *j)
 {
     json_t *tmpl = json_object_get(jspec(j), "template");
     json_t *tmd = json_object_get(tmpl, "metadata");
-    json_t *labels = json_is_object(json_object_get(tmd, "labels")) ? json_deep_copy(json_object_get(tmd, "labels"))
-                                                                      : json_object();
+    json_t *labels =
+        json_is_object(json_object_get(tmd, "labels")) ? json_deep_copy(json_object_get(tmd, "labels")) : json_object();
     json_object_set_new(labels, "controller-uid", json_string(j->uid));
     json_object_set_new(labels, "job-name", json_string(j->name));
     json_object_set_new(labels, "batch.kubernetes.io/controller-uid", json_string(j->uid));
@@ -265,13 +270,13 @@ static json_t *pod_from_template(const struct kjob *j)
     char gen[80];
     snprintf(gen, sizeof gen, "%.57s-", j->name);
     json_t *md = json_pack("{s:s, s:s, s:o, s:[{s:s, s:s, s:s, s:s, s:b, s:b}]}", "generateName", gen, "namespace",
-                           j->ns, "labels", labels, "ownerReferences", "apiVersion", "batch/v1", "kind", "Job",
-                           "name", j->name, "uid", j->uid, "controller", 1, "blockOwnerDeletion", 1);
+                           j->ns, "labels", labels, "ownerReferences", "apiVersion", "batch/v1", "kind", "Job", "name",
+                           j->name, "uid", j->uid, "controller", 1, "blockOwnerDeletion", 1);
     json_t *ann = json_object_get(tmd, "annotations");
     if (json_is_object(ann))
         json_object_set_new(md, "annotations", json_deep_copy(ann));
-    json_t *spec = json_is_object(json_object_get(tmpl, "spec")) ? json_deep_copy(json_object_get(tmpl, "spec"))
-                                                                  : json_object();
+    json_t *spec =
+        json_is_object(json_object_get(tmpl, "spec")) ? json_deep_copy(json_object_get(tmpl, "spec")) : json_object();
     static const struct {
         const char *k, *v;
     } SDEF[] = {{"restartPolicy", "Never"},
@@ -326,8 +331,8 @@ static void create_pods(struct sim_world *w, struct kjob *j, int n)
 struct jstatus {
     const char *uid;
     int active, ready, succeeded, failed;
-    const char *start;        /* set startTime when absent */
-    const char *finish_type;  /* "Complete" or "Failed" */
+    const char *start;       /* set startTime when absent */
+    const char *finish_type; /* "Complete" or "Failed" */
     const char *reason, *message;
     const char *now;
 };
@@ -415,8 +420,15 @@ static void finish(struct sim_world *w, struct kjob *j, struct count *c, const c
     j->finished_at = sim_world_now(w);
     char now[PW_RFC3339_LEN];
     pw_time_rfc3339(time(NULL), now);
-    struct jstatus a = {.uid = j->uid, .active = 0, .ready = 0, .succeeded = j->succeeded, .failed = j->failed,
-                        .finish_type = type, .reason = reason, .message = message, .now = now};
+    struct jstatus a = {.uid = j->uid,
+                        .active = 0,
+                        .ready = 0,
+                        .succeeded = j->succeeded,
+                        .failed = j->failed,
+                        .finish_type = type,
+                        .reason = reason,
+                        .message = message,
+                        .now = now};
     sim_store_mutate(w->sim->store, "jobs.batch", j->ns, j->name, set_jstatus, &a, NULL);
     if (strcmp(type, "Complete") == 0)
         sim_world_event(w, j->involved, "Normal", "Completed", "Job completed", "job-controller", NULL, NULL);
@@ -434,7 +446,8 @@ static double finished_at(struct sim_world *w, struct kjob *j)
     const char *at = json_string_value(json_object_get(st, "completionTime"));
     size_t i;
     json_t *cnd;
-    json_array_foreach(json_object_get(st, "conditions"), i, cnd) {
+    json_array_foreach(json_object_get(st, "conditions"), i, cnd)
+    {
         const char *t = json_string_value(json_object_get(cnd, "type"));
         if (!at && t && (strcmp(t, "Failed") == 0 || strcmp(t, "Complete") == 0))
             at = json_string_value(json_object_get(cnd, "lastTransitionTime"));
@@ -519,8 +532,12 @@ static void sync_job(struct sim_world *w, struct kjob *j)
                 sim_world_timer(w, j->last_fail_at + delay, SIM_T_JOB, j->key);
             }
         }
-        struct jstatus a = {.uid = j->uid, .active = c.active, .ready = c.ready, .succeeded = j->succeeded,
-                            .failed = j->failed, .start = isnan(j->start_model) ? NULL : start};
+        struct jstatus a = {.uid = j->uid,
+                            .active = c.active,
+                            .ready = c.ready,
+                            .succeeded = j->succeeded,
+                            .failed = j->failed,
+                            .start = isnan(j->start_model) ? NULL : start};
         sim_store_mutate(w->sim->store, "jobs.batch", j->ns, j->name, set_jstatus, &a, NULL);
     }
     for (int i = 0; i < c.nactive; i++)

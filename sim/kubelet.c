@@ -66,7 +66,7 @@ struct kcont {
 struct kpod {
     char *key, *ns, *name, *uid;
     struct sim_wnode *node;
-    json_t *spec; /* the pod's spec as first seen; released once the pod is terminal */
+    json_t *spec;     /* the pod's spec as first seen; released once the pod is terminal */
     char restart[16]; /* spec.restartPolicy */
     json_t *involved;
     struct kcont *c; /* init containers first */
@@ -218,10 +218,10 @@ static json_t *cont_status(const struct kcont *c)
 {
     char t1[PW_RFC3339_LEN], t2[PW_RFC3339_LEN];
     bool running = c->phase == C_RUNNING;
-    json_t *s = json_pack("{s:s, s:s, s:s, s:b, s:i, s:b}", "name", c->name, "image",
-                          c->norm_image && c->image_id ? c->norm_image : c->image, "imageID",
-                          c->image_id ? c->image_id : "", "ready", running && !c->init, "restartCount", c->restarts,
-                          "started", running);
+    json_t *s =
+        json_pack("{s:s, s:s, s:s, s:b, s:i, s:b}", "name", c->name, "image",
+                  c->norm_image && c->image_id ? c->norm_image : c->image, "imageID", c->image_id ? c->image_id : "",
+                  "ready", running && !c->init, "restartCount", c->restarts, "started", running);
     json_t *state;
     if (running) {
         now_rfc(c->started_ms, t1);
@@ -437,7 +437,8 @@ static bool has_credentials(struct sim_world *w, const struct kpod *p, const str
     size_t i;
     json_t *ref;
     bool ok = false;
-    json_array_foreach(secrets, i, ref) {
+    json_array_foreach(secrets, i, ref)
+    {
         const char *name = json_string_value(json_object_get(ref, "name"));
         json_t *sec = NULL;
         if (!name || sim_store_get(w->sim->store, "secrets", p->ns, name, &sec) != 0)
@@ -456,7 +457,8 @@ static bool has_credentials(struct sim_world *w, const struct kpod *p, const str
         json_t *cfg = text ? json_loads(text, 0, NULL) : NULL;
         const char *key;
         json_t *entry;
-        json_object_foreach(json_object_get(cfg, "auths"), key, entry) {
+        json_object_foreach(json_object_get(cfg, "auths"), key, entry)
+        {
             char host[256];
             registry_host(key, host, sizeof host);
             if (strcmp(host, img->auth_registry) != 0)
@@ -534,9 +536,12 @@ static void begin_image(struct sim_world *w, struct kpod *p, struct kcont *c)
 {
     char norm[SIM_REF_MAX];
     if (sim_ref_normalize(c->image, norm, sizeof norm) != 0) {
+        bool upper = false;
+        for (const char *q = c->image; *q && *q != ':' && *q != '@'; q++)
+            upper = upper || (*q >= 'A' && *q <= 'Z');
         char *msg = pw_xasprintf("Failed to apply default image tag \"%s\": couldn't parse image reference \"%s\": "
-                                 "invalid reference format",
-                                 c->image, c->image);
+                                 "invalid reference format%s",
+                                 c->image, c->image, upper ? ": repository name must be lowercase" : "");
         c->phase = C_BLOCKED;
         set_waiting(p, c, "InvalidImageName", msg);
         event(w, p, c, "Warning", "InspectFailed", msg);
@@ -547,8 +552,7 @@ static void begin_image(struct sim_world *w, struct kpod *p, struct kcont *c)
     set_str(&c->norm_image, norm);
     c->img = sim_catalog_find(w->cat, c->image);
     const char *pol = pull_policy(c);
-    bool present = c->img && sim_world_node_holds(p->node, c->img) &&
-                   sim_image_platform(c->img, p->node->arch) &&
+    bool present = c->img && sim_world_node_holds(p->node, c->img) && sim_image_platform(c->img, p->node->arch) &&
                    sim_model_has_platform(w->model, p->node->midx, sim_image_platform(c->img, p->node->arch));
     if (present && strcmp(pol, "Always") != 0) {
         eventf(w, p, c, "Normal", "Pulled", "Container image \"%s\" already present on machine", c->image);
@@ -615,8 +619,10 @@ void sim_kubelet_on_pull(struct sim_world *w, const struct sim_model_evt *e)
         go_dur((e->now - e->started_at) / w->scale, d1, sizeof d1);
         go_dur((e->now - e->queued_at) / w->scale, d2, sizeof d2);
         const struct sim_platform *plat = sim_image_platform(k->img, p->node->arch);
-        eventf(w, p, c, "Normal", "Pulled", "Successfully pulled image \"%s\" in %s (%s including waiting). Image "
-               "size: %" PRIu64 " bytes.", c->image, d1, d2, plat ? plat->size : 0);
+        eventf(w, p, c, "Normal", "Pulled",
+               "Successfully pulled image \"%s\" in %s (%s including waiting). Image "
+               "size: %" PRIu64 " bytes.",
+               c->image, d1, d2, plat ? plat->size : 0);
         c->backoff = 0;
         to_creating(w, p, c);
     } else {
@@ -642,7 +648,8 @@ static bool on_filled_volume(const struct kpod *p, const struct kcont *c, const 
 {
     size_t i;
     json_t *vm;
-    json_array_foreach(json_object_get(c->spec, "volumeMounts"), i, vm) {
+    json_array_foreach(json_object_get(c->spec, "volumeMounts"), i, vm)
+    {
         const char *mp = json_string_value(json_object_get(vm, "mountPath"));
         const char *vol = json_string_value(json_object_get(vm, "name"));
         if (!mp || !vol)
@@ -658,7 +665,8 @@ static bool on_filled_volume(const struct kpod *p, const struct kcont *c, const 
                 continue;
             size_t j;
             json_t *ivm;
-            json_array_foreach(json_object_get(ic->spec, "volumeMounts"), j, ivm) {
+            json_array_foreach(json_object_get(ic->spec, "volumeMounts"), j, ivm)
+            {
                 const char *iv = json_string_value(json_object_get(ivm, "name"));
                 if (iv && strcmp(iv, vol) == 0 && !json_is_true(json_object_get(ivm, "readOnly")))
                     return true;
@@ -865,7 +873,8 @@ static bool taint_tolerated(const json_t *t, const json_t *tols)
     const char *eff = json_string_value(json_object_get(t, "effect"));
     size_t i;
     json_t *tol;
-    json_array_foreach(tols, i, tol) {
+    json_array_foreach(tols, i, tol)
+    {
         const char *tk = json_string_value(json_object_get(tol, "key"));
         const char *op = json_string_value(json_object_get(tol, "operator"));
         const char *tv = json_string_value(json_object_get(tol, "value"));
@@ -896,7 +905,8 @@ static bool admit(struct sim_world *w, struct kpod *p)
     size_t i;
     json_t *t;
     bool ok = true;
-    json_array_foreach(json_object_get(json_object_get(node, "spec"), "taints"), i, t) {
+    json_array_foreach(json_object_get(json_object_get(node, "spec"), "taints"), i, t)
+    {
         const char *eff = json_string_value(json_object_get(t, "effect"));
         if (!eff || strcmp(eff, "NoExecute") != 0 || taint_tolerated(t, tols))
             continue;
@@ -997,8 +1007,10 @@ static void init_cont(struct kcont *c, const json_t *spec, bool init)
 {
     c->spec = spec;
     c->init = init;
-    c->name = pw_xstrdup(json_string_value(json_object_get(spec, "name")) ? json_string_value(json_object_get(spec, "name")) : "");
-    c->image = pw_xstrdup(json_string_value(json_object_get(spec, "image")) ? json_string_value(json_object_get(spec, "image")) : "");
+    c->name = pw_xstrdup(
+        json_string_value(json_object_get(spec, "name")) ? json_string_value(json_object_get(spec, "name")) : "");
+    c->image = pw_xstrdup(
+        json_string_value(json_object_get(spec, "image")) ? json_string_value(json_object_get(spec, "image")) : "");
 }
 
 static struct kpod *track(struct sim_world *w, const struct sim_change *ch, struct sim_wnode *n, const char *key)
@@ -1009,7 +1021,8 @@ static struct kpod *track(struct sim_world *w, const struct sim_change *ch, stru
     p->key = pw_xstrdup(key);
     p->ns = pw_xstrdup(ch->ns);
     p->name = pw_xstrdup(ch->name);
-    p->uid = pw_xstrdup(json_string_value(json_object_get(md, "uid")) ? json_string_value(json_object_get(md, "uid")) : "");
+    p->uid =
+        pw_xstrdup(json_string_value(json_object_get(md, "uid")) ? json_string_value(json_object_get(md, "uid")) : "");
     p->node = n;
     p->spec = json_incref(spec);
     const char *rp = json_string_value(json_object_get(spec, "restartPolicy"));
@@ -1178,7 +1191,8 @@ void sim_kubelet_node_added(struct sim_world *w, struct sim_wnode *n)
         return;
     size_t i;
     json_t *pod;
-    json_array_foreach(items, i, pod) {
+    json_array_foreach(items, i, pod)
+    {
         json_t *md = json_object_get(pod, "metadata");
         struct sim_change ch = {
             .type = SIM_ADDED,
@@ -1243,7 +1257,8 @@ static double evict_delay(const json_t *taints, const json_t *tols)
     double delay = -1;
     size_t i;
     json_t *t;
-    json_array_foreach(taints, i, t) {
+    json_array_foreach(taints, i, t)
+    {
         const char *eff = json_string_value(json_object_get(t, "effect"));
         if (!eff || strcmp(eff, "NoExecute") != 0)
             continue;
@@ -1253,7 +1268,8 @@ static double evict_delay(const json_t *taints, const json_t *tols)
         double best = -1;
         size_t j;
         json_t *tol;
-        json_array_foreach(tols, j, tol) {
+        json_array_foreach(tols, j, tol)
+        {
             json_t *one = json_array();
             json_array_append(one, tol);
             bool m = taint_tolerated(t, one);
@@ -1283,8 +1299,8 @@ void sim_kubelet_evict(struct sim_world *w, const char *key)
     json_t *node = NULL;
     if (sim_store_get(w->sim->store, "nodes", "", p->node->name, &node) != 0)
         return;
-    double d = evict_delay(json_object_get(json_object_get(node, "spec"), "taints"),
-                           json_object_get(p->spec, "tolerations"));
+    double d =
+        evict_delay(json_object_get(json_object_get(node, "spec"), "taints"), json_object_get(p->spec, "tolerations"));
     json_decref(node);
     double now = sim_world_now(w);
     if (d < 0) {

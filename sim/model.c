@@ -580,9 +580,13 @@ void sim_model_each_pull(const sim_model *m, void (*fn)(void *arg, const struct 
                 } else if (!p) {
                     break;
                 }
-                struct sim_model_pull_info pi = {
-                    .id = p->id, .cookie = p->cookie, .node = p->node, .phase = PHASES[p->phase],
-                    .queued_at = p->queued_at, .started_at = p->started_at, .bytes = p->bytes};
+                struct sim_model_pull_info pi = {.id = p->id,
+                                                 .cookie = p->cookie,
+                                                 .node = p->node,
+                                                 .phase = PHASES[p->phase],
+                                                 .queued_at = p->queued_at,
+                                                 .started_at = p->started_at,
+                                                 .bytes = p->bytes};
                 if (p->phase == PH_DOWNLOADING && p->plat)
                     for (int l = 0; l < p->plat->nlayers; l++)
                         for (int f = 0; f < n->nflows; f++)

@@ -269,13 +269,12 @@ static json_t *node_conditions(bool ready, const char *now)
     json_t *c = json_array();
     json_array_append_new(c, condition("MemoryPressure", "False", "KubeletHasSufficientMemory",
                                        "kubelet has sufficient memory available", now));
-    json_array_append_new(c, condition("DiskPressure", "False", "KubeletHasNoDiskPressure",
-                                       "kubelet has no disk pressure", now));
-    json_array_append_new(c, condition("PIDPressure", "False", "KubeletHasSufficientPID",
-                                       "kubelet has sufficient PID available", now));
+    json_array_append_new(
+        c, condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure", now));
+    json_array_append_new(
+        c, condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available", now));
     if (ready)
-        json_array_append_new(c, condition("Ready", "True", "KubeletReady",
-                                           "kubelet is posting ready status", now));
+        json_array_append_new(c, condition("Ready", "True", "KubeletReady", "kubelet is posting ready status", now));
     else
         json_array_append_new(c, condition("Ready", "False", "KubeletNotReady",
                                            "container runtime network not ready: NetworkReady=false "
@@ -330,11 +329,10 @@ static json_t *make_node(struct sim_world *w, struct sim_wnode *n, int number, c
     pw_time_rfc3339(time(NULL), now);
 
     json_t *labels = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kubernetes.io/hostname", n->name,
-                               "kubernetes.io/os", "linux", "kubernetes.io/arch", n->arch,
-                               "beta.kubernetes.io/os", "linux", "beta.kubernetes.io/arch", n->arch,
-                               "topology.kubernetes.io/zone", zone, "topology.kubernetes.io/region", "region-1",
-                               "node.kubernetes.io/instance-type", itype, "beta.kubernetes.io/instance-type", itype,
-                               "pool", pool->pool);
+                               "kubernetes.io/os", "linux", "kubernetes.io/arch", n->arch, "beta.kubernetes.io/os",
+                               "linux", "beta.kubernetes.io/arch", n->arch, "topology.kubernetes.io/zone", zone,
+                               "topology.kubernetes.io/region", "region-1", "node.kubernetes.io/instance-type", itype,
+                               "beta.kubernetes.io/instance-type", itype, "pool", pool->pool);
     json_t *extra = json_object_get(opts, "labels");
     if (json_is_object(extra))
         json_object_update(labels, extra);
@@ -358,11 +356,11 @@ static json_t *make_node(struct sim_world *w, struct sim_wnode *n, int number, c
     snprintf(suuid, sizeof suuid, "%.8s-%.4s-%.4s-%.4s-%.12s", x, x + 8, x + 12, x + 16, x + 20);
     hexid(w, x, 32);
     snprintf(boot, sizeof boot, "%.8s-%.4s-%.4s-%.4s-%.12s", x, x + 8, x + 12, x + 16, x + 20);
-    json_t *info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "machineID", mid, "systemUUID", suuid,
-                             "bootID", boot, "kernelVersion", arm ? "6.1.112-124.190.amzn2023.aarch64" : "6.1.112-124.190.amzn2023.x86_64",
-                             "osImage", "Debian GNU/Linux 12 (bookworm)", "containerRuntimeVersion",
-                             "containerd://1.7.22", "kubeletVersion", "v1.30.5", "kubeProxyVersion", "v1.30.5",
-                             "operatingSystem", "linux", "architecture", n->arch);
+    json_t *info = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "machineID", mid, "systemUUID", suuid, "bootID", boot,
+        "kernelVersion", arm ? "6.1.112-124.190.amzn2023.aarch64" : "6.1.112-124.190.amzn2023.x86_64", "osImage",
+        "Debian GNU/Linux 12 (bookworm)", "containerRuntimeVersion", "containerd://1.7.22", "kubeletVersion", "v1.30.5",
+        "kubeProxyVersion", "v1.30.5", "operatingSystem", "linux", "architecture", n->arch);
     char cidr[32];
     snprintf(cidr, sizeof cidr, "10.%d.%d.0/24", 64 + (number / 256) % 64, number % 256);
     json_t *spec = json_pack("{s:s, s:[s], s:s}", "podCIDR", cidr, "podCIDRs", cidr, "providerID", "");
@@ -525,7 +523,8 @@ static int set_ready(void *arg, json_t *obj)
     json_t *conds = json_object_get(json_object_get(obj, "status"), "conditions");
     size_t i;
     json_t *c;
-    json_array_foreach(conds, i, c) {
+    json_array_foreach(conds, i, c)
+    {
         const char *type = json_string_value(json_object_get(c, "type"));
         if (!type)
             continue;
@@ -541,11 +540,11 @@ static int set_ready(void *arg, json_t *obj)
             json_t *fresh = node_conditions(true, now);
             json_t *f;
             size_t j;
-            json_array_foreach(fresh, j, f)
-                if (strcmp(json_string_value(json_object_get(f, "type")), type) == 0) {
-                    json_object_set(c, "reason", json_object_get(f, "reason"));
-                    json_object_set(c, "message", json_object_get(f, "message"));
-                }
+            json_array_foreach(fresh, j, f) if (strcmp(json_string_value(json_object_get(f, "type")), type) == 0)
+            {
+                json_object_set(c, "reason", json_object_get(f, "reason"));
+                json_object_set(c, "message", json_object_get(f, "message"));
+            }
             json_decref(fresh);
             json_object_set_new(c, "lastHeartbeatTime", json_string(now));
         }
@@ -553,9 +552,7 @@ static int set_ready(void *arg, json_t *obj)
     json_t *spec = json_object_get(obj, "spec");
     json_t *taints = json_object_get(spec, "taints");
     json_t *keep = json_array();
-    json_array_foreach(taints, i, c)
-        if (!is_lifecycle_taint(c))
-            json_array_append(keep, c);
+    json_array_foreach(taints, i, c) if (!is_lifecycle_taint(c)) json_array_append(keep, c);
     if (!a->ready) {
         json_array_append_new(keep, taint("node.kubernetes.io/unreachable", "NoSchedule", NULL));
         json_array_append_new(keep, taint("node.kubernetes.io/unreachable", "NoExecute", now));
@@ -589,11 +586,8 @@ static int patch_spec(void *arg, json_t *obj)
         json_t *keep = json_array();
         size_t i;
         json_t *c;
-        json_array_foreach(json_object_get(spec, "taints"), i, c)
-            if (is_lifecycle_taint(c))
-                json_array_append(keep, c);
-        json_array_foreach(t, i, c)
-            json_array_append(keep, c);
+        json_array_foreach(json_object_get(spec, "taints"), i, c) if (is_lifecycle_taint(c)) json_array_append(keep, c);
+        json_array_foreach(t, i, c) json_array_append(keep, c);
         if (json_array_size(keep))
             json_object_set_new(spec, "taints", keep);
         else {
@@ -1127,9 +1121,8 @@ static void one_pull(void *arg, const struct sim_model_pull_info *pi)
     /* nodes enter the model and w->nodes in the same order and never leave either */
     const char *node = pi->node >= 0 && pi->node < a->w->nnodes ? a->w->nodes[pi->node]->name : "";
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:f, s:I, s:I}", "node", node, "image", ref, "pod", pod, "phase",
-                          pi->phase, "waitedSeconds",
-                          (sim_model_now(a->w->model) - pi->queued_at) / a->w->scale, "bytes", (json_int_t)pi->bytes,
-                          "bytesLeft", (json_int_t)pi->bytes_left);
+                          pi->phase, "waitedSeconds", (sim_model_now(a->w->model) - pi->queued_at) / a->w->scale,
+                          "bytes", (json_int_t)pi->bytes, "bytesLeft", (json_int_t)pi->bytes_left);
     json_array_append_new(a->arr, o);
 }
 

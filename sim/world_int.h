@@ -35,11 +35,11 @@ struct sim_platform {
 };
 
 struct sim_image {
-    int index;         /* position in the catalogue */
-    char **names;      /* normalised references with tags ("docker.io/library/nginx:1.27") */
+    int index;          /* position in the catalogue */
+    char **names;       /* normalised references with tags ("docker.io/library/nginx:1.27") */
     char **short_names; /* the names as written in the catalogue ("nginx:1.27") */
     int nnames;
-    char *repo;        /* the repository of names[0] ("docker.io/library/nginx") */
+    char *repo;                  /* the repository of names[0] ("docker.io/library/nginx") */
     char digest[SIM_DIGEST_MAX]; /* the manifest list (index) digest */
     struct sim_platform *plats;
     int nplats;
@@ -88,11 +88,11 @@ bool sim_image_has_exe(const struct sim_image *img, const char *path);
 typedef struct sim_model sim_model;
 
 struct sim_model_cfg {
-    double registry_Bps;   /* registry egress, bytes per model second */
-    double node_Bps;       /* default per-node download, bytes per model second */
-    int max_parallel;      /* pulls at once per node (1 = serialized) */
-    double pull_overhead_s; /* resolving a reference (manifest round trips) before layers flow */
-    int nlayers;           /* the catalogue's layer count */
+    double registry_Bps;        /* registry egress, bytes per model second */
+    double node_Bps;            /* default per-node download, bytes per model second */
+    int max_parallel;           /* pulls at once per node (1 = serialized) */
+    double pull_overhead_s;     /* resolving a reference (manifest round trips) before layers flow */
+    int nlayers;                /* the catalogue's layer count */
     const uint64_t *layer_size; /* nlayers sizes (borrowed, must outlive the model) */
 };
 
@@ -100,12 +100,12 @@ enum sim_model_evt_type { SIM_PULL_STARTED = 0, SIM_PULL_DONE = 1 };
 
 struct sim_model_evt {
     enum sim_model_evt_type type;
-    int64_t pull;     /* the pull's id */
-    uint64_t cookie;  /* the caller's value given to sim_model_pull */
+    int64_t pull;    /* the pull's id */
+    uint64_t cookie; /* the caller's value given to sim_model_pull */
     int node;
-    bool ok;          /* DONE: false when the pull was submitted to fail */
+    bool ok;                           /* DONE: false when the pull was submitted to fail */
     double queued_at, started_at, now; /* model seconds */
-    uint64_t bytes;   /* DONE: bytes this pull downloaded */
+    uint64_t bytes;                    /* DONE: bytes this pull downloaded */
 };
 
 typedef void (*sim_model_fn)(void *arg, const struct sim_model_evt *evt);
@@ -185,8 +185,8 @@ enum sim_timer_kind { SIM_T_POD = 0, SIM_T_JOB = 1, SIM_T_PODGC = 2, SIM_T_EVICT
 
 /* A simulated node: identity, kubelet state and ground truth. */
 struct sim_held {
-    int image;    /* catalogue index */
-    char **refs;  /* references as pods asked for them */
+    int image;   /* catalogue index */
+    char **refs; /* references as pods asked for them */
     int nrefs;
 };
 
@@ -223,7 +223,7 @@ struct sim_world {
     struct sim_map pods; /* "ns/name" -> struct kpod * (kubelet) */
     struct sim_map jobs; /* "ns/name" -> struct kjob * (job controller) */
     int next_node_number;
-    void *kubelet; /* kubelet.c's private state */
+    void *kubelet;            /* kubelet.c's private state */
     struct sim_wnode **dirty; /* nodes whose status.images must be rewritten */
     int ndirty, capdirty;
 

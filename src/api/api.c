@@ -83,7 +83,9 @@ static void h_create(pw_http_req *req, void *ctx)
     rc = pw_engine_submit(engine_of(ctx), &spec, &task);
     pw_taskspec_fini(&spec);
     if (rc != 0) {
-        reply_error(req, rc, "the task could not be stored; retry later", NULL);
+        /* the store failed (disk full, I/O error, busy): nothing was created, retrying may pass */
+        reply_error(req, rc == PW_EINVAL ? PW_EINTERNAL : PW_EUNAVAIL, "the task could not be stored; retry later",
+                    NULL);
         return;
     }
     char *loc = pw_xasprintf("/api/v1/tasks/%s", json_string_value(json_object_get(task, "id")));
@@ -150,6 +152,10 @@ static void h_nodes(pw_http_req *req, void *ctx)
     int rc = pw_engine_list_nodes(engine_of(ctx), id, state, limit, cont, &out);
     if (rc == 0) {
         pw_http_reply_json(req, 200, out);
+        return;
+    }
+    if (rc == PW_EINVAL) {
+        reply_error(req, rc, "continue: invalid token", "continue");
         return;
     }
     char *msg = rc == PW_ENOTFOUND ? pw_xasprintf("task %s not found", id) : NULL;

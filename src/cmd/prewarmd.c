@@ -3,6 +3,7 @@
  * SIGINT, then stop accepting, finish requests in flight and exit 0, leaving Jobs running. */
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +23,10 @@ enum opt_kind { OPT_STR, OPT_INT, OPT_DOUBLE, OPT_BOOL, OPT_DURATION };
 
 struct options {
     const char *listen, *kubeconfig, *context, *namespace_, *store, *helper_image, *log_level,
-        *log_format;
+        *log_format, *instance;
     long max_nodes_in_flight, max_running_tasks, kube_burst;
     double kube_qps;
-    long long job_ttl_ms, batch_pause_ms, not_ready_grace_ms;
+    long long job_ttl_ms, batch_pause_ms, not_ready_grace_ms, history_ms;
     bool keep_failed_jobs, tolerate_noexecute, help;
 };
 
@@ -39,13 +40,20 @@ struct opt_row {
 };
 
 #define OFF(f) offsetof(struct options, f)
+#define DEFAULT_STORE "sqlite:/var/lib/prewarm/prewarm.db"
 static const struct opt_row opt_table[] = {
     {"listen", "PREWARM_LISTEN", OPT_STR, OFF(listen), "127.0.0.1:8080", "address of the REST API"},
     {"kubeconfig", "PREWARM_KUBECONFIG", OPT_STR, OFF(kubeconfig), NULL,
      "kubeconfig file(s) (else $KUBECONFIG, ~/.kube/config, in-cluster)"},
     {"context", "PREWARM_CONTEXT", OPT_STR, OFF(context), NULL, "kubeconfig context (else current)"},
     {"namespace", "PREWARM_NAMESPACE", OPT_STR, OFF(namespace_), "prewarm", "namespace of the Jobs"},
-    {"store", "PREWARM_STORE", OPT_STR, OFF(store), "memory:", "store url (memory:)"},
+    {"store", "PREWARM_STORE", OPT_STR, OFF(store), DEFAULT_STORE,
+     "store url: sqlite:PATH (durable; tasks survive restarts) or memory: (nothing survives)"},
+    {"history", "PREWARM_HISTORY", OPT_DURATION, OFF(history_ms), "7d",
+     "how long finished tasks are kept before they are pruned (e.g. 7d, 12h; 0: forever)"},
+    {"instance", "PREWARM_INSTANCE", OPT_STR, OFF(instance), NULL,
+     "this prewarmd's identity, the label prewarm.io/instance on its Jobs (default: \"default\" with "
+     "memory: or the default store, else derived from the store path)"},
     {"helper-image", "PREWARM_HELPER_IMAGE", OPT_STR, OFF(helper_image), "ghcr.io/prewarm/prewarm:0.1.0",
      "prewarm's own image (holds prewarm-true)"},
     {"max-nodes-in-flight", "PREWARM_MAX_NODES_IN_FLIGHT", OPT_INT, OFF(max_nodes_in_flight), "500",
@@ -100,12 +108,23 @@ static int set_bool(void *field, const char *value)
     return pw_parse_bool(value, (bool *)field);
 }
 
+/* A duration as pw_parse_duration_ms reads it, with days too: "7d", "1d12h". */
 static int set_duration(void *field, const char *value)
 {
-    long long ms;
-    if (pw_parse_duration_ms(value, &ms) != 0 || ms < 0)
+    long long ms = 0, days = 0;
+    const char *d = strchr(value, 'd');
+    if (d) {
+        char *end;
+        days = strtoll(value, &end, 10);
+        if (end != d || end == value || days < 0 || days > 36500)
+            return PW_EINVAL;
+        value = d + 1;
+    }
+    if (*value && (pw_parse_duration_ms(value, &ms) != 0 || ms < 0))
         return PW_EINVAL;
-    *(long long *)field = ms;
+    if (!*value && !d)
+        return PW_EINVAL;
+    *(long long *)field = ms + days * 86400000LL;
     return 0;
 }
 
@@ -174,6 +193,43 @@ static int parse_options(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/* True when s is a valid label value of at most 63 characters, not empty. */
+static bool label_value_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && ((i == 0 || i == n - 1) || (c != '-' && c != '_' && c != '.')))
+            return false;
+    }
+    return true;
+}
+
+/* The instance id: the flag's, else "default" for memory: and the default store, else "s-" and
+ * 16 hex digits of a hash (FNV-1a) of the store url, stable across restarts on the same store.
+ * Writes into out (at least 64 bytes); PW_EINVAL when the flag's value is not a label value. */
+static int instance_id(const struct options *o, char *out, size_t n)
+{
+    if (o->instance) {
+        if (!label_value_ok(o->instance))
+            return PW_EINVAL;
+        snprintf(out, n, "%s", o->instance);
+        return 0;
+    }
+    if (strncmp(o->store, "memory:", 7) == 0 || strcmp(o->store, DEFAULT_STORE) == 0) {
+        snprintf(out, n, "default");
+        return 0;
+    }
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)o->store; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    snprintf(out, n, "s-%016llx", (unsigned long long)h);
+    return 0;
+}
+
 static volatile sig_atomic_t stop_signal;
 
 static void on_signal(int sig)
@@ -211,6 +267,12 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
 
+    char instance[64];
+    if (instance_id(&o, instance, sizeof instance) != 0) {
+        fprintf(stderr, "prewarmd: bad --instance \"%s\": a label value (1-63 of [A-Za-z0-9-_.], "
+                        "starting and ending alphanumeric)\n", o.instance);
+        return 2;
+    }
     char *err = NULL;
     pw_store *store = NULL;
     if (pw_store_open(o.store, &store, &err) != 0) {
@@ -245,6 +307,8 @@ int main(int argc, char **argv)
         .batch_pause_ms = o.batch_pause_ms,
         .not_ready_grace_ms = o.not_ready_grace_ms,
         .tolerate_noexecute = o.tolerate_noexecute,
+        .instance = instance,
+        .history_ms = o.history_ms,
     };
     pw_engine *engine = NULL;
     rc = pw_engine_new(&ecfg, &engine);
@@ -270,8 +334,9 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    PW_INFO("serving on port %d (kubernetes %s, namespace %s, store %s)", pw_http_server_port(srv),
-            pw_k8s_config_server(kcfg), o.namespace_, o.store);
+    PW_INFO("serving on port %d (kubernetes %s, namespace %s, store %s, instance %s, history %llds)",
+            pw_http_server_port(srv), pw_k8s_config_server(kcfg), o.namespace_, o.store, instance,
+            (long long)(o.history_ms / 1000));
     /* The port line on stdout lets scripts that pass port 0 find the port. */
     printf("listening on 127.0.0.1:%d\n", pw_http_server_port(srv));
     fflush(stdout);

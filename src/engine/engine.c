@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -27,6 +28,7 @@
 
 #define MANAGED_BY_SELECTOR "app.kubernetes.io/managed-by=prewarm"
 #define TASK_LABEL "prewarm.io/task"
+#define INSTANCE_LABEL "prewarm.io/instance"
 #define NODE_ANNOTATION "prewarm.io/node"
 #define MAX_FAILED_LISTED 100
 
@@ -37,6 +39,7 @@ struct img_res {
     unsigned char state;     /* enum nstate */
     unsigned char attempts;  /* pull attempts seen */
     bool in_pull_error;      /* the last status seen was ErrImagePull (counts transitions into it) */
+    unsigned char cls;       /* enum pw_pull_class: the most specific failure seen (NOTFOUND/AUTH stick) */
     char *reason;            /* owned or NULL */
     char *message;           /* owned or NULL */
     float duration_s;
@@ -70,6 +73,7 @@ struct task {
     struct pw_outcome_reasons reasons;
     json_t *failed; /* array of the first MAX_FAILED_LISTED failures */
     char *message;
+    char *note; /* owned or NULL: what selection found worth saying (unknown nodeNames), kept in message */
     struct pw_sched_task sched;
     bool dirty;
 };
@@ -105,7 +109,9 @@ struct notready {
 
 struct pw_engine {
     struct pw_engine_config cfg; /* strings point at the copies below */
-    char *namespace_, *helper_image;
+    char *namespace_, *helper_image, *instance;
+    bool store_failing;       /* the last round's store write failed: deferred actions wait (e->mu) */
+    int64_t next_prune_mono;  /* loop thread only */
 
     pthread_mutex_t mu; /* task state */
     struct task **tasks; /* unfinished tasks */
@@ -153,6 +159,13 @@ static void time_json(json_t *o, const char *key, int64_t ms)
     char buf[PW_RFC3339_LEN];
     pw_time_rfc3339((time_t)(ms / 1000), buf);
     json_object_set_new(o, key, json_string(buf));
+}
+
+/* x rounded to 1/scale (ms for seconds), so the JSON shows 0.131, not 0.13099999725818634. */
+static double round_to(double x, double scale)
+{
+    double y = x * scale;
+    return (double)(int64_t)(y < 0 ? y - 0.5 : y + 0.5) / scale;
 }
 
 static bool node_ready(const json_t *node)
@@ -361,8 +374,8 @@ static void act_defer(pw_engine *e, struct action *a)
 
 static void release_actions(pw_engine *e)
 {
-    if (!e->d_head)
-        return;
+    if (!e->d_head || e->store_failing)
+        return; /* held while the store fails: what they do must not run ahead of what is durable */
     pthread_mutex_lock(&e->amu);
     while (e->d_head) {
         struct action *a = e->d_head;
@@ -502,6 +515,7 @@ static void task_free(struct task *t)
     pw_taskspec_fini(&t->spec);
     json_decref(t->failed);
     free(t->message);
+    free(t->note);
     free(t);
 }
 
@@ -551,7 +565,7 @@ static json_t *task_json(const struct task *t)
     json_object_set_new(p, "failedNodes", json_integer((json_int_t)c->failed));
     json_object_set_new(p, "skippedNodes", json_integer((json_int_t)c->skipped));
     json_object_set_new(p, "cancelledNodes", json_integer((json_int_t)c->cancelled));
-    json_object_set_new(p, "percentage", json_real(t->selected ? pw_outcome_percentage(c) : 0.0));
+    json_object_set_new(p, "percentage", json_real(t->selected ? round_to(pw_outcome_percentage(c), 100) : 0.0));
     json_object_set_new(o, "progress", p);
     json_object_set(o, "failedNodes", t->failed);
     json_object_set_new(o, "message", json_string(t->message ? t->message : ""));
@@ -580,7 +594,7 @@ static json_t *node_json(const struct task *t, const struct tnode *n)
         json_object_set_new(io, "reason", json_string(r->reason ? r->reason : ""));
         json_object_set_new(io, "message", json_string(r->message ? r->message : ""));
         json_object_set_new(io, "attempts", json_integer(r->attempts));
-        json_object_set_new(io, "durationSeconds", json_real((double)r->duration_s));
+        json_object_set_new(io, "durationSeconds", json_real(round_to((double)r->duration_s, 1000)));
         json_array_append_new(imgs, io);
     }
     json_object_set_new(o, "images", imgs);
@@ -657,6 +671,23 @@ static void job_delete(pw_engine *e, const struct task *t, const struct tnode *n
     job_delete_name(e, t->id, n->name);
 }
 
+/* The hint row of outcome.c for a pull failure's class (the kubelet's reason word stays). */
+static const char *hint_of_class(unsigned char cls)
+{
+    static const char *const rows[] = {[PW_PULL_FAILED_NOTFOUND] = "ImageNotFound",
+                                       [PW_PULL_FAILED_AUTH] = "ImagePullUnauthorized"};
+    return cls < sizeof rows / sizeof rows[0] ? rows[cls] : NULL;
+}
+
+/* The class of the failure of image (one of t's references, or a ", "-joined list, or NULL). */
+static unsigned char failure_class(const struct task *t, const struct tnode *n, const char *image)
+{
+    for (size_t i = 0; image && i < t->spec.n_images; i++)
+        if (strcmp(t->spec.images[i], image) == 0)
+            return n->imgs[i].cls;
+    return PW_PULL_WAITING;
+}
+
 /* Ends a running node: succeeded, or failed with reason/message (image: the image at fault or
  * NULL). Images not yet decided take the node's outcome. Deletes the Job unless kept for debugging. */
 static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum nstate s, const char *reason,
@@ -690,7 +721,8 @@ static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum nsta
     n->finished_ms = pw_clock_real_ms();
     node_set_state(t, n, s);
     if (s == NS_FAILED) {
-        pw_outcome_add_failure(&t->reasons, reason, n->name, image, message);
+        pw_outcome_add_failure_hint(&t->reasons, reason, hint_of_class(failure_class(t, n, image)), n->name, image,
+                                    message);
         if (json_array_size(t->failed) < MAX_FAILED_LISTED) {
             json_t *f = json_object();
             json_object_set_new(f, "nodeName", json_string(n->name));
@@ -746,11 +778,17 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
         r->reason = NULL;
         return false;
     case PW_PULL_FAILED_RETRYABLE:
+        /* keep the most specific cause seen: a later "Back-off pulling image" says no more than an
+         * earlier not-found or unauthorized */
+        if (r->cls == PW_PULL_FAILED_NOTFOUND || r->cls == PW_PULL_FAILED_AUTH)
+            return false;
+        r->cls = PW_PULL_FAILED_RETRYABLE;
         set_str(&r->reason, st->reason);
         set_str(&r->message, st->message);
         return false;
     case PW_PULL_FAILED_NOTFOUND:
     case PW_PULL_FAILED_AUTH: {
+        r->cls = (unsigned char)st->cls;
         set_str(&r->reason, st->reason);
         set_str(&r->message, st->message);
         int limit = t->spec.retries > 0 ? t->spec.retries : 1;
@@ -761,6 +799,7 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
         return false;
     }
     case PW_PULL_FAILED_PERMANENT:
+        r->cls = PW_PULL_FAILED_PERMANENT;
         set_str(&r->reason, st->reason);
         set_str(&r->message, st->message);
         if (!r->attempts)
@@ -851,15 +890,32 @@ static void handle_job(pw_engine *e, enum pw_k8s_event type, const json_t *job)
         const char *msg = json_string_value(json_object_get(c, "message"));
         /* Say which image was still stuck, and why, when the pod told us. */
         const char *img = NULL;
-        char *full = NULL;
+        char *full = NULL, *pending = NULL;
         for (size_t i = 0; i < t->spec.n_images && !img; i++)
             if (n->imgs[i].state == NS_RUNNING && n->imgs[i].reason) {
                 img = t->spec.images[i];
                 full = pw_xasprintf("%s; last pull error: %s: %s", msg ? msg : reason ? reason : "Job failed",
                                     n->imgs[i].reason, n->imgs[i].message ? n->imgs[i].message : "");
             }
+        if (!img) {
+            /* no pull error seen (e.g. DeadlineExceeded during a slow pull): name the images not done */
+            pw_buf b;
+            pw_buf_init(&b, 0);
+            size_t k = 0;
+            for (size_t i = 0; i < t->spec.n_images; i++)
+                if (n->imgs[i].state == NS_RUNNING)
+                    pw_buf_printf(&b, "%s%s", k++ ? ", " : "", t->spec.images[i]);
+            if (k) {
+                pending = pw_buf_steal(&b);
+                img = pending;
+                full = pw_xasprintf("%s; not pulled yet: %s", msg ? msg : reason ? reason : "Job failed", pending);
+            } else {
+                pw_buf_fini(&b);
+            }
+        }
         node_finish(e, t, n, NS_FAILED, reason ? reason : "JobFailed", full ? full : msg, img);
         free(full);
+        free(pending);
         return;
     }
     if (job_condition(job, "Complete"))
@@ -1036,6 +1092,40 @@ static int tnode_cmp(const void *a, const void *b)
     return strcmp(((const struct tnode *)a)->name, ((const struct tnode *)b)->name);
 }
 
+/* Names in nodeNames that no node has are not an error, but the task says so (t->note, shown as its
+ * message while it runs and appended to its final message). */
+static void note_unknown_names(pw_engine *e, struct task *t)
+{
+    if (!t->spec.has_node_names || !e->nodes_inf)
+        return;
+    pw_buf names;
+    pw_buf_init(&names, 0);
+    size_t missing = 0;
+    for (size_t i = 0; i < t->spec.n_node_names; i++) {
+        json_t *node = pw_k8s_informer_get(e->nodes_inf, t->spec.node_names[i]);
+        if (node) {
+            json_decref(node);
+            continue;
+        }
+        if (missing < 10)
+            pw_buf_printf(&names, "%s%s", missing ? ", " : "", t->spec.node_names[i]);
+        missing++;
+    }
+    if (missing) {
+        if (missing > 10)
+            pw_buf_printf(&names, " and %zu more", missing - 10);
+        char *list = pw_buf_steal(&names);
+        free(t->note);
+        t->note = pw_xasprintf("%zu of the %zu requested nodeNames do not exist: %s", missing, t->spec.n_node_names,
+                               list);
+        free(list);
+        free(t->message);
+        t->message = pw_xstrdup(t->note);
+    } else {
+        pw_buf_fini(&names);
+    }
+}
+
 /* Picks the task's nodes from the node cache. Nodes with every image present are skipped at once. */
 static void task_select(pw_engine *e, struct task *t)
 {
@@ -1063,7 +1153,9 @@ static void task_select(pw_engine *e, struct task *t)
     }
     t->selected = true;
     t->dirty = true;
-    PW_INFO("task %s: %zu nodes selected, %zu already hold every image", t->id, c.n, t->counts.skipped);
+    note_unknown_names(e, t);
+    PW_INFO("task %s: %zu nodes selected, %zu already hold every image%s%s", t->id, c.n, t->counts.skipped,
+            t->note ? "; " : "", t->note ? t->note : "");
 }
 
 /* ---- dispatch ---- */
@@ -1110,6 +1202,7 @@ static void job_create(pw_engine *e, struct task *t, struct tnode *n)
         .ttl_s = e->cfg.job_ttl_s,
         .helper_image = e->helper_image,
         .tolerations = no_tolerations,
+        .instance = e->instance,
     };
     json_t *job = pw_jobspec_build(&p);
     json_decref(no_tolerations);
@@ -1150,6 +1243,11 @@ static bool task_maybe_finish(pw_engine *e, struct task *t)
     t->status = pw_outcome_status(&t->counts, t->spec.success_threshold);
     free(t->message);
     t->message = pw_outcome_message(&t->counts, t->status, t->spec.success_threshold, &t->reasons, e->namespace_);
+    if (t->note) {
+        char *m = pw_xasprintf("%s; %s", t->message, t->note);
+        free(t->message);
+        t->message = m;
+    }
     t->finished_ms = pw_clock_real_ms();
     t->dirty = true;
     PW_INFO("task %s %s: %s", t->id, t->status, t->message);
@@ -1247,10 +1345,12 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
     if (dispatch)
         schedule(e, &wake_at);
     size_t kept = 0;
+    bool failing = false;
     for (size_t i = 0; i < e->n_tasks; i++) {
         struct task *t = e->tasks[i];
         bool done = task_maybe_finish(e, t);
         int rc = task_flush(e, t);
+        failing |= rc != 0;
         if (done && rc == 0) {
             task_free(t);
             continue;
@@ -1258,8 +1358,35 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
         e->tasks[kept++] = t;
     }
     e->n_tasks = kept;
+    if (failing != e->store_failing) {
+        if (failing)
+            PW_ERROR("the store is failing: Job creates and deletes wait until task state is written");
+        else
+            PW_INFO("the store writes again: releasing the waiting Job creates and deletes");
+    }
+    e->store_failing = failing;
     release_actions(e);
     return wake_at;
+}
+
+/* Retention: deletes finished tasks older than the history from the store, at most every
+ * min(60 s, history/2). Loop thread, outside e->mu (finished tasks are no longer in memory). */
+static void maybe_prune(pw_engine *e)
+{
+    int64_t now = pw_clock_mono_ms();
+    if (e->cfg.history_ms <= 0 || now < e->next_prune_mono)
+        return;
+    int64_t every = e->cfg.history_ms / 2;
+    every = every < 1000 ? 1000 : every > 60000 ? 60000 : every;
+    e->next_prune_mono = now + every;
+    size_t removed = 0;
+    int rc = pw_store_prune(e->cfg.store, pw_clock_real_ms() - e->cfg.history_ms, &removed);
+    if (rc != 0)
+        PW_ERROR("pruning finished tasks older than %llds from the store failed: %s (will retry)",
+                 (long long)(e->cfg.history_ms / 1000), pw_strerror(rc));
+    else if (removed)
+        PW_INFO("pruned %zu finished tasks older than %llds (--history)", removed,
+                (long long)(e->cfg.history_ms / 1000));
 }
 
 static void *loop_main(void *arg)
@@ -1291,6 +1418,7 @@ static void *loop_main(void *arg)
         pthread_mutex_unlock(&e->mu);
         if (stopping)
             return NULL;
+        maybe_prune(e);
     }
 }
 
@@ -1362,8 +1490,20 @@ static int task_load_nodes(pw_engine *e, struct task *t)
         struct tnode *tn = &t->nodes[i];
         tnode_from_doc(t, items[i].doc, tn);
         (*count_slot(&t->counts, tn->state))++;
-        if (tn->state == NS_FAILED)
-            pw_outcome_add_failure(&t->reasons, tn->reason, tn->name, NULL, tn->message);
+        if (tn->state == NS_FAILED) {
+            /* the image at fault and its class (for the hint) as the stored result tells them */
+            const char *img = NULL;
+            for (size_t k = 0; k < t->spec.n_images && !img; k++) {
+                struct img_res *r = &tn->imgs[k];
+                if (r->state == NS_FAILED && r->reason &&
+                    (strcmp(r->reason, "ErrImagePull") == 0 || strcmp(r->reason, "ImagePullBackOff") == 0)) {
+                    r->cls = (unsigned char)pw_jobspec_classify_message(r->message);
+                    img = t->spec.images[k];
+                }
+            }
+            pw_outcome_add_failure_hint(&t->reasons, tn->reason, hint_of_class(failure_class(t, tn, img)), tn->name,
+                                        img, tn->message);
+        }
     }
     pw_store_nodes_free(items, n);
     if (n > 1)
@@ -1405,6 +1545,12 @@ static struct task *task_reload(pw_engine *e, const struct pw_store_task *rec)
         json_t *failed = json_object_get(rec->doc, "failedNodes");
         if (json_is_array(failed))
             json_array_extend(t->failed, failed);
+        /* a running task's message is its selection note (unknown nodeNames), if any */
+        const char *note = str_or_null(rec->doc, "message");
+        if (note) {
+            t->note = pw_xstrdup(note);
+            t->message = pw_xstrdup(note);
+        }
         /* the running nodes' Jobs are adopted once the Job cache is complete (adopt_resumed) */
         for (size_t i = 0; i < t->n_nodes; i++)
             t->nodes[i].adopt = t->nodes[i].state == NS_RUNNING;
@@ -1558,8 +1704,10 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
     e->cfg = *cfg;
     e->namespace_ = pw_xstrdup(cfg->namespace_ ? cfg->namespace_ : "prewarm");
     e->helper_image = pw_xstrdup(cfg->helper_image ? cfg->helper_image : "ghcr.io/prewarm/prewarm:0.1.0");
+    e->instance = pw_xstrdup(cfg->instance && *cfg->instance ? cfg->instance : "default");
     e->cfg.namespace_ = e->namespace_;
     e->cfg.helper_image = e->helper_image;
+    e->cfg.instance = e->instance;
     if (e->cfg.max_nodes_in_flight <= 0)
         e->cfg.max_nodes_in_flight = 500;
     if (e->cfg.max_running_tasks <= 0)
@@ -1592,6 +1740,7 @@ int pw_engine_start(pw_engine *e)
 {
     if (e->started)
         return 0;
+    maybe_prune(e);
     pthread_mutex_lock(&e->mu);
     engine_resume(e);
     release_actions(e);
@@ -1599,11 +1748,14 @@ int pw_engine_start(pw_engine *e)
     if (e->cfg.client) {
         char *jobs = pw_xasprintf("/apis/batch/v1/namespaces/%s/jobs", e->namespace_);
         char *pods = pw_xasprintf("/api/v1/namespaces/%s/pods", e->namespace_);
+        /* only this instance's Jobs and pods: another prewarmd's are not ours to adopt or sweep */
+        char *sel = pw_xasprintf("%s,%s=%s", MANAGED_BY_SELECTOR, INSTANCE_LABEL, e->instance);
         int rc = informer(e, "/api/v1/nodes", NULL, on_node, transform_node, &e->nodes_inf);
         if (rc == 0)
-            rc = informer(e, jobs, MANAGED_BY_SELECTOR, on_job, transform_job, &e->jobs_inf);
+            rc = informer(e, jobs, sel, on_job, transform_job, &e->jobs_inf);
         if (rc == 0)
-            rc = informer(e, pods, MANAGED_BY_SELECTOR, on_pod, transform_pod, &e->pods_inf);
+            rc = informer(e, pods, sel, on_pod, transform_pod, &e->pods_inf);
+        free(sel);
         free(jobs);
         free(pods);
         if (rc != 0)
@@ -1667,6 +1819,7 @@ void pw_engine_free(pw_engine *e)
     free(e->execs);
     free(e->namespace_);
     free(e->helper_image);
+    free(e->instance);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->qmu);
     pthread_cond_destroy(&e->qcond);
@@ -1711,6 +1864,7 @@ int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out)
     task_record(t, &rec, doc);
     int rc = pw_store_task_put(e->cfg.store, &rec); /* committed before the 201 */
     if (rc != 0) {
+        PW_ERROR("task %s not created: the store write failed: %s", t->id, pw_strerror(rc));
         json_decref(doc);
         task_free(t);
         return rc;
@@ -1748,6 +1902,11 @@ static void task_cancel(pw_engine *e, struct task *t)
     t->finished_ms = pw_clock_real_ms();
     free(t->message);
     t->message = pw_outcome_message(&t->counts, "cancelled", t->spec.success_threshold, &t->reasons, e->namespace_);
+    if (t->note) {
+        char *m = pw_xasprintf("%s; %s", t->message, t->note);
+        free(t->message);
+        t->message = m;
+    }
     t->dirty = true;
 }
 
@@ -1757,9 +1916,13 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
     struct task *t = task_find(e, id);
     int rc = 0;
     if (t && !pw_store_status_final(t->status)) {
+        size_t running = t->counts.running, pending = t->counts.pending;
         task_cancel(e, t);
         rc = task_flush(e, t);
-        release_actions(e);
+        if (rc == 0)
+            release_actions(e);
+        PW_INFO("task %s cancelled: %zu running nodes stopped (their Jobs deleted), %zu pending nodes dropped%s",
+                t->id, running, pending, rc == 0 ? "" : " (the store write failed; it is retried)");
         if (rc == 0 && task_out)
             *task_out = task_json(t);
         pthread_mutex_unlock(&e->mu);

@@ -91,6 +91,12 @@ struct pw_engine_config {
     int64_t not_ready_grace_ms;
     bool tolerate_noexecute;  /* tolerate every NoExecute taint */
     int executor_threads;     /* (0: 4) */
+    const char *instance;     /* this prewarmd's identity (copied; NULL or "": "default"): Jobs carry the
+                               * label prewarm.io/instance=<it>, and the informers, adoption and the
+                               * start-up sweep see only Jobs with it, so two prewarmds with their own
+                               * stores can share a namespace */
+    int64_t history_ms;       /* finished tasks older than this are pruned from the store (at start and
+                               * every min(60 s, history/2)); 0: never */
 };
 
 /* Creates the engine (no thread yet). *out: free with pw_engine_free. */

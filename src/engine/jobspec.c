@@ -69,9 +69,12 @@ static json_t *tiny_resources(void)
                      "memory", "16Mi");
 }
 
-static json_t *labels(const char *task_id)
+static json_t *labels(const char *task_id, const char *instance)
 {
-    return json_pack("{s:s, s:s}", "app.kubernetes.io/managed-by", "prewarm", "prewarm.io/task", task_id);
+    json_t *l = json_pack("{s:s, s:s}", "app.kubernetes.io/managed-by", "prewarm", "prewarm.io/task", task_id);
+    if (instance != NULL && *instance)
+        json_object_set_new(l, "prewarm.io/instance", json_string(instance));
+    return l;
 }
 
 static json_t *install_container(const char *helper_image)
@@ -132,13 +135,13 @@ json_t *pw_jobspec_build(const struct pw_jobspec_params *p)
 
     char *name = pw_jobspec_name(p->task_id, p->node_name);
     json_t *spec = json_pack("{s:i, s:{s:{s:o}, s:o}}", "backoffLimit", p->backoff_limit > 0 ? p->backoff_limit : 0,
-                             "template", "metadata", "labels", labels(p->task_id), "spec", pod_spec);
+                             "template", "metadata", "labels", labels(p->task_id, p->instance), "spec", pod_spec);
     if (p->active_deadline_s > 0)
         json_object_set_new(spec, "activeDeadlineSeconds", json_integer(p->active_deadline_s));
     if (p->ttl_s >= 0)
         json_object_set_new(spec, "ttlSecondsAfterFinished", json_integer(p->ttl_s));
     json_t *job = json_pack("{s:s, s:s, s:{s:s, s:s, s:o, s:{s:s}}, s:o}", "apiVersion", "batch/v1", "kind", "Job",
-                            "metadata", "name", name, "namespace", p->namespace_, "labels", labels(p->task_id),
+                            "metadata", "name", name, "namespace", p->namespace_, "labels", labels(p->task_id, p->instance),
                             "annotations", "prewarm.io/node", p->node_name, "spec", spec);
     free(name);
     return job;
@@ -250,6 +253,11 @@ static enum pw_pull_class classify_message(const char *msg)
     }
     free(low);
     return cls;
+}
+
+enum pw_pull_class pw_jobspec_classify_message(const char *msg)
+{
+    return classify_message(msg != NULL ? msg : "");
 }
 
 /* Copies src into dst of size n, cut to fit (the kubelet's messages can be long). */

@@ -25,6 +25,7 @@ struct pw_jobspec_params {
     int ttl_s;                 /* spec.ttlSecondsAfterFinished; < 0 omits it */
     const char *helper_image;  /* prewarm's own image, holding /prewarm-true */
     const json_t *tolerations; /* NULL: tolerate every NoExecute taint */
+    const char *instance;      /* label prewarm.io/instance on the Job and its pod; NULL or "": none */
 };
 
 /* Returns the Job name "pw-<task id lowercased>-<first 10 hex of SHA-256(node_name)>": deterministic,
@@ -65,5 +66,9 @@ struct pw_image_status {
  * an image rather than downgrade an earlier NOTFOUND/AUTH.
  * Returns 0, or PW_EINVAL when pod is not a JSON object (out untouched). */
 int pw_jobspec_pod_status(const json_t *pod, size_t n_images, struct pw_image_status *out);
+
+/* How pw_jobspec_pod_status classifies an ErrImagePull/ImagePullBackOff message (msg NULL or ""
+ * -> RETRYABLE): NOTFOUND, AUTH or RETRYABLE. For results read back from the store. */
+enum pw_pull_class pw_jobspec_classify_message(const char *msg);
 
 #endif

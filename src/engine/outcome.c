@@ -30,13 +30,39 @@ static const struct {
     {"TaintToleration", "the node has a NoExecute taint the Job does not tolerate"},
 };
 
+/* Copies src into dst (size n); when it does not fit, keeps its start and its end around " ... ":
+ * the end of a runtime's message usually holds the cause ("401 Unauthorized"). */
+static void copy_middle_cut(char *dst, size_t n, const char *src)
+{
+    size_t len = strlen(src);
+    if (len < n) {
+        memcpy(dst, src, len + 1);
+        return;
+    }
+    static const char gap[] = " ... ";
+    size_t keep = n - 1 - (sizeof gap - 1);
+    size_t head = keep / 3, tail = keep - head;
+    memcpy(dst, src, head);
+    memcpy(dst + head, gap, sizeof gap - 1);
+    memcpy(dst + head + sizeof gap - 1, src + len - tail, tail);
+    dst[n - 1] = '\0';
+}
+
 void pw_outcome_add_failure(struct pw_outcome_reasons *rs, const char *reason, const char *node,
                             const char *image, const char *message)
 {
+    pw_outcome_add_failure_hint(rs, reason, NULL, node, image, message);
+}
+
+void pw_outcome_add_failure_hint(struct pw_outcome_reasons *rs, const char *reason, const char *hint,
+                                 const char *node, const char *image, const char *message)
+{
     if (!reason || !*reason)
         reason = "Failed";
+    if (!hint)
+        hint = "";
     for (size_t i = 0; i < rs->n; i++)
-        if (strcmp(rs->r[i].reason, reason) == 0) {
+        if (strcmp(rs->r[i].reason, reason) == 0 && strcmp(rs->r[i].hint, hint) == 0) {
             rs->r[i].count++;
             return;
         }
@@ -47,10 +73,11 @@ void pw_outcome_add_failure(struct pw_outcome_reasons *rs, const char *reason, c
     struct pw_outcome_reason *r = &rs->r[rs->n++];
     memset(r, 0, sizeof *r);
     snprintf(r->reason, sizeof r->reason, "%s", reason);
+    snprintf(r->hint, sizeof r->hint, "%s", hint);
     r->count = 1;
     snprintf(r->node, sizeof r->node, "%s", node ? node : "");
     snprintf(r->image, sizeof r->image, "%s", image ? image : "");
-    snprintf(r->message, sizeof r->message, "%s", message ? message : "");
+    copy_middle_cut(r->message, sizeof r->message, message ? message : "");
 }
 
 double pw_outcome_percentage(const struct pw_outcome_counts *c)
@@ -98,7 +125,9 @@ static void add_reasons(pw_buf *b, const struct pw_outcome_reasons *rs, const ch
         if (r->message[0])
             pw_buf_printf(b, ": %s", r->message);
         pw_buf_puts(b, ")");
-        const char *h = hint_for(r->reason);
+        const char *h = r->hint[0] ? hint_for(r->hint) : NULL;
+        if (!h)
+            h = hint_for(r->reason);
         if (h) {
             pw_buf_puts(b, " - ");
             /* the hints' only conversion is %s for the namespace */

@@ -16,10 +16,11 @@ struct pw_outcome_counts {
 #define PW_OUTCOME_MAX_REASONS 8
 struct pw_outcome_reason {
     char reason[64];
+    char hint[32]; /* the hint row to use when not the reason's own ("" : the reason's) */
     size_t count;
     char node[64];
-    char image[128];
-    char message[256];
+    char image[256];
+    char message[1024]; /* a longer message keeps its start and its end (the cause) around " ... " */
 };
 struct pw_outcome_reasons {
     struct pw_outcome_reason r[PW_OUTCOME_MAX_REASONS];
@@ -30,6 +31,12 @@ struct pw_outcome_reasons {
 /* Counts one failed node with its reason (and, for the first of a reason, the example). */
 void pw_outcome_add_failure(struct pw_outcome_reasons *rs, const char *reason, const char *node,
                             const char *image, const char *message);
+/* Like pw_outcome_add_failure, with hint naming the row of the hint table to use instead of the
+ * reason's own: the kubelet's reason word stays (e.g. "ErrImagePull") while the classification of
+ * its message picks the advice ("ImageNotFound", "ImagePullUnauthorized"). Failures are grouped by
+ * (reason, hint). hint NULL or "" is pw_outcome_add_failure. */
+void pw_outcome_add_failure_hint(struct pw_outcome_reasons *rs, const char *reason, const char *hint,
+                                 const char *node, const char *image, const char *message);
 
 /* finished / total x 100 (100 when total is 0). */
 double pw_outcome_percentage(const struct pw_outcome_counts *c);

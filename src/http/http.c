@@ -212,7 +212,7 @@ void pw_http_reply(pw_http_req *req, int status, const char *content_type, const
 
 void pw_http_reply_json(pw_http_req *req, int status, json_t *obj)
 {
-    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(obj);
     if (!text) {
         static const char fallback[] = "{\"code\":500,\"reason\":\"Internal\",\"message\":\"encoding failed\"}";
@@ -326,6 +326,14 @@ int pw_http_stream_write(pw_http_stream *s, const void *data, size_t n)
         stream_wake_locked(s);
     pthread_mutex_unlock(&s->lock);
     return rc;
+}
+
+size_t pw_http_stream_pending(pw_http_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t n = s->out.len;
+    pthread_mutex_unlock(&s->lock);
+    return n;
 }
 
 bool pw_http_stream_dead(pw_http_stream *s)

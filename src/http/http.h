@@ -92,6 +92,8 @@ pw_http_stream *pw_http_reply_stream(pw_http_req *req, int status, const char *c
 int pw_http_stream_write(pw_http_stream *s, const void *data, size_t n);
 /* True when the client is gone or the server is stopping. */
 bool pw_http_stream_dead(pw_http_stream *s);
+/* Bytes queued and not yet handed to the network (for writers that pace themselves under the cap). */
+size_t pw_http_stream_pending(pw_http_stream *s);
 /* Ends the response after what was queued and drops the caller's reference. */
 void pw_http_stream_close(pw_http_stream *s);
 

@@ -307,6 +307,21 @@ ok(pod("evict-later") is not None, "the pod tolerating it for 40 s stays for now
 ok(wait(lambda: pod("evict-later") is None, 10) and time.time() - t0 > 1.5, "and is evicted after tolerationSeconds (40 s / 20)")
 req("PATCH", "/sim/v1/nodes/node-0001", {"taints": []})
 
+# --- parallelism 2, completions 3: three pods succeed, never more than two at once ---
+req("POST", "/apis/batch/v1/namespaces/default/jobs",
+    {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "par"},
+     "spec": {"parallelism": 2, "completions": 3, "template": {"spec": {"nodeName": "node-0001", "restartPolicy": "Never",
+              "containers": [{"name": "c", "image": "busybox:1.36", "command": ["/bin/true"]}]}}}})
+peak = 0
+end = time.time() + 15
+while time.time() < end and not cond(job("par"), "Complete"):
+    peak = max(peak, (job("par") or {}).get("status", {}).get("active", 0) or 0)
+    time.sleep(0.02)
+j = job("par")
+c, pl = req("GET", "/api/v1/namespaces/default/pods?labelSelector=job-name%3Dpar")
+ok(cond(j, "Complete") and j["status"].get("succeeded") == 3 and len(pl.get("items", [])) == 3 and 1 <= peak <= 2,
+   "parallelism 2 / completions 3: 3 pods, at most 2 active", (j or {}).get("status", {}), )
+
 # --- Job failure: backoffLimit 1 -> two failed pods, BackoffLimitExceeded ---
 req("POST", "/apis/batch/v1/namespaces/default/jobs",
     {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "fails"},

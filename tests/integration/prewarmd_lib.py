@@ -71,7 +71,7 @@ class Env:
         """Starts prewarmd with self.pw_args ("{dir}" in them becomes the test's temporary directory)."""
         self.pw_log = open(os.path.join(self.dir, "prewarmd.log"), "a")
         self.pw = subprocess.Popen(
-            [os.path.join(BIN, "prewarmd"), "--kubeconfig", self.kubeconfig, "--listen", "127.0.0.1:0",
+            [os.path.join(BIN, "prewarmd"), "--kubeconfig", self.kubeconfig, "--listen", "127.0.0.1:0", "--store", "memory:",
              "--log-format", "text"] + [a.replace("{dir}", self.dir) for a in self.pw_args], stdout=subprocess.PIPE, stderr=self.pw_log, text=True)
         line = self.pw.stdout.readline()
         if not line.startswith("listening on "):

@@ -153,6 +153,24 @@ static const char *label(json_t *labels, const char *key)
     return json_string_value(json_object_get(labels, key));
 }
 
+/* The instance label goes on the Job and its pod when given, and only then. */
+static void test_instance_label(void **state)
+{
+    (void)state;
+    struct pw_jobspec_params p = params();
+    p.instance = "blue";
+    json_t *job = pw_jobspec_build(&p);
+    assert_non_null(job);
+    assert_int_equal(json_object_size(at(job, "metadata.labels")), 3);
+    assert_string_equal(label(at(job, "metadata.labels"), "prewarm.io/instance"), "blue");
+    assert_string_equal(label(at(job, "spec.template.metadata.labels"), "prewarm.io/instance"), "blue");
+    json_decref(job);
+    p.instance = "";
+    job = pw_jobspec_build(&p);
+    assert_null(json_object_get(at(job, "metadata.labels"), "prewarm.io/instance"));
+    json_decref(job);
+}
+
 static void test_manifest_fields(void **state)
 {
     (void)state;
@@ -717,6 +735,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_manifest_fields),
+        cmocka_unit_test(test_instance_label),
         cmocka_unit_test(test_manifest_options),
         cmocka_unit_test(test_name),
         cmocka_unit_test(test_pod_creating),

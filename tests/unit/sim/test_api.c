@@ -478,6 +478,28 @@ static void test_update_patch(void **state)
     assert_int_equal(r.code, 200);
     assert_non_null(strstr(r.body, "NoExecute"));
     resp_free(&r);
+    /* dryRun=All: validated and answered, never stored */
+    char djob[512];
+    snprintf(djob, sizeof(djob), JOB, "dry", "Never");
+    r = api("POST", "/apis/batch/v1/namespaces/default/jobs?dryRun=All", djob);
+    assert_int_equal(r.code, 201);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r.json, "spec"), "backoffLimit")), 6);
+    resp_free(&r);
+    r = api("GET", "/apis/batch/v1/namespaces/default/jobs/dry", NULL);
+    assert_int_equal(r.code, 404);
+    resp_free(&r);
+    r = call("PATCH", "/api/v1/nodes/node-0002?dryRun=All", "{\"metadata\":{\"labels\":{\"dry\":\"1\"}}}",
+             "application/merge-patch+json", "tok", NULL);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(r.json, "metadata"), "labels"), "dry")), "1");
+    resp_free(&r);
+    r = api("DELETE", "/api/v1/nodes/node-0002?dryRun=All", NULL);
+    assert_int_equal(r.code, 200);
+    resp_free(&r);
+    r = api("GET", "/api/v1/nodes/node-0002", NULL);
+    assert_int_equal(r.code, 200);
+    assert_null(json_object_get(json_object_get(json_object_get(r.json, "metadata"), "labels"), "dry"));
+    resp_free(&r);
     /* a Job's template is immutable; its labels are not */
     r = make_job("default", "imm", "Never");
     assert_int_equal(r.code, 201);

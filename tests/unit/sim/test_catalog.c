@@ -42,7 +42,8 @@ static void test_normalize(void **state)
     char want[256];
     snprintf(want, sizeof want, "docker.io/library/busybox@%s", d);
     assert_string_equal(out, want);
-    static const char *bad[] = {"", "Nginx:1.27", "nginx:", "nginx@sha256:12", "a//b", "-x", "nginx:1.27 ", "nginx:bad/tag"};
+    static const char *bad[] = {"",     "Nginx:1.27", "nginx:",      "nginx@sha256:12",
+                                "a//b", "-x",         "nginx:1.27 ", "nginx:bad/tag"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(sim_ref_normalize(bad[i], out, sizeof out), PW_EINVAL);
     sim_ref_repo("docker.io/library/nginx:1.27", out, sizeof out);
@@ -62,11 +63,18 @@ static void test_default_catalog(void **state)
     sim_catalog *cat = NULL;
     char err[256] = "";
     assert_int_equal(sim_catalog_load(NULL, &cat, err, sizeof err), 0);
-    static const char *must[] = {"busybox:1.36", "nginx:1.27", "redis:7.4", "postgres:16", "python:3.12",
+    static const char *must[] = {"busybox:1.36",
+                                 "nginx:1.27",
+                                 "redis:7.4",
+                                 "postgres:16",
+                                 "python:3.12",
                                  "gcr.io/distroless/static-debian12:nonroot",
-                                 "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime", "nvcr.io/nvidia/pytorch:24.08-py3",
-                                 "vllm/vllm-openai:v0.6.3", "registry.example.com/team/private-app:1.0",
-                                 "ghcr.io/prewarm/prewarm:0.1.0", "docker.io/library/nginx:1.27",
+                                 "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime",
+                                 "nvcr.io/nvidia/pytorch:24.08-py3",
+                                 "vllm/vllm-openai:v0.6.3",
+                                 "registry.example.com/team/private-app:1.0",
+                                 "ghcr.io/prewarm/prewarm:0.1.0",
+                                 "docker.io/library/nginx:1.27",
                                  "docker.io/nginx:1.27"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
         assert_non_null(sim_catalog_find(cat, must[i]));
@@ -99,8 +107,10 @@ static void test_default_catalog(void **state)
     assert_non_null(sim_image_platform(vllm, "amd64"));
     assert_null(sim_image_platform(vllm, "arm64"));
     const struct sim_platform *v = sim_image_platform(vllm, "amd64");
-    const struct sim_platform *pt = sim_image_platform(sim_catalog_find(cat, "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime"), "amd64");
-    const struct sim_platform *nv = sim_image_platform(sim_catalog_find(cat, "nvcr.io/nvidia/pytorch:24.08-py3"), "amd64");
+    const struct sim_platform *pt =
+        sim_image_platform(sim_catalog_find(cat, "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime"), "amd64");
+    const struct sim_platform *nv =
+        sim_image_platform(sim_catalog_find(cat, "nvcr.io/nvidia/pytorch:24.08-py3"), "amd64");
     assert_true(v->size > 5000000000ULL && nv->size > 5000000000ULL && pt->size > 5000000000ULL);
     assert_true(nv->size < 30000000000ULL);
     int shared = 0;
@@ -141,7 +151,8 @@ static void test_parse_errors(void **state)
     assert_non_null(strstr(err, "two sizes"));
     /* a good small one */
     snprintf(doc, sizeof doc,
-             "{\"images\":[{\"names\":[\"a:1\",\"quay.io/x/a:1\"],\"digest\":\"%s\",\"platforms\":[{\"arch\":\"amd64\",\"digest\":\"%s\","
+             "{\"images\":[{\"names\":[\"a:1\",\"quay.io/x/"
+             "a:1\"],\"digest\":\"%s\",\"platforms\":[{\"arch\":\"amd64\",\"digest\":\"%s\","
              "\"layers\":[{\"digest\":\"%s\",\"size\":10}]}],\"executables\":[\"/a\"]}]}",
              d1, d2, d1);
     assert_int_equal(sim_catalog_parse(doc, &cat, err, sizeof err), 0);
@@ -166,12 +177,13 @@ static void test_load_file(void **state)
     char path[] = "/tmp/pw-catalog-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
-    const char *doc = "{\"images\":[{\"names\":[\"example.com/x:1\"],"
-                      "\"digest\":\"sha256:3333333333333333333333333333333333333333333333333333333333333333\","
-                      "\"platforms\":[{\"arch\":\"arm64\","
-                      "\"digest\":\"sha256:4444444444444444444444444444444444444444444444444444444444444444\","
-                      "\"layers\":[{\"digest\":\"sha256:5555555555555555555555555555555555555555555555555555555555555555\","
-                      "\"size\":42}]}],\"executables\":[\"/x\"]}]}";
+    const char *doc =
+        "{\"images\":[{\"names\":[\"example.com/x:1\"],"
+        "\"digest\":\"sha256:3333333333333333333333333333333333333333333333333333333333333333\","
+        "\"platforms\":[{\"arch\":\"arm64\","
+        "\"digest\":\"sha256:4444444444444444444444444444444444444444444444444444444444444444\","
+        "\"layers\":[{\"digest\":\"sha256:5555555555555555555555555555555555555555555555555555555555555555\","
+        "\"size\":42}]}],\"executables\":[\"/x\"]}]}";
     assert_int_equal(write(fd, doc, strlen(doc)), (ssize_t)strlen(doc));
     close(fd);
     sim_catalog *cat = NULL;

@@ -29,8 +29,12 @@ static void on_evt(void *arg, const struct sim_model_evt *e)
 static sim_model *mk(struct rec *r, double reg, double node, int par, double overhead)
 {
     memset(r, 0, sizeof *r);
-    struct sim_model_cfg cfg = {.registry_Bps = reg, .node_Bps = node, .max_parallel = par,
-                                .pull_overhead_s = overhead, .nlayers = 5, .layer_size = sizes};
+    struct sim_model_cfg cfg = {.registry_Bps = reg,
+                                .node_Bps = node,
+                                .max_parallel = par,
+                                .pull_overhead_s = overhead,
+                                .nlayers = 5,
+                                .layer_size = sizes};
     return sim_model_new(&cfg, on_evt, r);
 }
 

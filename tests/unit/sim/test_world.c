@@ -71,7 +71,8 @@ static void test_nodes(void **state)
         arm += strcmp(label(n, "kubernetes.io/arch"), "arm64") == 0;
         if (strcmp(label(n, "pool"), "gpu") == 0) {
             assert_string_equal(label(n, "kubernetes.io/arch"), "amd64");
-            assert_non_null(json_object_get(json_object_get(json_object_get(n, "status"), "capacity"), "nvidia.com/gpu"));
+            assert_non_null(
+                json_object_get(json_object_get(json_object_get(n, "status"), "capacity"), "nvidia.com/gpu"));
         }
         json_decref(n);
     }
@@ -84,8 +85,9 @@ static void test_nodes(void **state)
     assert_int_equal(sim_store_get(b.store, "nodes", "", "node-0001", &m1), 0);
     assert_string_equal(label(m1, "pool"), label(n1, "pool"));
     assert_string_equal(label(m1, "kubernetes.io/arch"), label(n1, "kubernetes.io/arch"));
-    assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(m1, "status"), "nodeInfo"), "machineID")),
-                        json_string_value(json_object_get(info, "machineID")));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(json_object_get(m1, "status"), "nodeInfo"), "machineID")),
+        json_string_value(json_object_get(info, "machineID")));
     json_decref(m1);
     json_decref(n1);
     json_decref(n40);
@@ -154,7 +156,8 @@ static void test_kubelet_pod(void **state)
             json_decref(node);
     }
     assert_int_equal(nimg, 1);
-    json_t *names = json_object_get(json_array_get(json_object_get(json_object_get(node, "status"), "images"), 0), "names");
+    json_t *names =
+        json_object_get(json_array_get(json_object_get(json_object_get(node, "status"), "images"), 0), "names");
     assert_string_equal(json_string_value(json_array_get(names, 1)), "docker.io/library/redis:7.4");
     json_decref(node);
     /* a pod on a node that does not exist stays as it is */
