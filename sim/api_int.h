@@ -94,6 +94,7 @@ struct sim_api {
     json_t *faults_json; /* the last POSTed document */
     uint64_t compact_rv;  /* continue tokens older than this are expired */
     struct watcher *watchers; /* a list, guarded by mu */
+    int init_threads;          /* watches writing a big initial list on a thread of their own; mu */
     pthread_t ticker;
     bool stopping; /* guarded by mu */
     pthread_cond_t cond;

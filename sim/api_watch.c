@@ -183,6 +183,115 @@ static bool initial_filter(void *arg, const json_t *obj)
     return w_matches(arg, obj);
 }
 
+/* A watch between its stream's start and its subscription. */
+struct init_job {
+    struct watcher *w;
+    json_t *items; /* the initial list, or NULL */
+    uint64_t rv;   /* the list's resourceVersion */
+    uint64_t from_rv;
+    bool initial;
+    bool initial_bookmark; /* sendInitialEvents: the BOOKMARK that ends them */
+    bool threaded;
+};
+
+#define INLINE_ITEMS 2000
+
+/* The rest of a watch after its stream started: the initial events, the subscription, the watcher list.
+ * Takes j. */
+static void watch_begin(struct init_job *j)
+{
+    struct watcher *w = j->w;
+    struct sim_api *api = w->api;
+    uint64_t from_rv = j->from_rv;
+    if (j->initial) {
+        size_t i;
+        json_t *it;
+        pthread_mutex_lock(&w->mu);
+        pw_buf b;
+        pw_buf_init(&b, 0);
+        json_array_foreach(j->items, i, it)
+        {
+            if (w->dead)
+                break;
+            if (w->table) {
+                size_t len;
+                char *text = event_text(w->rd, "ADDED", it, w->table, &len);
+                pw_buf_append(&b, text, len);
+                free(text);
+            } else {
+                pw_buf_puts(&b, "{\"type\":\"ADDED\",\"object\":");
+                api_cache_append(w->rd, it, &b);
+                pw_buf_puts(&b, "}\n");
+            }
+            if (b.len > (1u << 20)) {
+                w_write(w, b.p, b.len);
+                pw_buf_reset(&b);
+                if (j->threaded)
+                    w_pace(w);
+            }
+        }
+        if (b.len)
+            w_write(w, b.p, b.len);
+        pw_buf_fini(&b);
+        w->last_rv = j->rv;
+        if (j->initial_bookmark)
+            w_bookmark(w, j->rv, true);
+        pthread_mutex_unlock(&w->mu);
+        if (!j->from_rv || j->rv > from_rv)
+            from_rv = j->rv;
+    }
+    json_decref(j->items);
+    bool threaded = j->threaded;
+    free(j);
+    pthread_mutex_lock(&w->mu);
+    if (w->last_rv < from_rv)
+        w->last_rv = from_rv;
+    pthread_mutex_unlock(&w->mu);
+    int id = sim_store_subscribe_from(api->sim->store, from_rv, on_change, w);
+    if (id < 0) {
+        pthread_mutex_lock(&api->mu);
+        uint64_t oldest = api->compact_rv;
+        api->watches_total++; /* a watch request, answered with its ERROR event */
+        pthread_mutex_unlock(&api->mu);
+        if (!oldest)
+            oldest = sim_store_rv(api->sim->store);
+        char *m = pw_xasprintf("too old resource version: %llu (%llu)", (unsigned long long)from_rv,
+                               (unsigned long long)oldest);
+        json_t *ev = json_pack("{s:s, s:o}", "type", "ERROR", "object", api_status_obj(410, "Expired", m, NULL));
+        free(m);
+        char *text = json_dumps(ev, JSON_COMPACT);
+        json_decref(ev);
+        pw_http_stream_write(w->stream, text, strlen(text));
+        pw_http_stream_write(w->stream, "\n", 1);
+        free(text);
+        pw_http_stream_close(w->stream);
+        w_free(w);
+    } else {
+        w->sub_id = id;
+        pthread_mutex_lock(&api->mu);
+        w->next = api->watchers;
+        api->watchers = w;
+        api->watches_open++;
+        api->watches_total++;
+        if (api->stopping) /* stop already reaped the list: the ticker is gone, so end it here */
+            w->dead = true;
+        pthread_cond_signal(&api->cond);
+        pthread_mutex_unlock(&api->mu);
+    }
+    if (threaded) {
+        pthread_mutex_lock(&api->mu);
+        api->init_threads--;
+        pthread_cond_broadcast(&api->cond);
+        pthread_mutex_unlock(&api->mu);
+    }
+}
+
+static void *watch_begin_thread(void *arg)
+{
+    watch_begin(arg);
+    return NULL;
+}
+
 void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs)
 {
     struct sim_api *api = r->api;
@@ -228,78 +337,34 @@ void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs)
     w->deadline_ms = timeout > 0 ? w->started_ms + timeout * 1000 : 0;
     w->sub_id = -1;
     w->stream = pw_http_reply_stream(r->req, 200, "application/json");
-    if (from_now || send_initial) {
-        json_t *items;
+    struct init_job *j = pw_xcalloc(1, sizeof(*j));
+    *j = (struct init_job){w, NULL, 0, from_rv, from_now || send_initial, send_initial && bookmarks, false};
+    if (j->initial) {
         bool more;
-        uint64_t rv;
-        sim_store_list(api->sim->store, r->rd->store_key, w->ns, NULL, 0, initial_filter, w, &items, &more, &rv);
-        size_t i;
-        json_t *it;
-        pthread_mutex_lock(&w->mu);
-        pw_buf b;
-        pw_buf_init(&b, 0);
-        json_array_foreach(items, i, it)
-        {
-            if (w->table) {
-                size_t len;
-                char *text = event_text(r->rd, "ADDED", it, w->table, &len);
-                pw_buf_append(&b, text, len);
-                free(text);
-            } else {
-                pw_buf_puts(&b, "{\"type\":\"ADDED\",\"object\":");
-                api_cache_append(r->rd, it, &b);
-                pw_buf_puts(&b, "}\n");
-            }
-            if (b.len > (1u << 20)) {
-                w_write(w, b.p, b.len);
-                pw_buf_reset(&b);
-                w_pace(w);
-            }
-        }
-        if (b.len)
-            w_write(w, b.p, b.len);
-        pw_buf_fini(&b);
-        w->last_rv = rv;
-        if (send_initial && bookmarks)
-            w_bookmark(w, rv, true);
-        pthread_mutex_unlock(&w->mu);
-        json_decref(items);
-        if (from_now || rv > from_rv)
-            from_rv = rv;
+        sim_store_list(api->sim->store, r->rd->store_key, w->ns, NULL, 0, initial_filter, w, &j->items, &more, &j->rv);
     }
-    pthread_mutex_lock(&w->mu);
-    if (w->last_rv < from_rv)
-        w->last_rv = from_rv;
-    pthread_mutex_unlock(&w->mu);
-    int id = sim_store_subscribe_from(api->sim->store, from_rv, on_change, w);
-    if (id < 0) {
+    /* The stream's bytes flow only once this handler has returned: a big initial list (more than the
+     * stream's backlog cap) is written by a thread of its own that waits for the client to drain it. */
+    if (json_array_size(j->items) > INLINE_ITEMS) {
+        j->threaded = true;
         pthread_mutex_lock(&api->mu);
-        uint64_t oldest = api->compact_rv;
-        api->watches_total++; /* a watch request, answered with its ERROR event */
+        api->init_threads++;
         pthread_mutex_unlock(&api->mu);
-        if (!oldest)
-            oldest = sim_store_rv(api->sim->store);
-        char *m = pw_xasprintf("too old resource version: %llu (%llu)", (unsigned long long)from_rv,
-                               (unsigned long long)oldest);
-        json_t *ev = json_pack("{s:s, s:o}", "type", "ERROR", "object", api_status_obj(410, "Expired", m, NULL));
-        free(m);
-        char *text = json_dumps(ev, JSON_COMPACT);
-        json_decref(ev);
-        pw_http_stream_write(w->stream, text, strlen(text));
-        pw_http_stream_write(w->stream, "\n", 1);
-        free(text);
-        pw_http_stream_close(w->stream);
-        w_free(w);
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, watch_begin_thread, j) != 0) {
+            j->threaded = false;
+            pthread_mutex_lock(&api->mu);
+            api->init_threads--;
+            pthread_mutex_unlock(&api->mu);
+            watch_begin(j);
+        }
+        pthread_attr_destroy(&attr);
         return;
     }
-    w->sub_id = id;
-    pthread_mutex_lock(&api->mu);
-    w->next = api->watchers;
-    api->watchers = w;
-    api->watches_open++;
-    api->watches_total++;
-    pthread_cond_signal(&api->cond);
-    pthread_mutex_unlock(&api->mu);
+    watch_begin(j);
 }
 
 /* Unsubscribes (after which no callback runs for w), ends the stream, frees. */
@@ -382,8 +447,19 @@ void api_watch_stop(struct sim_api *api)
     pthread_cond_broadcast(&api->cond);
     pthread_mutex_unlock(&api->mu);
     pthread_join(api->ticker, NULL);
+    /* watches still writing their initial list end soon: their streams are dead once the server is freed */
+    pthread_mutex_lock(&api->mu);
+    int64_t until = pw_clock_mono_ms() + 10000;
+    while (api->init_threads > 0 && pw_clock_mono_ms() < until) {
+        pthread_mutex_unlock(&api->mu);
+        pw_clock_sleep_ms(5);
+        pthread_mutex_lock(&api->mu);
+    }
+    if (api->init_threads > 0)
+        PW_WARN("kubesim api: %d watch threads still running at stop", api->init_threads);
     struct watcher *w = api->watchers;
     api->watchers = NULL;
+    pthread_mutex_unlock(&api->mu);
     while (w) {
         struct watcher *n = w->next;
         w_reap(api, w);

@@ -115,6 +115,10 @@ def main():
 
     nodes = [n.metadata.name for n in core.list_node(label_selector=a.label_selector).items if node_ready(n)]
     total, succeeded, failed = len(nodes), 0, 0
+    reasons = {}  # why nodes failed, for the summary
+
+    def fail(why):
+        reasons[why] = reasons.get(why, 0) + 1
     record(0)
     batches = [nodes[i:i + a.batch_size] for i in range(0, total, a.batch_size)]
     for bi, names in enumerate(batches):
@@ -126,6 +130,7 @@ def main():
             except client.exceptions.ApiException as e:
                 if e.status != 409:
                     failed += 1
+                    fail("create %d" % e.status)
                     continue
             pending[name] = node
         next_tick = time.monotonic() + poll
@@ -138,6 +143,7 @@ def main():
                 except client.exceptions.ApiException as e:
                     if e.status == 404:
                         failed += 1
+                        fail("Job gone (404)")
                         del pending[name]
                     continue
                 out = job_outcome(job, a.retries)
@@ -147,16 +153,21 @@ def main():
                     succeeded += 1
                 else:
                     failed += 1
+                    conds = [c.reason or c.type for c in (job.status.conditions or []) if c.status == "True"]
+                    fail("Job failed: " + ",".join(conds or ["?"]))
                 del pending[name]
             record(succeeded + failed)
         failed += len(pending)
+        if pending:
+            fail("timeout")
         if bi + 1 < len(batches):
             time.sleep(pause)
     makespan = time.monotonic() - t0
     record(succeeded + failed)
     ok = total == 0 or succeeded / total >= a.threshold
     print(json.dumps({"status": "succeeded" if ok else "failed", "totalNodes": total, "succeededNodes": succeeded,
-                      "failedNodes": failed, "batches": len(batches), "makespanSeconds": round(makespan, 3)}))
+                      "failedNodes": failed, "batches": len(batches), "makespanSeconds": round(makespan, 3),
+                      "failures": reasons}))
     return 0 if ok else 1
 
 

@@ -6,6 +6,8 @@ secret fails without the secret and succeeds with it."""
 import base64
 import json
 import os
+import re
+import urllib.request
 import sys
 import time
 
@@ -44,6 +46,12 @@ def pulls():
         tap(t["status"] == "failed" and t["progress"]["failedNodes"] == 6
             and "authorize" in json.dumps(t["failedNodes"]),
             "pull secret: fails without the secret", "%s %s" % (t["status"], t["message"]))
+        tap("imagePullSecrets" in t["message"] and "reachability" not in t["message"]
+            and ("401" in t["message"] or "nauthorized" in t["message"]),
+            "pull secret: the message keeps the cause and points to imagePullSecrets", t["message"])
+        raw = urllib.request.urlopen(env.api_base + "/api/v1/tasks/" + t["id"], timeout=30).read().decode()
+        tap(re.search(r'"successThreshold":0\.9[,}]', raw) and not re.search(r"\d\.\d{9,}", raw),
+            "JSON numbers without float noise", raw[:300])
         cfg = {"auths": {"registry.example.com": {"username": "team-bot", "password": "pw-s3cret"}}}
         secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
                   "metadata": {"name": "regcred", "namespace": "prewarm"},
@@ -63,6 +71,17 @@ def pulls():
         tap(t["status"] == "failed" and n["reason"] == "DeadlineExceeded" and "timeoutSeconds" in t["message"],
             "timeout: the node fails with DeadlineExceeded and the message says what to raise",
             "%s %s %s" % (t["status"], n, t["message"]))
+        tap(t["failedNodes"] and t["failedNodes"][0]["image"] == "nvcr.io/nvidia/pytorch:24.08-py3",
+            "timeout: failedNodes names the image not pulled yet", json.dumps(t["failedNodes"][:1]))
+        raw = urllib.request.urlopen(env.api_base + "/api/v1/tasks/%s/nodes" % t["id"], timeout=30).read().decode()
+        tap(not re.search(r"\d\.\d{9,}", raw), "node results without float noise", raw[:300])
+
+        # unknown names in nodeNames are said in the message, not an error
+        t = env.wait_task(env.create_task({"images": ["busybox:1.36"], "nodeNames": ["node-0003", "node-x",
+                                                                                   "node-y"]}), timeout=300)
+        tap(t["status"] == "succeeded" and t["progress"]["totalNodes"] == 1
+            and "2 of the 3 requested nodeNames do not exist: node-x, node-y" in t["message"],
+            "nodeNames: unknown names are named in the message", "%s %s" % (t["status"], t["message"]))
         tap(env.wait_no_jobs(60), "timeout: the failed node's Job is deleted")
 
         # --keep-failed-jobs keeps the Job of a failed node for debugging
@@ -75,6 +94,17 @@ def pulls():
         tap(t["status"] == "failed" and len(jobs) == 1
             and jobs[0]["metadata"]["labels"].get("prewarm.io/task") == t["id"],
             "--keep-failed-jobs: the failed node's Job stays", "%s %d jobs" % (t["status"], len(jobs)))
+        tap(jobs and jobs[0]["metadata"]["labels"].get("prewarm.io/instance") == "default",
+            "instance: the Job carries prewarm.io/instance", json.dumps(jobs[0]["metadata"] if jobs else None))
+        # a second prewarmd with another store (another instance) leaves this one's Jobs alone
+        env.stop_prewarmd()
+        env.pw_args = ["--store", "sqlite:{dir}/other.db"]
+        env.start_prewarmd()
+        time.sleep(2)
+        jobs2 = env.prewarm_jobs() or []
+        tap(len(jobs2) == 1, "instance: another instance's start-up sweep keeps the Job", "%d jobs" % len(jobs2))
+        code, lst = env.api("GET", "/api/v1/tasks")
+        tap(code == 200 and lst["items"] == [], "instance: the other store knows no task", str(lst)[:200])
     finally:
         env.close()
 

@@ -186,6 +186,34 @@ static void test_outcome_threshold(void **state)
     assert_string_equal(pw_outcome_status(&one, 1.0), "succeeded");
 }
 
+/* The hint follows the classification while the kubelet's reason word stays; a long message keeps
+ * its end (the cause). */
+static void test_outcome_hint_and_long_message(void **state)
+{
+    (void)state;
+    struct pw_outcome_reasons rs = {0};
+    char msg[2000];
+    memset(msg, 'x', sizeof msg);
+    memcpy(msg, "rpc error: ", 11);
+    snprintf(msg + sizeof msg - 40, 40, "%s", ": 401 Unauthorized");
+    pw_outcome_add_failure_hint(&rs, "ErrImagePull", "ImagePullUnauthorized", "node-1", "reg.example/app:1", msg);
+    pw_outcome_add_failure_hint(&rs, "ErrImagePull", "ImagePullUnauthorized", "node-2", "reg.example/app:1", msg);
+    pw_outcome_add_failure_hint(&rs, "ErrImagePull", "ImageNotFound", "node-3", "nginx:nope", "not found");
+    assert_int_equal(rs.n, 2);
+    assert_int_equal(rs.r[0].count, 2);
+    assert_non_null(strstr(rs.r[0].message, "rpc error: "));
+    assert_non_null(strstr(rs.r[0].message, " ... "));
+    assert_non_null(strstr(rs.r[0].message, "401 Unauthorized"));
+    struct pw_outcome_counts c = {.total = 3, .failed = 3};
+    char *m = pw_outcome_message(&c, "failed", 0.9, &rs, "prewarm");
+    assert_non_null(strstr(m, "2 x ErrImagePull"));
+    assert_non_null(strstr(m, "401 Unauthorized) - check imagePullSecrets"));
+    assert_non_null(strstr(m, "namespace prewarm"));
+    assert_non_null(strstr(m, "not found) - check that the image reference exists"));
+    assert_null(strstr(m, "reachability"));
+    free(m);
+}
+
 static void test_outcome_counts_messages(void **state)
 {
     (void)state;
@@ -255,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_global_cap_priority_fifo),
         cmocka_unit_test(test_running_cap),
         cmocka_unit_test(test_outcome_threshold),
+        cmocka_unit_test(test_outcome_hint_and_long_message),
         cmocka_unit_test(test_outcome_counts_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -637,6 +637,20 @@ static void test_watch(void **state)
     assert_non_null(strstr(r.body, "\"type\":\"MODIFIED\""));
     assert_non_null(strstr(r.body, "\"kind\":\"Pod\""));
     resp_free(&r);
+    /* a big initial list goes out from a thread of its own, all of it */
+    for (int i = 0; i < 2500; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "bulk-%04d", i);
+        assert_int_equal(sim_store_create(E.sim.store, "secrets", "team-a",
+                                          json_pack("{s:{s:s, s:s}}", "metadata", "name", name, "namespace", "team-a"), NULL),
+                         0);
+    }
+    r = api("GET", "/api/v1/namespaces/team-a/secrets?watch=1&timeoutSeconds=2", NULL);
+    int bulk = 0;
+    for (char *p = r.body; (p = strstr(p, "{\"type\":\"ADDED\"")); p++)
+        bulk++;
+    assert_int_equal(bulk, 2500);
+    resp_free(&r);
     /* kubectl get -w: Tables in the events */
     r = call("GET", "/api/v1/nodes?watch=true&timeoutSeconds=1&labelSelector=pool%3Da", NULL, NULL, "tok",
              "application/json;as=Table;v=v1;g=meta.k8s.io,application/json");

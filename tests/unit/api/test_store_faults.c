@@ -1,0 +1,256 @@
+/* Unit tests for the REST API and the engine on the "sqlite:" store (a file in a temporary
+ * directory) with faults injected through the back end's seam (store/sqlite_fault.h): a create whose
+ * store write fails (disk full, a busy database) answers 503 Unavailable and leaves no task behind,
+ * neither in the store nor in the engine's memory (which would write it again once the store
+ * recovers); the API keeps serving reads; a bad continue token on a task's nodes is 400 with the
+ * field named; retention (history) prunes finished tasks so GET is 404. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "store/sqlite_fault.h"
+
+struct fixture {
+    char dir[64];
+    char url[128];
+    pw_store *store;
+    pw_engine *engine;
+    struct pw_api_ctx ctx;
+    pw_http_server *srv;
+    int port;
+};
+
+struct resp {
+    long status;
+    json_t *body;
+};
+
+static size_t on_data(char *p, size_t sz, size_t n, void *arg)
+{
+    pw_buf_append(arg, p, sz * n);
+    return sz * n;
+}
+
+static struct resp call(struct fixture *f, const char *method, const char *path, const char *body)
+{
+    struct resp r = {0};
+    CURL *c = curl_easy_init();
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", f->port, path);
+    pw_buf b;
+    pw_buf_init(&b, 0);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    r.body = b.p ? json_loads(b.p, 0, NULL) : NULL;
+    pw_buf_fini(&b);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return r;
+}
+
+static const char *str(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static void start(struct fixture *f, int64_t history_ms)
+{
+    assert_int_equal(pw_store_open(f->url, &f->store, NULL), 0);
+    struct pw_engine_config cfg = {.store = f->store, .history_ms = history_ms};
+    assert_int_equal(pw_engine_new(&cfg, &f->engine), 0);
+    assert_int_equal(pw_engine_start(f->engine), 0);
+    f->ctx.engine = f->engine;
+    struct pw_http_config h = {.listen = "127.0.0.1:0", .routes = pw_api_routes, .ctx = &f->ctx};
+    assert_int_equal(pw_http_server_new(&h, &f->srv), 0);
+    f->port = pw_http_server_port(f->srv);
+}
+
+static void stop(struct fixture *f)
+{
+    pw_http_server_free(f->srv);
+    pw_engine_free(f->engine);
+    pw_store_close(f->store);
+    f->srv = NULL;
+    f->engine = NULL;
+    f->store = NULL;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    pw_log_set_level(PW_LOG_ERROR);
+    snprintf(f->dir, sizeof f->dir, "/tmp/pw-faults-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->url, sizeof f->url, "sqlite:%s/prewarm.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    pw_store_sqlite_fault_clear();
+    if (f->engine)
+        stop(f);
+    static const char *const files[] = {"prewarm.db", "prewarm.db-wal", "prewarm.db-shm", "prewarm.db-journal"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "%s/%s", f->dir, files[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static size_t n_tasks(struct fixture *f)
+{
+    struct resp r = call(f, "GET", "/api/v1/tasks", NULL);
+    assert_int_equal(r.status, 200);
+    size_t n = json_array_size(json_object_get(r.body, "items"));
+    json_decref(r.body);
+    return n;
+}
+
+/* One failing create under the fault (point, code): 503 Unavailable, nothing stored, nothing kept. */
+static void create_fails(struct fixture *f, enum pw_store_sqlite_fault_point point, int code)
+{
+    size_t before = n_tasks(f);
+    pw_store_sqlite_fault_set(point, 0, -1, code);
+    struct resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
+    unsigned hits = pw_store_sqlite_fault_hits();
+    pw_store_sqlite_fault_clear();
+    assert_true(hits > 0);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(str(r.body, "reason"), "Unavailable");
+    assert_int_equal(json_integer_value(json_object_get(r.body, "code")), 503);
+    json_decref(r.body);
+    /* the engine loop wakes at least every second and writes every task it holds: give it two */
+    sleep_ms(2200);
+    assert_int_equal(n_tasks(f), before);
+}
+
+static void test_create_fails_cleanly(void **state)
+{
+    struct fixture *f = *state;
+    start(f, 0);
+    struct resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"redis:7\"]}");
+    assert_int_equal(r.status, 201);
+    char id[32];
+    snprintf(id, sizeof id, "%s", str(r.body, "id"));
+    json_decref(r.body);
+    create_fails(f, PW_STORE_SQLITE_FAULT_WRITE, SQLITE_FULL);      /* disk full */
+    create_fails(f, PW_STORE_SQLITE_FAULT_STEP, SQLITE_BUSY);       /* locked by someone else */
+    create_fails(f, PW_STORE_SQLITE_FAULT_SYNC, SQLITE_IOERR_FSYNC); /* fsync fails */
+    assert_int_equal(n_tasks(f), 1);
+    /* after the faults, creates work again and the first task is intact */
+    r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
+    assert_int_equal(r.status, 201);
+    json_decref(r.body);
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/tasks/%s", id);
+    r = call(f, "GET", path, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r.body, "images"), 0)), "redis:7");
+    json_decref(r.body);
+    /* and after a restart on the same file, exactly the two acknowledged tasks exist */
+    stop(f);
+    start(f, 0);
+    assert_int_equal(n_tasks(f), 2);
+}
+
+static void test_nodes_bad_token(void **state)
+{
+    struct fixture *f = *state;
+    start(f, 0);
+    struct resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
+    assert_int_equal(r.status, 201);
+    char path[256];
+    snprintf(path, sizeof path, "/api/v1/tasks/%s/nodes?continue=garbage", str(r.body, "id"));
+    json_decref(r.body);
+    r = call(f, "GET", path, NULL);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(str(r.body, "reason"), "Invalid");
+    assert_string_equal(str(r.body, "message"), "continue: invalid token");
+    assert_string_equal(str(json_array_get(json_object_get(r.body, "details"), 0), "field"), "continue");
+    json_decref(r.body);
+}
+
+/* Retention: a cancelled (finished) task is pruned once older than the history; GET is then 404. */
+static void test_history_prunes(void **state)
+{
+    struct fixture *f = *state;
+    start(f, 1000);
+    struct resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
+    assert_int_equal(r.status, 201);
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/tasks/%s", str(r.body, "id"));
+    json_decref(r.body);
+    r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"redis:7\"]}");
+    assert_int_equal(r.status, 201);
+    char pending[128];
+    snprintf(pending, sizeof pending, "/api/v1/tasks/%s", str(r.body, "id"));
+    json_decref(r.body);
+    r = call(f, "DELETE", path, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.body, "status"), "cancelled");
+    json_decref(r.body);
+    r = call(f, "GET", path, NULL);
+    assert_int_equal(r.status, 200);
+    json_decref(r.body);
+    long gone = 0;
+    for (int i = 0; i < 60 && gone != 404; i++) {
+        sleep_ms(100);
+        r = call(f, "GET", path, NULL);
+        gone = r.status;
+        json_decref(r.body);
+    }
+    assert_int_equal(gone, 404);
+    /* an unfinished task is never pruned */
+    r = call(f, "GET", pending, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.body, "status"), "pending");
+    json_decref(r.body);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_fails_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nodes_bad_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_prunes, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
