@@ -36,7 +36,7 @@ struct pw_http_server {
     struct pw_http_config cfg; /* routes/ctx borrowed; TLS strings not kept */
     char *tls_cert, *tls_key, *tls_ca; /* MHD keeps pointers to these: owned, freed last */
     int port;
-    pthread_mutex_t lock; /* guards streams and stopping */
+    pthread_mutex_t lock; /* guards quiesced */
     pw_http_stream *streams;
     bool stopping;
     bool quiesced;
@@ -51,7 +51,7 @@ struct pw_http_stream {
     bool closed;    /* the producer ended it */
     bool dead;      /* MHD is done with it (client gone or server stopping) */
     bool suspended; /* the connection is suspended waiting for data */
-    pw_http_stream *prev, *next; /* in srv->streams, under srv->lock */
+    pw_http_stream *prev, *next; /* in srv->streams, under http_streams_lock */
 };
 
 struct pw_http_req {
@@ -227,6 +227,11 @@ void pw_http_reply_json(pw_http_req *req, int status, json_t *obj)
 
 /* ---- streams ---- */
 
+/* Guards every server's stream list, the streams' srv pointers and srv->stopping. One lock for all
+ * servers, so a stream that outlives its server (a producer closing it late) never touches a freed
+ * server: pw_http_server_free detaches the survivors under it. Taken only on stream start and end. */
+static pthread_mutex_t http_streams_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void stream_unref_locked(pw_http_stream *s, bool *free_it)
 {
     *free_it = --s->refs == 0;
@@ -234,15 +239,16 @@ static void stream_unref_locked(pw_http_stream *s, bool *free_it)
 
 static void stream_free(pw_http_stream *s)
 {
-    pw_http_server *srv = s->srv;
-    pthread_mutex_lock(&srv->lock);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        srv->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    pthread_mutex_unlock(&srv->lock);
+    pthread_mutex_lock(&http_streams_lock);
+    if (s->srv) { /* NULL once its server is gone */
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            s->srv->streams = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+    }
+    pthread_mutex_unlock(&http_streams_lock);
     pw_buf_fini(&s->out);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -292,14 +298,14 @@ pw_http_stream *pw_http_reply_stream(pw_http_req *req, int status, const char *c
     s->refs = 2;
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_mhd_done);
     pw_http_server *srv = req->srv;
-    pthread_mutex_lock(&srv->lock);
+    pthread_mutex_lock(&http_streams_lock);
     s->next = srv->streams;
     if (srv->streams)
         srv->streams->prev = s;
     srv->streams = s;
     if (srv->stopping)
         s->dead = true;
-    pthread_mutex_unlock(&srv->lock);
+    pthread_mutex_unlock(&http_streams_lock);
     http_set_response(req, status, resp, content_type);
     return s;
 }
@@ -684,7 +690,7 @@ void pw_http_server_free(pw_http_server *srv)
 {
     if (!srv)
         return;
-    pthread_mutex_lock(&srv->lock);
+    pthread_mutex_lock(&http_streams_lock);
     srv->stopping = true;
     for (pw_http_stream *s = srv->streams; s; s = s->next) {
         pthread_mutex_lock(&s->lock);
@@ -693,17 +699,27 @@ void pw_http_server_free(pw_http_server *srv)
             stream_wake_locked(s);
         pthread_mutex_unlock(&s->lock);
     }
-    pthread_mutex_unlock(&srv->lock);
+    pthread_mutex_unlock(&http_streams_lock);
     /* Give resumed streams a moment to send their last bytes before the daemon closes them. */
     for (int i = 0; i < 50; i++) {
-        pthread_mutex_lock(&srv->lock);
+        pthread_mutex_lock(&http_streams_lock);
         bool any = srv->streams != NULL;
-        pthread_mutex_unlock(&srv->lock);
+        pthread_mutex_unlock(&http_streams_lock);
         if (!any)
             break;
         pw_clock_sleep_ms(10);
     }
     MHD_stop_daemon(srv->mhd);
+    /* Streams whose producers have not closed them yet outlive the server: detach them. */
+    pthread_mutex_lock(&http_streams_lock);
+    for (pw_http_stream *s = srv->streams; s; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        s->srv = NULL;
+        s->dead = true;
+        pthread_mutex_unlock(&s->lock);
+    }
+    srv->streams = NULL;
+    pthread_mutex_unlock(&http_streams_lock);
     pthread_mutex_destroy(&srv->lock);
     free(srv->tls_cert);
     free(srv->tls_key);

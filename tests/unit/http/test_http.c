@@ -230,6 +230,44 @@ static void test_stream_client_gone(void **state)
     pw_buf_fini(&hdr);
 }
 
+static void *fetch_quietly(void *arg)
+{
+    (void)arg;
+    pw_buf body, hdr;
+    pw_buf_init(&body, 1 << 16);
+    pw_buf_init(&hdr, 1 << 16);
+    fetch("GET", "/stream?lines=5&delay=1000", NULL, 0, false, &body, &hdr, 10000);
+    pw_buf_fini(&body);
+    pw_buf_fini(&hdr);
+    return NULL;
+}
+
+/* A producer still writing when the server is freed: its writes fail, its close must not touch the
+ * freed server (ASan watches). Uses a server of its own. */
+static void test_stream_outlives_server(void **state)
+{
+    (void)state;
+    pw_http_server *keep = g_srv;
+    char keep_base[64];
+    memcpy(keep_base, g_base, sizeof keep_base);
+    struct pw_http_config cfg = {.listen = "127.0.0.1:0", .routes = routes, .threads = 1};
+    assert_int_equal(pw_http_server_new(&cfg, &g_srv), 0);
+    snprintf(g_base, sizeof g_base, "http://127.0.0.1:%d", pw_http_server_port(g_srv));
+    pthread_t client;
+    g_prod.written = 0;
+    pthread_create(&client, NULL, fetch_quietly, NULL);
+    for (int i = 0; i < 200 && g_prod.written < 1; i++)
+        pw_clock_sleep_ms(10);
+    assert_true(g_prod.written >= 1);
+    /* the producer sleeps 1 s between lines: it closes its stream only after the server is gone */
+    pw_http_server_free(g_srv);
+    pthread_join(g_prod_thread, NULL);
+    pthread_join(client, NULL);
+    assert_true(g_prod.written < 5);
+    g_srv = keep;
+    memcpy(g_base, keep_base, sizeof keep_base);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -239,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_body_caps),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_stream_client_gone),
+        cmocka_unit_test(test_stream_outlives_server),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
