@@ -23,6 +23,13 @@ CC := gcc
 endif
 
 PKGS := libcurl libmicrohttpd gnutls jansson yaml-0.1 sqlite3 openssl
+# A missing library is named here, not as a confusing compile error later ("make deps" installs it).
+ifeq ($(filter deps test demo demo-stop bench clean format,$(MAKECMDGOALS)),)
+PKG_MISSING := $(shell for p in $(PKGS); do pkg-config --exists $$p || echo $$p; done)
+ifneq ($(strip $(PKG_MISSING)),)
+$(error missing libraries: $(PKG_MISSING): run scripts/install-deps (or make test / make demo, which run it))
+endif
+endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -I. -MMD -MP $(PKG_CFLAGS) $(EXTRA_CFLAGS)
@@ -35,7 +42,6 @@ mod_lib = $(B)/lib/libpw_$(1).a
 LIBS := $(foreach m,$(MODULES),$(call mod_lib,$(m)))
 
 SIM_SRC := $(wildcard sim/*.c)
-CLI_SRC := $(wildcard src/cli/*.c)
 
 PROGRAMS := $(B)/bin/prewarmd $(B)/bin/prewarmctl $(B)/bin/prewarm-true $(B)/bin/kubesim
 
@@ -65,9 +71,9 @@ $(B)/bin/prewarmd: $(B)/obj/src/cmd/prewarmd.o $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
 
-$(B)/bin/prewarmctl: $(B)/obj/src/cmd/prewarmctl.o $(patsubst %.c,$(B)/obj/%.o,$(CLI_SRC)) $(LIBS)
+$(B)/bin/prewarmctl: $(B)/obj/src/cmd/prewarmctl.o $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) -o $@ $(filter %.o,$^) $(LIBS) $(LDLIBS)
+	$(CC) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
 
 $(B)/bin/kubesim: $(patsubst %.c,$(B)/obj/%.o,$(SIM_SRC)) $(LIBS)
 	@mkdir -p $(dir $@)

@@ -13,6 +13,9 @@ int64_t pw_clock_mono_ms(void);
 double pw_clock_mono_s(void);
 /* Wall-clock milliseconds since the Unix epoch. */
 int64_t pw_clock_real_ms(void);
+/* Writes into *out the CLOCK_REALTIME instant ms milliseconds from now, for pthread_cond_timedwait
+ * and friends (ms <= 0: now). */
+void pw_clock_deadline_ts(int64_t ms, struct timespec *out);
 /* Sleeps ms milliseconds (restarting on EINTR). */
 void pw_clock_sleep_ms(int64_t ms);
 

@@ -18,7 +18,7 @@ static const struct err_row err_table[] = {
     {PW_EEXIST, 409, "Conflict", "already exists"},
     {PW_ECONFLICT, 409, "Conflict", "conflict"},
     {PW_EIO, 503, "Unavailable", "input/output error"},
-    {PW_ETIMEDOUT, 504, "Unavailable", "timed out"},
+    {PW_ETIMEDOUT, 503, "Unavailable", "timed out"},
     {PW_ETOOLARGE, 413, "TooLarge", "too large"},
     {PW_EUNAVAIL, 503, "Unavailable", "unavailable"},
     {PW_EAUTH, 401, "Unauthorized", "unauthorized"},
@@ -26,7 +26,7 @@ static const struct err_row err_table[] = {
     {PW_EGONE, 410, "Expired", "expired"},
     {PW_ETOOMANY, 429, "TooManyRequests", "too many requests"},
     {PW_ECANCELED, 409, "Conflict", "cancelled"},
-    {PW_EPROTO, 502, "Unavailable", "protocol error"},
+    {PW_EPROTO, 503, "Unavailable", "protocol error"},
     {PW_EINTERNAL, 500, "Internal", "internal error"},
     {PW_EMEDIATYPE, 415, "UnsupportedMediaType", "unsupported media type"},
 };

@@ -45,11 +45,21 @@ void pw_log_set_component(const char *name)
     log_component = name;
 }
 
-/* Appends s to out as the inside of a JSON string; returns the new length, never past cap - 1. */
+/* Appends s to out as the inside of a JSON string; returns the new length, never past cap - 1. A cut
+ * never splits a UTF-8 sequence, so the line stays valid JSON. */
 static size_t log_escape(char *out, size_t len, size_t cap, const char *s)
 {
     for (; *s && len + 7 < cap; s++) {
         unsigned char c = (unsigned char)*s;
+        if (c >= 0xC0) { /* the lead byte of a multi-byte character: copy it whole or stop */
+            size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+            if (len + n + 7 >= cap || strnlen(s, n) < n)
+                break;
+            memcpy(out + len, s, n);
+            len += n;
+            s += n - 1;
+            continue;
+        }
         if (c == '"' || c == '\\') {
             out[len++] = '\\';
             out[len++] = (char)c;

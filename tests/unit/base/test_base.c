@@ -94,6 +94,17 @@ static void test_errors(void **state)
     assert_string_equal(pw_strerror(-999), "unknown error");
 }
 
+static void test_deadline(void **state)
+{
+    (void)state;
+    struct timespec now, d;
+    clock_gettime(CLOCK_REALTIME, &now);
+    pw_clock_deadline_ts(1500, &d);
+    long long diff_ms = (long long)(d.tv_sec - now.tv_sec) * 1000 + (d.tv_nsec - now.tv_nsec) / 1000000;
+    assert_true(diff_ms >= 1500 && diff_ms < 1600);
+    assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -102,6 +113,7 @@ int main(void)
         cmocka_unit_test(test_parse_scalars),
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
