@@ -18,7 +18,7 @@
 
 /* ---- small helpers ---- */
 
-void api_uid(char out[37])
+void sim_api_uid(char out[37])
 {
     unsigned char b[16];
     if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
@@ -30,12 +30,12 @@ void api_uid(char out[37])
              b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
-void api_now_rfc3339(char out[32])
+void sim_api_now_rfc3339(char out[32])
 {
     pw_time_rfc3339(time(NULL), out);
 }
 
-const char *api_qres(const struct rdef *rd, char *buf, size_t n)
+const char *sim_api_qres(const struct rdef *rd, char *buf, size_t n)
 {
     if (*rd->group)
         snprintf(buf, n, "%s.%s", rd->plural, rd->group);
@@ -44,7 +44,7 @@ const char *api_qres(const struct rdef *rd, char *buf, size_t n)
     return buf;
 }
 
-const char *api_gv(const struct rdef *rd, char *buf, size_t n)
+const char *sim_api_gv(const struct rdef *rd, char *buf, size_t n)
 {
     if (*rd->group)
         snprintf(buf, n, "%s/%s", rd->group, rd->version);
@@ -53,7 +53,7 @@ const char *api_gv(const struct rdef *rd, char *buf, size_t n)
     return buf;
 }
 
-json_t *api_status_obj(int code, const char *reason, const char *message, json_t *details)
+json_t *sim_api_status_obj(int code, const char *reason, const char *message, json_t *details)
 {
     json_t *st = json_pack("{s:s, s:s, s:{}, s:s, s:s, s:s, s:i}", "kind", "Status", "apiVersion", "v1", "metadata",
                            "status", code < 400 ? "Success" : "Failure", "message", message, "reason", reason,
@@ -63,16 +63,16 @@ json_t *api_status_obj(int code, const char *reason, const char *message, json_t
     return st;
 }
 
-void api_status(pw_http_req *req, int code, const char *reason, const char *message, json_t *details)
+void sim_api_status(pw_http_req *req, int code, const char *reason, const char *message, json_t *details)
 {
-    pw_http_reply_json(req, code, api_status_obj(code, reason, message, details));
+    pw_http_reply_json(req, code, sim_api_status_obj(code, reason, message, details));
 }
 
-void api_not_found(pw_http_req *req, const struct rdef *rd, const char *name)
+void sim_api_not_found(pw_http_req *req, const struct rdef *rd, const char *name)
 {
     char q[160];
-    char *msg = pw_xasprintf("%s \"%s\" not found", api_qres(rd, q, sizeof(q)), name);
-    api_status(req, 404, "NotFound", msg, json_pack("{s:s, s:s, s:s}", "name", name, "group", rd->group, "kind", rd->plural));
+    char *msg = pw_xasprintf("%s \"%s\" not found", sim_api_qres(rd, q, sizeof(q)), name);
+    sim_api_status(req, 404, "NotFound", msg, json_pack("{s:s, s:s, s:s}", "name", name, "group", rd->group, "kind", rd->plural));
     free(msg);
 }
 
@@ -80,7 +80,7 @@ void api_not_found(pw_http_req *req, const struct rdef *rd, const char *name)
 
 static const struct rdef *find_locked(struct sim_api *api, const char *group, const char *version, const char *plural)
 {
-    for (const struct rdef *rd = api_builtin; rd->plural; rd++)
+    for (const struct rdef *rd = sim_api_builtin; rd->plural; rd++)
         if (strcmp(rd->group, group) == 0 && strcmp(rd->version, version) == 0 && strcmp(rd->plural, plural) == 0)
             return rd;
     for (size_t i = 0; i < api->ncrds; i++) {
@@ -92,7 +92,7 @@ static const struct rdef *find_locked(struct sim_api *api, const char *group, co
     return NULL;
 }
 
-const struct rdef *api_find(struct sim_api *api, const char *group, const char *version, const char *plural)
+const struct rdef *sim_api_find(struct sim_api *api, const char *group, const char *version, const char *plural)
 {
     pthread_mutex_lock(&api->mu);
     const struct rdef *rd = find_locked(api, group, version, plural);
@@ -100,9 +100,9 @@ const struct rdef *api_find(struct sim_api *api, const char *group, const char *
     return rd;
 }
 
-const struct rdef *api_find_key(struct sim_api *api, const char *key)
+const struct rdef *sim_api_find_key(struct sim_api *api, const char *key)
 {
-    for (const struct rdef *rd = api_builtin; rd->plural; rd++)
+    for (const struct rdef *rd = sim_api_builtin; rd->plural; rd++)
         if (strcmp(rd->store_key, key) == 0)
             return rd;
     const struct rdef *found = NULL;
@@ -114,9 +114,9 @@ const struct rdef *api_find_key(struct sim_api *api, const char *key)
     return found;
 }
 
-void api_each(struct sim_api *api, void (*fn)(const struct rdef *rd, void *arg), void *arg)
+void sim_api_each(struct sim_api *api, void (*fn)(const struct rdef *rd, void *arg), void *arg)
 {
-    for (const struct rdef *rd = api_builtin; rd->plural; rd++)
+    for (const struct rdef *rd = sim_api_builtin; rd->plural; rd++)
         fn(rd, arg);
     pthread_mutex_lock(&api->mu);
     size_t n = api->ncrds;
@@ -136,7 +136,7 @@ static char *own_str(struct rdef *rd, int slot, const char *s)
     return rd->owned[slot];
 }
 
-void api_crd_changed(struct sim_api *api, const json_t *crd, bool gone)
+void sim_api_crd_changed(struct sim_api *api, const json_t *crd, bool gone)
 {
     json_t *spec = json_object_get(crd, "spec");
     json_t *names = json_object_get(spec, "names");
@@ -193,7 +193,7 @@ void api_crd_changed(struct sim_api *api, const json_t *crd, bool gone)
 
 /* ---- stats ---- */
 
-void api_stat(struct sim_api *api, const char *verb, const char *resource, int code)
+void sim_api_stat(struct sim_api *api, const char *verb, const char *resource, int code)
 {
     pthread_mutex_lock(&api->mu);
     struct stat_row *row = NULL;
@@ -246,7 +246,7 @@ static void h_faults(pw_http_req *req, struct sim_api *api)
         return;
     }
     if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0) {
-        api_status(req, 405, "MethodNotAllowed", "use GET or POST", NULL);
+        sim_api_status(req, 405, "MethodNotAllowed", "use GET or POST", NULL);
         return;
     }
     size_t len;
@@ -255,7 +255,7 @@ static void h_faults(pw_http_req *req, struct sim_api *api)
     json_t *doc = len ? json_loadb(body, len, 0, &jerr) : json_object();
     if (!json_is_object(doc)) {
         json_decref(doc);
-        api_status(req, 400, "BadRequest", "the body must be a JSON object", NULL);
+        sim_api_status(req, 400, "BadRequest", "the body must be a JSON object", NULL);
         return;
     }
     json_t *errors = json_object_get(doc, "errors");
@@ -274,7 +274,7 @@ static void h_faults(pw_http_req *req, struct sim_api *api)
         if ((rules[i].code != 500 && rules[i].code != 429) || rules[i].rate < 0 || rules[i].rate > 1) {
             free(rules);
             json_decref(doc);
-            api_status(req, 400, "BadRequest", "errors[]: code must be 500 or 429 and rate in [0,1]", NULL);
+            sim_api_status(req, 400, "BadRequest", "errors[]: code must be 500 or 429 and rate in [0,1]", NULL);
             return;
         }
     }
@@ -323,17 +323,17 @@ static bool fault_apply(struct sim_api *api, pw_http_req *req, const char *verb,
         pw_clock_sleep_ms(latency);
     if (!code)
         return false;
-    api_stat(api, verb, resource, code);
+    sim_api_stat(api, verb, resource, code);
     if (code == 429) {
         pw_http_add_header(req, "Retry-After", "1");
-        api_status(req, 429, "TooManyRequests",
+        sim_api_status(req, 429, "TooManyRequests",
                    "the server has received too many requests and has asked us to try again later",
                    json_pack("{s:[{s:s, s:s}], s:i}", "causes", "reason", "ServerTimeout", "message",
                              "the server has received too many requests and has asked us to try again later",
                              "retryAfterSeconds", 1));
     } else {
         pw_http_add_header(req, "Retry-After", "1");
-        api_status(req, 500, "InternalError", "Internal error occurred: injected fault (kubesim /sim/v1/faults)",
+        sim_api_status(req, 500, "InternalError", "Internal error occurred: injected fault (kubesim /sim/v1/faults)",
                    json_pack("{s:[{s:s}], s:i}", "causes", "message", "injected fault", "retryAfterSeconds", 1));
     }
     return true;
@@ -359,7 +359,7 @@ static bool check_auth(struct sim_api *api, pw_http_req *req)
 {
     if (authed(api, req))
         return true;
-    api_status(req, 401, "Unauthorized", "Unauthorized", NULL);
+    sim_api_status(req, 401, "Unauthorized", "Unauthorized", NULL);
     return false;
 }
 
@@ -412,7 +412,7 @@ static void add_group(const struct rdef *rd, void *arg)
     if (c->group && strcmp(c->group, rd->group) != 0)
         return;
     char gv[256];
-    api_gv(rd, gv, sizeof(gv));
+    sim_api_gv(rd, gv, sizeof(gv));
     size_t i;
     json_t *g;
     json_array_foreach(c->out, i, g)
@@ -450,7 +450,7 @@ static bool discovery(struct sim_api *api, pw_http_req *req, bool core, char **s
     }
     if (!core && n <= 1) {
         struct gv_collect c = {n == 1 ? seg[0] : NULL, NULL, true, json_array()};
-        api_each(api, add_group, &c);
+        sim_api_each(api, add_group, &c);
         if (n == 0) {
             pw_http_reply_json(req, 200, json_pack("{s:s, s:s, s:o}", "kind", "APIGroupList", "apiVersion", "v1",
                                                    "groups", c.out));
@@ -460,16 +460,16 @@ static bool discovery(struct sim_api *api, pw_http_req *req, bool core, char **s
             pw_http_reply_json(req, 200, g);
         } else {
             json_decref(c.out);
-            api_status(req, 404, "NotFound", "the server could not find the requested resource", NULL);
+            sim_api_status(req, 404, "NotFound", "the server could not find the requested resource", NULL);
         }
         return true;
     }
     if ((core && n == 1) || (!core && n == 2)) {
         struct gv_collect c = {core ? "" : seg[0], core ? seg[0] : seg[1], false, json_array()};
-        api_each(api, add_resource_rows, &c);
+        sim_api_each(api, add_resource_rows, &c);
         if (json_array_size(c.out) == 0) {
             json_decref(c.out);
-            api_status(req, 404, "NotFound", "the server could not find the requested resource", NULL);
+            sim_api_status(req, 404, "NotFound", "the server could not find the requested resource", NULL);
             return true;
         }
         char gv[256];
@@ -517,14 +517,14 @@ static void pod_log(struct sim_api *api, pw_http_req *req, const char *ns, const
 {
     json_t *pod;
     if (sim_store_get(api->sim->store, "pods", ns, name, &pod) != 0) {
-        api_stat(api, "get", "pods/log", 404);
+        sim_api_stat(api, "get", "pods/log", 404);
         char *msg = pw_xasprintf("pods \"%s\" not found", name);
-        api_status(req, 404, "NotFound", msg, json_pack("{s:s, s:s, s:s}", "name", name, "group", "", "kind", "pods"));
+        sim_api_status(req, 404, "NotFound", msg, json_pack("{s:s, s:s, s:s}", "name", name, "group", "", "kind", "pods"));
         free(msg);
         return;
     }
     json_decref(pod);
-    api_stat(api, "get", "pods/log", 200);
+    sim_api_stat(api, "get", "pods/log", 200);
     pw_http_reply(req, 200, "text/plain", "", 0);
 }
 
@@ -539,7 +539,7 @@ static void h_k8s(pw_http_req *req, void *ctx)
     int n = split_path(path, seg);
     if (n < 1) {
         free(path);
-        api_status(req, 404, "NotFound", "the server could not find the requested resource", NULL);
+        sim_api_status(req, 404, "NotFound", "the server could not find the requested resource", NULL);
         return;
     }
     bool core = strcmp(seg[0], "api") == 0;
@@ -556,7 +556,7 @@ static void h_k8s(pw_http_req *req, void *ctx)
     struct rreq r = {api, req, NULL, NULL, NULL, NULL, NULL};
     const char *plural = NULL;
     if (m >= 1 && m <= 5) {
-        if (m >= 3 && strcmp(s[0], "namespaces") == 0 && (m >= 4 || api_find(api, group, version, s[2]))) {
+        if (m >= 3 && strcmp(s[0], "namespaces") == 0 && (m >= 4 || sim_api_find(api, group, version, s[2]))) {
             r.ns = s[1];
             plural = s[2];
             r.name = m >= 4 ? s[3] : NULL;
@@ -568,7 +568,7 @@ static void h_k8s(pw_http_req *req, void *ctx)
         }
     }
     if (plural)
-        r.rd = api_find(api, group, version, plural);
+        r.rd = sim_api_find(api, group, version, plural);
     if (r.rd && r.sub && strcmp(r.sub, "log") == 0 && strcmp(r.rd->store_key, "pods") == 0 && r.ns && r.name &&
         strcmp(pw_http_req_method(req), "GET") == 0) {
         pod_log(api, req, r.ns, r.name);
@@ -577,7 +577,7 @@ static void h_k8s(pw_http_req *req, void *ctx)
     }
     if (!r.rd || (r.sub && (strcmp(r.sub, "status") != 0 || !r.rd->has_status)) || (!r.rd->namespaced && r.ns)) {
         free(path);
-        api_status(req, 404, "NotFound", "the server could not find the requested resource", NULL);
+        sim_api_status(req, 404, "NotFound", "the server could not find the requested resource", NULL);
         return;
     }
     bool watch = false;
@@ -587,14 +587,14 @@ static void h_k8s(pw_http_req *req, void *ctx)
     r.verb = verb_of(pw_http_req_method(req), r.name != NULL, watch);
     if (!r.verb) {
         free(path);
-        api_status(req, 405, "MethodNotAllowed", "the server does not allow this method on the requested resource",
+        sim_api_status(req, 405, "MethodNotAllowed", "the server does not allow this method on the requested resource",
                    NULL);
         return;
     }
     char res[200];
     snprintf(res, sizeof(res), "%s%s%s", r.rd->plural, r.sub ? "/" : "", r.sub ? r.sub : "");
     if (!fault_apply(api, req, r.verb, res))
-        api_rest_dispatch(&r);
+        sim_api_rest_dispatch(&r);
     free(path);
 }
 
@@ -738,6 +738,7 @@ int sim_api_start(struct sim *sim, const struct sim_tls *tls, pw_http_server **o
     struct sim_api *api = pw_xcalloc(1, sizeof(*api));
     api->sim = sim;
     api->token = sim->opt.token;
+    api->objcache = sim_api_cache_new();
     pthread_mutex_init(&api->mu, NULL);
     pthread_cond_init(&api->cond, NULL);
     pthread_mutex_init(&api->ev_mu, NULL);
@@ -746,8 +747,8 @@ int sim_api_start(struct sim *sim, const struct sim_tls *tls, pw_http_server **o
     api->routes = build_routes();
     sim->api = api;
     bootstrap_namespaces(sim);
-    api_gc_start(api);
-    api_watch_start(api);
+    sim_api_gc_start(api);
+    sim_api_watch_start(api);
     struct pw_http_config cfg = {
         .listen = sim->opt.listen ? sim->opt.listen : "127.0.0.1:0",
         .routes = api->routes,
@@ -775,15 +776,15 @@ void sim_api_stop(struct sim *sim)
     struct sim_api *api = sim->api;
     if (!api)
         return;
-    api_watch_stop(api);
-    api_gc_stop(api);
+    sim_api_watch_stop(api);
+    sim_api_gc_stop(api);
     for (size_t i = 0; i < api->ncrds; i++) {
         for (int j = 0; j < 8; j++)
             free(api->crds[i]->owned[j]);
         free(api->crds[i]);
     }
     free(api->crds);
-    api_cache_clear();
+    sim_api_cache_free(api->objcache);
     free(api->stats);
     free(api->faults);
     json_decref(api->faults_json);

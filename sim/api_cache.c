@@ -3,6 +3,7 @@
  * never changes and every write gets a new resourceVersion, so (rv, resource row) names one text for
  * good; the cache is direct-mapped (a colliding entry is simply replaced) and bounded by its slots.
  *
+ * One cache per API (struct sim_api), so two kubesims in one process never serve each other's text.
  * Thread model: striped mutexes; safe from any thread. */
 #include "sim/api_int.h"
 
@@ -21,14 +22,28 @@ struct slot {
     size_t len;
 };
 
-static struct slot slots[CACHE_SLOTS];
-static pthread_mutex_t stripes[CACHE_STRIPES];
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+struct sim_api_objcache {
+    struct slot slots[CACHE_SLOTS];
+    pthread_mutex_t stripes[CACHE_STRIPES];
+};
 
-static void init_stripes(void)
+struct sim_api_objcache *sim_api_cache_new(void)
 {
+    struct sim_api_objcache *c = pw_xcalloc(1, sizeof *c);
     for (unsigned i = 0; i < CACHE_STRIPES; i++)
-        pthread_mutex_init(&stripes[i], NULL);
+        pthread_mutex_init(&c->stripes[i], NULL);
+    return c;
+}
+
+void sim_api_cache_free(struct sim_api_objcache *c)
+{
+    if (!c)
+        return;
+    for (unsigned i = 0; i < CACHE_SLOTS; i++)
+        free(c->slots[i].text);
+    for (unsigned i = 0; i < CACHE_STRIPES; i++)
+        pthread_mutex_destroy(&c->stripes[i]);
+    free(c);
 }
 
 static uint64_t rv_of(const json_t *obj)
@@ -39,7 +54,7 @@ static uint64_t rv_of(const json_t *obj)
 
 static char *dump(const struct rdef *rd, json_t *obj, size_t *len)
 {
-    json_t *o = api_with_kind(rd, obj);
+    json_t *o = sim_api_with_kind(rd, obj);
     char *t = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!t)
@@ -48,9 +63,8 @@ static char *dump(const struct rdef *rd, json_t *obj, size_t *len)
     return t;
 }
 
-void api_cache_append(const struct rdef *rd, json_t *obj, pw_buf *b)
+void sim_api_cache_append(struct sim_api_objcache *c, const struct rdef *rd, json_t *obj, pw_buf *b)
 {
-    pthread_once(&once, init_stripes);
     uint64_t rv = rv_of(obj);
     size_t len;
     if (!rv) {
@@ -60,9 +74,9 @@ void api_cache_append(const struct rdef *rd, json_t *obj, pw_buf *b)
         return;
     }
     unsigned idx = (unsigned)(rv & (CACHE_SLOTS - 1));
-    pthread_mutex_t *mu = &stripes[idx % CACHE_STRIPES];
+    pthread_mutex_t *mu = &c->stripes[idx % CACHE_STRIPES];
     pthread_mutex_lock(mu);
-    struct slot *s = &slots[idx];
+    struct slot *s = &c->slots[idx];
     if (s->text && s->rv == rv && s->rd == rd) {
         pw_buf_append(b, s->text, s->len);
         pthread_mutex_unlock(mu);
@@ -78,16 +92,4 @@ void api_cache_append(const struct rdef *rd, json_t *obj, pw_buf *b)
     s->rv = rv;
     s->rd = rd;
     pthread_mutex_unlock(mu);
-}
-
-void api_cache_clear(void)
-{
-    pthread_once(&once, init_stripes);
-    for (unsigned i = 0; i < CACHE_SLOTS; i++) {
-        pthread_mutex_t *mu = &stripes[i % CACHE_STRIPES];
-        pthread_mutex_lock(mu);
-        free(slots[i].text);
-        memset(&slots[i], 0, sizeof(slots[i]));
-        pthread_mutex_unlock(mu);
-    }
 }

@@ -23,27 +23,33 @@
 
 /* ---- dependents ---- */
 
-/* Every object with an ownerReference to uid, from the index: [[rdef as integer, ns, name], ...]. */
-static json_t *dependents(struct sim_api *api, const char *uid)
+typedef void (*dep_fn)(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, void *arg);
+
+/* Calls fn (may be NULL: just count) for every object with an ownerReference to uid whose resource is
+ * still served, from a snapshot of the index taken under idx_mu (fn runs without it, so it may write
+ * the store). Returns how many there were. */
+static size_t each_dependent(struct sim_api *api, const char *uid, dep_fn fn, void *arg)
 {
-    json_t *out = json_array();
     json_t *copy = NULL;
     pthread_mutex_lock(&api->idx_mu);
     json_t *deps = json_object_get(api->owner_index, uid);
     if (deps)
         copy = json_deep_copy(deps);
     pthread_mutex_unlock(&api->idx_mu);
+    size_t n = 0;
     const char *k;
     json_t *d;
     json_object_foreach(copy, k, d)
     {
-        const struct rdef *rd = api_find_key(api, json_string_value(json_array_get(d, 0)));
-        if (rd)
-            json_array_append_new(out, json_pack("[I, O, O]", (json_int_t)(intptr_t)rd, json_array_get(d, 1),
-                                                 json_array_get(d, 2)));
+        const struct rdef *rd = sim_api_find_key(api, json_string_value(json_array_get(d, 0)));
+        if (!rd)
+            continue;
+        n++;
+        if (fn)
+            fn(api, rd, json_string_value(json_array_get(d, 1)), json_string_value(json_array_get(d, 2)), arg);
     }
     json_decref(copy);
-    return out;
+    return n;
 }
 
 static void index_refs(struct sim_api *api, const json_t *obj, const struct sim_change *ch, bool add)
@@ -92,18 +98,15 @@ static int strip_ref(void *arg, json_t *obj)
     return changed ? 0 : 1;
 }
 
+/* Drops the ownerReference to the uid arg from one dependent. */
+static void strip_dep(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, void *uid)
+{
+    sim_store_mutate(api->sim->store, rd->store_key, ns, name, strip_ref, uid, NULL);
+}
+
 static void orphan_dependents(struct sim_api *api, const char *uid)
 {
-    json_t *deps = dependents(api, uid);
-    size_t i;
-    json_t *d;
-    json_array_foreach(deps, i, d)
-    {
-        const struct rdef *rd = (const struct rdef *)(intptr_t)json_integer_value(json_array_get(d, 0));
-        sim_store_mutate(api->sim->store, rd->store_key, json_string_value(json_array_get(d, 1)),
-                         json_string_value(json_array_get(d, 2)), strip_ref, (void *)uid, NULL);
-    }
-    json_decref(deps);
+    each_dependent(api, uid, strip_dep, (void *)uid);
 }
 
 /* ---- deletion ---- */
@@ -182,7 +185,7 @@ static void purge_rd(const struct rdef *rd, void *arg)
     {
         const char *name = json_string_value(json_object_get(json_object_get(it, "metadata"), "name"));
         if (name)
-            api_delete(p->api, rd, p->ns, name, "Background", NULL);
+            sim_api_delete_rd(p->api, rd, p->ns, name, "Background", NULL);
     }
     json_decref(items);
 }
@@ -226,13 +229,13 @@ static long pod_grace(const json_t *pod, long asked)
     return json_is_integer(t) ? (long)json_integer_value(t) : 30;
 }
 
-int api_delete(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, const char *policy,
+int sim_api_delete_rd(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, const char *policy,
                json_t **out)
 {
-    return api_delete_grace(api, rd, ns, name, policy, -1, out);
+    return sim_api_delete_grace(api, rd, ns, name, policy, -1, out);
 }
 
-int api_delete_grace(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name,
+int sim_api_delete_grace(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name,
                      const char *policy, long grace, json_t **out)
 {
     sim_store *st = api->sim->store;
@@ -271,14 +274,14 @@ int api_delete_grace(struct sim_api *api, const struct rdef *rd, const char *ns,
     json_decref(obj);
     if (strcmp(rd->plural, "namespaces") == 0) {
         struct ns_purge p = {api, name};
-        api_each(api, purge_rd, &p);
+        sim_api_each(api, purge_rd, &p);
     }
     json_t *last = NULL;
     rc = sim_store_delete(st, rd->store_key, ns, name, &last);
     if (rc)
         return rc;
     if (strcmp(rd->plural, "customresourcedefinitions") == 0) {
-        api_crd_changed(api, last, true);
+        sim_api_crd_changed(api, last, true);
         crd_purge(api, last);
     }
     if (out) {
@@ -295,7 +298,7 @@ int api_delete_grace(struct sim_api *api, const struct rdef *rd, const char *ns,
     return 0;
 }
 
-void api_finalize_check(struct sim_api *api, const struct rdef *rd, const json_t *obj)
+void sim_api_finalize_check(struct sim_api *api, const struct rdef *rd, const json_t *obj)
 {
     json_t *m = json_object_get(obj, "metadata");
     const char *ts = json_string_value(json_object_get(m, "deletionTimestamp"));
@@ -338,27 +341,24 @@ static void gc_on_change(void *arg, const struct sim_change *ch)
         gc_push(api, item);
 }
 
+/* A dependent of the deleted owner uid (arg): deleted when that was its only owner, else the
+ * reference is dropped. */
+static void orphan_dep(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, void *uid)
+{
+    json_t *obj;
+    if (sim_store_get(api->sim->store, rd->store_key, ns, name, &obj) != 0)
+        return;
+    size_t nrefs = json_array_size(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"));
+    json_decref(obj);
+    if (nrefs <= 1)
+        sim_api_delete_rd(api, rd, ns, name, "Background", NULL);
+    else
+        sim_store_mutate(api->sim->store, rd->store_key, ns, name, strip_ref, uid, NULL);
+}
+
 static void gc_orphaned(struct sim_api *api, const char *uid)
 {
-    json_t *deps = dependents(api, uid);
-    size_t i;
-    json_t *d;
-    json_array_foreach(deps, i, d)
-    {
-        const struct rdef *rd = (const struct rdef *)(intptr_t)json_integer_value(json_array_get(d, 0));
-        const char *ns = json_string_value(json_array_get(d, 1));
-        const char *name = json_string_value(json_array_get(d, 2));
-        json_t *obj;
-        if (sim_store_get(api->sim->store, rd->store_key, ns, name, &obj) != 0)
-            continue;
-        size_t nrefs = json_array_size(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"));
-        json_decref(obj);
-        if (nrefs <= 1)
-            api_delete(api, rd, ns, name, "Background", NULL);
-        else
-            sim_store_mutate(api->sim->store, rd->store_key, ns, name, strip_ref, (void *)uid, NULL);
-    }
-    json_decref(deps);
+    each_dependent(api, uid, orphan_dep, (void *)uid);
 }
 
 static int drop_foreground(void *arg, json_t *obj)
@@ -378,6 +378,13 @@ static int drop_foreground(void *arg, json_t *obj)
     return changed ? 0 : 1;
 }
 
+/* Deletes one dependent of a foreground owner (in the background, as the real GC does). */
+static void delete_dep(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, void *unused)
+{
+    (void)unused;
+    sim_api_delete_rd(api, rd, ns, name, "Background", NULL);
+}
+
 /* A foreground owner: true when it is finished (dependents gone and the finalizer dropped). */
 static bool gc_foreground(struct sim_api *api, const json_t *item, bool first)
 {
@@ -385,29 +392,15 @@ static bool gc_foreground(struct sim_api *api, const json_t *item, bool first)
     const char *ns = json_string_value(json_object_get(item, "ns"));
     const char *name = json_string_value(json_object_get(item, "name"));
     const char *uid = json_string_value(json_object_get(item, "uid"));
-    json_t *deps = dependents(api, uid);
-    size_t n = json_array_size(deps);
-    if (first) {
-        size_t i;
-        json_t *d;
-        json_array_foreach(deps, i, d)
-        {
-            const struct rdef *drd = (const struct rdef *)(intptr_t)json_integer_value(json_array_get(d, 0));
-            api_delete(api, drd, json_string_value(json_array_get(d, 1)), json_string_value(json_array_get(d, 2)),
-                       "Background", NULL);
-        }
-        json_decref(deps);
-        deps = dependents(api, uid);
-        n = json_array_size(deps);
-    }
-    json_decref(deps);
-    if (n)
+    if (first)
+        each_dependent(api, uid, delete_dep, NULL);
+    if (each_dependent(api, uid, NULL, NULL) > 0)
         return false;
     json_t *out = NULL;
     if (sim_store_mutate(api->sim->store, rd->store_key, ns, name, drop_foreground, NULL, &out) == 0) {
         const char *ouid = json_string_value(json_object_get(json_object_get(out, "metadata"), "uid"));
         if (ouid && strcmp(ouid, uid) == 0)
-            api_finalize_check(api, rd, out);
+            sim_api_finalize_check(api, rd, out);
         json_decref(out);
     }
     return true;
@@ -523,7 +516,7 @@ static void *gc_main(void *arg)
     return NULL;
 }
 
-void api_gc_start(struct sim_api *api)
+void sim_api_gc_start(struct sim_api *api)
 {
     pthread_mutex_init(&api->gc_mu, NULL);
     pthread_cond_init(&api->gc_cond, NULL);
@@ -535,7 +528,7 @@ void api_gc_start(struct sim_api *api)
     pthread_create(&api->gc_thread, NULL, gc_main, api);
 }
 
-void api_gc_stop(struct sim_api *api)
+void sim_api_gc_stop(struct sim_api *api)
 {
     sim_store_unsubscribe(api->sim->store, api->gc_sub);
     pthread_mutex_lock(&api->gc_mu);
@@ -557,10 +550,10 @@ int sim_api_delete(struct sim *sim, const char *resource, const char *ns, const 
 {
     if (!sim->api)
         return sim_store_delete(sim->store, resource, ns ? ns : "", name, NULL);
-    const struct rdef *rd = api_find_key(sim->api, resource);
+    const struct rdef *rd = sim_api_find_key(sim->api, resource);
     if (!rd)
         return sim_store_delete(sim->store, resource, ns ? ns : "", name, NULL);
-    return api_delete(sim->api, rd, rd->namespaced && ns ? ns : "", name, policy, NULL);
+    return sim_api_delete_rd(sim->api, rd, rd->namespaced && ns ? ns : "", name, policy, NULL);
 }
 
 struct ev_bump {

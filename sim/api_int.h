@@ -118,31 +118,42 @@ struct sim_api {
     size_t ev_head;
     struct pw_http_route *routes; /* owned: our table with the world's rows */
     const char *token;
+    /* caches of serialized text, per API so two kubesims in one process never share text */
+    struct sim_api_objcache *objcache; /* owned (api_cache.c) */
+    struct sim_api_evcache {           /* the last watch event line (api_watch.c), guarded by its mu */
+        pthread_mutex_t mu;
+        uint64_t rv;
+        int type;
+        int table;
+        const struct rdef *rd;
+        char *text; /* owned */
+        size_t len;
+    } evcache;
 };
 
 /* ---- api.c ---- */
-extern const struct rdef api_builtin[]; /* api_rest.c; ends with a row whose plural is NULL */
+extern const struct rdef sim_api_builtin[]; /* api_rest.c; ends with a row whose plural is NULL */
 /* The registry row for (group, version, plural) or NULL. */
-const struct rdef *api_find(struct sim_api *api, const char *group, const char *version, const char *plural);
+const struct rdef *sim_api_find(struct sim_api *api, const char *group, const char *version, const char *plural);
 /* The row whose store key is key, or NULL. */
-const struct rdef *api_find_key(struct sim_api *api, const char *key);
+const struct rdef *sim_api_find_key(struct sim_api *api, const char *key);
 /* Calls fn for every row served (built-ins, then live CRDs); under api->mu. */
-void api_each(struct sim_api *api, void (*fn)(const struct rdef *rd, void *arg), void *arg);
+void sim_api_each(struct sim_api *api, void (*fn)(const struct rdef *rd, void *arg), void *arg);
 /* "pods", "jobs.batch": the qualified resource of messages. Writes into buf. */
-const char *api_qres(const struct rdef *rd, char *buf, size_t n);
+const char *sim_api_qres(const struct rdef *rd, char *buf, size_t n);
 /* "v1", "batch/v1" */
-const char *api_gv(const struct rdef *rd, char *buf, size_t n);
+const char *sim_api_gv(const struct rdef *rd, char *buf, size_t n);
 /* Replies a Status failure; details (may be NULL) is taken. */
-void api_status(pw_http_req *req, int code, const char *reason, const char *message, json_t *details);
-json_t *api_status_obj(int code, const char *reason, const char *message, json_t *details);
+void sim_api_status(pw_http_req *req, int code, const char *reason, const char *message, json_t *details);
+json_t *sim_api_status_obj(int code, const char *reason, const char *message, json_t *details);
 /* Replies NotFound for rd/name. */
-void api_not_found(pw_http_req *req, const struct rdef *rd, const char *name);
-void api_stat(struct sim_api *api, const char *verb, const char *resource, int code);
+void sim_api_not_found(pw_http_req *req, const struct rdef *rd, const char *name);
+void sim_api_stat(struct sim_api *api, const char *verb, const char *resource, int code);
 /* Registers the CRD object (a served resource from now on) or marks it removed when gone. */
-void api_crd_changed(struct sim_api *api, const json_t *crd, bool gone);
+void sim_api_crd_changed(struct sim_api *api, const json_t *crd, bool gone);
 /* A new v4 UUID into out. */
-void api_uid(char out[37]);
-void api_now_rfc3339(char out[32]);
+void sim_api_uid(char out[37]);
+void sim_api_now_rfc3339(char out[32]);
 
 /* ---- api_rest.c ---- */
 struct rreq {
@@ -154,55 +165,57 @@ struct rreq {
     const char *sub;  /* "status" or NULL */
     const char *verb; /* for stats */
 };
-void api_rest_dispatch(struct rreq *r);
+void sim_api_rest_dispatch(struct rreq *r);
 /* Field selectors: parse text for rd; 0 or PW_EINVAL with *err (caller frees). */
 struct fieldsel;
-int api_fieldsel_parse(const struct rdef *rd, const char *text, struct fieldsel **out, char **err);
-bool api_fieldsel_matches(const struct fieldsel *fs, const json_t *obj);
-void api_fieldsel_free(struct fieldsel *fs);
+int sim_api_fieldsel_parse(const struct rdef *rd, const char *text, struct fieldsel **out, char **err);
+bool sim_api_fieldsel_matches(const struct fieldsel *fs, const json_t *obj);
+void sim_api_fieldsel_free(struct fieldsel *fs);
 /* Ensures kind and apiVersion on an object for output: a new reference (maybe obj itself). */
-json_t *api_with_kind(const struct rdef *rd, json_t *obj);
+json_t *sim_api_with_kind(const struct rdef *rd, json_t *obj);
 /* Table output */
-bool api_wants_table(pw_http_req *req);
+bool sim_api_wants_table(pw_http_req *req);
 /* includeObject: 0 None, 1 Metadata (PartialObjectMetadata, the default), 2 Object. */
-int api_table_include(pw_http_req *req);
-json_t *api_table(const struct rdef *rd, json_t *items, const char *rv, int include_object, int64_t now_s);
+int sim_api_table_include(pw_http_req *req);
+json_t *sim_api_table(const struct rdef *rd, json_t *items, const char *rv, int include_object, int64_t now_s);
 
 /* ---- api_cache.c ---- */
-/* Appends obj's JSON text (with kind and apiVersion) to b, from the cache when it holds obj's
- * resourceVersion. obj is borrowed. */
 #include "base/buf.h"
-void api_cache_append(const struct rdef *rd, json_t *obj, pw_buf *b);
-/* Frees every cached text (at stop; rows from CRDs die with the API state). */
-void api_cache_clear(void);
+/* A new, empty cache of object texts; free with sim_api_cache_free. */
+struct sim_api_objcache *sim_api_cache_new(void);
+/* Frees every cached text and the cache (at stop; rows from CRDs die with the API state). NULL: no-op. */
+void sim_api_cache_free(struct sim_api_objcache *c);
+/* Appends obj's JSON text (with kind and apiVersion) to b, from c when it holds obj's resourceVersion
+ * for rd. obj is borrowed. Any thread. */
+void sim_api_cache_append(struct sim_api_objcache *c, const struct rdef *rd, json_t *obj, pw_buf *b);
 
 /* ---- api_watch.c ---- */
-void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs);
-void api_watch_start(struct sim_api *api);
-void api_watch_stop(struct sim_api *api);
+void sim_api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs);
+void sim_api_watch_start(struct sim_api *api);
+void sim_api_watch_stop(struct sim_api *api);
 /* Closes every open watch (a fault). */
-void api_watch_drop_all(struct sim_api *api);
+void sim_api_watch_drop_all(struct sim_api *api);
 
 /* ---- api_gc.c ---- */
 /* Deletes as DELETE does; *out (may be NULL) gets the response object (the object or a Status).
  * PW_ENOTFOUND when absent. */
-int api_delete(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, const char *policy,
+int sim_api_delete_rd(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, const char *policy,
                json_t **out);
 /* After a write that may have emptied the finalizers of an object being deleted: removes it. */
 /* The same with a grace period in seconds for pods (-1: the pod's own, as when none is given). */
-int api_delete_grace(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name,
+int sim_api_delete_grace(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name,
                      const char *policy, long grace, json_t **out);
-void api_finalize_check(struct sim_api *api, const struct rdef *rd, const json_t *obj);
-void api_gc_start(struct sim_api *api);
-void api_gc_stop(struct sim_api *api);
+void sim_api_finalize_check(struct sim_api *api, const struct rdef *rd, const json_t *obj);
+void sim_api_gc_start(struct sim_api *api);
+void sim_api_gc_stop(struct sim_api *api);
 
 /* ---- api_patch.c ---- */
 /* Applies patch to a copy of target; *out gets the result (caller decrefs). ctype selects the format.
  * PW_EMEDIATYPE for an unknown one, PW_EINVAL for a bad patch (with *err, caller frees). */
-int api_patch_apply(const char *ctype, const json_t *target, const char *patch, size_t len, bool custom,
+int sim_api_patch_apply(const char *ctype, const json_t *target, const char *patch, size_t len, bool custom,
                     json_t **out, char **err);
-json_t *api_merge_patch(const json_t *target, const json_t *patch);
-json_t *api_strategic_patch(const json_t *target, const json_t *patch);
-int api_json_patch(json_t *doc, const json_t *ops, char **err);
+json_t *sim_api_merge_patch(const json_t *target, const json_t *patch);
+json_t *sim_api_strategic_patch(const json_t *target, const json_t *patch);
+int sim_api_json_patch(json_t *doc, const json_t *ops, char **err);
 
 #endif

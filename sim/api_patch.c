@@ -4,6 +4,7 @@
  * (RFC 6902). Pure functions on JSON values; never touch the store. */
 #include "sim/api_int.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +13,7 @@
 
 /* ---- RFC 7386 ---- */
 
-json_t *api_merge_patch(const json_t *target, const json_t *patch)
+json_t *sim_api_merge_patch(const json_t *target, const json_t *patch)
 {
     if (!json_is_object(patch))
         return json_deep_copy(patch);
@@ -25,7 +26,7 @@ json_t *api_merge_patch(const json_t *target, const json_t *patch)
             json_object_del(out, k);
             continue;
         }
-        json_object_set_new(out, k, api_merge_patch(json_object_get(out, k), v));
+        json_object_set_new(out, k, sim_api_merge_patch(json_object_get(out, k), v));
     }
     return out;
 }
@@ -191,7 +192,7 @@ static json_t *smp_object(const json_t *target, const json_t *patch)
     return out;
 }
 
-json_t *api_strategic_patch(const json_t *target, const json_t *patch)
+json_t *sim_api_strategic_patch(const json_t *target, const json_t *patch)
 {
     json_t *out = smp_object(target, patch);
     if (json_is_null(out)) {
@@ -202,6 +203,25 @@ json_t *api_strategic_patch(const json_t *target, const json_t *patch)
 }
 
 /* ---- RFC 6902 ---- */
+
+/* An RFC 6901 array index: "0" or digits without a leading zero, nothing else (no sign, space or "-";
+ * "-" is handled by its one caller that allows it, add). False also when it overflows size_t. */
+static bool array_index(const char *tok, size_t *out)
+{
+    if (!*tok || (tok[0] == '0' && tok[1]))
+        return false;
+    size_t v = 0;
+    for (const char *p = tok; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        size_t d = (size_t)(*p - '0');
+        if (v > (SIZE_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
 
 /* Resolves pointer to its parent container and last token (unescaped, caller frees). */
 static int pointer_parent(json_t *doc, const char *ptr, json_t **parent, char **last)
@@ -238,9 +258,8 @@ static int pointer_parent(json_t *doc, const char *ptr, json_t **parent, char **
         if (json_is_object(cur)) {
             cur = json_object_get(cur, tok);
         } else if (json_is_array(cur)) {
-            char *end;
-            unsigned long idx = strtoul(tok, &end, 10);
-            cur = *end || !*tok ? NULL : json_array_get(cur, idx);
+            size_t idx;
+            cur = array_index(tok, &idx) ? json_array_get(cur, idx) : NULL;
         } else {
             cur = NULL;
         }
@@ -264,9 +283,8 @@ static json_t *pointer_get(json_t *doc, const char *ptr)
     if (json_is_object(parent)) {
         v = json_object_get(parent, last);
     } else if (json_is_array(parent)) {
-        char *end;
-        unsigned long idx = strtoul(last, &end, 10);
-        v = *end || !*last ? NULL : json_array_get(parent, idx);
+        size_t idx;
+        v = array_index(last, &idx) ? json_array_get(parent, idx) : NULL;
     }
     free(last);
     return v;
@@ -290,9 +308,8 @@ static int pointer_add(json_t *doc, const char *ptr, json_t *value, bool replace
         if (strcmp(last, "-") == 0 && !replace) {
             json_array_append(parent, value);
         } else {
-            char *end;
-            unsigned long idx = strtoul(last, &end, 10);
-            if (*end || !*last || idx > n || (replace && idx == n))
+            size_t idx;
+            if (!array_index(last, &idx) || idx > n || (replace && idx == n))
                 rc = PW_ENOTFOUND;
             else if (replace)
                 json_array_set(parent, idx, value);
@@ -318,16 +335,15 @@ static int pointer_remove(json_t *doc, const char *ptr)
         if (json_object_del(parent, last) == 0)
             rc = 0;
     } else if (json_is_array(parent)) {
-        char *end;
-        unsigned long idx = strtoul(last, &end, 10);
-        if (!*end && *last && json_array_remove(parent, idx) == 0)
+        size_t idx;
+        if (array_index(last, &idx) && json_array_remove(parent, idx) == 0)
             rc = 0;
     }
     free(last);
     return rc;
 }
 
-int api_json_patch(json_t *doc, const json_t *ops, char **err)
+int sim_api_json_patch(json_t *doc, const json_t *ops, char **err)
 {
     if (!json_is_array(ops)) {
         *err = pw_xstrdup("json patch: the patch must be a JSON array of operations");
@@ -376,7 +392,7 @@ int api_json_patch(json_t *doc, const json_t *ops, char **err)
 
 /* ---- dispatch by media type ---- */
 
-int api_patch_apply(const char *ctype, const json_t *target, const char *patch, size_t len, bool custom,
+int sim_api_patch_apply(const char *ctype, const json_t *target, const char *patch, size_t len, bool custom,
                     json_t **out, char **err)
 {
     size_t n = strcspn(ctype, ";");
@@ -408,18 +424,18 @@ int api_patch_apply(const char *ctype, const json_t *target, const char *patch, 
             *err = pw_xstrdup("error decoding patch: a merge patch must be a JSON object");
             rc = PW_EINVAL;
         } else {
-            *out = api_merge_patch(target, p);
+            *out = sim_api_merge_patch(target, p);
         }
     } else if (kind == STRATEGIC) {
         if (!json_is_object(p)) {
             *err = pw_xstrdup("error decoding patch: a strategic merge patch must be a JSON object");
             rc = PW_EINVAL;
         } else {
-            *out = api_strategic_patch(target, p);
+            *out = sim_api_strategic_patch(target, p);
         }
     } else {
         json_t *doc = json_deep_copy(target);
-        rc = api_json_patch(doc, p, err);
+        rc = sim_api_json_patch(doc, p, err);
         if (rc)
             json_decref(doc);
         else

@@ -5,12 +5,14 @@
  * Writes go through sim_store_mutate() so a read-modify-write (status rules, patches, preconditions)
  * is atomic with respect to the controllers writing the same object. */
 #include "sim/api_int.h"
+#include "sim/objutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "base/b64.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/err.h"
@@ -346,7 +348,7 @@ static void d_crd(struct sim *sim, const struct rdef *rd, json_t *obj)
 {
     (void)sim, (void)rd;
     char now[32];
-    api_now_rfc3339(now);
+    sim_api_now_rfc3339(now);
     json_t *spec = obj_child(obj, "spec");
     json_t *names = obj_child(spec, "names");
     const char *kind = json_string_value(json_object_get(names, "kind"));
@@ -686,29 +688,15 @@ static json_t *cols_job(void)
                      coldef("Selector", "string", "", "A label query over pods that should match the pod count.", 1));
 }
 
-static bool has_condition(const json_t *obj, const char *type)
-{
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(json_object_get(obj, "status"), "conditions"), i, c)
-    {
-        const char *t = json_string_value(json_object_get(c, "type"));
-        const char *s = json_string_value(json_object_get(c, "status"));
-        if (t && s && strcmp(t, type) == 0 && strcmp(s, "True") == 0)
-            return true;
-    }
-    return false;
-}
-
 static void cells_job(const json_t *obj, json_t *cells, int64_t now_s)
 {
     json_t *spec = json_object_get(obj, "spec");
     json_t *st = json_object_get(obj, "status");
-    const char *status = has_condition(obj, "Complete")      ? "Complete"
-                         : has_condition(obj, "Failed")      ? "Failed"
+    const char *status = sim_obj_has_condition(obj, "Complete")      ? "Complete"
+                         : sim_obj_has_condition(obj, "Failed")      ? "Failed"
                          : json_is_true(json_object_get(spec, "suspend")) ? "Suspended"
-                         : has_condition(obj, "FailureTarget") ? "FailureTarget"
-                         : has_condition(obj, "SuccessCriteriaMet") ? "SuccessCriteriaMet"
+                         : sim_obj_has_condition(obj, "FailureTarget") ? "FailureTarget"
+                         : sim_obj_has_condition(obj, "SuccessCriteriaMet") ? "SuccessCriteriaMet"
                                                                     : "Running";
     char comp[64];
     json_t *completions = json_object_get(spec, "completions");
@@ -754,7 +742,7 @@ static void cells_job(const json_t *obj, json_t *cells, int64_t now_s)
     pw_buf_fini(&sel);
 }
 
-int api_table_include(pw_http_req *req)
+int sim_api_table_include(pw_http_req *req)
 {
     const char *io = pw_http_req_query(req, "includeObject");
     if (io && strcmp(io, "None") == 0)
@@ -764,19 +752,19 @@ int api_table_include(pw_http_req *req)
     return 1;
 }
 
-bool api_wants_table(pw_http_req *req)
+bool sim_api_wants_table(pw_http_req *req)
 {
     const char *a = pw_http_req_header(req, "Accept");
     return a && strstr(a, "as=Table") != NULL;
 }
 
-json_t *api_table(const struct rdef *rd, json_t *items, const char *rv, int include_object, int64_t now_s)
+json_t *sim_api_table(const struct rdef *rd, json_t *items, const char *rv, int include_object, int64_t now_s)
 {
     json_t *rows = json_array();
     size_t i;
     json_t *obj;
     char gv[256];
-    api_gv(rd, gv, sizeof(gv));
+    sim_api_gv(rd, gv, sizeof(gv));
     json_array_foreach(items, i, obj)
     {
         json_t *m = json_object_get(obj, "metadata");
@@ -787,7 +775,7 @@ json_t *api_table(const struct rdef *rd, json_t *items, const char *rv, int incl
             json_array_append_new(cells, age_cell(obj, now_s));
         json_t *row = json_pack("{s:o}", "cells", cells);
         if (include_object == 2) {
-            json_object_set_new(row, "object", api_with_kind(rd, obj));
+            json_object_set_new(row, "object", sim_api_with_kind(rd, obj));
         } else if (include_object) {
             json_t *pm = json_copy(m);
             json_object_del(pm, "managedFields");
@@ -826,7 +814,7 @@ struct fieldsel {
     size_t n;
 };
 
-void api_fieldsel_free(struct fieldsel *fs)
+void sim_api_fieldsel_free(struct fieldsel *fs)
 {
     if (!fs)
         return;
@@ -849,7 +837,7 @@ static bool field_known(const struct rdef *rd, const char *f)
     return false;
 }
 
-int api_fieldsel_parse(const struct rdef *rd, const char *text, struct fieldsel **out, char **err)
+int sim_api_fieldsel_parse(const struct rdef *rd, const char *text, struct fieldsel **out, char **err)
 {
     struct fieldsel *fs = pw_xcalloc(1, sizeof(*fs));
     char *copy = pw_xstrdup(text ? text : ""), *save = NULL;
@@ -872,7 +860,7 @@ int api_fieldsel_parse(const struct rdef *rd, const char *text, struct fieldsel 
             *err = pw_xasprintf("invalid selector: '%s'; can't understand '%s'", text, s);
             free(s);
             free(copy);
-            api_fieldsel_free(fs);
+            sim_api_fieldsel_free(fs);
             return PW_EINVAL;
         }
         *op = 0;
@@ -883,7 +871,7 @@ int api_fieldsel_parse(const struct rdef *rd, const char *text, struct fieldsel 
             free(field);
             free(s);
             free(copy);
-            api_fieldsel_free(fs);
+            sim_api_fieldsel_free(fs);
             return PW_EINVAL;
         }
         fs->v = pw_xrealloc(fs->v, (fs->n + 1) * sizeof(*fs->v));
@@ -921,7 +909,7 @@ static void field_value(const json_t *obj, const char *field, char *out, size_t 
         snprintf(out, n, "%s", "");
 }
 
-bool api_fieldsel_matches(const struct fieldsel *fs, const json_t *obj)
+bool sim_api_fieldsel_matches(const struct fieldsel *fs, const json_t *obj)
 {
     if (!fs)
         return true;
@@ -941,7 +929,7 @@ bool api_fieldsel_matches(const struct fieldsel *fs, const json_t *obj)
 
 /* ---- the built-in registry ---- */
 
-const struct rdef api_builtin[] = {
+const struct rdef sim_api_builtin[] = {
     {"", "v1", "namespaces", "namespace", "Namespace", false, "ns", true, V_ALL & ~V_DELETECOLLECTION, "namespaces",
      NS_FIELDS, NULL, d_ns, cols_ns, cells_ns, false, false, {0}},
     {"", "v1", "nodes", "node", "Node", false, "no", true, V_ALL, "nodes", NODE_FIELDS, NULL, NULL, cols_node,
@@ -974,13 +962,13 @@ static void rreply(struct rreq *r, int code, json_t *obj)
 {
     char res[200];
     snprintf(res, sizeof(res), "%s%s%s", r->rd->plural, r->sub ? "/" : "", r->sub ? r->sub : "");
-    api_stat(r->api, r->verb, res, code);
+    sim_api_stat(r->api, r->verb, res, code);
     pw_http_reply_json(r->req, code, obj);
 }
 
 static void rfail(struct rreq *r, int code, const char *reason, const char *msg, json_t *details)
 {
-    rreply(r, code, api_status_obj(code, reason, msg, details));
+    rreply(r, code, sim_api_status_obj(code, reason, msg, details));
 }
 
 static json_t *details_for(const struct rreq *r, const char *name)
@@ -1004,7 +992,7 @@ static const struct {
 static void rfail_code(struct rreq *r, int rc, const char *name)
 {
     char q[160];
-    api_qres(r->rd, q, sizeof(q));
+    sim_api_qres(r->rd, q, sizeof(q));
     for (size_t i = 0; i < sizeof(STORE_ERRORS) / sizeof(STORE_ERRORS[0]); i++) {
         if (STORE_ERRORS[i].rc != rc)
             continue;
@@ -1045,29 +1033,29 @@ static void rfail_invalid(struct rreq *r, const char *name, json_t *causes)
     pw_buf_fini(&b);
 }
 
-json_t *api_with_kind(const struct rdef *rd, json_t *obj)
+json_t *sim_api_with_kind(const struct rdef *rd, json_t *obj)
 {
     if (json_object_get(obj, "kind") && json_object_get(obj, "apiVersion"))
         return json_incref(obj);
     json_t *c = json_copy(obj);
     char gv[256];
-    json_object_set_new(c, "apiVersion", json_string(api_gv(rd, gv, sizeof(gv))));
+    json_object_set_new(c, "apiVersion", json_string(sim_api_gv(rd, gv, sizeof(gv))));
     json_object_set_new(c, "kind", json_string(rd->kind));
     return c;
 }
 
 static void reply_obj(struct rreq *r, int code, json_t *obj)
 {
-    if (api_wants_table(r->req)) {
+    if (sim_api_wants_table(r->req)) {
         json_t *items = json_pack("[O]", obj);
         const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
-        json_t *t = api_table(r->rd, items, rv ? rv : "", api_table_include(r->req), time(NULL));
+        json_t *t = sim_api_table(r->rd, items, rv ? rv : "", sim_api_table_include(r->req), time(NULL));
         json_decref(items);
         json_decref(obj);
         rreply(r, code, t);
         return;
     }
-    json_t *o = api_with_kind(r->rd, obj);
+    json_t *o = sim_api_with_kind(r->rd, obj);
     json_decref(obj);
     rreply(r, code, o);
 }
@@ -1099,7 +1087,7 @@ static bool sel_filter(void *arg, const json_t *obj)
 {
     struct selectors *s = arg;
     json_t *m = json_object_get(obj, "metadata");
-    return pw_labelsel_matches(s->ls, json_object_get(m, "labels")) && api_fieldsel_matches(s->fs, obj);
+    return pw_labelsel_matches(s->ls, json_object_get(m, "labels")) && sim_api_fieldsel_matches(s->fs, obj);
 }
 
 /* Parses labelSelector and fieldSelector; replies 400 and returns false on an error. */
@@ -1113,7 +1101,7 @@ static bool parse_selectors(struct rreq *r, struct selectors *s)
         free(err);
         return false;
     }
-    if (api_fieldsel_parse(r->rd, pw_http_req_query(r->req, "fieldSelector"), &s->fs, &err) != 0) {
+    if (sim_api_fieldsel_parse(r->rd, pw_http_req_query(r->req, "fieldSelector"), &s->fs, &err) != 0) {
         pw_labelsel_free(s->ls);
         s->ls = NULL;
         rfail(r, 400, "BadRequest", err, NULL);
@@ -1121,54 +1109,6 @@ static bool parse_selectors(struct rreq *r, struct selectors *s)
         return false;
     }
     return true;
-}
-
-static char *b64(const char *s)
-{
-    static const char T[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t n = strlen(s);
-    char *o = pw_xmalloc(n * 4 / 3 + 4), *p = o;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned char)s[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned char)s[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)s[i + 2];
-        *p++ = T[(v >> 18) & 63];
-        *p++ = T[(v >> 12) & 63];
-        if (i + 1 < n)
-            *p++ = T[(v >> 6) & 63];
-        if (i + 2 < n)
-            *p++ = T[v & 63];
-    }
-    *p = 0;
-    return o;
-}
-
-static char *unb64(const char *s)
-{
-    size_t n = strlen(s);
-    char *o = pw_xmalloc(n + 1), *p = o;
-    unsigned v = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        int d = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52 : c == '-' || c == '+' ? 62 : c == '_' || c == '/' ? 63 : c == '=' ? -2 : -1;
-        if (d == -2)
-            break;
-        if (d < 0) {
-            free(o);
-            return NULL;
-        }
-        v = (v << 6) | (unsigned)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            *p++ = (char)((v >> bits) & 0xff);
-        }
-    }
-    *p = 0;
-    return o;
 }
 
 static void do_list(struct rreq *r)
@@ -1184,15 +1124,16 @@ static void do_list(struct rreq *r)
     uint64_t token_rv = 0;
     const char *cont = pw_http_req_query(r->req, "continue");
     if (cont && *cont) {
-        char *txt = unb64(cont);
-        json_t *tok = txt ? json_loads(txt, 0, NULL) : NULL;
+        void *txt = NULL;
+        size_t txt_len = 0;
+        json_t *tok = pw_b64_decode(cont, strlen(cont), &txt, &txt_len) == 0 ? json_loadb(txt, txt_len, 0, NULL) : NULL;
         free(txt);
         const char *start = json_string_value(json_object_get(tok, "start"));
         token_rv = (uint64_t)json_integer_value(json_object_get(tok, "rv"));
         if (!start || !token_rv) {
             json_decref(tok);
             pw_labelsel_free(s.ls);
-            api_fieldsel_free(s.fs);
+            sim_api_fieldsel_free(s.fs);
             rfail(r, 400, "BadRequest", "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)", NULL);
             return;
         }
@@ -1204,7 +1145,7 @@ static void do_list(struct rreq *r)
         if (token_rv < floor) {
             free(after);
             pw_labelsel_free(s.ls);
-            api_fieldsel_free(s.fs);
+            sim_api_fieldsel_free(s.fs);
             rfail(r, 410, "Expired",
                   "The provided continue parameter is too old to display a consistent list result. You can start a "
                   "new list without the continue parameter, or use the continue token in this response to retrieve "
@@ -1223,7 +1164,7 @@ static void do_list(struct rreq *r)
                    filter ? sel_filter : NULL, &s, &items, &more, &rv);
     free(after);
     pw_labelsel_free(s.ls);
-    api_fieldsel_free(s.fs);
+    sim_api_fieldsel_free(s.fs);
     if (token_rv)
         rv = token_rv;
     char rvs[32];
@@ -1236,13 +1177,13 @@ static void do_list(struct rreq *r)
                                  json_string_value(json_object_get(last, "name")));
         json_t *tok = json_pack("{s:s, s:I, s:s}", "v", "meta.k8s.io/v1", "rv", (json_int_t)rv, "start", key);
         char *txt = json_dumps(tok, JSON_COMPACT);
-        next = b64(txt);
+        next = pw_b64_encode(txt, strlen(txt), true);
         free(txt);
         free(key);
         json_decref(tok);
     }
-    if (api_wants_table(r->req)) {
-        json_t *t = api_table(r->rd, items, rvs, api_table_include(r->req), time(NULL));
+    if (sim_api_wants_table(r->req)) {
+        json_t *t = sim_api_table(r->rd, items, rvs, sim_api_table_include(r->req), time(NULL));
         if (next)
             json_object_set_new(json_object_get(t, "metadata"), "continue", json_string(next));
         free(next);
@@ -1252,7 +1193,7 @@ static void do_list(struct rreq *r)
     }
     char gv[256], kind[200];
     snprintf(kind, sizeof(kind), "%sList", r->rd->kind);
-    json_t *head = json_pack("{s:s, s:s, s:{s:s}}", "kind", kind, "apiVersion", api_gv(r->rd, gv, sizeof(gv)),
+    json_t *head = json_pack("{s:s, s:s, s:{s:s}}", "kind", kind, "apiVersion", sim_api_gv(r->rd, gv, sizeof(gv)),
                              "metadata", "resourceVersion", rvs);
     if (next)
         json_object_set_new(json_object_get(head, "metadata"), "continue", json_string(next));
@@ -1272,13 +1213,13 @@ static void do_list(struct rreq *r)
     {
         if (i)
             pw_buf_append(&b, ",", 1);
-        api_cache_append(r->rd, it, &b); /* items carry kind and apiVersion (CRs must; harmless for others) */
+        sim_api_cache_append(r->api->objcache, r->rd, it, &b); /* items carry kind and apiVersion (CRs must; harmless for others) */
     }
     pw_buf_puts(&b, "]}");
     json_decref(items);
     char res[200];
     snprintf(res, sizeof(res), "%s", r->rd->plural);
-    api_stat(r->api, r->verb, res, 200);
+    sim_api_stat(r->api, r->verb, res, 200);
     pw_http_reply(r->req, 200, "application/json", b.p, b.len);
     pw_buf_fini(&b);
 }
@@ -1288,8 +1229,8 @@ static void do_watch(struct rreq *r)
     struct selectors s;
     if (!parse_selectors(r, &s))
         return;
-    api_stat(r->api, "watch", r->rd->plural, 200);
-    api_watch_serve(r, s.ls, s.fs);
+    sim_api_stat(r->api, "watch", r->rd->plural, 200);
+    sim_api_watch_serve(r, s.ls, s.fs);
 }
 
 /* ---- create ---- */
@@ -1385,7 +1326,7 @@ static void do_create(struct rreq *r)
     }
     strip_server_fields(m);
     char gv[256];
-    json_object_set_new(obj, "apiVersion", json_string(api_gv(r->rd, gv, sizeof(gv))));
+    json_object_set_new(obj, "apiVersion", json_string(sim_api_gv(r->rd, gv, sizeof(gv))));
     json_object_set_new(obj, "kind", json_string(r->rd->kind));
     const char *name = json_string_value(json_object_get(m, "name"));
     char *shown = pw_xstrdup(name ? name : "");
@@ -1423,7 +1364,7 @@ static void do_create(struct rreq *r)
         }
     }
     char uid[37];
-    api_uid(uid);
+    sim_api_uid(uid);
     json_object_set_new(m, "uid", json_string(uid));
     if (r->rd->has_status && r->rd->custom)
         json_object_del(obj, "status");
@@ -1437,7 +1378,7 @@ static void do_create(struct rreq *r)
             rfail_code(r, PW_EEXIST, shown);
         } else {
             char ts[32];
-            api_now_rfc3339(ts);
+            sim_api_now_rfc3339(ts);
             json_object_set_new(m, "creationTimestamp", json_string(ts));
             reply_obj(r, 201, obj);
         }
@@ -1453,7 +1394,7 @@ static void do_create(struct rreq *r)
     }
     free(shown);
     if (strcmp(r->rd->plural, "customresourcedefinitions") == 0)
-        api_crd_changed(r->api, out, false);
+        sim_api_crd_changed(r->api, out, false);
     reply_obj(r, 201, out);
 }
 
@@ -1542,7 +1483,7 @@ static int rmw_apply(struct rmw *w, json_t *cur, const json_t *next)
         json_t *name = json_object_get(cm, "name");
         json_object_set(m, "name", name);
         char gv[256];
-        json_object_set_new(result, "apiVersion", json_string(api_gv(r->rd, gv, sizeof(gv))));
+        json_object_set_new(result, "apiVersion", json_string(sim_api_gv(r->rd, gv, sizeof(gv))));
         json_object_set_new(result, "kind", json_string(r->rd->kind));
         validate_meta(r->rd, result, w->causes);
         if (r->rd->validate)
@@ -1573,7 +1514,7 @@ static int rmw_patch(void *arg, json_t *cur)
 {
     struct rmw *w = arg;
     json_t *next;
-    int rc = api_patch_apply(w->ctype, cur, w->patch, w->patch_len, w->r->rd->custom, &next, &w->err);
+    int rc = sim_api_patch_apply(w->ctype, cur, w->patch, w->patch_len, w->r->rd->custom, &next, &w->err);
     if (rc) {
         w->err_code = rc == PW_EMEDIATYPE ? 415 : rc == PW_EINVAL ? 400 : 422;
         return PW_EPROTO;
@@ -1600,8 +1541,8 @@ static void finish_write(struct rreq *r, struct rmw *w, int rc, json_t *out)
     } else {
         if (!dry_run(r)) {
             if (strcmp(r->rd->plural, "customresourcedefinitions") == 0)
-                api_crd_changed(r->api, out, false);
-            api_finalize_check(r->api, r->rd, out);
+                sim_api_crd_changed(r->api, out, false);
+            sim_api_finalize_check(r->api, r->rd, out);
         }
         reply_obj(r, 200, out);
         out = NULL;
@@ -1719,7 +1660,7 @@ static void do_delete(struct rreq *r)
     if (dry_run(r)) {
         rc = sim_store_get(r->api->sim->store, r->rd->store_key, ns_key(r), r->name, &out);
     } else {
-        rc = api_delete_grace(r->api, r->rd, ns_key(r), r->name, policy, grace, &out);
+        rc = sim_api_delete_grace(r->api, r->rd, ns_key(r), r->name, policy, grace, &out);
     }
     free(policy);
     if (rc) {
@@ -1741,7 +1682,7 @@ static void do_deletecollection(struct rreq *r)
     if (!policy_ok(r, policy)) {
         free(policy);
         pw_labelsel_free(s.ls);
-        api_fieldsel_free(s.fs);
+        sim_api_fieldsel_free(s.fs);
         return;
     }
     json_t *items;
@@ -1750,7 +1691,7 @@ static void do_deletecollection(struct rreq *r)
     sim_store_list(r->api->sim->store, r->rd->store_key, r->rd->namespaced ? r->ns : "", NULL, 0, sel_filter, &s,
                    &items, &more, &rv);
     pw_labelsel_free(s.ls);
-    api_fieldsel_free(s.fs);
+    sim_api_fieldsel_free(s.fs);
     json_t *deleted = json_array();
     size_t i;
     json_t *it;
@@ -1762,7 +1703,7 @@ static void do_deletecollection(struct rreq *r)
         if (!name)
             continue;
         json_t *out = NULL;
-        if (api_delete(r->api, r->rd, r->rd->namespaced && ns ? ns : "", name, policy, &out) == 0)
+        if (sim_api_delete_rd(r->api, r->rd, r->rd->namespaced && ns ? ns : "", name, policy, &out) == 0)
             json_array_append(deleted, it);
         json_decref(out);
     }
@@ -1771,7 +1712,7 @@ static void do_deletecollection(struct rreq *r)
     char gv[256], kind[200], rvs[32];
     snprintf(kind, sizeof(kind), "%sList", r->rd->kind);
     snprintf(rvs, sizeof(rvs), "%llu", (unsigned long long)sim_store_rv(r->api->sim->store));
-    rreply(r, 200, json_pack("{s:s, s:s, s:{s:s}, s:o}", "kind", kind, "apiVersion", api_gv(r->rd, gv, sizeof(gv)),
+    rreply(r, 200, json_pack("{s:s, s:s, s:{s:s}, s:o}", "kind", kind, "apiVersion", sim_api_gv(r->rd, gv, sizeof(gv)),
                              "metadata", "resourceVersion", rvs, "items", deleted));
 }
 
@@ -1793,7 +1734,7 @@ static const struct {
     {"deletecollection", V_DELETECOLLECTION, true, do_deletecollection},
 };
 
-void api_rest_dispatch(struct rreq *r)
+void sim_api_rest_dispatch(struct rreq *r)
 {
     for (size_t i = 0; i < sizeof(VERBS) / sizeof(VERBS[0]); i++) {
         if (strcmp(VERBS[i].verb, r->verb) != 0)

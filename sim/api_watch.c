@@ -44,18 +44,6 @@ struct watcher {
     struct watcher *next;
 };
 
-/* One serialized event shared by the watchers that receive the same change (all callbacks for one
- * change run back to back under the store lock). */
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-    uint64_t rv;
-    int type;
-    int table;
-    const struct rdef *rd;
-    char *text;
-    size_t len;
-} cache;
-
 static const char *const TYPE_NAMES[] = {"ADDED", "MODIFIED", "DELETED"};
 
 static char *event_text(const struct rdef *rd, const char *type, json_t *obj, int table, size_t *len)
@@ -64,10 +52,10 @@ static char *event_text(const struct rdef *rd, const char *type, json_t *obj, in
     if (table) {
         json_t *items = json_pack("[O]", obj);
         const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
-        o = api_table(rd, items, rv ? rv : "", table - 1, time(NULL));
+        o = sim_api_table(rd, items, rv ? rv : "", table - 1, time(NULL));
         json_decref(items);
     } else {
-        o = api_with_kind(rd, obj);
+        o = sim_api_with_kind(rd, obj);
     }
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -92,7 +80,7 @@ static bool w_matches(const struct watcher *w, const json_t *obj)
     if (!obj)
         return false;
     return pw_labelsel_matches(w->ls, json_object_get(json_object_get(obj, "metadata"), "labels")) &&
-           api_fieldsel_matches(w->fs, obj);
+           sim_api_fieldsel_matches(w->fs, obj);
 }
 
 static void on_change(void *arg, const struct sim_change *ch)
@@ -118,17 +106,20 @@ static void on_change(void *arg, const struct sim_change *ch)
         pthread_mutex_unlock(&w->mu);
         return;
     }
-    pthread_mutex_lock(&cache_mu);
-    if (!cache.text || cache.rv != ch->rv || cache.type != type || cache.rd != w->rd || cache.table != w->table) {
-        free(cache.text);
-        cache.text = event_text(w->rd, TYPE_NAMES[type], ch->obj, w->table, &cache.len);
-        cache.rv = ch->rv;
-        cache.type = type;
-        cache.rd = w->rd;
-        cache.table = w->table;
+    /* one serialized event shared by the watchers that receive the same change (all callbacks for
+     * one change run back to back under the store lock) */
+    struct sim_api_evcache *c = &w->api->evcache;
+    pthread_mutex_lock(&c->mu);
+    if (!c->text || c->rv != ch->rv || c->type != type || c->rd != w->rd || c->table != w->table) {
+        free(c->text);
+        c->text = event_text(w->rd, TYPE_NAMES[type], ch->obj, w->table, &c->len);
+        c->rv = ch->rv;
+        c->type = type;
+        c->rd = w->rd;
+        c->table = w->table;
     }
-    w_write(w, cache.text, cache.len);
-    pthread_mutex_unlock(&cache_mu);
+    w_write(w, c->text, c->len);
+    pthread_mutex_unlock(&c->mu);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -140,7 +131,7 @@ static void w_bookmark(struct watcher *w, uint64_t rv, bool initial_end)
     if (initial_end)
         json_object_set_new(meta, "annotations", json_pack("{s:s}", "k8s.io/initial-events-end", "true"));
     json_t *ev = json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "BOOKMARK", "object", "kind", w->rd->kind,
-                           "apiVersion", api_gv(w->rd, gv, sizeof(gv)), "metadata", meta);
+                           "apiVersion", sim_api_gv(w->rd, gv, sizeof(gv)), "metadata", meta);
     char *text = json_dumps(ev, JSON_COMPACT);
     json_decref(ev);
     size_t len = strlen(text);
@@ -172,7 +163,7 @@ static void w_pace(struct watcher *w)
 static void w_free(struct watcher *w)
 {
     pw_labelsel_free(w->ls);
-    api_fieldsel_free(w->fs);
+    sim_api_fieldsel_free(w->fs);
     free(w->ns);
     pthread_mutex_destroy(&w->mu);
     free(w);
@@ -220,7 +211,7 @@ static void watch_begin(struct init_job *j)
                 free(text);
             } else {
                 pw_buf_puts(&b, "{\"type\":\"ADDED\",\"object\":");
-                api_cache_append(w->rd, it, &b);
+                sim_api_cache_append(api->objcache, w->rd, it, &b);
                 pw_buf_puts(&b, "}\n");
             }
             if (b.len > (1u << 20)) {
@@ -257,7 +248,7 @@ static void watch_begin(struct init_job *j)
             oldest = sim_store_rv(api->sim->store);
         char *m = pw_xasprintf("too old resource version: %llu (%llu)", (unsigned long long)from_rv,
                                (unsigned long long)oldest);
-        json_t *ev = json_pack("{s:s, s:o}", "type", "ERROR", "object", api_status_obj(410, "Expired", m, NULL));
+        json_t *ev = json_pack("{s:s, s:o}", "type", "ERROR", "object", sim_api_status_obj(410, "Expired", m, NULL));
         free(m);
         char *text = json_dumps(ev, JSON_COMPACT);
         json_decref(ev);
@@ -292,7 +283,7 @@ static void *watch_begin_thread(void *arg)
     return NULL;
 }
 
-void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs)
+void sim_api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs)
 {
     struct sim_api *api = r->api;
     const char *rvq = pw_http_req_query(r->req, "resourceVersion");
@@ -314,9 +305,9 @@ void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs)
         from_rv = strtoull(rvq, &end, 10);
         if (*end) {
             pw_labelsel_free((pw_labelsel *)ls);
-            api_fieldsel_free(fs);
+            sim_api_fieldsel_free(fs);
             char *m = pw_xasprintf("invalid resource version: \"%s\"", rvq);
-            api_status(r->req, 400, "BadRequest", m, NULL);
+            sim_api_status(r->req, 400, "BadRequest", m, NULL);
             free(m);
             return;
         }
@@ -329,8 +320,8 @@ void api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs)
     w->ls = (pw_labelsel *)ls;
     w->fs = fs;
     w->bookmarks = bookmarks;
-    if (api_wants_table(r->req)) {
-        w->table = 1 + api_table_include(r->req); /* 1 None, 2 Metadata, 3 Object */
+    if (sim_api_wants_table(r->req)) {
+        w->table = 1 + sim_api_table_include(r->req); /* 1 None, 2 Metadata, 3 Object */
     }
     w->started_ms = pw_clock_mono_ms();
     w->last_bookmark_ms = w->started_ms;
@@ -424,12 +415,13 @@ static void *ticker(void *arg)
     return NULL;
 }
 
-void api_watch_start(struct sim_api *api)
+void sim_api_watch_start(struct sim_api *api)
 {
+    pthread_mutex_init(&api->evcache.mu, NULL);
     pthread_create(&api->ticker, NULL, ticker, api);
 }
 
-void api_watch_drop_all(struct sim_api *api)
+void sim_api_watch_drop_all(struct sim_api *api)
 {
     pthread_mutex_lock(&api->mu);
     for (struct watcher *w = api->watchers; w; w = w->next) {
@@ -440,7 +432,7 @@ void api_watch_drop_all(struct sim_api *api)
     pthread_mutex_unlock(&api->mu);
 }
 
-void api_watch_stop(struct sim_api *api)
+void sim_api_watch_stop(struct sim_api *api)
 {
     pthread_mutex_lock(&api->mu);
     api->stopping = true;
@@ -465,8 +457,7 @@ void api_watch_stop(struct sim_api *api)
         w_reap(api, w);
         w = n;
     }
-    pthread_mutex_lock(&cache_mu);
-    free(cache.text);
-    cache.text = NULL;
-    pthread_mutex_unlock(&cache_mu);
+    free(api->evcache.text);
+    api->evcache.text = NULL;
+    pthread_mutex_destroy(&api->evcache.mu);
 }

@@ -11,6 +11,7 @@
  * the store's ADDED event for it comes back (the "expectations" of the real controller).
  * Thread model: the world thread only, with world->lock held. */
 #include "sim/world_int.h"
+#include "sim/objutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -86,20 +87,6 @@ static double controller_s(const struct sim_world *w)
     return w->sim->opt.controller_ms / 1000.0;
 }
 
-static bool has_condition(const json_t *job, const char *type)
-{
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(json_object_get(job, "status"), "conditions"), i, c)
-    {
-        const char *t = json_string_value(json_object_get(c, "type"));
-        const char *s = json_string_value(json_object_get(c, "status"));
-        if (t && s && strcmp(t, type) == 0 && strcmp(s, "True") == 0)
-            return true;
-    }
-    return false;
-}
-
 void sim_jobctl_on_job(struct sim_world *w, const struct sim_change *ch)
 {
     char key[600];
@@ -141,7 +128,7 @@ void sim_jobctl_on_job(struct sim_world *w, const struct sim_change *ch)
     }
     json_decref(j->obj);
     j->obj = json_incref(ch->obj);
-    j->finished = has_condition(ch->obj, "Complete") || has_condition(ch->obj, "Failed");
+    j->finished = sim_obj_has_condition(ch->obj, "Complete") || sim_obj_has_condition(ch->obj, "Failed");
     schedule(w, j, controller_s(w));
 }
 
@@ -369,7 +356,7 @@ static int set_jstatus(void *arg, json_t *obj)
         json_object_set_new(st, "failed", json_integer(a->failed));
     else
         json_object_del(st, "failed");
-    if (a->finish_type && !has_condition(obj, a->finish_type)) {
+    if (a->finish_type && !sim_obj_has_condition(obj, a->finish_type)) {
         json_t *conds = json_object_get(st, "conditions");
         if (!json_is_array(conds)) {
             conds = json_array();

@@ -17,8 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/evp.h>
-
+#include "base/b64.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -402,22 +401,6 @@ static const char *pull_policy(const struct kcont *c)
     return sim_ref_is_latest(c->image) ? "Always" : "IfNotPresent";
 }
 
-static bool b64_decode(const char *in, char *out, size_t out_size)
-{
-    size_t n = strlen(in);
-    if (n == 0 || n % 4 != 0 || (n / 4) * 3 + 1 > out_size)
-        return false;
-    int r = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in, (int)n);
-    if (r < 0)
-        return false;
-    while (n > 0 && in[n - 1] == '=') {
-        r--;
-        n--;
-    }
-    out[r] = '\0';
-    return true;
-}
-
 /* "https://registry.example.com/v1/" -> "registry.example.com" */
 static void registry_host(const char *s, char *out, size_t n)
 {
@@ -445,15 +428,11 @@ static bool has_credentials(struct sim_world *w, const struct kpod *p, const str
             continue;
         const char *type = json_string_value(json_object_get(sec, "type"));
         const char *data = json_string_value(json_object_get(json_object_get(sec, "data"), ".dockerconfigjson"));
-        char *text = NULL;
-        if (type && strcmp(type, "kubernetes.io/dockerconfigjson") == 0 && data) {
-            size_t cap = strlen(data) + 4;
-            text = pw_xmalloc(cap);
-            if (!b64_decode(data, text, cap)) {
-                free(text);
-                text = NULL;
-            }
-        }
+        void *text = NULL;
+        size_t text_len = 0;
+        if (type && strcmp(type, "kubernetes.io/dockerconfigjson") == 0 && data &&
+            pw_b64_decode(data, strlen(data), &text, &text_len) != 0)
+            text = NULL;
         json_t *cfg = text ? json_loads(text, 0, NULL) : NULL;
         const char *key;
         json_t *entry;
@@ -465,9 +444,10 @@ static bool has_credentials(struct sim_world *w, const struct kpod *p, const str
                 continue;
             const char *u = json_string_value(json_object_get(entry, "username"));
             const char *pw = json_string_value(json_object_get(entry, "password"));
-            char pair[1024] = "";
+            void *pair = NULL;
+            size_t pair_len = 0;
             const char *auth = json_string_value(json_object_get(entry, "auth"));
-            if ((!u || !pw) && auth && b64_decode(auth, pair, sizeof pair)) {
+            if ((!u || !pw) && auth && pw_b64_decode(auth, strlen(auth), &pair, &pair_len) == 0) {
                 char *colon = strchr(pair, ':');
                 if (colon) {
                     *colon = '\0';
@@ -477,6 +457,7 @@ static bool has_credentials(struct sim_world *w, const struct kpod *p, const str
             }
             if (u && pw && strcmp(u, img->auth_user) == 0 && strcmp(pw, img->auth_pass) == 0)
                 ok = true;
+            free(pair);
         }
         json_decref(cfg);
         free(text);

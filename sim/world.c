@@ -894,24 +894,34 @@ static json_t *parse_body(pw_http_req *req)
     return j;
 }
 
+/* Calls fn for every node not removed, in creation order, under w->lock (fn must not take it). */
+static void each_live_node(struct sim_world *w, void (*fn)(struct sim_world *w, const struct sim_wnode *n, void *arg),
+                           void *arg)
+{
+    pthread_mutex_lock(&w->lock);
+    for (int i = 0; i < w->nnodes; i++)
+        if (!w->nodes[i]->gone)
+            fn(w, w->nodes[i], arg);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Adds n's truth (held images, pulls, arch, ready) to the object arg under n's name. */
+static void truth_of(struct sim_world *w, const struct sim_wnode *n, void *arg)
+{
+    json_t *imgs = json_array();
+    for (int h = 0; h < n->nheld; h++)
+        for (int r = 0; r < n->held[h].nrefs; r++)
+            json_array_append_new(imgs, json_string(n->held[h].refs[r]));
+    json_object_set_new(arg, n->name,
+                        json_pack("{s:o, s:i, s:s, s:b}", "images", imgs, "pulls", sim_model_pulls(w->model, n->midx),
+                                  "arch", n->arch, "ready", n->ready));
+}
+
 static void h_truth(pw_http_req *req, void *ctx)
 {
     struct sim_world *w = ((struct sim *)ctx)->world;
     json_t *nodes = json_object();
-    pthread_mutex_lock(&w->lock);
-    for (int i = 0; i < w->nnodes; i++) {
-        const struct sim_wnode *n = w->nodes[i];
-        if (n->gone)
-            continue;
-        json_t *imgs = json_array();
-        for (int h = 0; h < n->nheld; h++)
-            for (int r = 0; r < n->held[h].nrefs; r++)
-                json_array_append_new(imgs, json_string(n->held[h].refs[r]));
-        json_object_set_new(nodes, n->name,
-                            json_pack("{s:o, s:i, s:s, s:b}", "images", imgs, "pulls",
-                                      sim_model_pulls(w->model, n->midx), "arch", n->arch, "ready", n->ready));
-    }
-    pthread_mutex_unlock(&w->lock);
+    each_live_node(w, truth_of, nodes);
     pw_http_reply_json(req, 200, json_pack("{s:o}", "nodes", nodes));
 }
 
@@ -1091,20 +1101,19 @@ static void h_node_delete(pw_http_req *req, void *ctx)
     pw_http_reply_json(req, 200, json_pack("{s:s}", "deleted", name));
 }
 
+/* Appends n's summary (name, arch, ready, bandwidth, busy) to the array arg. */
+static void summary_of(struct sim_world *w, const struct sim_wnode *n, void *arg)
+{
+    json_array_append_new(arg, json_pack("{s:s, s:s, s:b, s:f, s:i}", "name", n->name, "arch", n->arch, "ready",
+                                         n->ready, "bandwidthMBps", sim_model_node_bw(w->model, n->midx) / 1e6, "busy",
+                                         sim_model_busy(w->model, n->midx)));
+}
+
 static void h_nodes_get(pw_http_req *req, void *ctx)
 {
     struct sim_world *w = ((struct sim *)ctx)->world;
     json_t *arr = json_array();
-    pthread_mutex_lock(&w->lock);
-    for (int i = 0; i < w->nnodes; i++) {
-        const struct sim_wnode *n = w->nodes[i];
-        if (n->gone)
-            continue;
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:f, s:i}", "name", n->name, "arch", n->arch, "ready",
-                                             n->ready, "bandwidthMBps", sim_model_node_bw(w->model, n->midx) / 1e6,
-                                             "busy", sim_model_busy(w->model, n->midx)));
-    }
-    pthread_mutex_unlock(&w->lock);
+    each_live_node(w, summary_of, arr);
     pw_http_reply_json(req, 200, json_pack("{s:o}", "nodes", arr));
 }
 

@@ -4,6 +4,9 @@
  * Jobs, nodes, executor results), check NotReady grace periods, admit and select nodes for tasks,
  * plan dispatch with pw_sched_plan, hand Job creates and deletes to the executors, finish tasks
  * whose nodes are all done, and write every changed task and node result through the store.
+ * Job creates and deletes decided in a round run only after that round's writes succeeded (while the
+ * store fails they wait), so nothing in the cluster runs ahead of what a restart would find. After a
+ * round the loop prunes finished tasks older than the history (retention).
  *
  * Memory: the informers keep trimmed objects only (see the transforms); per task the engine keeps
  * one small record per selected node, sorted by name for binary search. Finished tasks live only in
@@ -120,6 +123,9 @@ struct pw_engine {
     struct notready *notready;
     size_t n_notready;
 
+    pthread_mutex_t intern_mu; /* the node transform's table of image names */
+    json_t *intern;            /* name -> the one json string every cached node shares */
+
     pthread_mutex_t qmu; /* the event queue */
     pthread_cond_t qcond;
     struct event *q_head, *q_tail;
@@ -216,16 +222,49 @@ static json_t *meta_trim(const json_t *obj, const char *label, const char *annot
     return m;
 }
 
+/* The one shared json string for text (under e->intern_mu): the values that repeat across nodes
+ * (label values, image names) are kept once, whatever the number of nodes. Borrowed; NULL on a
+ * string that is not UTF-8. */
+static json_t *intern(pw_engine *e, const char *text)
+{
+    json_t *shared = json_object_get(e->intern, text);
+    if (!shared) {
+        shared = json_string(text);
+        if (shared)
+            json_object_set_new(e->intern, text, shared);
+    }
+    return shared;
+}
+
 static json_t *transform_node(void *arg, json_t *obj)
 {
-    (void)arg;
+    pw_engine *e = arg;
     json_t *o = json_object();
-    json_object_set_new(o, "metadata", meta_trim(obj, NULL, NULL));
+    /* metadata: the name, the resourceVersion (the informer compares it) and the labels, whose
+     * values are interned */
+    const json_t *md = json_object_get(obj, "metadata");
+    json_t *m = json_object();
+    static const char *const keep[] = {"name", "resourceVersion"};
+    for (size_t k = 0; k < sizeof keep / sizeof keep[0]; k++) {
+        json_t *v = json_object_get(md, keep[k]);
+        if (v)
+            json_object_set(m, keep[k], v);
+    }
+    pthread_mutex_lock(&e->intern_mu);
+    const char *lk;
+    json_t *lv;
+    json_t *labels = json_object();
+    json_object_foreach(json_object_get(md, "labels"), lk, lv) {
+        json_t *shared = json_is_string(lv) ? intern(e, json_string_value(lv)) : NULL;
+        if (shared)
+            json_object_set(labels, lk, shared);
+    }
+    pthread_mutex_unlock(&e->intern_mu);
+    json_object_set_new(m, "labels", labels);
+    json_object_set_new(o, "metadata", m);
     const json_t *spec = json_object_get(obj, "spec");
-    json_t *s = json_object();
-    if (json_is_true(json_object_get(spec, "unschedulable")))
-        json_object_set_new(s, "unschedulable", json_true());
-    json_object_set_new(o, "spec", s);
+    if (json_is_true(json_object_get(spec, "unschedulable"))) /* no spec at all otherwise */
+        json_object_set_new(o, "spec", json_pack("{s:b}", "unschedulable", 1));
     const json_t *st = json_object_get(obj, "status");
     json_t *ns = json_object();
     json_t *conds = json_array();
@@ -241,23 +280,37 @@ static json_t *transform_node(void *arg, json_t *obj)
         }
     }
     json_object_set_new(ns, "conditions", conds);
+    /* the compact form pw_imageref_present reads: a flat array of names, each an interned string
+     * shared by every node that holds the image (nodes of a pool hold the same images) */
     json_t *imgs = json_array();
+    pthread_mutex_lock(&e->intern_mu);
     json_array_foreach(json_object_get(st, "images"), i, c) {
-        json_t *names = json_object_get(c, "names");
-        if (names) {
-            json_t *e = json_object();
-            json_object_set(e, "names", names);
-            json_array_append_new(imgs, e);
+        size_t j;
+        const json_t *name;
+        json_array_foreach(json_object_get(c, "names"), j, name) {
+            json_t *shared = json_is_string(name) ? intern(e, json_string_value(name)) : NULL;
+            if (shared)
+                json_array_append(imgs, shared);
         }
     }
+    pthread_mutex_unlock(&e->intern_mu);
     json_object_set_new(ns, "images", imgs);
     json_object_set_new(o, "status", ns);
     return o;
 }
 
+/* Whether a prewarm Job or pod belongs to this instance: its prewarm.io/instance label names it, or
+ * it has none (made before instances existed) and this is the "default" instance. */
+static bool ours(const pw_engine *e, const json_t *obj)
+{
+    const char *inst = pw_k8s_label(obj, INSTANCE_LABEL);
+    return strcmp(inst ? inst : "default", e->instance) == 0;
+}
+
 static json_t *transform_job(void *arg, json_t *obj)
 {
-    (void)arg;
+    if (!ours(arg, obj))
+        return NULL; /* another prewarmd's */
     json_t *o = json_object();
     json_object_set_new(o, "metadata", meta_trim(obj, TASK_LABEL, NODE_ANNOTATION));
     const json_t *st = json_object_get(obj, "status");
@@ -274,7 +327,8 @@ static json_t *transform_job(void *arg, json_t *obj)
 
 static json_t *transform_pod(void *arg, json_t *obj)
 {
-    (void)arg;
+    if (!ours(arg, obj))
+        return NULL;
     json_t *o = json_object();
     json_object_set_new(o, "metadata", meta_trim(obj, TASK_LABEL, NULL));
     json_t *s = json_object();
@@ -1717,6 +1771,8 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
     if (e->cfg.executor_threads <= 0)
         e->cfg.executor_threads = 4;
     pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->intern_mu, NULL);
+    e->intern = json_object();
     pthread_mutex_init(&e->qmu, NULL);
     pthread_cond_init(&e->qcond, NULL);
     pthread_mutex_init(&e->amu, NULL);
@@ -1748,8 +1804,12 @@ int pw_engine_start(pw_engine *e)
     if (e->cfg.client) {
         char *jobs = pw_xasprintf("/apis/batch/v1/namespaces/%s/jobs", e->namespace_);
         char *pods = pw_xasprintf("/api/v1/namespaces/%s/pods", e->namespace_);
-        /* only this instance's Jobs and pods: another prewarmd's are not ours to adopt or sweep */
-        char *sel = pw_xasprintf("%s,%s=%s", MANAGED_BY_SELECTOR, INSTANCE_LABEL, e->instance);
+        /* only this instance's Jobs and pods: another prewarmd's are not ours to adopt or sweep. The
+         * "default" instance also owns Jobs without the label (made before instances existed), so
+         * it lists every prewarm Job and its transforms drop the other instances' */
+        char *sel = strcmp(e->instance, "default") == 0
+                        ? pw_xstrdup(MANAGED_BY_SELECTOR)
+                        : pw_xasprintf("%s,%s=%s", MANAGED_BY_SELECTOR, INSTANCE_LABEL, e->instance);
         int rc = informer(e, "/api/v1/nodes", NULL, on_node, transform_node, &e->nodes_inf);
         if (rc == 0)
             rc = informer(e, jobs, sel, on_job, transform_job, &e->jobs_inf);
@@ -1820,7 +1880,9 @@ void pw_engine_free(pw_engine *e)
     free(e->namespace_);
     free(e->helper_image);
     free(e->instance);
+    json_decref(e->intern);
     pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->intern_mu);
     pthread_mutex_destroy(&e->qmu);
     pthread_cond_destroy(&e->qcond);
     pthread_mutex_destroy(&e->amu);
@@ -1927,6 +1989,16 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
             *task_out = task_json(t);
         pthread_mutex_unlock(&e->mu);
         wake(e);
+        return rc;
+    }
+    if (t && strcmp(t->status, "cancelled") == 0) {
+        /* cancelled, but its write failed and has not been retried yet: a repeated cancel writes it */
+        rc = task_flush(e, t);
+        if (rc == 0)
+            release_actions(e);
+        if (rc == 0 && task_out)
+            *task_out = task_json(t);
+        pthread_mutex_unlock(&e->mu);
         return rc;
     }
     pthread_mutex_unlock(&e->mu);

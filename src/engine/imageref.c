@@ -339,6 +339,11 @@ bool pw_imageref_present(const struct pw_imageref *r, const json_t *node_images)
     const json_t *entry;
     json_array_foreach(node_images, i, entry)
     {
+        if (json_is_string(entry)) { /* the compact form: one name per entry */
+            if (name_matches(r, json_string_value(entry)))
+                return true;
+            continue;
+        }
         const json_t *names = json_object_get(entry, "names");
         size_t j;
         const json_t *name;

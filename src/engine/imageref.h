@@ -44,8 +44,8 @@ void pw_imageref_fini(struct pw_imageref *r);
  * with free(). */
 char *pw_imageref_normalized(const struct pw_imageref *r);
 
-/* Whether node_images (a node's status.images: [{names:[...], sizeBytes}], borrowed, may be NULL)
- * holds r: a digest reference matches a name "repo@digest", a tag reference a name "repo:tag", both
+/* Whether node_images (a node's status.images: [{names:[...], sizeBytes}], or the compact form of
+ * the engine's node cache, an array of the names themselves; borrowed, may be NULL) holds r: a digest reference matches a name "repo@digest", a tag reference a name "repo:tag", both
  * sides compared in normalised form. A reference whose tag is "latest", or with neither tag nor
  * digest, is never present (it may have moved), so it is always pulled. */
 bool pw_imageref_present(const struct pw_imageref *r, const json_t *node_images);

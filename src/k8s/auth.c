@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/b64.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -236,29 +237,27 @@ static int exec_parse(const struct pw_k8s_exec *ex, const char *text, size_t len
     const char *key = json_string_value(json_object_get(status, "clientKeyData"));
     const char *exp = json_string_value(json_object_get(status, "expirationTimestamp"));
     time_t t = 0;
+    char *why = NULL;
+    /* jerr.text is not used: it quotes the plugin's output ("near '...'"), which can hold a token. */
     if (!cred)
-        rc = -1, *errmsg = pw_xasprintf("exec credential plugin %s printed no valid JSON (%s)", ex->command, jerr.text);
+        why = pw_xasprintf("printed no valid JSON (error at line %d, column %d)", jerr.line, jerr.column);
     else if (!kind || strcmp(kind, "ExecCredential") != 0)
-        rc = -1, *errmsg = pw_xasprintf("exec credential plugin %s printed kind %s, want ExecCredential", ex->command,
-                                        kind ? kind : "(none)");
+        why = pw_xasprintf("printed kind %s, want ExecCredential", kind ? kind : "(none)");
     else if (!api || strcmp(api, ex->api_version) != 0)
-        rc = -1, *errmsg = pw_xasprintf("exec credential plugin %s printed apiVersion %s, want %s", ex->command,
-                                        api ? api : "(none)", ex->api_version);
+        why = pw_xasprintf("printed apiVersion %s, want %s", api ? api : "(none)", ex->api_version);
     else if (!json_is_object(status))
-        rc = -1,
-        *errmsg = pw_xasprintf("exec credential plugin %s printed an ExecCredential without status", ex->command);
+        why = pw_xstrdup("printed an ExecCredential without status");
     else if (!(token && *token) && !(cert && *cert && key && *key))
-        rc = -1, *errmsg = pw_xasprintf("exec credential plugin %s gave neither status.token nor "
-                                        "status.clientCertificateData and clientKeyData",
-                                        ex->command);
+        why = pw_xstrdup("gave neither status.token nor status.clientCertificateData and clientKeyData");
     else if ((cert && *cert) != (key && *key))
-        rc = -1, *errmsg = pw_xasprintf("exec credential plugin %s gave only one of clientCertificateData and "
-                                        "clientKeyData",
-                                        ex->command);
+        why = pw_xstrdup("gave only one of clientCertificateData and clientKeyData");
     else if (exp && *exp && pw_time_parse_rfc3339(exp, &t) != 0)
-        rc = -1,
-        *errmsg = pw_xasprintf("exec credential plugin %s gave an expirationTimestamp that is not RFC 3339: %s",
-                               ex->command, exp);
+        why = pw_xasprintf("gave an expirationTimestamp that is not RFC 3339: %s", exp);
+    if (why) {
+        rc = PW_EINVAL;
+        *errmsg = pw_xasprintf("exec credential plugin %s %s", ex->command, why);
+        free(why);
+    }
     if (rc == 0) {
         memset(out, 0, sizeof *out);
         out->token = token && *token ? pw_xstrdup(token) : NULL;

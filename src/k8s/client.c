@@ -178,12 +178,14 @@ static void handle_destroy(void *p)
     free(h);
 }
 
+/* The calling thread's new handle, registered with c; NULL when curl cannot make one (out of memory). */
 static struct handle *thread_handle_new(pw_k8s_client *c)
 {
+    CURL *curl = curl_easy_init();
+    if (!curl)
+        return NULL;
     struct handle *h = pw_xcalloc(1, sizeof *h);
-    h->curl = curl_easy_init();
-    if (!h->curl)
-        abort(); /* out of memory */
+    h->curl = curl;
     h->c = c;
     pthread_mutex_lock(&c->mu);
     h->next = c->handles;
@@ -197,20 +199,23 @@ static struct handle *thread_handle_new(pw_k8s_client *c)
 
 /* The calling thread's handle, marked busy; give it back with handle_release. A call made while the
  * thread's handle is busy (an informer callback running inside a watch transfer calls the API) gets a
- * handle of its own for that call. */
+ * handle of its own for that call. NULL when curl cannot make a handle (out of memory). */
 static struct handle *handle_acquire(pw_k8s_client *c)
 {
     struct handle *h = pthread_getspecific(c->key);
     if (h && h->busy) {
+        CURL *curl = curl_easy_init();
+        if (!curl)
+            return NULL;
         struct handle *tmp = pw_xcalloc(1, sizeof *tmp);
-        tmp->curl = curl_easy_init();
-        if (!tmp->curl)
-            abort(); /* out of memory */
+        tmp->curl = curl;
         tmp->busy = true;
         return tmp; /* c == NULL marks it temporary */
     }
     if (!h)
         h = thread_handle_new(c);
+    if (!h)
+        return NULL;
     h->busy = true;
     return h;
 }
@@ -281,6 +286,10 @@ int pw_k8s_client_new(const pw_k8s_config *cfg, const struct pw_k8s_client_opts 
         free(host);
         free(port);
         free(rest);
+        if (!c->connect_to) {
+            pw_k8s_client_free(c);
+            return PW_ENOMEM;
+        }
     } else {
         c->base_url = pw_xstrdup(cfg->server);
     }
@@ -378,11 +387,25 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
     return x->stop && atomic_load(x->stop) ? 1 : 0;
 }
 
-/* Sets every option of one request on the thread's handle. The header list is returned for the
- * caller to free after the transfer. */
-static struct curl_slist *setup(pw_k8s_client *c, struct xfer *x, const char *method, const char *path,
-                                const char *body, size_t body_len, const char *content_type,
-                                const struct pw_k8s_cred *cr, int timeout_ms)
+/* Appends line to *l; false (and *l freed and NULL) when curl is out of memory, since a NULL from
+ * curl_slist_append would otherwise silently drop every header before it, Authorization included. */
+static bool hdr_add(struct curl_slist **l, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(*l, line);
+    if (!n) {
+        curl_slist_free_all(*l);
+        *l = NULL;
+        return false;
+    }
+    *l = n;
+    return true;
+}
+
+/* Sets every option of one request on the thread's handle. On success returns 0 and *hdr_out is the
+ * header list for the caller to free after the transfer; PW_ENOMEM when the list cannot be built. */
+static int setup(pw_k8s_client *c, struct xfer *x, const char *method, const char *path, const char *body,
+                 size_t body_len, const char *content_type, const struct pw_k8s_cred *cr, int timeout_ms,
+                 struct curl_slist **hdr_out)
 {
     const pw_k8s_config *cfg = c->cfg;
     CURL *h = x->curl;
@@ -423,19 +446,21 @@ static struct curl_slist *setup(pw_k8s_client *c, struct xfer *x, const char *me
         curl_easy_setopt(h, CURLOPT_USERNAME, cfg->username);
         curl_easy_setopt(h, CURLOPT_PASSWORD, cfg->password);
     }
-    struct curl_slist *hdr = curl_slist_append(NULL, "Accept: application/json");
-    hdr = curl_slist_append(hdr, "Expect:");
-    if (cr->token) {
+    struct curl_slist *hdr = NULL;
+    bool ok = hdr_add(&hdr, "Accept: application/json") && hdr_add(&hdr, "Expect:");
+    if (ok && cr->token) {
         char *a = pw_xasprintf("Authorization: Bearer %s", cr->token);
-        hdr = curl_slist_append(hdr, a);
+        ok = hdr_add(&hdr, a);
         memset(a, 0, strlen(a));
         free(a);
     }
-    if (body) {
+    if (ok && body) {
         char *ct = pw_xasprintf("Content-Type: %s", content_type ? content_type : "application/json");
-        hdr = curl_slist_append(hdr, ct);
+        ok = hdr_add(&hdr, ct);
         free(ct);
     }
+    if (!ok)
+        return PW_ENOMEM;
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
     if (strcmp(method, "GET") != 0) {
         if (strcmp(method, "POST") != 0)
@@ -452,7 +477,8 @@ static struct curl_slist *setup(pw_k8s_client *c, struct xfer *x, const char *me
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    return hdr;
+    *hdr_out = hdr;
+    return 0;
 }
 
 /* Sleeps ms, waking early when stop is raised; PW_ECANCELED then. */
@@ -532,6 +558,12 @@ int pw_k8s_request_ex(pw_k8s_client *c, const char *method, const char *path, co
     char *body_text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     size_t body_len = body_text ? strlen(body_text) : 0;
     struct handle *hd = handle_acquire(c);
+    if (!hd) {
+        PW_ERROR("k8s %s %s: cannot make a curl handle: %s", method, path, pw_strerror(PW_ENOMEM));
+        free(body_text);
+        atomic_fetch_add(&c->counts[C_ERRORS], 1);
+        return PW_ENOMEM;
+    }
     struct xfer x = {.curl = hd->curl, .stop = stop};
     pw_buf_init(&x.body, c->max_body);
     int attempt = 0, rc = 0;
@@ -552,7 +584,13 @@ int pw_k8s_request_ex(pw_k8s_client *c, const char *method, const char *path, co
         pw_buf_reset(&x.body);
         x.retry_after_s = -1;
         x.too_large = false;
-        struct curl_slist *hdr = setup(c, &x, method, path, body_text, body_len, content_type, &cr, c->timeout_ms);
+        struct curl_slist *hdr = NULL;
+        rc = setup(c, &x, method, path, body_text, body_len, content_type, &cr, c->timeout_ms, &hdr);
+        if (rc != 0) {
+            PW_ERROR("k8s %s %s: cannot build the request headers: %s", method, path, pw_strerror(rc));
+            pw_k8s_cred_fini(&cr);
+            break;
+        }
         CURLcode cc = curl_easy_perform(x.curl);
         curl_slist_free_all(hdr);
         uint64_t gen = cr.generation;
@@ -639,9 +677,18 @@ int pw_k8s_stream_get(pw_k8s_client *c, const char *path, struct pw_k8s_watch_pa
         return rc;
     }
     struct handle *hd = handle_acquire(c);
-    struct xfer x = {.curl = hd->curl, .stop = stop, .parser = p, .retry_after_s = -1};
+    struct xfer x = {.curl = hd ? hd->curl : NULL, .stop = stop, .parser = p, .retry_after_s = -1};
+    struct curl_slist *hdr = NULL;
+    rc = hd ? setup(c, &x, "GET", path, NULL, 0, NULL, &cr, timeout_ms, &hdr) : PW_ENOMEM;
+    if (rc != 0) {
+        PW_ERROR("k8s GET %s: cannot make the request: %s", path, pw_strerror(rc));
+        if (hd)
+            handle_release(hd);
+        pw_k8s_cred_fini(&cr);
+        atomic_fetch_add(&c->counts[C_ERRORS], 1);
+        return rc;
+    }
     pw_buf_init(&x.body, ERRBODY_MAX);
-    struct curl_slist *hdr = setup(c, &x, "GET", path, NULL, 0, NULL, &cr, timeout_ms);
     CURLcode cc = curl_easy_perform(x.curl);
     curl_slist_free_all(hdr);
     long code = 0;

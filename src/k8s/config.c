@@ -22,6 +22,7 @@
 
 #include <yaml.h>
 
+#include "base/b64.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -429,11 +430,14 @@ static int load_pem(const struct entry *e, const char *field, const char *what, 
     snprintf(key, sizeof key, "%s-data", field);
     const char *data = jstr(e->body, key);
     if (data) {
-        if (pw_k8s_base64_decode(data, out, out_len) != 0 || *out_len == 0) {
-            free(*out);
-            *out = NULL;
+        void *dec = NULL;
+        size_t dec_len = 0;
+        if (pw_b64_decode(data, strlen(data), &dec, &dec_len) != 0 || dec_len == 0) {
+            free(dec);
             return fail(errmsg, PW_EINVAL, "kubeconfig %s: %s has %s that is not valid base64", e->file, what, key);
         }
+        *out = dec;
+        *out_len = dec_len;
         return 0;
     }
     const char *path = jstr(e->body, field);

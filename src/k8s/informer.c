@@ -222,6 +222,20 @@ static int list_all(pw_k8s_informer *inf, json_t **out, char **list_rv)
     return 0;
 }
 
+/* Delivers obj, now cached where prev (NULL: nothing) was: ADDED when new, MODIFIED when its
+ * resourceVersion changed (or either has none), nothing when it is the same version. Used by both
+ * relist and watch so they agree on what counts as a change. */
+static void deliver_upsert(pw_k8s_informer *inf, const json_t *obj, const json_t *prev)
+{
+    if (!prev) {
+        deliver(inf, PW_K8S_ADDED, obj, NULL);
+        return;
+    }
+    const char *a = pw_k8s_resource_version(obj), *b = pw_k8s_resource_version(prev);
+    if (!a || !b || strcmp(a, b) != 0)
+        deliver(inf, PW_K8S_MODIFIED, obj, prev);
+}
+
 /* Lists, swaps the cache, and delivers the differences. */
 static int relist(pw_k8s_informer *inf)
 {
@@ -240,14 +254,7 @@ static int relist(pw_k8s_informer *inf)
     json_t *obj;
     json_object_foreach(fresh, key, obj)
     {
-        json_t *prev = json_object_get(old, key);
-        if (!prev) {
-            deliver(inf, PW_K8S_ADDED, obj, NULL);
-        } else {
-            const char *a = pw_k8s_resource_version(obj), *b = pw_k8s_resource_version(prev);
-            if (!a || !b || strcmp(a, b) != 0)
-                deliver(inf, PW_K8S_MODIFIED, obj, prev);
-        }
+        deliver_upsert(inf, obj, json_object_get(old, key));
     }
     json_object_foreach(old, key, obj)
     {
@@ -282,13 +289,7 @@ static void cache_put(pw_k8s_informer *inf, const char *key, json_t *obj)
     json_t *prev = json_incref(json_object_get(inf->cache, key));
     json_object_set(inf->cache, key, obj);
     pthread_mutex_unlock(&inf->mu);
-    if (!prev) {
-        deliver(inf, PW_K8S_ADDED, obj, NULL);
-    } else {
-        const char *a = pw_k8s_resource_version(obj), *b = pw_k8s_resource_version(prev);
-        if (!a || !b || strcmp(a, b) != 0)
-            deliver(inf, PW_K8S_MODIFIED, obj, prev);
-    }
+    deliver_upsert(inf, obj, prev);
     json_decref(prev);
     json_decref(obj);
 }

@@ -43,7 +43,7 @@ struct pw_k8s_client_opts {
 };
 
 /* *out: free with pw_k8s_client_free (after every informer using it). cfg is borrowed and must
- * outlive the client. */
+ * outlive the client. 0, PW_EINVAL (no server in cfg) or PW_ENOMEM. */
 int pw_k8s_client_new(const pw_k8s_config *cfg, const struct pw_k8s_client_opts *opts, pw_k8s_client **out);
 void pw_k8s_client_free(pw_k8s_client *c);
 
@@ -54,7 +54,8 @@ void pw_k8s_client_free(pw_k8s_client *c);
  * rate limiter: blocks the calling thread. Returns 0 when a response arrived, whatever its status:
  * *status gets the HTTP status and *resp (may be NULL to ignore) the parsed body (a new reference or
  * NULL when the body was not JSON). A negative PW_E* when no response could be had (connection
- * refused after the retries, timeout, a body over the cap, an auth plugin failure). */
+ * refused after the retries, timeout, a body over the cap, an auth plugin failure, PW_ENOMEM when curl
+ * cannot make a handle or header list). */
 int pw_k8s_request(pw_k8s_client *c, const char *method, const char *path, const json_t *body,
                    const char *content_type, int *status, json_t **resp);
 
@@ -62,6 +63,9 @@ int pw_k8s_request(pw_k8s_client *c, const char *method, const char *path, const
 struct pw_k8s_counts {
     uint64_t get, list, watch, create, update, patch, del, retries, errors;
 };
+/* Fills *out with c's totals since pw_k8s_client_new: one count per call by verb (not per retry),
+ * retries made, and calls that ended in a negative PW_E* (a cancelled watch excepted). Each field is read atomically; the set is
+ * not one snapshot. Any thread. */
 void pw_k8s_client_counts(pw_k8s_client *c, struct pw_k8s_counts *out);
 
 /* ---- informers ---- */
@@ -99,16 +103,22 @@ json_t *pw_k8s_informer_get(pw_k8s_informer *inf, const char *key);
 /* Calls fn for every cached object under the cache lock (fn must not call the informer); stops early
  * when fn returns non-zero. */
 void pw_k8s_informer_each(pw_k8s_informer *inf, int (*fn)(void *arg, const json_t *obj), void *arg);
+/* The number of objects in the cache now (0 before the first list). Any thread. */
 size_t pw_k8s_informer_size(pw_k8s_informer *inf);
 /* Stops the thread (waits for it) and frees. NULL is a no-op. */
 void pw_k8s_informer_free(pw_k8s_informer *inf);
 
 /* ---- helpers on objects ---- */
 
-/* metadata.name / metadata.namespace / metadata.resourceVersion / label value: borrowed or NULL. */
+/* Each is a pure function over a borrowed obj (NULL or a non-object gives NULL); the returned string
+ * is borrowed from obj and lives as long as obj's reference. */
+/* metadata.name, or NULL. */
 const char *pw_k8s_name(const json_t *obj);
+/* metadata.namespace, or NULL (cluster-scoped objects have none). */
 const char *pw_k8s_namespace(const json_t *obj);
+/* metadata.resourceVersion, or NULL. */
 const char *pw_k8s_resource_version(const json_t *obj);
+/* metadata.labels[key], or NULL when the label is absent, not a string, or key is NULL. */
 const char *pw_k8s_label(const json_t *obj, const char *key);
 /* A Status body's message (borrowed) or NULL. */
 const char *pw_k8s_status_message(const json_t *status_body);

@@ -108,10 +108,6 @@ struct pw_k8s_exec_result {
 int pw_k8s_exec_run(const struct pw_k8s_exec *ex, const pw_k8s_config *cfg, struct pw_k8s_exec_result *out,
                     char **errmsg);
 
-/* Decodes standard base64 (whitespace ignored). *out is NUL-terminated; caller frees. PW_EINVAL on bad
- * input. */
-int pw_k8s_base64_decode(const char *in, char **out, size_t *out_len);
-
 /* ---- the token-bucket rate limiter ---- */
 
 /* Reservation-style like golang.org/x/time/rate: a caller takes a token at once, letting the bucket go

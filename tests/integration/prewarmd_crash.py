@@ -9,7 +9,9 @@
    result); no prewarm Job is left.
 2. A restart (SIGKILL) while 3 tasks are queued, running and finished keeps all three exactly:
    status, counts and node results as the API showed them before the kill (the running one then goes
-   on to finish)."""
+   on to finish).
+3. Retention: with --history 3s a finished task is pruned (GET 404, its nodes too), and stays pruned
+   across a restart."""
 import json
 import os
 import random
@@ -170,6 +172,30 @@ def three_states():
         env.close()
 
 
+def history():
+    env = Env(5, time_scale=50, pw_args=["--store", "sqlite:{dir}/prewarm.db", "--history", "3s"])
+    try:
+        old = env.create_task({"images": ["busybox:1.36"]})
+        t = env.wait_task(old, timeout=120)
+        code, _ = env.api("GET", "/api/v1/tasks/" + old)
+        tap(t["status"] == "succeeded" and code == 200, "history: a finished task is kept at first", str(code))
+        deadline, code = time.time() + 30, 200
+        while code == 200 and time.time() < deadline:
+            time.sleep(0.5)
+            code, body = env.api("GET", "/api/v1/tasks/" + old)
+        tap(code == 404 and body.get("reason") == "NotFound", "history: the task is pruned after --history; GET is 404",
+            "%s %s" % (code, body))
+        code, nodes = env.api("GET", "/api/v1/tasks/%s/nodes" % old)
+        tap(code == 404, "history: its node results are gone too", str(code))
+        env.stop_prewarmd(signal.SIGKILL)
+        env.start_prewarmd()
+        code, _ = env.api("GET", "/api/v1/tasks/" + old)
+        tap(code == 404, "history: still gone after a restart", str(code))
+    finally:
+        env.close()
+
+
 scenario("crash: 5 SIGKILLs during a 500-node task", crash)
 scenario("restart with queued, running and finished tasks", three_states)
+scenario("retention by --history", history)
 finish()

@@ -2,7 +2,8 @@
  * directory) with faults injected through the back end's seam (store/sqlite_fault.h): a create whose
  * store write fails (disk full, a busy database) answers 503 Unavailable and leaves no task behind,
  * neither in the store nor in the engine's memory (which would write it again once the store
- * recovers); the API keeps serving reads; a bad continue token on a task's nodes is 400 with the
+ * recovers); the API keeps serving reads; a cancel whose write fails is 503 and a repeat after the
+ * store recovers cancels; a bad continue token on a task's nodes is 400 with the
  * field named; retention (history) prunes finished tasks so GET is 404. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -188,6 +189,35 @@ static void test_create_fails_cleanly(void **state)
     assert_int_equal(n_tasks(f), 2);
 }
 
+/* A cancel whose write fails is 503; repeated once the store is back it answers cancelled, and
+ * the cancel is what a restart finds. */
+static void test_cancel_under_fault(void **state)
+{
+    struct fixture *f = *state;
+    start(f, 0);
+    struct resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
+    assert_int_equal(r.status, 201);
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/tasks/%s", str(r.body, "id"));
+    json_decref(r.body);
+    pw_store_sqlite_fault_set(PW_STORE_SQLITE_FAULT_WRITE, 0, -1, SQLITE_IOERR_WRITE);
+    r = call(f, "DELETE", path, NULL);
+    pw_store_sqlite_fault_clear();
+    assert_int_equal(r.status, 503);
+    assert_string_equal(str(r.body, "reason"), "Unavailable");
+    json_decref(r.body);
+    r = call(f, "DELETE", path, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.body, "status"), "cancelled");
+    json_decref(r.body);
+    stop(f);
+    start(f, 0);
+    r = call(f, "GET", path, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.body, "status"), "cancelled");
+    json_decref(r.body);
+}
+
 static void test_nodes_bad_token(void **state)
 {
     struct fixture *f = *state;
@@ -247,6 +277,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_fails_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_under_fault, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nodes_bad_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_prunes, setup, teardown),
     };

@@ -356,11 +356,20 @@ static void test_present(void **state)
     json_error_t jerr;
     json_t *images = json_loads(NODE_IMAGES, 0, &jerr);
     assert_non_null(images);
+    json_t *compact = json_array();
+    size_t k;
+    json_t *entry;
+    json_array_foreach(images, k, entry) {
+        json_array_extend(compact, json_object_get(entry, "names"));
+    }
     for (size_t i = 0; i < sizeof PRESENCE / sizeof PRESENCE[0]; i++) {
         struct pw_imageref r;
         assert_int_equal(pw_imageref_parse(PRESENCE[i].ref, &r, NULL), 0);
         if (pw_imageref_present(&r, images) != PRESENCE[i].present)
             fail_msg("%s: expected present=%d", PRESENCE[i].ref, PRESENCE[i].present);
+        /* the compact form of the engine's node cache (a flat array of names) reads the same */
+        if (pw_imageref_present(&r, compact) != PRESENCE[i].present)
+            fail_msg("%s (compact): expected present=%d", PRESENCE[i].ref, PRESENCE[i].present);
         assert_false(pw_imageref_present(&r, NULL));
         pw_imageref_fini(&r);
     }
@@ -374,6 +383,7 @@ static void test_present(void **state)
     json_decref(empty);
     json_decref(notarray);
     json_decref(images);
+    json_decref(compact);
 }
 
 /* A node lists short names too (some runtimes do): they are normalised before comparing. */

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/b64.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/mem.h"
@@ -325,19 +326,7 @@ static void put_file(const char *name, const char *text)
 
 static char *b64(const char *s)
 {
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = strlen(s);
-    char *o = pw_xmalloc(n / 3 * 4 + 8), *q = o;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned char)s[i] << 16 | (i + 1 < n ? (unsigned char)s[i + 1] << 8 : 0) |
-                     (i + 2 < n ? (unsigned char)s[i + 2] : 0);
-        *q++ = t[v >> 18 & 63];
-        *q++ = t[v >> 12 & 63];
-        *q++ = i + 1 < n ? t[v >> 6 & 63] : '=';
-        *q++ = i + 2 < n ? t[v & 63] : '=';
-    }
-    *q = '\0';
-    return o;
+    return pw_b64_encode(s, strlen(s), false);
 }
 
 /* A kubeconfig for server with the given cluster extras and user body (YAML flow mappings). */

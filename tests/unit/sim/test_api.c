@@ -45,7 +45,7 @@ static void test_merge_patch(void **state)
     (void)state;
     json_t *t = J("{\"a\":1,\"b\":{\"c\":2,\"d\":3},\"l\":[1,2]}");
     json_t *p = J("{\"a\":null,\"b\":{\"c\":5},\"l\":[9],\"n\":\"x\"}");
-    json_t *r = api_merge_patch(t, p);
+    json_t *r = sim_api_merge_patch(t, p);
     assert_json(r, "{\"b\":{\"c\":5,\"d\":3},\"l\":[9],\"n\":\"x\"}");
     assert_json(t, "{\"a\":1,\"b\":{\"c\":2,\"d\":3},\"l\":[1,2]}"); /* target untouched */
     json_decref(t), json_decref(p), json_decref(r);
@@ -62,7 +62,7 @@ static void test_strategic_patch(void **state)
                   "\"spec\":{\"containers\":[{\"name\":\"c1\",\"image\":\"i1b\",\"env\":[{\"name\":\"F\",\"value\":\"2\"}]},"
                   "{\"name\":\"c2\",\"$patch\":\"delete\"},{\"name\":\"c3\",\"image\":\"i3\"}],\"tolerations\":[{\"key\":\"z\"}]},"
                   "\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}");
-    json_t *r = api_strategic_patch(t, p);
+    json_t *r = sim_api_strategic_patch(t, p);
     assert_json(r, "{\"metadata\":{\"finalizers\":[\"a\",\"b\"],\"labels\":{\"y\":\"2\"}},"
                    "\"spec\":{\"containers\":[{\"name\":\"c1\",\"image\":\"i1b\",\"env\":[{\"name\":\"E\",\"value\":\"1\"},"
                    "{\"name\":\"F\",\"value\":\"2\"}]},{\"name\":\"c3\",\"image\":\"i3\"}],\"tolerations\":[{\"key\":\"z\"}]},"
@@ -71,14 +71,71 @@ static void test_strategic_patch(void **state)
     /* $patch: replace on a map, $deleteFromPrimitiveList, $retainKeys */
     p = J("{\"spec\":{\"$patch\":\"replace\",\"containers\":[]},\"$deleteFromPrimitiveList/finalizers\":[\"a\"],"
           "\"metadata\":{\"$deleteFromPrimitiveList/finalizers\":[\"a\"]}}");
-    r = api_strategic_patch(t, p);
+    r = sim_api_strategic_patch(t, p);
     assert_json(json_object_get(r, "spec"), "{\"containers\":[]}");
     assert_null(json_array_get(json_object_get(json_object_get(r, "metadata"), "finalizers"), 0));
     json_decref(p), json_decref(r);
     p = J("{\"status\":{\"$retainKeys\":[\"phase\"],\"phase\":\"Running\"}}");
-    r = api_strategic_patch(t, p);
+    r = sim_api_strategic_patch(t, p);
     assert_json(json_object_get(r, "status"), "{\"phase\":\"Running\"}");
     json_decref(p), json_decref(r), json_decref(t);
+}
+
+/* RFC 6901 array indexes: digits only, no leading zero, "-" only to append in add. */
+static void test_json_patch_indexes(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "{\"op\":\"replace\",\"path\":\"/a/+1\",\"value\":9}",
+        "{\"op\":\"replace\",\"path\":\"/a/ 1\",\"value\":9}",
+        "{\"op\":\"replace\",\"path\":\"/a/-1\",\"value\":9}",
+        "{\"op\":\"replace\",\"path\":\"/a/01\",\"value\":9}",
+        "{\"op\":\"replace\",\"path\":\"/a/1x\",\"value\":9}",
+        "{\"op\":\"replace\",\"path\":\"/a/\",\"value\":9}",
+        "{\"op\":\"replace\",\"path\":\"/a/-\",\"value\":9}",
+        "{\"op\":\"add\",\"path\":\"/a/+0\",\"value\":9}",
+        "{\"op\":\"add\",\"path\":\"/a/00\",\"value\":9}",
+        "{\"op\":\"add\",\"path\":\"/a/99999999999999999999999\",\"value\":9}",
+        "{\"op\":\"remove\",\"path\":\"/a/-\"}",
+        "{\"op\":\"remove\",\"path\":\"/a/+1\"}",
+        "{\"op\":\"test\",\"path\":\"/a/01\",\"value\":2}",
+        "{\"op\":\"test\",\"path\":\"/a/-\",\"value\":2}",
+        "{\"op\":\"replace\",\"path\":\"/b/+0/c\",\"value\":9}",
+        "{\"op\":\"replace\",\"path\":\"/b/00/c\",\"value\":9}",
+        "{\"op\":\"copy\",\"from\":\"/a/+1\",\"path\":\"/x\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *doc = J("{\"a\":[1,2,3],\"b\":[{\"c\":1}]}");
+        char *ops_text = NULL;
+        assert_true(asprintf(&ops_text, "[%s]", bad[i]) > 0);
+        json_t *ops = J(ops_text);
+        char *err = NULL;
+        if (sim_api_json_patch(doc, ops, &err) == 0)
+            fail_msg("accepted: %s", bad[i]);
+        free(err);
+        free(ops_text);
+        json_decref(ops);
+        json_decref(doc);
+    }
+    json_t *doc = J("{\"a\":[1,2,3],\"b\":[{\"c\":1}]}");
+    json_t *ops = J("[{\"op\":\"replace\",\"path\":\"/a/0\",\"value\":7},{\"op\":\"add\",\"path\":\"/a/-\",\"value\":4},"
+                    "{\"op\":\"add\",\"path\":\"/a/10\",\"value\":5},{\"op\":\"remove\",\"path\":\"/a/1\"},"
+                    "{\"op\":\"replace\",\"path\":\"/b/0/c\",\"value\":2},{\"op\":\"test\",\"path\":\"/a/3\",\"value\":4}]");
+    char *err = NULL;
+    /* "/a/10" is past the end (4 items then): rejected; the rest alone applies */
+    assert_int_not_equal(sim_api_json_patch(doc, ops, &err), 0);
+    free(err);
+    json_decref(ops);
+    json_decref(doc);
+    doc = J("{\"a\":[1,2,3],\"b\":[{\"c\":1}]}");
+    ops = J("[{\"op\":\"replace\",\"path\":\"/a/0\",\"value\":7},{\"op\":\"add\",\"path\":\"/a/-\",\"value\":4},"
+            "{\"op\":\"add\",\"path\":\"/a/4\",\"value\":5},{\"op\":\"remove\",\"path\":\"/a/1\"},"
+            "{\"op\":\"replace\",\"path\":\"/b/0/c\",\"value\":2},{\"op\":\"test\",\"path\":\"/a/3\",\"value\":5}]");
+    err = NULL;
+    assert_int_equal(sim_api_json_patch(doc, ops, &err), 0);
+    assert_json(doc, "{\"a\":[7,3,4,5],\"b\":[{\"c\":2}]}");
+    json_decref(ops);
+    json_decref(doc);
 }
 
 static void test_json_patch(void **state)
@@ -90,36 +147,36 @@ static void test_json_patch(void **state)
                     "{\"op\":\"copy\",\"from\":\"/a/b\",\"path\":\"/x\"},{\"op\":\"move\",\"from\":\"/e~1f\",\"path\":\"/y\"},"
                     "{\"op\":\"test\",\"path\":\"/y\",\"value\":5}]");
     char *err = NULL;
-    assert_int_equal(api_json_patch(doc, ops, &err), 0);
+    assert_int_equal(sim_api_json_patch(doc, ops, &err), 0);
     assert_json(doc, "{\"a\":{\"b\":[1,9,2,3]},\"x\":[1,9,2,3],\"y\":5}");
     json_decref(ops);
     ops = J("[{\"op\":\"test\",\"path\":\"/y\",\"value\":6}]");
-    assert_int_not_equal(api_json_patch(doc, ops, &err), 0);
+    assert_int_not_equal(sim_api_json_patch(doc, ops, &err), 0);
     assert_non_null(strstr(err, "test failed"));
     free(err);
     json_decref(ops);
     ops = J("[{\"op\":\"replace\",\"path\":\"/nope\",\"value\":1}]");
-    assert_int_not_equal(api_json_patch(doc, ops, &err), 0);
+    assert_int_not_equal(sim_api_json_patch(doc, ops, &err), 0);
     free(err);
     json_decref(ops), json_decref(doc);
     /* media types */
     json_t *out = NULL;
     json_t *t = J("{\"a\":1}");
-    assert_int_equal(api_patch_apply("application/strategic-merge-patch+json", t, "{}", 2, true, &out, &err), PW_EMEDIATYPE);
+    assert_int_equal(sim_api_patch_apply("application/strategic-merge-patch+json", t, "{}", 2, true, &out, &err), PW_EMEDIATYPE);
     free(err);
-    assert_int_equal(api_patch_apply("text/plain", t, "{}", 2, false, &out, &err), PW_EMEDIATYPE);
+    assert_int_equal(sim_api_patch_apply("text/plain", t, "{}", 2, false, &out, &err), PW_EMEDIATYPE);
     free(err);
-    assert_int_equal(api_patch_apply("application/merge-patch+json; charset=utf-8", t, "{\"b\":2}", 7, true, &out, &err), 0);
+    assert_int_equal(sim_api_patch_apply("application/merge-patch+json; charset=utf-8", t, "{\"b\":2}", 7, true, &out, &err), 0);
     assert_json(out, "{\"a\":1,\"b\":2}");
     json_decref(out);
-    assert_int_equal(api_patch_apply("application/merge-patch+json", t, "{", 1, false, &out, &err), PW_EINVAL);
+    assert_int_equal(sim_api_patch_apply("application/merge-patch+json", t, "{", 1, false, &out, &err), PW_EINVAL);
     free(err);
     json_decref(t);
 }
 
 static const struct rdef *rd_of(const char *plural)
 {
-    for (const struct rdef *rd = api_builtin; rd->plural; rd++)
+    for (const struct rdef *rd = sim_api_builtin; rd->plural; rd++)
         if (strcmp(rd->plural, plural) == 0)
             return rd;
     return NULL;
@@ -131,33 +188,33 @@ static void test_fieldsel(void **state)
     struct fieldsel *fs;
     char *err = NULL;
     json_t *pod = J("{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\"},\"spec\":{\"nodeName\":\"n1\"},\"status\":{\"phase\":\"Running\"}}");
-    assert_int_equal(api_fieldsel_parse(rd_of("pods"), "spec.nodeName=n1,status.phase!=Pending", &fs, &err), 0);
-    assert_true(api_fieldsel_matches(fs, pod));
-    api_fieldsel_free(fs);
-    assert_int_equal(api_fieldsel_parse(rd_of("pods"), "spec.nodeName==n2", &fs, &err), 0);
-    assert_false(api_fieldsel_matches(fs, pod));
-    api_fieldsel_free(fs);
-    assert_int_equal(api_fieldsel_parse(rd_of("pods"), "metadata.namespace=ns,metadata.name=p", &fs, &err), 0);
-    assert_true(api_fieldsel_matches(fs, pod));
-    api_fieldsel_free(fs);
-    assert_int_equal(api_fieldsel_parse(rd_of("pods"), "spec.hostNetwork=false", &fs, &err), 0);
-    assert_true(api_fieldsel_matches(fs, pod)); /* absent bool reads as false */
-    api_fieldsel_free(fs);
-    assert_int_equal(api_fieldsel_parse(rd_of("pods"), "spec.image=x", &fs, &err), PW_EINVAL);
+    assert_int_equal(sim_api_fieldsel_parse(rd_of("pods"), "spec.nodeName=n1,status.phase!=Pending", &fs, &err), 0);
+    assert_true(sim_api_fieldsel_matches(fs, pod));
+    sim_api_fieldsel_free(fs);
+    assert_int_equal(sim_api_fieldsel_parse(rd_of("pods"), "spec.nodeName==n2", &fs, &err), 0);
+    assert_false(sim_api_fieldsel_matches(fs, pod));
+    sim_api_fieldsel_free(fs);
+    assert_int_equal(sim_api_fieldsel_parse(rd_of("pods"), "metadata.namespace=ns,metadata.name=p", &fs, &err), 0);
+    assert_true(sim_api_fieldsel_matches(fs, pod));
+    sim_api_fieldsel_free(fs);
+    assert_int_equal(sim_api_fieldsel_parse(rd_of("pods"), "spec.hostNetwork=false", &fs, &err), 0);
+    assert_true(sim_api_fieldsel_matches(fs, pod)); /* absent bool reads as false */
+    sim_api_fieldsel_free(fs);
+    assert_int_equal(sim_api_fieldsel_parse(rd_of("pods"), "spec.image=x", &fs, &err), PW_EINVAL);
     assert_string_equal(err, "field label not supported: spec.image");
     free(err);
-    assert_int_equal(api_fieldsel_parse(rd_of("nodes"), "metadata.namespace=x", &fs, &err), PW_EINVAL);
+    assert_int_equal(sim_api_fieldsel_parse(rd_of("nodes"), "metadata.namespace=x", &fs, &err), PW_EINVAL);
     free(err);
-    assert_int_equal(api_fieldsel_parse(rd_of("nodes"), "spec.unschedulable", &fs, &err), PW_EINVAL);
+    assert_int_equal(sim_api_fieldsel_parse(rd_of("nodes"), "spec.unschedulable", &fs, &err), PW_EINVAL);
     free(err);
     json_t *node = J("{\"metadata\":{\"name\":\"n\"},\"spec\":{}}");
-    assert_int_equal(api_fieldsel_parse(rd_of("nodes"), "spec.unschedulable=false", &fs, &err), 0);
-    assert_true(api_fieldsel_matches(fs, node));
-    api_fieldsel_free(fs);
+    assert_int_equal(sim_api_fieldsel_parse(rd_of("nodes"), "spec.unschedulable=false", &fs, &err), 0);
+    assert_true(sim_api_fieldsel_matches(fs, node));
+    sim_api_fieldsel_free(fs);
     json_t *job = J("{\"metadata\":{\"name\":\"j\"},\"status\":{\"succeeded\":1}}");
-    assert_int_equal(api_fieldsel_parse(rd_of("jobs"), "status.successful=1", &fs, &err), 0);
-    assert_true(api_fieldsel_matches(fs, job));
-    api_fieldsel_free(fs);
+    assert_int_equal(sim_api_fieldsel_parse(rd_of("jobs"), "status.successful=1", &fs, &err), 0);
+    assert_true(sim_api_fieldsel_matches(fs, job));
+    sim_api_fieldsel_free(fs);
     json_decref(pod), json_decref(node), json_decref(job);
 }
 
@@ -982,6 +1039,7 @@ int main(void)
         cmocka_unit_test(test_merge_patch),
         cmocka_unit_test(test_strategic_patch),
         cmocka_unit_test(test_json_patch),
+        cmocka_unit_test(test_json_patch_indexes),
         cmocka_unit_test(test_fieldsel),
         cmocka_unit_test_setup_teardown(test_auth_discovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
