@@ -36,6 +36,7 @@ struct hist {
     char *ns, *name;      /* owned */
     uint64_t rv;
     json_t *obj, *old;    /* references */
+    size_t bytes;         /* estimated memory of obj (old is counted by the entry that holds it as obj) */
 };
 
 struct sub {
@@ -52,6 +53,7 @@ struct sim_store {
     struct hist *ring;
     size_t ring_cap, ring_head, ring_len; /* head: index of the oldest change */
     uint64_t floor_rv; /* every change with rv > floor_rv is in the ring */
+    size_t ring_bytes, max_bytes; /* estimated memory of the ring's objects, and its bound */
     struct sub *subs;
     size_t nsubs, capsubs;
     int next_sub_id;
@@ -65,9 +67,45 @@ sim_store *sim_store_new(size_t history)
     pthread_mutex_init(&st->mu, NULL);
     st->ring_cap = history ? history : 1;
     st->ring = pw_xcalloc(st->ring_cap, sizeof(*st->ring));
+    st->max_bytes = SIM_STORE_HISTORY_BYTES;
     st->rv = 1; /* a fresh cluster already has some history; lists report at least 1 */
     st->floor_rv = 1;
     return st;
+}
+
+void sim_store_set_history_bytes(sim_store *st, size_t max_bytes)
+{
+    pthread_mutex_lock(&st->mu);
+    st->max_bytes = max_bytes;
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* An estimate of the heap a jansson value takes (struct, hashtable slots, key and string bytes, malloc
+ * overhead); cheap enough to run once per write, accurate to a small factor. */
+static size_t json_bytes(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        size_t n = 96 + 16 * json_object_size(v); /* struct + bucket array */
+        const char *k;
+        json_t *c;
+        json_object_foreach((json_t *)v, k, c)
+            n += 64 + strlen(k) + json_bytes(c); /* pair with its key, list links, hash */
+        return n;
+    }
+    case JSON_ARRAY: {
+        size_t n = 64 + 8 * json_array_size(v);
+        size_t i;
+        json_t *c;
+        json_array_foreach(v, i, c)
+            n += json_bytes(c);
+        return n;
+    }
+    case JSON_STRING:
+        return 48 + json_string_length(v);
+    default:
+        return 32;
+    }
 }
 
 static void hist_clear(struct hist *h)
@@ -165,16 +203,26 @@ static struct entry *table_get(sim_store *st, const char *resource, const char *
 
 /* ---- history and subscribers (lock held) ---- */
 
+/* Forgets the oldest change: watches from before it get PW_EGONE from now on. */
+static void hist_drop_oldest(sim_store *st)
+{
+    struct hist *h = &st->ring[st->ring_head];
+    st->floor_rv = h->rv;
+    st->ring_bytes -= h->bytes;
+    hist_clear(h);
+    st->ring_head = (st->ring_head + 1) % st->ring_cap;
+    st->ring_len--;
+}
+
 static void commit(sim_store *st, const struct rtable *rt, enum sim_event type, const char *ns, const char *name,
                    json_t *obj, json_t *old)
 {
-    if (st->ring_len == st->ring_cap) {
-        struct hist *h = &st->ring[st->ring_head];
-        st->floor_rv = h->rv;
-        hist_clear(h);
-        st->ring_head = (st->ring_head + 1) % st->ring_cap;
-        st->ring_len--;
-    }
+    size_t bytes = json_bytes(obj) + 2 * 64 + strlen(ns) + strlen(name);
+    if (st->ring_len == st->ring_cap)
+        hist_drop_oldest(st);
+    /* the byte bound: the newest change is always kept, whatever its size */
+    while (st->ring_len > 0 && st->max_bytes && st->ring_bytes + bytes > st->max_bytes)
+        hist_drop_oldest(st);
     struct hist *h = &st->ring[(st->ring_head + st->ring_len) % st->ring_cap];
     h->type = type;
     h->resource = rt->resource;
@@ -183,6 +231,8 @@ static void commit(sim_store *st, const struct rtable *rt, enum sim_event type, 
     h->rv = st->rv;
     h->obj = json_incref(obj);
     h->old = old ? json_incref(old) : NULL;
+    h->bytes = bytes;
+    st->ring_bytes += bytes;
     st->ring_len++;
     struct sim_change ch = {type, rt->resource, ns, name, st->rv, obj, old};
     for (size_t i = 0; i < st->nsubs; i++)
@@ -589,6 +639,7 @@ void sim_store_compact(sim_store *st)
         hist_clear(&st->ring[(st->ring_head + i) % st->ring_cap]);
     st->ring_head = 0;
     st->ring_len = 0;
+    st->ring_bytes = 0;
     st->floor_rv = st->rv;
     pthread_mutex_unlock(&st->mu);
 }

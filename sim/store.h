@@ -47,8 +47,17 @@ struct sim_change {
 
 typedef void (*sim_store_fn)(void *arg, const struct sim_change *ch);
 
-/* history: how many changes to keep for watches (e.g. 100000). Never fails (aborts on OOM). */
+/* The default bound on the history's memory (estimated bytes of the objects it holds). Every change
+ * keeps a whole object version, so a count alone lets the history hold most of the process's memory at
+ * scale (100,000 changes of 10 KB pods are ~1 GB); the oldest changes go when either bound is hit. */
+#define SIM_STORE_HISTORY_BYTES ((size_t)192 << 20)
+
+/* history: how many changes to keep for watches (e.g. 100000); the byte bound starts at
+ * SIM_STORE_HISTORY_BYTES. Never fails (aborts on OOM). */
 sim_store *sim_store_new(size_t history);
+/* Sets the history's byte bound (0: none, the count alone). Changes beyond it are forgotten at the next
+ * write, oldest first; the newest change is always kept. */
+void sim_store_set_history_bytes(sim_store *st, size_t max_bytes);
 void sim_store_free(sim_store *st);
 
 /* The current (latest committed) resourceVersion. */

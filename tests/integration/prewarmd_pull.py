@@ -105,6 +105,26 @@ def pulls():
         tap(len(jobs2) == 1, "instance: another instance's start-up sweep keeps the Job", "%d jobs" % len(jobs2))
         code, lst = env.api("GET", "/api/v1/tasks")
         tap(code == 200 and lst["items"] == [], "instance: the other store knows no task", str(lst)[:200])
+        # the other instance keeps a failed Job of its own; a default instance that starts with a fresh
+        # store then sweeps the (unknown) default Job and leaves the other instance's alone
+        env.stop_prewarmd()
+        env.pw_args = ["--store", "sqlite:{dir}/other.db", "--keep-failed-jobs"]
+        env.start_prewarmd()
+        t = env.wait_task(env.create_task({"images": ["nginx:does-not-exist"], "retries": 1,
+                                           "nodeNames": ["node-0003"]}), timeout=300)
+        env.stop_prewarmd()
+        env.pw_args = []
+        env.start_prewarmd()
+        deadline, jobs3 = time.time() + 30, []
+        while time.time() < deadline:
+            jobs3 = env.prewarm_jobs() or []
+            if len(jobs3) <= 1:
+                break
+            time.sleep(0.3)
+        insts = [j["metadata"]["labels"].get("prewarm.io/instance") for j in jobs3]
+        tap(t["status"] == "failed" and len(insts) == 1 and insts[0] not in (None, "default"),
+            "instance: the default instance sweeps its own unknown Job, not the other instance's",
+            "%s %s" % (t["status"], insts))
     finally:
         env.close()
 
