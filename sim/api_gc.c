@@ -20,6 +20,19 @@
 /* Events the controllers record are kept up to this many, oldest dropped first: a real cluster
  * expires them after an hour; a run with 100,000 pods would otherwise hold half a million. */
 #define EV_KEEP 50000
+/* Events live one hour in a real cluster (the API server's --event-ttl); here that hour is divided by
+ * --time-scale like every modelled duration, but never less than EV_TTL_MIN_MS of real time so a test
+ * can still read the events of what it just did. */
+#define EV_TTL_MS 3600000.0
+#define EV_TTL_MIN_MS 60000
+#define EV_EXPIRE_BATCH 64
+
+static int64_t ev_ttl_ms(const struct sim *sim)
+{
+    double ts = sim->opt.time_scale > 0 ? sim->opt.time_scale : 1;
+    int64_t ttl = (int64_t)(EV_TTL_MS / ts);
+    return ttl < EV_TTL_MIN_MS ? EV_TTL_MIN_MS : ttl;
+}
 
 /* ---- dependents ---- */
 
@@ -645,31 +658,42 @@ void sim_api_event(struct sim *sim, const json_t *involved, const char *type, co
                            type ? type : "Normal", "eventTime", "reportingComponent", component ? component : "",
                            "reportingInstance", host ? host : "");
     json_t *out = NULL;
-    json_t *drop = NULL;
+    json_t *drop = json_array();
     if (sim_store_create(sim->store, "events", ns, ev, &out) == 0 && api) {
+        int64_t now_ms = pw_clock_mono_ms();
         pthread_mutex_lock(&api->ev_mu);
         if (json_object_size(api->ev_index) >= EV_INDEX_MAX)
             json_object_clear(api->ev_index);
         json_object_set_new(api->ev_index, key, json_string(ename));
-        json_array_append_new(api->ev_fifo, json_pack("[s, s]", ns, ename));
-        if (json_array_size(api->ev_fifo) - api->ev_head > EV_KEEP) {
-            drop = json_incref(json_array_get(api->ev_fifo, api->ev_head++));
-            if (api->ev_head >= EV_KEEP / 2) { /* drop the consumed front: amortized O(1) */
-                json_t *rest = json_array();
-                for (size_t i = api->ev_head; i < json_array_size(api->ev_fifo); i++)
-                    json_array_append(rest, json_array_get(api->ev_fifo, i));
-                json_decref(api->ev_fifo);
-                api->ev_fifo = rest;
-                api->ev_head = 0;
-            }
+        json_array_append_new(api->ev_fifo, json_pack("[s, s, I]", ns, ename, (json_int_t)now_ms));
+        /* expire the oldest: over the count cap, or past the TTL (a bounded number per call: each new
+         * event drops at least one expired one, so the backlog cannot grow) */
+        int64_t ttl = ev_ttl_ms(sim);
+        while (json_array_size(api->ev_fifo) - api->ev_head > 0 && json_array_size(drop) < EV_EXPIRE_BATCH) {
+            json_t *front = json_array_get(api->ev_fifo, api->ev_head);
+            bool over = json_array_size(api->ev_fifo) - api->ev_head > EV_KEEP;
+            if (!over && now_ms - json_integer_value(json_array_get(front, 2)) < ttl)
+                break;
+            json_array_append(drop, front);
+            api->ev_head++;
+        }
+        if (api->ev_head >= EV_KEEP / 2 || (api->ev_head > 0 && api->ev_head == json_array_size(api->ev_fifo))) {
+            /* drop the consumed front: amortized O(1) */
+            json_t *rest = json_array();
+            for (size_t i = api->ev_head; i < json_array_size(api->ev_fifo); i++)
+                json_array_append(rest, json_array_get(api->ev_fifo, i));
+            json_decref(api->ev_fifo);
+            api->ev_fifo = rest;
+            api->ev_head = 0;
         }
         pthread_mutex_unlock(&api->ev_mu);
     }
     json_decref(out);
-    if (drop) {
-        sim_store_delete(sim->store, "events", json_string_value(json_array_get(drop, 0)),
-                         json_string_value(json_array_get(drop, 1)), NULL);
-        json_decref(drop);
-    }
+    size_t i;
+    json_t *d;
+    json_array_foreach(drop, i, d)
+        sim_store_delete(sim->store, "events", json_string_value(json_array_get(d, 0)),
+                         json_string_value(json_array_get(d, 1)), NULL);
+    json_decref(drop);
     free(key);
 }
