@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #define HTTP_MAX_PARAMS 8
 #define HTTP_STREAM_BACKLOG (16u << 20)
@@ -609,6 +610,21 @@ static int http_parse_listen(const char *listen, struct sockaddr_storage *ss)
     return PW_EINVAL;
 }
 
+/* A server meant for max_connections clients needs that many descriptors: raise the soft limit
+ * towards the hard one when it is lower (Debian's default soft limit is 1024). */
+static void http_raise_nofile(unsigned max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)max_connections + 256;
+    if (rl.rlim_cur >= want || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    rl.rlim_cur = (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want) ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        PW_WARN("http: cannot raise the open-file limit to %llu", (unsigned long long)rl.rlim_cur);
+}
+
 int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
 {
     struct sockaddr_storage ss;
@@ -627,6 +643,7 @@ int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
     if (!srv->cfg.idle_timeout_s)
         srv->cfg.idle_timeout_s = 60;
     pthread_mutex_init(&srv->lock, NULL);
+    http_raise_nofile(srv->cfg.max_connections);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)

@@ -45,7 +45,8 @@ struct pw_http_config {
     const char *log_name;               /* prefix of access-log lines ("api", "kube") */
 };
 
-/* Starts serving. On success *out is the server (free with pw_http_server_free) and 0 is returned;
+/* Starts serving (and raises the process's soft open-file limit towards the hard one when it is
+ * below max_connections). On success *out is the server (free with pw_http_server_free) and 0 is returned;
  * on failure (bad address, port in use, bad certificate) a negative PW_E* code and nothing runs. */
 int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out);
 /* The port actually bound (useful after port 0). */
