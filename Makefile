@@ -108,7 +108,8 @@ unit: all
 
 demo:
 	@scripts/install-deps test
-	@$(MAKE) --no-print-directory programs VARIANT=release
+	@echo "==> building (build/release)"
+	@$(MAKE) -s --no-print-directory programs VARIANT=release
 	@scripts/demo
 
 demo-stop:
