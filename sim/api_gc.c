@@ -26,6 +26,10 @@
 #define EV_TTL_MS 3600000.0
 #define EV_TTL_MIN_MS 60000
 #define EV_EXPIRE_BATCH 64
+#define EV_SWEEP_MS 1000
+#define EV_SWEEP_BATCH 5000
+
+static void ev_expire(struct sim_api *api, size_t max);
 
 static int64_t ev_ttl_ms(const struct sim *sim)
 {
@@ -466,23 +470,26 @@ static bool wait_item(struct sim_api *api, const json_t *it)
 static void *gc_main(void *arg)
 {
     struct sim_api *api = arg;
-    int64_t last_recheck = 0;
+    int64_t last_recheck = 0, last_sweep = pw_clock_mono_ms();
     pthread_mutex_lock(&api->gc_mu);
     for (;;) {
-        while (json_array_size(api->gc_queue) == 0 && !api->gc_stopping) {
-            if (json_object_size(api->gc_wait) == 0) {
-                pthread_cond_wait(&api->gc_cond, &api->gc_mu);
-            } else {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += GC_RECHECK_MS * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&api->gc_cond, &api->gc_mu, &ts);
-                break;
+        if (pw_clock_mono_ms() - last_sweep >= EV_SWEEP_MS) {
+            pthread_mutex_unlock(&api->gc_mu);
+            ev_expire(api, EV_SWEEP_BATCH);
+            last_sweep = pw_clock_mono_ms();
+            pthread_mutex_lock(&api->gc_mu);
+        }
+        if (json_array_size(api->gc_queue) == 0 && !api->gc_stopping) {
+            /* a timed wait either way: waiting items are rechecked, and the event sweep runs about
+             * once a second */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (json_object_size(api->gc_wait) ? GC_RECHECK_MS : EV_SWEEP_MS) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
             }
+            pthread_cond_timedwait(&api->gc_cond, &api->gc_mu, &ts);
         }
         if (api->gc_stopping)
             break;
@@ -658,24 +665,43 @@ void sim_api_event(struct sim *sim, const json_t *involved, const char *type, co
                            type ? type : "Normal", "eventTime", "reportingComponent", component ? component : "",
                            "reportingInstance", host ? host : "");
     json_t *out = NULL;
-    json_t *drop = json_array();
     if (sim_store_create(sim->store, "events", ns, ev, &out) == 0 && api) {
         int64_t now_ms = pw_clock_mono_ms();
         pthread_mutex_lock(&api->ev_mu);
         if (json_object_size(api->ev_index) >= EV_INDEX_MAX)
             json_object_clear(api->ev_index);
         json_object_set_new(api->ev_index, key, json_string(ename));
-        json_array_append_new(api->ev_fifo, json_pack("[s, s, I]", ns, ename, (json_int_t)now_ms));
-        /* expire the oldest: over the count cap, or past the TTL (a bounded number per call: each new
-         * event drops at least one expired one, so the backlog cannot grow) */
-        int64_t ttl = ev_ttl_ms(sim);
-        while (json_array_size(api->ev_fifo) - api->ev_head > 0 && json_array_size(drop) < EV_EXPIRE_BATCH) {
+        json_array_append_new(api->ev_fifo, json_pack("[s, s, I, s]", ns, ename, (json_int_t)now_ms, key));
+        pthread_mutex_unlock(&api->ev_mu);
+    }
+    json_decref(out);
+    free(key);
+    if (api)
+        ev_expire(api, EV_EXPIRE_BATCH);
+}
+
+/* Deletes up to max of the oldest events that are over the count cap or past the TTL. Called after
+ * each new event (so the backlog cannot grow) and about once a second by the GC thread (so events
+ * expire in a quiet cluster too). Takes ev_mu; any thread but the store's callbacks. */
+static void ev_expire(struct sim_api *api, size_t max)
+{
+    json_t *drop = json_array();
+    int64_t now_ms = pw_clock_mono_ms();
+    int64_t ttl = ev_ttl_ms(api->sim);
+    pthread_mutex_lock(&api->ev_mu);
+    {
+        while (json_array_size(api->ev_fifo) - api->ev_head > 0 && json_array_size(drop) < max) {
             json_t *front = json_array_get(api->ev_fifo, api->ev_head);
             bool over = json_array_size(api->ev_fifo) - api->ev_head > EV_KEEP;
             if (!over && now_ms - json_integer_value(json_array_get(front, 2)) < ttl)
                 break;
             json_array_append(drop, front);
             api->ev_head++;
+            /* its index entry goes with it, unless a newer event took the key */
+            const char *fkey = json_string_value(json_array_get(front, 3));
+            const char *iname2 = json_string_value(json_object_get(api->ev_index, fkey));
+            if (iname2 && strcmp(iname2, json_string_value(json_array_get(front, 1))) == 0)
+                json_object_del(api->ev_index, fkey);
         }
         if (api->ev_head >= EV_KEEP / 2 || (api->ev_head > 0 && api->ev_head == json_array_size(api->ev_fifo))) {
             /* drop the consumed front: amortized O(1) */
@@ -686,14 +712,12 @@ void sim_api_event(struct sim *sim, const json_t *involved, const char *type, co
             api->ev_fifo = rest;
             api->ev_head = 0;
         }
-        pthread_mutex_unlock(&api->ev_mu);
     }
-    json_decref(out);
+    pthread_mutex_unlock(&api->ev_mu);
     size_t i;
     json_t *d;
     json_array_foreach(drop, i, d)
-        sim_store_delete(sim->store, "events", json_string_value(json_array_get(d, 0)),
+        sim_store_delete(api->sim->store, "events", json_string_value(json_array_get(d, 0)),
                          json_string_value(json_array_get(d, 1)), NULL);
     json_decref(drop);
-    free(key);
 }

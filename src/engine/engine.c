@@ -274,8 +274,12 @@ static json_t *transform_node(void *arg, json_t *obj)
         const char *type = json_string_value(json_object_get(c, "type"));
         if (type && strcmp(type, "Ready") == 0) {
             json_t *r = json_object();
-            json_object_set(r, "type", json_object_get(c, "type"));
-            json_object_set(r, "status", json_object_get(c, "status"));
+            const char *status = json_string_value(json_object_get(c, "status"));
+            pthread_mutex_lock(&e->intern_mu);
+            json_object_set(r, "type", intern(e, "Ready"));
+            if (status && intern(e, status))
+                json_object_set(r, "status", intern(e, status));
+            pthread_mutex_unlock(&e->intern_mu);
             json_array_append_new(conds, r);
         }
     }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/mem.h"
 #include "sim/store.h"
 
 static json_t *obj(const char *name)
@@ -259,6 +260,62 @@ static void test_subscribe_history(void **state)
     sim_store_free(st);
 }
 
+/* The history's byte bound: big objects push old changes out long before the count bound. */
+static void test_history_bytes(void **state)
+{
+    (void)state;
+    sim_store *st = sim_store_new(1000);
+    sim_store_set_history_bytes(st, 64 * 1024);
+    uint64_t rv0 = sim_store_rv(st);
+    char *big = pw_xmalloc(20000);
+    memset(big, 'x', 19999);
+    big[19999] = '\0';
+    for (int i = 0; i < 10; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        json_t *o = obj(name);
+        json_object_set_new(o, "data", json_string(big));
+        assert_int_equal(sim_store_create(st, "pods", "ns", o, NULL), 0);
+    }
+    /* ~20 KB each under a 64 KB bound: at most 3 kept, and the newest always */
+    struct rec r = {0};
+    assert_int_equal(sim_store_subscribe_from(st, rv0, record, &r), PW_EGONE);
+    int id = sim_store_subscribe_from(st, rv0 + 7, record, &r);
+    assert_true(id >= 0);
+    assert_int_equal(r.n, 3);
+    sim_store_unsubscribe(st, id);
+    assert_int_equal(sim_store_subscribe_from(st, rv0 + 6, record, &r), PW_EGONE);
+    /* one object over the whole bound is still kept (alone) */
+    big = pw_xrealloc(big, 100000);
+    memset(big, 'y', 99999);
+    big[99999] = '\0';
+    json_t *o = obj("huge");
+    json_object_set_new(o, "data", json_string(big));
+    assert_int_equal(sim_store_create(st, "pods", "ns", o, NULL), 0);
+    struct rec r2 = {0};
+    id = sim_store_subscribe_from(st, sim_store_rv(st) - 1, record, &r2);
+    assert_true(id >= 0);
+    assert_int_equal(r2.n, 1);
+    sim_store_unsubscribe(st, id);
+    /* 0: the count alone */
+    sim_store_set_history_bytes(st, 0);
+    uint64_t rv1 = sim_store_rv(st);
+    for (int i = 0; i < 10; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "q%d", i);
+        json_t *q = obj(name);
+        json_object_set_new(q, "data", json_string(big));
+        assert_int_equal(sim_store_create(st, "pods", "ns", q, NULL), 0);
+    }
+    struct rec r3 = {0};
+    id = sim_store_subscribe_from(st, rv1, record, &r3);
+    assert_true(id >= 0);
+    assert_int_equal(r3.n, 10);
+    sim_store_unsubscribe(st, id);
+    free(big);
+    sim_store_free(st);
+}
+
 static bool only_b(void *arg, const json_t *o)
 {
     (void)arg;
@@ -373,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_create_get),     cmocka_unit_test(test_generate_name),
         cmocka_unit_test(test_update_conflict_generation), cmocka_unit_test(test_mutate),
         cmocka_unit_test(test_list_order_limit), cmocka_unit_test(test_subscribe_history),
+        cmocka_unit_test(test_history_bytes),
         cmocka_unit_test(test_filter_and_scale), cmocka_unit_test(test_concurrent_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
