@@ -10,6 +10,9 @@
 #include "base/sv.h"
 
 #define MAX_LIST_LIMIT 10000
+/* A list without ?limit= gets one page of this many, with a continue token for the rest, so one
+ * request never has to encode every task (tens of thousands after a week) or every node. */
+#define DEFAULT_LIST_LIMIT 500
 
 static const char *const task_statuses[] = {"pending", "running", "succeeded", "failed", "cancelled", NULL};
 static const char *const node_states[] = {"pending", "running", "succeeded", "failed", "skipped", "cancelled", NULL};
@@ -43,7 +46,7 @@ static int list_params(pw_http_req *req, const char *key, const char *const *cho
         }
     }
     const char *l = pw_http_req_query(req, "limit");
-    long lv = 0;
+    long lv = DEFAULT_LIST_LIMIT;
     if (l && *l && pw_parse_long(l, 1, MAX_LIST_LIMIT, &lv) != 0) {
         reply_error(req, PW_EINVAL, "limit: must be an integer between 1 and 10000", "limit");
         return -1;

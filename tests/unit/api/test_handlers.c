@@ -199,6 +199,22 @@ static void test_create_get_list_cancel(void **state)
     json_decref(r.body);
 }
 
+/* A list without ?limit= is one bounded page (500) with a continue token, never every task. */
+static void test_default_page(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 505; i++) {
+        struct resp r = call(f, "POST", "/api/v1/tasks", "application/json", "{\"images\":[\"busybox:1.36\"]}");
+        assert_int_equal(r.status, 201);
+        json_decref(r.body);
+    }
+    struct resp r = call(f, "GET", "/api/v1/tasks", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 500);
+    assert_true(strlen(str(r.body, "continue")) > 0);
+    json_decref(r.body);
+}
+
 static void test_errors(void **state)
 {
     struct fixture *f = *state;
@@ -249,6 +265,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_health, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_get_list_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
