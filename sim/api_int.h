@@ -199,12 +199,12 @@ void sim_api_watch_drop_all(struct sim_api *api);
 /* ---- api_gc.c ---- */
 /* Deletes as DELETE does; *out (may be NULL) gets the response object (the object or a Status).
  * PW_ENOTFOUND when absent. */
-int sim_api_delete_rd(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name, const char *policy,
-               json_t **out);
+int sim_api_delete_rd(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name,
+                      const char *policy, json_t **out);
 /* After a write that may have emptied the finalizers of an object being deleted: removes it. */
 /* The same with a grace period in seconds for pods (-1: the pod's own, as when none is given). */
 int sim_api_delete_grace(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name,
-                     const char *policy, long grace, json_t **out);
+                         const char *policy, long grace, json_t **out);
 void sim_api_finalize_check(struct sim_api *api, const struct rdef *rd, const json_t *obj);
 void sim_api_gc_start(struct sim_api *api);
 void sim_api_gc_stop(struct sim_api *api);
@@ -213,7 +213,7 @@ void sim_api_gc_stop(struct sim_api *api);
 /* Applies patch to a copy of target; *out gets the result (caller decrefs). ctype selects the format.
  * PW_EMEDIATYPE for an unknown one, PW_EINVAL for a bad patch (with *err, caller frees). */
 int sim_api_patch_apply(const char *ctype, const json_t *target, const char *patch, size_t len, bool custom,
-                    json_t **out, char **err);
+                        json_t **out, char **err);
 json_t *sim_api_merge_patch(const json_t *target, const json_t *patch);
 json_t *sim_api_strategic_patch(const json_t *target, const json_t *patch);
 int sim_api_json_patch(json_t *doc, const json_t *ops, char **err);
