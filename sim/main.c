@@ -19,8 +19,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
+#include "base/b64.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -272,15 +271,6 @@ static void raise_nofile(void)
     }
 }
 
-/* base64 of s (no line breaks). Caller frees. */
-static char *b64(const char *s)
-{
-    size_t n = strlen(s);
-    char *out = pw_xmalloc(4 * ((n + 2) / 3) + 1);
-    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-    return out;
-}
-
 /* The URL clients use: the listen host (127.0.0.1 when it is empty or a wildcard) and the bound port.
  * Caller frees. */
 static char *server_url(const char *listen, int port, bool tls)
@@ -301,9 +291,9 @@ static char *server_url(const char *listen, int port, bool tls)
  * token's current. tls NULL: plain HTTP and no certificates. Caller frees. */
 static char *kubeconfig_text(const char *url, const char *token, const struct sim_tls *tls)
 {
-    char *ca = tls ? b64(tls->ca_cert) : NULL;
-    char *cc = tls ? b64(tls->client_cert) : NULL;
-    char *ck = tls ? b64(tls->client_key) : NULL;
+    char *ca = tls ? pw_b64_encode(tls->ca_cert, strlen(tls->ca_cert), false) : NULL;
+    char *cc = tls ? pw_b64_encode(tls->client_cert, strlen(tls->client_cert), false) : NULL;
+    char *ck = tls ? pw_b64_encode(tls->client_key, strlen(tls->client_key), false) : NULL;
     char *ca_line = ca ? pw_xasprintf("    certificate-authority-data: %s\n", ca) : pw_xstrdup("");
     char *cert_user = tls ? pw_xasprintf("    client-certificate-data: %s\n    client-key-data: %s\n", cc, ck)
                           : pw_xasprintf("    token: \"%s\"\n", token);
