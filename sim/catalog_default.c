@@ -1,4 +1,4 @@
-/* catalog_default.c: the built-in image catalogue (JSON, format in docs/kubesim-world.md), used
+/* catalog_default.c: the built-in image catalogue (JSON, format in docs/kubesim.md), used
  * when kubesim runs without --catalog. Digests are sha256 of descriptive strings ("layer/<name>",
  * "manifest/<ref>/<arch>", "index/<ref>"), so they are stable and look real; sizes are close to
  * the real compressed layers. Base layers (debian, ubuntu, CUDA, cuDNN) are shared between images. */

@@ -57,7 +57,7 @@ typedef struct sim_catalog {
 
 extern const char sim_catalog_default_json[];
 
-/* Parses a catalogue document (format in docs/kubesim-world.md). On success *out (caller frees with
+/* Parses a catalogue document (format in docs/kubesim.md). On success *out (caller frees with
  * sim_catalog_free) and 0; on failure PW_EINVAL and a reason in err (err_size > 0). */
 int sim_catalog_parse(const char *json, sim_catalog **out, char *err, size_t err_size);
 /* Loads path, or the built-in catalogue when path is NULL. Same contract as sim_catalog_parse. */
@@ -160,7 +160,7 @@ void sim_model_each_pull(const sim_model *m, void (*fn)(void *arg, const struct 
 /* The least time (model seconds) to put the images on the nodes: bytes[i] the missing bytes of node i,
  * pulls[i] the pulls it needs, bw[i] its bandwidth, fixed_s the fixed latency before a node's first
  * byte and after its last (pod start, controller, container start), overhead_s per pull. Formula in
- * docs/kubesim-world.md. */
+ * docs/kubesim.md. */
 double sim_model_bound(double registry_Bps, int n, const uint64_t *bytes, const int *pulls, const double *bw,
                        double fixed_s, double overhead_s, int max_parallel);
 
