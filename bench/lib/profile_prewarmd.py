@@ -3,9 +3,10 @@
 Starts kubesim (N nodes) and prewarmd, then either
   --what cpu   : runs one task on every node (busybox) under `perf record -g` and prints `perf report`;
   --what mem   : prints prewarmd's VmRSS/VmHWM after the node informer sync, after creating T tasks of
-                 100 nodes each, and at the end (and smaps_rollup: anonymous vs file-backed);
+                 100 nodes each, and at the end (and smaps_rollup: anonymous vs file-backed); with
+                 --trim also glibc's live heap (malloc_stats) and the RSS after malloc_trim(0), via gdb;
   --what rest  : `perf record` while wrk GETs one task (64 connections).
-Usage: bench/lib/profile_prewarmd.py --what cpu|mem|rest [--nodes 2000] [--tasks 20] [--out DIR]"""
+Usage: bench/lib/profile_prewarmd.py --what cpu|mem|rest [--nodes 2000] [--tasks 20] [--trim] [--out DIR]"""
 import argparse
 import os
 import shutil
@@ -41,12 +42,33 @@ def rollup(pid):
     return out
 
 
+def heap_report(pd, when):
+    """Live heap vs RSS: glibc's malloc_stats() (written to prewarmd's stderr: per arena 'system bytes'
+    and 'in use bytes'), then malloc_trim(0) (returns free pages inside the arenas to the kernel), both
+    called in the live process with gdb; prints VmRSS before and after the trim."""
+    before = pd.proc()["rss_kb"]
+    pd.log.flush()
+    start = os.path.getsize(pd.log.name)
+    subprocess.run(["gdb", "-p", str(pd.p.pid), "-batch", "-ex", "call (void)malloc_stats()", "-ex",
+                    "call (int)malloc_trim(0)"], capture_output=True, text=True, timeout=120)
+    time.sleep(0.3)
+    after = pd.proc()["rss_kb"]
+    with open(pd.log.name) as f:
+        f.seek(start)
+        stats = [l.strip() for l in f if "bytes" in l]
+    total = [l for l in stats]
+    print("%s: VmRSS %.1f MB before malloc_trim(0), %.1f MB after; malloc_stats: %s" % (
+        when, before / 1024.0, after / 1024.0, " | ".join(total[-3:])))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--what", choices=("cpu", "mem", "rest"), required=True)
     ap.add_argument("--nodes", type=int, default=2000)
     ap.add_argument("--tasks", type=int, default=20)
     ap.add_argument("--out", default=tempfile.gettempdir())
+    ap.add_argument("--trim", action="store_true",
+                    help="mem: live heap (malloc_stats) and RSS after malloc_trim(0), via gdb")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="pw-prof-")
     flags = ["--kube-qps", "5000", "--kube-burst", "10000", "--max-nodes-in-flight", "1000", "--max-running-tasks",
@@ -69,6 +91,8 @@ def main():
             print(rep.stdout[:6000])
         elif a.what == "mem":
             print("after sync (%d nodes): %s %s" % (len(names), pd.proc(), rollup(pd.p.pid)))
+            if a.trim:
+                heap_report(pd, "after sync")
             ids = []
             for i in range(a.tasks):
                 sel = names[i * 100:(i + 1) * 100]
@@ -76,6 +100,8 @@ def main():
             print("after %d creates: %s" % (a.tasks, pd.proc()))
             wait_all(pd, ids)
             print("at the end: %s %s" % (pd.proc(), rollup(pd.p.pid)))
+            if a.trim and ids:
+                heap_report(pd, "at the end")
         else:
             tid = pd.create({"images": ["busybox:1.36"], "nodeNames": ["no-such-node"]})["id"]
             data = os.path.join(a.out, "perf-rest.data")
