@@ -957,6 +957,42 @@ static int sql_task_get(pw_store *s, const char *id, struct pw_store_task *out)
     return 0;
 }
 
+/* Row readers with one signature, for step_page. */
+static int row_task_any(sqlite3_stmt *st, void *out)
+{
+    return row_task(st, out);
+}
+
+static int row_node_any(sqlite3_stmt *st, void *out)
+{
+    return row_node(st, out);
+}
+
+/* Steps st (bound with :limit = limit + 1) and appends each row, read by row, to a growing array of
+ * elem-byte records (*items, *n, *cap: realloc'd here); sets *more when a row past limit exists (limit
+ * 0: no limit). Resets st. Returns SQLITE_OK or the SQLite error. Serves every paged list. */
+static int step_page(sqlite3_stmt *st, size_t limit, size_t elem, int (*row)(sqlite3_stmt *, void *), void **items,
+                     size_t *n, size_t *cap, bool *more)
+{
+    int rc;
+    while ((rc = stmt_step(st)) == SQLITE_ROW) {
+        if (limit && *n == limit) {
+            *more = true;
+            break;
+        }
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 16;
+            *items = pw_xrealloc(*items, *cap * elem);
+        }
+        rc = row(st, (char *)*items + *n * elem);
+        if (rc != SQLITE_OK)
+            break;
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
 /* A list of tasks from one statement: fills items, asks for limit + 1 rows to know if more remain. */
 struct task_list_arg {
     enum sql_stmt_id stmt;
@@ -981,22 +1017,10 @@ static int body_task_list(struct sql_conn *c, void *arg)
     bind_text(st, ":status", a->status);
     bind_text(st, ":after", a->after);
     bind_int64(st, ":limit", a->limit ? (int64_t)a->limit + 1 : -1);
-    while ((rc = stmt_step(st)) == SQLITE_ROW) {
-        if (a->limit && a->n == a->limit) {
-            a->more = true;
-            break;
-        }
-        if (a->n == a->cap) {
-            a->cap = a->cap ? a->cap * 2 : 16;
-            a->items = pw_xrealloc(a->items, a->cap * sizeof *a->items);
-        }
-        rc = row_task(st, &a->items[a->n]);
-        if (rc != SQLITE_OK)
-            break;
-        a->n++;
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+    void *items = a->items;
+    rc = step_page(st, a->limit, sizeof *a->items, row_task_any, &items, &a->n, &a->cap, &a->more);
+    a->items = items;
+    return rc;
 }
 
 static const enum sql_stmt_id task_list_stmts[2][2] = {
@@ -1164,22 +1188,10 @@ static int body_nodes_list(struct sql_conn *c, void *arg)
     bind_text(st, ":state", a->state);
     bind_text(st, ":after", a->after);
     bind_int64(st, ":limit", a->limit ? (int64_t)a->limit + 1 : -1);
-    while ((rc = stmt_step(st)) == SQLITE_ROW) {
-        if (a->limit && a->n == a->limit) {
-            a->more = true;
-            break;
-        }
-        if (a->n == a->cap) {
-            a->cap = a->cap ? a->cap * 2 : 64;
-            a->items = pw_xrealloc(a->items, a->cap * sizeof *a->items);
-        }
-        rc = row_node(st, &a->items[a->n]);
-        if (rc != SQLITE_OK)
-            break;
-        a->n++;
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+    void *items = a->items;
+    rc = step_page(st, a->limit, sizeof *a->items, row_node_any, &items, &a->n, &a->cap, &a->more);
+    a->items = items;
+    return rc;
 }
 
 static const enum sql_stmt_id nodes_list_stmts[2][2] = {
