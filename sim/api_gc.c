@@ -483,12 +483,7 @@ static void *gc_main(void *arg)
             /* a timed wait either way: waiting items are rechecked, and the event sweep runs about
              * once a second */
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += (json_object_size(api->gc_wait) ? GC_RECHECK_MS : EV_SWEEP_MS) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            pw_clock_deadline_ts(json_object_size(api->gc_wait) ? GC_RECHECK_MS : EV_SWEEP_MS, &ts);
             pthread_cond_timedwait(&api->gc_cond, &api->gc_mu, &ts);
         }
         if (api->gc_stopping)

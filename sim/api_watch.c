@@ -403,12 +403,7 @@ static void *ticker(void *arg)
             pthread_mutex_lock(&api->mu);
         }
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        pw_clock_deadline_ts(TICK_MS, &ts);
         pthread_cond_timedwait(&api->cond, &api->mu, &ts);
     }
     pthread_mutex_unlock(&api->mu);

@@ -733,10 +733,7 @@ static void *world_main(void *arg)
         pthread_mutex_lock(&w->qlock);
         if (!w->qhead && !w->stop) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t ns = ts.tv_nsec + (int64_t)(wait_ms * 1e6);
-            ts.tv_sec += (time_t)(ns / 1000000000);
-            ts.tv_nsec = (long)(ns % 1000000000);
+            pw_clock_deadline_ts((int64_t)ceil(wait_ms), &ts);
             pthread_cond_timedwait(&w->qcond, &w->qlock, &ts);
         }
         struct sim_qitem *batch = w->qhead;

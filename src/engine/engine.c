@@ -1460,10 +1460,7 @@ static void *loop_main(void *arg)
             if (until <= now)
                 break;
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t ns = (int64_t)ts.tv_nsec + (until - now) * 1000000;
-            ts.tv_sec += (time_t)(ns / 1000000000);
-            ts.tv_nsec = (long)(ns % 1000000000);
+            pw_clock_deadline_ts(until - now, &ts);
             if (pthread_cond_timedwait(&e->qcond, &e->qmu, &ts) != 0)
                 break;
         }

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -691,8 +692,7 @@ static int conn_open(struct sql_store *ss, bool first, struct sql_conn **out, co
 static int pool_get(struct sql_store *ss, struct sql_conn **out)
 {
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += SQL_POOL_WAIT_S;
+    pw_clock_deadline_ts(SQL_POOL_WAIT_S * 1000, &deadline);
     int rc = 0;
     pthread_mutex_lock(&ss->mu);
     for (;;) {
