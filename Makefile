@@ -22,7 +22,7 @@ ifeq ($(origin CC),default)
 CC := gcc
 endif
 
-PKGS := libcurl libmicrohttpd gnutls jansson yaml-0.1 sqlite3 openssl
+PKGS := libcurl libmicrohttpd gnutls jansson yaml-0.1 sqlite3 openssl hiredis libprotobuf-c
 # A missing library is named here, not as a confusing compile error later ("make deps" installs it).
 ifeq ($(filter deps test demo demo-stop bench clean format,$(MAKECMDGOALS)),)
 PKG_MISSING := $(shell for p in $(PKGS); do pkg-config --exists $$p || echo $$p; done)
@@ -36,7 +36,7 @@ CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -I. -MMD -MP $(PKG_CFLAGS)
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 
 # Library modules in dependency order (a module may use those after it).
-MODULES := cli api engine store k8s http base
+MODULES := cli api agent engine store k8s http base
 mod_src = $(wildcard src/$(1)/*.c)
 mod_lib = $(B)/lib/libpw_$(1).a
 LIBS := $(foreach m,$(MODULES),$(call mod_lib,$(m)))
