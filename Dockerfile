@@ -11,9 +11,10 @@
 # calls for x86_64 and aarch64; each platform's stage compiles natively).
 #
 # Why the runtime stage is debian:12-slim and not scratch or distroless/static: prewarm-true is fully
-# static (no libc at all), but prewarmd links libcurl, libmicrohttpd, gnutls, OpenSSL, jansson, libyaml
-# and SQLite. Debian ships no usable static libcurl (its .a needs static nghttp2, libidn2, libpsl,
-# librtmp, libssh2, Kerberos and LDAP, several of which have no static archive), so a static prewarmd
+# static (no libc at all), but prewarmd links libcurl, libmicrohttpd, gnutls, OpenSSL, jansson, libyaml,
+# SQLite, hiredis and protobuf-c. Debian ships no usable static libcurl (its .a needs static nghttp2,
+# libidn2, libpsl, librtmp, libssh2, Kerberos and LDAP, several of which have no static archive), so a
+# static prewarmd
 # would mean building that stack from source. distroless/base-debian12 has glibc and OpenSSL but none
 # of the others, and copying .so files across stages by hand misses transitive dependencies and
 # security updates. So the runtime is Debian's slim image with exactly the runtime packages of the
@@ -25,7 +26,8 @@ FROM debian:12 AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         gcc make pkg-config libc6-dev libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev \
-        libyaml-dev libsqlite3-dev libssl-dev libgnutls28-dev \
+        libyaml-dev libsqlite3-dev libssl-dev libgnutls28-dev libhiredis-dev libprotobuf-c-dev \
+        protobuf-c-compiler \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the three programs are built from (no build/ directory from the host, no tests, no sim/).
@@ -42,6 +44,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libcurl4 libmicrohttpd12 libgnutls30 libssl3 libjansson4 libyaml-0-2 libsqlite3-0 \
+        libhiredis0.14 libprotobuf-c1 \
         ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/* \
  && echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/usr/sbin/nologin' >>/etc/passwd \

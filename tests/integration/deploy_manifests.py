@@ -369,7 +369,8 @@ def _dockerfile():
     mk = open(os.path.join(ROOT, "Makefile")).read()
     pkgs = re.search(r"^PKGS\s*:=\s*(.+)$", mk, re.M).group(1).split()
     runtime = {"libcurl": "libcurl4", "libmicrohttpd": "libmicrohttpd12", "gnutls": "libgnutls30",
-               "jansson": "libjansson4", "yaml-0.1": "libyaml-0-2", "sqlite3": "libsqlite3-0", "openssl": "libssl3"}
+               "jansson": "libjansson4", "yaml-0.1": "libyaml-0-2", "sqlite3": "libsqlite3-0", "openssl": "libssl3",
+               "hiredis": "libhiredis0.14", "libprotobuf-c": "libprotobuf-c1"}
     final_text = " ".join(final)
     for p in pkgs:
         assert p in runtime, "no runtime package known for " + p
