@@ -94,6 +94,9 @@ $(B)/bench/store_bench: bench/store_bench.c $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
 
+# Files the assembler embeds with .incbin (the compiler's -MMD does not see them).
+$(B)/obj/src/api/openapi.o: src/api/openapi.json
+
 $(B)/obj/empty.o:
 	@mkdir -p $(dir $@)
 	echo 'typedef int pw_empty_unit;' | $(CC) -x c -c - -o $@

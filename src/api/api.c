@@ -169,6 +169,7 @@ static void h_nodes(pw_http_req *req, void *ctx)
 const struct pw_http_route pw_api_routes[] = {
     {"GET", "/healthz", h_healthz},
     {"GET", "/readyz", h_readyz},
+    {"GET", "/openapi.json", pw_api_h_openapi},
     {"POST", "/api/v1/tasks", h_create},
     {"GET", "/api/v1/tasks", h_list},
     {"GET", "/api/v1/tasks/{id}", h_get},

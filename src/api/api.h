@@ -26,6 +26,12 @@ struct pw_api_ctx {
 int pw_api_parse_create(const char *content_type, const char *body, size_t len, struct pw_taskspec *out,
                         json_t **err);
 
+/* The OpenAPI 3.1 document (src/api/openapi.json) as a NUL-terminated string, static. */
+extern const char pw_api_openapi_json[];
+
+/* GET /openapi.json: the document above (a route handler; ctx unused). */
+void pw_api_h_openapi(pw_http_req *req, void *ctx);
+
 /* The §3 error body {"code","reason","message","details"?}: a new object. field may be NULL. */
 json_t *pw_api_error(int code, const char *message, const char *field);
 

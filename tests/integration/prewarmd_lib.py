@@ -18,6 +18,8 @@ import urllib.request
 
 import yaml
 
+import openapi_check
+
 BIN = os.environ.get("PW_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "asan", "bin")
 FINAL = ("succeeded", "failed", "cancelled")
 failures = 0
@@ -112,7 +114,9 @@ class Env:
             return code, raw.decode(errors="replace")
 
     def api(self, method, path, body=None):
-        return self._call(self.api_base + path, method, body, {}, None)
+        code, out = self._call(self.api_base + path, method, body, {}, None)
+        openapi_check.check(method, path, code, out)
+        return code, out
 
     def kube(self, method, path, body=None, content_type=None):
         h = {"Authorization": "Bearer " + self.token} if self.token else {}
@@ -220,4 +224,6 @@ def scenario(name, fn, *args, **kw):
 
 
 def finish():
+    if openapi_check.checked:
+        openapi_check.report(tap)
     sys.exit(1 if failures else 0)
