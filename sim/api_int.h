@@ -14,7 +14,7 @@
 #include <jansson.h>
 
 #include "http/http.h"
-#include "k8s/labels.h"
+#include "base/labels.h"
 #include "sim/sim.h"
 
 /* verbs a resource allows (bits) */

@@ -8,14 +8,13 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "base/sv.h"
+#include "store/store.h"
 
 #define MAX_LIST_LIMIT 10000
 /* A list without ?limit= gets one page of this many, with a continue token for the rest, so one
  * request never has to encode every task (tens of thousands after a week) or every node. */
 #define DEFAULT_LIST_LIMIT 500
 
-static const char *const task_statuses[] = {"pending", "running", "succeeded", "failed", "cancelled", NULL};
-static const char *const node_states[] = {"pending", "running", "succeeded", "failed", "skipped", "cancelled", NULL};
 
 static void reply_error(pw_http_req *req, int code, const char *message, const char *field)
 {
@@ -87,8 +86,7 @@ static void h_create(pw_http_req *req, void *ctx)
     pw_taskspec_fini(&spec);
     if (rc != 0) {
         /* the store failed (disk full, I/O error, busy): nothing was created, retrying may pass */
-        reply_error(req, rc == PW_EINVAL ? PW_EINTERNAL : PW_EUNAVAIL, "the task could not be stored; retry later",
-                    NULL);
+        reply_error(req, PW_EUNAVAIL, "the task could not be stored; retry later", NULL);
         return;
     }
     char *loc = pw_xasprintf("/api/v1/tasks/%s", json_string_value(json_object_get(task, "id")));
@@ -101,7 +99,7 @@ static void h_list(pw_http_req *req, void *ctx)
 {
     const char *status, *cont;
     size_t limit;
-    if (list_params(req, "status", task_statuses, &status, &limit, &cont) != 0)
+    if (list_params(req, "status", pw_task_status_names, &status, &limit, &cont) != 0)
         return;
     json_t *out = NULL;
     int rc = pw_engine_list_tasks(engine_of(ctx), status, limit, cont, &out);
@@ -149,7 +147,7 @@ static void h_nodes(pw_http_req *req, void *ctx)
     const char *id = pw_http_req_param(req, "id");
     const char *state, *cont;
     size_t limit;
-    if (list_params(req, "state", node_states, &state, &limit, &cont) != 0)
+    if (list_params(req, "state", pw_node_state_names, &state, &limit, &cont) != 0)
         return;
     json_t *out = NULL;
     int rc = pw_engine_list_nodes(engine_of(ctx), id, state, limit, cont, &out);

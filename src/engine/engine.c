@@ -21,13 +21,15 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/labels.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "engine/imageref.h"
 #include "engine/jobspec.h"
 #include "engine/outcome.h"
 #include "engine/sched.h"
-#include "k8s/labels.h"
+#include "k8s/k8s.h"
+#include "store/store.h"
 
 #define MANAGED_BY_SELECTOR "app.kubernetes.io/managed-by=prewarm"
 #define TASK_LABEL "prewarm.io/task"
@@ -35,11 +37,9 @@
 #define NODE_ANNOTATION "prewarm.io/node"
 #define MAX_FAILED_LISTED 100
 
-enum nstate { NS_PENDING, NS_RUNNING, NS_SUCCEEDED, NS_FAILED, NS_SKIPPED, NS_CANCELLED };
-static const char *const nstate_names[] = {"pending", "running", "succeeded", "failed", "skipped", "cancelled"};
 
 struct img_res {
-    unsigned char state;     /* enum nstate */
+    unsigned char state;     /* enum pw_node_state */
     unsigned char attempts;  /* pull attempts seen */
     bool in_pull_error;      /* the last status seen was ErrImagePull (counts transitions into it) */
     unsigned char cls;       /* enum pw_pull_class: the most specific failure seen (NOTFOUND/AUTH stick) */
@@ -50,7 +50,7 @@ struct img_res {
 
 struct tnode {
     char *name;
-    enum nstate state;
+    enum pw_node_state state;
     char *reason, *message; /* owned or NULL */
     int attempts;
     int64_t started_ms, finished_ms; /* wall clock; 0 unset */
@@ -63,8 +63,7 @@ struct tnode {
 struct task {
     char id[16];
     struct pw_taskspec spec;
-    struct pw_imageref *refs; /* spec.n_images parsed references */
-    const char *status;       /* static */
+    enum pw_task_status status;
     int64_t created_ms, started_ms, finished_ms;
     bool selected;
     struct tnode *nodes; /* sorted by name */
@@ -567,9 +566,6 @@ static void task_free(struct task *t)
         tnode_fini(&t->nodes[i], t->spec.n_images);
     free(t->nodes);
     free(t->dirty_idx);
-    for (size_t i = 0; t->refs && i < t->spec.n_images; i++)
-        pw_imageref_fini(&t->refs[i]);
-    free(t->refs);
     pw_taskspec_fini(&t->spec);
     json_decref(t->failed);
     free(t->message);
@@ -577,7 +573,7 @@ static void task_free(struct task *t)
     free(t);
 }
 
-static size_t *count_slot(struct pw_outcome_counts *c, enum nstate s)
+static size_t *count_slot(struct pw_outcome_counts *c, enum pw_node_state s)
 {
     size_t *slots[] = {&c->pending, &c->running, &c->succeeded, &c->failed, &c->skipped, &c->cancelled};
     return slots[s];
@@ -597,7 +593,7 @@ static void mark_dirty(struct task *t, struct tnode *n)
 }
 
 /* Moves node n to state s, keeping the task's counts. */
-static void node_set_state(struct task *t, struct tnode *n, enum nstate s)
+static void node_set_state(struct task *t, struct tnode *n, enum pw_node_state s)
 {
     (*count_slot(&t->counts, n->state))--;
     (*count_slot(&t->counts, s))++;
@@ -610,7 +606,7 @@ static json_t *task_json(const struct task *t)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(t->id));
-    json_object_set_new(o, "status", json_string(t->status));
+    json_object_set_new(o, "status", json_string(pw_task_status_names[t->status]));
     json_t *spec = pw_taskspec_to_json(&t->spec);
     json_object_update(o, spec);
     json_decref(spec);
@@ -637,7 +633,7 @@ static json_t *node_json(const struct task *t, const struct tnode *n)
 {
     json_t *o = json_object();
     json_object_set_new(o, "nodeName", json_string(n->name));
-    json_object_set_new(o, "state", json_string(nstate_names[n->state]));
+    json_object_set_new(o, "state", json_string(pw_node_state_names[n->state]));
     json_object_set_new(o, "reason", json_string(n->reason ? n->reason : ""));
     json_object_set_new(o, "message", json_string(n->message ? n->message : ""));
     json_object_set_new(o, "attempts", json_integer(n->attempts));
@@ -648,7 +644,7 @@ static json_t *node_json(const struct task *t, const struct tnode *n)
         const struct img_res *r = &n->imgs[i];
         json_t *io = json_object();
         json_object_set_new(io, "image", json_string(t->spec.images[i]));
-        json_object_set_new(io, "state", json_string(nstate_names[r->state]));
+        json_object_set_new(io, "state", json_string(pw_node_state_names[r->state]));
         json_object_set_new(io, "reason", json_string(r->reason ? r->reason : ""));
         json_object_set_new(io, "message", json_string(r->message ? r->message : ""));
         json_object_set_new(io, "attempts", json_integer(r->attempts));
@@ -662,7 +658,7 @@ static json_t *node_json(const struct task *t, const struct tnode *n)
 static void task_record(const struct task *t, struct pw_store_task *rec, json_t *doc)
 {
     rec->id = (char *)t->id;
-    rec->status = (char *)t->status;
+    rec->status = (char *)pw_task_status_names[t->status];
     rec->priority = t->spec.priority;
     rec->created_ms = t->created_ms;
     rec->finished_ms = t->finished_ms;
@@ -680,7 +676,7 @@ static int task_flush(pw_engine *e, struct task *t)
             struct tnode *n = &t->nodes[t->dirty_idx[d]];
             recs[k].task_id = t->id;
             recs[k].node_name = n->name;
-            recs[k].state = (char *)nstate_names[n->state];
+            recs[k].state = (char *)pw_node_state_names[n->state];
             recs[k].doc = node_json(t, n);
             k++;
         }
@@ -748,26 +744,26 @@ static unsigned char failure_class(const struct task *t, const struct tnode *n, 
 
 /* Ends a running node: succeeded, or failed with reason/message (image: the image at fault or
  * NULL). Images not yet decided take the node's outcome. Deletes the Job unless kept for debugging. */
-static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum nstate s, const char *reason,
+static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_node_state s, const char *reason,
                         const char *message, const char *image)
 {
-    if (n->state != NS_RUNNING && n->state != NS_PENDING)
+    if (n->state != PW_NODE_RUNNING && n->state != PW_NODE_PENDING)
         return;
-    bool was_running = n->state == NS_RUNNING;
+    bool was_running = n->state == PW_NODE_RUNNING;
     int64_t now = pw_clock_mono_ms();
     for (size_t i = 0; i < t->spec.n_images; i++) {
         struct img_res *r = &n->imgs[i];
-        if (r->state != NS_RUNNING && r->state != NS_PENDING)
+        if (r->state != PW_NODE_RUNNING && r->state != PW_NODE_PENDING)
             continue;
-        if (s == NS_SUCCEEDED) {
-            r->state = NS_SUCCEEDED;
+        if (s == PW_NODE_SUCCEEDED) {
+            r->state = PW_NODE_SUCCEEDED;
             r->duration_s = (float)(now - n->started_mono) / 1000.0f;
             if (!r->attempts)
                 r->attempts = 1;
-        } else if (s == NS_CANCELLED) {
-            r->state = NS_CANCELLED;
+        } else if (s == PW_NODE_CANCELLED) {
+            r->state = PW_NODE_CANCELLED;
         } else {
-            r->state = NS_FAILED;
+            r->state = PW_NODE_FAILED;
             if (!r->reason) {
                 set_str(&r->reason, reason);
                 set_str(&r->message, message);
@@ -778,7 +774,7 @@ static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum nsta
     set_str(&n->message, message);
     n->finished_ms = pw_clock_real_ms();
     node_set_state(t, n, s);
-    if (s == NS_FAILED) {
+    if (s == PW_NODE_FAILED) {
         pw_outcome_add_failure_hint(&t->reasons, reason, hint_of_class(failure_class(t, n, image)), n->name, image,
                                     message);
         if (json_array_size(t->failed) < MAX_FAILED_LISTED) {
@@ -791,7 +787,7 @@ static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum nsta
             json_array_append_new(t->failed, f);
         }
     }
-    if (was_running && !(s == NS_FAILED && e->cfg.keep_failed_jobs))
+    if (was_running && !(s == PW_NODE_FAILED && e->cfg.keep_failed_jobs))
         job_delete(e, t, n);
 }
 
@@ -799,7 +795,7 @@ static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum nsta
 static size_t job_image_index(const struct task *t, const struct tnode *n, size_t j)
 {
     for (size_t i = 0; i < t->spec.n_images; i++) {
-        if (n->imgs[i].state == NS_SKIPPED)
+        if (n->imgs[i].state == PW_NODE_SKIPPED)
             continue;
         if (j-- == 0)
             return i;
@@ -811,7 +807,7 @@ static size_t job_image_count(const struct task *t, const struct tnode *n)
 {
     size_t k = 0;
     for (size_t i = 0; i < t->spec.n_images; i++)
-        k += n->imgs[i].state != NS_SKIPPED;
+        k += n->imgs[i].state != PW_NODE_SKIPPED;
     return k;
 }
 
@@ -819,7 +815,7 @@ static size_t job_image_count(const struct task *t, const struct tnode *n)
 static bool image_update(const struct task *t, struct img_res *r, const struct pw_image_status *st,
                          int64_t started_mono)
 {
-    if (r->state != NS_RUNNING)
+    if (r->state != PW_NODE_RUNNING)
         return false;
     bool pull_error = strcmp(st->reason, "ErrImagePull") == 0;
     if (pull_error && !r->in_pull_error && r->attempts < 255)
@@ -829,7 +825,7 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
     case PW_PULL_WAITING:
         return false;
     case PW_PULL_DONE:
-        r->state = NS_SUCCEEDED;
+        r->state = PW_NODE_SUCCEEDED;
         r->attempts++;
         r->duration_s = (float)(pw_clock_mono_ms() - started_mono) / 1000.0f;
         free(r->reason);
@@ -851,7 +847,7 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
         set_str(&r->message, st->message);
         int limit = t->spec.retries > 0 ? t->spec.retries : 1;
         if (r->attempts >= limit) {
-            r->state = NS_FAILED;
+            r->state = PW_NODE_FAILED;
             return true;
         }
         return false;
@@ -862,7 +858,7 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
         set_str(&r->message, st->message);
         if (!r->attempts)
             r->attempts = 1;
-        r->state = NS_FAILED;
+        r->state = PW_NODE_FAILED;
         return true;
     }
     return false;
@@ -874,7 +870,7 @@ static void handle_pod(pw_engine *e, const json_t *pod)
     const char *node = json_string_value(json_object_get(json_object_get(pod, "spec"), "nodeName"));
     struct task *t = tid && node ? task_find(e, tid) : NULL;
     struct tnode *n = t ? tnode_find(t, node) : NULL;
-    if (!n || n->state != NS_RUNNING)
+    if (!n || n->state != PW_NODE_RUNNING)
         return;
     size_t nj = job_image_count(t, n);
     struct pw_image_status *st = pw_xcalloc(nj ? nj : 1, sizeof *st);
@@ -892,7 +888,7 @@ static void handle_pod(pw_engine *e, const json_t *pod)
             failed_at = i;
         if (r->state != before_state || r->attempts != before_att)
             mark_dirty(t, n);
-        if (r->state != NS_SUCCEEDED)
+        if (r->state != PW_NODE_SUCCEEDED)
             all_done = false;
     }
     free(st);
@@ -900,13 +896,13 @@ static void handle_pod(pw_engine *e, const json_t *pod)
         const struct img_res *r = &n->imgs[failed_at];
         /* the other images' pulls end with the node */
         for (size_t i = 0; i < t->spec.n_images; i++)
-            if (n->imgs[i].state == NS_RUNNING) {
-                n->imgs[i].state = NS_CANCELLED;
+            if (n->imgs[i].state == PW_NODE_RUNNING) {
+                n->imgs[i].state = PW_NODE_CANCELLED;
                 set_str(&n->imgs[i].message, "not finished: the node failed on another image");
             }
-        node_finish(e, t, n, NS_FAILED, r->reason, r->message, t->spec.images[failed_at]);
+        node_finish(e, t, n, PW_NODE_FAILED, r->reason, r->message, t->spec.images[failed_at]);
     } else if (all_done) {
-        node_finish(e, t, n, NS_SUCCEEDED, NULL, NULL, NULL);
+        node_finish(e, t, n, PW_NODE_SUCCEEDED, NULL, NULL, NULL);
     }
 }
 
@@ -931,7 +927,7 @@ static void handle_job(pw_engine *e, enum pw_k8s_event type, const json_t *job)
         json_object_get(json_object_get(json_object_get(job, "metadata"), "annotations"), NODE_ANNOTATION));
     struct task *t = tid && node ? task_find(e, tid) : NULL;
     struct tnode *n = t ? tnode_find(t, node) : NULL;
-    if (!n || n->state != NS_RUNNING)
+    if (!n || n->state != PW_NODE_RUNNING)
         return;
     json_int_t failed = json_integer_value(json_object_get(json_object_get(job, "status"), "failed"));
     if (failed + 1 > n->attempts) {
@@ -939,7 +935,7 @@ static void handle_job(pw_engine *e, enum pw_k8s_event type, const json_t *job)
         mark_dirty(t, n);
     }
     if (type == PW_K8S_DELETED) {
-        node_finish(e, t, n, NS_FAILED, "JobDeleted", "the node's Job was deleted by someone else", NULL);
+        node_finish(e, t, n, PW_NODE_FAILED, "JobDeleted", "the node's Job was deleted by someone else", NULL);
         return;
     }
     const json_t *c = job_condition(job, "Failed");
@@ -950,7 +946,7 @@ static void handle_job(pw_engine *e, enum pw_k8s_event type, const json_t *job)
         const char *img = NULL;
         char *full = NULL, *pending = NULL;
         for (size_t i = 0; i < t->spec.n_images && !img; i++)
-            if (n->imgs[i].state == NS_RUNNING && n->imgs[i].reason) {
+            if (n->imgs[i].state == PW_NODE_RUNNING && n->imgs[i].reason) {
                 img = t->spec.images[i];
                 full = pw_xasprintf("%s; last pull error: %s: %s", msg ? msg : reason ? reason : "Job failed",
                                     n->imgs[i].reason, n->imgs[i].message ? n->imgs[i].message : "");
@@ -961,7 +957,7 @@ static void handle_job(pw_engine *e, enum pw_k8s_event type, const json_t *job)
             pw_buf_init(&b, 0);
             size_t k = 0;
             for (size_t i = 0; i < t->spec.n_images; i++)
-                if (n->imgs[i].state == NS_RUNNING)
+                if (n->imgs[i].state == PW_NODE_RUNNING)
                     pw_buf_printf(&b, "%s%s", k++ ? ", " : "", t->spec.images[i]);
             if (k) {
                 pending = pw_buf_steal(&b);
@@ -971,13 +967,13 @@ static void handle_job(pw_engine *e, enum pw_k8s_event type, const json_t *job)
                 pw_buf_fini(&b);
             }
         }
-        node_finish(e, t, n, NS_FAILED, reason ? reason : "JobFailed", full ? full : msg, img);
+        node_finish(e, t, n, PW_NODE_FAILED, reason ? reason : "JobFailed", full ? full : msg, img);
         free(full);
         free(pending);
         return;
     }
     if (job_condition(job, "Complete"))
-        node_finish(e, t, n, NS_SUCCEEDED, NULL, NULL, NULL);
+        node_finish(e, t, n, PW_NODE_SUCCEEDED, NULL, NULL, NULL);
 }
 
 static void handle_created(pw_engine *e, const struct event *ev)
@@ -985,15 +981,15 @@ static void handle_created(pw_engine *e, const struct event *ev)
     struct task *t = task_find(e, ev->task_id);
     struct tnode *n = t ? tnode_find(t, ev->node) : NULL;
     bool ok = ev->status == 201 || ev->status == 200 || ev->status == 409;
-    if (!n || n->state != NS_RUNNING) {
+    if (!n || n->state != PW_NODE_RUNNING) {
         /* cancelled or finished while the create was in flight (the task may be gone from memory
          * already): do not leave the Job behind */
-        if (ok && !(n && n->state == NS_FAILED && e->cfg.keep_failed_jobs))
+        if (ok && !(n && n->state == PW_NODE_FAILED && e->cfg.keep_failed_jobs))
             job_delete_name(e, ev->task_id, ev->node);
         return;
     }
     if (!ok) {
-        node_finish(e, t, n, NS_FAILED, "JobCreateFailed", ev->msg, NULL);
+        node_finish(e, t, n, PW_NODE_FAILED, "JobCreateFailed", ev->msg, NULL);
         return;
     }
     if (ev->status == 409)
@@ -1033,8 +1029,8 @@ static void node_lost(pw_engine *e, const char *name, const char *reason, const 
         if (reason && strcmp(reason, "NodeNotReady") == 0 && t->spec.include_not_ready)
             continue;
         struct tnode *n = tnode_find(t, name);
-        if (n && (n->state == NS_RUNNING || (pending_too && n->state == NS_PENDING)))
-            node_finish(e, t, n, NS_FAILED, reason, message, NULL);
+        if (n && (n->state == PW_NODE_RUNNING || (pending_too && n->state == PW_NODE_PENDING)))
+            node_finish(e, t, n, PW_NODE_FAILED, reason, message, NULL);
     }
 }
 
@@ -1083,7 +1079,6 @@ static int64_t check_notready(pw_engine *e, int64_t now)
 
 struct select_ctx {
     struct task *t;
-    pw_labelsel *sel;
     struct tnode *nodes;
     size_t n, cap;
 };
@@ -1118,7 +1113,7 @@ static int select_one(void *arg, const json_t *node)
         return 0;
     if (s->node_selector && !selector_matches(s->node_selector, labels))
         return 0;
-    if (c->sel && !pw_labelsel_matches(c->sel, labels))
+    if (s->selector && !pw_labelsel_matches(s->selector, labels))
         return 0;
     if (!s->include_not_ready && !node_ready(node))
         return 0;
@@ -1135,11 +1130,11 @@ static int select_one(void *arg, const json_t *node)
     const json_t *images = json_object_get(json_object_get(node, "status"), "images");
     bool if_not_present = strcmp(s->pull_policy, "IfNotPresent") == 0;
     for (size_t i = 0; i < s->n_images; i++) {
-        if (if_not_present && pw_imageref_present(&c->t->refs[i], images)) {
-            n->imgs[i].state = NS_SKIPPED;
+        if (if_not_present && pw_imageref_present(&s->refs[i], images)) {
+            n->imgs[i].state = PW_NODE_SKIPPED;
             n->imgs[i].reason = pw_xstrdup("AlreadyPresent");
         } else {
-            n->imgs[i].state = NS_PENDING;
+            n->imgs[i].state = PW_NODE_PENDING;
         }
     }
     return 0;
@@ -1188,11 +1183,21 @@ static void note_unknown_names(pw_engine *e, struct task *t)
 static void task_select(pw_engine *e, struct task *t)
 {
     struct select_ctx c = {.t = t};
-    if (t->spec.label_selector && pw_labelsel_parse(t->spec.label_selector, &c.sel, NULL) != 0)
-        c.sel = NULL; /* validated at submit; cannot happen */
+    t->selected = true;
+    t->dirty = true;
+    memset(&t->counts, 0, sizeof t->counts);
+    if (t->spec.label_selector && !t->spec.selector) {
+        /* fail closed: a selector the engine does not hold in parsed form selects nothing (never
+         * every node) */
+        t->status = PW_TASK_FAILED;
+        t->finished_ms = pw_clock_real_ms();
+        free(t->message);
+        t->message = pw_xasprintf("labelSelector %s: not parsed; no node was selected", t->spec.label_selector);
+        PW_ERROR("task %s failed: %s", t->id, t->message);
+        return;
+    }
     if (e->nodes_inf)
         pw_k8s_informer_each(e->nodes_inf, select_one, &c);
-    pw_labelsel_free(c.sel);
     if (c.n)
         qsort(c.nodes, c.n, sizeof *c.nodes, tnode_cmp);
     t->nodes = c.nodes;
@@ -1206,11 +1211,9 @@ static void task_select(pw_engine *e, struct task *t)
         if (job_image_count(t, n) == 0) {
             set_str(&n->reason, "AlreadyPresent");
             set_str(&n->message, "the node already holds every image");
-            node_set_state(t, n, NS_SKIPPED);
+            node_set_state(t, n, PW_NODE_SKIPPED);
         }
     }
-    t->selected = true;
-    t->dirty = true;
     note_unknown_names(e, t);
     PW_INFO("task %s: %zu nodes selected, %zu already hold every image%s%s", t->id, c.n, t->counts.skipped,
             t->note ? "; " : "", t->note ? t->note : "");
@@ -1227,14 +1230,14 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
     n->attempts = 1;
     json_t *cached = e->nodes_inf ? pw_k8s_informer_get(e->nodes_inf, n->name) : NULL;
     if (!cached) {
-        node_finish(e, t, n, NS_FAILED, "NodeDeleted", "the node left the cluster before its turn", NULL);
+        node_finish(e, t, n, PW_NODE_FAILED, "NodeDeleted", "the node left the cluster before its turn", NULL);
         return;
     }
     json_decref(cached);
     for (size_t i = 0; i < t->spec.n_images; i++)
-        if (n->imgs[i].state == NS_PENDING)
-            n->imgs[i].state = NS_RUNNING;
-    node_set_state(t, n, NS_RUNNING);
+        if (n->imgs[i].state == PW_NODE_PENDING)
+            n->imgs[i].state = PW_NODE_RUNNING;
+    node_set_state(t, n, PW_NODE_RUNNING);
     job_create(e, t, n);
 }
 
@@ -1266,7 +1269,7 @@ static void job_create(pw_engine *e, struct task *t, struct tnode *n)
     json_decref(no_tolerations);
     free(imgs);
     if (!job) {
-        node_finish(e, t, n, NS_FAILED, "JobCreateFailed", "could not build the Job manifest", NULL);
+        node_finish(e, t, n, PW_NODE_FAILED, "JobCreateFailed", "could not build the Job manifest", NULL);
         return;
     }
     if (!e->cfg.client) { /* no cluster (tests): nothing to call */
@@ -1286,7 +1289,7 @@ static void task_dispatch(pw_engine *e, struct task *t, size_t grant)
 {
     while (grant > 0 && t->next_pending < t->n_nodes) {
         struct tnode *n = &t->nodes[t->next_pending++];
-        if (n->state != NS_PENDING)
+        if (n->state != PW_NODE_PENDING)
             continue;
         dispatch_node(e, t, n);
         grant--;
@@ -1296,8 +1299,8 @@ static void task_dispatch(pw_engine *e, struct task *t, size_t grant)
 /* Sets the task's final status and message when all its nodes are done. */
 static bool task_maybe_finish(pw_engine *e, struct task *t)
 {
-    if (!t->selected || !pw_outcome_done(&t->counts) || pw_store_status_final(t->status))
-        return pw_store_status_final(t->status);
+    if (!t->selected || !pw_outcome_done(&t->counts) || pw_task_status_is_final(t->status))
+        return pw_task_status_is_final(t->status);
     t->status = pw_outcome_status(&t->counts, t->spec.success_threshold);
     free(t->message);
     t->message = pw_outcome_message(&t->counts, t->status, t->spec.success_threshold, &t->reasons, e->namespace_);
@@ -1308,7 +1311,7 @@ static bool task_maybe_finish(pw_engine *e, struct task *t)
     }
     t->finished_ms = pw_clock_real_ms();
     t->dirty = true;
-    PW_INFO("task %s %s: %s", t->id, t->status, t->message);
+    PW_INFO("task %s %s: %s", t->id, pw_task_status_names[t->status], t->message);
     return true;
 }
 
@@ -1328,7 +1331,7 @@ static void schedule(pw_engine *e, int64_t *wake_at)
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < e->n_tasks; i++) {
             const struct task *t = e->tasks[i];
-            st[i].pending = pw_store_status_final(t->status) ? 0 : t->counts.pending;
+            st[i].pending = pw_task_status_is_final(t->status) ? 0 : t->counts.pending;
             st[i].in_flight = t->counts.running;
         }
         int64_t w = pw_sched_plan(st, e->n_tasks, &lim, pw_clock_mono_ms());
@@ -1337,10 +1340,10 @@ static void schedule(pw_engine *e, int64_t *wake_at)
         bool admitted = false;
         for (size_t i = 0; i < e->n_tasks; i++) {
             struct task *t = e->tasks[i];
-            if (pw_store_status_final(t->status))
+            if (pw_task_status_is_final(t->status))
                 continue;
             if (st[i].admitted_now) {
-                t->status = "running";
+                t->status = PW_TASK_RUNNING;
                 t->started_ms = pw_clock_real_ms();
                 task_select(e, t);
                 admitted = true;
@@ -1487,12 +1490,10 @@ static int64_t time_ms(const json_t *v)
     return (int64_t)t * 1000;
 }
 
-static enum nstate state_of(const char *s)
+static enum pw_node_state state_of(const char *s)
 {
-    for (size_t i = 0; s && i < sizeof nstate_names / sizeof nstate_names[0]; i++)
-        if (strcmp(nstate_names[i], s) == 0)
-            return (enum nstate)i;
-    return NS_PENDING;
+    int v = pw_node_state_of(s);
+    return v < 0 ? PW_NODE_PENDING : (enum pw_node_state)v;
 }
 
 static const char *str_or_null(const json_t *o, const char *k)
@@ -1545,12 +1546,12 @@ static int task_load_nodes(pw_engine *e, struct task *t)
         struct tnode *tn = &t->nodes[i];
         tnode_from_doc(t, items[i].doc, tn);
         (*count_slot(&t->counts, tn->state))++;
-        if (tn->state == NS_FAILED) {
+        if (tn->state == PW_NODE_FAILED) {
             /* the image at fault and its class (for the hint) as the stored result tells them */
             const char *img = NULL;
             for (size_t k = 0; k < t->spec.n_images && !img; k++) {
                 struct img_res *r = &tn->imgs[k];
-                if (r->state == NS_FAILED && r->reason &&
+                if (r->state == PW_NODE_FAILED && r->reason &&
                     (strcmp(r->reason, "ErrImagePull") == 0 || strcmp(r->reason, "ImagePullBackOff") == 0)) {
                     r->cls = (unsigned char)pw_jobspec_classify_message(r->message);
                     img = t->spec.images[k];
@@ -1579,22 +1580,19 @@ static struct task *task_reload(pw_engine *e, const struct pw_store_task *rec)
         free(t);
         return NULL;
     }
-    t->refs = pw_xcalloc(t->spec.n_images, sizeof *t->refs);
-    for (size_t i = 0; i < t->spec.n_images; i++)
-        pw_imageref_parse(t->spec.images[i], &t->refs[i], NULL);
     t->created_ms = rec->created_ms;
-    t->status = "pending";
+    t->status = PW_TASK_PENDING;
     t->failed = json_array();
     t->sched.priority = t->spec.priority;
     t->sched.batch_size = (size_t)t->spec.batch_size;
     t->sched.batch_strategy = strcmp(t->spec.strategy, "batch") == 0;
-    if (strcmp(rec->status, "running") == 0) {
+    if (pw_task_status_of(rec->status) == PW_TASK_RUNNING) {
         if (task_load_nodes(e, t) != 0) {
             PW_ERROR("task %s cannot be resumed: its node results cannot be read", rec->id);
             task_free(t);
             return NULL;
         }
-        t->status = "running";
+        t->status = PW_TASK_RUNNING;
         t->started_ms = time_ms(json_object_get(rec->doc, "startedAt"));
         t->sched.running = true;
         json_t *failed = json_object_get(rec->doc, "failedNodes");
@@ -1608,7 +1606,7 @@ static struct task *task_reload(pw_engine *e, const struct pw_store_task *rec)
         }
         /* the running nodes' Jobs are adopted once the Job cache is complete (adopt_resumed) */
         for (size_t i = 0; i < t->n_nodes; i++)
-            t->nodes[i].adopt = t->nodes[i].state == NS_RUNNING;
+            t->nodes[i].adopt = t->nodes[i].state == PW_NODE_RUNNING;
     }
     return t;
 }
@@ -1631,7 +1629,7 @@ static void engine_resume(pw_engine *e)
         t->sched.seq = ++e->seq;
         e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
         e->tasks[e->n_tasks++] = t;
-        PW_INFO("task %s resumed (%s, %zu nodes, %zu running)", t->id, t->status, t->n_nodes, t->counts.running);
+        PW_INFO("task %s resumed (%s, %zu nodes, %zu running)", t->id, pw_task_status_names[t->status], t->n_nodes, t->counts.running);
     }
     pw_store_tasks_free(items, n);
 }
@@ -1674,7 +1672,7 @@ static void adopt_resumed(pw_engine *e)
             if (!n->adopt)
                 continue;
             n->adopt = false;
-            if (n->state != NS_RUNNING)
+            if (n->state != PW_NODE_RUNNING)
                 continue;
             char *name = pw_jobspec_name(t->id, n->name);
             char *key = pw_xasprintf("%s/%s", e->namespace_, name);
@@ -1704,9 +1702,9 @@ static bool leftover_should_go(pw_engine *e, const struct leftover *j)
         struct tnode *n = tnode_find(t, j->node);
         if (!n)
             return true;
-        if (n->state == NS_RUNNING || n->state == NS_PENDING)
+        if (n->state == PW_NODE_RUNNING || n->state == PW_NODE_PENDING)
             return false;
-        return !(n->state == NS_FAILED && e->cfg.keep_failed_jobs);
+        return !(n->state == PW_NODE_FAILED && e->cfg.keep_failed_jobs);
     }
     struct pw_store_task rec;
     int rc = pw_store_task_get(e->cfg.store, j->task, &rec);
@@ -1910,13 +1908,7 @@ int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out)
     pw_task_id_new(t->id);
     t->spec = *spec;
     memset(spec, 0, sizeof *spec);
-    t->refs = pw_xcalloc(t->spec.n_images, sizeof *t->refs);
-    for (size_t i = 0; i < t->spec.n_images; i++)
-        if (pw_imageref_parse(t->spec.images[i], &t->refs[i], NULL) != 0) {
-            task_free(t);
-            return PW_EINVAL;
-        }
-    t->status = "pending";
+    t->status = PW_TASK_PENDING;
     t->created_ms = pw_clock_real_ms();
     t->failed = json_array();
     t->sched.priority = t->spec.priority;
@@ -1948,23 +1940,23 @@ static void task_cancel(pw_engine *e, struct task *t)
 {
     for (size_t i = 0; i < t->n_nodes; i++) {
         struct tnode *n = &t->nodes[i];
-        if (n->state == NS_PENDING || n->state == NS_RUNNING) {
-            bool running = n->state == NS_RUNNING;
+        if (n->state == PW_NODE_PENDING || n->state == PW_NODE_RUNNING) {
+            bool running = n->state == PW_NODE_RUNNING;
             set_str(&n->reason, "Cancelled");
             set_str(&n->message, "the task was cancelled");
             for (size_t k = 0; k < t->spec.n_images; k++)
-                if (n->imgs[k].state == NS_PENDING || n->imgs[k].state == NS_RUNNING)
-                    n->imgs[k].state = NS_CANCELLED;
+                if (n->imgs[k].state == PW_NODE_PENDING || n->imgs[k].state == PW_NODE_RUNNING)
+                    n->imgs[k].state = PW_NODE_CANCELLED;
             n->finished_ms = pw_clock_real_ms();
-            node_set_state(t, n, NS_CANCELLED);
+            node_set_state(t, n, PW_NODE_CANCELLED);
             if (running)
                 job_delete(e, t, n);
         }
     }
-    t->status = "cancelled";
+    t->status = PW_TASK_CANCELLED;
     t->finished_ms = pw_clock_real_ms();
     free(t->message);
-    t->message = pw_outcome_message(&t->counts, "cancelled", t->spec.success_threshold, &t->reasons, e->namespace_);
+    t->message = pw_outcome_message(&t->counts, PW_TASK_CANCELLED, t->spec.success_threshold, &t->reasons, e->namespace_);
     if (t->note) {
         char *m = pw_xasprintf("%s; %s", t->message, t->note);
         free(t->message);
@@ -1978,7 +1970,7 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
     pthread_mutex_lock(&e->mu);
     struct task *t = task_find(e, id);
     int rc = 0;
-    if (t && !pw_store_status_final(t->status)) {
+    if (t && !pw_task_status_is_final(t->status)) {
         size_t running = t->counts.running, pending = t->counts.pending;
         task_cancel(e, t);
         rc = task_flush(e, t);
@@ -1992,7 +1984,7 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
         wake(e);
         return rc;
     }
-    if (t && strcmp(t->status, "cancelled") == 0) {
+    if (t && t->status == PW_TASK_CANCELLED) {
         /* cancelled, but its write failed and has not been retried yet: a repeated cancel writes it */
         rc = task_flush(e, t);
         if (rc == 0)
@@ -2007,7 +1999,7 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
     rc = pw_store_task_get(e->cfg.store, id, &rec);
     if (rc != 0)
         return rc;
-    if (strcmp(rec.status, "cancelled") != 0)
+    if (pw_task_status_of(rec.status) != PW_TASK_CANCELLED)
         rc = PW_ECONFLICT;
     else if (task_out)
         *task_out = json_incref(rec.doc);

@@ -15,64 +15,10 @@
 
 #include <jansson.h>
 
-#include "k8s/k8s.h"
-#include "store/store.h"
+#include "engine/taskspec.h"
 
-/* ---- the task spec ---- */
-
-/* A validated create request with every default filled in. Owns every string and JSON value
- * (release with pw_taskspec_fini). */
-struct pw_taskspec {
-    char **images;
-    size_t n_images;
-    int batch_size;          /* 1-10000, default 10 */
-    char *strategy;          /* "rolling" (default) | "batch" */
-    json_t *node_selector;   /* object of strings; NULL when absent */
-    char *label_selector;    /* NULL when absent */
-    char **node_names;       /* NULL when absent (n_node_names 0); present-but-empty selects nothing */
-    size_t n_node_names;
-    bool has_node_names;
-    bool include_not_ready;
-    bool include_unschedulable;
-    char *pull_policy;       /* "IfNotPresent" (default) | "Always" | "Never" */
-    char **pull_secrets;
-    size_t n_pull_secrets;
-    int timeout_s;           /* 1-86400, default 600 */
-    int retries;             /* 0-10, default 3 */
-    double success_threshold; /* 0-1, default 0.9 */
-    int priority;            /* -1000..1000, default 0 */
-    json_t *labels;          /* object of strings; NULL when absent */
-};
-
-/* One validation failure: field ("images[1]") and message ("invalid reference format"). */
-struct pw_field_error {
-    char field[128];
-    char message[384];
-};
-#define PW_TASKSPEC_MAX_ERRORS 16
-
-struct pw_field_errors {
-    struct pw_field_error e[PW_TASKSPEC_MAX_ERRORS];
-    size_t n;
-};
-
-/* Validates req (a JSON object, borrowed) as a create request (ARCHITECTURE §3: unknown fields,
- * types, ranges, image references, label selectors, label keys and values, DNS-1123 names) and fills
- * *out with defaults. Returns 0, or PW_EINVAL with every failure found in *errs (first ones kept when
- * more than PW_TASKSPEC_MAX_ERRORS) and *out untouched. */
-int pw_taskspec_parse(const json_t *req, struct pw_taskspec *out, struct pw_field_errors *errs);
-void pw_taskspec_fini(struct pw_taskspec *s);
-/* The spec as the API shows it (images, batchSize, strategy, ...): a new object the caller owns.
- * pw_taskspec_parse(pw_taskspec_to_json(s)) gives back s (the store keeps this form). */
-json_t *pw_taskspec_to_json(const struct pw_taskspec *s);
-
-/* Like pw_taskspec_parse on the spec fields of task (a task as the API shows it, with id, status,
- * progress, ...: those other fields are ignored). For reloading tasks from the store. */
-int pw_taskspec_from_task(const json_t *task, struct pw_taskspec *out, struct pw_field_errors *errs);
-
-/* A new task id "t-" + 12 lowercase base32 characters, increasing with time within this process
- * (48 bits of ms clock then a counter). Writes into out (at least 16 bytes). Thread-safe. */
-void pw_task_id_new(char *out);
+typedef struct pw_k8s_client pw_k8s_client; /* k8s/k8s.h */
+typedef struct pw_store pw_store;           /* store/store.h */
 
 /* ---- the engine ---- */
 
@@ -114,7 +60,8 @@ bool pw_engine_ready(pw_engine *e, const char **why);
 
 /* Creates a task from spec (takes ownership of its contents, *spec is left empty): commits it to the
  * store and queues it. On success *task_out (caller decrefs) is the task as the API shows it.
- * PW_EIO/PW_EUNAVAIL when the store failed (nothing queued). */
+ * Fails only when the store write fails (PW_EIO, PW_EUNAVAIL, ...: nothing was queued, a retry may
+ * pass); a spec that pw_taskspec_parse made is never refused. */
 int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out);
 /* Cancels: stops dispatch, deletes in-flight Jobs, marks the task and its unfinished nodes cancelled.
  * Idempotent on a cancelled task (0). PW_ENOTFOUND; PW_ECONFLICT when it already finished otherwise.

@@ -93,16 +93,16 @@ bool pw_outcome_done(const struct pw_outcome_counts *c)
     return c->pending == 0 && c->running == 0;
 }
 
-const char *pw_outcome_status(const struct pw_outcome_counts *c, double threshold)
+enum pw_task_status pw_outcome_status(const struct pw_outcome_counts *c, double threshold)
 {
     size_t considered = c->total - c->skipped;
     if (considered == 0)
-        return "succeeded";
+        return PW_TASK_SUCCEEDED;
     /* compare in integers where possible: succeeded >= threshold * considered, with a small epsilon
      * so 0.9 * 10 = 9 is met by 9 */
     if ((double)c->succeeded + 1e-9 >= threshold * (double)considered)
-        return "succeeded";
-    return "failed";
+        return PW_TASK_SUCCEEDED;
+    return PW_TASK_FAILED;
 }
 
 static const char *hint_for(const char *reason)
@@ -145,12 +145,12 @@ static void add_reasons(pw_buf *b, const struct pw_outcome_reasons *rs, const ch
         pw_buf_printf(b, "; %zu more with other reasons", rs->other);
 }
 
-char *pw_outcome_message(const struct pw_outcome_counts *c, const char *status, double threshold,
+char *pw_outcome_message(const struct pw_outcome_counts *c, enum pw_task_status status, double threshold,
                          const struct pw_outcome_reasons *rs, const char *namespace_)
 {
     pw_buf b;
     pw_buf_init(&b, 0);
-    if (strcmp(status, "cancelled") == 0) {
+    if (status == PW_TASK_CANCELLED) {
         pw_buf_printf(&b, "cancelled: %zu of %zu nodes finished before the cancel (%zu succeeded, %zu failed, "
                           "%zu skipped), %zu cancelled",
                       c->succeeded + c->failed + c->skipped, c->total, c->succeeded, c->failed, c->skipped,
@@ -160,7 +160,7 @@ char *pw_outcome_message(const struct pw_outcome_counts *c, const char *status, 
                         "the Ready and cordon filters): nothing to do");
     } else if (c->total == c->skipped) {
         pw_buf_printf(&b, "every selected node (%zu) already holds every image: nothing to pull", c->total);
-    } else if (strcmp(status, "succeeded") == 0) {
+    } else if (status == PW_TASK_SUCCEEDED) {
         pw_buf_printf(&b, "%zu of %zu nodes hold every image (%zu pulled, %zu already had them)",
                       c->succeeded + c->skipped, c->total, c->succeeded, c->skipped);
         if (c->failed) {

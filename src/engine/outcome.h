@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "store/store.h"
+
 struct pw_outcome_counts {
     size_t total, pending, running, succeeded, failed, skipped, cancelled;
 };
@@ -44,14 +46,14 @@ double pw_outcome_percentage(const struct pw_outcome_counts *c);
 /* True when every node is finished (no pending, none running). */
 bool pw_outcome_done(const struct pw_outcome_counts *c);
 
-/* The final status of a finished, not cancelled task: "succeeded" when total - skipped is 0 or
- * succeeded / (total - skipped) >= threshold, else "failed". Static string. */
-const char *pw_outcome_status(const struct pw_outcome_counts *c, double threshold);
+/* The final status of a finished, not cancelled task: PW_TASK_SUCCEEDED when total - skipped is 0 or
+ * succeeded / (total - skipped) >= threshold, else PW_TASK_FAILED. */
+enum pw_task_status pw_outcome_status(const struct pw_outcome_counts *c, double threshold);
 
-/* The task's message once finished (status as pw_outcome_status gives it, or "cancelled"): what
+/* The task's message once finished (status as pw_outcome_status gives it, or cancelled): what
  * happened, counted, the main failure reasons with an example each and a hint for what to check.
  * namespace_ is where the Jobs and the pull secrets live; rs may be NULL. Caller frees with free(). */
-char *pw_outcome_message(const struct pw_outcome_counts *c, const char *status, double threshold,
+char *pw_outcome_message(const struct pw_outcome_counts *c, enum pw_task_status status, double threshold,
                          const struct pw_outcome_reasons *rs, const char *namespace_);
 
 #endif

@@ -11,9 +11,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/mem.h"
-#include "engine/engine.h"
-#include "engine/imageref.h"
-#include "k8s/labels.h"
+#include "engine/taskspec.h"
 
 #define MAX_IMAGES 100
 #define MAX_NODE_NAMES 10000
@@ -180,15 +178,6 @@ static bool get_labels(const json_t *v, const char *field, json_t **out, struct 
     return ok;
 }
 
-static bool check_image(const char *s, char **why)
-{
-    struct pw_imageref r;
-    if (pw_imageref_parse(s, &r, why) != 0)
-        return false;
-    pw_imageref_fini(&r);
-    return true;
-}
-
 static bool check_dns_subdomain(const char *s, char **why)
 {
     if (pw_dns1123_subdomain(s))
@@ -205,21 +194,26 @@ static void f_images(const json_t *v, const char *field, struct pw_taskspec *s, 
 {
     char **arr;
     size_t n;
-    if (!get_strings(v, field, 1, MAX_IMAGES, check_image, &arr, &n, errs))
+    if (!get_strings(v, field, 1, MAX_IMAGES, NULL, &arr, &n, errs))
         return;
-    /* distinct after normalisation: "nginx:1.27" and "docker.io/library/nginx:1.27" are one image */
+    /* each reference parsed once, kept in s->refs; distinct after normalisation: "nginx:1.27" and
+     * "docker.io/library/nginx:1.27" are one image */
+    struct pw_imageref *refs = pw_xcalloc(n, sizeof *refs);
     char **norm = pw_xcalloc(n, sizeof *norm);
     bool ok = true;
     for (size_t i = 0; i < n; i++) {
-        struct pw_imageref r;
-        if (pw_imageref_parse(arr[i], &r, NULL) == 0) {
-            norm[i] = pw_imageref_normalized(&r);
-            pw_imageref_fini(&r);
+        char f[128];
+        snprintf(f, sizeof f, "%s[%zu]", field, i);
+        char *why = NULL;
+        if (pw_imageref_parse(arr[i], &refs[i], &why) != 0) {
+            err_add(errs, f, "%s", why ? why : "invalid reference format");
+            free(why);
+            ok = false;
+            continue;
         }
-        for (size_t j = 0; j < i && norm[i]; j++)
+        norm[i] = pw_imageref_normalized(&refs[i]);
+        for (size_t j = 0; j < i; j++)
             if (norm[j] && strcmp(norm[i], norm[j]) == 0) {
-                char f[128];
-                snprintf(f, sizeof f, "%s[%zu]", field, i);
                 err_add(errs, f, "the same image as %s[%zu]", field, j);
                 ok = false;
             }
@@ -228,12 +222,16 @@ static void f_images(const json_t *v, const char *field, struct pw_taskspec *s, 
         free(norm[i]);
     free(norm);
     if (!ok) {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            pw_imageref_fini(&refs[i]);
             free(arr[i]);
+        }
+        free(refs);
         free(arr);
         return;
     }
     s->images = arr;
+    s->refs = refs;
     s->n_images = n;
 }
 
@@ -266,7 +264,9 @@ static void f_label_selector(const json_t *v, const char *field, struct pw_tasks
         free(why);
         return;
     }
-    pw_labelsel_free(sel);
+    pw_labelsel_free(s->selector);
+    s->selector = sel;
+    free(s->label_selector);
     s->label_selector = pw_xstrdup(json_string_value(v));
 }
 
@@ -419,6 +419,10 @@ void pw_taskspec_fini(struct pw_taskspec *s)
 {
     if (!s)
         return;
+    for (size_t i = 0; s->refs && i < s->n_images; i++)
+        pw_imageref_fini(&s->refs[i]);
+    free(s->refs);
+    pw_labelsel_free(s->selector);
     free_strings(s->images, s->n_images);
     free(s->strategy);
     json_decref(s->node_selector);

@@ -14,14 +14,35 @@ static const struct pw_store_ops *const store_backends[] = {
     &pw_store_sqlite_ops,
 };
 
-static const char *const final_statuses[] = {"succeeded", "failed", "cancelled"};
+const char *const pw_task_status_names[PW_TASK_STATUS_COUNT + 1] = {
+    [PW_TASK_PENDING] = "pending",     [PW_TASK_RUNNING] = "running", [PW_TASK_SUCCEEDED] = "succeeded",
+    [PW_TASK_FAILED] = "failed",       [PW_TASK_CANCELLED] = "cancelled", NULL};
+const char *const pw_node_state_names[PW_NODE_STATE_COUNT + 1] = {
+    [PW_NODE_PENDING] = "pending", [PW_NODE_RUNNING] = "running", [PW_NODE_SUCCEEDED] = "succeeded",
+    [PW_NODE_FAILED] = "failed",   [PW_NODE_SKIPPED] = "skipped", [PW_NODE_CANCELLED] = "cancelled", NULL};
+
+static int name_index(const char *const *names, const char *name)
+{
+    for (int i = 0; name && names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+int pw_task_status_of(const char *name)
+{
+    return name_index(pw_task_status_names, name);
+}
+
+int pw_node_state_of(const char *name)
+{
+    return name_index(pw_node_state_names, name);
+}
 
 bool pw_store_status_final(const char *status)
 {
-    for (size_t i = 0; status && i < sizeof final_statuses / sizeof final_statuses[0]; i++)
-        if (strcmp(status, final_statuses[i]) == 0)
-            return true;
-    return false;
+    int s = pw_task_status_of(status);
+    return s >= 0 && pw_task_status_is_final((enum pw_task_status)s);
 }
 
 int pw_store_open(const char *url, pw_store **out, char **errmsg)

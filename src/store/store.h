@@ -31,15 +31,32 @@
 
 typedef struct pw_store pw_store;
 
-/* Task statuses as stored (the API's words): "pending", "running", "succeeded", "failed",
- * "cancelled". The last three are final. */
+/* Task statuses and node states: the one table of their names (the API's words, as stored). Every
+ * module that shows, parses or compares them uses these. */
+enum pw_task_status { PW_TASK_PENDING, PW_TASK_RUNNING, PW_TASK_SUCCEEDED, PW_TASK_FAILED, PW_TASK_CANCELLED };
+#define PW_TASK_STATUS_COUNT 5
+enum pw_node_state { PW_NODE_PENDING, PW_NODE_RUNNING, PW_NODE_SUCCEEDED, PW_NODE_FAILED, PW_NODE_SKIPPED,
+                     PW_NODE_CANCELLED };
+#define PW_NODE_STATE_COUNT 6
+/* Names indexed by the enums, each array ending with NULL. */
+extern const char *const pw_task_status_names[PW_TASK_STATUS_COUNT + 1];
+extern const char *const pw_node_state_names[PW_NODE_STATE_COUNT + 1];
+/* The enum value of a name; -1 for NULL or an unknown name. */
+int pw_task_status_of(const char *name);
+int pw_node_state_of(const char *name);
+/* succeeded, failed and cancelled are final. */
+static inline bool pw_task_status_is_final(enum pw_task_status s)
+{
+    return s == PW_TASK_SUCCEEDED || s == PW_TASK_FAILED || s == PW_TASK_CANCELLED;
+}
+/* The same for a stored status name (false for NULL or an unknown name). */
 bool pw_store_status_final(const char *status);
 
 /* One task record. On input every pointer is borrowed; records handed out by list/get own their
  * strings and doc: release them with pw_store_task_fini (or pw_store_tasks_free for arrays). */
 struct pw_store_task {
     char *id;            /* "t-..." (time-sortable: a larger id was created later) */
-    char *status;        /* see above */
+    char *status;        /* one of pw_task_status_names */
     int priority;        /* -1000..1000, for resume ordering */
     int64_t created_ms;  /* wall clock, ms since the epoch */
     int64_t finished_ms; /* 0 while unfinished */
@@ -52,7 +69,7 @@ void pw_store_tasks_free(struct pw_store_task *ts, size_t n);
 struct pw_store_node {
     char *task_id;
     char *node_name;
-    char *state; /* "pending", "running", "succeeded", "failed", "skipped", "cancelled" */
+    char *state; /* one of pw_node_state_names */
     json_t *doc; /* the node result as the API shows it */
 };
 void pw_store_node_fini(struct pw_store_node *n);

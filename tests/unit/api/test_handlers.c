@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "api/api.h"
+#include "store/store.h"
 #include "base/buf.h"
 #include "base/log.h"
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "store/store.h"
 #include "base/err.h"
 
 /* Parses body; returns the error's first detail field ("" when it parsed). */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "store/store.h"
 #include "base/buf.h"
 #include "base/log.h"
 #include "store/sqlite_fault.h"
@@ -172,6 +173,10 @@ static void test_create_fails_cleanly(void **state)
     create_fails(f, PW_STORE_SQLITE_FAULT_WRITE, SQLITE_FULL);      /* disk full */
     create_fails(f, PW_STORE_SQLITE_FAULT_STEP, SQLITE_BUSY);       /* locked by someone else */
     create_fails(f, PW_STORE_SQLITE_FAULT_SYNC, SQLITE_IOERR_FSYNC); /* fsync fails */
+    /* whatever the store's error (a document too large, corruption found late), the API says 503:
+     * engine error codes are not HTTP statuses */
+    create_fails(f, PW_STORE_SQLITE_FAULT_STEP, SQLITE_TOOBIG);
+    create_fails(f, PW_STORE_SQLITE_FAULT_STEP, SQLITE_CORRUPT);
     assert_int_equal(n_tasks(f), 1);
     /* after the faults, creates work again and the first task is intact */
     r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");

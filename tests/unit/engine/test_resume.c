@@ -13,6 +13,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "engine/engine.h"
+#include "store/store.h"
 
 static json_t *node_doc(const char *name, const char *state, const char *img_state, const char *reason)
 {

@@ -165,25 +165,25 @@ static void test_outcome_threshold(void **state)
 {
     (void)state;
     struct pw_outcome_counts c = {.total = 10, .succeeded = 9, .failed = 1};
-    assert_string_equal(pw_outcome_status(&c, 0.9), "succeeded");
+    assert_int_equal(pw_outcome_status(&c, 0.9), PW_TASK_SUCCEEDED);
     c.succeeded = 8;
     c.failed = 2;
-    assert_string_equal(pw_outcome_status(&c, 0.9), "failed");
+    assert_int_equal(pw_outcome_status(&c, 0.9), PW_TASK_FAILED);
     c.skipped = 1; /* 8 / (10 - 1) = 0.889 */
     c.failed = 1;
-    assert_string_equal(pw_outcome_status(&c, 0.9), "failed");
+    assert_int_equal(pw_outcome_status(&c, 0.9), PW_TASK_FAILED);
     c.succeeded = 9;
     c.total = 11; /* 9 / 10 */
-    assert_string_equal(pw_outcome_status(&c, 0.9), "succeeded");
+    assert_int_equal(pw_outcome_status(&c, 0.9), PW_TASK_SUCCEEDED);
     struct pw_outcome_counts zero = {0};
-    assert_string_equal(pw_outcome_status(&zero, 1.0), "succeeded");
+    assert_int_equal(pw_outcome_status(&zero, 1.0), PW_TASK_SUCCEEDED);
     struct pw_outcome_counts all_skipped = {.total = 4, .skipped = 4};
-    assert_string_equal(pw_outcome_status(&all_skipped, 1.0), "succeeded");
+    assert_int_equal(pw_outcome_status(&all_skipped, 1.0), PW_TASK_SUCCEEDED);
     struct pw_outcome_counts none = {.total = 3, .failed = 3};
-    assert_string_equal(pw_outcome_status(&none, 0.0), "succeeded");
-    assert_string_equal(pw_outcome_status(&none, 0.01), "failed");
+    assert_int_equal(pw_outcome_status(&none, 0.0), PW_TASK_SUCCEEDED);
+    assert_int_equal(pw_outcome_status(&none, 0.01), PW_TASK_FAILED);
     struct pw_outcome_counts one = {.total = 3, .succeeded = 3};
-    assert_string_equal(pw_outcome_status(&one, 1.0), "succeeded");
+    assert_int_equal(pw_outcome_status(&one, 1.0), PW_TASK_SUCCEEDED);
 }
 
 /* The hint follows the classification while the kubelet's reason word stays; a long message keeps
@@ -205,7 +205,7 @@ static void test_outcome_hint_and_long_message(void **state)
     assert_non_null(strstr(rs.r[0].message, " ... "));
     assert_non_null(strstr(rs.r[0].message, "401 Unauthorized"));
     struct pw_outcome_counts c = {.total = 3, .failed = 3};
-    char *m = pw_outcome_message(&c, "failed", 0.9, &rs, "prewarm");
+    char *m = pw_outcome_message(&c, PW_TASK_FAILED, 0.9, &rs, "prewarm");
     assert_non_null(strstr(m, "2 x ErrImagePull"));
     assert_non_null(strstr(m, "401 Unauthorized) - check imagePullSecrets"));
     assert_non_null(strstr(m, "namespace prewarm"));
@@ -224,11 +224,11 @@ static void test_outcome_counts_messages(void **state)
     assert_true(pw_outcome_percentage(&z) > 99.9);
     assert_true(pw_outcome_done(&z));
 
-    char *m = pw_outcome_message(&z, "succeeded", 0.9, NULL, "prewarm");
+    char *m = pw_outcome_message(&z, PW_TASK_SUCCEEDED, 0.9, NULL, "prewarm");
     assert_non_null(strstr(m, "no node matched"));
     free(m);
     struct pw_outcome_counts sk = {.total = 5, .skipped = 5};
-    m = pw_outcome_message(&sk, "succeeded", 0.9, NULL, "prewarm");
+    m = pw_outcome_message(&sk, PW_TASK_SUCCEEDED, 0.9, NULL, "prewarm");
     assert_non_null(strstr(m, "already holds every image"));
     free(m);
 
@@ -243,7 +243,7 @@ static void test_outcome_counts_messages(void **state)
     assert_string_equal(rs.r[0].node, "node-0007"); /* the first example is kept */
     assert_string_equal(rs.r[2].reason, "Failed");
     struct pw_outcome_counts f = {.total = 10, .succeeded = 6, .failed = 4};
-    m = pw_outcome_message(&f, "failed", 0.9, &rs, "prewarm");
+    m = pw_outcome_message(&f, PW_TASK_FAILED, 0.9, &rs, "prewarm");
     assert_non_null(strstr(m, "4 of 10 nodes failed"));
     assert_non_null(strstr(m, "2 x ErrImagePull"));
     assert_non_null(strstr(m, "node-0007"));
@@ -255,12 +255,12 @@ static void test_outcome_counts_messages(void **state)
     struct pw_outcome_reasons auth = {0};
     pw_outcome_add_failure(&auth, "ImagePullUnauthorized", "node-1", "registry.example.com/team/private-app:1.0",
                            "401");
-    m = pw_outcome_message(&s, "succeeded", 0.9, &auth, "prewarm");
+    m = pw_outcome_message(&s, PW_TASK_SUCCEEDED, 0.9, &auth, "prewarm");
     assert_non_null(strstr(m, "9 of 10 nodes hold every image"));
     assert_non_null(strstr(m, "namespace prewarm")); /* the hint names where the secret must be */
     free(m);
     struct pw_outcome_counts cc = {.total = 10, .succeeded = 3, .cancelled = 7};
-    m = pw_outcome_message(&cc, "cancelled", 0.9, &rs, "prewarm");
+    m = pw_outcome_message(&cc, PW_TASK_CANCELLED, 0.9, &rs, "prewarm");
     assert_non_null(strstr(m, "7 cancelled"));
     free(m);
     /* more distinct reasons than fit are counted as "more" */

@@ -1,4 +1,6 @@
 /* labels.h: Kubernetes label selectors (the full string grammar) and label key/value validation.
+ * In base because both programs need the grammar: prewarmd (task selectors, label checks) and kubesim
+ * (the API server's labelSelector on list and watch); it uses only libc, jansson and base.
  *
  * Grammar (apimachinery labels.Parse): requirements separated by commas, ANDed:
  *   key=value  key==value  key!=value  key in (v1,v2)  key notin (v1,v2)  key  !key
@@ -8,8 +10,8 @@
  * without the key. An empty selector matches everything.
  *
  * Thread model: a parsed selector is immutable and may be shared between threads. */
-#ifndef PW_K8S_LABELS_H
-#define PW_K8S_LABELS_H
+#ifndef PW_BASE_LABELS_H
+#define PW_BASE_LABELS_H
 
 #include <stdbool.h>
 

@@ -1,6 +1,6 @@
 /* labels.c: the Kubernetes label-selector grammar (a lexer and a parser shaped like apimachinery's
  * labels.Parse), matching, and the API server's key/value/name validation rules (see labels.h). */
-#include "k8s/labels.h"
+#include "base/labels.h"
 
 #include <ctype.h>
 #include <errno.h>

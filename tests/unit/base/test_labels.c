@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "k8s/labels.h"
+#include "base/labels.h"
 
 static bool sel_match(const char *sel, const char *labels_json)
 {
