@@ -747,8 +747,13 @@ int sim_api_start(struct sim *sim, const struct sim_tls *tls, pw_http_server **o
     api->routes = build_routes();
     sim->api = api;
     bootstrap_namespaces(sim);
-    sim_api_gc_start(api);
-    sim_api_watch_start(api);
+    int rc = sim_api_gc_start(api);
+    if (rc == 0)
+        rc = sim_api_watch_start(api);
+    if (rc != 0) {
+        sim_api_stop(sim);
+        return rc;
+    }
     struct pw_http_config cfg = {
         .listen = sim->opt.listen ? sim->opt.listen : "127.0.0.1:0",
         .routes = api->routes,
@@ -762,7 +767,7 @@ int sim_api_start(struct sim *sim, const struct sim_tls *tls, pw_http_server **o
         .access_log = false,
         .log_name = "kube",
     };
-    int rc = pw_http_server_new(&cfg, out);
+    rc = pw_http_server_new(&cfg, out);
     if (rc) {
         PW_ERROR("kubesim api: cannot serve on %s: %s", cfg.listen, pw_strerror(rc));
         sim_api_stop(sim);

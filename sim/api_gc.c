@@ -531,7 +531,7 @@ static void *gc_main(void *arg)
     return NULL;
 }
 
-void sim_api_gc_start(struct sim_api *api)
+int sim_api_gc_start(struct sim_api *api)
 {
     pthread_mutex_init(&api->gc_mu, NULL);
     pthread_cond_init(&api->gc_cond, NULL);
@@ -540,11 +540,26 @@ void sim_api_gc_start(struct sim_api *api)
     pthread_mutex_init(&api->idx_mu, NULL);
     api->owner_index = json_object();
     api->gc_sub = sim_store_subscribe(api->sim->store, gc_on_change, api);
-    pthread_create(&api->gc_thread, NULL, gc_main, api);
+    if (pthread_create(&api->gc_thread, NULL, gc_main, api) != 0) {
+        PW_ERROR("kubesim api: cannot start the garbage collector's thread");
+        sim_store_unsubscribe(api->sim->store, api->gc_sub);
+        json_decref(api->gc_queue);
+        json_decref(api->gc_wait);
+        json_decref(api->owner_index);
+        pthread_mutex_destroy(&api->idx_mu);
+        pthread_cond_destroy(&api->gc_cond);
+        pthread_mutex_destroy(&api->gc_mu);
+        return PW_ENOMEM;
+    }
+    api->gc_running = true;
+    return 0;
 }
 
 void sim_api_gc_stop(struct sim_api *api)
 {
+    if (!api->gc_running)
+        return;
+    api->gc_running = false;
     sim_store_unsubscribe(api->sim->store, api->gc_sub);
     pthread_mutex_lock(&api->gc_mu);
     api->gc_stopping = true;

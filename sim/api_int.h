@@ -96,6 +96,7 @@ struct sim_api {
     struct watcher *watchers; /* a list, guarded by mu */
     int init_threads;          /* watches writing a big initial list on a thread of their own; mu */
     pthread_t ticker;
+    bool ticker_running; /* sim_api_watch_start started it */
     bool stopping; /* guarded by mu */
     pthread_cond_t cond;
     /* the garbage collector */
@@ -106,6 +107,7 @@ struct sim_api {
                           period; guarded by gc_mu */
     bool gc_stopping;  /* guarded by gc_mu */
     pthread_t gc_thread;
+    bool gc_running; /* sim_api_gc_start started it */
     int gc_sub;
     /* owner uid -> {"<store key>\x1f<ns>\x1f<name>": [key, ns, name]}: the dependents of every owner,
        kept by the GC's store subscriber so nothing scans the store; guarded by idx_mu (a leaf lock) */
@@ -191,7 +193,8 @@ void sim_api_cache_append(struct sim_api_objcache *c, const struct rdef *rd, jso
 
 /* ---- api_watch.c ---- */
 void sim_api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel *fs);
-void sim_api_watch_start(struct sim_api *api);
+/* 0, or PW_ENOMEM when its thread cannot start (nothing left running). */
+int sim_api_watch_start(struct sim_api *api);
 void sim_api_watch_stop(struct sim_api *api);
 /* Closes every open watch (a fault). */
 void sim_api_watch_drop_all(struct sim_api *api);
@@ -206,7 +209,8 @@ int sim_api_delete_rd(struct sim_api *api, const struct rdef *rd, const char *ns
 int sim_api_delete_grace(struct sim_api *api, const struct rdef *rd, const char *ns, const char *name,
                          const char *policy, long grace, json_t **out);
 void sim_api_finalize_check(struct sim_api *api, const struct rdef *rd, const json_t *obj);
-void sim_api_gc_start(struct sim_api *api);
+/* 0, or PW_ENOMEM when its thread cannot start (nothing left running or subscribed). */
+int sim_api_gc_start(struct sim_api *api);
 void sim_api_gc_stop(struct sim_api *api);
 
 /* ---- api_patch.c ---- */

@@ -410,10 +410,16 @@ static void *ticker(void *arg)
     return NULL;
 }
 
-void sim_api_watch_start(struct sim_api *api)
+int sim_api_watch_start(struct sim_api *api)
 {
     pthread_mutex_init(&api->evcache.mu, NULL);
-    pthread_create(&api->ticker, NULL, ticker, api);
+    if (pthread_create(&api->ticker, NULL, ticker, api) != 0) {
+        PW_ERROR("kubesim api: cannot start the watch ticker's thread");
+        pthread_mutex_destroy(&api->evcache.mu);
+        return PW_ENOMEM;
+    }
+    api->ticker_running = true;
+    return 0;
 }
 
 void sim_api_watch_drop_all(struct sim_api *api)
@@ -429,6 +435,9 @@ void sim_api_watch_drop_all(struct sim_api *api)
 
 void sim_api_watch_stop(struct sim_api *api)
 {
+    if (!api->ticker_running)
+        return;
+    api->ticker_running = false;
     pthread_mutex_lock(&api->mu);
     api->stopping = true;
     pthread_cond_broadcast(&api->cond);

@@ -26,7 +26,7 @@ static pw_engine *engine_of(void *ctx)
     return ((struct pw_api_ctx *)ctx)->engine;
 }
 
-/* Reads ?<key>= (one of choices), ?limit= and ?continue=. Replies and returns non-0 when invalid. */
+/* Reads ?<key>= (one of choices), ?limit= and ?continue=. 0, or PW_EINVAL (the 400 already sent). */
 static int list_params(pw_http_req *req, const char *key, const char *const *choices, const char **filter,
                        size_t *limit, const char **cont)
 {
@@ -41,14 +41,14 @@ static int list_params(pw_http_req *req, const char *key, const char *const *cho
             char *msg = pw_xasprintf("%s: unknown value \"%s\"", key, *filter);
             reply_error(req, PW_EINVAL, msg, key);
             free(msg);
-            return -1;
+            return PW_EINVAL;
         }
     }
     const char *l = pw_http_req_query(req, "limit");
     long lv = DEFAULT_LIST_LIMIT;
     if (l && *l && pw_parse_long(l, 1, MAX_LIST_LIMIT, &lv) != 0) {
         reply_error(req, PW_EINVAL, "limit: must be an integer between 1 and 10000", "limit");
-        return -1;
+        return PW_EINVAL;
     }
     *limit = (size_t)lv;
     *cont = pw_http_req_query(req, "continue");

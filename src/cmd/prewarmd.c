@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "base/err.h"
+#include "base/labels.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sv.h"
@@ -39,6 +40,9 @@ struct opt_row {
     const char *help;
 };
 
+/* A macro's value as a string literal (the engine's numeric defaults shown as flag defaults). */
+#define STR_(x) #x
+#define XSTR(x) STR_(x)
 #define OFF(f) offsetof(struct options, f)
 #define DEFAULT_STORE "sqlite:/var/lib/prewarm/prewarm.db"
 static const struct opt_row opt_table[] = {
@@ -46,7 +50,7 @@ static const struct opt_row opt_table[] = {
     {"kubeconfig", "PREWARM_KUBECONFIG", OPT_STR, OFF(kubeconfig), NULL,
      "kubeconfig file(s) (else $KUBECONFIG, ~/.kube/config, in-cluster)"},
     {"context", "PREWARM_CONTEXT", OPT_STR, OFF(context), NULL, "kubeconfig context (else current)"},
-    {"namespace", "PREWARM_NAMESPACE", OPT_STR, OFF(namespace_), "prewarm", "namespace of the Jobs"},
+    {"namespace", "PREWARM_NAMESPACE", OPT_STR, OFF(namespace_), PW_ENGINE_DEFAULT_NAMESPACE, "namespace of the Jobs"},
     {"store", "PREWARM_STORE", OPT_STR, OFF(store), DEFAULT_STORE,
      "store url: sqlite:PATH (durable; tasks survive restarts) or memory: (nothing survives)"},
     {"history", "PREWARM_HISTORY", OPT_DURATION, OFF(history_ms), "7d",
@@ -54,15 +58,15 @@ static const struct opt_row opt_table[] = {
     {"instance", "PREWARM_INSTANCE", OPT_STR, OFF(instance), NULL,
      "this prewarmd's identity, the label prewarm.io/instance on its Jobs (default: \"default\" with "
      "memory: or the default store, else derived from the store path)"},
-    {"helper-image", "PREWARM_HELPER_IMAGE", OPT_STR, OFF(helper_image), "ghcr.io/prewarm/prewarm:0.1.0",
+    {"helper-image", "PREWARM_HELPER_IMAGE", OPT_STR, OFF(helper_image), PW_ENGINE_DEFAULT_HELPER_IMAGE,
      "prewarm's own image (holds prewarm-true)"},
-    {"max-nodes-in-flight", "PREWARM_MAX_NODES_IN_FLIGHT", OPT_INT, OFF(max_nodes_in_flight), "500",
+    {"max-nodes-in-flight", "PREWARM_MAX_NODES_IN_FLIGHT", OPT_INT, OFF(max_nodes_in_flight), XSTR(PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT),
      "most nodes with a live Job, across all tasks"},
-    {"max-running-tasks", "PREWARM_MAX_RUNNING_TASKS", OPT_INT, OFF(max_running_tasks), "10",
+    {"max-running-tasks", "PREWARM_MAX_RUNNING_TASKS", OPT_INT, OFF(max_running_tasks), XSTR(PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS),
      "most tasks running at once (others queue)"},
     {"kube-qps", "PREWARM_KUBE_QPS", OPT_DOUBLE, OFF(kube_qps), "50", "Kubernetes API requests per second"},
     {"kube-burst", "PREWARM_KUBE_BURST", OPT_INT, OFF(kube_burst), "100", "Kubernetes API burst"},
-    {"job-ttl", "PREWARM_JOB_TTL", OPT_DURATION, OFF(job_ttl_ms), "3600s", "ttlSecondsAfterFinished of Jobs"},
+    {"job-ttl", "PREWARM_JOB_TTL", OPT_DURATION, OFF(job_ttl_ms), XSTR(PW_ENGINE_DEFAULT_JOB_TTL_S) "s", "ttlSecondsAfterFinished of Jobs"},
     {"keep-failed-jobs", "PREWARM_KEEP_FAILED_JOBS", OPT_BOOL, OFF(keep_failed_jobs), "false",
      "keep the Jobs of failed nodes for debugging"},
     {"batch-pause", "PREWARM_BATCH_PAUSE", OPT_DURATION, OFF(batch_pause_ms), "2s",
@@ -193,29 +197,17 @@ static int parse_options(int argc, char **argv, struct options *o)
     return 0;
 }
 
-/* True when s is a valid label value of at most 63 characters, not empty. */
-static bool label_value_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 63)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-        if (!alnum && ((i == 0 || i == n - 1) || (c != '-' && c != '_' && c != '.')))
-            return false;
-    }
-    return true;
-}
-
 /* The instance id: the flag's, else "default" for memory: and the default store, else "s-" and
  * 16 hex digits of a hash (FNV-1a) of the store url, stable across restarts on the same store.
  * Writes into out (at least 64 bytes); PW_EINVAL when the flag's value is not a label value. */
 static int instance_id(const struct options *o, char *out, size_t n)
 {
     if (o->instance) {
-        if (!label_value_ok(o->instance))
+        char *why = NULL;
+        if (!*o->instance || pw_label_value_valid(o->instance, &why) != 0) {
+            free(why);
             return PW_EINVAL;
+        }
         snprintf(out, n, "%s", o->instance);
         return 0;
     }

@@ -31,10 +31,10 @@
 #include "k8s/k8s.h"
 #include "store/store.h"
 
-#define MANAGED_BY_SELECTOR "app.kubernetes.io/managed-by=prewarm"
-#define TASK_LABEL "prewarm.io/task"
-#define INSTANCE_LABEL "prewarm.io/instance"
-#define NODE_ANNOTATION "prewarm.io/node"
+#define MANAGED_BY_SELECTOR PW_JOB_LABEL_MANAGED_BY "=" PW_JOB_MANAGED_BY
+#define TASK_LABEL PW_JOB_LABEL_TASK
+#define INSTANCE_LABEL PW_JOB_LABEL_INSTANCE
+#define NODE_ANNOTATION PW_JOB_ANNOTATION_NODE
 #define MAX_FAILED_LISTED 100
 
 
@@ -88,7 +88,8 @@ struct event {
     json_t *obj;        /* owned (node, Job, pod) */
     char task_id[16];   /* EV_CREATED */
     char *node;         /* EV_CREATED */
-    int status;         /* EV_CREATED: HTTP status, or a negative PW_E* */
+    int rc;             /* EV_CREATED: 0 when the API server answered, else the PW_E* of the call */
+    int http_status;    /* EV_CREATED: the answer's HTTP status when rc is 0 */
     char *msg;          /* EV_CREATED failure message */
     struct event *next;
 };
@@ -469,7 +470,8 @@ static void exec_create(pw_engine *e, struct action *a)
     memcpy(ev->task_id, a->task_id, sizeof ev->task_id);
     ev->node = a->node;
     a->node = NULL;
-    ev->status = rc < 0 ? rc : status;
+    ev->rc = rc;
+    ev->http_status = rc == 0 ? status : 0;
     if (rc < 0)
         ev->msg = pw_xasprintf("creating Job %s: %s", a->job_name, pw_strerror(rc));
     else if (status != 201 && status != 200 && status != 409)
@@ -980,7 +982,7 @@ static void handle_created(pw_engine *e, const struct event *ev)
 {
     struct task *t = task_find(e, ev->task_id);
     struct tnode *n = t ? tnode_find(t, ev->node) : NULL;
-    bool ok = ev->status == 201 || ev->status == 200 || ev->status == 409;
+    bool ok = ev->rc == 0 && (ev->http_status == 201 || ev->http_status == 200 || ev->http_status == 409);
     if (!n || n->state != PW_NODE_RUNNING) {
         /* cancelled or finished while the create was in flight (the task may be gone from memory
          * already): do not leave the Job behind */
@@ -992,7 +994,7 @@ static void handle_created(pw_engine *e, const struct event *ev)
         node_finish(e, t, n, PW_NODE_FAILED, "JobCreateFailed", ev->msg, NULL);
         return;
     }
-    if (ev->status == 409)
+    if (ev->http_status == 409)
         PW_INFO("task %s: adopted the existing Job of node %s", t->id, n->name);
     /* The Job may have finished before we listened (adoption): read the cache once. */
     char *name = pw_jobspec_name(t->id, n->name);
@@ -1454,6 +1456,7 @@ static void *loop_main(void *arg)
 {
     pw_engine *e = arg;
     int64_t wake_at = 0;
+    maybe_prune(e); /* retention runs at start, then every min(60 s, history/2) */
     for (;;) {
         pthread_mutex_lock(&e->qmu);
         while (!e->q_head && !e->stopping) {
@@ -1755,20 +1758,20 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
         return PW_EINVAL;
     pw_engine *e = pw_xcalloc(1, sizeof *e);
     e->cfg = *cfg;
-    e->namespace_ = pw_xstrdup(cfg->namespace_ ? cfg->namespace_ : "prewarm");
-    e->helper_image = pw_xstrdup(cfg->helper_image ? cfg->helper_image : "ghcr.io/prewarm/prewarm:0.1.0");
+    e->namespace_ = pw_xstrdup(cfg->namespace_ ? cfg->namespace_ : PW_ENGINE_DEFAULT_NAMESPACE);
+    e->helper_image = pw_xstrdup(cfg->helper_image ? cfg->helper_image : PW_ENGINE_DEFAULT_HELPER_IMAGE);
     e->instance = pw_xstrdup(cfg->instance && *cfg->instance ? cfg->instance : "default");
     e->cfg.namespace_ = e->namespace_;
     e->cfg.helper_image = e->helper_image;
     e->cfg.instance = e->instance;
     if (e->cfg.max_nodes_in_flight <= 0)
-        e->cfg.max_nodes_in_flight = 500;
+        e->cfg.max_nodes_in_flight = PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT;
     if (e->cfg.max_running_tasks <= 0)
-        e->cfg.max_running_tasks = 10;
+        e->cfg.max_running_tasks = PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS;
     if (e->cfg.job_ttl_s <= 0)
-        e->cfg.job_ttl_s = 3600;
+        e->cfg.job_ttl_s = PW_ENGINE_DEFAULT_JOB_TTL_S;
     if (e->cfg.executor_threads <= 0)
-        e->cfg.executor_threads = 4;
+        e->cfg.executor_threads = PW_ENGINE_DEFAULT_EXECUTOR_THREADS;
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->intern_mu, NULL);
     e->intern = json_object();
@@ -1791,14 +1794,72 @@ static int informer(pw_engine *e, const char *path, const char *selector, pw_k8s
     return rc;
 }
 
+/* Stops and joins the first n executor threads (pw_engine_start's undo and pw_engine_free). */
+static void execs_stop(pw_engine *e, int n)
+{
+    pthread_mutex_lock(&e->amu);
+    e->a_stopping = true;
+    /* queued actions are dropped: Jobs are left as they are */
+    for (int k = 0; k < 2; k++) {
+        while (e->aq[k].head) {
+            struct action *a = e->aq[k].head;
+            e->aq[k].head = a->next;
+            act_free(a);
+        }
+        e->aq[k].tail = NULL;
+    }
+    pthread_cond_broadcast(&e->acond);
+    pthread_mutex_unlock(&e->amu);
+    for (int i = 0; i < n; i++)
+        pthread_join(e->execs[i], NULL);
+}
+
+/* Frees the informers (their callbacks push into our queue: before anything they use goes). */
+static void informers_free(pw_engine *e)
+{
+    pw_k8s_informer_free(e->pods_inf);
+    pw_k8s_informer_free(e->jobs_inf);
+    pw_k8s_informer_free(e->nodes_inf);
+    e->pods_inf = e->jobs_inf = e->nodes_inf = NULL;
+}
+
+/* Drops what a failed start left in memory: resumed tasks, queued events, deferred actions and the
+ * intern table, so the engine is as pw_engine_new made it. */
+static void start_undo(pw_engine *e, int n_execs)
+{
+    informers_free(e);
+    if (n_execs > 0)
+        execs_stop(e, n_execs);
+    e->a_stopping = false;
+    free(e->execs);
+    e->execs = NULL;
+    while (e->q_head) {
+        struct event *ev = e->q_head;
+        e->q_head = ev->next;
+        ev_free(ev);
+    }
+    e->q_tail = NULL;
+    while (e->d_head) {
+        struct action *a = e->d_head;
+        e->d_head = a->next;
+        act_free(a);
+    }
+    e->d_tail = NULL;
+    for (size_t i = 0; i < e->n_tasks; i++)
+        task_free(e->tasks[i]);
+    free(e->tasks);
+    e->tasks = NULL;
+    e->n_tasks = 0;
+    e->seq = 0;
+    json_object_clear(e->intern);
+}
+
 int pw_engine_start(pw_engine *e)
 {
     if (e->started)
         return 0;
-    maybe_prune(e);
     pthread_mutex_lock(&e->mu);
     engine_resume(e);
-    release_actions(e);
     pthread_mutex_unlock(&e->mu);
     if (e->cfg.client) {
         char *jobs = pw_xasprintf("/apis/batch/v1/namespaces/%s/jobs", e->namespace_);
@@ -1817,14 +1878,25 @@ int pw_engine_start(pw_engine *e)
         free(sel);
         free(jobs);
         free(pods);
-        if (rc != 0)
+        if (rc != 0) {
+            start_undo(e, 0);
             return rc;
+        }
     }
     e->execs = pw_xcalloc((size_t)e->cfg.executor_threads, sizeof *e->execs);
     for (int i = 0; i < e->cfg.executor_threads; i++)
-        pthread_create(&e->execs[i], NULL, exec_main, e);
+        if (pthread_create(&e->execs[i], NULL, exec_main, e) != 0) {
+            PW_ERROR("cannot start the engine's executor threads");
+            start_undo(e, i);
+            return PW_ENOMEM;
+        }
     e->n_execs = e->cfg.executor_threads;
-    pthread_create(&e->loop, NULL, loop_main, e);
+    if (pthread_create(&e->loop, NULL, loop_main, e) != 0) {
+        PW_ERROR("cannot start the engine's loop thread");
+        start_undo(e, e->n_execs);
+        e->n_execs = 0;
+        return PW_ENOMEM;
+    }
     e->started = true;
     return 0;
 }
@@ -1833,31 +1905,14 @@ void pw_engine_free(pw_engine *e)
 {
     if (!e)
         return;
-    /* informers first: their callbacks push into our queue */
-    pw_k8s_informer_free(e->pods_inf);
-    pw_k8s_informer_free(e->jobs_inf);
-    pw_k8s_informer_free(e->nodes_inf);
+    informers_free(e);
     if (e->started) {
         pthread_mutex_lock(&e->qmu);
         e->stopping = true;
         pthread_cond_signal(&e->qcond);
         pthread_mutex_unlock(&e->qmu);
         pthread_join(e->loop, NULL);
-        pthread_mutex_lock(&e->amu);
-        e->a_stopping = true;
-        /* queued actions are dropped: Jobs are left as they are */
-        for (int k = 0; k < 2; k++) {
-            while (e->aq[k].head) {
-                struct action *a = e->aq[k].head;
-                e->aq[k].head = a->next;
-                act_free(a);
-            }
-            e->aq[k].tail = NULL;
-        }
-        pthread_cond_broadcast(&e->acond);
-        pthread_mutex_unlock(&e->amu);
-        for (int i = 0; i < e->n_execs; i++)
-            pthread_join(e->execs[i], NULL);
+        execs_stop(e, e->n_execs);
     }
     while (e->d_head) {
         struct action *a = e->d_head;

@@ -1,5 +1,5 @@
-/* engine.h: prewarmd's task engine: the task spec (what a create request asks for), and the engine
- * that selects nodes, schedules per-node Jobs under the caps, tracks them from informer events and
+/* engine.h: prewarmd's task engine (the task spec is in taskspec.h): it selects nodes, schedules
+ * per-node Jobs under the caps, tracks them from informer events and
  * writes every state change through the store.
  *
  * Thread model: every pw_engine_* call is safe from any thread (API handlers call them concurrently).
@@ -24,19 +24,27 @@ typedef struct pw_store pw_store;           /* store/store.h */
 
 typedef struct pw_engine pw_engine;
 
+/* Defaults for fields left 0/NULL in pw_engine_config (prewarmd's flags show the same values). */
+#define PW_ENGINE_DEFAULT_NAMESPACE "prewarm"
+#define PW_ENGINE_DEFAULT_HELPER_IMAGE "ghcr.io/prewarm/prewarm:0.1.0"
+#define PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT 500
+#define PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS 10
+#define PW_ENGINE_DEFAULT_JOB_TTL_S 3600
+#define PW_ENGINE_DEFAULT_EXECUTOR_THREADS 4
+
 struct pw_engine_config {
     pw_k8s_client *client;    /* borrowed; NULL: no cluster (tests: tasks stay pending) */
     pw_store *store;          /* borrowed; required */
     const char *namespace_;   /* where Jobs go (copied) */
     const char *helper_image; /* copied */
-    int max_nodes_in_flight;  /* global cap across tasks (0: 500) */
-    int max_running_tasks;    /* (0: 10) */
-    int job_ttl_s;            /* ttlSecondsAfterFinished (0: 3600) */
+    int max_nodes_in_flight;  /* global cap across tasks (0: the default above) */
+    int max_running_tasks;    /* (0: the default) */
+    int job_ttl_s;            /* ttlSecondsAfterFinished (0: the default) */
     bool keep_failed_jobs;
     int64_t batch_pause_ms;   /* strategy batch: pause between batches */
     int64_t not_ready_grace_ms;
     bool tolerate_noexecute;  /* tolerate every NoExecute taint */
-    int executor_threads;     /* (0: 4) */
+    int executor_threads;     /* (0: the default) */
     const char *instance;     /* this prewarmd's identity (copied; NULL or "": "default"): Jobs carry the
                                * label prewarm.io/instance=<it>, and the informers, adoption and the
                                * start-up sweep see only Jobs with it, so two prewarmds with their own
@@ -51,7 +59,9 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out);
  * results, their running nodes' Jobs are adopted: the create is repeated, 409 AlreadyExists adopts
  * the Job, which the informers then track), then starts the informers (when there is a client), the
  * loop and the executors. Returns at once; the node informer syncs in the background (see
- * pw_engine_ready). A task that cannot be reloaded is logged and left in the store as it is. */
+ * pw_engine_ready). A task that cannot be reloaded is logged and left in the store as it is.
+ * On failure (an informer or a thread that cannot start) nothing is left behind: no resumed task in
+ * memory, no informer or thread running; the engine can only be freed. */
 int pw_engine_start(pw_engine *e);
 /* Stops the threads and informers, leaving Jobs in the cluster as they are, and frees. NULL no-op. */
 void pw_engine_free(pw_engine *e);
@@ -67,6 +77,8 @@ int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out);
  * Idempotent on a cancelled task (0). PW_ENOTFOUND; PW_ECONFLICT when it already finished otherwise.
  * *task_out (may be NULL) gets the task after the call. */
 int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out);
+/* Reads: get and the lists read the store, not the loop's memory, so they never wait for the engine
+ * lock; what they show may lag the loop by one round (a change is visible once that round wrote it). */
 /* The task as the API shows it (caller decrefs); PW_ENOTFOUND. */
 int pw_engine_get_task(pw_engine *e, const char *id, json_t **out);
 /* {"items":[...], "continue":"TOKEN"?}; PW_EINVAL for a bad token. status NULL: any. limit 0: all. */

@@ -71,9 +71,9 @@ static json_t *tiny_resources(void)
 
 static json_t *labels(const char *task_id, const char *instance)
 {
-    json_t *l = json_pack("{s:s, s:s}", "app.kubernetes.io/managed-by", "prewarm", "prewarm.io/task", task_id);
+    json_t *l = json_pack("{s:s, s:s}", PW_JOB_LABEL_MANAGED_BY, PW_JOB_MANAGED_BY, PW_JOB_LABEL_TASK, task_id);
     if (instance != NULL && *instance)
-        json_object_set_new(l, "prewarm.io/instance", json_string(instance));
+        json_object_set_new(l, PW_JOB_LABEL_INSTANCE, json_string(instance));
     return l;
 }
 
@@ -142,7 +142,7 @@ json_t *pw_jobspec_build(const struct pw_jobspec_params *p)
         json_object_set_new(spec, "ttlSecondsAfterFinished", json_integer(p->ttl_s));
     json_t *job = json_pack("{s:s, s:s, s:{s:s, s:s, s:o, s:{s:s}}, s:o}", "apiVersion", "batch/v1", "kind", "Job",
                             "metadata", "name", name, "namespace", p->namespace_, "labels", labels(p->task_id, p->instance),
-                            "annotations", "prewarm.io/node", p->node_name, "spec", spec);
+                            "annotations", PW_JOB_ANNOTATION_NODE, p->node_name, "spec", spec);
     free(name);
     return job;
 }

@@ -12,6 +12,14 @@
 #include <jansson.h>
 #include <stddef.h>
 
+/* The names a prewarm Job carries, written here and read by the engine's informers, adoption and
+ * sweep (one source for both sides). */
+#define PW_JOB_LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
+#define PW_JOB_MANAGED_BY "prewarm"
+#define PW_JOB_LABEL_TASK "prewarm.io/task"
+#define PW_JOB_LABEL_INSTANCE "prewarm.io/instance"
+#define PW_JOB_ANNOTATION_NODE "prewarm.io/node"
+
 /* Everything the manifest depends on. All pointers are borrowed for the duration of the call. */
 struct pw_jobspec_params {
     const char *task_id, *node_name, *namespace_;

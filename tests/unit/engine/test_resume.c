@@ -8,11 +8,14 @@
 #include <cmocka.h>
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/err.h"
 #include "base/log.h"
 #include "engine/engine.h"
+#include "k8s/k8s.h"
 #include "store/store.h"
 
 static json_t *node_doc(const char *name, const char *state, const char *img_state, const char *reason)
@@ -125,11 +128,54 @@ static void test_bad_spec_left_alone(void **state)
     pw_store_close(s);
 }
 
+/* A start that fails part-way (the Job informer's path is invalid, after the node informer started)
+ * leaves nothing behind: the resumed task is not held in memory (a cancel finds only the store's
+ * pending record and writes nothing), no informer runs, and the engine frees cleanly. */
+static void test_failed_start_has_no_side_effects(void **state)
+{
+    (void)state;
+    pw_store *s;
+    assert_int_equal(pw_store_open("memory:", &s, NULL), 0);
+    put(s, "t-000000000002", "pending", NULL, 0);
+    pw_k8s_config *kc = NULL;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/pw-test-resume-%d.yaml", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    /* nothing listens on port 9 of loopback: the node informer keeps retrying, never syncs */
+    fputs("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {server: "
+          "\"http://127.0.0.1:9\"}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: c\n  context: "
+          "{cluster: c, user: u}\n",
+          f);
+    fclose(f);
+    char *msg = NULL;
+    assert_int_equal(pw_k8s_config_load(path, NULL, &kc, &msg), 0);
+    unlink(path);
+    pw_k8s_client *c = NULL;
+    assert_int_equal(pw_k8s_client_new(kc, NULL, &c), 0);
+    pw_engine *e;
+    struct pw_engine_config cfg = {.store = s, .client = c, .namespace_ = "bad?namespace"};
+    assert_int_equal(pw_engine_new(&cfg, &e), 0);
+    assert_int_equal(pw_engine_start(e), PW_EINVAL);
+    assert_int_equal(pw_engine_cancel(e, "t-000000000002", NULL), PW_ECONFLICT);
+    struct pw_store_task rec;
+    assert_int_equal(pw_store_task_get(s, "t-000000000002", &rec), 0);
+    assert_string_equal(rec.status, "pending");
+    pw_store_task_fini(&rec);
+    const char *why = NULL;
+    assert_false(pw_engine_ready(e, &why));
+    pw_engine_free(e);
+    pw_k8s_client_free(c);
+    pw_k8s_config_free(kc);
+    pw_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_bad_spec_left_alone),
+        cmocka_unit_test(test_failed_start_has_no_side_effects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
