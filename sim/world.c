@@ -18,6 +18,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/labels.h"
 #include "base/mem.h"
 
 /* ---------------------------------- the string map ---------------------------------- */
@@ -1031,6 +1032,67 @@ static void h_nodes_post(pw_http_req *req, void *ctx)
     pw_http_reply_json(req, 201, json_pack("{s:o}", "nodes", names));
 }
 
+struct relabel_arg {
+    const char *key;
+    char *value;
+};
+
+static int set_label(void *arg, json_t *obj)
+{
+    const struct relabel_arg *a = arg;
+    json_t *md = json_object_get(obj, "metadata");
+    json_t *labels = json_object_get(md, "labels");
+    if (!json_is_object(labels)) {
+        labels = json_object();
+        json_object_set_new(md, "labels", labels);
+    }
+    json_object_set_new(labels, a->key, json_string(a->value));
+    return 0;
+}
+
+/* POST /sim/v1/nodes/relabel {"key": K, "value": V, "perNode": true}: sets label K on every node to
+ * V-<node name> (perNode, the default: a value no other node shares) or to V. For churn benchmarks:
+ * one request relabels the whole cluster, each node a MODIFIED watch event. */
+static void h_nodes_relabel(pw_http_req *req, void *ctx)
+{
+    struct sim *sim = ctx;
+    struct sim_world *w = sim->world;
+    json_t *body = parse_body(req);
+    if (!body)
+        return;
+    const char *key = json_string_value(json_object_get(body, "key"));
+    const char *value = json_string_value(json_object_get(body, "value"));
+    json_t *per = json_object_get(body, "perNode");
+    char *why = NULL;
+    if (!key || !value || (per && !json_is_boolean(per)) || pw_label_key_valid(key, &why) != 0) {
+        free(why);
+        json_decref(body);
+        reply_error(req, 400, "key must be a label key, value a string, perNode a boolean");
+        return;
+    }
+    bool per_node = !per || json_is_true(per);
+    size_t changed = 0;
+    int rc = 0;
+    pthread_mutex_lock(&w->lock);
+    for (int i = 0; i < w->nnodes && rc == 0; i++) {
+        struct relabel_arg a = {.key = key};
+        a.value = per_node ? pw_xasprintf("%s-%s", value, w->nodes[i]->name) : pw_xstrdup(value);
+        rc = sim_store_mutate(sim->store, "nodes", "", w->nodes[i]->name, set_label, &a, NULL);
+        free(a.value);
+        if (rc == PW_ENOTFOUND)
+            rc = 0; /* deleted through the API meanwhile */
+        else if (rc == 0)
+            changed++;
+    }
+    pthread_mutex_unlock(&w->lock);
+    json_decref(body);
+    if (rc != 0) {
+        reply_error(req, pw_err_http_status(rc), pw_strerror(rc));
+        return;
+    }
+    pw_http_reply_json(req, 200, json_pack("{s:I}", "changed", (json_int_t)changed));
+}
+
 static void h_node_patch(pw_http_req *req, void *ctx)
 {
     struct sim *sim = ctx;
@@ -1149,6 +1211,7 @@ const struct pw_http_route sim_world_routes[] = {
     {"POST", "/sim/v1/bound", h_bound},
     {"GET", "/sim/v1/nodes", h_nodes_get},
     {"POST", "/sim/v1/nodes", h_nodes_post},
+    {"POST", "/sim/v1/nodes/relabel", h_nodes_relabel},
     {"PATCH", "/sim/v1/nodes/{name}", h_node_patch},
     {"DELETE", "/sim/v1/nodes/{name}", h_node_delete},
     {NULL, NULL, NULL},

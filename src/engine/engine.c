@@ -123,8 +123,9 @@ struct pw_engine {
     struct notready *notready;
     size_t n_notready;
 
-    pthread_mutex_t intern_mu; /* the node transform's table of image names */
-    json_t *intern;            /* name -> the one json string every cached node shares */
+    pthread_mutex_t intern_mu; /* the node transform's table of label values and image names */
+    json_t *intern;            /* text -> the one json string every cached node shares */
+    size_t intern_sweep_at;    /* table size that triggers the next sweep of unused entries */
 
     pthread_mutex_t qmu; /* the event queue */
     pthread_cond_t qcond;
@@ -222,6 +223,25 @@ static json_t *meta_trim(const json_t *obj, const char *label, const char *annot
     return m;
 }
 
+/* Bounds the intern table (under e->intern_mu): entries only the table still references (refcount
+ * 1: no cached node holds them any more, e.g. label values that changed) are dropped once the table
+ * has doubled since the last sweep, so its size follows the live values, not every value ever seen.
+ * Amortised O(1) per insert. Reading refcount is safe: under intern_mu nobody else can reach an
+ * entry the table alone holds, and a concurrent release by an informer only lowers it. */
+#define INTERN_SWEEP_MIN 4096
+static void intern_sweep(pw_engine *e)
+{
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(e->intern, tmp, k, v) {
+        if (v->refcount == 1)
+            json_object_del(e->intern, k);
+    }
+    size_t live = json_object_size(e->intern);
+    e->intern_sweep_at = live * 2 > INTERN_SWEEP_MIN ? live * 2 : INTERN_SWEEP_MIN;
+}
+
 /* The one shared json string for text (under e->intern_mu): the values that repeat across nodes
  * (label values, image names) are kept once, whatever the number of nodes. Borrowed; NULL on a
  * string that is not UTF-8. */
@@ -229,11 +249,22 @@ static json_t *intern(pw_engine *e, const char *text)
 {
     json_t *shared = json_object_get(e->intern, text);
     if (!shared) {
+        if (json_object_size(e->intern) >= e->intern_sweep_at)
+            intern_sweep(e);
         shared = json_string(text);
         if (shared)
             json_object_set_new(e->intern, text, shared);
     }
     return shared;
+}
+
+/* Entries in the intern table now (tests and benchmarks). */
+size_t pw_engine_intern_size(pw_engine *e)
+{
+    pthread_mutex_lock(&e->intern_mu);
+    size_t n = json_object_size(e->intern);
+    pthread_mutex_unlock(&e->intern_mu);
+    return n;
 }
 
 static json_t *transform_node(void *arg, json_t *obj)
@@ -1775,6 +1806,7 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->intern_mu, NULL);
     e->intern = json_object();
+    e->intern_sweep_at = INTERN_SWEEP_MIN;
     pthread_mutex_init(&e->qmu, NULL);
     pthread_cond_init(&e->qcond, NULL);
     pthread_mutex_init(&e->amu, NULL);

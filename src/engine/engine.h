@@ -65,6 +65,9 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out);
 int pw_engine_start(pw_engine *e);
 /* Stops the threads and informers, leaving Jobs in the cluster as they are, and frees. NULL no-op. */
 void pw_engine_free(pw_engine *e);
+/* Diagnostics (tests, benchmarks): entries in the node cache's intern table of label values and image
+ * names. Bounded by about twice the distinct values the cached nodes hold now, whatever the churn. */
+size_t pw_engine_intern_size(pw_engine *e);
 /* True when the node informer has synced; else false and *why (static text) says what is missing. */
 bool pw_engine_ready(pw_engine *e, const char **why);
 

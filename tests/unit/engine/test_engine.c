@@ -369,6 +369,38 @@ static void test_not_ready_recovers_and_deleted(void **state)
     free(id);
 }
 
+static int set_churn(void *arg, json_t *node)
+{
+    json_object_set_new(json_object_get(json_object_get(node, "metadata"), "labels"), "churn", json_string(arg));
+    return 0;
+}
+
+/* Labels whose values change all the time do not grow the node cache's intern table without bound:
+ * 6,000 distinct values go through it, it keeps about what the 4 nodes hold now. */
+static void test_label_churn_bounded(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"node-1", "node-2", "node-3", "node-4"};
+    for (int round = 0; round < 1500; round++)
+        for (int i = 0; i < 4; i++) {
+            char v[32];
+            snprintf(v, sizeof v, "r%d-%d", round, i);
+            assert_int_equal(sim_store_mutate(E.sim.store, "nodes", "", names[i], set_churn, v, NULL), 0);
+        }
+    /* wait for the informer to see the last round (the table holds its values) */
+    size_t last = 0;
+    for (int i = 0; i < 100; i++) {
+        sleep_ms(50);
+        size_t n = pw_engine_intern_size(E.engine);
+        if (n == last && i > 4)
+            break;
+        last = n;
+    }
+    size_t n = pw_engine_intern_size(E.engine);
+    assert_true(n > 0);
+    assert_true(n <= 4096 + 64);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_select_and_complete),
         cmocka_unit_test(test_pull_failures),
         cmocka_unit_test(test_not_ready_recovers_and_deleted),
+        cmocka_unit_test(test_label_churn_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
