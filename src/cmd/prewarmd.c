@@ -329,8 +329,8 @@ int main(int argc, char **argv)
     PW_INFO("serving on port %d (kubernetes %s, namespace %s, store %s, instance %s, history %llds)",
             pw_http_server_port(srv), pw_k8s_config_server(kcfg), o.namespace_, o.store, instance,
             (long long)(o.history_ms / 1000));
-    /* The port line on stdout lets scripts that pass port 0 find the port. */
-    printf("listening on 127.0.0.1:%d\n", pw_http_server_port(srv));
+    /* The address line on stdout lets scripts that pass port 0 find the port. */
+    printf("listening on %s\n", pw_http_server_addr(srv));
     fflush(stdout);
     while (!stop_signal) {
         struct timespec ts = {0, 100 * 1000 * 1000};

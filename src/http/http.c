@@ -37,6 +37,7 @@ struct pw_http_server {
     struct pw_http_config cfg; /* routes/ctx borrowed; TLS strings not kept */
     char *tls_cert, *tls_key, *tls_ca; /* MHD keeps pointers to these: owned, freed last */
     int port;
+    char addr[INET6_ADDRSTRLEN + 16]; /* the bound address, host:port */
     pthread_mutex_t lock; /* guards quiesced */
     pw_http_stream *streams;
     bool stopping;
@@ -625,6 +626,28 @@ static void http_raise_nofile(unsigned max_connections)
         PW_WARN("http: cannot raise the open-file limit to %llu", (unsigned long long)rl.rlim_cur);
 }
 
+/* srv->addr: the listening socket's own address ("127.0.0.2:8080", "[::1]:43117", "0.0.0.0:8080"). */
+static void http_bound_addr(pw_http_server *srv)
+{
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_LISTEN_FD);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    if (di && getsockname(di->listen_fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
+            snprintf(srv->addr, sizeof srv->addr, "[%s]:%d", host, srv->port);
+            return;
+        }
+        if (ss.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
+            snprintf(srv->addr, sizeof srv->addr, "%s:%d", host, srv->port);
+            return;
+        }
+    }
+    snprintf(srv->addr, sizeof srv->addr, "%s", srv->cfg.listen); /* cannot happen: a bound socket */
+}
+
 int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
 {
     struct sockaddr_storage ss;
@@ -681,6 +704,7 @@ int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : 0;
+    http_bound_addr(srv);
     *out = srv;
     return 0;
 }
@@ -688,6 +712,11 @@ int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
 int pw_http_server_port(const pw_http_server *srv)
 {
     return srv->port;
+}
+
+const char *pw_http_server_addr(const pw_http_server *srv)
+{
+    return srv->addr;
 }
 
 void pw_http_server_quiesce(pw_http_server *srv)

@@ -51,6 +51,9 @@ struct pw_http_config {
 int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out);
 /* The port actually bound (useful after port 0). */
 int pw_http_server_port(const pw_http_server *srv);
+/* The address actually bound, as host:port ("127.0.0.2:8080", "[::1]:43117"; "localhost" shows as
+ * 127.0.0.1). Borrowed, valid while srv lives. */
+const char *pw_http_server_addr(const pw_http_server *srv);
 /* Stops accepting new connections; requests in flight go on. Idempotent. */
 void pw_http_server_quiesce(pw_http_server *srv);
 /* Closes every open stream, waits for handlers in flight, stops, frees. NULL is a no-op. */

@@ -49,8 +49,13 @@ if ! kill -0 "$pid" 2>/dev/null; then
     tail -20 "$tmp/kubesim.log" | sed 's/^/# /'
     exit 1
 fi
-if grep -qE 'AddressSanitizer|runtime error' "$tmp/kubesim.log"; then
-    echo "# kubesim reported a sanitizer error:"
-    grep -E -A5 'AddressSanitizer|runtime error' "$tmp/kubesim.log" | head -20 | sed 's/^/# /'
+# stop kubesim so LeakSanitizer runs, then any sanitizer report in its log fails the suite
+kill -TERM "$pid" 2>/dev/null
+for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$tmp/kubesim.log"; then
+    echo "not ok - kubesim reported a sanitizer error"
+    grep -E -A12 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$tmp/kubesim.log" | head -30 | sed 's/^/# /'
+    exit 1
 fi
+echo "ok - no sanitizer report in kubesim's log"
 exit $rc

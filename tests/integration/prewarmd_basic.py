@@ -59,6 +59,16 @@ def basic():
             "images already present: nodes skipped without a Job", "%s want %d: %s" % (p2, want, t2["message"]))
         code, lst = env.api("GET", "/api/v1/tasks")
         tap(code == 200 and [x["id"] for x in lst["items"]] == [tid2, tid], "task list newest first", str(code))
+        # cancelling a task that already finished: 409 Conflict with the JSON error body, and it stays
+        # succeeded; a second DELETE says the same (the mapping at the HTTP level, not just the engine's)
+        for attempt in (1, 2):
+            code, body = env.api("DELETE", "/api/v1/tasks/" + tid)
+            tap(code == 409 and isinstance(body, dict) and body.get("reason") == "Conflict" and body.get("code") == 409
+                and "message" in body, "DELETE of a finished task: 409 Conflict (try %d)" % attempt,
+                "%s %s" % (code, body))
+        code, t = env.api("GET", "/api/v1/tasks/" + tid)
+        tap(code == 200 and t["status"] == "succeeded", "the finished task is untouched by the refused cancel",
+            "%s %s" % (code, t.get("status") if isinstance(t, dict) else t))
         rc = env.stop_prewarmd()
         tap(rc == 0, "SIGTERM: prewarmd exits 0", "rc %s: %s" % (rc, env.tail("prewarmd.log", 5)))
     finally:

@@ -197,10 +197,36 @@ class Env:
             except subprocess.TimeoutExpired:
                 self.sim.kill()
                 self.sim.wait()
+        # the sanitizers write to the servers' stderr (their logs): a report there fails the suite
+        for name in ("kubesim.log", "prewarmd.log"):
+            path = os.path.join(self.dir, name)
+            try:
+                with open(path, errors="replace") as f:
+                    rep = sanitizer_report(f.read())
+            except OSError:
+                continue
+            sanitizer_logs.append(name)
+            if rep:
+                sanitizer_reports.append("%s:\n%s" % (name, rep))
         if os.environ.get("PW_KEEP_TMP"):
             print("# logs kept in " + self.dir, flush=True)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer",
+                   "SUMMARY: UndefinedBehaviorSanitizer")
+sanitizer_logs = []     # server logs scanned by Env.close()
+sanitizer_reports = []  # the reports found in them
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in a server's log (its first 30 lines), or "" when there is none."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if any(m in line for m in SANITIZER_MARKS):
+            return "\n".join(lines[i:i + 30])
+    return ""
 
 
 def norm(ref):
@@ -226,4 +252,7 @@ def scenario(name, fn, *args, **kw):
 def finish():
     if openapi_check.checked:
         openapi_check.report(tap)
+    if sanitizer_logs:
+        tap(not sanitizer_reports, "no sanitizer report in the servers' logs (%d scanned)" % len(sanitizer_logs),
+            "\n".join(sanitizer_reports)[:4000])
     sys.exit(1 if failures else 0)

@@ -1,7 +1,8 @@
 /* Unit tests for the REST handlers through a real HTTP server on 127.0.0.1:0, with the engine on a
  * memory store and no cluster (tasks stay pending): status codes, the error shape, Location, list
- * order and pagination, filters, cancel (idempotent, 409 after finishing is covered by the engine
- * test), 404/405/413/415, health and readiness. */
+ * order and pagination, filters, cancel (idempotent; the 409 on a finished task is checked over HTTP
+ * in tests/integration/prewarmd_basic.py, where tasks can finish), 404/405/413/415, health and
+ * readiness. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
