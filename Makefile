@@ -4,15 +4,21 @@
 #   make test            install what is missing, build both, run every suite (tests/run)
 #   make demo            install, build, start kubesim + prewarmd, run a task (scripts/demo)
 #   make bench           the quick benchmark (bench/run --quick)
+#   make coverage        gcc --coverage build, the whole suite on it, lines/functions/branches per directory
 
 VARIANT ?= release
 B := build/$(VARIANT)
 
-WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes
+# -Wmissing-prototypes: a non-static function must have its prototype in a header (dead code cannot hide)
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
 ifeq ($(VARIANT),asan)
 CC := clang
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDSAN := -fsanitize=address,undefined
+else ifeq ($(VARIANT),coverage)
+CC := gcc
+OPT := -O0 -g --coverage
+LDSAN := --coverage
 else
 CC ?= gcc
 OPT := -O2 -g
@@ -21,10 +27,13 @@ endif
 ifeq ($(origin CC),default)
 CC := gcc
 endif
+ifeq ($(CC),gcc)
+WARN += -Wmissing-declarations
+endif
 
 PKGS := libcurl libmicrohttpd gnutls jansson yaml-0.1 sqlite3 openssl hiredis libprotobuf-c
 # A missing library is named here, not as a confusing compile error later ("make deps" installs it).
-ifeq ($(filter deps test demo demo-stop bench clean format,$(MAKECMDGOALS)),)
+ifeq ($(filter deps test demo demo-stop bench clean format coverage,$(MAKECMDGOALS)),)
 PKG_MISSING := $(shell for p in $(PKGS); do pkg-config --exists $$p || echo $$p; done)
 ifneq ($(strip $(PKG_MISSING)),)
 $(error missing libraries: $(PKG_MISSING): run scripts/install-deps (or make test / make demo, which run it))
@@ -48,7 +57,7 @@ PROGRAMS := $(B)/bin/prewarmd $(B)/bin/prewarmctl $(B)/bin/prewarm-true $(B)/bin
 UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRC))
 
-.PHONY: all test unit deps demo demo-stop bench clean format programs
+.PHONY: all test unit deps demo demo-stop bench clean format programs coverage
 all: programs $(UNIT_BIN) $(B)/bench/store_bench
 programs: $(PROGRAMS)
 
@@ -121,6 +130,9 @@ demo-stop:
 bench:
 	@scripts/install-deps bench
 	bench/run --quick
+
+coverage: deps
+	scripts/coverage
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

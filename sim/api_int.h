@@ -196,8 +196,6 @@ void sim_api_watch_serve(struct rreq *r, const pw_labelsel *ls, struct fieldsel 
 /* 0, or PW_ENOMEM when its thread cannot start (nothing left running). */
 int sim_api_watch_start(struct sim_api *api);
 void sim_api_watch_stop(struct sim_api *api);
-/* Closes every open watch (a fault). */
-void sim_api_watch_drop_all(struct sim_api *api);
 
 /* ---- api_gc.c ---- */
 /* Deletes as DELETE does; *out (may be NULL) gets the response object (the object or a Status).

@@ -422,17 +422,6 @@ int sim_api_watch_start(struct sim_api *api)
     return 0;
 }
 
-void sim_api_watch_drop_all(struct sim_api *api)
-{
-    pthread_mutex_lock(&api->mu);
-    for (struct watcher *w = api->watchers; w; w = w->next) {
-        pthread_mutex_lock(&w->mu);
-        w->dead = true;
-        pthread_mutex_unlock(&w->mu);
-    }
-    pthread_mutex_unlock(&api->mu);
-}
-
 void sim_api_watch_stop(struct sim_api *api)
 {
     if (!api->ticker_running)

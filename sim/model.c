@@ -118,11 +118,6 @@ int sim_model_add_node(sim_model *m, double bw_Bps)
     return m->nnodes++;
 }
 
-int sim_model_node_count(const sim_model *m)
-{
-    return m->nnodes;
-}
-
 void sim_model_node_set_bw(sim_model *m, int node, double bw_Bps)
 {
     if (node < 0 || node >= m->nnodes)
@@ -234,14 +229,6 @@ bool sim_model_has_platform(const sim_model *m, int node, const struct sim_platf
         if (!sim_model_has_layer(m, node, plat->layers[i]))
             return false;
     return true;
-}
-
-void sim_model_give(sim_model *m, int node, const struct sim_platform *plat)
-{
-    if (node < 0 || node >= m->nnodes)
-        return;
-    for (int i = 0; i < plat->nlayers; i++)
-        m->nodes[node].lstate[plat->layers[i]] = L_HELD;
 }
 
 uint64_t sim_model_missing_bytes(const sim_model *m, int node, const struct sim_platform *const *plats, int n)

@@ -116,7 +116,6 @@ sim_model *sim_model_new(const struct sim_model_cfg *cfg, sim_model_fn cb, void 
 void sim_model_free(sim_model *m);
 /* Adds a node (index returned, from 0 up). bw_Bps <= 0: the default. */
 int sim_model_add_node(sim_model *m, double bw_Bps);
-int sim_model_node_count(const sim_model *m);
 void sim_model_node_set_bw(sim_model *m, int node, double bw_Bps);
 double sim_model_node_bw(const sim_model *m, int node);
 /* A paused node (kubelet down) starts nothing and its downloads stand still. */
@@ -136,8 +135,6 @@ double sim_model_now(const sim_model *m);
 /* Layer ground truth. */
 bool sim_model_has_layer(const sim_model *m, int node, int layer);
 bool sim_model_has_platform(const sim_model *m, int node, const struct sim_platform *plat);
-/* Marks every layer of plat held by node (tests, pre-loaded images). */
-void sim_model_give(sim_model *m, int node, const struct sim_platform *plat);
 /* Bytes node would still have to download to hold all the platforms (distinct layers, NULL skipped). */
 uint64_t sim_model_missing_bytes(const sim_model *m, int node, const struct sim_platform *const *plats, int n);
 /* Pulls performed by node that succeeded. */

@@ -9,8 +9,6 @@
 
 /* Monotonic milliseconds since an arbitrary start; for deadlines and durations. */
 int64_t pw_clock_mono_ms(void);
-/* Monotonic seconds as a double, for durations reported to users. */
-double pw_clock_mono_s(void);
 /* Wall-clock milliseconds since the Unix epoch. */
 int64_t pw_clock_real_ms(void);
 /* Writes into *out the CLOCK_REALTIME instant ms milliseconds from now, for pthread_cond_timedwait

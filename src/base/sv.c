@@ -14,20 +14,10 @@ pw_sv pw_sv_from(const char *s)
     return (pw_sv){s, s ? strlen(s) : 0};
 }
 
-bool pw_sv_eq(pw_sv a, pw_sv b)
-{
-    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
-}
-
 bool pw_sv_eq_cstr(pw_sv a, const char *s)
 {
-    return pw_sv_eq(a, pw_sv_from(s));
-}
-
-bool pw_sv_starts_with(pw_sv a, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    return a.n >= n && memcmp(a.p, prefix, n) == 0;
+    size_t n = s ? strlen(s) : 0;
+    return a.n == n && (n == 0 || memcmp(a.p, s, n) == 0);
 }
 
 pw_sv pw_sv_trim(pw_sv a)

@@ -15,9 +15,7 @@ typedef struct pw_sv {
 
 /* A view of a NUL-terminated string (borrowed). */
 pw_sv pw_sv_from(const char *s);
-bool pw_sv_eq(pw_sv a, pw_sv b);
 bool pw_sv_eq_cstr(pw_sv a, const char *s);
-bool pw_sv_starts_with(pw_sv a, const char *prefix);
 /* Strips ASCII whitespace on both ends. */
 pw_sv pw_sv_trim(pw_sv a);
 /* Splits at the first c: *head gets what precedes it, the return value what follows (n == 0 and

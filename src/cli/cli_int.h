@@ -154,8 +154,6 @@ void pw_cli_client_set_interrupt(pw_cli_client *c, volatile sig_atomic_t *flag);
  * most the connect (5 s) plus transfer (30 s) timeouts. */
 int pw_cli_client_call(pw_cli_client *c, const char *method, const char *path, const json_t *body, long *status,
                        json_t **out, char *err, size_t errlen);
-/* The base URL (borrowed). */
-const char *pw_cli_client_url(const pw_cli_client *c);
 /* Percent-encodes s for a URL path segment or query value; caller frees with free(). */
 char *pw_cli_escape(const char *s);
 

@@ -57,11 +57,6 @@ void pw_cli_client_set_interrupt(pw_cli_client *c, volatile sig_atomic_t *flag)
     c->interrupt = flag;
 }
 
-const char *pw_cli_client_url(const pw_cli_client *c)
-{
-    return c->base;
-}
-
 char *pw_cli_escape(const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";

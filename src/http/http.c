@@ -107,24 +107,6 @@ const char *pw_http_req_query(const pw_http_req *req, const char *name)
                : NULL;
 }
 
-struct query_iter {
-    int (*fn)(const char *k, const char *v, void *arg);
-    void *arg;
-};
-
-static enum MHD_Result http_query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    struct query_iter *it = cls;
-    (void)kind;
-    return it->fn(key, value, it->arg) ? MHD_NO : MHD_YES;
-}
-
-void pw_http_req_query_each(const pw_http_req *req, int (*fn)(const char *k, const char *v, void *arg), void *arg)
-{
-    struct query_iter it = {fn, arg};
-    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, http_query_iter, &it);
-}
-
 const char *pw_http_req_header(const pw_http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -143,11 +125,6 @@ const char *pw_http_req_body(const pw_http_req *req, size_t *len)
     if (len)
         *len = req->body.len;
     return req->body.p ? req->body.p : "";
-}
-
-const char *pw_http_req_peer(const pw_http_req *req)
-{
-    return req->peer;
 }
 
 int pw_http_req_client_cert(pw_http_req *req, char *cn, size_t cn_size)

@@ -65,16 +65,12 @@ const char *pw_http_req_method(const pw_http_req *req);
 const char *pw_http_req_path(const pw_http_req *req);
 /* A query argument (decoded), NULL when absent; "" for "?flag". */
 const char *pw_http_req_query(const pw_http_req *req, const char *name);
-/* Calls fn for every query argument (value may be NULL for a bare key); stops when fn returns non-0. */
-void pw_http_req_query_each(const pw_http_req *req, int (*fn)(const char *k, const char *v, void *arg), void *arg);
 /* A request header (case-insensitive name), NULL when absent. */
 const char *pw_http_req_header(const pw_http_req *req, const char *name);
 /* A "{name}" segment of the matched route, NULL when the route has none. */
 const char *pw_http_req_param(const pw_http_req *req, const char *name);
 /* The request body (NUL-terminated; *len gets its length; "" with 0 when there is none). */
 const char *pw_http_req_body(const pw_http_req *req, size_t *len);
-/* The client's address as text ("127.0.0.1:53412"). */
-const char *pw_http_req_peer(const pw_http_req *req);
 /* 1 when the client presented a certificate that verifies against tls_client_ca_pem, and its subject
  * common name is copied into cn (when cn is not NULL, cn_size > 0); 0 otherwise. */
 int pw_http_req_client_cert(pw_http_req *req, char *cn, size_t cn_size);

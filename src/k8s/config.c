@@ -81,44 +81,6 @@ static int read_file(const char *path, size_t max, char **out, size_t *out_len)
     return 0;
 }
 
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int pw_k8s_base64_decode(const char *in, char **out, size_t *out_len)
-{
-    size_t n = strlen(in);
-    char *res = pw_xmalloc(n / 4 * 3 + 4);
-    size_t len = 0;
-    unsigned acc = 0;
-    int bits = 0, pad = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = in[i];
-        if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t')
-            continue;
-        if (ch == '=') {
-            pad++;
-            continue;
-        }
-        const char *pos = ch ? strchr(b64_chars, ch) : NULL;
-        if (!pos || pad) {
-            free(res);
-            return PW_EINVAL;
-        }
-        acc = (acc << 6) | (unsigned)(pos - b64_chars);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            res[len++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    if (pad > 2 || bits >= 6) {
-        free(res);
-        return PW_EINVAL;
-    }
-    res[len] = '\0';
-    *out = res;
-    *out_len = len;
-    return 0;
-}
 
 /* The directory part of path ("." when none); caller frees. */
 static char *dir_of(const char *path)
