@@ -67,10 +67,6 @@ int pw_api_parse_create(const char *content_type, const char *body, size_t len, 
         free(msg);
         return PW_EMEDIATYPE;
     }
-    if (len > (1u << 20)) {
-        *err = pw_api_error(PW_ETOOLARGE, "request body over 1 MiB", NULL);
-        return PW_ETOOLARGE;
-    }
     json_error_t jerr;
     json_t *req = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
     if (!req) {

@@ -56,6 +56,8 @@ struct pw_http_stream {
     pw_http_stream *prev, *next; /* in srv->streams, under http_streams_lock */
 };
 
+#define HTTP_CONN_MEMORY (4 * (PW_HTTP_MAX_HEADERS + PW_HTTP_MAX_URI))
+
 struct pw_http_req {
     pw_http_server *srv;
     struct MHD_Connection *conn;
@@ -63,6 +65,7 @@ struct pw_http_req {
     const char *url;
     pw_buf body;
     bool too_large;
+    uint64_t seen; /* body bytes received */
     bool replied;
     int status;
     struct MHD_Response *resp;
@@ -449,6 +452,26 @@ static enum MHD_Result http_queue(pw_http_req *req)
     return r;
 }
 
+/* Bytes of names and values of one kind of connection value (query arguments, headers). */
+struct head_size {
+    size_t query, headers;
+};
+
+static enum MHD_Result http_count_pair(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    size_t *n = cls;
+    (void)kind;
+    *n += (key ? strlen(key) : 0) + (value ? strlen(value) : 0) + 4; /* "k: v\r\n" or "&k=v" */
+    return MHD_YES;
+}
+
+/* How much of a too-large body is read and discarded so its client can read the 413. */
+static uint64_t http_discard_cap(const pw_http_server *srv)
+{
+    uint64_t cap = (uint64_t)srv->cfg.max_body * 8;
+    return cap < (64u << 20) ? cap : (64u << 20);
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
 {
@@ -465,10 +488,30 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         pw_buf_init(&req->body, srv->cfg.max_body);
         req_fill_peer(req);
         *con_cls = req;
+        /* the request head against our limits (JSON errors; MHD's own HTML ones only past its
+         * connection memory, far beyond these) */
+        struct head_size hs = {0, 0};
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, http_count_pair, &hs.query);
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, http_count_pair, &hs.headers);
+        if (strlen(url) + hs.query > PW_HTTP_MAX_URI) {
+            http_reply_error(req, 414, "TooLarge", "request URI over " PW_HTTP_MAX_URI_TEXT);
+            return http_queue(req);
+        }
+        if (hs.headers > PW_HTTP_MAX_HEADERS) {
+            http_reply_error(req, 431, "TooLarge", "request header fields over " PW_HTTP_MAX_HEADERS_TEXT);
+            return http_queue(req);
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > srv->cfg.max_body) {
-            http_reply_error(req, 413, "TooLarge", "request body too large");
-            return http_queue(req);
+            const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+            /* a client waiting for 100-continue has sent nothing: answer now. Otherwise read and
+             * discard the body (up to a bound) so the client, still sending, can read the 413 */
+            if ((expect && strcasecmp(expect, "100-continue") == 0) ||
+                strtoull(cl, NULL, 10) > http_discard_cap(srv)) {
+                http_reply_error(req, 413, "TooLarge", "request body too large");
+                return http_queue(req);
+            }
+            req->too_large = true;
         }
         return MHD_YES;
     }
@@ -477,7 +520,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (*upload_size) {
         if (!req->too_large && pw_buf_append(&req->body, upload_data, *upload_size) != 0)
             req->too_large = true;
+        req->seen += *upload_size;
         *upload_size = 0;
+        if (req->too_large && req->seen > http_discard_cap(srv)) {
+            /* a chunked body that goes on and on: stop reading (the connection closes after this) */
+            http_reply_error(req, 413, "TooLarge", "request body too large");
+            return http_queue(req);
+        }
         return MHD_YES;
     }
     if (req->too_large)
@@ -635,7 +684,7 @@ int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
     pw_http_server *srv = pw_xcalloc(1, sizeof *srv);
     srv->cfg = *cfg;
     if (!srv->cfg.max_body)
-        srv->cfg.max_body = 1u << 20;
+        srv->cfg.max_body = PW_HTTP_DEFAULT_MAX_BODY;
     if (!srv->cfg.threads)
         srv->cfg.threads = 4;
     if (!srv->cfg.max_connections)
@@ -657,6 +706,8 @@ int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)http_mhd_log, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
+    /* room for a request head well past our own limits, so those answer with JSON */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONN_MEMORY, NULL};
     if (cfg->tls_cert_pem && cfg->tls_key_pem) {
         flags |= MHD_USE_TLS;
         srv->tls_cert = pw_xstrdup(cfg->tls_cert_pem);

@@ -30,11 +30,23 @@ struct pw_http_route {
     pw_http_handler fn;
 };
 
+/* Request limits. Every refusal is the JSON error body {"code","reason","message"}: 413 TooLarge for
+ * a body over max_body (a client that sent Expect: 100-continue gets it before sending; otherwise up
+ * to 8 x max_body (at most 64 MiB) is read and discarded so the client can read the answer), 414
+ * TooLarge for a request URI (path and query) over PW_HTTP_MAX_URI, 431 TooLarge for header fields
+ * over PW_HTTP_MAX_HEADERS in all. (A request head beyond 4 x their sum exceeds libmicrohttpd's
+ * connection memory and gets its own plain answer.) */
+#define PW_HTTP_DEFAULT_MAX_BODY (1u << 20)
+#define PW_HTTP_MAX_URI 8192
+#define PW_HTTP_MAX_URI_TEXT "8 KiB"
+#define PW_HTTP_MAX_HEADERS 32768
+#define PW_HTTP_MAX_HEADERS_TEXT "32 KiB"
+
 struct pw_http_config {
     const char *listen;                 /* "127.0.0.1:8080", "[::1]:0", ":8080"; port 0 picks one */
     const struct pw_http_route *routes; /* borrowed; ends with a row whose pattern is NULL */
     void *ctx;                          /* passed to every handler; borrowed */
-    size_t max_body;                    /* request bodies over this get 413 (0: 1 MiB) */
+    size_t max_body;                    /* request bodies over this get 413 (0: PW_HTTP_DEFAULT_MAX_BODY) */
     unsigned threads;                   /* pool size (0: 4) */
     unsigned max_connections;           /* 0: 10000 */
     unsigned idle_timeout_s;            /* idle keep-alive connections close after this (0: 60) */

@@ -126,13 +126,7 @@ static void test_transport_errors(void **state)
     assert_string_equal(json_string_value(json_object_get(err, "reason")), "Invalid");
     assert_non_null(strstr(json_string_value(json_object_get(err, "message")), "invalid JSON"));
     json_decref(err);
-    char *big = malloc((1u << 20) + 10);
-    memset(big, ' ', (1u << 20) + 9);
-    big[(1u << 20) + 9] = 0;
-    assert_int_equal(pw_api_parse_create("application/json", big, strlen(big), &s, &err), PW_ETOOLARGE);
-    assert_int_equal(json_integer_value(json_object_get(err, "code")), 413);
-    json_decref(err);
-    free(big);
+    /* the body cap is the HTTP server's alone (http.h, max_body): tested over HTTP in test_handlers */
 }
 
 static void test_field_errors(void **state)

@@ -11,6 +11,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "base/buf.h"
 #include "base/clock.h"
@@ -201,6 +206,76 @@ static void test_body_caps(void **state)
     pw_buf_fini(&hdr);
 }
 
+/* Sends raw bytes (a whole request, body included, as a client that does not wait for 100-continue)
+ * on a new connection and reads the reply until the server closes or 5 s pass. */
+static void raw_exchange(const char *head, size_t body_len, pw_buf *reply)
+{
+    int port = pw_http_server_port(g_srv);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    assert_int_equal(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    static char chunk[4096];
+    memset(chunk, 'x', sizeof chunk);
+    for (size_t sent = 0; sent < body_len;) {
+        size_t n = body_len - sent < sizeof chunk ? body_len - sent : sizeof chunk;
+        ssize_t w = send(fd, chunk, n, MSG_NOSIGNAL);
+        assert_true(w > 0); /* the server reads (and discards) the body: the client is never cut off */
+        sent += (size_t)w;
+    }
+    char buf[4096];
+    ssize_t r;
+    while ((r = recv(fd, buf, sizeof buf, 0)) > 0) {
+        pw_buf_append(reply, buf, (size_t)r);
+        if (strstr(reply->p, "\r\n\r\n") && strchr(strstr(reply->p, "\r\n\r\n"), '}'))
+            break;
+    }
+    close(fd);
+}
+
+/* Over-large requests get the JSON error body, readable by the client: a body over the cap sent
+ * whole without Expect (413), a URI over PW_HTTP_MAX_URI (414), header fields over
+ * PW_HTTP_MAX_HEADERS (431). */
+static void test_limits_json(void **state)
+{
+    (void)state;
+    pw_buf reply;
+    pw_buf_init(&reply, 1 << 20);
+    raw_exchange("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 6000\r\n\r\n", 6000, &reply);
+    assert_non_null(strstr(reply.p, "HTTP/1.1 413"));
+    assert_non_null(strstr(reply.p, "TooLarge"));
+    assert_non_null(strstr(reply.p, "application/json"));
+    pw_buf_reset(&reply);
+    static char head[PW_HTTP_MAX_HEADERS * 2];
+    snprintf(head, sizeof head, "GET /items/");
+    size_t n = strlen(head);
+    memset(head + n, 'a', PW_HTTP_MAX_URI + 10);
+    snprintf(head + n + PW_HTTP_MAX_URI + 10, sizeof head - n - PW_HTTP_MAX_URI - 10, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    raw_exchange(head, 0, &reply);
+    assert_non_null(strstr(reply.p, "HTTP/1.1 414"));
+    assert_non_null(strstr(reply.p, "TooLarge"));
+    assert_non_null(strstr(reply.p, "application/json"));
+    pw_buf_reset(&reply);
+    n = (size_t)snprintf(head, sizeof head, "GET /items/1 HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; n + 1100 < sizeof head && i < 40; i++) {
+        n += (size_t)snprintf(head + n, sizeof head - n, "X-Filler-%d: ", i);
+        memset(head + n, 'b', 1000);
+        n += 1000;
+        n += (size_t)snprintf(head + n, sizeof head - n, "\r\n");
+    }
+    snprintf(head + n, sizeof head - n, "\r\n");
+    raw_exchange(head, 0, &reply);
+    assert_non_null(strstr(reply.p, "HTTP/1.1 431"));
+    assert_non_null(strstr(reply.p, "TooLarge"));
+    assert_non_null(strstr(reply.p, "application/json"));
+    pw_buf_fini(&reply);
+}
+
 static void test_stream(void **state)
 {
     (void)state;
@@ -275,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_route_params_query),
         cmocka_unit_test(test_not_found_and_method),
         cmocka_unit_test(test_body_caps),
+        cmocka_unit_test(test_limits_json),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_stream_client_gone),
         cmocka_unit_test(test_stream_outlives_server),
