@@ -146,12 +146,16 @@ pw_cli_client *pw_cli_client_new(const char *base_url);
 void pw_cli_client_free(pw_cli_client *c);
 /* A transfer in progress is aborted (PW_ECANCELED) once *flag becomes non-zero. flag is borrowed. */
 void pw_cli_client_set_interrupt(pw_cli_client *c, volatile sig_atomic_t *flag);
+/* Connect and transfer timeouts in seconds (<= 0: the defaults, 5 and 30). */
+void pw_cli_client_set_timeouts(pw_cli_client *c, long connect_s, long transfer_s);
+/* Response bodies over this are refused (PW_ETOOLARGE). */
+#define PW_CLI_RESPONSE_CAP (16u << 20)
 /* Sends METHOD base_url+path (path starts with "/", query already encoded) with body (borrowed,
  * may be NULL) as JSON. On a completed exchange returns 0 with *status and *out: the parsed response
  * (caller json_decref()s; NULL when the body is empty or not JSON). On a transport failure returns
  * PW_EUNAVAIL (cannot connect), PW_ETIMEDOUT, PW_ETOOLARGE (response over the cap), PW_ECANCELED
  * (interrupted) or PW_EIO, with a message in err; *status and *out are then untouched. Blocks for at
- * most the connect (5 s) plus transfer (30 s) timeouts. */
+ * most the connect plus transfer timeouts. */
 int pw_cli_client_call(pw_cli_client *c, const char *method, const char *path, const json_t *body, long *status,
                        json_t **out, char *err, size_t errlen);
 /* Percent-encodes s for a URL path segment or query value; caller frees with free(). */

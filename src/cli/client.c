@@ -9,7 +9,7 @@
 #include "base/mem.h"
 #include "cli/cli_int.h"
 
-#define RESPONSE_CAP (16u << 20) /* the largest node list we accept in one page */
+#define RESPONSE_CAP PW_CLI_RESPONSE_CAP /* the largest node list we accept in one page */
 #define CONNECT_TIMEOUT_S 5L
 #define TRANSFER_TIMEOUT_S 30L
 
@@ -19,6 +19,7 @@ struct pw_cli_client {
     volatile sig_atomic_t *interrupt; /* borrowed; may be NULL */
     pw_buf resp;
     bool too_large;
+    long connect_timeout_s, transfer_timeout_s;
 };
 
 pw_cli_client *pw_cli_client_new(const char *base_url)
@@ -39,7 +40,15 @@ pw_cli_client *pw_cli_client_new(const char *base_url)
     while (n > 0 && c->base[n - 1] == '/')
         c->base[--n] = '\0';
     pw_buf_init(&c->resp, RESPONSE_CAP);
+    c->connect_timeout_s = CONNECT_TIMEOUT_S;
+    c->transfer_timeout_s = TRANSFER_TIMEOUT_S;
     return c;
+}
+
+void pw_cli_client_set_timeouts(pw_cli_client *c, long connect_s, long transfer_s)
+{
+    c->connect_timeout_s = connect_s > 0 ? connect_s : CONNECT_TIMEOUT_S;
+    c->transfer_timeout_s = transfer_s > 0 ? transfer_s : TRANSFER_TIMEOUT_S;
 }
 
 void pw_cli_client_free(pw_cli_client *c)
@@ -163,8 +172,8 @@ int pw_cli_client_call(pw_cli_client *c, const char *method, const char *path, c
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, TRANSFER_TIMEOUT_S);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, c->transfer_timeout_s);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");

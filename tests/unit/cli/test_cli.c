@@ -16,6 +16,13 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "cli/cli_int.h"
+#include "http/http.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* Parses a NULL-terminated argument list (argv[0] added). */
 static int parse(pw_cli_args *a, char *err, size_t errlen, const char *env, ...)
@@ -559,6 +566,85 @@ static void test_yaml_round_trip(void **state)
     }
 }
 
+/* ---- the client's transport errors, against a server in this process ---- */
+
+static void h_huge(pw_http_req *req, void *ctx)
+{
+    (void)ctx;
+    /* a JSON document just over the client's cap */
+    size_t n = PW_CLI_RESPONSE_CAP + 1024;
+    char *s = malloc(n + 1);
+    memset(s, 'x', n);
+    s[n] = '\0';
+    json_t *o = json_pack("{s:s}", "items", s);
+    free(s);
+    pw_http_reply_json(req, 200, o);
+}
+
+static void h_small(pw_http_req *req, void *ctx)
+{
+    (void)ctx;
+    pw_http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+static const struct pw_http_route cli_routes[] = {
+    {"GET", "/huge", h_huge},
+    {"GET", "/small", h_small},
+    {NULL, NULL, NULL},
+};
+
+static void test_transport_errors(void **state)
+{
+    (void)state;
+    struct pw_http_config cfg = {.listen = "127.0.0.1:0", .routes = cli_routes, .threads = 2};
+    pw_http_server *srv = NULL;
+    assert_int_equal(pw_http_server_new(&cfg, &srv), 0);
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", pw_http_server_port(srv));
+    pw_cli_client *c = pw_cli_client_new(base);
+    assert_non_null(c);
+    long status = 0;
+    json_t *out = NULL;
+    char err[512];
+    assert_int_equal(pw_cli_client_call(c, "GET", "/small", NULL, &status, &out, err, sizeof err), 0);
+    assert_int_equal(status, 200);
+    json_decref(out);
+    /* a response over the cap */
+    out = NULL;
+    assert_int_equal(pw_cli_client_call(c, "GET", "/huge", NULL, &status, &out, err, sizeof err), PW_ETOOLARGE);
+    assert_non_null(strstr(err, "MiB"));
+    assert_null(out);
+    /* interrupted (Ctrl-C sets the flag): the transfer is abandoned */
+    volatile sig_atomic_t flag = 1;
+    pw_cli_client_set_interrupt(c, &flag);
+    assert_int_equal(pw_cli_client_call(c, "GET", "/small", NULL, &status, &out, err, sizeof err), PW_ECANCELED);
+    assert_string_equal(err, "interrupted");
+    pw_cli_client_set_interrupt(c, NULL);
+    pw_cli_client_free(c);
+    pw_http_server_free(srv);
+
+    /* a server that accepts and never answers: the transfer timeout */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    c = pw_cli_client_new(base);
+    pw_cli_client_set_timeouts(c, 1, 1);
+    assert_int_equal(pw_cli_client_call(c, "GET", "/small", NULL, &status, &out, err, sizeof err), PW_ETIMEDOUT);
+    assert_non_null(strstr(err, "did not answer in time"));
+    pw_cli_client_free(c);
+    close(fd);
+    /* nobody listens: cannot reach, with the OS's reason */
+    c = pw_cli_client_new(base);
+    assert_int_equal(pw_cli_client_call(c, "GET", "/small", NULL, &status, &out, err, sizeof err), PW_EUNAVAIL);
+    assert_non_null(strstr(err, "cannot reach prewarmd"));
+    pw_cli_client_free(c);
+}
+
 static void test_usage(void **state)
 {
     (void)state;
@@ -603,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_yaml_exact),
         cmocka_unit_test(test_yaml_round_trip),
         cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_transport_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
