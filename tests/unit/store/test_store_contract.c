@@ -423,6 +423,60 @@ static void test_args(void **state)
     size_t removed = 5;
     assert_int_equal(pw_store_prune(s, INT64_MAX, &removed), 0);
     assert_int_equal(removed, 0);
+    /* every call refuses missing arguments before the back end sees them */
+    json_t *doc = json_object();
+    struct pw_store_task no_id = {.status = "pending", .doc = doc}, no_status = {.id = "t-1", .doc = doc};
+    assert_int_equal(pw_store_task_put(s, &no_id), PW_EINVAL);
+    assert_int_equal(pw_store_task_put(s, &no_status), PW_EINVAL);
+    assert_int_equal(pw_store_task_put(s, NULL), PW_EINVAL);
+    struct pw_store_task out;
+    assert_int_equal(pw_store_task_get(s, NULL, &out), PW_EINVAL);
+    assert_int_equal(pw_store_task_get(s, "t-1", NULL), PW_EINVAL);
+    assert_int_equal(pw_store_task_get(s, "t-none", &out), PW_ENOTFOUND);
+    struct pw_store_task *items = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    assert_int_equal(pw_store_task_list(s, NULL, 0, NULL, NULL, &n, &next), PW_EINVAL);
+    assert_int_equal(pw_store_task_list(s, NULL, 0, NULL, &items, NULL, &next), PW_EINVAL);
+    assert_int_equal(pw_store_task_list(s, NULL, 0, NULL, &items, &n, NULL), PW_EINVAL);
+    /* "" means no filter and no token */
+    assert_int_equal(pw_store_task_list(s, "", 0, "", &items, &n, &next), 0);
+    pw_store_tasks_free(items, n);
+    free(next);
+    assert_int_equal(pw_store_task_list_unfinished(s, NULL, &n), PW_EINVAL);
+    assert_int_equal(pw_store_task_list_unfinished(s, &items, NULL), PW_EINVAL);
+    assert_int_equal(pw_store_task_delete(s, NULL), PW_EINVAL);
+    struct pw_store_node bad[3] = {
+        {.task_id = NULL, .node_name = "n", .state = "pending", .doc = doc},
+        {.task_id = "t-1", .node_name = "n", .state = NULL, .doc = doc},
+        {.task_id = "t-1", .node_name = "n", .state = "pending", .doc = NULL},
+    };
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pw_store_nodes_put(s, &bad[i], 1), PW_EINVAL);
+    struct pw_store_node *nodes = NULL;
+    next = NULL;
+    assert_int_equal(pw_store_nodes_list(s, NULL, NULL, 0, NULL, &nodes, &n, &next), PW_EINVAL);
+    assert_int_equal(pw_store_nodes_list(s, "t-1", NULL, 0, NULL, NULL, &n, &next), PW_EINVAL);
+    assert_int_equal(pw_store_nodes_list(s, "t-1", NULL, 0, NULL, &nodes, NULL, &next), PW_EINVAL);
+    assert_int_equal(pw_store_nodes_list(s, "t-1", NULL, 0, NULL, &nodes, &n, NULL), PW_EINVAL);
+    put_task(s, "t-args", "running", 1, 0);
+    int rc = pw_store_nodes_list(s, "t-args", "", 0, "", &nodes, &n, &next);
+    assert_int_equal(rc, 0);
+    assert_int_equal(n, 0);
+    pw_store_nodes_free(nodes, n);
+    free(next);
+    json_decref(doc);
+    /* the finalizers take NULL */
+    pw_store_task_fini(NULL);
+    pw_store_node_fini(NULL);
+    pw_store_tasks_free(NULL, 0);
+    pw_store_nodes_free(NULL, 0);
+    /* the name tables */
+    assert_int_equal(pw_task_status_of("cancelled"), PW_TASK_CANCELLED);
+    assert_int_equal(pw_task_status_of("nope"), -1);
+    assert_int_equal(pw_task_status_of(NULL), -1);
+    assert_int_equal(pw_node_state_of("skipped"), PW_NODE_SKIPPED);
+    assert_false(pw_store_status_final("nope"));
 }
 
 static const struct {
