@@ -369,6 +369,148 @@ static void test_not_ready_recovers_and_deleted(void **state)
     free(id);
 }
 
+static void test_job_deleted_and_deadline(void **state)
+{
+    (void)state;
+    char *id = submit("{\"images\":[\"busybox:1.36\",\"redis:7\"],\"nodeNames\":[\"node-3\",\"node-4\"]}", false);
+    wait_running(id, 2);
+    /* someone deletes node-3's Job: the node fails JobDeleted */
+    char *name = pw_jobspec_name(id, "node-3");
+    for (int i = 0; i < 200 && sim_store_delete(E.sim.store, "jobs.batch", "prewarm", name, NULL) != 0; i++)
+        sleep_ms(25);
+    free(name);
+    /* node-4's Job fails with no pull error seen (a deadline during a slow pull): the message names
+     * the images not pulled yet */
+    job_finish(id, "node-4", "Failed");
+    json_t *t = wait_status(id, "failed");
+    json_decref(t);
+    json_t *n3 = node_result(id, "node-3");
+    assert_string_equal(json_string_value(json_object_get(n3, "reason")), "JobDeleted");
+    json_decref(n3);
+    json_t *n4 = node_result(id, "node-4");
+    assert_non_null(strstr(json_string_value(json_object_get(n4, "message")), "not pulled yet: busybox:1.36, redis:7"));
+    json_decref(n4);
+    free(id);
+}
+
+static void test_create_refused(void **state)
+{
+    (void)state;
+    /* without its namespace the API server refuses the Job: the node fails JobCreateFailed */
+    json_t *ns = NULL;
+    assert_int_equal(sim_store_delete(E.sim.store, "namespaces", "", "prewarm", &ns), 0);
+    char *id = submit("{\"images\":[\"busybox:1.36\"],\"nodeNames\":[\"node-1\"]}", false);
+    json_t *t = wait_status(id, "failed");
+    json_decref(t);
+    json_t *n1 = node_result(id, "node-1");
+    assert_string_equal(json_string_value(json_object_get(n1, "reason")), "JobCreateFailed");
+    assert_non_null(strstr(json_string_value(json_object_get(n1, "message")), "HTTP 404"));
+    json_decref(n1);
+    json_t *md = json_object_get(ns, "metadata");
+    json_object_del(md, "resourceVersion");
+    json_object_del(md, "uid");
+    assert_int_equal(sim_store_create(E.sim.store, "namespaces", "", ns, NULL), 0);
+    free(id);
+}
+
+static void test_cancel_running(void **state)
+{
+    (void)state;
+    size_t jobs_before = job_count();
+    char *id = submit("{\"images\":[\"busybox:1.36\"],\"nodeNames\":[\"node-1\",\"node-3\"]}", false);
+    wait_running(id, 2);
+    wait_jobs(jobs_before + 2);
+    json_t *t = NULL;
+    assert_int_equal(pw_engine_cancel(E.engine, id, &t), 0);
+    assert_string_equal(status_of(t), "cancelled");
+    assert_int_equal(prog(t, "cancelledNodes"), 2);
+    json_decref(t);
+    /* the running nodes' Jobs are deleted; a second cancel is a no-op; a finished task is 409 */
+    wait_jobs(jobs_before);
+    assert_int_equal(pw_engine_cancel(E.engine, id, NULL), 0);
+    free(id);
+}
+
+static int set_images(void *arg, json_t *node)
+{
+    json_object_set_new(json_object_get(node, "status"), "images",
+                        json_pack("[{s:[s,s],s:i}]", "names", "docker.io/library/busybox:1.36", arg, "sizeBytes", 1));
+    return 0;
+}
+
+static int set_unschedulable(void *arg, json_t *node)
+{
+    json_object_set_new(node, "spec", json_pack("{s:b}", "unschedulable", arg != NULL));
+    return 0;
+}
+
+static void test_skip_and_filters(void **state)
+{
+    (void)state;
+    assert_int_equal(sim_store_mutate(E.sim.store, "nodes", "", "node-1", set_images, "busybox:1.36", NULL), 0);
+    assert_int_equal(sim_store_mutate(E.sim.store, "nodes", "", "node-2", set_unschedulable, "yes", NULL), 0);
+    assert_int_equal(sim_store_mutate(E.sim.store, "nodes", "", "node-3", set_ready, "False", NULL), 0);
+    sleep_ms(300);
+    /* node-1 holds the image: skipped without a Job; node-2 cordoned and node-3 NotReady are left out;
+     * nodeNames that do not exist are named in the message */
+    char *id = submit("{\"images\":[\"busybox:1.36\"],\"nodeNames\":[\"node-1\",\"node-2\",\"node-3\","
+                      "\"node-99\"]}",
+                      false);
+    json_t *t = wait_status(id, "succeeded");
+    assert_int_equal(prog(t, "totalNodes"), 1);
+    assert_int_equal(prog(t, "skippedNodes"), 1);
+    assert_non_null(strstr(json_string_value(json_object_get(t, "message")), "node-99"));
+    json_decref(t);
+    free(id);
+    /* with includeUnschedulable and includeNotReady they are selected */
+    id = submit("{\"images\":[\"busybox:1.36\"],\"nodeNames\":[\"node-2\",\"node-3\"],"
+                "\"includeUnschedulable\":true,\"includeNotReady\":true}",
+                false);
+    wait_running(id, 2);
+    job_finish(id, "node-2", "Complete");
+    job_finish(id, "node-3", "Complete");
+    t = wait_status(id, "succeeded");
+    assert_int_equal(prog(t, "succeededNodes"), 2);
+    json_decref(t);
+    free(id);
+    assert_int_equal(sim_store_mutate(E.sim.store, "nodes", "", "node-2", set_unschedulable, NULL, NULL), 0);
+    assert_int_equal(sim_store_mutate(E.sim.store, "nodes", "", "node-3", set_ready, "True", NULL), 0);
+}
+
+/* A second engine on the same cluster with its own store sweeps, at start, the prewarm Jobs nobody
+ * will delete: one of a task it does not know, one of a task its store says finished; the Job of a
+ * task still running in its store is adopted instead. */
+static void test_startup_sweep(void **state)
+{
+    (void)state;
+    pw_store *st2;
+    assert_int_equal(pw_store_open("memory:", &st2, NULL), 0);
+    json_t *doc = json_pack("{s:s,s:s,s:[s]}", "id", "t-0000000000s1", "status", "succeeded", "images", "a");
+    struct pw_store_task rec = {.id = "t-0000000000s1", .status = "succeeded", .created_ms = 1, .finished_ms = 2,
+                                .doc = doc};
+    assert_int_equal(pw_store_task_put(st2, &rec), 0);
+    json_decref(doc);
+    static const char *const tasks[] = {"t-0000000000u1", "t-0000000000s1"};
+    size_t before = job_count();
+    for (int i = 0; i < 2; i++) {
+        char *name = pw_jobspec_name(tasks[i], "node-1");
+        json_t *job = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s},s:{s:s}},s:{}}", "apiVersion", "batch/v1", "kind", "Job",
+                                "metadata", "name", name, "namespace", "prewarm", "labels",
+                                "app.kubernetes.io/managed-by", "prewarm", "prewarm.io/task", tasks[i], "annotations",
+                                "prewarm.io/node", "node-1", "spec");
+        assert_int_equal(sim_store_create(E.sim.store, "jobs.batch", "prewarm", job, NULL), 0);
+        free(name);
+    }
+    assert_int_equal(job_count(), before + 2);
+    pw_engine *e2;
+    struct pw_engine_config cfg = {.client = E.client, .store = st2, .namespace_ = "prewarm"};
+    assert_int_equal(pw_engine_new(&cfg, &e2), 0);
+    assert_int_equal(pw_engine_start(e2), 0);
+    wait_jobs(before);
+    pw_engine_free(e2);
+    pw_store_close(st2);
+}
+
 static int set_churn(void *arg, json_t *node)
 {
     json_object_set_new(json_object_get(json_object_get(node, "metadata"), "labels"), "churn", json_string(arg));
@@ -408,6 +550,11 @@ int main(void)
         cmocka_unit_test(test_select_and_complete),
         cmocka_unit_test(test_pull_failures),
         cmocka_unit_test(test_not_ready_recovers_and_deleted),
+        cmocka_unit_test(test_job_deleted_and_deadline),
+        cmocka_unit_test(test_create_refused),
+        cmocka_unit_test(test_cancel_running),
+        cmocka_unit_test(test_skip_and_filters),
+        cmocka_unit_test(test_startup_sweep),
         cmocka_unit_test(test_label_churn_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
