@@ -213,9 +213,18 @@ static int set_job_condition(void *arg, json_t *job)
 
 static void job_finish(const char *task, const char *node, const char *type)
 {
+    /* a node counts as running once dispatched, a moment before its Job's create reaches the
+     * simulator: wait (at most ~10 s) for the Job */
     char *name = pw_jobspec_name(task, node);
-    assert_int_equal(sim_store_mutate(E.sim.store, "jobs.batch", "prewarm", name, set_job_condition, (void *)type, NULL), 0);
+    int rc = -1;
+    for (int i = 0; i < 400; i++) {
+        rc = sim_store_mutate(E.sim.store, "jobs.batch", "prewarm", name, set_job_condition, (void *)type, NULL);
+        if (rc == 0)
+            break;
+        sleep_ms(25);
+    }
     free(name);
+    assert_int_equal(rc, 0);
 }
 
 /* Creates (or replaces) the pod of (task, node) with one waiting container img-0. */
