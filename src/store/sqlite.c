@@ -155,6 +155,8 @@ static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct fault_point fault_points[PW_STORE_SQLITE_FAULT_POINTS];
 static atomic_int fault_armed;
 static atomic_uint fault_hit_count;
+static atomic_uint fault_stall_ms;
+static atomic_uint pool_wait_ms; /* 0: SQL_POOL_WAIT_S */
 
 void pw_store_sqlite_fault_set(enum pw_store_sqlite_fault_point point, int skip, int count, int code)
 {
@@ -166,10 +168,24 @@ void pw_store_sqlite_fault_set(enum pw_store_sqlite_fault_point point, int skip,
     pthread_mutex_unlock(&fault_mu);
 }
 
+void pw_store_sqlite_fault_stall(unsigned ms)
+{
+    atomic_store(&fault_stall_ms, ms);
+    if (ms)
+        atomic_store(&fault_armed, 1);
+}
+
+void pw_store_sqlite_pool_wait_set(unsigned ms)
+{
+    atomic_store(&pool_wait_ms, ms);
+}
+
 void pw_store_sqlite_fault_clear(void)
 {
     pthread_mutex_lock(&fault_mu);
     memset(fault_points, 0, sizeof fault_points);
+    atomic_store(&fault_stall_ms, 0);
+    atomic_store(&pool_wait_ms, 0);
     atomic_store(&fault_armed, 0);
     atomic_store(&fault_hit_count, 0);
     pthread_mutex_unlock(&fault_mu);
@@ -538,6 +554,11 @@ static sqlite3_stmt *conn_stmt(struct sql_conn *c, enum sql_stmt_id id, int *rc)
 /* sqlite3_step through the fault seam. */
 static int stmt_step(sqlite3_stmt *st)
 {
+    unsigned stall = atomic_load_explicit(&fault_stall_ms, memory_order_relaxed);
+    if (stall) {
+        struct timespec ts = {stall / 1000, (long)(stall % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     int code = fault_take(PW_STORE_SQLITE_FAULT_STEP);
     if (code != SQLITE_OK) {
         sqlite3_reset(st);
@@ -692,7 +713,8 @@ static int conn_open(struct sql_store *ss, bool first, struct sql_conn **out, co
 static int pool_get(struct sql_store *ss, struct sql_conn **out)
 {
     struct timespec deadline;
-    pw_clock_deadline_ts(SQL_POOL_WAIT_S * 1000, &deadline);
+    unsigned wait_ms = atomic_load(&pool_wait_ms);
+    pw_clock_deadline_ts(wait_ms ? (int64_t)wait_ms : SQL_POOL_WAIT_S * 1000, &deadline);
     int rc = 0;
     pthread_mutex_lock(&ss->mu);
     for (;;) {
@@ -719,7 +741,8 @@ static int pool_get(struct sql_store *ss, struct sql_conn **out)
             break;
         }
         if (pthread_cond_timedwait(&ss->cv, &ss->mu, &deadline) == ETIMEDOUT) {
-            PW_ERROR("store sqlite:%s: no database connection free after %d s", ss->path, SQL_POOL_WAIT_S);
+            PW_ERROR("store sqlite:%s: no database connection free after %u ms", ss->path,
+                     wait_ms ? wait_ms : SQL_POOL_WAIT_S * 1000);
             rc = PW_EUNAVAIL;
             break;
         }

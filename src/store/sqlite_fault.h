@@ -22,7 +22,13 @@ enum pw_store_sqlite_fault_point {
  * result code such as SQLITE_FULL; count < 0 means every call until cleared). Replaces what was
  * armed at that point. */
 void pw_store_sqlite_fault_set(enum pw_store_sqlite_fault_point point, int skip, int count, int code);
-/* Disarms every point and zeroes the hit counter. */
+/* Makes every statement of the back end sleep ms before it runs (0: no stall), so a test can hold
+ * connections checked out of the pool. */
+void pw_store_sqlite_fault_stall(unsigned ms);
+/* How long a call waits for a free pool connection before it fails with PW_EUNAVAIL (default
+ * 30 s; 0 restores the default). */
+void pw_store_sqlite_pool_wait_set(unsigned ms);
+/* Disarms every point, the stall and the pool wait, and zeroes the hit counter. */
 void pw_store_sqlite_fault_clear(void);
 /* How many calls failed by injection since the last clear. */
 unsigned pw_store_sqlite_fault_hits(void);

@@ -747,6 +747,117 @@ static void test_readonly_file(void **state)
     pw_store_close(s);
 }
 
+/* ---- the connection pool ---- */
+
+struct hold_arg {
+    pw_store *s;
+    int rc;
+};
+
+/* One read of t-000001; with the statement stall armed it holds its connection that long. */
+static void *hold_reader(void *p)
+{
+    struct hold_arg *a = p;
+    struct pw_store_task t;
+    a->rc = pw_store_task_get(a->s, "t-000001", &t);
+    if (a->rc == 0)
+        pw_store_task_fini(&t);
+    return NULL;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Four readers hold the pool's four connections (every statement stalls 1 s); a fifth call, read
+ * or write, waits for a free one and then fails with PW_EUNAVAIL (the API's 503), touching nothing.
+ * Once they are done the store serves again and has lost nothing. */
+static void test_pool_exhausted(void **state)
+{
+    struct fx *f = *state;
+    pw_store *s = open_ok(f->url);
+    put_task(s, "t-000001", "running", 0);
+    pw_store_sqlite_pool_wait_set(200);
+    pw_store_sqlite_fault_stall(1000);
+    pthread_t th[4];
+    struct hold_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (struct hold_arg){.s = s, .rc = -1};
+        assert_int_equal(pthread_create(&th[i], NULL, hold_reader, &args[i]), 0);
+    }
+    sleep_ms(300);
+    struct pw_store_task t;
+    assert_int_equal(pw_store_task_get(s, "t-000001", &t), PW_EUNAVAIL);
+    assert_int_equal(put_task_rc(s, "t-000002", "pending", 0), PW_EUNAVAIL);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].rc, 0);
+    }
+    pw_store_sqlite_fault_clear();
+    assert_int_equal(pw_store_task_get(s, "t-000002", &t), PW_ENOTFOUND);
+    put_task(s, "t-000002", "pending", 0);
+    assert_int_equal(pw_store_task_get(s, "t-000001", &t), 0);
+    pw_store_task_fini(&t);
+    pw_store_close(s);
+}
+
+/* A second connection that cannot open (the directory is gone for a moment) fails that call only;
+ * the open connection goes on, and the next call opens one. */
+static void test_pool_open_fails(void **state)
+{
+    struct fx *f = *state;
+    pw_store *s = open_ok(f->url);
+    put_task(s, "t-000001", "running", 0);
+    pw_store_sqlite_fault_stall(600);
+    pthread_t th;
+    struct hold_arg a = {.s = s, .rc = -1};
+    assert_int_equal(pthread_create(&th, NULL, hold_reader, &a), 0);
+    sleep_ms(200);
+    char moved[96];
+    snprintf(moved, sizeof moved, "%s.moved", f->dir);
+    assert_int_equal(rename(f->dir, moved), 0);
+    struct pw_store_task t;
+    int rc = pw_store_task_get(s, "t-000001", &t);
+    assert_int_equal(rename(moved, f->dir), 0);
+    assert_int_equal(rc, PW_EIO);
+    pthread_join(th, NULL);
+    assert_int_equal(a.rc, 0);
+    pw_store_sqlite_fault_clear();
+    /* two at once again: the pool opens its second connection now */
+    pw_store_sqlite_fault_stall(300);
+    a.rc = -1;
+    assert_int_equal(pthread_create(&th, NULL, hold_reader, &a), 0);
+    sleep_ms(100);
+    assert_int_equal(pw_store_task_get(s, "t-000001", &t), 0);
+    pw_store_task_fini(&t);
+    pthread_join(th, NULL);
+    assert_int_equal(a.rc, 0);
+    pw_store_close(s);
+}
+
+/* Paths without a directory part (relative to the working directory) and directly under /. */
+static void test_open_path_forms(void **state)
+{
+    struct fx *f = *state;
+    char cwd[256];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(f->dir), 0);
+    pw_store *s = open_ok("sqlite:plain.db");
+    put_task(s, "t-000001", "running", 0);
+    pw_store_close(s);
+    assert_int_equal(chdir(cwd), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/plain.db", f->dir);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    /* errors without an errmsg pointer still fail cleanly */
+    assert_int_equal(pw_store_open("sqlite:", &s, NULL), PW_EINVAL);
+    snprintf(path, sizeof path, "sqlite:%s/plain.db/x/y.db", f->dir);
+    assert_int_equal(pw_store_open(path, &s, NULL), PW_EIO);
+}
+
 /* ---- many threads ---- */
 
 #define CONC_THREADS 8
@@ -943,6 +1054,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fault_busy_and_step, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_real_busy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_readonly_file, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_pool_exhausted, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_pool_open_fails, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_open_path_forms, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_threads, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
