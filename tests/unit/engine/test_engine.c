@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,6 +441,81 @@ static void test_cancel_running(void **state)
     free(id);
 }
 
+/* Sets kubesim's fault rules (POST /sim/v1/faults, docs/kubesim.md); "{}" clears them. */
+static void sim_faults(const char *body)
+{
+    char url[96];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/sim/v1/faults", pw_http_server_port(E.srv));
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    struct curl_slist *h = curl_slist_append(NULL, "Authorization: Bearer tok");
+    h = curl_slist_append(h, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    FILE *devnull = fopen("/dev/null", "w");
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, devnull);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    fclose(devnull);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    assert_int_equal(code, 200);
+}
+
+/* A task cancelled while its Job's create is still on the wire: when the create lands, the engine
+ * deletes the Job it no longer wants instead of leaving it behind. */
+static void test_cancel_during_create(void **state)
+{
+    (void)state;
+    size_t jobs_before = job_count();
+    sim_faults("{\"latencyMs\":800}");
+    char *id = submit("{\"images\":[\"busybox:1.36\"],\"nodeNames\":[\"node-4\"]}", false);
+    wait_running(id, 1);
+    assert_int_equal(pw_engine_cancel(E.engine, id, NULL), 0);
+    json_t *t = task_get(id);
+    assert_string_equal(status_of(t), "cancelled");
+    json_decref(t);
+    sim_faults("{}");
+    /* the create arrives (the Job exists for a moment), then the engine deletes it */
+    for (int i = 0; i < 400 && job_count() == jobs_before; i++)
+        sleep_ms(10);
+    wait_jobs(jobs_before);
+    free(id);
+}
+
+static int put_job_of(const char *task, const char *node)
+{
+    char *name = pw_jobspec_name(task, node);
+    json_t *job = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s},s:{s:s}},s:{}}", "apiVersion", "batch/v1", "kind", "Job",
+                            "metadata", "name", name, "namespace", "prewarm", "labels", "app.kubernetes.io/managed-by",
+                            "prewarm", "prewarm.io/task", task, "annotations", "prewarm.io/node", node, "spec");
+    int rc = sim_store_create(E.sim.store, "jobs.batch", "prewarm", job, NULL);
+    free(name);
+    return rc;
+}
+
+/* The Job already exists when the engine's create lands (another replica, or a create whose
+ * answer was lost): the 409 AlreadyExists is adoption, and that Job's result is the node's. */
+static void test_create_conflict_adopts(void **state)
+{
+    (void)state;
+    size_t jobs_before = job_count();
+    sim_faults("{\"latencyMs\":800}");
+    char *id = submit("{\"images\":[\"busybox:1.36\"],\"nodeNames\":[\"node-4\"]}", false);
+    assert_int_equal(put_job_of(id, "node-4"), 0);
+    wait_running(id, 1);
+    sim_faults("{}");
+    sleep_ms(1200); /* the engine's create has been answered 409 by now */
+    assert_int_equal(job_count(), jobs_before + 1);
+    job_finish(id, "node-4", "Complete");
+    json_t *t = wait_status(id, "succeeded");
+    assert_int_equal(prog(t, "succeededNodes"), 1);
+    json_decref(t);
+    free(id);
+}
+
 static int set_images(void *arg, json_t *node)
 {
     json_object_set_new(json_object_get(node, "status"), "images",
@@ -562,6 +638,8 @@ int main(void)
         cmocka_unit_test(test_job_deleted_and_deadline),
         cmocka_unit_test(test_create_refused),
         cmocka_unit_test(test_cancel_running),
+        cmocka_unit_test(test_cancel_during_create),
+        cmocka_unit_test(test_create_conflict_adopts),
         cmocka_unit_test(test_skip_and_filters),
         cmocka_unit_test(test_startup_sweep),
         cmocka_unit_test(test_label_churn_bounded),

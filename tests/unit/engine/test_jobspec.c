@@ -731,6 +731,122 @@ static void test_pod_odd(void **state)
     assert_int_equal(strlen(st[1].message), sizeof st[1].message - 1);
 }
 
+/* One image container's status in each shape the kubelet can report, and what it reads as. */
+static void test_container_states(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *cs; /* the container status object of img-0 */
+        enum pw_pull_class cls;
+        const char *reason, *message; /* message: a substring, "" matches anything */
+    } cases[] = {
+        {"{\"name\":\"img-0\",\"state\":{\"terminated\":{\"exitCode\":0}}}", PW_PULL_DONE, "Completed", ""},
+        {"{\"name\":\"img-0\",\"state\":{\"terminated\":{\"exitCode\":2,\"message\":\"\"}}}", PW_PULL_FAILED_PERMANENT,
+         "Error", "container exited with code 2"},
+        {"{\"name\":\"img-0\",\"state\":{\"terminated\":{\"exitCode\":137,\"reason\":\"OOMKilled\",\"message\":\"oom\"}}}",
+         PW_PULL_FAILED_PERMANENT, "OOMKilled", "oom"},
+        {"{\"name\":\"img-0\",\"state\":{\"waiting\":{\"message\":\"no reason given\"}}}", PW_PULL_WAITING, "",
+         "no reason given"},
+        {"{\"name\":\"img-0\",\"state\":{\"waiting\":{\"reason\":\"ErrImagePull\"}}}", PW_PULL_FAILED_RETRYABLE,
+         "ErrImagePull", ""},
+        {"{\"name\":\"img-0\",\"state\":{\"waiting\":{\"reason\":\"SomethingNew\",\"message\":\"m\"}}}", PW_PULL_WAITING,
+         "SomethingNew", "m"},
+        /* waiting again after a failed run: the termination says why */
+        {"{\"name\":\"img-0\",\"state\":{\"waiting\":{\"reason\":\"CrashLoopBackOff\"}},"
+         "\"lastState\":{\"terminated\":{\"exitCode\":127,\"reason\":\"StartError\",\"message\":\"exec failed\"}}}",
+         PW_PULL_FAILED_PERMANENT, "StartError", "exec failed"},
+        /* an earlier clean exit does not decide a container now waiting */
+        {"{\"name\":\"img-0\",\"state\":{\"waiting\":{\"reason\":\"ContainerCreating\"}},"
+         "\"lastState\":{\"terminated\":{\"exitCode\":0}}}",
+         PW_PULL_WAITING, "ContainerCreating", ""},
+        /* malformed states say nothing */
+        {"{\"name\":\"img-0\",\"state\":{\"terminated\":\"yes\",\"running\":true,\"waiting\":7}}", PW_PULL_WAITING, "",
+         ""},
+        {"{\"name\":\"img-0\"}", PW_PULL_WAITING, "", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = pw_xasprintf(POD_HEAD "\"status\":{\"phase\":\"Pending\",\"containerStatuses\":[%s]}}", cases[i].cs);
+        struct pw_image_status st[1];
+        classify(text, 1, st);
+        if (st[0].cls != cases[i].cls || strcmp(st[0].reason, cases[i].reason) != 0 ||
+            strstr(st[0].message, cases[i].message) == NULL)
+            fail_msg("case %zu (%s): class %d reason '%s' message '%s'", i, cases[i].cs, (int)st[0].cls, st[0].reason,
+                     st[0].message);
+        free(text);
+    }
+}
+
+/* The install init container: a retryable failure of the helper image stays retryable; init
+ * containers of other names are not ours; a finished install decides nothing. */
+static void test_install_states(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *inits;
+        enum pw_pull_class cls;
+        const char *reason;
+    } cases[] = {
+        {"{\"name\":\"install\",\"state\":{\"waiting\":{\"reason\":\"ImagePullBackOff\",\"message\":\"Back-off "
+         "pulling image\"}}}",
+         PW_PULL_FAILED_RETRYABLE, "ImagePullBackOff"},
+        {"{\"name\":\"install\",\"state\":{\"terminated\":{\"exitCode\":1}}}", PW_PULL_FAILED_PERMANENT, "Error"},
+        {"{\"name\":\"istio-init\",\"state\":{\"waiting\":{\"reason\":\"ErrImagePull\"}}},"
+         "{\"state\":{\"waiting\":{\"reason\":\"ErrImagePull\"}}}",
+         PW_PULL_WAITING, "PodInitializing"},
+        {"{\"name\":\"install\",\"state\":{\"terminated\":{\"exitCode\":0,\"reason\":\"Completed\"}}}", PW_PULL_WAITING,
+         "PodInitializing"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = pw_xasprintf(POD_HEAD "\"status\":{\"phase\":\"Pending\",\"initContainerStatuses\":[%s],"
+                                           "\"containerStatuses\":[" CS("img-0", "a:1",
+                                                                        "{\"waiting\":{\"reason\":\"PodInitializing\"}}") ","
+                                           CS("img-1", "b:1", "{\"running\":{}}") "]}}",
+                                  cases[i].inits);
+        struct pw_image_status st[2];
+        classify(text, 2, st);
+        if (st[0].cls != cases[i].cls || strcmp(st[0].reason, cases[i].reason) != 0)
+            fail_msg("case %zu: class %d reason '%s'", i, (int)st[0].cls, st[0].reason);
+        if (cases[i].cls != PW_PULL_WAITING)
+            assert_non_null(strstr(st[0].message, "helper image"));
+        assert_int_equal(st[1].cls, PW_PULL_DONE); /* decided images keep their result */
+        free(text);
+    }
+}
+
+/* Missing parameters build nothing; NULL names make a valid name. */
+static void test_build_refuses(void **state)
+{
+    (void)state;
+    const char *imgs[] = {"busybox:1.36"};
+    const struct pw_jobspec_params good = {.task_id = "t-1", .node_name = "node-1", .namespace_ = "prewarm",
+                                           .images = imgs, .n_images = 1, .helper_image = "h:1", .ttl_s = -1};
+    json_t *job = pw_jobspec_build(&good);
+    assert_non_null(job);
+    json_decref(job);
+    assert_null(pw_jobspec_build(NULL));
+    struct pw_jobspec_params p = good;
+    p.task_id = NULL;
+    assert_null(pw_jobspec_build(&p));
+    p = good;
+    p.node_name = NULL;
+    assert_null(pw_jobspec_build(&p));
+    p = good;
+    p.namespace_ = NULL;
+    assert_null(pw_jobspec_build(&p));
+    p = good;
+    p.helper_image = NULL;
+    assert_null(pw_jobspec_build(&p));
+    p = good;
+    p.images = NULL;
+    assert_null(pw_jobspec_build(&p));
+    p = good;
+    p.n_images = 0;
+    assert_null(pw_jobspec_build(&p));
+    char *n = pw_jobspec_name(NULL, NULL);
+    assert_true(dns1123_label(n));
+    free(n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -745,6 +861,9 @@ int main(void)
         cmocka_unit_test(test_pod_rejected),
         cmocka_unit_test(test_helper_failure),
         cmocka_unit_test(test_pod_odd),
+        cmocka_unit_test(test_container_states),
+        cmocka_unit_test(test_install_states),
+        cmocka_unit_test(test_build_refuses),
     };
     return cmocka_run_group_tests_name("engine/jobspec", tests, NULL, NULL);
 }
