@@ -360,9 +360,21 @@ static int exec_refresh(const pw_k8s_config *cfg, char **errmsg)
         return 0;
     struct pw_k8s_exec_result r;
     cc->exec_runs++;
-    int rc = pw_k8s_exec_run(cfg->exec, cfg, &r, errmsg);
-    if (rc != 0)
+    char *msg = NULL;
+    int rc = pw_k8s_exec_run(cfg->exec, cfg, &r, &msg);
+    if (rc != 0 && cc->exec_valid && pw_clock_real_ms() < cc->exec_expiry_real_ms) {
+        /* a refresh ahead of expiry that failed: the credential in hand works until it expires */
+        PW_WARN("k8s: %s; the current credential is kept until it expires", msg ? msg : "the exec plugin failed");
+        free(msg);
+        return 0;
+    }
+    if (rc != 0) {
+        if (errmsg)
+            *errmsg = msg;
+        else
+            free(msg);
         return rc;
+    }
     free(cc->exec_token);
     free(cc->exec_cert);
     free(cc->exec_key);

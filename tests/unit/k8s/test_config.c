@@ -343,6 +343,7 @@ static const char *plugin_sh =
     "case \"$KUBERNETES_EXEC_INFO\" in *'\"kind\":\"ExecCredential\"'*'\"server\":\"https://127.0.0.1:6443\"'*) ;;"
     " *) echo \"bad exec info: $KUBERNETES_EXEC_INFO\" >&2; exit 5;; esac\n"
     "[ -f \"$dir/fail\" ] && { echo 'plugin says no: login required' >&2; exit 1; }\n"
+    "[ -f \"$dir/slow\" ] && exec sleep 5\n"
     "[ -f \"$dir/garbled\" ] && { printf '{\"status\":{\"token\":\"secret-tok-123\" oops'; exit 0; }\n"
     "exp=$(date -u -d \"@$(( $(date +%s) + $(cat \"$dir/expire_in\") ))\" +%Y-%m-%dT%H:%M:%SZ)\n"
     "printf '{\"apiVersion\":\"client.authentication.k8s.io/%s\",\"kind\":\"ExecCredential\","
@@ -408,8 +409,10 @@ static void test_exec_plugin(void **state)
     assert_int_equal(pw_k8s_cred_get(cfg, &cr, NULL), 0);
     assert_string_equal(cr.token, "exec-token-4");
     pw_k8s_cred_fini(&cr);
-    /* a failing plugin: its stderr reaches the message */
+    /* a failing plugin once the server refused the credential: its stderr reaches the message
+     * (test_exec_timeout_keeps_last_good: before that, the unexpired credential is kept) */
     write_file("exec/fail", "", 0644);
+    assert_true(pw_k8s_cred_invalidate(cfg, cfg->cache->generation));
     assert_int_equal(pw_k8s_cred_get(cfg, &cr, &msg), PW_EAUTH);
     assert_non_null(strstr(msg, "plugin says no: login required"));
     assert_non_null(strstr(msg, "exited with status 1"));
@@ -446,6 +449,99 @@ static void test_exec_plugin(void **state)
     free(msg);
     pw_k8s_config_free(cfg);
     free(p);
+}
+
+/* A plugin that hangs is killed at its timeout. While the credential in hand has not expired (a
+ * refresh ahead of expiry), it is kept; once the server refused it (invalidated), the timeout is
+ * the error; a plugin that works again gives a new credential. */
+static void test_exec_timeout_keeps_last_good(void **state)
+{
+    (void)state;
+    write_exec_config("v1");
+    write_file("exec/version", "v1", 0644);
+    write_file("exec/expire_in", "8", 0644); /* inside the 10 s refresh margin: every get refreshes */
+    char *runs = tpath("exec/runs");
+    unlink(runs);
+    free(runs);
+    char *p = tpath("exec/config");
+    pw_k8s_config *cfg = NULL;
+    assert_int_equal(pw_k8s_config_load(p, NULL, &cfg, NULL), 0);
+    cfg->exec->timeout_ms = 300;
+    struct pw_k8s_cred cr;
+    assert_int_equal(pw_k8s_cred_get(cfg, &cr, NULL), 0);
+    assert_string_equal(cr.token, "exec-token-1");
+    uint64_t gen = cr.generation;
+    pw_k8s_cred_fini(&cr);
+    write_file("exec/slow", "", 0644);
+    char *msg = NULL;
+    assert_int_equal(pw_k8s_cred_get(cfg, &cr, &msg), 0);
+    assert_null(msg);
+    assert_string_equal(cr.token, "exec-token-1"); /* kept */
+    assert_int_equal(cr.generation, gen);
+    pw_k8s_cred_fini(&cr);
+    assert_int_equal(pw_k8s_cred_exec_runs(cfg), 2);
+    assert_true(pw_k8s_cred_invalidate(cfg, gen));
+    assert_int_equal(pw_k8s_cred_get(cfg, &cr, &msg), PW_EAUTH);
+    assert_non_null(strstr(msg, "did not finish within 300 ms"));
+    free(msg);
+    char *f = tpath("exec/slow");
+    unlink(f);
+    free(f);
+    assert_int_equal(pw_k8s_cred_get(cfg, &cr, NULL), 0);
+    assert_string_equal(cr.token, "exec-token-4");
+    pw_k8s_cred_fini(&cr);
+    pw_k8s_config_free(cfg);
+    free(p);
+}
+
+/* A token file that is missing or empty at the start is an error that names it; once a token was
+ * read, a file removed or emptied (the middle of an atomic swap) keeps the last good token, and a
+ * new token is picked up. */
+static void test_token_file_errors(void **state)
+{
+    (void)state;
+    write_file("tf/config",
+               "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+               "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+               "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+               "users: [{name: u, user: {tokenFile: token}}]\n",
+               0644);
+    char *tok = tpath("tf/token");
+    unlink(tok);
+    char *p = tpath("tf/config");
+    pw_k8s_config *cfg = NULL;
+    assert_int_equal(pw_k8s_config_load(p, NULL, &cfg, NULL), 0);
+    cfg->cache->check_ms = 0; /* look at the file on every get */
+    struct pw_k8s_cred cr;
+    char *msg = NULL;
+    assert_int_equal(pw_k8s_cred_get(cfg, &cr, &msg), PW_EAUTH);
+    assert_non_null(strstr(msg, "cannot read the token file"));
+    assert_non_null(strstr(msg, "tf/token"));
+    free(msg);
+    write_file("tf/token", " \n", 0600);
+    msg = NULL;
+    assert_int_equal(pw_k8s_cred_get(cfg, &cr, &msg), PW_EAUTH);
+    assert_non_null(strstr(msg, "is empty"));
+    free(msg);
+    write_file("tf/token", "good-1\n", 0600);
+    assert_int_equal(pw_k8s_cred_get(cfg, &cr, NULL), 0);
+    assert_string_equal(cr.token, "good-1");
+    pw_k8s_cred_fini(&cr);
+    unlink(tok);
+    assert_int_equal(pw_k8s_cred_get(cfg, &cr, NULL), 0);
+    assert_string_equal(cr.token, "good-1");
+    pw_k8s_cred_fini(&cr);
+    write_file("tf/token", "", 0600);
+    assert_int_equal(pw_k8s_cred_get(cfg, &cr, NULL), 0);
+    assert_string_equal(cr.token, "good-1");
+    pw_k8s_cred_fini(&cr);
+    write_file("tf/token", "good-2", 0600);
+    assert_int_equal(pw_k8s_cred_get(cfg, &cr, NULL), 0);
+    assert_string_equal(cr.token, "good-2");
+    pw_k8s_cred_fini(&cr);
+    pw_k8s_config_free(cfg);
+    free(p);
+    free(tok);
 }
 
 static void test_exec_client_cert(void **state)
@@ -592,6 +688,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_cert_and_insecure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_plugin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_timeout_keeps_last_good, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_file_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_client_cert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_missing_command, setup, teardown),
         cmocka_unit_test_setup_teardown(test_in_cluster, setup, teardown),
