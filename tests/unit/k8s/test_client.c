@@ -812,6 +812,103 @@ static void test_informer(void **state)
     fake_stop(f);
 }
 
+/* ---- watch-stream failures ---- */
+
+static int count_watch_event(void *arg, const char *type, json_t *obj)
+{
+    (void)type, (void)obj;
+    (*(int *)arg)++;
+    return 0;
+}
+
+struct stream_call {
+    pw_k8s_client *c;
+    int timeout_ms;
+    int rc, status, events;
+};
+
+static void *stream_thread(void *arg)
+{
+    struct stream_call *sc = arg;
+    struct pw_k8s_watch_parser p;
+    pw_k8s_watch_parser_init(&p, 1 << 16, count_watch_event, &sc->events);
+    sc->rc = pw_k8s_stream_get(sc->c, "/api/v1/nodes?watch=1", &p, sc->timeout_ms, NULL, &sc->status, NULL);
+    pw_k8s_watch_parser_fini(&p);
+    return NULL;
+}
+
+/* One watch transfer's failures as pw_k8s_stream_get reports them: a stream that says nothing until
+ * its timeout (PW_ETIMEDOUT), a line that is not JSON after a good event (PW_EPROTO), no credential
+ * to send (PW_EAUTH, no request made); and the informer going on past a bad line (it lists again
+ * and keeps watching). */
+static void test_watch_failures(void **state)
+{
+    (void)state;
+    struct fake *f = fake_start(NULL);
+    json_object_set_new(f->nodes, "n0", make_node("n0", 5, "a"));
+    char *url = http_url(f);
+    pw_k8s_config *cfg = load_cfg(url, "", "{token: t}");
+    pw_k8s_client *c = NULL;
+    assert_int_equal(pw_k8s_client_new(cfg, NULL, &c), 0);
+
+    struct stream_call sc = {.c = c, .timeout_ms = 400};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stream_thread, &sc), 0);
+    wait_watches(f, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(sc.rc, PW_ETIMEDOUT);
+    fake_end_watch(f);
+
+    sc = (struct stream_call){.c = c, .timeout_ms = 5000};
+    assert_int_equal(pthread_create(&th, NULL, stream_thread, &sc), 0);
+    wait_watches(f, 2);
+    char *e1 = fake_put(f, "MODIFIED", "n0", "b");
+    fake_emit(f, e1);
+    free(e1);
+    fake_emit(f, "{\"type\":\"MODIFIED\",\"object\":{oops");
+    pthread_join(th, NULL);
+    assert_int_equal(sc.rc, PW_EPROTO);
+    assert_int_equal(sc.status, 200);
+    assert_int_equal(sc.events, 1);
+    fake_end_watch(f);
+
+    /* the informer: a bad line ends that watch; it lists again and watches on */
+    struct events ev = {.n = 0};
+    pthread_mutex_init(&ev.mu, NULL);
+    struct pw_k8s_informer_opts io = {.path = "/api/v1/nodes", .on_event = on_event, .arg = &ev};
+    pw_k8s_informer *inf = NULL;
+    assert_int_equal(pw_k8s_informer_start(c, &io, &inf), 0);
+    assert_int_equal(pw_k8s_informer_wait_synced(inf, 5000), 0);
+    wait_watches(f, 3); /* its first watch is open */
+    int watches = fake_get(f, &f->watches);
+    int lists = fake_get(f, &f->lists);
+    fake_emit(f, "not json at all");
+    wait_watches(f, watches + 1);
+    assert_true(fake_get(f, &f->lists) > lists);
+    char *e2 = fake_put(f, "MODIFIED", "n0", "c");
+    fake_emit(f, e2);
+    free(e2);
+    wait_event(&ev, "MODIFIED n0 c");
+    pw_k8s_informer_free(inf);
+    pthread_mutex_destroy(&ev.mu);
+    pw_k8s_client_free(c);
+    pw_k8s_config_free(cfg);
+
+    /* no credential: the token file is missing, nothing is sent */
+    cfg = load_cfg(url, "", "{tokenFile: no-such-token}");
+    assert_int_equal(pw_k8s_client_new(cfg, NULL, &c), 0);
+    int requests = fake_get(f, &f->requests);
+    sc = (struct stream_call){.c = c, .timeout_ms = 1000};
+    stream_thread(&sc);
+    assert_int_equal(sc.rc, PW_EAUTH);
+    assert_int_equal(sc.status, 0);
+    assert_int_equal(fake_get(f, &f->requests), requests);
+    pw_k8s_client_free(c);
+    pw_k8s_config_free(cfg);
+    free(url);
+    fake_stop(f);
+}
+
 /* A callback that calls the API from inside a watch event (the informer thread's handle is busy). */
 struct nested {
     pw_k8s_client *c;
@@ -1005,6 +1102,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_informer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_calls_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_https, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_and_rate_limit, setup, teardown),
