@@ -562,6 +562,62 @@ static void test_skip_and_filters(void **state)
     assert_int_equal(sim_store_mutate(E.sim.store, "nodes", "", "node-3", set_ready, "True", NULL), 0);
 }
 
+/* Nodes in odd shapes (a label or image name that is not a string, a condition without a type or
+ * status, images without a name list) are read safely: a Ready condition without a status is not
+ * Ready, other fields are skipped. And a cancel whose Job delete the API server keeps refusing still
+ * cancels the task (the Job is left to finish and its TTL). */
+static void test_odd_nodes_and_refused_delete(void **state)
+{
+    (void)state;
+    json_t *odd = json_pack(
+        "{s:s,s:s,s:{s:s,s:{s:s,s:i}},s:{},s:{s:[{s:i},{s:s,s:b},{s:s}],s:[{s:[i,s]},{s:s},{}]}}", "apiVersion", "v1",
+        "kind", "Node", "metadata", "name", "odd-1", "labels", "zone", "a", "gpu", 4, "spec", "status", "conditions",
+        "type", 7, "type", "Ready", "status", 1, "type", "Ready", "images", "names", 5, "redis:7", "names",
+        "not-a-list");
+    assert_int_equal(sim_store_create(E.sim.store, "nodes", "", odd, NULL), 0);
+    sleep_ms(300);
+    /* not Ready: left out, so the task has nothing to do */
+    char *id = submit("{\"images\":[\"busybox:1.36\"],\"nodeNames\":[\"odd-1\"]}", false);
+    json_t *t = NULL;
+    for (int i = 0; i < 400; i++) {
+        t = task_get(id);
+        if (pw_task_status_is_final(pw_task_status_of(status_of(t))))
+            break;
+        json_decref(t);
+        t = NULL;
+        sleep_ms(25);
+    }
+    assert_non_null(t);
+    assert_int_equal(prog(t, "totalNodes"), 0);
+    json_decref(t);
+    free(id);
+    /* with includeNotReady it is selected (and it holds another image only) */
+    size_t jobs_before = job_count();
+    id = submit("{\"images\":[\"busybox:1.36\"],\"nodeNames\":[\"odd-1\"],\"includeNotReady\":true}", false);
+    wait_running(id, 1);
+    wait_jobs(jobs_before + 1);
+    sim_faults("{\"errors\":[{\"verb\":\"delete\",\"resource\":\"jobs\",\"code\":500,\"rate\":1}]}");
+    assert_int_equal(pw_engine_cancel(E.engine, id, &t), 0);
+    assert_string_equal(status_of(t), "cancelled");
+    json_decref(t);
+    sleep_ms(1500); /* the delete's retries run out */
+    sim_faults("{}");
+    assert_int_equal(job_count(), jobs_before + 1);
+    t = task_get(id);
+    assert_string_equal(status_of(t), "cancelled");
+    json_decref(t);
+    /* the Job left behind goes, so the next test's sweep counts only its own */
+    char *job = pw_jobspec_name(id, "odd-1");
+    json_t *gone = NULL;
+    assert_int_equal(sim_store_delete(E.sim.store, "jobs.batch", "prewarm", job, &gone), 0);
+    json_decref(gone);
+    free(job);
+    free(id);
+    gone = NULL;
+    assert_int_equal(sim_store_delete(E.sim.store, "nodes", "", "odd-1", &gone), 0);
+    json_decref(gone);
+}
+
 /* A second engine on the same cluster with its own store sweeps, at start, the prewarm Jobs nobody
  * will delete: one of a task it does not know, one of a task its store says finished; the Job of a
  * task still running in its store is adopted instead. */
@@ -641,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_cancel_during_create),
         cmocka_unit_test(test_create_conflict_adopts),
         cmocka_unit_test(test_skip_and_filters),
+        cmocka_unit_test(test_odd_nodes_and_refused_delete),
         cmocka_unit_test(test_startup_sweep),
         cmocka_unit_test(test_label_churn_bounded),
     };

@@ -747,6 +747,46 @@ static void test_readonly_file(void **state)
     pw_store_close(s);
 }
 
+/* ---- damaged rows, foreign tokens, a failed delete ---- */
+
+/* A stored document that is not JSON (damage the page checks cannot see) is reported as corruption,
+ * never handed out half-read; continue tokens that are not ours are PW_EINVAL; a delete whose
+ * statement fails leaves the task in place. */
+static void test_bad_rows_and_tokens(void **state)
+{
+    struct fx *f = *state;
+    pw_store *s = open_ok(f->url);
+    put_task(s, "t-000001", "running", 0);
+    put_task(s, "t-000002", "running", 0);
+    assert_int_equal(put_nodes_rc(s, "t-000002", 3, "running"), 0);
+    pw_store_close(s);
+    raw_exec(f->path, "UPDATE tasks SET doc = 'not json' WHERE id = 't-000001';"
+                      "UPDATE nodes SET doc = '{\"cut' WHERE node_name = 'node-001'");
+    s = open_ok(f->url);
+    struct pw_store_task t;
+    assert_int_equal(pw_store_task_get(s, "t-000001", &t), PW_EIO);
+    assert_int_equal(pw_store_task_get(s, "t-000002", &t), 0);
+    pw_store_task_fini(&t);
+    struct pw_store_node *nodes;
+    size_t n;
+    char *next = NULL;
+    assert_int_equal(pw_store_nodes_list(s, "t-000002", NULL, 0, NULL, &nodes, &n, &next), PW_EIO);
+    static const char *const bad[] = {"k", "k4", "x4142", "kzz41", "k41zz", "k0041", "k4100"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct pw_store_task *items;
+        if (pw_store_task_list(s, NULL, 5, bad[i], &items, &n, &next) != PW_EINVAL)
+            fail_msg("continue token '%s' was accepted", bad[i]);
+    }
+    pw_store_sqlite_fault_set(PW_STORE_SQLITE_FAULT_STEP, 1, 1, SQLITE_IOERR_WRITE);
+    assert_int_equal(pw_store_task_delete(s, "t-000002"), PW_EIO);
+    pw_store_sqlite_fault_clear();
+    assert_int_equal(pw_store_task_get(s, "t-000002", &t), 0);
+    pw_store_task_fini(&t);
+    assert_int_equal(pw_store_task_delete(s, "t-000002"), 0);
+    assert_int_equal(pw_store_task_get(s, "t-000002", &t), PW_ENOTFOUND);
+    pw_store_close(s);
+}
+
 /* ---- the connection pool ---- */
 
 struct hold_arg {
@@ -1054,6 +1094,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fault_busy_and_step, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_real_busy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_readonly_file, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_rows_and_tokens, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_pool_exhausted, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_pool_open_fails, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_open_path_forms, fx_setup, fx_teardown),
