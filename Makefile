@@ -41,13 +41,17 @@ endif
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -I. -MMD -MP $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+# Generated sources (protoc-c's CRI messages) live under $(GEN), never in src/.
+GEN := $(B)/gen
+CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -I$(GEN) -I. -MMD -MP $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 
 # Library modules in dependency order (a module may use those after it).
 MODULES := cli api agent engine store k8s http base
 mod_src = $(wildcard src/$(1)/*.c)
 mod_lib = $(B)/lib/libpw_$(1).a
+# objects a module holds beyond its src/ files (generated code)
+mod_gen_agent := $(B)/obj/gen/agent/cri.pb-c.o
 LIBS := $(foreach m,$(MODULES),$(call mod_lib,$(m)))
 
 SIM_SRC := $(wildcard sim/*.c)
@@ -58,7 +62,7 @@ UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRC))
 
 .PHONY: all test unit deps demo demo-stop bench clean format programs coverage
-all: programs $(UNIT_BIN) $(B)/bench/store_bench
+all: programs $(UNIT_BIN) $(B)/bench/store_bench $(B)/tests/e2e/cri_probe
 programs: $(PROGRAMS)
 
 deps:
@@ -69,7 +73,7 @@ $(B)/obj/%.o: %.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 define lib_rule
-$(call mod_lib,$(1)): $(patsubst %.c,$(B)/obj/%.o,$(call mod_src,$(1))) $(B)/obj/empty.o
+$(call mod_lib,$(1)): $(patsubst %.c,$(B)/obj/%.o,$(call mod_src,$(1))) $(mod_gen_$(1)) $(B)/obj/empty.o
 	@mkdir -p $$(dir $$@)
 	@rm -f $$@
 	ar rcs $$@ $$^
@@ -98,10 +102,24 @@ $(B)/tests/unit/%: tests/unit/%.c $(LIBS) $(patsubst %.c,$(B)/obj/%.o,$(filter-o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -Itests -o $@ $< $(filter-out $(B)/obj/sim/main.o,$(patsubst %.c,$(B)/obj/%.o,$(SIM_SRC))) $(LIBS) $(LDLIBS) -lcmocka
 
+# tests/e2e/cri_probe: one CRI client call against a real runtime (tests/e2e).
+$(B)/tests/e2e/cri_probe: tests/e2e/cri_probe.c $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
+
 # bench/store_bench: the store's throughput (issue 4); run build/release/bench/store_bench.
 $(B)/bench/store_bench: bench/store_bench.c $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
+
+# The CRI messages (src/agent/cri.proto) through protoc-c; the agent's sources include agent/cri.pb-c.h.
+$(GEN)/agent/cri.pb-c.c $(GEN)/agent/cri.pb-c.h &: src/agent/cri.proto
+	@mkdir -p $(GEN)/agent
+	protoc-c --c_out=$(GEN)/agent -Isrc/agent $<
+$(B)/obj/gen/agent/cri.pb-c.o: $(GEN)/agent/cri.pb-c.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(patsubst %.c,$(B)/obj/%.o,$(call mod_src,agent)): | $(GEN)/agent/cri.pb-c.h
 
 # Files the assembler embeds with .incbin (the compiler's -MMD does not see them).
 $(B)/obj/src/api/openapi.o: src/api/openapi.json

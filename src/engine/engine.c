@@ -1,16 +1,16 @@
-/* engine.c: the task engine. One loop thread owns all task state (under e->mu); informer callbacks
- * and executor threads only append events to a queue (under e->qmu, a separate lock, so an informer
- * holding its cache lock never waits for the engine). Each loop round: apply queued events (pods,
- * Jobs, nodes, executor results), check NotReady grace periods, admit and select nodes for tasks,
- * plan dispatch with pw_sched_plan, hand Job creates and deletes to the executors, finish tasks
- * whose nodes are all done, and write every changed task and node result through the store.
- * Job creates and deletes decided in a round run only after that round's writes succeeded (while the
- * store fails they wait), so nothing in the cluster runs ahead of what a restart would find. After a
- * round the loop prunes finished tasks older than the history (retention).
+/* engine.c: the task engine core. One loop thread owns all task state (under e->mu); informer
+ * callbacks and the executor's threads only append events to a queue (under e->qmu, a separate lock,
+ * so an informer holding its cache lock never waits for the engine). Each loop round: apply queued
+ * events (nodes, executor reports), check NotReady grace periods, admit and select nodes for tasks,
+ * plan dispatch with pw_sched_plan, finish tasks whose nodes are all done, and write every changed
+ * task and node result through the store. What a round decides for the executor (executor.h: start
+ * a node, stop one) is handed over only after that round's writes succeeded (while the store fails
+ * it waits), so nothing in the cluster runs ahead of what a restart would find; then the executor
+ * ticks. After a round the loop prunes finished tasks older than the history (retention).
  *
- * Memory: the informers keep trimmed objects only (see the transforms); per task the engine keeps
- * one small record per selected node, sorted by name for binary search. Finished tasks live only in
- * the store. */
+ * Memory: the node informer keeps trimmed objects only (see its transform); per task the engine
+ * keeps one small record per selected node, sorted by name for binary search. Finished tasks live
+ * only in the store. */
 #include "engine/engine.h"
 
 #include <pthread.h>
@@ -24,17 +24,16 @@
 #include "base/labels.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "engine/agentexec.h"
+#include "engine/executor.h"
 #include "engine/imageref.h"
+#include "engine/jobexec.h"
 #include "engine/jobspec.h"
 #include "engine/outcome.h"
 #include "engine/sched.h"
 #include "k8s/k8s.h"
 #include "store/store.h"
 
-#define MANAGED_BY_SELECTOR PW_JOB_LABEL_MANAGED_BY "=" PW_JOB_MANAGED_BY
-#define TASK_LABEL PW_JOB_LABEL_TASK
-#define INSTANCE_LABEL PW_JOB_LABEL_INSTANCE
-#define NODE_ANNOTATION PW_JOB_ANNOTATION_NODE
 #define MAX_FAILED_LISTED 100
 
 
@@ -56,8 +55,8 @@ struct tnode {
     int64_t started_ms, finished_ms; /* wall clock; 0 unset */
     int64_t started_mono;
     struct img_res *imgs; /* n_images */
+    unsigned char exec; /* EXEC_* + 1 of the executor that served it; 0: not dispatched */
     bool dirty;
-    bool adopt; /* resumed while running: find its Job once the Job cache is complete */
 };
 
 struct task {
@@ -80,29 +79,39 @@ struct task {
     bool dirty;
 };
 
-enum ev_kind { EV_NODE, EV_JOB, EV_POD, EV_CREATED, EV_WAKE };
+enum ev_kind { EV_NODE, EV_REPORT, EV_WAKE };
 
 struct event {
     enum ev_kind kind;
-    enum pw_k8s_event type;
-    json_t *obj;        /* owned (node, Job, pod) */
-    char task_id[16];   /* EV_CREATED */
-    char *node;         /* EV_CREATED */
-    int rc;             /* EV_CREATED: 0 when the API server answered, else the PW_E* of the call */
-    int http_status;    /* EV_CREATED: the answer's HTTP status when rc is 0 */
-    char *msg;          /* EV_CREATED failure message */
+    enum pw_k8s_event type; /* EV_NODE */
+    json_t *obj;            /* EV_NODE: the node (owned) */
+    struct {                /* EV_REPORT: a copy of the executor's report (owned strings) */
+        char task_id[16];
+        char *node;
+        enum pw_exec_verdict verdict;
+        struct pw_image_status *images;
+        size_t n_images;
+        int attempts;
+        char *reason, *message;
+        bool cite_pending;
+    } rep;
     struct event *next;
 };
 
-enum act_kind { ACT_CREATE, ACT_DELETE };
+/* The executors, by the mode names per-node results show. */
+enum exec_kind { EXEC_JOB, EXEC_AGENT, N_EXEC };
+static const char *const exec_names[N_EXEC] = {"job", "agent"};
 
-struct action {
-    enum act_kind kind;
+/* What a round decided for an executor, handed over after the round's store writes. */
+enum intent_kind { INTENT_DISPATCH, INTENT_CANCEL };
+
+struct intent {
+    enum intent_kind kind;
+    enum exec_kind exec;
     char task_id[16];
     char *node;
-    char *job_name;
-    json_t *manifest; /* ACT_CREATE */
-    struct action *next;
+    bool failed; /* INTENT_CANCEL: the node failed */
+    struct intent *next;
 };
 
 struct notready {
@@ -112,8 +121,8 @@ struct notready {
 
 struct pw_engine {
     struct pw_engine_config cfg; /* strings point at the copies below */
-    char *namespace_, *helper_image, *instance;
-    bool store_failing;       /* the last round's store write failed: deferred actions wait (e->mu) */
+    char *namespace_, *instance;
+    bool store_failing;       /* the last round's store write failed: intents wait (e->mu) */
     int64_t next_prune_mono;  /* loop thread only */
 
     pthread_mutex_t mu; /* task state */
@@ -132,21 +141,12 @@ struct pw_engine {
     struct event *q_head, *q_tail;
     bool stopping;
 
-    struct action *d_head, *d_tail; /* actions decided this round, released after the store write (e->mu) */
-
-    pthread_mutex_t amu; /* the executor's action queue */
-    pthread_cond_t acond;
-    struct {
-        struct action *head, *tail;
-    } aq[2]; /* by enum act_kind: creates are served first (they start work; deletes only tidy up) */
-    bool a_stopping;
+    struct intent *i_head, *i_tail; /* decided this round, released after the store write (e->mu) */
 
     pthread_t loop;
-    pthread_t *execs;
-    int n_execs;
     bool started;
-    bool swept; /* the start-up sweep of leftover Jobs ran */
-    pw_k8s_informer *nodes_inf, *jobs_inf, *pods_inf;
+    pw_k8s_informer *nodes_inf;
+    pw_executor *x[N_EXEC]; /* Job mode (NULL without a client), agent mode (NULL unless enabled) */
 };
 
 /* ---- small helpers ---- */
@@ -194,34 +194,7 @@ static bool node_cordoned(const json_t *node)
     return json_is_true(json_object_get(json_object_get(node, "spec"), "unschedulable"));
 }
 
-/* ---- informer transforms: keep only what the engine reads ---- */
-
-static json_t *meta_trim(const json_t *obj, const char *label, const char *annotation)
-{
-    const json_t *md = json_object_get(obj, "metadata");
-    json_t *m = json_object();
-    static const char *const keep[] = {"name", "namespace", "resourceVersion", "uid", "deletionTimestamp"};
-    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
-        json_t *v = json_object_get(md, keep[i]);
-        if (v)
-            json_object_set(m, keep[i], v);
-    }
-    json_t *labels = json_object_get(md, "labels");
-    if (label && json_object_get(labels, label)) {
-        json_t *l = json_object();
-        json_object_set(l, label, json_object_get(labels, label));
-        json_object_set_new(m, "labels", l);
-    } else if (!label && labels) {
-        json_object_set(m, "labels", labels);
-    }
-    json_t *ann = json_object_get(json_object_get(md, "annotations"), annotation ? annotation : "");
-    if (ann) {
-        json_t *a = json_object();
-        json_object_set(a, annotation, ann);
-        json_object_set_new(m, "annotations", a);
-    }
-    return m;
-}
+/* ---- the node informer's transform: keep only what the engine reads ---- */
 
 /* Bounds the intern table (under e->intern_mu): entries only the table still references (refcount
  * 1: no cached node holds them any more, e.g. label values that changed) are dropped once the table
@@ -334,56 +307,6 @@ static json_t *transform_node(void *arg, json_t *obj)
     return o;
 }
 
-/* Whether a prewarm Job or pod belongs to this instance: its prewarm.io/instance label names it, or
- * it has none (made before instances existed) and this is the "default" instance. */
-static bool ours(const pw_engine *e, const json_t *obj)
-{
-    const char *inst = pw_k8s_label(obj, INSTANCE_LABEL);
-    return strcmp(inst ? inst : "default", e->instance) == 0;
-}
-
-static json_t *transform_job(void *arg, json_t *obj)
-{
-    if (!ours(arg, obj))
-        return NULL; /* another prewarmd's */
-    json_t *o = json_object();
-    json_object_set_new(o, "metadata", meta_trim(obj, TASK_LABEL, NODE_ANNOTATION));
-    const json_t *st = json_object_get(obj, "status");
-    json_t *s = json_object();
-    static const char *const keep[] = {"conditions", "failed", "succeeded", "active"};
-    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
-        json_t *v = json_object_get(st, keep[i]);
-        if (v)
-            json_object_set(s, keep[i], v);
-    }
-    json_object_set_new(o, "status", s);
-    return o;
-}
-
-static json_t *transform_pod(void *arg, json_t *obj)
-{
-    if (!ours(arg, obj))
-        return NULL;
-    json_t *o = json_object();
-    json_object_set_new(o, "metadata", meta_trim(obj, TASK_LABEL, NULL));
-    json_t *s = json_object();
-    json_t *nn = json_object_get(json_object_get(obj, "spec"), "nodeName");
-    if (nn)
-        json_object_set(s, "nodeName", nn);
-    json_object_set_new(o, "spec", s);
-    const json_t *st = json_object_get(obj, "status");
-    json_t *ns = json_object();
-    static const char *const keep[] = {"phase", "reason", "message", "containerStatuses",
-                                       "initContainerStatuses"};
-    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
-        json_t *v = json_object_get(st, keep[i]);
-        if (v)
-            json_object_set(ns, keep[i], v);
-    }
-    json_object_set_new(o, "status", ns);
-    return o;
-}
-
 /* ---- the event queue ---- */
 
 static void ev_push(pw_engine *e, struct event *ev)
@@ -401,8 +324,10 @@ static void ev_push(pw_engine *e, struct event *ev)
 static void ev_free(struct event *ev)
 {
     json_decref(ev->obj);
-    free(ev->node);
-    free(ev->msg);
+    free(ev->rep.node);
+    free(ev->rep.images);
+    free(ev->rep.reason);
+    free(ev->rep.message);
     free(ev);
 }
 
@@ -433,125 +358,59 @@ static void on_node(void *arg, enum pw_k8s_event type, const json_t *obj, const 
     push_obj(e, EV_NODE, type, obj);
 }
 
-static void on_job(void *arg, enum pw_k8s_event type, const json_t *obj, const json_t *old)
+/* The executor's report hook (any of its threads): a copy goes into the queue. */
+static void on_report(void *arg, const struct pw_exec_report *r)
 {
-    (void)old;
-    push_obj(arg, EV_JOB, type, obj);
-}
-
-static void on_pod(void *arg, enum pw_k8s_event type, const json_t *obj, const json_t *old)
-{
-    (void)old;
-    if (type == PW_K8S_DELETED)
-        return;
-    push_obj(arg, EV_POD, type, obj);
-}
-
-/* ---- the executor ---- */
-
-/* Queues an action decided under e->mu. It reaches the executors only with release_actions(),
- * called after the round's store writes: a Job is never deleted before the store says its node
- * finished, so a crash in between cannot make a resumed task create a second Job. */
-static void act_defer(pw_engine *e, struct action *a)
-{
-    if (e->d_tail)
-        e->d_tail->next = a;
-    else
-        e->d_head = a;
-    e->d_tail = a;
-}
-
-static void release_actions(pw_engine *e)
-{
-    if (!e->d_head || e->store_failing)
-        return; /* held while the store fails: what they do must not run ahead of what is durable */
-    pthread_mutex_lock(&e->amu);
-    while (e->d_head) {
-        struct action *a = e->d_head;
-        e->d_head = a->next;
-        a->next = NULL;
-        if (e->aq[a->kind].tail)
-            e->aq[a->kind].tail->next = a;
-        else
-            e->aq[a->kind].head = a;
-        e->aq[a->kind].tail = a;
-    }
-    e->d_tail = NULL;
-    pthread_cond_broadcast(&e->acond);
-    pthread_mutex_unlock(&e->amu);
-}
-
-static void act_free(struct action *a)
-{
-    free(a->node);
-    free(a->job_name);
-    json_decref(a->manifest);
-    free(a);
-}
-
-static void exec_create(pw_engine *e, struct action *a)
-{
-    char *path = pw_xasprintf("/apis/batch/v1/namespaces/%s/jobs", e->namespace_);
-    int status = 0;
-    json_t *resp = NULL;
-    int rc = pw_k8s_request(e->cfg.client, "POST", path, a->manifest, NULL, &status, &resp);
-    free(path);
+    pw_engine *e = arg;
     struct event *ev = pw_xcalloc(1, sizeof *ev);
-    ev->kind = EV_CREATED;
-    memcpy(ev->task_id, a->task_id, sizeof ev->task_id);
-    ev->node = a->node;
-    a->node = NULL;
-    ev->rc = rc;
-    ev->http_status = rc == 0 ? status : 0;
-    if (rc < 0)
-        ev->msg = pw_xasprintf("creating Job %s: %s", a->job_name, pw_strerror(rc));
-    else if (status != 201 && status != 200 && status != 409)
-        ev->msg = pw_xasprintf("creating Job %s: HTTP %d: %s", a->job_name, status,
-                               pw_k8s_status_message(resp) ? pw_k8s_status_message(resp) : "");
-    json_decref(resp);
+    ev->kind = EV_REPORT;
+    snprintf(ev->rep.task_id, sizeof ev->rep.task_id, "%s", r->task_id);
+    ev->rep.node = pw_xstrdup(r->node);
+    ev->rep.verdict = r->verdict;
+    if (r->images && r->n_images) {
+        ev->rep.images = pw_xcalloc(r->n_images, sizeof *ev->rep.images);
+        memcpy(ev->rep.images, r->images, r->n_images * sizeof *ev->rep.images);
+        ev->rep.n_images = r->n_images;
+    }
+    ev->rep.attempts = r->attempts;
+    ev->rep.reason = r->reason ? pw_xstrdup(r->reason) : NULL;
+    ev->rep.message = r->message ? pw_xstrdup(r->message) : NULL;
+    ev->rep.cite_pending = r->cite_pending;
     ev_push(e, ev);
 }
 
-static void exec_delete(pw_engine *e, struct action *a)
+/* ---- intents for the executor ---- */
+
+static void intent_add(pw_engine *e, enum intent_kind kind, enum exec_kind exec, const char *task_id,
+                       const char *node, bool failed)
 {
-    char *path = pw_xasprintf("/apis/batch/v1/namespaces/%s/jobs/%s?propagationPolicy=Background",
-                              e->namespace_, a->job_name);
-    json_t *body = json_pack("{s:s}", "propagationPolicy", "Background");
-    int status = 0;
-    int rc = pw_k8s_request(e->cfg.client, "DELETE", path, body, NULL, &status, NULL);
-    json_decref(body);
-    free(path);
-    if (status == 404)
-        PW_DEBUG("Job %s/%s (task %s, node %s) was already gone", e->namespace_, a->job_name, a->task_id, a->node);
-    else if (rc < 0 || status >= 300)
-        PW_WARN("deleting Job %s/%s failed: %s (HTTP %d)", e->namespace_, a->job_name,
-                rc < 0 ? pw_strerror(rc) : "refused", status);
+    if (!e->x[exec])
+        return; /* no cluster: nothing to run */
+    struct intent *in = pw_xcalloc(1, sizeof *in);
+    in->kind = kind;
+    in->exec = exec;
+    snprintf(in->task_id, sizeof in->task_id, "%s", task_id);
+    in->node = pw_xstrdup(node);
+    in->failed = failed;
+    if (e->i_tail)
+        e->i_tail->next = in;
+    else
+        e->i_head = in;
+    e->i_tail = in;
 }
 
-static void *exec_main(void *arg)
+static void intents_free(pw_engine *e)
 {
-    pw_engine *e = arg;
-    for (;;) {
-        pthread_mutex_lock(&e->amu);
-        while (!e->aq[ACT_CREATE].head && !e->aq[ACT_DELETE].head && !e->a_stopping)
-            pthread_cond_wait(&e->acond, &e->amu);
-        int k = e->aq[ACT_CREATE].head ? ACT_CREATE : ACT_DELETE;
-        struct action *a = e->aq[k].head;
-        if (!a) {
-            pthread_mutex_unlock(&e->amu);
-            return NULL;
-        }
-        e->aq[k].head = a->next;
-        if (!e->aq[k].head)
-            e->aq[k].tail = NULL;
-        pthread_mutex_unlock(&e->amu);
-        if (a->kind == ACT_CREATE)
-            exec_create(e, a);
-        else
-            exec_delete(e, a);
-        act_free(a);
+    while (e->i_head) {
+        struct intent *in = e->i_head;
+        e->i_head = in->next;
+        free(in->node);
+        free(in);
     }
+    e->i_tail = NULL;
 }
+
+static void release_intents(pw_engine *e);
 
 /* ---- task records ---- */
 
@@ -670,6 +529,8 @@ static json_t *node_json(const struct task *t, const struct tnode *n)
     json_object_set_new(o, "reason", json_string(n->reason ? n->reason : ""));
     json_object_set_new(o, "message", json_string(n->message ? n->message : ""));
     json_object_set_new(o, "attempts", json_integer(n->attempts));
+    if (n->exec)
+        json_object_set_new(o, "mode", json_string(exec_names[n->exec - 1]));
     time_json(o, "startedAt", n->started_ms);
     time_json(o, "finishedAt", n->finished_ms);
     json_t *imgs = json_array();
@@ -741,23 +602,6 @@ static int task_flush(pw_engine *e, struct task *t)
 
 /* ---- node outcomes ---- */
 
-static void job_delete_name(pw_engine *e, const char *task_id, const char *node)
-{
-    if (!e->cfg.client)
-        return;
-    struct action *a = pw_xcalloc(1, sizeof *a);
-    a->kind = ACT_DELETE;
-    snprintf(a->task_id, sizeof a->task_id, "%s", task_id);
-    a->node = pw_xstrdup(node);
-    a->job_name = pw_jobspec_name(task_id, node);
-    act_defer(e, a);
-}
-
-static void job_delete(pw_engine *e, const struct task *t, const struct tnode *n)
-{
-    job_delete_name(e, t->id, n->name);
-}
-
 /* The hint row of outcome.c for a pull failure's class (the kubelet's reason word stays). */
 static const char *hint_of_class(unsigned char cls)
 {
@@ -776,7 +620,8 @@ static unsigned char failure_class(const struct task *t, const struct tnode *n, 
 }
 
 /* Ends a running node: succeeded, or failed with reason/message (image: the image at fault or
- * NULL). Images not yet decided take the node's outcome. Deletes the Job unless kept for debugging. */
+ * NULL). Images not yet decided take the node's outcome. A running node's executor is told to stop
+ * (after the round's store write). */
 static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_node_state s, const char *reason,
                         const char *message, const char *image)
 {
@@ -820,12 +665,12 @@ static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_n
             json_array_append_new(t->failed, f);
         }
     }
-    if (was_running && !(s == PW_NODE_FAILED && e->cfg.keep_failed_jobs))
-        job_delete(e, t, n);
+    if (was_running && n->exec)
+        intent_add(e, INTENT_CANCEL, n->exec - 1, t->id, n->name, s == PW_NODE_FAILED);
 }
 
-/* The task image index behind the Job's container j (the Job lists only images not skipped). */
-static size_t job_image_index(const struct task *t, const struct tnode *n, size_t j)
+/* The task image index behind the executor's image j (its work lists only the images not skipped). */
+static size_t work_image_index(const struct task *t, const struct tnode *n, size_t j)
 {
     for (size_t i = 0; i < t->spec.n_images; i++) {
         if (n->imgs[i].state == PW_NODE_SKIPPED)
@@ -836,7 +681,7 @@ static size_t job_image_index(const struct task *t, const struct tnode *n, size_
     return t->spec.n_images;
 }
 
-static size_t job_image_count(const struct task *t, const struct tnode *n)
+static size_t work_image_count(const struct task *t, const struct tnode *n)
 {
     size_t k = 0;
     for (size_t i = 0; i < t->spec.n_images; i++)
@@ -857,6 +702,13 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
     switch (st->cls) {
     case PW_PULL_WAITING:
         return false;
+    case PW_PULL_PRESENT:
+        /* found at the pull (the selection had not known): done, nothing pulled. Its state stays
+         * succeeded so the work's image list (what was not skipped at selection) keeps its order */
+        r->state = PW_NODE_SUCCEEDED;
+        set_str(&r->reason, "AlreadyPresent");
+        set_str(&r->message, st->message[0] ? st->message : "the node already held the image");
+        return false;
     case PW_PULL_DONE:
         r->state = PW_NODE_SUCCEEDED;
         r->attempts++;
@@ -867,19 +719,27 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
     case PW_PULL_FAILED_RETRYABLE:
         /* keep the most specific cause seen: a later "Back-off pulling image" says no more than an
          * earlier not-found or unauthorized */
-        if (r->cls == PW_PULL_FAILED_NOTFOUND || r->cls == PW_PULL_FAILED_AUTH)
+        if (r->cls == PW_PULL_FAILED_NOTFOUND || r->cls == PW_PULL_FAILED_AUTH) {
+            if (!st->final)
+                return false;
+        } else {
+            r->cls = PW_PULL_FAILED_RETRYABLE;
+            set_str(&r->reason, st->reason);
+            set_str(&r->message, st->message);
+        }
+        if (!st->final)
             return false;
-        r->cls = PW_PULL_FAILED_RETRYABLE;
-        set_str(&r->reason, st->reason);
-        set_str(&r->message, st->message);
-        return false;
+        if (!r->attempts)
+            r->attempts = 1;
+        r->state = PW_NODE_FAILED; /* the executor spent its own retries */
+        return true;
     case PW_PULL_FAILED_NOTFOUND:
     case PW_PULL_FAILED_AUTH: {
         r->cls = (unsigned char)st->cls;
         set_str(&r->reason, st->reason);
         set_str(&r->message, st->message);
         int limit = t->spec.retries > 0 ? t->spec.retries : 1;
-        if (r->attempts >= limit) {
+        if (r->attempts >= limit || st->final) {
             r->state = PW_NODE_FAILED;
             return true;
         }
@@ -897,24 +757,15 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
     return false;
 }
 
-static void handle_pod(pw_engine *e, const json_t *pod)
+/* Applies a report's per-image statuses (in the work's order) to running node n. */
+static void apply_images(pw_engine *e, struct task *t, struct tnode *n, const struct pw_image_status *st, size_t nj)
 {
-    const char *tid = pw_k8s_label(pod, TASK_LABEL);
-    const char *node = json_string_value(json_object_get(json_object_get(pod, "spec"), "nodeName"));
-    struct task *t = tid && node ? task_find(e, tid) : NULL;
-    struct tnode *n = t ? tnode_find(t, node) : NULL;
-    if (!n || n->state != PW_NODE_RUNNING)
-        return;
-    size_t nj = job_image_count(t, n);
-    struct pw_image_status *st = pw_xcalloc(nj ? nj : 1, sizeof *st);
-    if (pw_jobspec_pod_status(pod, nj, st) != 0) {
-        free(st);
-        return;
-    }
+    if (nj != work_image_count(t, n))
+        return; /* not this node's work (a report from before a change of the task's images) */
     size_t failed_at = t->spec.n_images;
     bool all_done = true;
     for (size_t j = 0; j < nj; j++) {
-        size_t i = job_image_index(t, n, j);
+        size_t i = work_image_index(t, n, j);
         struct img_res *r = &n->imgs[i];
         unsigned char before_state = r->state, before_att = r->attempts;
         if (image_update(t, r, &st[j], n->started_mono) && failed_at == t->spec.n_images)
@@ -924,7 +775,6 @@ static void handle_pod(pw_engine *e, const json_t *pod)
         if (r->state != PW_NODE_SUCCEEDED)
             all_done = false;
     }
-    free(st);
     if (failed_at < t->spec.n_images) {
         const struct img_res *r = &n->imgs[failed_at];
         /* the other images' pulls end with the node */
@@ -939,103 +789,60 @@ static void handle_pod(pw_engine *e, const json_t *pod)
     }
 }
 
-/* A Job's Complete/Failed condition (status "True"), or NULL. */
-static const json_t *job_condition(const json_t *job, const char *type)
+/* Fails running node n as a whole with the executor's reason and base message, adding (cite) the
+ * last pull error of an image still undecided, or else the images not pulled yet. */
+static void fail_citing(pw_engine *e, struct task *t, struct tnode *n, const char *reason, const char *base,
+                        bool cite)
 {
-    size_t i;
-    const json_t *c;
-    json_array_foreach(json_object_get(json_object_get(job, "status"), "conditions"), i, c) {
-        const char *ty = json_string_value(json_object_get(c, "type"));
-        const char *s = json_string_value(json_object_get(c, "status"));
-        if (ty && s && strcmp(ty, type) == 0 && strcmp(s, "True") == 0)
-            return c;
+    const char *img = NULL;
+    char *full = NULL, *pending = NULL;
+    for (size_t i = 0; cite && i < t->spec.n_images && !img; i++)
+        if (n->imgs[i].state == PW_NODE_RUNNING && n->imgs[i].reason) {
+            img = t->spec.images[i];
+            full = pw_xasprintf("%s; last pull error: %s: %s", base, n->imgs[i].reason,
+                                n->imgs[i].message ? n->imgs[i].message : "");
+        }
+    if (cite && !img) {
+        /* no pull error seen (e.g. DeadlineExceeded during a slow pull): name the images not done */
+        pw_buf b;
+        pw_buf_init(&b, 0);
+        size_t k = 0;
+        for (size_t i = 0; i < t->spec.n_images; i++)
+            if (n->imgs[i].state == PW_NODE_RUNNING)
+                pw_buf_printf(&b, "%s%s", k++ ? ", " : "", t->spec.images[i]);
+        if (k) {
+            pending = pw_buf_steal(&b);
+            img = pending;
+            full = pw_xasprintf("%s; not pulled yet: %s", base, pending);
+        } else {
+            pw_buf_fini(&b);
+        }
     }
-    return NULL;
+    node_finish(e, t, n, PW_NODE_FAILED, reason, full ? full : base, img);
+    free(full);
+    free(pending);
 }
 
-static void handle_job(pw_engine *e, enum pw_k8s_event type, const json_t *job)
+/* One executor report; ignored unless its node is running. */
+static void handle_report(pw_engine *e, const struct event *ev)
 {
-    const char *tid = pw_k8s_label(job, TASK_LABEL);
-    const char *node = json_string_value(
-        json_object_get(json_object_get(json_object_get(job, "metadata"), "annotations"), NODE_ANNOTATION));
-    struct task *t = tid && node ? task_find(e, tid) : NULL;
-    struct tnode *n = t ? tnode_find(t, node) : NULL;
+    struct task *t = task_find(e, ev->rep.task_id);
+    struct tnode *n = t ? tnode_find(t, ev->rep.node) : NULL;
     if (!n || n->state != PW_NODE_RUNNING)
         return;
-    json_int_t failed = json_integer_value(json_object_get(json_object_get(job, "status"), "failed"));
-    if (failed + 1 > n->attempts) {
-        n->attempts = (int)failed + 1;
+    if (ev->rep.images)
+        apply_images(e, t, n, ev->rep.images, ev->rep.n_images);
+    if (n->state != PW_NODE_RUNNING)
+        return;
+    if (ev->rep.attempts > n->attempts) {
+        n->attempts = ev->rep.attempts;
         mark_dirty(t, n);
     }
-    if (type == PW_K8S_DELETED) {
-        node_finish(e, t, n, PW_NODE_FAILED, "JobDeleted", "the node's Job was deleted by someone else", NULL);
-        return;
-    }
-    const json_t *c = job_condition(job, "Failed");
-    if (c) {
-        const char *reason = json_string_value(json_object_get(c, "reason"));
-        const char *msg = json_string_value(json_object_get(c, "message"));
-        /* Say which image was still stuck, and why, when the pod told us. */
-        const char *img = NULL;
-        char *full = NULL, *pending = NULL;
-        for (size_t i = 0; i < t->spec.n_images && !img; i++)
-            if (n->imgs[i].state == PW_NODE_RUNNING && n->imgs[i].reason) {
-                img = t->spec.images[i];
-                full = pw_xasprintf("%s; last pull error: %s: %s", msg ? msg : reason ? reason : "Job failed",
-                                    n->imgs[i].reason, n->imgs[i].message ? n->imgs[i].message : "");
-            }
-        if (!img) {
-            /* no pull error seen (e.g. DeadlineExceeded during a slow pull): name the images not done */
-            pw_buf b;
-            pw_buf_init(&b, 0);
-            size_t k = 0;
-            for (size_t i = 0; i < t->spec.n_images; i++)
-                if (n->imgs[i].state == PW_NODE_RUNNING)
-                    pw_buf_printf(&b, "%s%s", k++ ? ", " : "", t->spec.images[i]);
-            if (k) {
-                pending = pw_buf_steal(&b);
-                img = pending;
-                full = pw_xasprintf("%s; not pulled yet: %s", msg ? msg : reason ? reason : "Job failed", pending);
-            } else {
-                pw_buf_fini(&b);
-            }
-        }
-        node_finish(e, t, n, PW_NODE_FAILED, reason ? reason : "JobFailed", full ? full : msg, img);
-        free(full);
-        free(pending);
-        return;
-    }
-    if (job_condition(job, "Complete"))
+    if (ev->rep.verdict == PW_EXEC_SUCCEEDED)
         node_finish(e, t, n, PW_NODE_SUCCEEDED, NULL, NULL, NULL);
-}
-
-static void handle_created(pw_engine *e, const struct event *ev)
-{
-    struct task *t = task_find(e, ev->task_id);
-    struct tnode *n = t ? tnode_find(t, ev->node) : NULL;
-    bool ok = ev->rc == 0 && (ev->http_status == 201 || ev->http_status == 200 || ev->http_status == 409);
-    if (!n || n->state != PW_NODE_RUNNING) {
-        /* cancelled or finished while the create was in flight (the task may be gone from memory
-         * already): do not leave the Job behind */
-        if (ok && !(n && n->state == PW_NODE_FAILED && e->cfg.keep_failed_jobs))
-            job_delete_name(e, ev->task_id, ev->node);
-        return;
-    }
-    if (!ok) {
-        node_finish(e, t, n, PW_NODE_FAILED, "JobCreateFailed", ev->msg, NULL);
-        return;
-    }
-    if (ev->http_status == 409)
-        PW_INFO("task %s: adopted the existing Job of node %s", t->id, n->name);
-    /* The Job may have finished before we listened (adoption): read the cache once. */
-    char *name = pw_jobspec_name(t->id, n->name);
-    char *key = pw_xasprintf("%s/%s", e->namespace_, name);
-    json_t *job = e->jobs_inf ? pw_k8s_informer_get(e->jobs_inf, key) : NULL;
-    if (job)
-        handle_job(e, PW_K8S_MODIFIED, job);
-    json_decref(job);
-    free(key);
-    free(name);
+    else if (ev->rep.verdict == PW_EXEC_FAILED)
+        fail_citing(e, t, n, ev->rep.reason ? ev->rep.reason : "Failed",
+                    ev->rep.message ? ev->rep.message : "the node failed", ev->rep.cite_pending);
 }
 
 /* ---- node readiness, deletion ---- */
@@ -1111,6 +918,7 @@ static int64_t check_notready(pw_engine *e, int64_t now)
 /* ---- node selection ---- */
 
 struct select_ctx {
+    pw_engine *e;
     struct task *t;
     struct tnode *nodes;
     size_t n, cap;
@@ -1162,14 +970,18 @@ static int select_one(void *arg, const json_t *node)
     n->imgs = pw_xcalloc(s->n_images, sizeof *n->imgs);
     const json_t *images = json_object_get(json_object_get(node, "status"), "images");
     bool if_not_present = strcmp(s->pull_policy, "IfNotPresent") == 0;
+    /* what the node's agent reports it holds counts too (beyond the kubelet's 50-image status) */
+    json_t *inv = if_not_present && c->e->x[EXEC_AGENT] ? pw_executor_inventory(c->e->x[EXEC_AGENT], name) : NULL;
     for (size_t i = 0; i < s->n_images; i++) {
-        if (if_not_present && pw_imageref_present(&s->refs[i], images)) {
+        if (if_not_present &&
+            (pw_imageref_present(&s->refs[i], images) || (inv && pw_imageref_present(&s->refs[i], inv)))) {
             n->imgs[i].state = PW_NODE_SKIPPED;
             n->imgs[i].reason = pw_xstrdup("AlreadyPresent");
         } else {
             n->imgs[i].state = PW_NODE_PENDING;
         }
     }
+    json_decref(inv);
     return 0;
 }
 
@@ -1215,7 +1027,7 @@ static void note_unknown_names(pw_engine *e, struct task *t)
 /* Picks the task's nodes from the node cache. Nodes with every image present are skipped at once. */
 static void task_select(pw_engine *e, struct task *t)
 {
-    struct select_ctx c = {.t = t};
+    struct select_ctx c = {.e = e, .t = t};
     t->selected = true;
     t->dirty = true;
     memset(&t->counts, 0, sizeof t->counts);
@@ -1241,7 +1053,7 @@ static void task_select(pw_engine *e, struct task *t)
     for (size_t i = 0; i < c.n; i++) {
         struct tnode *n = &t->nodes[i];
         mark_dirty(t, n);
-        if (job_image_count(t, n) == 0) {
+        if (work_image_count(t, n) == 0) {
             set_str(&n->reason, "AlreadyPresent");
             set_str(&n->message, "the node already holds every image");
             node_set_state(t, n, PW_NODE_SKIPPED);
@@ -1254,8 +1066,6 @@ static void task_select(pw_engine *e, struct task *t)
 
 /* ---- dispatch ---- */
 
-static void job_create(pw_engine *e, struct task *t, struct tnode *n);
-
 static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
 {
     n->started_ms = pw_clock_real_ms();
@@ -1267,55 +1077,75 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
         return;
     }
     json_decref(cached);
+    /* the executor: the task's mode, and for auto the node's agent when it is healthy */
+    bool agent_ok = e->x[EXEC_AGENT] && pw_executor_healthy(e->x[EXEC_AGENT], n->name);
+    const char *mode = t->spec.mode ? t->spec.mode : "auto";
+    enum exec_kind k = strcmp(mode, "agent") == 0 || (strcmp(mode, "auto") == 0 && agent_ok) ? EXEC_AGENT : EXEC_JOB;
+    if (k == EXEC_AGENT && !agent_ok) {
+        node_finish(e, t, n, PW_NODE_FAILED, "AgentUnavailable",
+                    e->x[EXEC_AGENT] ? "the node has no connected, healthy prewarm-agent (mode agent)"
+                                     : "agent mode is off in prewarmd (--agents): mode agent cannot run",
+                    NULL);
+        return;
+    }
+    n->exec = (unsigned char)(k + 1);
     for (size_t i = 0; i < t->spec.n_images; i++)
         if (n->imgs[i].state == PW_NODE_PENDING)
             n->imgs[i].state = PW_NODE_RUNNING;
     node_set_state(t, n, PW_NODE_RUNNING);
-    job_create(e, t, n);
+    intent_add(e, INTENT_DISPATCH, k, t->id, n->name, false);
 }
 
-/* Builds the node's Job and hands its create to the executors (n is running). */
-static void job_create(pw_engine *e, struct task *t, struct tnode *n)
+/* The executor's work for running node n of t (pointers borrowed from t; free *images_out). */
+static void work_of(const struct task *t, const struct tnode *n, struct pw_exec_work *w, const char ***images_out)
 {
-    size_t nj = job_image_count(t, n);
+    size_t nj = work_image_count(t, n);
     const char **imgs = pw_xcalloc(nj ? nj : 1, sizeof *imgs);
     for (size_t j = 0; j < nj; j++)
-        imgs[j] = t->spec.images[job_image_index(t, n, j)];
-    json_t *no_tolerations = e->cfg.tolerate_noexecute ? NULL : json_array();
-    struct pw_jobspec_params p = {
+        imgs[j] = t->spec.images[work_image_index(t, n, j)];
+    *w = (struct pw_exec_work){
         .task_id = t->id,
-        .node_name = n->name,
-        .namespace_ = e->namespace_,
+        .node = n->name,
         .images = imgs,
         .n_images = nj,
         .pull_policy = t->spec.pull_policy,
         .pull_secrets = (const char *const *)t->spec.pull_secrets,
         .n_pull_secrets = t->spec.n_pull_secrets,
-        .backoff_limit = t->spec.retries,
-        .active_deadline_s = t->spec.timeout_s,
-        .ttl_s = e->cfg.job_ttl_s,
-        .helper_image = e->helper_image,
-        .tolerations = no_tolerations,
-        .instance = e->instance,
+        .retries = t->spec.retries,
+        .timeout_s = t->spec.timeout_s,
+        .started_ms = n->started_ms,
     };
-    json_t *job = pw_jobspec_build(&p);
-    json_decref(no_tolerations);
-    free(imgs);
-    if (!job) {
-        node_finish(e, t, n, PW_NODE_FAILED, "JobCreateFailed", "could not build the Job manifest", NULL);
+    *images_out = imgs;
+}
+
+/* Hands the round's intents to the executor: held while the store fails, since what they do must
+ * not run ahead of what is durable (a Job is never deleted before the store says its node
+ * finished, so a crash in between cannot make a resumed task create a second one). A dispatch
+ * whose node no longer runs is dropped. Under e->mu. */
+static void release_intents(pw_engine *e)
+{
+    if (e->store_failing)
         return;
+    while (e->i_head) {
+        struct intent *in = e->i_head;
+        e->i_head = in->next;
+        if (in->kind == INTENT_CANCEL) {
+            pw_executor_cancel(e->x[in->exec], in->task_id, in->node, in->failed);
+        } else {
+            struct task *t = task_find(e, in->task_id);
+            struct tnode *n = t ? tnode_find(t, in->node) : NULL;
+            if (n && n->state == PW_NODE_RUNNING) {
+                struct pw_exec_work w;
+                const char **imgs;
+                work_of(t, n, &w, &imgs);
+                pw_executor_dispatch(e->x[in->exec], &w);
+                free(imgs);
+            }
+        }
+        free(in->node);
+        free(in);
     }
-    if (!e->cfg.client) { /* no cluster (tests): nothing to call */
-        json_decref(job);
-        return;
-    }
-    struct action *a = pw_xcalloc(1, sizeof *a);
-    a->kind = ACT_CREATE;
-    memcpy(a->task_id, t->id, sizeof a->task_id);
-    a->node = pw_xstrdup(n->name);
-    a->job_name = pw_jobspec_name(t->id, n->name);
-    a->manifest = job;
-    act_defer(e, a);
+    e->i_tail = NULL;
 }
 
 static void task_dispatch(pw_engine *e, struct task *t, size_t grant)
@@ -1399,16 +1229,6 @@ static void ev_node(pw_engine *e, const struct event *ev)
     handle_node(e, ev->type, ev->obj);
 }
 
-static void ev_job(pw_engine *e, const struct event *ev)
-{
-    handle_job(e, ev->type, ev->obj);
-}
-
-static void ev_pod(pw_engine *e, const struct event *ev)
-{
-    handle_pod(e, ev->obj);
-}
-
 static void ev_wake(pw_engine *e, const struct event *ev)
 {
     (void)e;
@@ -1417,10 +1237,8 @@ static void ev_wake(pw_engine *e, const struct event *ev)
 
 /* What each event kind does, indexed by enum ev_kind. */
 static void (*const event_handlers[])(pw_engine *e, const struct event *ev) = {
-    [EV_NODE] = ev_node, [EV_JOB] = ev_job, [EV_POD] = ev_pod, [EV_CREATED] = handle_created, [EV_WAKE] = ev_wake,
+    [EV_NODE] = ev_node, [EV_REPORT] = handle_report, [EV_WAKE] = ev_wake,
 };
-
-static void sweep_leftovers(pw_engine *e);
 
 /* One round under e->mu; returns when the loop should wake next (mono ms, 0: on events only).
  * dispatch false (stopping): apply events and write them, start nothing new. */
@@ -1434,8 +1252,6 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
     }
     int64_t now = pw_clock_mono_ms();
     int64_t wake_at = check_notready(e, now);
-    if (dispatch)
-        sweep_leftovers(e);
     if (dispatch)
         schedule(e, &wake_at);
     size_t kept = 0;
@@ -1459,7 +1275,10 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
             PW_INFO("the store writes again: releasing the waiting Job creates and deletes");
     }
     e->store_failing = failing;
-    release_actions(e);
+    release_intents(e);
+    for (int k = 0; k < N_EXEC && dispatch && !failing; k++)
+        if (e->x[k])
+            pw_executor_tick(e->x[k]); /* adoption and clean-up, once what they read is durable */
     return wake_at;
 }
 
@@ -1545,6 +1364,12 @@ static void tnode_from_doc(const struct task *t, const json_t *doc, struct tnode
     set_str(&n->reason, str_or_null(doc, "reason"));
     set_str(&n->message, str_or_null(doc, "message"));
     n->attempts = (int)json_integer_value(json_object_get(doc, "attempts"));
+    const char *mode = json_string_value(json_object_get(doc, "mode"));
+    for (int k = 0; k < N_EXEC; k++)
+        if (mode && strcmp(mode, exec_names[k]) == 0)
+            n->exec = (unsigned char)(k + 1);
+    if (!n->exec && n->state == PW_NODE_RUNNING)
+        n->exec = EXEC_JOB + 1; /* stored before modes existed: a Job */
     n->started_ms = time_ms(json_object_get(doc, "startedAt"));
     n->finished_ms = time_ms(json_object_get(doc, "finishedAt"));
     int64_t age = n->started_ms ? pw_clock_real_ms() - n->started_ms : 0;
@@ -1638,9 +1463,7 @@ static struct task *task_reload(pw_engine *e, const struct pw_store_task *rec)
             t->note = pw_xstrdup(note);
             t->message = pw_xstrdup(note);
         }
-        /* the running nodes' Jobs are adopted once the Job cache is complete (adopt_resumed) */
-        for (size_t i = 0; i < t->n_nodes; i++)
-            t->nodes[i].adopt = t->nodes[i].state == PW_NODE_RUNNING;
+        /* the running nodes go to the executor's start, which adopts or restarts their work */
     }
     return t;
 }
@@ -1668,117 +1491,58 @@ static void engine_resume(pw_engine *e)
     pw_store_tasks_free(items, n);
 }
 
-/* ---- the start-up sweep of leftover Jobs ---- */
-
-struct leftover {
-    char *name, *task, *node;
-};
-
-struct leftovers {
-    struct leftover *v;
-    size_t n;
-};
-
-static int collect_job(void *arg, const json_t *job)
+/* The executor's fate hook (from its tick, e->mu held by the loop): what the core knows of the
+ * node of task_id the executor found work of. */
+static enum pw_exec_fate exec_fate(void *arg, const char *task_id, const char *node)
 {
-    struct leftovers *l = arg;
-    const char *tid = pw_k8s_label(job, TASK_LABEL);
-    const char *node = json_string_value(
-        json_object_get(json_object_get(json_object_get(job, "metadata"), "annotations"), NODE_ANNOTATION));
-    const char *name = pw_k8s_name(job);
-    if (!name || json_object_get(json_object_get(job, "metadata"), "deletionTimestamp"))
-        return 0; /* being deleted already */
-    l->v = pw_xrealloc(l->v, (l->n + 1) * sizeof *l->v);
-    l->v[l->n++] = (struct leftover){pw_xstrdup(name), pw_xstrdup(tid ? tid : ""), pw_xstrdup(node ? node : "")};
-    return 0;
-}
-
-/* Resumed running nodes: a Job in the cache is adopted (its state applied now, its pod's through
- * the informer's events); a missing one is created again (the node never got it, or it was
- * deleted after finishing while prewarmd was down). Under e->mu, once the Job cache is complete. */
-static void adopt_resumed(pw_engine *e)
-{
-    size_t adopted = 0, recreated = 0;
-    for (size_t k = 0; k < e->n_tasks; k++) {
-        struct task *t = e->tasks[k];
-        for (size_t i = 0; i < t->n_nodes; i++) {
-            struct tnode *n = &t->nodes[i];
-            if (!n->adopt)
-                continue;
-            n->adopt = false;
-            if (n->state != PW_NODE_RUNNING)
-                continue;
-            char *name = pw_jobspec_name(t->id, n->name);
-            char *key = pw_xasprintf("%s/%s", e->namespace_, name);
-            json_t *job = pw_k8s_informer_get(e->jobs_inf, key);
-            if (job) {
-                handle_job(e, PW_K8S_MODIFIED, job);
-                adopted++;
-            } else {
-                job_create(e, t, n);
-                recreated++;
-            }
-            json_decref(job);
-            free(key);
-            free(name);
-        }
-    }
-    if (adopted || recreated)
-        PW_INFO("start-up: adopted %zu running Jobs, created %zu missing ones", adopted, recreated);
-}
-
-/* True when the Job of (task, node) should go: its node is finished (and not a failure kept for
- * debugging), or its task is unknown, or finished (unless failed Jobs are kept). Under e->mu. */
-static bool leftover_should_go(pw_engine *e, const struct leftover *j)
-{
-    struct task *t = task_find(e, j->task);
+    pw_engine *e = arg;
+    struct task *t = task_find(e, task_id);
     if (t) {
-        struct tnode *n = tnode_find(t, j->node);
+        struct tnode *n = tnode_find(t, node);
         if (!n)
-            return true;
+            return PW_EXEC_FATE_UNKNOWN;
         if (n->state == PW_NODE_RUNNING || n->state == PW_NODE_PENDING)
-            return false;
-        return !(n->state == PW_NODE_FAILED && e->cfg.keep_failed_jobs);
+            return PW_EXEC_FATE_ACTIVE;
+        return n->state == PW_NODE_FAILED ? PW_EXEC_FATE_FAILED : PW_EXEC_FATE_DONE;
     }
     struct pw_store_task rec;
-    int rc = pw_store_task_get(e->cfg.store, j->task, &rec);
+    int rc = pw_store_task_get(e->cfg.store, task_id, &rec);
     if (rc == PW_ENOTFOUND)
-        return true;
+        return PW_EXEC_FATE_UNKNOWN;
     if (rc != 0)
-        return false; /* the store is down: decide another time */
+        return PW_EXEC_FATE_UNSURE; /* the store is down */
     bool final = pw_store_status_final(rec.status);
     pw_store_task_fini(&rec);
-    return final && !e->cfg.keep_failed_jobs;
+    return final ? PW_EXEC_FATE_FAILED : PW_EXEC_FATE_ACTIVE;
 }
 
-/* Once the Job informer has synced: deletes prewarm Jobs nobody will delete (a node that finished
- * just before a crash, tasks that finished or are unknown). Under e->mu. */
-static void sweep_leftovers(pw_engine *e)
+/* The works of the resumed tasks' running nodes (pointers borrowed from e's tasks; under e->mu).
+ * Free with resume_works_free. */
+static struct pw_exec_work *resume_works(pw_engine *e, enum exec_kind kind, size_t *n_out)
 {
-    if (e->swept || !e->jobs_inf || !pw_k8s_informer_synced(e->jobs_inf))
-        return;
-    e->swept = true;
-    struct leftovers l = {0};
-    pw_k8s_informer_each(e->jobs_inf, collect_job, &l);
-    size_t deleted = 0;
-    for (size_t i = 0; i < l.n; i++) {
-        if (leftover_should_go(e, &l.v[i])) {
-            struct action *a = pw_xcalloc(1, sizeof *a);
-            a->kind = ACT_DELETE;
-            snprintf(a->task_id, sizeof a->task_id, "%s", l.v[i].task);
-            a->node = pw_xstrdup(l.v[i].node);
-            a->job_name = pw_xstrdup(l.v[i].name);
-            act_defer(e, a);
-            deleted++;
+    size_t n = 0;
+    for (size_t k = 0; k < e->n_tasks; k++)
+        n += e->tasks[k]->counts.running;
+    struct pw_exec_work *w = pw_xcalloc(n ? n : 1, sizeof *w);
+    size_t m = 0;
+    for (size_t k = 0; k < e->n_tasks; k++) {
+        const struct task *t = e->tasks[k];
+        for (size_t i = 0; i < t->n_nodes && m < n; i++) {
+            if (t->nodes[i].state != PW_NODE_RUNNING || t->nodes[i].exec != kind + 1)
+                continue;
+            const char **imgs;
+            work_of(t, &t->nodes[i], &w[m++], &imgs);
         }
-        free(l.v[i].name);
-        free(l.v[i].task);
-        free(l.v[i].node);
     }
-    free(l.v);
-    if (deleted)
-        PW_INFO("start-up: deleting %zu leftover prewarm Jobs (finished nodes, finished or unknown tasks)", deleted);
-    adopt_resumed(e);
+    *n_out = m;
+    return w;
+}
+
+static void resume_works_free(struct pw_exec_work *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free((void *)w[i].images);
+    free(w);
 }
 
 /* ---- public ---- */
@@ -1790,93 +1554,59 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
     pw_engine *e = pw_xcalloc(1, sizeof *e);
     e->cfg = *cfg;
     e->namespace_ = pw_xstrdup(cfg->namespace_ ? cfg->namespace_ : PW_ENGINE_DEFAULT_NAMESPACE);
-    e->helper_image = pw_xstrdup(cfg->helper_image ? cfg->helper_image : PW_ENGINE_DEFAULT_HELPER_IMAGE);
     e->instance = pw_xstrdup(cfg->instance && *cfg->instance ? cfg->instance : "default");
     e->cfg.namespace_ = e->namespace_;
-    e->cfg.helper_image = e->helper_image;
     e->cfg.instance = e->instance;
     if (e->cfg.max_nodes_in_flight <= 0)
         e->cfg.max_nodes_in_flight = PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT;
     if (e->cfg.max_running_tasks <= 0)
         e->cfg.max_running_tasks = PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS;
-    if (e->cfg.job_ttl_s <= 0)
-        e->cfg.job_ttl_s = PW_ENGINE_DEFAULT_JOB_TTL_S;
-    if (e->cfg.executor_threads <= 0)
-        e->cfg.executor_threads = PW_ENGINE_DEFAULT_EXECUTOR_THREADS;
+    if (cfg->client) {
+        struct pw_jobexec_config jc = {
+            .client = cfg->client,
+            .namespace_ = e->namespace_,
+            .instance = e->instance,
+            .settings = cfg->job,
+            .hooks = {.arg = e, .report = on_report, .fate = exec_fate},
+        };
+        int rc = pw_jobexec_new(&jc, &e->x[EXEC_JOB]);
+        if (rc == 0 && cfg->agent.enabled) {
+            struct pw_agentexec_config ac = {.settings = cfg->agent, .hooks = {.arg = e, .report = on_report}};
+            rc = pw_agentexec_new(&ac, &e->x[EXEC_AGENT]);
+        }
+        if (rc != 0) {
+            pw_executor_free(e->x[EXEC_JOB]);
+            free(e->namespace_);
+            free(e->instance);
+            free(e);
+            return rc;
+        }
+    }
+    e->cfg.job = (struct pw_jobexec_settings){0}; /* the executors hold their own copies */
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->intern_mu, NULL);
     e->intern = json_object();
     e->intern_sweep_at = INTERN_SWEEP_MIN;
     pthread_mutex_init(&e->qmu, NULL);
     pthread_cond_init(&e->qcond, NULL);
-    pthread_mutex_init(&e->amu, NULL);
-    pthread_cond_init(&e->acond, NULL);
     *out = e;
     return 0;
 }
 
-static int informer(pw_engine *e, const char *path, const char *selector, pw_k8s_informer_fn fn,
-                    pw_k8s_transform_fn tr, pw_k8s_informer **out)
+/* Drops what a failed start left in memory: resumed tasks, queued events and intents, and the
+ * intern table, so the engine is as pw_engine_new made it (save an executor that cannot start
+ * again, which is freed). */
+static void start_undo(pw_engine *e)
 {
-    struct pw_k8s_informer_opts o = {
-        .path = path, .label_selector = selector, .on_event = fn, .transform = tr, .arg = e};
-    int rc = pw_k8s_informer_start(e->cfg.client, &o, out);
-    if (rc != 0)
-        PW_ERROR("cannot start the informer of %s: %s", path, pw_strerror(rc));
-    return rc;
-}
-
-/* Stops and joins the first n executor threads (pw_engine_start's undo and pw_engine_free). */
-static void execs_stop(pw_engine *e, int n)
-{
-    pthread_mutex_lock(&e->amu);
-    e->a_stopping = true;
-    /* queued actions are dropped: Jobs are left as they are */
-    for (int k = 0; k < 2; k++) {
-        while (e->aq[k].head) {
-            struct action *a = e->aq[k].head;
-            e->aq[k].head = a->next;
-            act_free(a);
-        }
-        e->aq[k].tail = NULL;
-    }
-    pthread_cond_broadcast(&e->acond);
-    pthread_mutex_unlock(&e->amu);
-    for (int i = 0; i < n; i++)
-        pthread_join(e->execs[i], NULL);
-}
-
-/* Frees the informers (their callbacks push into our queue: before anything they use goes). */
-static void informers_free(pw_engine *e)
-{
-    pw_k8s_informer_free(e->pods_inf);
-    pw_k8s_informer_free(e->jobs_inf);
     pw_k8s_informer_free(e->nodes_inf);
-    e->pods_inf = e->jobs_inf = e->nodes_inf = NULL;
-}
-
-/* Drops what a failed start left in memory: resumed tasks, queued events, deferred actions and the
- * intern table, so the engine is as pw_engine_new made it. */
-static void start_undo(pw_engine *e, int n_execs)
-{
-    informers_free(e);
-    if (n_execs > 0)
-        execs_stop(e, n_execs);
-    e->a_stopping = false;
-    free(e->execs);
-    e->execs = NULL;
+    e->nodes_inf = NULL;
     while (e->q_head) {
         struct event *ev = e->q_head;
         e->q_head = ev->next;
         ev_free(ev);
     }
     e->q_tail = NULL;
-    while (e->d_head) {
-        struct action *a = e->d_head;
-        e->d_head = a->next;
-        act_free(a);
-    }
-    e->d_tail = NULL;
+    intents_free(e);
     for (size_t i = 0; i < e->n_tasks; i++)
         task_free(e->tasks[i]);
     free(e->tasks);
@@ -1893,40 +1623,43 @@ int pw_engine_start(pw_engine *e)
     pthread_mutex_lock(&e->mu);
     engine_resume(e);
     pthread_mutex_unlock(&e->mu);
-    if (e->cfg.client) {
-        char *jobs = pw_xasprintf("/apis/batch/v1/namespaces/%s/jobs", e->namespace_);
-        char *pods = pw_xasprintf("/api/v1/namespaces/%s/pods", e->namespace_);
-        /* only this instance's Jobs and pods: another prewarmd's are not ours to adopt or sweep. The
-         * "default" instance also owns Jobs without the label (made before instances existed), so
-         * it lists every prewarm Job and its transforms drop the other instances' */
-        char *sel = strcmp(e->instance, "default") == 0
-                        ? pw_xstrdup(MANAGED_BY_SELECTOR)
-                        : pw_xasprintf("%s,%s=%s", MANAGED_BY_SELECTOR, INSTANCE_LABEL, e->instance);
-        int rc = informer(e, "/api/v1/nodes", NULL, on_node, transform_node, &e->nodes_inf);
-        if (rc == 0)
-            rc = informer(e, jobs, sel, on_job, transform_job, &e->jobs_inf);
-        if (rc == 0)
-            rc = informer(e, pods, sel, on_pod, transform_pod, &e->pods_inf);
-        free(sel);
-        free(jobs);
-        free(pods);
+    if (e->x[EXEC_JOB]) {
+        struct pw_k8s_informer_opts o = {
+            .path = "/api/v1/nodes", .on_event = on_node, .transform = transform_node, .arg = e};
+        int rc = pw_k8s_informer_start(e->cfg.client, &o, &e->nodes_inf);
         if (rc != 0) {
-            start_undo(e, 0);
+            PW_ERROR("cannot start the informer of %s: %s", o.path, pw_strerror(rc));
+        } else {
+            /* the running nodes are the executor's before its informers start, so their first
+             * events find them */
+            pthread_mutex_lock(&e->mu);
+            for (int k = 0; k < N_EXEC && rc == 0; k++) {
+                if (!e->x[k])
+                    continue;
+                size_t n = 0;
+                struct pw_exec_work *w = resume_works(e, (enum exec_kind)k, &n);
+                rc = pw_executor_start(e->x[k], w, n);
+                resume_works_free(w, n);
+                if (rc != 0)
+                    for (int j = 0; j < k; j++) { /* the started ones cannot start again: gone */
+                        pw_executor_free(e->x[j]);
+                        e->x[j] = NULL;
+                    }
+            }
+            pthread_mutex_unlock(&e->mu);
+        }
+        if (rc != 0) {
+            start_undo(e);
             return rc;
         }
     }
-    e->execs = pw_xcalloc((size_t)e->cfg.executor_threads, sizeof *e->execs);
-    for (int i = 0; i < e->cfg.executor_threads; i++)
-        if (pthread_create(&e->execs[i], NULL, exec_main, e) != 0) {
-            PW_ERROR("cannot start the engine's executor threads");
-            start_undo(e, i);
-            return PW_ENOMEM;
-        }
-    e->n_execs = e->cfg.executor_threads;
     if (pthread_create(&e->loop, NULL, loop_main, e) != 0) {
         PW_ERROR("cannot start the engine's loop thread");
-        start_undo(e, e->n_execs);
-        e->n_execs = 0;
+        for (int k = 0; k < N_EXEC; k++) {
+            pw_executor_free(e->x[k]);
+            e->x[k] = NULL;
+        }
+        start_undo(e);
         return PW_ENOMEM;
     }
     e->started = true;
@@ -1937,20 +1670,18 @@ void pw_engine_free(pw_engine *e)
 {
     if (!e)
         return;
-    informers_free(e);
+    /* the node informer first (its callbacks push into our queue) */
+    pw_k8s_informer_free(e->nodes_inf);
     if (e->started) {
         pthread_mutex_lock(&e->qmu);
         e->stopping = true;
         pthread_cond_signal(&e->qcond);
         pthread_mutex_unlock(&e->qmu);
         pthread_join(e->loop, NULL);
-        execs_stop(e, e->n_execs);
     }
-    while (e->d_head) {
-        struct action *a = e->d_head;
-        e->d_head = a->next;
-        act_free(a);
-    }
+    for (int k = 0; k < N_EXEC; k++)
+        pw_executor_free(e->x[k]); /* after the loop, their caller; their reports still find the queue */
+    intents_free(e);
     while (e->q_head) {
         struct event *ev = e->q_head;
         e->q_head = ev->next;
@@ -1962,18 +1693,19 @@ void pw_engine_free(pw_engine *e)
     for (size_t i = 0; i < e->n_notready; i++)
         free(e->notready[i].name);
     free(e->notready);
-    free(e->execs);
     free(e->namespace_);
-    free(e->helper_image);
     free(e->instance);
     json_decref(e->intern);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->intern_mu);
     pthread_mutex_destroy(&e->qmu);
     pthread_cond_destroy(&e->qcond);
-    pthread_mutex_destroy(&e->amu);
-    pthread_cond_destroy(&e->acond);
     free(e);
+}
+
+pw_executor *pw_engine_agents(pw_engine *e)
+{
+    return e->x[EXEC_AGENT];
 }
 
 bool pw_engine_ready(pw_engine *e, const char **why)
@@ -2036,8 +1768,8 @@ static void task_cancel(pw_engine *e, struct task *t)
                     n->imgs[k].state = PW_NODE_CANCELLED;
             n->finished_ms = pw_clock_real_ms();
             node_set_state(t, n, PW_NODE_CANCELLED);
-            if (running)
-                job_delete(e, t, n);
+            if (running && n->exec)
+                intent_add(e, INTENT_CANCEL, n->exec - 1, t->id, n->name, false);
         }
     }
     t->status = PW_TASK_CANCELLED;
@@ -2062,7 +1794,7 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
         task_cancel(e, t);
         rc = task_flush(e, t);
         if (rc == 0)
-            release_actions(e);
+            release_intents(e);
         PW_INFO("task %s cancelled: %zu running nodes stopped (their Jobs deleted), %zu pending nodes dropped%s",
                 t->id, running, pending, rc == 0 ? "" : " (the store write failed; it is retried)");
         if (rc == 0 && task_out)
@@ -2075,7 +1807,7 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
         /* cancelled, but its write failed and has not been retried yet: a repeated cancel writes it */
         rc = task_flush(e, t);
         if (rc == 0)
-            release_actions(e);
+            release_intents(e);
         if (rc == 0 && task_out)
             *task_out = task_json(t);
         pthread_mutex_unlock(&e->mu);

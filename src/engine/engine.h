@@ -15,6 +15,8 @@
 
 #include <jansson.h>
 
+#include "engine/agentexec.h"
+#include "engine/jobexec.h"
 #include "engine/taskspec.h"
 
 typedef struct pw_k8s_client pw_k8s_client; /* k8s/k8s.h */
@@ -26,25 +28,19 @@ typedef struct pw_engine pw_engine;
 
 /* Defaults for fields left 0/NULL in pw_engine_config (prewarmd's flags show the same values). */
 #define PW_ENGINE_DEFAULT_NAMESPACE "prewarm"
-#define PW_ENGINE_DEFAULT_HELPER_IMAGE "ghcr.io/prewarm/prewarm:0.1.0"
 #define PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT 500
 #define PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS 10
-#define PW_ENGINE_DEFAULT_JOB_TTL_S 3600
-#define PW_ENGINE_DEFAULT_EXECUTOR_THREADS 4
 
 struct pw_engine_config {
     pw_k8s_client *client;    /* borrowed; NULL: no cluster (tests: tasks stay pending) */
     pw_store *store;          /* borrowed; required */
     const char *namespace_;   /* where Jobs go (copied) */
-    const char *helper_image; /* copied */
     int max_nodes_in_flight;  /* global cap across tasks (0: the default above) */
     int max_running_tasks;    /* (0: the default) */
-    int job_ttl_s;            /* ttlSecondsAfterFinished (0: the default) */
-    bool keep_failed_jobs;
     int64_t batch_pause_ms;   /* strategy batch: pause between batches */
     int64_t not_ready_grace_ms;
-    bool tolerate_noexecute;  /* tolerate every NoExecute taint */
-    int executor_threads;     /* (0: the default) */
+    struct pw_jobexec_settings job; /* Job mode's settings (jobexec.h; copied) */
+    struct pw_agentexec_settings agent; /* agent mode (agentexec.h): off unless agent.enabled */
     const char *instance;     /* this prewarmd's identity (copied; NULL or "": "default"): Jobs carry the
                                * label prewarm.io/instance=<it>, and the informers, adoption and the
                                * start-up sweep see only Jobs with it, so two prewarmds with their own
@@ -68,6 +64,9 @@ void pw_engine_free(pw_engine *e);
 /* Diagnostics (tests, benchmarks): entries in the node cache's intern table of label values and image
  * names. Bounded by about twice the distinct values the cached nodes hold now, whatever the churn. */
 size_t pw_engine_intern_size(pw_engine *e);
+/* The agent executor (borrowed; for the API's /agent/v1/sync and /api/v1/agents), or NULL when agent
+ * mode is off. */
+pw_executor *pw_engine_agents(pw_engine *e);
 /* True when the node informer has synced; else false and *why (static text) says what is missing. */
 bool pw_engine_ready(pw_engine *e, const char **why);
 

@@ -12,6 +12,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "engine/executor.h" /* enum pw_pull_class, struct pw_image_status */
+
 /* The names a prewarm Job carries, written here and read by the engine's informers, adoption and
  * sweep (one source for both sides). */
 #define PW_JOB_LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
@@ -45,23 +47,6 @@ char *pw_jobspec_name(const char *task_id, const char *node_name);
  * when p lacks task_id, node_name, namespace_, helper_image or images, or a string in p is NULL or
  * not UTF-8 (never a Job with a container missing). */
 json_t *pw_jobspec_build(const struct pw_jobspec_params *p);
-
-/* What one image's container says about its pull. */
-enum pw_pull_class {
-    PW_PULL_WAITING,          /* not decided yet (creating, initializing, no status) */
-    PW_PULL_DONE,             /* pulled: the container ran or exited 0 */
-    PW_PULL_FAILED_RETRYABLE, /* a pull error that may pass (network, registry 5xx, back-off) */
-    PW_PULL_FAILED_NOTFOUND,  /* the registry says the image or tag does not exist */
-    PW_PULL_FAILED_AUTH,      /* 401/403: missing or wrong pull secret */
-    PW_PULL_FAILED_PERMANENT  /* retrying cannot help: invalid name, never-pull, start error, pod rejected */
-};
-
-/* The verdict for one image, with the kubelet's reason and message (truncated to fit, "" if none). */
-struct pw_image_status {
-    enum pw_pull_class cls;
-    char reason[64];
-    char message[512];
-};
 
 /* Reads pod (borrowed) and fills out[0..n_images-1] from the statuses of containers "img-<i>":
  * running or exit 0 -> DONE; ContainerCreating/PodInitializing -> WAITING; ErrImagePull and

@@ -293,6 +293,12 @@ static void f_pull_policy(const json_t *v, const char *field, struct pw_taskspec
     get_enum(v, field, choices, &s->pull_policy, errs);
 }
 
+static void f_mode(const json_t *v, const char *field, struct pw_taskspec *s, struct pw_field_errors *errs)
+{
+    static const char *const choices[] = {"auto", "job", "agent", NULL};
+    get_enum(v, field, choices, &s->mode, errs);
+}
+
 static void f_pull_secrets(const json_t *v, const char *field, struct pw_taskspec *s, struct pw_field_errors *errs)
 {
     get_strings(v, field, 0, MAX_SECRETS, check_dns_subdomain, &s->pull_secrets, &s->n_pull_secrets, errs);
@@ -345,6 +351,7 @@ static const struct {
     {"includeNotReady", f_include_not_ready},
     {"includeUnschedulable", f_include_unschedulable},
     {"pullPolicy", f_pull_policy},
+    {"mode", f_mode},
     {"imagePullSecrets", f_pull_secrets},
     {"timeoutSeconds", f_timeout},
     {"retries", f_retries},
@@ -360,6 +367,7 @@ static void spec_defaults(struct pw_taskspec *s)
     s->batch_size = 10;
     s->strategy = pw_xstrdup("rolling");
     s->pull_policy = pw_xstrdup("IfNotPresent");
+    s->mode = pw_xstrdup("auto");
     s->timeout_s = 600;
     s->retries = 3;
     s->success_threshold = 0.9;
@@ -429,6 +437,7 @@ void pw_taskspec_fini(struct pw_taskspec *s)
     free(s->label_selector);
     free_strings(s->node_names, s->n_node_names);
     free(s->pull_policy);
+    free(s->mode);
     free_strings(s->pull_secrets, s->n_pull_secrets);
     json_decref(s->labels);
     memset(s, 0, sizeof *s);
@@ -457,6 +466,7 @@ json_t *pw_taskspec_to_json(const struct pw_taskspec *s)
     json_object_set_new(o, "includeNotReady", json_boolean(s->include_not_ready));
     json_object_set_new(o, "includeUnschedulable", json_boolean(s->include_unschedulable));
     json_object_set_new(o, "pullPolicy", json_string(s->pull_policy));
+    json_object_set_new(o, "mode", json_string(s->mode));
     if (s->n_pull_secrets)
         json_object_set_new(o, "imagePullSecrets", strings_json(s->pull_secrets, s->n_pull_secrets));
     json_object_set_new(o, "timeoutSeconds", json_integer(s->timeout_s));

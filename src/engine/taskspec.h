@@ -29,6 +29,8 @@ struct pw_taskspec {
     bool include_not_ready;
     bool include_unschedulable;
     char *pull_policy;       /* "IfNotPresent" (default) | "Always" | "Never" */
+    char *mode;              /* how nodes pull: "auto" (default: the node's agent when it has a healthy
+                              * one, else a Job) | "job" | "agent" (docs/agent.md) */
     char **pull_secrets;
     size_t n_pull_secrets;
     int timeout_s;           /* 1-86400, default 600 */

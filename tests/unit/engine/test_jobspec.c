@@ -705,7 +705,7 @@ static void test_helper_failure(void **state)
 static void test_pod_odd(void **state)
 {
     (void)state;
-    struct pw_image_status st[2] = {{PW_PULL_DONE, "keep", "keep"}, {PW_PULL_DONE, "", ""}};
+    struct pw_image_status st[2] = {{.cls = PW_PULL_DONE, .reason = "keep", .message = "keep"}, {.cls = PW_PULL_DONE}};
     json_t *arr = json_array();
     assert_int_equal(pw_jobspec_pod_status(arr, 2, st), PW_EINVAL);
     assert_int_equal(pw_jobspec_pod_status(NULL, 2, st), PW_EINVAL);
