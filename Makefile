@@ -47,7 +47,7 @@ CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -I$(GEN) -I. -MMD -MP $(PK
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 
 # Library modules in dependency order (a module may use those after it).
-MODULES := cli api agent engine store k8s http base
+MODULES := cli api auth agent engine store k8s http base
 mod_src = $(wildcard src/$(1)/*.c)
 mod_lib = $(B)/lib/libpw_$(1).a
 # objects a module holds beyond its src/ files (generated code)
@@ -56,7 +56,7 @@ LIBS := $(foreach m,$(MODULES),$(call mod_lib,$(m)))
 
 SIM_SRC := $(wildcard sim/*.c)
 
-PROGRAMS := $(B)/bin/prewarmd $(B)/bin/prewarmctl $(B)/bin/prewarm-true $(B)/bin/kubesim
+PROGRAMS := $(B)/bin/prewarmd $(B)/bin/prewarmctl $(B)/bin/prewarm-agent $(B)/bin/prewarm-true $(B)/bin/kubesim
 
 UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRC))
@@ -81,6 +81,10 @@ endef
 $(foreach m,$(MODULES),$(eval $(call lib_rule,$(m))))
 
 $(B)/bin/prewarmd: $(B)/obj/src/cmd/prewarmd.o $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
+
+$(B)/bin/prewarm-agent: $(B)/obj/src/cmd/prewarm-agent.o $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
 

@@ -149,10 +149,19 @@ static int curl_rc(CURLcode cc)
     }
 }
 
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return __atomic_load_n((const int *)arg, __ATOMIC_ACQUIRE) != 0; /* non-zero aborts the transfer */
+}
+
 /* Calls path with req; on success *resp is the decoded answer of type desc (caller frees with
- * protobuf_c_message_free_unpacked). */
+ * protobuf_c_message_free_unpacked). stop: see pw_cri_pull. */
 static int call(pw_cri *c, const char *path, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
-                int timeout_ms, ProtobufCMessage **resp, struct pw_cri_status *st)
+                int timeout_ms, const int *stop, ProtobufCMessage **resp, struct pw_cri_status *st)
 {
     size_t n = protobuf_c_message_get_packed_size(req);
     unsigned char *frame = pw_xmalloc(n + 5);
@@ -202,6 +211,11 @@ static int call(pw_cri *c, const char *path, const ProtobufCMessage *req, const 
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     if (timeout_ms > 0)
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms + 1000); /* the runtime ends it first */
+    if (stop) {
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)stop);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    }
     CURLcode cc = curl_easy_perform(h);
     long http = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
@@ -211,7 +225,10 @@ static int call(pw_cri *c, const char *path, const ProtobufCMessage *req, const 
     free(frame);
 
     int rc = 0;
-    if (cc != CURLE_OK) {
+    if (cc == CURLE_ABORTED_BY_CALLBACK) {
+        rc = PW_ECANCELED;
+        status_set(st, -1, "cancelled");
+    } else if (cc != CURLE_OK) {
         rc = curl_rc(cc);
         char msg[512];
         snprintf(msg, sizeof msg, "%s: %s", c->socket, errbuf[0] ? errbuf : curl_easy_strerror(cc));
@@ -288,7 +305,7 @@ int pw_cri_version(pw_cri *c, int timeout_ms, char **name, char **version, struc
     req.version = "v1";
     ProtobufCMessage *m = NULL;
     int rc = call(c, RUNTIME_SERVICE "Version", &req.base, &runtime__v1__version_response__descriptor, timeout_ms,
-                  &m, st);
+                  NULL, &m, st);
     if (rc != 0)
         return rc;
     Runtime__V1__VersionResponse *r = (Runtime__V1__VersionResponse *)m;
@@ -307,7 +324,7 @@ int pw_cri_image_status(pw_cri *c, const char *image, int timeout_ms, struct pw_
     req.image = &spec;
     ProtobufCMessage *m = NULL;
     int rc = call(c, IMAGE_SERVICE "ImageStatus", &req.base, &runtime__v1__image_status_response__descriptor,
-                  timeout_ms, &m, st);
+                  timeout_ms, NULL, &m, st);
     if (rc != 0)
         return rc;
     Runtime__V1__ImageStatusResponse *r = (Runtime__V1__ImageStatusResponse *)m;
@@ -321,8 +338,8 @@ int pw_cri_image_status(pw_cri *c, const char *image, int timeout_ms, struct pw_
     return 0;
 }
 
-int pw_cri_pull(pw_cri *c, const char *image, const struct pw_cri_auth *auth, int timeout_ms, char **image_ref,
-                struct pw_cri_status *st)
+int pw_cri_pull(pw_cri *c, const char *image, const struct pw_cri_auth *auth, int timeout_ms, const int *stop,
+                char **image_ref, struct pw_cri_status *st)
 {
     Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
     spec.image = (char *)image;
@@ -341,7 +358,7 @@ int pw_cri_pull(pw_cri *c, const char *image, const struct pw_cri_auth *auth, in
     }
     ProtobufCMessage *m = NULL;
     int rc = call(c, IMAGE_SERVICE "PullImage", &req.base, &runtime__v1__pull_image_response__descriptor,
-                  timeout_ms, &m, st);
+                  timeout_ms, stop, &m, st);
     if (rc != 0)
         return rc;
     Runtime__V1__PullImageResponse *r = (Runtime__V1__PullImageResponse *)m;
@@ -356,7 +373,7 @@ int pw_cri_list(pw_cri *c, int timeout_ms, struct pw_cri_image **out, size_t *n,
     Runtime__V1__ListImagesRequest req = RUNTIME__V1__LIST_IMAGES_REQUEST__INIT;
     ProtobufCMessage *m = NULL;
     int rc = call(c, IMAGE_SERVICE "ListImages", &req.base, &runtime__v1__list_images_response__descriptor,
-                  timeout_ms, &m, st);
+                  timeout_ms, NULL, &m, st);
     if (rc != 0)
         return rc;
     Runtime__V1__ListImagesResponse *r = (Runtime__V1__ListImagesResponse *)m;
@@ -377,7 +394,7 @@ int pw_cri_remove(pw_cri *c, const char *image, int timeout_ms, struct pw_cri_st
     req.image = &spec;
     ProtobufCMessage *m = NULL;
     int rc = call(c, IMAGE_SERVICE "RemoveImage", &req.base, &runtime__v1__remove_image_response__descriptor,
-                  timeout_ms, &m, st);
+                  timeout_ms, NULL, &m, st);
     if (rc == 0)
         protobuf_c_message_free_unpacked(m, NULL);
     return rc;
@@ -388,7 +405,7 @@ int pw_cri_fs_info(pw_cri *c, int timeout_ms, struct pw_cri_fs *out, struct pw_c
     Runtime__V1__ImageFsInfoRequest req = RUNTIME__V1__IMAGE_FS_INFO_REQUEST__INIT;
     ProtobufCMessage *m = NULL;
     int rc = call(c, IMAGE_SERVICE "ImageFsInfo", &req.base, &runtime__v1__image_fs_info_response__descriptor,
-                  timeout_ms, &m, st);
+                  timeout_ms, NULL, &m, st);
     if (rc != 0)
         return rc;
     Runtime__V1__ImageFsInfoResponse *r = (Runtime__V1__ImageFsInfoResponse *)m;

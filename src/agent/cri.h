@@ -9,6 +9,7 @@
  *
  * Failure: every call returns 0, or a PW_E* code with *st (when not NULL) saying why:
  *   PW_EUNAVAIL   the runtime cannot be reached (socket missing, refused, reset): st->grpc -1
+ *   PW_ECANCELED  the caller's stop flag ended the call
  *   PW_ETIMEDOUT  the timeout passed (st->grpc 4, DEADLINE_EXCEEDED, if the runtime said so)
  *   PW_EPROTO     the answer was not a gRPC response we can read
  *   PW_EIO        the runtime answered with a gRPC error: st->grpc its status code, st->message the
@@ -76,9 +77,10 @@ int pw_cri_version(pw_cri *c, int timeout_ms, char **name, char **version, struc
 int pw_cri_image_status(pw_cri *c, const char *image, int timeout_ms, struct pw_cri_image **out,
                         struct pw_cri_status *st);
 /* PullImage of image (auth NULL: anonymous); *image_ref (may be NULL; caller frees) is the id the
- * runtime gives the pulled image. */
-int pw_cri_pull(pw_cri *c, const char *image, const struct pw_cri_auth *auth, int timeout_ms, char **image_ref,
-                struct pw_cri_status *st);
+ * runtime gives the pulled image. stop (may be NULL): another thread sets *stop to non-zero to end
+ * the call (PW_ECANCELED; the connection closes, which cancels the runtime's pull). */
+int pw_cri_pull(pw_cri *c, const char *image, const struct pw_cri_auth *auth, int timeout_ms, const int *stop,
+                char **image_ref, struct pw_cri_status *st);
 /* ListImages: every image the runtime holds (free with pw_cri_images_free). */
 int pw_cri_list(pw_cri *c, int timeout_ms, struct pw_cri_image **out, size_t *n, struct pw_cri_status *st);
 /* RemoveImage (idempotent: an image not held is 0). */

@@ -173,5 +173,7 @@ const struct pw_http_route pw_api_routes[] = {
     {"GET", "/api/v1/tasks/{id}", h_get},
     {"DELETE", "/api/v1/tasks/{id}", h_cancel},
     {"GET", "/api/v1/tasks/{id}/nodes", h_nodes},
+    {"GET", "/api/v1/agents", pw_api_h_agents},
+    {"POST", "/agent/v1/sync", pw_api_h_agent_sync},
     {NULL, NULL, NULL},
 };

@@ -5,6 +5,7 @@
 #ifndef PW_API_H
 #define PW_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -15,10 +16,30 @@
 /* The routes (ends with a NULL pattern row); pass an api context as the server's ctx. */
 extern const struct pw_http_route pw_api_routes[];
 
+typedef struct pw_auth pw_auth;             /* auth/auth.h */
+
 /* What the handlers need; borrowed for the server's life. */
 struct pw_api_ctx {
     pw_engine *engine;
+    /* agent mode (docs/agent.md): who may sync for a node. NULL auth: /agent/v1/sync answers 404 */
+    pw_auth *auth;
+    const char *agent_namespace;   /* the agents' ServiceAccount's namespace */
+    const char *agent_sa;          /* ... and name: only it may sync */
+    bool agents_elsewhere; /* agents sync on a listener of their own: this one answers 404 */
 };
+
+/* The agent listener's routes (--agent-listen): /agent/v1/sync and /healthz. */
+extern const struct pw_http_route pw_api_agent_routes[];
+
+/* POST /agent/v1/sync and GET /api/v1/agents (agents.c; route handlers). */
+void pw_api_h_agent_sync(pw_http_req *req, void *ctx);
+void pw_api_h_agents(pw_http_req *req, void *ctx);
+
+/* A JSON request body: content_type must be JSON (PW_EMEDIATYPE), body a JSON object (PW_EINVAL).
+ * On success 0 and *out (caller decrefs); on failure *err is the error body. */
+int pw_api_parse_json(const char *content_type, const char *body, size_t len, json_t **out, json_t **err);
+/* The §3 error body of field errors (first one in message, all in details): a new object. */
+json_t *pw_api_field_errors(const struct pw_field_errors *errs);
 
 /* Parses a create request: content_type must be JSON (else PW_EMEDIATYPE), body a JSON object that
  * pw_taskspec_parse accepts. On success 0 and *out filled (caller finis). On failure the negative code

@@ -40,7 +40,7 @@ static bool is_json_type(const char *ct)
     return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
 }
 
-static json_t *field_errors_json(const struct pw_field_errors *errs)
+json_t *pw_api_field_errors(const struct pw_field_errors *errs)
 {
     const struct pw_field_error *first = &errs->e[0];
     char *msg = pw_xasprintf("%s: %s", first->field, first->message);
@@ -57,8 +57,7 @@ static json_t *field_errors_json(const struct pw_field_errors *errs)
     return o;
 }
 
-int pw_api_parse_create(const char *content_type, const char *body, size_t len, struct pw_taskspec *out,
-                        json_t **err)
+int pw_api_parse_json(const char *content_type, const char *body, size_t len, json_t **out, json_t **err)
 {
     if (!is_json_type(content_type)) {
         char *msg = pw_xasprintf("Content-Type must be application/json (got \"%s\")",
@@ -76,10 +75,21 @@ int pw_api_parse_create(const char *content_type, const char *body, size_t len, 
         free(msg);
         return PW_EINVAL;
     }
+    *out = req;
+    return 0;
+}
+
+int pw_api_parse_create(const char *content_type, const char *body, size_t len, struct pw_taskspec *out,
+                        json_t **err)
+{
+    json_t *req = NULL;
+    int rc = pw_api_parse_json(content_type, body, len, &req, err);
+    if (rc != 0)
+        return rc;
     struct pw_field_errors errs;
-    int rc = pw_taskspec_parse(req, out, &errs);
+    rc = pw_taskspec_parse(req, out, &errs);
     json_decref(req);
     if (rc != 0)
-        *err = field_errors_json(&errs);
+        *err = pw_api_field_errors(&errs);
     return rc;
 }

@@ -305,6 +305,8 @@ json_t *pw_cli_create_body(const pw_cli_args *a)
         json_object_set_new(o, "includeUnschedulable", json_true());
     if (a->pull_policy)
         json_object_set_new(o, "pullPolicy", json_string(a->pull_policy));
+    if (a->mode)
+        json_object_set_new(o, "mode", json_string(a->mode));
     if (a->pull_secrets.n)
         json_object_set_new(o, "imagePullSecrets", str_array(&a->pull_secrets));
     if (a->timeout_s.set)

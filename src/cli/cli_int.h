@@ -71,6 +71,7 @@ typedef struct pw_cli_args {
     pw_cli_real success_threshold;
     pw_cli_num priority;
     const char *pull_policy;
+    const char *mode;
     bool include_not_ready;
     bool include_unschedulable;
     pw_cli_strv labels; /* k=v */

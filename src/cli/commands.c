@@ -52,6 +52,8 @@ static const pw_cli_opt create_opts[] = {
      "-1000 to 1000; higher priority tasks are served first (default 0)"},
     {"pull-policy", 0, PW_CLI_OPT_STR, OFF(pull_policy), "POLICY", "IfNotPresent|Always|Never", 0, 0,
      "imagePullPolicy: IfNotPresent (default) skips nodes that have the image"},
+    {"mode", 0, PW_CLI_OPT_STR, OFF(mode), "MODE", "auto|job|agent", 0, 0,
+     "how nodes pull: auto (a node's prewarm-agent when healthy, else a Job; default), job, agent"},
     {"include-not-ready", 0, PW_CLI_OPT_FLAG, OFF(include_not_ready), NULL, NULL, 0, 0,
      "also nodes that are not Ready"},
     {"include-unschedulable", 0, PW_CLI_OPT_FLAG, OFF(include_unschedulable), NULL, NULL, 0, 0, "also cordoned nodes"},
@@ -82,6 +84,7 @@ static int cmd_nodes(pw_cli_ctx *ctx);
 static int cmd_cancel(pw_cli_ctx *ctx);
 static int cmd_wait(pw_cli_ctx *ctx);
 static int cmd_version(pw_cli_ctx *ctx);
+static int cmd_agents(pw_cli_ctx *ctx);
 
 const pw_cli_cmd pw_cli_commands[] = {
     {"create", "IMAGE...",
@@ -93,6 +96,7 @@ const pw_cli_cmd pw_cli_commands[] = {
     {"cancel", "ID...", "Cancel tasks: stop dispatch and delete their in-flight Jobs.", NULL, 1, -1, cmd_cancel},
     {"wait", "ID", "Wait for a task to finish, showing progress; the exit code tells the outcome.", NULL, 1, 1,
      cmd_wait},
+    {"agents", "", "List the prewarm-agents prewarmd hears from (agent mode).", NULL, 0, 0, cmd_agents},
     {"version", "", "Show prewarmctl's version.", NULL, 0, 0, cmd_version},
     {NULL, NULL, NULL, NULL, 0, 0, NULL},
 };
@@ -346,13 +350,14 @@ static void node_duration(const json_t *node, time_t now, char *out, size_t n)
     pw_cli_fmt_duration((double)(end - start), out, n);
 }
 
-/* Renders node results (borrowed array) as a table: NODE STATE IMAGES ATTEMPTS DURATION REASON
+/* Renders node results (borrowed array) as a table: NODE STATE MODE IMAGES ATTEMPTS DURATION REASON
  * (wide: + MESSAGE), or the failed-nodes table of a wait summary (NODE IMAGE REASON MESSAGE). */
 static void print_nodes_table(FILE *f, const json_t *items, bool w, bool failed_only, size_t max_width)
 {
-    static const char *const hdr[] = {"NODE", "STATE", "IMAGES", "ATTEMPTS", "DURATION", "REASON", "MESSAGE"};
+    static const char *const hdr[] = {"NODE",     "STATE",  "MODE",   "IMAGES", "ATTEMPTS",
+                                      "DURATION", "REASON", "MESSAGE"};
     static const char *const fhdr[] = {"NODE", "IMAGE", "REASON", "MESSAGE"};
-    pw_cli_table *t = failed_only ? pw_cli_table_new(4, fhdr) : pw_cli_table_new(w ? 7 : 6, hdr);
+    pw_cli_table *t = failed_only ? pw_cli_table_new(4, fhdr) : pw_cli_table_new(w ? 8 : 7, hdr);
     time_t now = time(NULL);
     size_t i;
     const json_t *node;
@@ -380,8 +385,8 @@ static void print_nodes_table(FILE *f, const json_t *items, bool w, bool failed_
             snprintf(attempts, sizeof(attempts), "%lld",
                      (long long)json_integer_value(json_object_get(node, "attempts")));
             node_duration(node, now, dur, sizeof(dur));
-            const char *row[] = {
-                str_or(node, "nodeName", "?"), str_or(node, "state", "?"), imgs, attempts, dur, reason, message};
+            const char *row[] = {str_or(node, "nodeName", "?"), str_or(node, "state", "?"), str_or(node, "mode", "-"),
+                                 imgs, attempts, dur, reason, message};
             pw_cli_table_add(t, row);
         }
         free(message);
@@ -507,6 +512,67 @@ static int cmd_nodes(pw_cli_ctx *ctx)
         print_nodes_table(ctx->out, items, wide(ctx), false, 0);
     }
     json_decref(items);
+    return 0;
+}
+
+/* "12.3Gi" for bytes (json integer), "-" when unknown. */
+static void fmt_bytes(const json_t *v, char *out, size_t n)
+{
+    if (!json_is_integer(v)) {
+        snprintf(out, n, "-");
+        return;
+    }
+    double b = (double)json_integer_value(v);
+    static const char *const units[] = {"B", "Ki", "Mi", "Gi", "Ti"};
+    size_t u = 0;
+    while (b >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(out, n, u ? "%.1f%s" : "%.0f%s", b, units[u]);
+}
+
+static int cmd_agents(pw_cli_ctx *ctx)
+{
+    json_t *doc = NULL;
+    int rc = pw_cli_api(ctx, "GET", "/api/v1/agents", NULL, &doc);
+    if (rc != 0)
+        return rc;
+    const json_t *items = json_object_get(doc, "items");
+    if (structured(ctx)) {
+        print_doc(ctx, doc);
+    } else if (json_array_size(items) == 0) {
+        fprintf(ctx->err, "No agents found (is prewarmd running with --agents, and the agent DaemonSet applied?).\n");
+    } else {
+        static const char *const hdr[] = {"NODE", "HEALTHY", "VERSION", "RUNTIME", "IMAGES", "IMAGE-FS", "ACTIVE",
+                                          "LAST SEEN"};
+        pw_cli_table *t = pw_cli_table_new(8, hdr);
+        time_t now = time(NULL);
+        size_t i;
+        const json_t *a;
+        json_array_foreach(items, i, a)
+        {
+            const json_t *rt = json_object_get(a, "runtime"), *fs = json_object_get(a, "imageFs");
+            char runtime[160], images[24], used[24], cap[24], fsb[64], active[24], seen[32];
+            snprintf(runtime, sizeof runtime, "%s %s", str_or(rt, "name", ""), str_or(rt, "version", ""));
+            snprintf(images, sizeof images, "%lld", (long long)json_integer_value(json_object_get(a, "images")));
+            fmt_bytes(json_object_get(fs, "usedBytes"), used, sizeof used);
+            fmt_bytes(json_object_get(fs, "capacityBytes"), cap, sizeof cap);
+            snprintf(fsb, sizeof fsb, "%s/%s", used, cap);
+            snprintf(active, sizeof active, "%lld", (long long)json_integer_value(json_object_get(a, "assignments")));
+            pw_cli_fmt_age_of(str_or(a, "lastSeen", ""), now, seen, sizeof seen);
+            const char *row[] = {str_or(a, "node", "?"), json_is_true(json_object_get(a, "healthy")) ? "yes" : "no",
+                                 str_or(a, "agentVersion", ""), runtime, images, fsb, active, seen};
+            pw_cli_table_add(t, row);
+        }
+        pw_buf b;
+        pw_buf_init(&b, 0);
+        pw_cli_table_render(t, &b);
+        fputs(b.p, ctx->out);
+        pw_buf_fini(&b);
+        pw_cli_table_free(t);
+    }
+    json_decref(doc);
     return 0;
 }
 

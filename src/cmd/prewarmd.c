@@ -10,7 +10,9 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "auth/auth.h"
 #include "base/err.h"
+#include "base/flags.h"
 #include "base/labels.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -20,24 +22,15 @@
 #include "k8s/k8s.h"
 #include "store/store.h"
 
-enum opt_kind { OPT_STR, OPT_INT, OPT_DOUBLE, OPT_BOOL, OPT_DURATION };
-
 struct options {
     const char *listen, *kubeconfig, *context, *namespace_, *store, *helper_image, *log_level,
         *log_format, *instance;
     long max_nodes_in_flight, max_running_tasks, kube_burst;
     double kube_qps;
     long long job_ttl_ms, batch_pause_ms, not_ready_grace_ms, history_ms;
-    bool keep_failed_jobs, tolerate_noexecute, help;
-};
-
-struct opt_row {
-    const char *flag; /* without the leading "--" */
-    const char *env;
-    enum opt_kind kind;
-    size_t off;
-    const char *def; /* parsed like a command-line value; NULL: unset */
-    const char *help;
+    bool keep_failed_jobs, tolerate_noexecute, help, agents;
+    const char *agent_sa, *agent_ns, *agent_listen, *tls_cert, *tls_key;
+    long long agent_timeout_ms, agent_poll_ms;
 };
 
 /* A macro's value as a string literal (the engine's numeric defaults shown as flag defaults). */
@@ -45,157 +38,56 @@ struct opt_row {
 #define XSTR(x) STR_(x)
 #define OFF(f) offsetof(struct options, f)
 #define DEFAULT_STORE "sqlite:/var/lib/prewarm/prewarm.db"
-static const struct opt_row opt_table[] = {
-    {"listen", "PREWARM_LISTEN", OPT_STR, OFF(listen), "127.0.0.1:8080", "address of the REST API"},
-    {"kubeconfig", "PREWARM_KUBECONFIG", OPT_STR, OFF(kubeconfig), NULL,
+static const struct pw_flag opt_table[] = {
+    {"listen", "PREWARM_LISTEN", PW_FLAG_STR, OFF(listen), "127.0.0.1:8080", "address of the REST API"},
+    {"kubeconfig", "PREWARM_KUBECONFIG", PW_FLAG_STR, OFF(kubeconfig), NULL,
      "kubeconfig file(s) (else $KUBECONFIG, ~/.kube/config, in-cluster)"},
-    {"context", "PREWARM_CONTEXT", OPT_STR, OFF(context), NULL, "kubeconfig context (else current)"},
-    {"namespace", "PREWARM_NAMESPACE", OPT_STR, OFF(namespace_), PW_ENGINE_DEFAULT_NAMESPACE, "namespace of the Jobs"},
-    {"store", "PREWARM_STORE", OPT_STR, OFF(store), DEFAULT_STORE,
+    {"context", "PREWARM_CONTEXT", PW_FLAG_STR, OFF(context), NULL, "kubeconfig context (else current)"},
+    {"namespace", "PREWARM_NAMESPACE", PW_FLAG_STR, OFF(namespace_), PW_ENGINE_DEFAULT_NAMESPACE, "namespace of the Jobs"},
+    {"store", "PREWARM_STORE", PW_FLAG_STR, OFF(store), DEFAULT_STORE,
      "store url: sqlite:PATH (durable; tasks survive restarts) or memory: (nothing survives)"},
-    {"history", "PREWARM_HISTORY", OPT_DURATION, OFF(history_ms), "7d",
+    {"history", "PREWARM_HISTORY", PW_FLAG_DURATION, OFF(history_ms), "7d",
      "how long finished tasks are kept before they are pruned (e.g. 7d, 12h; 0: forever)"},
-    {"instance", "PREWARM_INSTANCE", OPT_STR, OFF(instance), NULL,
+    {"instance", "PREWARM_INSTANCE", PW_FLAG_STR, OFF(instance), NULL,
      "this prewarmd's identity, the label prewarm.io/instance on its Jobs (default: \"default\" with "
      "memory: or the default store, else derived from the store path)"},
-    {"helper-image", "PREWARM_HELPER_IMAGE", OPT_STR, OFF(helper_image), PW_JOBEXEC_DEFAULT_HELPER_IMAGE,
+    {"helper-image", "PREWARM_HELPER_IMAGE", PW_FLAG_STR, OFF(helper_image), PW_JOBEXEC_DEFAULT_HELPER_IMAGE,
      "prewarm's own image (holds prewarm-true)"},
-    {"max-nodes-in-flight", "PREWARM_MAX_NODES_IN_FLIGHT", OPT_INT, OFF(max_nodes_in_flight), XSTR(PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT),
+    {"max-nodes-in-flight", "PREWARM_MAX_NODES_IN_FLIGHT", PW_FLAG_INT, OFF(max_nodes_in_flight), XSTR(PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT),
      "most nodes with a live Job, across all tasks"},
-    {"max-running-tasks", "PREWARM_MAX_RUNNING_TASKS", OPT_INT, OFF(max_running_tasks), XSTR(PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS),
+    {"max-running-tasks", "PREWARM_MAX_RUNNING_TASKS", PW_FLAG_INT, OFF(max_running_tasks), XSTR(PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS),
      "most tasks running at once (others queue)"},
-    {"kube-qps", "PREWARM_KUBE_QPS", OPT_DOUBLE, OFF(kube_qps), "50", "Kubernetes API requests per second"},
-    {"kube-burst", "PREWARM_KUBE_BURST", OPT_INT, OFF(kube_burst), "100", "Kubernetes API burst"},
-    {"job-ttl", "PREWARM_JOB_TTL", OPT_DURATION, OFF(job_ttl_ms), XSTR(PW_JOBEXEC_DEFAULT_JOB_TTL_S) "s", "ttlSecondsAfterFinished of Jobs"},
-    {"keep-failed-jobs", "PREWARM_KEEP_FAILED_JOBS", OPT_BOOL, OFF(keep_failed_jobs), "false",
+    {"kube-qps", "PREWARM_KUBE_QPS", PW_FLAG_DOUBLE, OFF(kube_qps), "50", "Kubernetes API requests per second"},
+    {"kube-burst", "PREWARM_KUBE_BURST", PW_FLAG_INT, OFF(kube_burst), "100", "Kubernetes API burst"},
+    {"job-ttl", "PREWARM_JOB_TTL", PW_FLAG_DURATION, OFF(job_ttl_ms), XSTR(PW_JOBEXEC_DEFAULT_JOB_TTL_S) "s", "ttlSecondsAfterFinished of Jobs"},
+    {"keep-failed-jobs", "PREWARM_KEEP_FAILED_JOBS", PW_FLAG_BOOL, OFF(keep_failed_jobs), "false",
      "keep the Jobs of failed nodes for debugging"},
-    {"batch-pause", "PREWARM_BATCH_PAUSE", OPT_DURATION, OFF(batch_pause_ms), "2s",
+    {"batch-pause", "PREWARM_BATCH_PAUSE", PW_FLAG_DURATION, OFF(batch_pause_ms), "2s",
      "pause between batches (strategy batch)"},
-    {"not-ready-grace", "PREWARM_NOT_READY_GRACE", OPT_DURATION, OFF(not_ready_grace_ms), "60s",
+    {"not-ready-grace", "PREWARM_NOT_READY_GRACE", PW_FLAG_DURATION, OFF(not_ready_grace_ms), "60s",
      "a node NotReady this long fails with NodeNotReady"},
-    {"tolerate-noexecute", "PREWARM_TOLERATE_NOEXECUTE", OPT_BOOL, OFF(tolerate_noexecute), "true",
+    {"tolerate-noexecute", "PREWARM_TOLERATE_NOEXECUTE", PW_FLAG_BOOL, OFF(tolerate_noexecute), "true",
      "Jobs tolerate every NoExecute taint"},
-    {"log-level", "PREWARM_LOG_LEVEL", OPT_STR, OFF(log_level), "info", "debug|info|warn|error"},
-    {"log-format", "PREWARM_LOG_FORMAT", OPT_STR, OFF(log_format), "json", "json|text"},
-    {"help", NULL, OPT_BOOL, OFF(help), "false", "print this help"},
+    {"agents", "PREWARM_AGENTS", PW_FLAG_BOOL, OFF(agents), "false",
+     "agent mode: serve /agent/v1/sync for prewarm-agents (docs/agent.md); tasks with mode auto use them"},
+    {"agent-service-account", "PREWARM_AGENT_SERVICE_ACCOUNT", PW_FLAG_STR, OFF(agent_sa), "prewarm-agent",
+     "the ServiceAccount whose tokens may sync as agents"},
+    {"agent-namespace", "PREWARM_AGENT_NAMESPACE", PW_FLAG_STR, OFF(agent_ns), NULL,
+     "the namespace of that ServiceAccount and the agent pods (default: --namespace)"},
+    {"agent-listen", "PREWARM_AGENT_LISTEN", PW_FLAG_STR, OFF(agent_listen), NULL,
+     "a listener of its own for agents (else they sync on --listen); with --tls-cert/--tls-key it serves "
+     "TLS, which registry credentials need"},
+    {"tls-cert", "PREWARM_TLS_CERT", PW_FLAG_STR, OFF(tls_cert), NULL, "PEM certificate of the agent listener"},
+    {"tls-key", "PREWARM_TLS_KEY", PW_FLAG_STR, OFF(tls_key), NULL, "PEM private key of the agent listener"},
+    {"agent-timeout", "PREWARM_AGENT_TIMEOUT", PW_FLAG_DURATION, OFF(agent_timeout_ms), "60s",
+     "an agent silent this long is unhealthy (auto then uses Jobs for its node)"},
+    {"agent-poll", "PREWARM_AGENT_POLL", PW_FLAG_DURATION, OFF(agent_poll_ms), "25s",
+     "the longest an agent's sync waits for news"},
+    {"log-level", "PREWARM_LOG_LEVEL", PW_FLAG_STR, OFF(log_level), "info", "debug|info|warn|error"},
+    {"log-format", "PREWARM_LOG_FORMAT", PW_FLAG_STR, OFF(log_format), "json", "json|text"},
+    {"help", NULL, PW_FLAG_BOOL, OFF(help), "false", "print this help"},
 };
 #define N_OPTS (sizeof opt_table / sizeof opt_table[0])
-
-/* Parsers by enum opt_kind: each stores value into field, or returns PW_EINVAL. */
-static int set_str(void *field, const char *value)
-{
-    *(const char **)field = value;
-    return 0;
-}
-
-static int set_int(void *field, const char *value)
-{
-    long l;
-    if (pw_parse_long(value, 0, 1000000000L, &l) != 0)
-        return PW_EINVAL;
-    *(long *)field = l;
-    return 0;
-}
-
-static int set_double(void *field, const char *value)
-{
-    char *end;
-    double d = strtod(value, &end);
-    if (!*value || *end || !(d > 0))
-        return PW_EINVAL;
-    *(double *)field = d;
-    return 0;
-}
-
-static int set_bool(void *field, const char *value)
-{
-    return pw_parse_bool(value, (bool *)field);
-}
-
-/* A duration as pw_parse_duration_ms reads it, with days too: "7d", "1d12h". */
-static int set_duration(void *field, const char *value)
-{
-    long long ms = 0, days = 0;
-    const char *d = strchr(value, 'd');
-    if (d) {
-        char *end;
-        days = strtoll(value, &end, 10);
-        if (end != d || end == value || days < 0 || days > 36500)
-            return PW_EINVAL;
-        value = d + 1;
-    }
-    if (*value && (pw_parse_duration_ms(value, &ms) != 0 || ms < 0))
-        return PW_EINVAL;
-    if (!*value && !d)
-        return PW_EINVAL;
-    *(long long *)field = ms + days * 86400000LL;
-    return 0;
-}
-
-static int (*const opt_parsers[])(void *field, const char *value) = {
-    [OPT_STR] = set_str, [OPT_INT] = set_int, [OPT_DOUBLE] = set_double, [OPT_BOOL] = set_bool,
-    [OPT_DURATION] = set_duration,
-};
-
-/* Stores value into the field of row; PW_EINVAL when it does not parse. */
-static int opt_set(struct options *o, const struct opt_row *r, const char *value)
-{
-    return opt_parsers[r->kind]((char *)o + r->off, value);
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: prewarmd [flags]\n\nFlags (each also read from its environment variable):\n");
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const struct opt_row *r = &opt_table[i];
-        fprintf(f, "  --%-22s %-30s %s%s%s%s\n", r->flag, r->env ? r->env : "", r->help,
-                r->def ? " (default " : "", r->def ? r->def : "", r->def ? ")" : "");
-    }
-}
-
-/* Defaults, then the environment, then the command line. Returns 0, or 2 after printing why. */
-static int parse_options(int argc, char **argv, struct options *o)
-{
-    memset(o, 0, sizeof *o);
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const struct opt_row *r = &opt_table[i];
-        if (r->def)
-            opt_set(o, r, r->def);
-        const char *ev = r->env ? getenv(r->env) : NULL;
-        if (ev && opt_set(o, r, ev) != 0) {
-            fprintf(stderr, "prewarmd: bad value \"%s\" in %s\n", ev, r->env);
-            return 2;
-        }
-    }
-    for (int a = 1; a < argc; a++) {
-        const char *arg = argv[a];
-        if (strncmp(arg, "--", 2) != 0) {
-            fprintf(stderr, "prewarmd: unexpected argument \"%s\"\n", arg);
-            return 2;
-        }
-        arg += 2;
-        const char *eq = strchr(arg, '=');
-        size_t n = eq ? (size_t)(eq - arg) : strlen(arg);
-        const struct opt_row *r = NULL;
-        for (size_t i = 0; i < N_OPTS && !r; i++)
-            if (strlen(opt_table[i].flag) == n && strncmp(opt_table[i].flag, arg, n) == 0)
-                r = &opt_table[i];
-        if (!r) {
-            fprintf(stderr, "prewarmd: unknown flag --%.*s (see --help)\n", (int)n, arg);
-            return 2;
-        }
-        const char *value = eq ? eq + 1 : NULL;
-        if (!value && r->kind == OPT_BOOL)
-            value = "true";
-        else if (!value && a + 1 < argc)
-            value = argv[++a];
-        if (!value || opt_set(o, r, value) != 0) {
-            fprintf(stderr, "prewarmd: bad value for --%s\n", r->flag);
-            return 2;
-        }
-    }
-    return 0;
-}
 
 /* The instance id: the flag's, else "default" for memory: and the default store, else "s-" and
  * 16 hex digits of a hash (FNV-1a) of the store url, stable across restarts on the same store.
@@ -219,6 +111,25 @@ static int instance_id(const struct options *o, char *out, size_t n)
     for (const unsigned char *p = (const unsigned char *)o->store; *p; p++)
         h = (h ^ *p) * 1099511628211ULL;
     snprintf(out, n, "s-%016llx", (unsigned long long)h);
+    return 0;
+}
+
+/* The whole of a small file (a PEM), NUL-terminated; 0 or PW_EIO. Caller frees *out. */
+static int read_file(const char *path, char **out)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return PW_EIO;
+    char *buf = pw_xmalloc(1 << 20);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    int bad = ferror(f) || n == (1 << 20) - 1;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return PW_EIO;
+    }
+    buf[n] = 0;
+    *out = buf;
     return 0;
 }
 
@@ -249,9 +160,9 @@ static int setup_logging(const struct options *o)
 int main(int argc, char **argv)
 {
     struct options o;
-    int rc = parse_options(argc, argv, &o);
+    int rc = pw_flags_parse("prewarmd", opt_table, N_OPTS, &o, sizeof o, argc, argv);
     if (rc == 0 && o.help) {
-        usage(stdout);
+        pw_flags_usage(stdout, "prewarmd", opt_table, N_OPTS);
         return 0;
     }
     if (rc == 0)
@@ -299,6 +210,10 @@ int main(int argc, char **argv)
                 .job_ttl_s = (int)(o.job_ttl_ms / 1000),
                 .keep_failed_jobs = o.keep_failed_jobs,
                 .tolerate_noexecute = o.tolerate_noexecute},
+        .agent = {.enabled = o.agents,
+                  .tls = o.agent_listen && o.tls_cert && o.tls_key,
+                  .agent_timeout_s = (int)(o.agent_timeout_ms / 1000),
+                  .poll_ms = (int)o.agent_poll_ms},
         .instance = instance,
         .history_ms = o.history_ms,
     };
@@ -306,7 +221,41 @@ int main(int argc, char **argv)
     rc = pw_engine_new(&ecfg, &engine);
     if (rc == 0)
         rc = pw_engine_start(engine);
-    struct pw_api_ctx actx = {.engine = engine};
+    pw_auth *auth = NULL;
+    if (rc == 0 && o.agents) {
+        struct pw_auth_config ac = {.client = client};
+        rc = pw_auth_new(&ac, &auth);
+    }
+    struct pw_api_ctx actx = {.engine = engine,
+                              .auth = auth,
+                              .agent_namespace = o.agent_ns ? o.agent_ns : o.namespace_,
+                              .agent_sa = o.agent_sa,
+                              .agents_elsewhere = o.agents && o.agent_listen};
+    struct pw_api_ctx agent_ctx = actx;
+    agent_ctx.agents_elsewhere = false;
+    pw_http_server *agent_srv = NULL;
+    char *cert_pem = NULL, *key_pem = NULL;
+    if (rc == 0 && o.agents && o.agent_listen) {
+        if ((o.tls_cert != NULL) != (o.tls_key != NULL)) {
+            PW_ERROR("--tls-cert and --tls-key go together");
+            rc = PW_EINVAL;
+        } else if (o.tls_cert && (read_file(o.tls_cert, &cert_pem) != 0 || read_file(o.tls_key, &key_pem) != 0)) {
+            PW_ERROR("cannot read --tls-cert %s or --tls-key %s", o.tls_cert, o.tls_key);
+            rc = PW_EIO;
+        } else {
+            struct pw_http_config agcfg = {.listen = o.agent_listen, .routes = pw_api_agent_routes, .ctx = &agent_ctx,
+                                           .tls_cert_pem = cert_pem, .tls_key_pem = key_pem, .access_log = true,
+                                           .log_name = "agents", .max_connections = 20000};
+            rc = pw_http_server_new(&agcfg, &agent_srv);
+        }
+        if (key_pem)
+            memset(key_pem, 0, strlen(key_pem));
+        free(cert_pem);
+        free(key_pem);
+    } else if (rc == 0 && o.agent_listen) {
+        PW_ERROR("--agent-listen needs --agents");
+        rc = PW_EINVAL;
+    }
     struct pw_http_config hcfg = {
         .listen = o.listen, .routes = pw_api_routes, .ctx = &actx, .access_log = true, .log_name = "api"};
     pw_http_server *srv = NULL;
@@ -314,7 +263,9 @@ int main(int argc, char **argv)
         rc = pw_http_server_new(&hcfg, &srv);
     if (rc != 0) {
         PW_ERROR("cannot start: %s", pw_strerror(rc));
+        pw_http_server_free(agent_srv);
         pw_engine_free(engine);
+        pw_auth_free(auth);
         pw_k8s_client_free(client);
         pw_k8s_config_free(kcfg);
         pw_store_close(store);
@@ -331,6 +282,10 @@ int main(int argc, char **argv)
             (long long)(o.history_ms / 1000));
     /* The address line on stdout lets scripts that pass port 0 find the port. */
     printf("listening on %s\n", pw_http_server_addr(srv));
+    if (agent_srv) {
+        PW_INFO("agents sync on %s (%s)", pw_http_server_addr(agent_srv), o.tls_cert ? "TLS" : "plain HTTP");
+        printf("agents on %s\n", pw_http_server_addr(agent_srv));
+    }
     fflush(stdout);
     while (!stop_signal) {
         struct timespec ts = {0, 100 * 1000 * 1000};
@@ -339,8 +294,12 @@ int main(int argc, char **argv)
 
     PW_INFO("signal %d: stopping (Jobs in the cluster are left running)", (int)stop_signal);
     pw_http_server_quiesce(srv);
+    if (agent_srv)
+        pw_http_server_quiesce(agent_srv);
     pw_http_server_free(srv);
+    pw_http_server_free(agent_srv);
     pw_engine_free(engine);
+    pw_auth_free(auth);
     pw_k8s_client_free(client);
     pw_k8s_config_free(kcfg);
     pw_store_close(store);

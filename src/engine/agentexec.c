@@ -12,11 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/b64.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "engine/dockercfg.h"
 #include "engine/jobspec.h" /* pw_jobspec_classify_message: the runtime's pull messages read alike */
+#include "k8s/k8s.h"
 
 enum res_state { RES_NONE, RES_QUEUED, RES_PULLING, RES_SUCCEEDED, RES_SKIPPED, RES_FAILED };
 static const char *const res_names[] = {"", "queued", "pulling", "succeeded", "skipped", "failed"};
@@ -38,6 +41,16 @@ struct work {
     char *pull_policy;
     int retries;
     int64_t deadline_ms; /* wall clock */
+    json_t **auth;       /* n_images: the registry credentials each image gets (secret), or NULL */
+    bool creds_pending;  /* the pull secrets are being read: nothing is sent before */
+};
+
+/* A work's pull secrets to read (the credentials thread's queue). */
+struct creds_job {
+    char *task_id, *node;
+    char **secrets;
+    size_t n_secrets;
+    struct creds_job *next;
 };
 
 struct agent {
@@ -46,6 +59,7 @@ struct agent {
     int64_t last_seen_mono, last_seen_ms; /* 0: never synced */
     json_int_t fs_used, fs_capacity, fs_available; /* -1: not said */
     json_t *inv;     /* image name -> true */
+    bool inv_full;   /* a full inventory arrived (else the agent is asked for one) */
     json_t *inv_arr; /* the names as an array (pw_imageref_present's form); NULL until asked */
     json_t *known;   /* the unfinished assignment ids the agent's last sync held -> true */
     struct work **works;
@@ -67,6 +81,12 @@ struct agentexec {
     size_t n;
     bool stopping, running;
     pthread_t timer;
+    pw_k8s_client *client;
+    char *namespace_;
+    pthread_cond_t ccond; /* the credentials thread waits on it (with mu) */
+    struct creds_job *cq_head, *cq_tail;
+    bool creds_running;
+    pthread_t creds;
 };
 
 static struct agentexec *X(pw_executor *x)
@@ -121,6 +141,9 @@ static void work_free(struct work *w)
     free(w->ids);
     free(w->res);
     free(w->pull_policy);
+    for (size_t i = 0; w->auth && i < w->n_images; i++)
+        json_decref(w->auth[i]);
+    free(w->auth);
     free(w);
 }
 
@@ -177,13 +200,15 @@ static json_t *answer_of(const struct agentexec *j, const struct agent *a, bool 
         const struct work *wk = a->works[w];
         char dl[PW_RFC3339_LEN];
         time_str(wk->deadline_ms, dl);
-        for (size_t i = 0; i < wk->n_images; i++) {
+        for (size_t i = 0; i < wk->n_images && !wk->creds_pending; i++) {
             if (RES_FINAL(wk->res[i].state))
                 continue;
             json_array_append_new(asg, json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:i}", "id", wk->ids[i], "task",
                                                  wk->task_id, "image", wk->images[i], "deadline", dl,
                                                  "deadlineUnixMs", (json_int_t)wk->deadline_ms, "pullPolicy",
                                                  wk->pull_policy, "retries", wk->retries));
+            if (wk->auth[i]) /* only ever sent over TLS (see creds_apply) */
+                json_object_set(json_array_get(asg, json_array_size(asg) - 1), "auth", wk->auth[i]);
             json_object_set_new(wanted, wk->ids[i], json_true());
             if (!json_object_get(a->known, wk->ids[i]))
                 fresh = true;
@@ -196,9 +221,9 @@ static json_t *answer_of(const struct agentexec *j, const struct agent *a, bool 
             json_array_append_new(cancel, json_string(id));
     }
     json_decref(wanted);
-    *news = fresh || json_array_size(cancel) > 0;
-    return json_pack("{s:o, s:o, s:i, s:i}", "assignments", asg, "cancel", cancel, "pollAfterSeconds", 0,
-                     "agentTimeoutSeconds", j->set.agent_timeout_s);
+    *news = fresh || json_array_size(cancel) > 0 || !a->inv_full;
+    return json_pack("{s:o, s:o, s:i, s:i, s:b}", "assignments", asg, "cancel", cancel, "pollAfterSeconds", 0,
+                     "agentTimeoutSeconds", j->set.agent_timeout_s, "needFullInventory", !a->inv_full);
 }
 
 static void answer_held(struct agentexec *j, struct agent *a)
@@ -267,6 +292,7 @@ static void add_work(struct agentexec *j, const struct pw_exec_work *w)
     wk->images = pw_xcalloc(w->n_images ? w->n_images : 1, sizeof *wk->images);
     wk->ids = pw_xcalloc(w->n_images ? w->n_images : 1, sizeof *wk->ids);
     wk->res = pw_xcalloc(w->n_images ? w->n_images : 1, sizeof *wk->res);
+    wk->auth = pw_xcalloc(w->n_images ? w->n_images : 1, sizeof *wk->auth);
     for (size_t i = 0; i < w->n_images; i++) {
         wk->images[i] = pw_xstrdup(w->images[i]);
         pw_agentexec_assignment_id(w->task_id, w->node, w->images[i], wk->ids[i]);
@@ -277,6 +303,23 @@ static void add_work(struct agentexec *j, const struct pw_exec_work *w)
     wk->deadline_ms = start + (int64_t)(w->timeout_s > 0 ? w->timeout_s : 600) * 1000;
     a->works = pw_xrealloc(a->works, (a->n_works + 1) * sizeof *a->works);
     a->works[a->n_works++] = wk;
+    if (w->n_pull_secrets && j->client) {
+        /* the credentials come from Secrets, read on the credentials thread (never under a lock) */
+        wk->creds_pending = true;
+        struct creds_job *cj = pw_xcalloc(1, sizeof *cj);
+        cj->task_id = pw_xstrdup(w->task_id);
+        cj->node = pw_xstrdup(w->node);
+        cj->secrets = pw_xcalloc(w->n_pull_secrets, sizeof *cj->secrets);
+        for (size_t i = 0; i < w->n_pull_secrets; i++)
+            cj->secrets[i] = pw_xstrdup(w->pull_secrets[i]);
+        cj->n_secrets = w->n_pull_secrets;
+        if (j->cq_tail)
+            j->cq_tail->next = cj;
+        else
+            j->cq_head = cj;
+        j->cq_tail = cj;
+        pthread_cond_signal(&j->ccond);
+    }
 }
 
 static void ax_dispatch(pw_executor *x, const struct pw_exec_work *w)
@@ -337,6 +380,127 @@ static json_t *ax_inventory(pw_executor *x, const char *node)
     return arr;
 }
 
+/* ---- credentials: the tasks' imagePullSecrets, matched per image ---- */
+
+static void creds_job_free(struct creds_job *cj)
+{
+    free(cj->task_id);
+    free(cj->node);
+    for (size_t i = 0; i < cj->n_secrets; i++)
+        free(cj->secrets[i]);
+    free(cj->secrets);
+    free(cj);
+}
+
+/* Reads the secrets of cj into one auths object (the first secret's keys win). Without the lock. */
+static json_t *creds_read(struct agentexec *j, const struct creds_job *cj)
+{
+    json_t *auths = json_object();
+    for (size_t i = 0; i < cj->n_secrets; i++) {
+        char *path = pw_xasprintf("/api/v1/namespaces/%s/secrets/%s", j->namespace_, cj->secrets[i]);
+        int status = 0;
+        json_t *sec = NULL;
+        int rc = pw_k8s_request(j->client, "GET", path, NULL, NULL, &status, &sec);
+        free(path);
+        const char *type = json_string_value(json_object_get(sec, "type"));
+        const json_t *data = json_object_get(sec, "data");
+        const char *b64 = json_string_value(json_object_get(data, ".dockerconfigjson"));
+        if (!b64)
+            b64 = json_string_value(json_object_get(data, ".dockercfg"));
+        if (rc != 0 || status != 200 || !b64) {
+            /* as the kubelet: a pull secret that cannot be read is skipped, the pull goes on without it */
+            PW_WARN("task %s: imagePullSecret %s/%s cannot be used (%s); pulling without it", cj->task_id,
+                    j->namespace_, cj->secrets[i],
+                    rc != 0 ? pw_strerror(rc) : status == 404 ? "not found" : status != 200 ? "not readable"
+                                                                                             : "not a docker config");
+            json_decref(sec);
+            continue;
+        }
+        void *text = NULL;
+        size_t n = 0;
+        json_t *one = NULL;
+        const char *why = "not base64";
+        if (pw_b64_decode(b64, strlen(b64), &text, &n) == 0 && pw_dockercfg_parse(text, n, &one, &why) == 0) {
+            const char *k;
+            json_t *v;
+            json_object_foreach(one, k, v) {
+                if (!json_object_get(auths, k))
+                    json_object_set(auths, k, v);
+            }
+            json_decref(one);
+        } else {
+            PW_WARN("task %s: imagePullSecret %s/%s (type %s) cannot be read: %s", cj->task_id, j->namespace_,
+                    cj->secrets[i], type ? type : "?", why);
+        }
+        if (text)
+            memset(text, 0, n);
+        free(text);
+        json_decref(sec);
+    }
+    return auths;
+}
+
+/* Gives the work of cj its images' credentials (under j->mu). Over plain HTTP an image that needs
+ * them fails, CredentialsRequireTLS: secrets never travel in the clear. */
+static void creds_apply(struct agentexec *j, const struct creds_job *cj, const json_t *auths)
+{
+    struct agent *a = agent_get(j, cj->node, false);
+    size_t k = a ? work_find(a, cj->task_id) : 0;
+    if (!a || k >= a->n_works || !a->works[k]->creds_pending)
+        return; /* finished or cancelled meanwhile */
+    struct work *wk = a->works[k];
+    bool failed = false;
+    for (size_t i = 0; i < wk->n_images; i++) {
+        json_t *m = pw_dockercfg_match(auths, wk->images[i]);
+        if (m && !j->set.tls) {
+            struct result *r = &wk->res[i];
+            r->state = RES_FAILED;
+            snprintf(r->reason, sizeof r->reason, "CredentialsRequireTLS");
+            snprintf(r->message, sizeof r->message,
+                     "the image's registry needs the credentials of the task's imagePullSecrets, which prewarmd "
+                     "sends to agents only over TLS (--agent-listen with --tls-cert and --tls-key)");
+            failed = true;
+            json_decref(m);
+            continue;
+        }
+        wk->auth[i] = m;
+    }
+    wk->creds_pending = false;
+    if (failed) {
+        report_work(j, a, wk);
+        bool done = true;
+        for (size_t i = 0; i < wk->n_images; i++)
+            done &= RES_FINAL(wk->res[i].state);
+        if (done)
+            work_remove(a, k);
+    }
+    answer_held(j, a);
+}
+
+static void *creds_main(void *arg)
+{
+    struct agentexec *j = arg;
+    pthread_mutex_lock(&j->mu);
+    while (!j->stopping) {
+        struct creds_job *cj = j->cq_head;
+        if (!cj) {
+            pthread_cond_wait(&j->ccond, &j->mu);
+            continue;
+        }
+        j->cq_head = cj->next;
+        if (!j->cq_head)
+            j->cq_tail = NULL;
+        pthread_mutex_unlock(&j->mu);
+        json_t *auths = creds_read(j, cj);
+        pthread_mutex_lock(&j->mu);
+        creds_apply(j, cj, auths);
+        json_decref(auths);
+        creds_job_free(cj);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
 /* ---- the timer: held syncs whose wait ended, works past their deadline ---- */
 
 static void expire(struct agentexec *j)
@@ -385,7 +549,16 @@ static int ax_start(pw_executor *x, const struct pw_exec_work *resume, size_t n)
     for (size_t i = 0; i < n; i++)
         add_work(j, &resume[i]);
     pthread_mutex_unlock(&j->mu);
-    if (pthread_create(&j->timer, NULL, timer_main, j) != 0) {
+    bool creds_ok = pthread_create(&j->creds, NULL, creds_main, j) == 0;
+    if (!creds_ok || pthread_create(&j->timer, NULL, timer_main, j) != 0) {
+        if (creds_ok) {
+            pthread_mutex_lock(&j->mu);
+            j->stopping = true;
+            pthread_cond_broadcast(&j->ccond);
+            pthread_mutex_unlock(&j->mu);
+            pthread_join(j->creds, NULL);
+            j->stopping = false;
+        }
         PW_ERROR("cannot start the agent executor's timer thread");
         pthread_mutex_lock(&j->mu);
         for (size_t i = 0; i < j->n; i++)
@@ -405,17 +578,27 @@ static void ax_free(pw_executor *x)
     pthread_mutex_lock(&j->mu);
     j->stopping = true;
     pthread_cond_broadcast(&j->cond);
+    pthread_cond_broadcast(&j->ccond);
     pthread_mutex_unlock(&j->mu);
-    if (j->running)
+    if (j->running) {
         pthread_join(j->timer, NULL);
+        pthread_join(j->creds, NULL);
+    }
+    while (j->cq_head) {
+        struct creds_job *cj = j->cq_head;
+        j->cq_head = cj->next;
+        creds_job_free(cj);
+    }
     for (size_t i = 0; i < j->n; i++) {
         answer_held(j, j->v[i]); /* a held sync hears before the server closes */
         agent_free(j->v[i]);
     }
     free(j->v);
     json_decref(j->index);
+    free(j->namespace_);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cond);
+    pthread_cond_destroy(&j->ccond);
     free(j);
 }
 
@@ -442,8 +625,11 @@ int pw_agentexec_new(const struct pw_agentexec_config *cfg, pw_executor **out)
     if (j->set.poll_ms <= 0)
         j->set.poll_ms = PW_AGENTEXEC_DEFAULT_POLL_MS;
     j->hooks = cfg->hooks;
+    j->client = cfg->client;
+    j->namespace_ = pw_xstrdup(cfg->namespace_ ? cfg->namespace_ : "prewarm");
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cond, NULL);
+    pthread_cond_init(&j->ccond, NULL);
     j->index = json_object();
     *out = &j->base;
     return 0;
@@ -590,6 +776,12 @@ static bool sync_valid(const json_t *b, struct pw_field_errors *errs)
     return errs->n == 0;
 }
 
+int pw_agentexec_sync_validate(const json_t *body, struct pw_field_errors *errs)
+{
+    errs->n = 0;
+    return sync_valid(body, errs) ? 0 : PW_EINVAL;
+}
+
 static void set_text(char **dst, const json_t *v)
 {
     if (!json_is_string(v))
@@ -604,8 +796,10 @@ static void inventory_apply(struct agent *a, const json_t *inv)
         return;
     size_t i;
     const json_t *v;
-    if (json_is_true(json_object_get(inv, "full")))
+    if (json_is_true(json_object_get(inv, "full"))) {
         json_object_clear(a->inv);
+        a->inv_full = true;
+    }
     json_array_foreach(json_object_get(inv, "images"), i, v) {
         json_object_set_new(a->inv, json_string_value(v), json_true());
     }

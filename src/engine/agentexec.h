@@ -11,6 +11,12 @@
  * result (the core then finishes the node) or when its deadline passes with results missing (a
  * FAILED report, DeadlineExceeded), which is how a silent agent's work ends.
  *
+ * Credentials: a work whose task names imagePullSecrets waits until a thread of the executor has
+ * read them (Secrets of type kubernetes.io/dockerconfigjson in prewarmd's namespace, matched per
+ * image as the kubelet does, dockercfg.h); an image then carries its registry's credentials in its
+ * one assignment, only when agents sync over TLS; over plain HTTP it fails, CredentialsRequireTLS.
+ * Credentials are never logged, stored, or shown by the API.
+ *
  * Thread model: that of executor.h; pw_agentexec_sync and pw_agentexec_list are called from API
  * threads. One timer thread answers long polls when their wait ends and fails works past their
  * deadline. An answer callback is called with the executor's lock held: it must only queue (write
@@ -23,6 +29,8 @@
 #include <jansson.h>
 
 #include "engine/executor.h"
+
+typedef struct pw_k8s_client pw_k8s_client; /* k8s/k8s.h */
 #include "engine/taskspec.h" /* struct pw_field_errors */
 
 #define PW_AGENTEXEC_DEFAULT_TIMEOUT_S 60 /* --agent-timeout */
@@ -32,11 +40,14 @@ struct pw_agentexec_settings {
     bool enabled;        /* run the agent executor (prewarmd serves /agent/v1/sync) */
     int agent_timeout_s; /* an agent silent this long is unhealthy (0: the default) */
     int poll_ms;         /* the longest a sync is held (0: the default) */
+    bool tls;            /* agents sync over TLS: registry credentials may be sent to them */
 };
 
 struct pw_agentexec_config {
     struct pw_agentexec_settings settings;
     struct pw_exec_hooks hooks; /* fate is not used */
+    pw_k8s_client *client;      /* reads the tasks' imagePullSecrets (borrowed; NULL: no credentials) */
+    const char *namespace_;     /* ... in this namespace (copied) */
 };
 
 /* Makes the agent executor (its timer thread starts with pw_executor_start). PW_EINVAL without a
@@ -53,6 +64,10 @@ typedef void (*pw_agentexec_answer_fn)(void *arg, json_t *resp);
  * names the bad fields and nothing was recorded (answer is never called). */
 int pw_agentexec_sync(pw_executor *x, const char *node, const json_t *body, pw_agentexec_answer_fn answer,
                       void *arg, struct pw_field_errors *errs);
+
+/* Checks a sync request body as pw_agentexec_sync will (so a caller can refuse it before it starts
+ * its answer): 0, or PW_EINVAL with *errs naming the bad fields. */
+int pw_agentexec_sync_validate(const json_t *body, struct pw_field_errors *errs);
 
 /* {"items": [one object per agent: node, agentVersion, runtime, lastSeen, healthy, images,
  * imageFs, assignments]} sorted by node; a new reference. */

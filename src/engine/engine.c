@@ -1571,7 +1571,10 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
         };
         int rc = pw_jobexec_new(&jc, &e->x[EXEC_JOB]);
         if (rc == 0 && cfg->agent.enabled) {
-            struct pw_agentexec_config ac = {.settings = cfg->agent, .hooks = {.arg = e, .report = on_report}};
+            struct pw_agentexec_config ac = {.settings = cfg->agent,
+                                             .hooks = {.arg = e, .report = on_report},
+                                             .client = cfg->client,
+                                             .namespace_ = e->namespace_};
             rc = pw_agentexec_new(&ac, &e->x[EXEC_AGENT]);
         }
         if (rc != 0) {

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
             auth.password = argv[5];
         }
         char *ref = NULL;
-        rc = pw_cri_pull(c, argv[3], argc > 5 ? &auth : NULL, tmo, &ref, &st);
+        rc = pw_cri_pull(c, argv[3], argc > 5 ? &auth : NULL, tmo, NULL, &ref, &st);
         if (rc == 0)
             json_object_set_new(out, "ref", json_string(ref ? ref : ""));
         free(ref);

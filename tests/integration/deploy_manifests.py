@@ -169,11 +169,11 @@ def find(kind, name=None):
     return got[0]
 
 
-@case("the kinds: Namespace, ServiceAccount, ClusterRole(+Binding), Role(+Binding), Deployment, Service")
+@case("the kinds: Namespace, ServiceAccount, 2 ClusterRole(+Binding), Role(+Binding), Deployment, Service")
 def _kinds():
     kinds = sorted(d["kind"] for _, d in objs)
-    want = sorted(["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-                   "Deployment", "Service"])
+    want = sorted(["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole",
+                   "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service"])
     assert kinds == want, kinds
     assert find("Namespace")["metadata"]["name"] == NAMESPACE
     labels = find("Namespace")["metadata"].get("labels", {})
@@ -428,7 +428,8 @@ def _job_model():
 
 # ---- RBAC against the calls --------------------------------------------------------------------------
 
-GROUP_OF = {"nodes": "", "pods": "", "jobs": "batch", "events": "", "secrets": "", "leases": "coordination.k8s.io"}
+GROUP_OF = {"nodes": "", "pods": "", "jobs": "batch", "events": "", "secrets": "", "leases": "coordination.k8s.io",
+            "tokenreviews": "authentication.k8s.io"}
 
 
 def granted():

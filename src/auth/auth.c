@@ -1,0 +1,299 @@
+/* auth.c: TokenReview with a cache (auth.h). The cache is a JSON object keyed by the hex SHA-256 of
+ * audience NUL token; each entry holds its expiry (monotonic ms) and either the identity or the
+ * rejection. Insertion order is kept in a ring of keys, so the oldest entry goes first when full. */
+#include "auth/auth.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "k8s/k8s.h"
+
+struct pw_auth {
+    pw_k8s_client *client;
+    int64_t ttl_ms, neg_ttl_ms;
+    size_t max;
+    pthread_mutex_t mu;
+    json_t *cache;  /* key -> {"exp": ms, "ok": bool, "user": {...} | "error": "..."} */
+    json_t *pod_node; /* pod uid -> node name: the nodes of agents' bound pods */
+    char (*ring)[65]; /* keys in insertion order, max of them */
+    size_t ring_head, ring_n;
+    size_t reviews, hits;
+};
+
+int pw_auth_new(const struct pw_auth_config *cfg, pw_auth **out)
+{
+    if (!cfg || !cfg->client)
+        return PW_EINVAL;
+    pw_auth *a = pw_xcalloc(1, sizeof *a);
+    a->client = cfg->client;
+    a->ttl_ms = (int64_t)(cfg->cache_ttl_s > 0 ? cfg->cache_ttl_s : PW_AUTH_DEFAULT_TTL_S) * 1000;
+    a->neg_ttl_ms = (int64_t)(cfg->negative_ttl_s > 0 ? cfg->negative_ttl_s : PW_AUTH_DEFAULT_NEGATIVE_TTL_S) * 1000;
+    a->max = cfg->max_entries ? cfg->max_entries : PW_AUTH_DEFAULT_MAX_ENTRIES;
+    a->ring = pw_xcalloc(a->max, sizeof *a->ring);
+    pthread_mutex_init(&a->mu, NULL);
+    a->cache = json_object();
+    a->pod_node = json_object();
+    *out = a;
+    return 0;
+}
+
+void pw_auth_free(pw_auth *a)
+{
+    if (!a)
+        return;
+    json_decref(a->cache);
+    json_decref(a->pod_node);
+    free(a->ring);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+void pw_auth_counts(pw_auth *a, size_t *reviews, size_t *hits)
+{
+    pthread_mutex_lock(&a->mu);
+    *reviews = a->reviews;
+    *hits = a->hits;
+    pthread_mutex_unlock(&a->mu);
+}
+
+const char *pw_auth_bearer(const char *header)
+{
+    if (!header || strncasecmp(header, "Bearer ", 7) != 0)
+        return NULL;
+    const char *t = header + 7;
+    while (*t == ' ')
+        t++;
+    return *t ? t : NULL;
+}
+
+static void cache_key(const char *audience, const char *token, char out[65])
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+    EVP_DigestUpdate(c, audience ? audience : "", strlen(audience ? audience : "") + 1);
+    EVP_DigestUpdate(c, token, strlen(token));
+    EVP_DigestFinal_ex(c, md, &len);
+    EVP_MD_CTX_free(c);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static void identity_from(const json_t *user, struct pw_identity *id)
+{
+    memset(id, 0, sizeof *id);
+    const char *u = json_string_value(json_object_get(user, "username"));
+    const char *uid = json_string_value(json_object_get(user, "uid"));
+    id->user = pw_xstrdup(u ? u : "");
+    id->uid = pw_xstrdup(uid ? uid : "");
+    const json_t *groups = json_object_get(user, "groups");
+    id->groups = pw_xcalloc(json_array_size(groups) + 1, sizeof *id->groups);
+    size_t i;
+    const json_t *g;
+    json_array_foreach(groups, i, g) {
+        if (json_is_string(g))
+            id->groups[id->n_groups++] = pw_xstrdup(json_string_value(g));
+    }
+    const json_t *extra = json_object_get(user, "extra");
+    id->extra = json_is_object(extra) ? json_deep_copy(extra) : json_object();
+}
+
+void pw_identity_fini(struct pw_identity *id)
+{
+    free(id->user);
+    free(id->uid);
+    for (size_t i = 0; i < id->n_groups; i++)
+        free(id->groups[i]);
+    free(id->groups);
+    json_decref(id->extra);
+    memset(id, 0, sizeof *id);
+}
+
+const char *pw_identity_extra(const struct pw_identity *id, const char *key)
+{
+    return json_string_value(json_array_get(json_object_get(id->extra, key), 0));
+}
+
+/* Stores entry under key (a->mu held), dropping the oldest when full. */
+static void cache_put(pw_auth *a, const char *key, json_t *entry)
+{
+    if (!json_object_get(a->cache, key)) {
+        if (a->ring_n == a->max) {
+            json_object_del(a->cache, a->ring[a->ring_head]);
+            a->ring_head = (a->ring_head + 1) % a->max;
+            a->ring_n--;
+        }
+        memcpy(a->ring[(a->ring_head + a->ring_n) % a->max], key, 65);
+        a->ring_n++;
+    }
+    json_object_set_new(a->cache, key, entry);
+}
+
+/* Applies a cached or fresh entry to the caller's outputs. */
+static int answer(const json_t *entry, struct pw_identity *id, char *why, size_t why_n)
+{
+    if (json_is_true(json_object_get(entry, "ok"))) {
+        identity_from(json_object_get(entry, "user"), id);
+        return 0;
+    }
+    const char *err = json_string_value(json_object_get(entry, "error"));
+    snprintf(why, why_n, "%s", err && *err ? err : "the token was not accepted");
+    return PW_EAUTH;
+}
+
+int pw_auth_review(pw_auth *a, const char *token, const char *audience, struct pw_identity *id, char *why,
+                   size_t why_n)
+{
+    if (!token || !*token) {
+        snprintf(why, why_n, "no bearer token");
+        return PW_EAUTH;
+    }
+    char key[65];
+    cache_key(audience, token, key);
+    int64_t now = pw_clock_mono_ms();
+    pthread_mutex_lock(&a->mu);
+    json_t *hit = json_object_get(a->cache, key);
+    if (hit && json_integer_value(json_object_get(hit, "exp")) > now) {
+        json_t *e = json_incref(hit);
+        a->hits++;
+        pthread_mutex_unlock(&a->mu);
+        int rc = answer(e, id, why, why_n);
+        json_decref(e);
+        return rc;
+    }
+    a->reviews++;
+    pthread_mutex_unlock(&a->mu);
+
+    json_t *spec = json_pack("{s:s}", "token", token);
+    if (audience)
+        json_object_set_new(spec, "audiences", json_pack("[s]", audience));
+    json_t *body = json_pack("{s:s, s:s, s:o}", "apiVersion", "authentication.k8s.io/v1", "kind", "TokenReview",
+                             "spec", spec);
+    int status = 0;
+    json_t *resp = NULL;
+    int rc = pw_k8s_request(a->client, "POST", "/apis/authentication.k8s.io/v1/tokenreviews", body, NULL, &status,
+                            &resp);
+    json_decref(body);
+    if (rc != 0 || status != 201 || !json_is_object(json_object_get(resp, "status"))) {
+        const char *m = pw_k8s_status_message(resp);
+        snprintf(why, why_n, "the TokenReview could not be made: %s", rc != 0 ? pw_strerror(rc) : m ? m : "bad answer");
+        PW_WARN("%s (HTTP %d)", why, status);
+        json_decref(resp);
+        return PW_EUNAVAIL;
+    }
+    const json_t *st = json_object_get(resp, "status");
+    bool ok = json_is_true(json_object_get(st, "authenticated"));
+    if (ok && !json_is_object(json_object_get(st, "user")))
+        ok = false; /* an answer without a user says nothing of who calls */
+    if (ok && audience) {
+        /* the review must say the token is for our audience */
+        bool aud = false;
+        size_t i;
+        const json_t *v;
+        json_array_foreach(json_object_get(st, "audiences"), i, v) {
+            aud |= json_is_string(v) && strcmp(json_string_value(v), audience) == 0;
+        }
+        if (!aud)
+            ok = false;
+    }
+    json_t *entry = ok ? json_pack("{s:I, s:b, s:O}", "exp", (json_int_t)(now + a->ttl_ms), "ok", 1, "user",
+                                   json_object_get(st, "user"))
+                       : json_pack("{s:I, s:b, s:s}", "exp", (json_int_t)(now + a->neg_ttl_ms), "ok", 0, "error",
+                                   json_string_value(json_object_get(st, "error"))
+                                       ? json_string_value(json_object_get(st, "error"))
+                                       : "the token is not valid for this audience");
+    json_decref(resp);
+    pthread_mutex_lock(&a->mu);
+    cache_put(a, key, json_incref(entry));
+    pthread_mutex_unlock(&a->mu);
+    rc = answer(entry, id, why, why_n);
+    json_decref(entry);
+    return rc;
+}
+
+/* ---- agents ---- */
+
+#define AGENT_AUDIENCE "prewarm"
+
+/* The node of the pod ns/pod (uid) a token is bound to. 0, PW_EFORBIDDEN or PW_EUNAVAIL (why). */
+static int bound_pod_node(pw_auth *a, const char *ns, const char *pod, const char *uid, char *node, size_t n,
+                          char *why, size_t why_n)
+{
+    if (uid) {
+        pthread_mutex_lock(&a->mu);
+        const char *hit = json_string_value(json_object_get(a->pod_node, uid));
+        if (hit)
+            snprintf(node, n, "%s", hit);
+        pthread_mutex_unlock(&a->mu);
+        if (hit)
+            return 0;
+    }
+    char *path = pw_xasprintf("/api/v1/namespaces/%s/pods/%s", ns, pod);
+    int status = 0;
+    json_t *obj = NULL;
+    int rc = pw_k8s_request(a->client, "GET", path, NULL, NULL, &status, &obj);
+    free(path);
+    if (rc != 0 || (status != 200 && status != 404)) {
+        json_decref(obj);
+        snprintf(why, why_n, "cannot read the agent's pod %s/%s", ns, pod);
+        return PW_EUNAVAIL;
+    }
+    const char *puid = json_string_value(json_object_get(json_object_get(obj, "metadata"), "uid"));
+    const char *nn = json_string_value(json_object_get(json_object_get(obj, "spec"), "nodeName"));
+    if (status == 404 || (uid && (!puid || strcmp(uid, puid) != 0)) || !nn || !*nn) {
+        snprintf(why, why_n, "the token's pod %s/%s %s", ns, pod,
+                 status == 404 ? "does not exist" : !nn || !*nn ? "is not on a node" : "was replaced");
+        json_decref(obj);
+        return PW_EFORBIDDEN;
+    }
+    snprintf(node, n, "%s", nn);
+    if (uid) {
+        pthread_mutex_lock(&a->mu);
+        if (json_object_size(a->pod_node) >= a->max)
+            json_object_clear(a->pod_node);
+        json_object_set_new(a->pod_node, uid, json_string(nn));
+        pthread_mutex_unlock(&a->mu);
+    }
+    json_decref(obj);
+    return 0;
+}
+
+int pw_auth_agent_node(pw_auth *a, const char *token, const char *ns, const char *sa, char *node, size_t n,
+                       char *why, size_t why_n)
+{
+    struct pw_identity id;
+    int rc = pw_auth_review(a, token, AGENT_AUDIENCE, &id, why, why_n);
+    if (rc != 0)
+        return rc;
+    char *want = pw_xasprintf("system:serviceaccount:%s:%s", ns, sa);
+    if (strcmp(id.user, want) != 0) {
+        snprintf(why, why_n, "%s may not sync as an agent: only %s may", id.user, want);
+        free(want);
+        pw_identity_fini(&id);
+        return PW_EFORBIDDEN;
+    }
+    free(want);
+    const char *nn = pw_identity_extra(&id, "authentication.kubernetes.io/node-name");
+    const char *pod = pw_identity_extra(&id, "authentication.kubernetes.io/pod-name");
+    const char *uid = pw_identity_extra(&id, "authentication.kubernetes.io/pod-uid");
+    if (nn && *nn) {
+        snprintf(node, n, "%s", nn);
+    } else if (pod && *pod) {
+        rc = bound_pod_node(a, ns, pod, uid, node, n, why, why_n);
+    } else {
+        snprintf(why, why_n, "the agent's token is bound to no pod or node: it cannot speak for a node");
+        rc = PW_EFORBIDDEN;
+    }
+    pw_identity_fini(&id);
+    return rc;
+}
