@@ -27,57 +27,14 @@
 #include "engine/agentexec.h"
 #include "engine/executor.h"
 #include "engine/imageref.h"
+#include "engine/nodecache.h"
 #include "engine/jobexec.h"
 #include "engine/jobspec.h"
 #include "engine/outcome.h"
 #include "engine/sched.h"
+#include "engine/taskrec.h"
 #include "k8s/k8s.h"
 #include "store/store.h"
-
-#define MAX_FAILED_LISTED 100
-
-
-struct img_res {
-    unsigned char state;     /* enum pw_node_state */
-    unsigned char attempts;  /* pull attempts seen */
-    bool in_pull_error;      /* the last status seen was ErrImagePull (counts transitions into it) */
-    unsigned char cls;       /* enum pw_pull_class: the most specific failure seen (NOTFOUND/AUTH stick) */
-    char *reason;            /* owned or NULL */
-    char *message;           /* owned or NULL */
-    float duration_s;
-};
-
-struct tnode {
-    char *name;
-    enum pw_node_state state;
-    char *reason, *message; /* owned or NULL */
-    int attempts;
-    int64_t started_ms, finished_ms; /* wall clock; 0 unset */
-    int64_t started_mono;
-    struct img_res *imgs; /* n_images */
-    unsigned char exec; /* EXEC_* + 1 of the executor that served it; 0: not dispatched */
-    bool dirty;
-};
-
-struct task {
-    char id[16];
-    struct pw_taskspec spec;
-    enum pw_task_status status;
-    int64_t created_ms, started_ms, finished_ms;
-    bool selected;
-    struct tnode *nodes; /* sorted by name */
-    size_t n_nodes;
-    size_t *dirty_idx; /* indexes of the nodes changed since the last store write */
-    size_t n_dirty, cap_dirty;
-    size_t next_pending; /* nodes before this index are no longer pending */
-    struct pw_outcome_counts counts;
-    struct pw_outcome_reasons reasons;
-    json_t *failed; /* array of the first MAX_FAILED_LISTED failures */
-    char *message;
-    char *note; /* owned or NULL: what selection found worth saying (unknown nodeNames), kept in message */
-    struct pw_sched_task sched;
-    bool dirty;
-};
 
 enum ev_kind { EV_NODE, EV_REPORT, EV_WAKE };
 
@@ -97,10 +54,6 @@ struct event {
     } rep;
     struct event *next;
 };
-
-/* The executors, by the mode names per-node results show. */
-enum exec_kind { EXEC_JOB, EXEC_AGENT, N_EXEC };
-static const char *const exec_names[N_EXEC] = {"job", "agent"};
 
 /* What a round decided for an executor, handed over after the round's store writes. */
 enum intent_kind { INTENT_DISPATCH, INTENT_CANCEL };
@@ -132,9 +85,6 @@ struct pw_engine {
     struct notready *notready;
     size_t n_notready;
 
-    pthread_mutex_t intern_mu; /* the node transform's table of label values and image names */
-    json_t *intern;            /* text -> the one json string every cached node shares */
-    size_t intern_sweep_at;    /* table size that triggers the next sweep of unused entries */
 
     pthread_mutex_t qmu; /* the event queue */
     pthread_cond_t qcond;
@@ -145,167 +95,9 @@ struct pw_engine {
 
     pthread_t loop;
     bool started;
-    pw_k8s_informer *nodes_inf;
+    pw_nodecache *nodes; /* NULL without a client, or before start */
     pw_executor *x[N_EXEC]; /* Job mode (NULL without a client), agent mode (NULL unless enabled) */
 };
-
-/* ---- small helpers ---- */
-
-static void set_str(char **dst, const char *src)
-{
-    free(*dst);
-    *dst = src && *src ? pw_xstrdup(src) : NULL;
-}
-
-static void time_json(json_t *o, const char *key, int64_t ms)
-{
-    if (!ms) {
-        json_object_set_new(o, key, json_null());
-        return;
-    }
-    char buf[PW_RFC3339_LEN];
-    pw_time_rfc3339((time_t)(ms / 1000), buf);
-    json_object_set_new(o, key, json_string(buf));
-}
-
-/* x rounded to 1/scale (ms for seconds), so the JSON shows 0.131, not 0.13099999725818634. */
-static double round_to(double x, double scale)
-{
-    double y = x * scale;
-    return (double)(int64_t)(y < 0 ? y - 0.5 : y + 0.5) / scale;
-}
-
-static bool node_ready(const json_t *node)
-{
-    const json_t *conds = json_object_get(json_object_get(node, "status"), "conditions");
-    size_t i;
-    const json_t *c;
-    json_array_foreach(conds, i, c) {
-        if (json_is_string(json_object_get(c, "type")) &&
-            strcmp(json_string_value(json_object_get(c, "type")), "Ready") == 0)
-            return json_is_string(json_object_get(c, "status")) &&
-                   strcmp(json_string_value(json_object_get(c, "status")), "True") == 0;
-    }
-    return false;
-}
-
-static bool node_cordoned(const json_t *node)
-{
-    return json_is_true(json_object_get(json_object_get(node, "spec"), "unschedulable"));
-}
-
-/* ---- the node informer's transform: keep only what the engine reads ---- */
-
-/* Bounds the intern table (under e->intern_mu): entries only the table still references (refcount
- * 1: no cached node holds them any more, e.g. label values that changed) are dropped once the table
- * has doubled since the last sweep, so its size follows the live values, not every value ever seen.
- * Amortised O(1) per insert. Reading refcount is safe: under intern_mu nobody else can reach an
- * entry the table alone holds, and a concurrent release by an informer only lowers it. */
-#define INTERN_SWEEP_MIN 4096
-static void intern_sweep(pw_engine *e)
-{
-    const char *k;
-    json_t *v;
-    void *tmp;
-    json_object_foreach_safe(e->intern, tmp, k, v) {
-        if (v->refcount == 1)
-            json_object_del(e->intern, k);
-    }
-    size_t live = json_object_size(e->intern);
-    e->intern_sweep_at = live * 2 > INTERN_SWEEP_MIN ? live * 2 : INTERN_SWEEP_MIN;
-}
-
-/* The one shared json string for text (under e->intern_mu): the values that repeat across nodes
- * (label values, image names) are kept once, whatever the number of nodes. Borrowed; NULL on a
- * string that is not UTF-8. */
-static json_t *intern(pw_engine *e, const char *text)
-{
-    json_t *shared = json_object_get(e->intern, text);
-    if (!shared) {
-        if (json_object_size(e->intern) >= e->intern_sweep_at)
-            intern_sweep(e);
-        shared = json_string(text);
-        if (shared)
-            json_object_set_new(e->intern, text, shared);
-    }
-    return shared;
-}
-
-/* Entries in the intern table now (tests and benchmarks). */
-size_t pw_engine_intern_size(pw_engine *e)
-{
-    pthread_mutex_lock(&e->intern_mu);
-    size_t n = json_object_size(e->intern);
-    pthread_mutex_unlock(&e->intern_mu);
-    return n;
-}
-
-static json_t *transform_node(void *arg, json_t *obj)
-{
-    pw_engine *e = arg;
-    json_t *o = json_object();
-    /* metadata: the name, the resourceVersion (the informer compares it) and the labels, whose
-     * values are interned */
-    const json_t *md = json_object_get(obj, "metadata");
-    json_t *m = json_object();
-    static const char *const keep[] = {"name", "resourceVersion"};
-    for (size_t k = 0; k < sizeof keep / sizeof keep[0]; k++) {
-        json_t *v = json_object_get(md, keep[k]);
-        if (v)
-            json_object_set(m, keep[k], v);
-    }
-    pthread_mutex_lock(&e->intern_mu);
-    const char *lk;
-    json_t *lv;
-    json_t *labels = json_object();
-    json_object_foreach(json_object_get(md, "labels"), lk, lv) {
-        json_t *shared = json_is_string(lv) ? intern(e, json_string_value(lv)) : NULL;
-        if (shared)
-            json_object_set(labels, lk, shared);
-    }
-    pthread_mutex_unlock(&e->intern_mu);
-    json_object_set_new(m, "labels", labels);
-    json_object_set_new(o, "metadata", m);
-    const json_t *spec = json_object_get(obj, "spec");
-    if (json_is_true(json_object_get(spec, "unschedulable"))) /* no spec at all otherwise */
-        json_object_set_new(o, "spec", json_pack("{s:b}", "unschedulable", 1));
-    const json_t *st = json_object_get(obj, "status");
-    json_t *ns = json_object();
-    json_t *conds = json_array();
-    size_t i;
-    const json_t *c;
-    json_array_foreach(json_object_get(st, "conditions"), i, c) {
-        const char *type = json_string_value(json_object_get(c, "type"));
-        if (type && strcmp(type, "Ready") == 0) {
-            json_t *r = json_object();
-            const char *status = json_string_value(json_object_get(c, "status"));
-            pthread_mutex_lock(&e->intern_mu);
-            json_object_set(r, "type", intern(e, "Ready"));
-            if (status && intern(e, status))
-                json_object_set(r, "status", intern(e, status));
-            pthread_mutex_unlock(&e->intern_mu);
-            json_array_append_new(conds, r);
-        }
-    }
-    json_object_set_new(ns, "conditions", conds);
-    /* the compact form pw_imageref_present reads: a flat array of names, each an interned string
-     * shared by every node that holds the image (nodes of a pool hold the same images) */
-    json_t *imgs = json_array();
-    pthread_mutex_lock(&e->intern_mu);
-    json_array_foreach(json_object_get(st, "images"), i, c) {
-        size_t j;
-        const json_t *name;
-        json_array_foreach(json_object_get(c, "names"), j, name) {
-            json_t *shared = json_is_string(name) ? intern(e, json_string_value(name)) : NULL;
-            if (shared)
-                json_array_append(imgs, shared);
-        }
-    }
-    pthread_mutex_unlock(&e->intern_mu);
-    json_object_set_new(ns, "images", imgs);
-    json_object_set_new(o, "status", ns);
-    return o;
-}
 
 /* ---- the event queue ---- */
 
@@ -351,9 +143,9 @@ static void on_node(void *arg, enum pw_k8s_event type, const json_t *obj, const 
 {
     pw_engine *e = arg;
     /* Only readiness changes and deletions matter to running work. */
-    if (type == PW_K8S_MODIFIED && old && node_ready(obj) == node_ready(old))
+    if (type == PW_K8S_MODIFIED && old && pw_nodecache_ready(obj) == pw_nodecache_ready(old))
         return;
-    if (type == PW_K8S_ADDED && node_ready(obj))
+    if (type == PW_K8S_ADDED && pw_nodecache_ready(obj))
         return;
     push_obj(e, EV_NODE, type, obj);
 }
@@ -422,143 +214,6 @@ static struct task *task_find(pw_engine *e, const char *id)
     return NULL;
 }
 
-static struct tnode *tnode_find(struct task *t, const char *name)
-{
-    size_t lo = 0, hi = t->n_nodes;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(t->nodes[mid].name, name);
-        if (c == 0)
-            return &t->nodes[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
-static void tnode_fini(struct tnode *n, size_t n_images)
-{
-    for (size_t i = 0; n->imgs && i < n_images; i++) {
-        free(n->imgs[i].reason);
-        free(n->imgs[i].message);
-    }
-    free(n->imgs);
-    free(n->name);
-    free(n->reason);
-    free(n->message);
-}
-
-static void task_free(struct task *t)
-{
-    if (!t)
-        return;
-    for (size_t i = 0; i < t->n_nodes; i++)
-        tnode_fini(&t->nodes[i], t->spec.n_images);
-    free(t->nodes);
-    free(t->dirty_idx);
-    pw_taskspec_fini(&t->spec);
-    json_decref(t->failed);
-    free(t->message);
-    free(t->note);
-    free(t);
-}
-
-static size_t *count_slot(struct pw_outcome_counts *c, enum pw_node_state s)
-{
-    size_t *slots[] = {&c->pending, &c->running, &c->succeeded, &c->failed, &c->skipped, &c->cancelled};
-    return slots[s];
-}
-
-/* Notes that node n of t changed and must be written (each store write visits only these). */
-static void mark_dirty(struct task *t, struct tnode *n)
-{
-    if (n->dirty)
-        return;
-    n->dirty = true;
-    if (t->n_dirty == t->cap_dirty) {
-        t->cap_dirty = t->cap_dirty ? t->cap_dirty * 2 : 64;
-        t->dirty_idx = pw_xrealloc(t->dirty_idx, t->cap_dirty * sizeof *t->dirty_idx);
-    }
-    t->dirty_idx[t->n_dirty++] = (size_t)(n - t->nodes);
-}
-
-/* Moves node n to state s, keeping the task's counts. */
-static void node_set_state(struct task *t, struct tnode *n, enum pw_node_state s)
-{
-    (*count_slot(&t->counts, n->state))--;
-    (*count_slot(&t->counts, s))++;
-    n->state = s;
-    mark_dirty(t, n);
-    t->dirty = true;
-}
-
-static json_t *task_json(const struct task *t)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(t->id));
-    json_object_set_new(o, "status", json_string(pw_task_status_names[t->status]));
-    json_t *spec = pw_taskspec_to_json(&t->spec);
-    json_object_update(o, spec);
-    json_decref(spec);
-    const struct pw_outcome_counts *c = &t->counts;
-    json_t *p = json_object();
-    json_object_set_new(p, "totalNodes", json_integer((json_int_t)c->total));
-    json_object_set_new(p, "pendingNodes", json_integer((json_int_t)c->pending));
-    json_object_set_new(p, "runningNodes", json_integer((json_int_t)c->running));
-    json_object_set_new(p, "succeededNodes", json_integer((json_int_t)c->succeeded));
-    json_object_set_new(p, "failedNodes", json_integer((json_int_t)c->failed));
-    json_object_set_new(p, "skippedNodes", json_integer((json_int_t)c->skipped));
-    json_object_set_new(p, "cancelledNodes", json_integer((json_int_t)c->cancelled));
-    json_object_set_new(p, "percentage", json_real(t->selected ? round_to(pw_outcome_percentage(c), 100) : 0.0));
-    json_object_set_new(o, "progress", p);
-    json_object_set(o, "failedNodes", t->failed);
-    json_object_set_new(o, "message", json_string(t->message ? t->message : ""));
-    time_json(o, "createdAt", t->created_ms);
-    time_json(o, "startedAt", t->started_ms);
-    time_json(o, "finishedAt", t->finished_ms);
-    return o;
-}
-
-static json_t *node_json(const struct task *t, const struct tnode *n)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "nodeName", json_string(n->name));
-    json_object_set_new(o, "state", json_string(pw_node_state_names[n->state]));
-    json_object_set_new(o, "reason", json_string(n->reason ? n->reason : ""));
-    json_object_set_new(o, "message", json_string(n->message ? n->message : ""));
-    json_object_set_new(o, "attempts", json_integer(n->attempts));
-    if (n->exec)
-        json_object_set_new(o, "mode", json_string(exec_names[n->exec - 1]));
-    time_json(o, "startedAt", n->started_ms);
-    time_json(o, "finishedAt", n->finished_ms);
-    json_t *imgs = json_array();
-    for (size_t i = 0; i < t->spec.n_images; i++) {
-        const struct img_res *r = &n->imgs[i];
-        json_t *io = json_object();
-        json_object_set_new(io, "image", json_string(t->spec.images[i]));
-        json_object_set_new(io, "state", json_string(pw_node_state_names[r->state]));
-        json_object_set_new(io, "reason", json_string(r->reason ? r->reason : ""));
-        json_object_set_new(io, "message", json_string(r->message ? r->message : ""));
-        json_object_set_new(io, "attempts", json_integer(r->attempts));
-        json_object_set_new(io, "durationSeconds", json_real(round_to((double)r->duration_s, 1000)));
-        json_array_append_new(imgs, io);
-    }
-    json_object_set_new(o, "images", imgs);
-    return o;
-}
-
-static void task_record(const struct task *t, struct pw_store_task *rec, json_t *doc)
-{
-    rec->id = (char *)t->id;
-    rec->status = (char *)pw_task_status_names[t->status];
-    rec->priority = t->spec.priority;
-    rec->created_ms = t->created_ms;
-    rec->finished_ms = t->finished_ms;
-    rec->doc = doc;
-}
-
 /* Writes the task and its changed nodes through the store. Called with e->mu held. */
 static int task_flush(pw_engine *e, struct task *t)
 {
@@ -571,7 +226,7 @@ static int task_flush(pw_engine *e, struct task *t)
             recs[k].task_id = t->id;
             recs[k].node_name = n->name;
             recs[k].state = (char *)pw_node_state_names[n->state];
-            recs[k].doc = node_json(t, n);
+            recs[k].doc = pw_taskrec_node_json(t, n);
             k++;
         }
         rc = pw_store_nodes_put(e->cfg.store, recs, k);
@@ -586,8 +241,8 @@ static int task_flush(pw_engine *e, struct task *t)
     }
     if (t->dirty) {
         struct pw_store_task rec;
-        json_t *doc = task_json(t);
-        task_record(t, &rec, doc);
+        json_t *doc = pw_taskrec_task_json(t);
+        pw_taskrec_store_record(t, &rec, doc);
         int rc2 = pw_store_task_put(e->cfg.store, &rec);
         json_decref(doc);
         if (rc2 == 0)
@@ -601,23 +256,6 @@ static int task_flush(pw_engine *e, struct task *t)
 }
 
 /* ---- node outcomes ---- */
-
-/* The hint row of outcome.c for a pull failure's class (the kubelet's reason word stays). */
-static const char *hint_of_class(unsigned char cls)
-{
-    static const char *const rows[] = {[PW_PULL_FAILED_NOTFOUND] = "ImageNotFound",
-                                       [PW_PULL_FAILED_AUTH] = "ImagePullUnauthorized"};
-    return cls < sizeof rows / sizeof rows[0] ? rows[cls] : NULL;
-}
-
-/* The class of the failure of image (one of t's references, or a ", "-joined list, or NULL). */
-static unsigned char failure_class(const struct task *t, const struct tnode *n, const char *image)
-{
-    for (size_t i = 0; image && i < t->spec.n_images; i++)
-        if (strcmp(t->spec.images[i], image) == 0)
-            return n->imgs[i].cls;
-    return PW_PULL_WAITING;
-}
 
 /* Ends a running node: succeeded, or failed with reason/message (image: the image at fault or
  * NULL). Images not yet decided take the node's outcome. A running node's executor is told to stop
@@ -643,50 +281,30 @@ static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_n
         } else {
             r->state = PW_NODE_FAILED;
             if (!r->reason) {
-                set_str(&r->reason, reason);
-                set_str(&r->message, message);
+                pw_taskrec_set_str(&r->reason, reason);
+                pw_taskrec_set_str(&r->message, message);
             }
         }
     }
-    set_str(&n->reason, reason);
-    set_str(&n->message, message);
+    pw_taskrec_set_str(&n->reason, reason);
+    pw_taskrec_set_str(&n->message, message);
     n->finished_ms = pw_clock_real_ms();
-    node_set_state(t, n, s);
+    pw_taskrec_set_state(t, n, s);
     if (s == PW_NODE_FAILED) {
-        pw_outcome_add_failure_hint(&t->reasons, reason, hint_of_class(failure_class(t, n, image)), n->name, image,
+        pw_outcome_add_failure_hint(&t->reasons, reason, pw_taskrec_hint(pw_taskrec_failure_class(t, n, image)), n->name, image,
                                     message);
-        if (json_array_size(t->failed) < MAX_FAILED_LISTED) {
+        if (json_array_size(t->failed) < PW_TASKREC_MAX_FAILED) {
             json_t *f = json_object();
             json_object_set_new(f, "nodeName", json_string(n->name));
             json_object_set_new(f, "image", json_string(image ? image : ""));
             json_object_set_new(f, "reason", json_string(reason ? reason : ""));
             json_object_set_new(f, "message", json_string(message ? message : ""));
-            time_json(f, "time", n->finished_ms);
+            pw_taskrec_time_json(f, "time", n->finished_ms);
             json_array_append_new(t->failed, f);
         }
     }
     if (was_running && n->exec)
         intent_add(e, INTENT_CANCEL, n->exec - 1, t->id, n->name, s == PW_NODE_FAILED);
-}
-
-/* The task image index behind the executor's image j (its work lists only the images not skipped). */
-static size_t work_image_index(const struct task *t, const struct tnode *n, size_t j)
-{
-    for (size_t i = 0; i < t->spec.n_images; i++) {
-        if (n->imgs[i].state == PW_NODE_SKIPPED)
-            continue;
-        if (j-- == 0)
-            return i;
-    }
-    return t->spec.n_images;
-}
-
-static size_t work_image_count(const struct task *t, const struct tnode *n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < t->spec.n_images; i++)
-        k += n->imgs[i].state != PW_NODE_SKIPPED;
-    return k;
 }
 
 /* Applies one image's verdict; returns true when the node must fail now (*fail_img set). */
@@ -706,8 +324,8 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
         /* found at the pull (the selection had not known): done, nothing pulled. Its state stays
          * succeeded so the work's image list (what was not skipped at selection) keeps its order */
         r->state = PW_NODE_SUCCEEDED;
-        set_str(&r->reason, "AlreadyPresent");
-        set_str(&r->message, st->message[0] ? st->message : "the node already held the image");
+        pw_taskrec_set_str(&r->reason, "AlreadyPresent");
+        pw_taskrec_set_str(&r->message, st->message[0] ? st->message : "the node already held the image");
         return false;
     case PW_PULL_DONE:
         r->state = PW_NODE_SUCCEEDED;
@@ -724,8 +342,8 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
                 return false;
         } else {
             r->cls = PW_PULL_FAILED_RETRYABLE;
-            set_str(&r->reason, st->reason);
-            set_str(&r->message, st->message);
+            pw_taskrec_set_str(&r->reason, st->reason);
+            pw_taskrec_set_str(&r->message, st->message);
         }
         if (!st->final)
             return false;
@@ -736,8 +354,8 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
     case PW_PULL_FAILED_NOTFOUND:
     case PW_PULL_FAILED_AUTH: {
         r->cls = (unsigned char)st->cls;
-        set_str(&r->reason, st->reason);
-        set_str(&r->message, st->message);
+        pw_taskrec_set_str(&r->reason, st->reason);
+        pw_taskrec_set_str(&r->message, st->message);
         int limit = t->spec.retries > 0 ? t->spec.retries : 1;
         if (r->attempts >= limit || st->final) {
             r->state = PW_NODE_FAILED;
@@ -747,8 +365,8 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
     }
     case PW_PULL_FAILED_PERMANENT:
         r->cls = PW_PULL_FAILED_PERMANENT;
-        set_str(&r->reason, st->reason);
-        set_str(&r->message, st->message);
+        pw_taskrec_set_str(&r->reason, st->reason);
+        pw_taskrec_set_str(&r->message, st->message);
         if (!r->attempts)
             r->attempts = 1;
         r->state = PW_NODE_FAILED;
@@ -760,18 +378,18 @@ static bool image_update(const struct task *t, struct img_res *r, const struct p
 /* Applies a report's per-image statuses (in the work's order) to running node n. */
 static void apply_images(pw_engine *e, struct task *t, struct tnode *n, const struct pw_image_status *st, size_t nj)
 {
-    if (nj != work_image_count(t, n))
+    if (nj != pw_taskrec_work_count(t, n))
         return; /* not this node's work (a report from before a change of the task's images) */
     size_t failed_at = t->spec.n_images;
     bool all_done = true;
     for (size_t j = 0; j < nj; j++) {
-        size_t i = work_image_index(t, n, j);
+        size_t i = pw_taskrec_work_index(t, n, j);
         struct img_res *r = &n->imgs[i];
         unsigned char before_state = r->state, before_att = r->attempts;
         if (image_update(t, r, &st[j], n->started_mono) && failed_at == t->spec.n_images)
             failed_at = i;
         if (r->state != before_state || r->attempts != before_att)
-            mark_dirty(t, n);
+            pw_taskrec_mark_dirty(t, n);
         if (r->state != PW_NODE_SUCCEEDED)
             all_done = false;
     }
@@ -781,7 +399,7 @@ static void apply_images(pw_engine *e, struct task *t, struct tnode *n, const st
         for (size_t i = 0; i < t->spec.n_images; i++)
             if (n->imgs[i].state == PW_NODE_RUNNING) {
                 n->imgs[i].state = PW_NODE_CANCELLED;
-                set_str(&n->imgs[i].message, "not finished: the node failed on another image");
+                pw_taskrec_set_str(&n->imgs[i].message, "not finished: the node failed on another image");
             }
         node_finish(e, t, n, PW_NODE_FAILED, r->reason, r->message, t->spec.images[failed_at]);
     } else if (all_done) {
@@ -827,7 +445,7 @@ static void fail_citing(pw_engine *e, struct task *t, struct tnode *n, const cha
 static void handle_report(pw_engine *e, const struct event *ev)
 {
     struct task *t = task_find(e, ev->rep.task_id);
-    struct tnode *n = t ? tnode_find(t, ev->rep.node) : NULL;
+    struct tnode *n = t ? pw_taskrec_node_find(t, ev->rep.node) : NULL;
     if (!n || n->state != PW_NODE_RUNNING)
         return;
     if (ev->rep.images)
@@ -836,7 +454,7 @@ static void handle_report(pw_engine *e, const struct event *ev)
         return;
     if (ev->rep.attempts > n->attempts) {
         n->attempts = ev->rep.attempts;
-        mark_dirty(t, n);
+        pw_taskrec_mark_dirty(t, n);
     }
     if (ev->rep.verdict == PW_EXEC_SUCCEEDED)
         node_finish(e, t, n, PW_NODE_SUCCEEDED, NULL, NULL, NULL);
@@ -868,7 +486,7 @@ static void node_lost(pw_engine *e, const char *name, const char *reason, const 
         struct task *t = e->tasks[k];
         if (reason && strcmp(reason, "NodeNotReady") == 0 && t->spec.include_not_ready)
             continue;
-        struct tnode *n = tnode_find(t, name);
+        struct tnode *n = pw_taskrec_node_find(t, name);
         if (n && (n->state == PW_NODE_RUNNING || (pending_too && n->state == PW_NODE_PENDING)))
             node_finish(e, t, n, PW_NODE_FAILED, reason, message, NULL);
     }
@@ -886,7 +504,7 @@ static void handle_node(pw_engine *e, enum pw_k8s_event type, const json_t *node
         node_lost(e, name, "NodeDeleted", "the node was deleted from the cluster during the task", true);
         return;
     }
-    bool ready = node_ready(node);
+    bool ready = pw_nodecache_ready(node);
     if (ready && i < e->n_notready) {
         notready_remove(e, i);
     } else if (!ready && i == e->n_notready) {
@@ -956,9 +574,9 @@ static int select_one(void *arg, const json_t *node)
         return 0;
     if (s->selector && !pw_labelsel_matches(s->selector, labels))
         return 0;
-    if (!s->include_not_ready && !node_ready(node))
+    if (!s->include_not_ready && !pw_nodecache_ready(node))
         return 0;
-    if (!s->include_unschedulable && node_cordoned(node))
+    if (!s->include_unschedulable && pw_nodecache_cordoned(node))
         return 0;
     if (c->n == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 64;
@@ -985,22 +603,17 @@ static int select_one(void *arg, const json_t *node)
     return 0;
 }
 
-static int tnode_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct tnode *)a)->name, ((const struct tnode *)b)->name);
-}
-
 /* Names in nodeNames that no node has are not an error, but the task says so (t->note, shown as its
  * message while it runs and appended to its final message). */
 static void note_unknown_names(pw_engine *e, struct task *t)
 {
-    if (!t->spec.has_node_names || !e->nodes_inf)
+    if (!t->spec.has_node_names || !e->nodes)
         return;
     pw_buf names;
     pw_buf_init(&names, 0);
     size_t missing = 0;
     for (size_t i = 0; i < t->spec.n_node_names; i++) {
-        json_t *node = pw_k8s_informer_get(e->nodes_inf, t->spec.node_names[i]);
+        json_t *node = pw_nodecache_get(e->nodes, t->spec.node_names[i]);
         if (node) {
             json_decref(node);
             continue;
@@ -1041,10 +654,10 @@ static void task_select(pw_engine *e, struct task *t)
         PW_ERROR("task %s failed: %s", t->id, t->message);
         return;
     }
-    if (e->nodes_inf)
-        pw_k8s_informer_each(e->nodes_inf, select_one, &c);
+    if (e->nodes)
+        pw_nodecache_each(e->nodes, select_one, &c);
     if (c.n)
-        qsort(c.nodes, c.n, sizeof *c.nodes, tnode_cmp);
+        qsort(c.nodes, c.n, sizeof *c.nodes, pw_taskrec_node_cmp);
     t->nodes = c.nodes;
     t->n_nodes = c.n;
     memset(&t->counts, 0, sizeof t->counts);
@@ -1052,11 +665,11 @@ static void task_select(pw_engine *e, struct task *t)
     t->counts.pending = c.n;
     for (size_t i = 0; i < c.n; i++) {
         struct tnode *n = &t->nodes[i];
-        mark_dirty(t, n);
-        if (work_image_count(t, n) == 0) {
-            set_str(&n->reason, "AlreadyPresent");
-            set_str(&n->message, "the node already holds every image");
-            node_set_state(t, n, PW_NODE_SKIPPED);
+        pw_taskrec_mark_dirty(t, n);
+        if (pw_taskrec_work_count(t, n) == 0) {
+            pw_taskrec_set_str(&n->reason, "AlreadyPresent");
+            pw_taskrec_set_str(&n->message, "the node already holds every image");
+            pw_taskrec_set_state(t, n, PW_NODE_SKIPPED);
         }
     }
     note_unknown_names(e, t);
@@ -1071,7 +684,7 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
     n->started_ms = pw_clock_real_ms();
     n->started_mono = pw_clock_mono_ms();
     n->attempts = 1;
-    json_t *cached = e->nodes_inf ? pw_k8s_informer_get(e->nodes_inf, n->name) : NULL;
+    json_t *cached = e->nodes ? pw_nodecache_get(e->nodes, n->name) : NULL;
     if (!cached) {
         node_finish(e, t, n, PW_NODE_FAILED, "NodeDeleted", "the node left the cluster before its turn", NULL);
         return;
@@ -1092,17 +705,17 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
     for (size_t i = 0; i < t->spec.n_images; i++)
         if (n->imgs[i].state == PW_NODE_PENDING)
             n->imgs[i].state = PW_NODE_RUNNING;
-    node_set_state(t, n, PW_NODE_RUNNING);
+    pw_taskrec_set_state(t, n, PW_NODE_RUNNING);
     intent_add(e, INTENT_DISPATCH, k, t->id, n->name, false);
 }
 
 /* The executor's work for running node n of t (pointers borrowed from t; free *images_out). */
 static void work_of(const struct task *t, const struct tnode *n, struct pw_exec_work *w, const char ***images_out)
 {
-    size_t nj = work_image_count(t, n);
+    size_t nj = pw_taskrec_work_count(t, n);
     const char **imgs = pw_xcalloc(nj ? nj : 1, sizeof *imgs);
     for (size_t j = 0; j < nj; j++)
-        imgs[j] = t->spec.images[work_image_index(t, n, j)];
+        imgs[j] = t->spec.images[pw_taskrec_work_index(t, n, j)];
     *w = (struct pw_exec_work){
         .task_id = t->id,
         .node = n->name,
@@ -1133,7 +746,7 @@ static void release_intents(pw_engine *e)
             pw_executor_cancel(e->x[in->exec], in->task_id, in->node, in->failed);
         } else {
             struct task *t = task_find(e, in->task_id);
-            struct tnode *n = t ? tnode_find(t, in->node) : NULL;
+            struct tnode *n = t ? pw_taskrec_node_find(t, in->node) : NULL;
             if (n && n->state == PW_NODE_RUNNING) {
                 struct pw_exec_work w;
                 const char **imgs;
@@ -1180,7 +793,7 @@ static bool task_maybe_finish(pw_engine *e, struct task *t)
 
 static void schedule(pw_engine *e, int64_t *wake_at)
 {
-    if (!e->nodes_inf || !pw_k8s_informer_synced(e->nodes_inf))
+    if (!e->nodes || !pw_nodecache_synced(e->nodes))
         return; /* nothing starts before the node cache is complete */
     struct pw_sched_task *st = pw_xcalloc(e->n_tasks ? e->n_tasks : 1, sizeof *st);
     for (size_t i = 0; i < e->n_tasks; i++)
@@ -1262,7 +875,7 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
         int rc = task_flush(e, t);
         failing |= rc != 0;
         if (done && rc == 0) {
-            task_free(t);
+            pw_taskrec_free(t);
             continue;
         }
         e->tasks[kept++] = t;
@@ -1333,100 +946,6 @@ static void *loop_main(void *arg)
     }
 }
 
-/* ---- resume ---- */
-
-static int64_t time_ms(const json_t *v)
-{
-    time_t t;
-    if (!json_is_string(v) || pw_time_parse_rfc3339(json_string_value(v), &t) != 0)
-        return 0;
-    return (int64_t)t * 1000;
-}
-
-static enum pw_node_state state_of(const char *s)
-{
-    int v = pw_node_state_of(s);
-    return v < 0 ? PW_NODE_PENDING : (enum pw_node_state)v;
-}
-
-static const char *str_or_null(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    return s && *s ? s : NULL;
-}
-
-/* Fills n from a stored node result of t. */
-static void tnode_from_doc(const struct task *t, const json_t *doc, struct tnode *n)
-{
-    memset(n, 0, sizeof *n);
-    n->name = pw_xstrdup(json_string_value(json_object_get(doc, "nodeName")));
-    n->state = state_of(json_string_value(json_object_get(doc, "state")));
-    set_str(&n->reason, str_or_null(doc, "reason"));
-    set_str(&n->message, str_or_null(doc, "message"));
-    n->attempts = (int)json_integer_value(json_object_get(doc, "attempts"));
-    const char *mode = json_string_value(json_object_get(doc, "mode"));
-    for (int k = 0; k < N_EXEC; k++)
-        if (mode && strcmp(mode, exec_names[k]) == 0)
-            n->exec = (unsigned char)(k + 1);
-    if (!n->exec && n->state == PW_NODE_RUNNING)
-        n->exec = EXEC_JOB + 1; /* stored before modes existed: a Job */
-    n->started_ms = time_ms(json_object_get(doc, "startedAt"));
-    n->finished_ms = time_ms(json_object_get(doc, "finishedAt"));
-    int64_t age = n->started_ms ? pw_clock_real_ms() - n->started_ms : 0;
-    n->started_mono = pw_clock_mono_ms() - (age > 0 ? age : 0);
-    n->imgs = pw_xcalloc(t->spec.n_images, sizeof *n->imgs);
-    const json_t *imgs = json_object_get(doc, "images");
-    for (size_t i = 0; i < t->spec.n_images; i++) {
-        const json_t *im = json_array_get(imgs, i);
-        struct img_res *r = &n->imgs[i];
-        r->state = (unsigned char)state_of(json_string_value(json_object_get(im, "state")));
-        r->attempts = (unsigned char)json_integer_value(json_object_get(im, "attempts"));
-        set_str(&r->reason, str_or_null(im, "reason"));
-        set_str(&r->message, str_or_null(im, "message"));
-        r->duration_s = (float)json_number_value(json_object_get(im, "durationSeconds"));
-    }
-}
-
-/* Reloads the node results of a running task t (sorted by name, as the store lists them). */
-static int task_load_nodes(pw_engine *e, struct task *t)
-{
-    struct pw_store_node *items = NULL;
-    size_t n = 0;
-    char *next = NULL;
-    int rc = pw_store_nodes_list(e->cfg.store, t->id, NULL, 0, NULL, &items, &n, &next);
-    free(next);
-    if (rc != 0)
-        return rc;
-    t->nodes = pw_xcalloc(n ? n : 1, sizeof *t->nodes);
-    t->n_nodes = n;
-    memset(&t->counts, 0, sizeof t->counts);
-    t->counts.total = n;
-    for (size_t i = 0; i < n; i++) {
-        struct tnode *tn = &t->nodes[i];
-        tnode_from_doc(t, items[i].doc, tn);
-        (*count_slot(&t->counts, tn->state))++;
-        if (tn->state == PW_NODE_FAILED) {
-            /* the image at fault and its class (for the hint) as the stored result tells them */
-            const char *img = NULL;
-            for (size_t k = 0; k < t->spec.n_images && !img; k++) {
-                struct img_res *r = &tn->imgs[k];
-                if (r->state == PW_NODE_FAILED && r->reason &&
-                    (strcmp(r->reason, "ErrImagePull") == 0 || strcmp(r->reason, "ImagePullBackOff") == 0)) {
-                    r->cls = (unsigned char)pw_jobspec_classify_message(r->message);
-                    img = t->spec.images[k];
-                }
-            }
-            pw_outcome_add_failure_hint(&t->reasons, tn->reason, hint_of_class(failure_class(t, tn, img)), tn->name,
-                                        img, tn->message);
-        }
-    }
-    pw_store_nodes_free(items, n);
-    if (n > 1)
-        qsort(t->nodes, n, sizeof *t->nodes, tnode_cmp);
-    t->selected = true;
-    return 0;
-}
-
 /* Rebuilds one unfinished task from its record; NULL (logged) when it cannot. */
 static struct task *task_reload(pw_engine *e, const struct pw_store_task *rec)
 {
@@ -1446,19 +965,19 @@ static struct task *task_reload(pw_engine *e, const struct pw_store_task *rec)
     t->sched.batch_size = (size_t)t->spec.batch_size;
     t->sched.batch_strategy = strcmp(t->spec.strategy, "batch") == 0;
     if (pw_task_status_of(rec->status) == PW_TASK_RUNNING) {
-        if (task_load_nodes(e, t) != 0) {
+        if (pw_taskrec_load_nodes(e->cfg.store, t) != 0) {
             PW_ERROR("task %s cannot be resumed: its node results cannot be read", rec->id);
-            task_free(t);
+            pw_taskrec_free(t);
             return NULL;
         }
         t->status = PW_TASK_RUNNING;
-        t->started_ms = time_ms(json_object_get(rec->doc, "startedAt"));
+        t->started_ms = pw_taskrec_time_ms(json_object_get(rec->doc, "startedAt"));
         t->sched.running = true;
         json_t *failed = json_object_get(rec->doc, "failedNodes");
         if (json_is_array(failed))
             json_array_extend(t->failed, failed);
         /* a running task's message is its selection note (unknown nodeNames), if any */
-        const char *note = str_or_null(rec->doc, "message");
+        const char *note = pw_taskrec_str(rec->doc, "message");
         if (note) {
             t->note = pw_xstrdup(note);
             t->message = pw_xstrdup(note);
@@ -1498,7 +1017,7 @@ static enum pw_exec_fate exec_fate(void *arg, const char *task_id, const char *n
     pw_engine *e = arg;
     struct task *t = task_find(e, task_id);
     if (t) {
-        struct tnode *n = tnode_find(t, node);
+        struct tnode *n = pw_taskrec_node_find(t, node);
         if (!n)
             return PW_EXEC_FATE_UNKNOWN;
         if (n->state == PW_NODE_RUNNING || n->state == PW_NODE_PENDING)
@@ -1587,9 +1106,6 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
     }
     e->cfg.job = (struct pw_jobexec_settings){0}; /* the executors hold their own copies */
     pthread_mutex_init(&e->mu, NULL);
-    pthread_mutex_init(&e->intern_mu, NULL);
-    e->intern = json_object();
-    e->intern_sweep_at = INTERN_SWEEP_MIN;
     pthread_mutex_init(&e->qmu, NULL);
     pthread_cond_init(&e->qcond, NULL);
     *out = e;
@@ -1597,12 +1113,12 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
 }
 
 /* Drops what a failed start left in memory: resumed tasks, queued events and intents, and the
- * intern table, so the engine is as pw_engine_new made it (save an executor that cannot start
+ * node cache, so the engine is as pw_engine_new made it (save an executor that cannot start
  * again, which is freed). */
 static void start_undo(pw_engine *e)
 {
-    pw_k8s_informer_free(e->nodes_inf);
-    e->nodes_inf = NULL;
+    pw_nodecache_free(e->nodes);
+    e->nodes = NULL;
     while (e->q_head) {
         struct event *ev = e->q_head;
         e->q_head = ev->next;
@@ -1611,12 +1127,11 @@ static void start_undo(pw_engine *e)
     e->q_tail = NULL;
     intents_free(e);
     for (size_t i = 0; i < e->n_tasks; i++)
-        task_free(e->tasks[i]);
+        pw_taskrec_free(e->tasks[i]);
     free(e->tasks);
     e->tasks = NULL;
     e->n_tasks = 0;
     e->seq = 0;
-    json_object_clear(e->intern);
 }
 
 int pw_engine_start(pw_engine *e)
@@ -1627,12 +1142,8 @@ int pw_engine_start(pw_engine *e)
     engine_resume(e);
     pthread_mutex_unlock(&e->mu);
     if (e->x[EXEC_JOB]) {
-        struct pw_k8s_informer_opts o = {
-            .path = "/api/v1/nodes", .on_event = on_node, .transform = transform_node, .arg = e};
-        int rc = pw_k8s_informer_start(e->cfg.client, &o, &e->nodes_inf);
-        if (rc != 0) {
-            PW_ERROR("cannot start the informer of %s: %s", o.path, pw_strerror(rc));
-        } else {
+        int rc = pw_nodecache_start(e->cfg.client, on_node, e, &e->nodes);
+        if (rc == 0) {
             /* the running nodes are the executor's before its informers start, so their first
              * events find them */
             pthread_mutex_lock(&e->mu);
@@ -1674,7 +1185,7 @@ void pw_engine_free(pw_engine *e)
     if (!e)
         return;
     /* the node informer first (its callbacks push into our queue) */
-    pw_k8s_informer_free(e->nodes_inf);
+    pw_nodecache_free(e->nodes);
     if (e->started) {
         pthread_mutex_lock(&e->qmu);
         e->stopping = true;
@@ -1691,16 +1202,14 @@ void pw_engine_free(pw_engine *e)
         ev_free(ev);
     }
     for (size_t i = 0; i < e->n_tasks; i++)
-        task_free(e->tasks[i]);
+        pw_taskrec_free(e->tasks[i]);
     free(e->tasks);
     for (size_t i = 0; i < e->n_notready; i++)
         free(e->notready[i].name);
     free(e->notready);
     free(e->namespace_);
     free(e->instance);
-    json_decref(e->intern);
     pthread_mutex_destroy(&e->mu);
-    pthread_mutex_destroy(&e->intern_mu);
     pthread_mutex_destroy(&e->qmu);
     pthread_cond_destroy(&e->qcond);
     free(e);
@@ -1711,13 +1220,18 @@ pw_executor *pw_engine_agents(pw_engine *e)
     return e->x[EXEC_AGENT];
 }
 
+size_t pw_engine_intern_size(pw_engine *e)
+{
+    return e->nodes ? pw_nodecache_intern_size(e->nodes) : 0;
+}
+
 bool pw_engine_ready(pw_engine *e, const char **why)
 {
     if (!e->cfg.client) {
         *why = "no Kubernetes client";
         return false;
     }
-    if (!e->nodes_inf || !pw_k8s_informer_synced(e->nodes_inf)) {
+    if (!e->nodes || !pw_nodecache_synced(e->nodes)) {
         *why = "the node informer has not synced yet";
         return false;
     }
@@ -1736,14 +1250,14 @@ int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out)
     t->sched.priority = t->spec.priority;
     t->sched.batch_size = (size_t)t->spec.batch_size;
     t->sched.batch_strategy = strcmp(t->spec.strategy, "batch") == 0;
-    json_t *doc = task_json(t);
+    json_t *doc = pw_taskrec_task_json(t);
     struct pw_store_task rec;
-    task_record(t, &rec, doc);
+    pw_taskrec_store_record(t, &rec, doc);
     int rc = pw_store_task_put(e->cfg.store, &rec); /* committed before the 201 */
     if (rc != 0) {
         PW_ERROR("task %s not created: the store write failed: %s", t->id, pw_strerror(rc));
         json_decref(doc);
-        task_free(t);
+        pw_taskrec_free(t);
         return rc;
     }
     pthread_mutex_lock(&e->mu);
@@ -1764,13 +1278,13 @@ static void task_cancel(pw_engine *e, struct task *t)
         struct tnode *n = &t->nodes[i];
         if (n->state == PW_NODE_PENDING || n->state == PW_NODE_RUNNING) {
             bool running = n->state == PW_NODE_RUNNING;
-            set_str(&n->reason, "Cancelled");
-            set_str(&n->message, "the task was cancelled");
+            pw_taskrec_set_str(&n->reason, "Cancelled");
+            pw_taskrec_set_str(&n->message, "the task was cancelled");
             for (size_t k = 0; k < t->spec.n_images; k++)
                 if (n->imgs[k].state == PW_NODE_PENDING || n->imgs[k].state == PW_NODE_RUNNING)
                     n->imgs[k].state = PW_NODE_CANCELLED;
             n->finished_ms = pw_clock_real_ms();
-            node_set_state(t, n, PW_NODE_CANCELLED);
+            pw_taskrec_set_state(t, n, PW_NODE_CANCELLED);
             if (running && n->exec)
                 intent_add(e, INTENT_CANCEL, n->exec - 1, t->id, n->name, false);
         }
@@ -1801,7 +1315,7 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
         PW_INFO("task %s cancelled: %zu running nodes stopped (their Jobs deleted), %zu pending nodes dropped%s",
                 t->id, running, pending, rc == 0 ? "" : " (the store write failed; it is retried)");
         if (rc == 0 && task_out)
-            *task_out = task_json(t);
+            *task_out = pw_taskrec_task_json(t);
         pthread_mutex_unlock(&e->mu);
         wake(e);
         return rc;
@@ -1812,7 +1326,7 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
         if (rc == 0)
             release_intents(e);
         if (rc == 0 && task_out)
-            *task_out = task_json(t);
+            *task_out = pw_taskrec_task_json(t);
         pthread_mutex_unlock(&e->mu);
         return rc;
     }
