@@ -280,9 +280,10 @@ int pw_syncer_run(pw_syncer *s, const volatile sig_atomic_t *stop)
             else
                 PW_WARN("the container runtime at %s does not answer", pw_cri_socket(s->cri));
             runtime_ok = listed;
-            if (!listed) {
+            if (!listed) { /* asked again once it answers: a restarted runtime may be another version */
                 free(s->rt_name);
-                s->rt_name = NULL;
+                free(s->rt_version);
+                s->rt_name = s->rt_version = NULL;
             }
         }
         json_t *body = json_pack("{s:s, s:s, s:o, s:o, s:o, s:b}", "node", s->node, "agentVersion", s->version,

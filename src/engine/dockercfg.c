@@ -161,7 +161,11 @@ json_t *pw_dockercfg_match(const json_t *auths, const char *image)
             for (size_t f = 0; f < 5; f++)
                 if (json_object_get(e, from[f]))
                     json_object_set(res, to[f], json_object_get(e, from[f]));
-            json_object_set_new(res, "serverAddress", json_string(host));
+            /* a URL: containerd parses it and gives the credentials only when its host is the
+             * registry's (a bare "host:port" does not parse as a URL) */
+            char *url = pw_xasprintf("https://%s", ref.domain);
+            json_object_set_new(res, "serverAddress", json_string(url));
+            free(url);
         }
         free(host);
         free(path);

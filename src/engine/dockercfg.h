@@ -23,7 +23,8 @@ int pw_dockercfg_parse(const char *text, size_t len, json_t **out, const char **
 
 /* The credentials for image (a reference) among auths (the parsed form above, or several merged:
  * the first secret's keys win on ties): a new object {username, password, auth?, serverAddress,
- * identityToken?, registryToken?} the caller decrefs, or NULL when no key matches. */
+ * identityToken?, registryToken?} the caller decrefs, or NULL when no key matches. serverAddress is
+ * "https://" + the image's registry host (the CRI runtimes compare its host with the registry's). */
 json_t *pw_dockercfg_match(const json_t *auths, const char *image);
 
 #endif

@@ -39,7 +39,7 @@ static void test_parse(void **state)
     assert_non_null(m);
     assert_string_equal(json_string_value(json_object_get(m, "username")), "alice");
     assert_string_equal(json_string_value(json_object_get(m, "password")), "s3cr3t");
-    assert_string_equal(json_string_value(json_object_get(m, "serverAddress")), "reg.example.com");
+    assert_string_equal(json_string_value(json_object_get(m, "serverAddress")), "https://reg.example.com");
     json_decref(m);
     json_decref(a);
     /* the older .dockercfg form: the keys at the top */
