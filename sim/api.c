@@ -1,7 +1,8 @@
 /* api.c: kubesim's Kubernetes API server: start and stop, authentication, the route table, the
  * resource registry (built-in rows from api_rest.c plus rows made from CRDs), discovery documents,
- * Status bodies, and the test-control endpoints /sim/v1/stats and /sim/v1/faults. The REST verbs live
- * in api_rest.c, watches in api_watch.c, deletion and garbage collection in api_gc.c. */
+ * Status bodies, and the test-control endpoints /sim/v1/stats, /sim/v1/faults and /sim/v1/tokens. The
+ * REST verbs live in api_rest.c, watches in api_watch.c, deletion and garbage collection in api_gc.c,
+ * the ServiceAccount token subresource in api_token.c. */
 #include "sim/api_int.h"
 
 #include <stdio.h>
@@ -350,6 +351,8 @@ static bool authed(struct sim_api *api, pw_http_req *req)
             t++;
         if (api->token && *api->token && strcmp(t, api->token) == 0)
             return true;
+        if (sim_api_token_authed(api, t)) /* a ServiceAccount token for the API server's audience */
+            return true;
     }
     char cn[128];
     return pw_http_req_client_cert(req, cn, sizeof(cn)) == 1;
@@ -398,6 +401,11 @@ static void add_resource_rows(const struct rdef *rd, void *arg)
     if (strcmp(rd->store_key, "pods") == 0)
         json_array_append_new(c->out, json_pack("{s:s, s:s, s:b, s:s, s:[s]}", "name", "pods/log", "singularName", "",
                                                 "namespaced", true, "kind", "Pod", "verbs", "get"));
+    if (strcmp(rd->store_key, "serviceaccounts") == 0)
+        json_array_append_new(c->out, json_pack("{s:s, s:s, s:b, s:s, s:s, s:s, s:[s]}", "name",
+                                                "serviceaccounts/token", "singularName", "", "namespaced", true,
+                                                "group", "authentication.k8s.io", "version", "v1", "kind",
+                                                "TokenRequest", "verbs", "create"));
     if (rd->has_status)
         json_array_append_new(c->out, json_pack("{s:s+, s:s, s:b, s:s, s:[sss]}", "name", rd->plural, "/status",
                                                 "singularName", "", "namespaced", rd->namespaced, "kind", rd->kind,
@@ -528,6 +536,22 @@ static void pod_log(struct sim_api *api, pw_http_req *req, const char *ns, const
     pw_http_reply(req, 200, "text/plain", "", 0);
 }
 
+/* serviceaccounts/{name}/token: POST only (a TokenRequest, api_token.c). */
+static void sa_token(struct sim_api *api, struct rreq *r)
+{
+    const char *method = pw_http_req_method(r->req);
+    if (strcmp(method, "POST") != 0) {
+        const char *verb = verb_of(method, true, false);
+        sim_api_stat(api, verb ? verb : "unknown", "serviceaccounts/token", 405);
+        sim_api_status(r->req, 405, "MethodNotAllowed",
+                       "the server does not allow this method on the requested resource", NULL);
+        return;
+    }
+    r->verb = "create";
+    if (!fault_apply(api, r->req, "create", "serviceaccounts/token"))
+        sim_api_token_request(r);
+}
+
 static void h_k8s(pw_http_req *req, void *ctx)
 {
     struct sim *sim = ctx;
@@ -572,6 +596,12 @@ static void h_k8s(pw_http_req *req, void *ctx)
     if (r.rd && r.sub && strcmp(r.sub, "log") == 0 && strcmp(r.rd->store_key, "pods") == 0 && r.ns && r.name &&
         strcmp(pw_http_req_method(req), "GET") == 0) {
         pod_log(api, req, r.ns, r.name);
+        free(path);
+        return;
+    }
+    if (r.rd && r.sub && strcmp(r.sub, "token") == 0 && strcmp(r.rd->store_key, "serviceaccounts") == 0 && r.ns &&
+        r.name) {
+        sa_token(api, &r);
         free(path);
         return;
     }
@@ -668,6 +698,13 @@ static const pw_http_handler WORLD_WRAPPERS[16] = {
     world_wrap_12, world_wrap_13, world_wrap_14, world_wrap_15,
 };
 
+static void h_sim_tokens(pw_http_req *req, void *ctx)
+{
+    struct sim *sim = ctx;
+    if (check_auth(sim->api, req))
+        sim_api_token_hook(req, sim->api);
+}
+
 static const struct pw_http_route API_ROUTES[] = {
     {"GET", "/version", h_version},
     {"GET", "/version/", h_version},
@@ -681,6 +718,7 @@ static const struct pw_http_route API_ROUTES[] = {
     {"*", "/apis/**", h_k8s},
     {"*", "/sim/v1/stats", h_sim_stats},
     {"*", "/sim/v1/faults", h_sim_faults},
+    {"*", "/sim/v1/tokens", h_sim_tokens},
 };
 
 static struct pw_http_route *build_routes(void)
@@ -739,6 +777,7 @@ int sim_api_start(struct sim *sim, const struct sim_tls *tls, pw_http_server **o
     api->sim = sim;
     api->token = sim->opt.token;
     api->objcache = sim_api_cache_new();
+    api->tokens = sim_tokens_new(SIM_TOKENS_MAX);
     pthread_mutex_init(&api->mu, NULL);
     pthread_cond_init(&api->cond, NULL);
     pthread_mutex_init(&api->ev_mu, NULL);
@@ -790,6 +829,7 @@ void sim_api_stop(struct sim *sim)
     }
     free(api->crds);
     sim_api_cache_free(api->objcache);
+    sim_tokens_free(api->tokens);
     free(api->stats);
     free(api->faults);
     json_decref(api->faults_json);

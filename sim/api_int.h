@@ -1,7 +1,8 @@
 /* api_int.h: private seams between the files of kubesim's API server (api.c: serving, routing,
  * discovery, the resource registry, stats and faults; api_rest.c: the REST verbs, validation,
  * defaults, field selectors, tables; api_watch.c: watch streams; api_gc.c: deletion, the garbage
- * collector and events; api_patch.c: merge, strategic-merge and JSON patches).
+ * collector and events; api_patch.c: merge, strategic-merge and JSON patches; api_token.c: the
+ * ServiceAccount token subresource and the answers about the tokens it issued, kept by tokens.c).
  *
  * Thread model: struct sim_api's mutable parts are guarded by its mutexes as noted per field. */
 #ifndef SIM_API_INT_H
@@ -16,6 +17,7 @@
 #include "http/http.h"
 #include "base/labels.h"
 #include "sim/sim.h"
+#include "sim/tokens.h"
 
 /* verbs a resource allows (bits) */
 enum {
@@ -120,6 +122,7 @@ struct sim_api {
     size_t ev_head;
     struct pw_http_route *routes; /* owned: our table with the world's rows */
     const char *token;
+    sim_tokens *tokens; /* owned: the ServiceAccount tokens issued (tokens.h, its own lock) */
     /* caches of serialized text, per API so two kubesims in one process never share text */
     struct sim_api_objcache *objcache; /* owned (api_cache.c) */
     struct sim_api_evcache {           /* the last watch event line (api_watch.c), guarded by its mu */
@@ -164,7 +167,7 @@ struct rreq {
     const struct rdef *rd;
     const char *ns;   /* NULL: all namespaces (lists) */
     const char *name; /* NULL for collections */
-    const char *sub;  /* "status" or NULL */
+    const char *sub;  /* "status", "token" (serviceaccounts) or NULL */
     const char *verb; /* for stats */
 };
 void sim_api_rest_dispatch(struct rreq *r);
@@ -219,5 +222,19 @@ int sim_api_patch_apply(const char *ctype, const json_t *target, const char *pat
 json_t *sim_api_merge_patch(const json_t *target, const json_t *patch);
 json_t *sim_api_strategic_patch(const json_t *target, const json_t *patch);
 int sim_api_json_patch(json_t *doc, const json_t *ops, char **err);
+
+/* ---- api_token.c ---- */
+/* POST serviceaccounts/{name}/token (r->ns and r->name set): a TokenRequest; replies and counts the
+ * request as ("create", "serviceaccounts/token"). */
+void sim_api_token_request(struct rreq *r);
+/* The TokenReview status for token, asked for audiences (a JSON array or NULL: the API server's): a new
+ * object (caller decrefs); {authenticated: false, error: "invalid bearer token"} when kubesim never
+ * issued the token (or forgot it). token is not the admin token (the caller answers that one). */
+json_t *sim_api_token_review(struct sim_api *api, const char *token, const json_t *audiences);
+/* True when token is one kubesim issued that authenticates to the API server now (its audience, not
+ * expired, its ServiceAccount and bound object still there). */
+bool sim_api_token_authed(struct sim_api *api, const char *token);
+/* /sim/v1/tokens: GET {count, max}; POST {"ageSeconds": N} makes every token N seconds older. */
+void sim_api_token_hook(pw_http_req *req, struct sim_api *api);
 
 #endif

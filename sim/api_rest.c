@@ -1259,17 +1259,25 @@ static void strip_server_fields(json_t *m)
         json_object_del(m, F[i]);
 }
 
+/* A TokenReview: the admin token (kubesim's own user), a ServiceAccount token kubesim issued
+ * (api_token.c), or nothing known. An empty token is refused as the real server refuses it. */
 static void do_tokenreview(struct rreq *r)
 {
     json_t *obj = parse_body(r);
     if (!obj)
         return;
-    const char *tok = json_string_value(json_object_get(json_object_get(obj, "spec"), "token"));
-    bool ok = tok && r->api->token && strcmp(tok, r->api->token) == 0;
-    json_t *status = ok ? json_pack("{s:b, s:{s:s, s:s, s:[ss]}, s:[s]}", "authenticated", 1, "user", "username",
-                                    "kubesim-admin", "uid", "kubesim-admin", "groups", "system:masters",
-                                    "system:authenticated", "audiences", "https://kubernetes.default.svc.cluster.local")
-                        : json_pack("{s:b, s:s}", "authenticated", 0, "error", "invalid bearer token");
+    const json_t *spec = json_object_get(obj, "spec");
+    const char *tok = json_string_value(json_object_get(spec, "token"));
+    if (!tok || !*tok) {
+        json_decref(obj);
+        rfail(r, 400, "BadRequest", "token is required for TokenReview in authentication", NULL);
+        return;
+    }
+    bool admin = r->api->token && strcmp(tok, r->api->token) == 0;
+    json_t *status = admin ? json_pack("{s:b, s:{s:s, s:s, s:[ss]}, s:[s]}", "authenticated", 1, "user", "username",
+                                       "kubesim-admin", "uid", "kubesim-admin", "groups", "system:masters",
+                                       "system:authenticated", "audiences", SIM_TOKEN_API_AUDIENCE)
+                           : sim_api_token_review(r->api, tok, json_object_get(spec, "audiences"));
     json_object_set_new(obj, "status", status);
     json_object_set_new(obj, "apiVersion", json_string("authentication.k8s.io/v1"));
     json_object_set_new(obj, "kind", json_string("TokenReview"));

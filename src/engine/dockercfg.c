@@ -26,8 +26,8 @@ int pw_dockercfg_parse(const char *text, size_t len, json_t **out, const char **
     if (!auths)
         auths = doc; /* .dockercfg: the keys at the top */
     if (!json_is_object(auths) || json_object_size(auths) > MAX_KEYS) {
-        json_decref(doc);
         *why = json_is_object(auths) ? "too many registries" : "\"auths\" is not an object";
+        json_decref(doc); /* auths is doc's */
         return PW_EINVAL;
     }
     json_t *res = json_object();

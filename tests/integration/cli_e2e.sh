@@ -51,7 +51,7 @@ check "${cases[8]}" $([ $rc -eq 4 ] && grep -q '^error: images\[1\]: invalid ref
 "$ctl" nodes "$id" >"$tmp/nodes.out" 2>&1
 check "${cases[9]}" $(head -1 "$tmp/list.out" | grep -q '^ID  *STATUS  *IMAGES  *NODES' &&
     grep -q "^$id  *succeeded  *nginx:1.27,+1  *20  *20 " "$tmp/list.out" &&
-    [ "$(grep -c ' succeeded  *2/2 ' "$tmp/nodes.out")" -eq 20 ]; echo $?) "$(cat "$tmp/list.out")" "$(head -3 "$tmp/nodes.out")"
+    [ "$(grep -c ' succeeded  *job  *2/2 ' "$tmp/nodes.out")" -eq 20 ]; echo $?) "$(cat "$tmp/list.out")" "$(head -3 "$tmp/nodes.out")"
 
 echo "1..$n"
     exit 1
@@ -157,6 +157,6 @@ check "${cases[8]}" $([ $rc -eq 4 ] && grep -q '^error: images\[1\]: invalid ref
 "$ctl" nodes "$id" >"$tmp/nodes.out" 2>&1
 check "${cases[9]}" $(head -1 "$tmp/list.out" | grep -q '^ID  *STATUS  *IMAGES  *NODES' &&
     grep -q "^$id  *succeeded  *nginx:1.27,+1  *20  *20 " "$tmp/list.out" &&
-    [ "$(grep -c ' succeeded  *2/2 ' "$tmp/nodes.out")" -eq 20 ]; echo $?) "$(cat "$tmp/list.out")" "$(head -3 "$tmp/nodes.out")"
+    [ "$(grep -c ' succeeded  *job  *2/2 ' "$tmp/nodes.out")" -eq 20 ]; echo $?) "$(cat "$tmp/list.out")" "$(head -3 "$tmp/nodes.out")"
 
 echo "1..$n"
