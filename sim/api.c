@@ -698,6 +698,11 @@ static const pw_http_handler WORLD_WRAPPERS[16] = {
     world_wrap_12, world_wrap_13, world_wrap_14, world_wrap_15,
 };
 
+struct sim_tokens *sim_api_tokens(struct sim *sim)
+{
+    return sim->api->tokens;
+}
+
 static void h_sim_tokens(pw_http_req *req, void *ctx)
 {
     struct sim *sim = ctx;

@@ -363,8 +363,11 @@ static void issue(struct rreq *r, const json_t *body, const json_t *sa, const st
         .bound = b->kind,
         .bound_name = b->obj ? str_or(bm, "name", "") : NULL,
         .bound_uid = b->obj ? str_or(bm, "uid", "") : NULL,
-        .node_name = b->node_name,
-        .node_uid = b->node_name ? str_or(json_object_get(b->node, "metadata"), "uid", "") : NULL,
+        /* --no-token-node-info: tokens as before Kubernetes 1.30 (ServiceAccountTokenPodNodeInfo) */
+        .node_name = r->api->sim->opt.no_token_node_info ? NULL : b->node_name,
+        .node_uid = b->node_name && !r->api->sim->opt.no_token_node_info
+                        ? str_or(json_object_get(b->node, "metadata"), "uid", "")
+                        : NULL,
     };
     char token[SIM_TOKEN_SIZE];
     if (sim_tokens_issue(r->api->tokens, &c, now, token) != 0) {

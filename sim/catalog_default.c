@@ -1136,6 +1136,7 @@ const char sim_catalog_default_json[] =
     "    \"/bin/mkdir\",\n"
     "    \"/bin/env\",\n"
     "    \"/prewarm-true\",\n"
+    "    \"/prewarm-agent\",\n"
     "    \"/bin/busybox\"\n"
     "   ]\n"
     "  }\n"

@@ -75,6 +75,12 @@ static const struct flag flag_table[] = {
     {"--controller-latency", OPT(controller_ms), FLAG_INT, "50", "MS", "ms the Job controller takes to react"},
     {"--arm64-percent", OPT(arm64_percent), FLAG_INT, "20", "P", "share of nodes that are arm64 (the rest amd64)"},
     {"--not-ready", OPT(not_ready_nodes), FLAG_INT, "0", "N", "nodes that start NotReady"},
+    {"--agents", OPT(agents), FLAG_BOOL, NULL, "",
+     "run a simulated prewarm-agent (the real agent code over the model's runtime) for every Running pod of the agent "
+     "DaemonSet"},
+    {"--agents-daemonset", OPT(agents_daemonset), FLAG_STR, "prewarm-agent", "NAME", "the agent DaemonSet's name"},
+    {"--no-token-node-info", OPT(no_token_node_info), FLAG_BOOL, NULL, "",
+     "pod-bound ServiceAccount tokens carry no node claims, as before Kubernetes 1.30"},
     {"--namespaces", OPT(namespaces), FLAG_STR, "prewarm", "A,B",
      "comma-separated namespaces created at start, besides default, kube-system, kube-public, kube-node-lease"},
     {"--log-level", offsetof(struct args, log_level), FLAG_STR, "info", "LEVEL", "debug, info, warn, error or off"},

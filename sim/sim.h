@@ -38,6 +38,11 @@ struct sim_options {
     int not_ready_nodes;        /* --not-ready N [0] : nodes that start NotReady */
     const char *namespaces;     /* --namespaces a,b [prewarm] : created at start besides default,
                                    kube-system, kube-public, kube-node-lease */
+    bool agents;                /* --agents : run a simulated prewarm-agent for every Running pod of the
+                                   agent DaemonSet (real src/agent code over the model's runtime) */
+    const char *agents_daemonset; /* --agents-daemonset NAME [prewarm-agent] */
+    bool no_token_node_info;    /* --no-token-node-info : pod-bound tokens carry no node claims (the
+                                   node-name/node-uid extras), as before Kubernetes 1.30 */
 };
 
 /* The per-process context, passed to every handler (as pw_http's ctx) and to the world. */
@@ -73,6 +78,11 @@ int sim_tls_generate(struct sim_tls *out);
 void sim_tls_fini(struct sim_tls *t);
 
 /* ---- the API server, implemented in api.c (and the files it uses) ---- */
+
+/* The API server's ServiceAccount tokens (tokens.h), for the world's simulated agents. */
+struct sim_tokens *sim_api_tokens(struct sim *sim);
+/* A new v4 UUID into out. */
+void sim_api_uid(char out[37]);
 
 /* Builds the API state (sim->api) and starts serving on sim->opt.listen: HTTPS with tls (the token of
  * sim->opt.token or a client certificate signed by tls->ca_cert authenticate), or plain HTTP when tls is

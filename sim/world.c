@@ -625,7 +625,8 @@ struct sim_qitem {
 
 static bool wanted(const char *resource)
 {
-    return strcmp(resource, "pods") == 0 || strcmp(resource, "jobs.batch") == 0 || strcmp(resource, "nodes") == 0;
+    return strcmp(resource, "pods") == 0 || strcmp(resource, "jobs.batch") == 0 || strcmp(resource, "nodes") == 0 ||
+           strcmp(resource, "daemonsets.apps") == 0;
 }
 
 /* The store's subscriber: runs inside writes, under the store lock; only queues. */
@@ -659,7 +660,10 @@ static void free_qitem(struct sim_qitem *q)
 
 static void on_model(void *arg, const struct sim_model_evt *e)
 {
-    sim_kubelet_on_pull(arg, e);
+    if (e->cookie & 1)
+        sim_agents_on_pull(arg, e); /* an agent's pull (agents.c tags its cookies) */
+    else
+        sim_kubelet_on_pull(arg, e);
 }
 
 static void dispatch(struct sim_world *w, struct sim_qitem *q)
@@ -680,8 +684,12 @@ static void dispatch(struct sim_world *w, struct sim_qitem *q)
     if (strcmp(q->resource, "pods") == 0) {
         sim_kubelet_on_pod(w, &ch);
         sim_jobctl_on_pod(w, &ch);
+        sim_dsctl_on_pod(w, &ch);
+        sim_agents_on_pod(w, &ch);
     } else if (strcmp(q->resource, "jobs.batch") == 0) {
         sim_jobctl_on_job(w, &ch);
+    } else if (strcmp(q->resource, "daemonsets.apps") == 0) {
+        sim_dsctl_on_ds(w, &ch);
     } else if (strcmp(q->resource, "nodes") == 0 && q->type == SIM_DELETED) {
         struct sim_wnode *n = sim_world_node(w, ch.name);
         if (n)
@@ -820,6 +828,10 @@ int sim_world_start(struct sim *sim)
         return PW_EINTERNAL;
     }
     w->running = true;
+    if (sim->opt.agents && sim_agents_start(w) != 0) {
+        sim_world_stop(sim);
+        return PW_ENOMEM;
+    }
     PW_INFO("kubesim world: %d nodes (%d not ready), %d images, %d layers, time scale %g", nodes, not_ready,
             cat->nimages, cat->nlayers, w->scale);
     return 0;
@@ -830,6 +842,7 @@ void sim_world_stop(struct sim *sim)
     struct sim_world *w = sim->world;
     if (!w)
         return;
+    sim_agents_stop(w); /* first: their pulls need the world thread */
     if (w->running) {
         sim_store_unsubscribe(sim->store, w->sub_id);
         pthread_mutex_lock(&w->qlock);
@@ -845,6 +858,7 @@ void sim_world_stop(struct sim *sim)
     }
     sim_kubelet_fini(w);
     sim_jobctl_fini(w);
+    sim_dsctl_fini(w);
     for (size_t i = 0; i < w->ntimers; i++)
         free(w->timers[i].key);
     free(w->timers);
@@ -1185,7 +1199,10 @@ static void one_pull(void *arg, const struct sim_model_pull_info *pi)
 {
     struct pulls_arg *a = arg;
     const char *ref = "", *pod = "";
-    sim_kubelet_pull_owner(pi->cookie, &ref, &pod);
+    if (!(pi->cookie & 1))
+        sim_kubelet_pull_owner(pi->cookie, &ref, &pod);
+    else
+        ref = "(agent)";
     /* nodes enter the model and w->nodes in the same order and never leave either */
     const char *node = pi->node >= 0 && pi->node < a->w->nnodes ? a->w->nodes[pi->node]->name : "";
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:f, s:I, s:I}", "node", node, "image", ref, "pod", pod, "phase",

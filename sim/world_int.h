@@ -221,6 +221,8 @@ struct sim_world {
     struct sim_map jobs; /* "ns/name" -> struct kjob * (job controller) */
     int next_node_number;
     void *kubelet;            /* kubelet.c's private state */
+    void *dsctl;              /* dsctl.c's */
+    void *agents;             /* agents.c's (NULL without --agents) */
     struct sim_wnode **dirty; /* nodes whose status.images must be rewritten */
     int ndirty, capdirty;
 
@@ -271,6 +273,26 @@ void sim_kubelet_node_added(struct sim_world *w, struct sim_wnode *n);
 void sim_kubelet_fini(struct sim_world *w);
 /* The image reference and pod ("ns/name", or "" once the pod went away) of a pull's cookie. */
 void sim_kubelet_pull_owner(uint64_t cookie, const char **ref, const char **pod);
+
+/* ================================ the DaemonSet controller (dsctl.c) ================================ */
+
+void sim_dsctl_on_ds(struct sim_world *w, const struct sim_change *ch);
+void sim_dsctl_on_node(struct sim_world *w, const struct sim_change *ch);
+void sim_dsctl_on_pod(struct sim_world *w, const struct sim_change *ch);
+void sim_dsctl_fini(struct sim_world *w);
+
+/* ================================ simulated agents (agents.c) ================================ */
+
+/* Starts the manager of simulated agents (--agents). 0 or PW_ENOMEM. */
+int sim_agents_start(struct sim_world *w);
+/* Stops every agent and the manager (before the world thread stops). */
+void sim_agents_stop(struct sim_world *w);
+/* The world saw a pod change: an agent pod that runs gets an agent, one that stops loses it. */
+void sim_agents_on_pod(struct sim_world *w, const struct sim_change *ch);
+/* A model pull with an agent's cookie (low bit set) finished. Lock held. */
+void sim_agents_on_pull(struct sim_world *w, const struct sim_model_evt *e);
+/* Agents running now and started in all. */
+void sim_agents_counts(struct sim_world *w, uint64_t *running, uint64_t *started);
 
 /* ================================ the Job controller (jobctl.c) ================================ */
 

@@ -24,7 +24,21 @@
 
 struct pw_cri {
     char *socket;
+    const struct pw_cri_backend *be; /* NULL: the socket */
+    void *be_arg;
 };
+
+int pw_cri_new_backend(const struct pw_cri_backend *be, void *arg, pw_cri **out)
+{
+    if (!be || !be->version || !be->image_status || !be->pull || !be->list || !be->remove || !be->fs_info)
+        return PW_EINVAL;
+    pw_cri *c = pw_xcalloc(1, sizeof *c);
+    c->socket = pw_xstrdup(be->name ? be->name : "backend");
+    c->be = be;
+    c->be_arg = arg;
+    *out = c;
+    return 0;
+}
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -301,6 +315,8 @@ void pw_cri_images_free(struct pw_cri_image *v, size_t n)
 
 int pw_cri_version(pw_cri *c, int timeout_ms, char **name, char **version, struct pw_cri_status *st)
 {
+    if (c->be)
+        return c->be->version(c->be_arg, name, version, st);
     Runtime__V1__VersionRequest req = RUNTIME__V1__VERSION_REQUEST__INIT;
     req.version = "v1";
     ProtobufCMessage *m = NULL;
@@ -318,6 +334,8 @@ int pw_cri_version(pw_cri *c, int timeout_ms, char **name, char **version, struc
 int pw_cri_image_status(pw_cri *c, const char *image, int timeout_ms, struct pw_cri_image **out,
                         struct pw_cri_status *st)
 {
+    if (c->be)
+        return c->be->image_status(c->be_arg, image, out, st);
     Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
     spec.image = (char *)image;
     Runtime__V1__ImageStatusRequest req = RUNTIME__V1__IMAGE_STATUS_REQUEST__INIT;
@@ -341,6 +359,8 @@ int pw_cri_image_status(pw_cri *c, const char *image, int timeout_ms, struct pw_
 int pw_cri_pull(pw_cri *c, const char *image, const struct pw_cri_auth *auth, int timeout_ms, const int *stop,
                 char **image_ref, struct pw_cri_status *st)
 {
+    if (c->be)
+        return c->be->pull(c->be_arg, image, auth, timeout_ms, stop, image_ref, st);
     Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
     spec.image = (char *)image;
     Runtime__V1__AuthConfig ac = RUNTIME__V1__AUTH_CONFIG__INIT;
@@ -370,6 +390,8 @@ int pw_cri_pull(pw_cri *c, const char *image, const struct pw_cri_auth *auth, in
 
 int pw_cri_list(pw_cri *c, int timeout_ms, struct pw_cri_image **out, size_t *n, struct pw_cri_status *st)
 {
+    if (c->be)
+        return c->be->list(c->be_arg, out, n, st);
     Runtime__V1__ListImagesRequest req = RUNTIME__V1__LIST_IMAGES_REQUEST__INIT;
     ProtobufCMessage *m = NULL;
     int rc = call(c, IMAGE_SERVICE "ListImages", &req.base, &runtime__v1__list_images_response__descriptor,
@@ -388,6 +410,8 @@ int pw_cri_list(pw_cri *c, int timeout_ms, struct pw_cri_image **out, size_t *n,
 
 int pw_cri_remove(pw_cri *c, const char *image, int timeout_ms, struct pw_cri_status *st)
 {
+    if (c->be)
+        return c->be->remove(c->be_arg, image, st);
     Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
     spec.image = (char *)image;
     Runtime__V1__RemoveImageRequest req = RUNTIME__V1__REMOVE_IMAGE_REQUEST__INIT;
@@ -402,6 +426,8 @@ int pw_cri_remove(pw_cri *c, const char *image, int timeout_ms, struct pw_cri_st
 
 int pw_cri_fs_info(pw_cri *c, int timeout_ms, struct pw_cri_fs *out, struct pw_cri_status *st)
 {
+    if (c->be)
+        return c->be->fs_info(c->be_arg, out, st);
     Runtime__V1__ImageFsInfoRequest req = RUNTIME__V1__IMAGE_FS_INFO_REQUEST__INIT;
     ProtobufCMessage *m = NULL;
     int rc = call(c, IMAGE_SERVICE "ImageFsInfo", &req.base, &runtime__v1__image_fs_info_response__descriptor,

@@ -90,4 +90,20 @@ int pw_cri_fs_info(pw_cri *c, int timeout_ms, struct pw_cri_fs *out, struct pw_c
 
 void pw_cri_images_free(struct pw_cri_image *v, size_t n);
 
+/* ---- another runtime behind the same calls ----
+ * A backend answers the calls instead of a CRI socket (kubesim's simulated agents run the real agent
+ * code over its model of the nodes' runtimes). Each function has the contract of the call of the
+ * same name; timeouts are the callers'. The backend and arg are borrowed for the pw_cri's life. */
+struct pw_cri_backend {
+    const char *name; /* what pw_cri_socket shows */
+    int (*version)(void *arg, char **name, char **version, struct pw_cri_status *st);
+    int (*image_status)(void *arg, const char *image, struct pw_cri_image **out, struct pw_cri_status *st);
+    int (*pull)(void *arg, const char *image, const struct pw_cri_auth *auth, int timeout_ms, const int *stop,
+                char **image_ref, struct pw_cri_status *st);
+    int (*list)(void *arg, struct pw_cri_image **out, size_t *n, struct pw_cri_status *st);
+    int (*remove)(void *arg, const char *image, struct pw_cri_status *st);
+    int (*fs_info)(void *arg, struct pw_cri_fs *out, struct pw_cri_status *st);
+};
+int pw_cri_new_backend(const struct pw_cri_backend *be, void *arg, pw_cri **out);
+
 #endif

@@ -399,13 +399,19 @@ int pw_puller_new(const struct pw_puller_config *cfg, pw_puller **out)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cond, NULL);
     p->threads = pw_xcalloc((size_t)p->cfg.max_parallel, sizeof *p->threads);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (p->cfg.thread_stack)
+        pthread_attr_setstacksize(&attr, p->cfg.thread_stack);
     for (int i = 0; i < p->cfg.max_parallel; i++) {
-        if (pthread_create(&p->threads[i], NULL, worker, p) != 0) {
+        if (pthread_create(&p->threads[i], &attr, worker, p) != 0) {
+            pthread_attr_destroy(&attr);
             p->n_threads = i;
             pw_puller_free(p);
             return PW_ENOMEM;
         }
     }
+    pthread_attr_destroy(&attr);
     p->n_threads = p->cfg.max_parallel;
     *out = p;
     return 0;

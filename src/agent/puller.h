@@ -30,6 +30,7 @@ struct pw_puller_config {
     int max_parallel;         /* pulls at once (0: 2) */
     long long min_free_bytes; /* 0: no floor */
     double min_free_percent;  /* 0: no floor */
+    size_t thread_stack;      /* the pull threads' stack size (0: the system's; kubesim runs thousands) */
     void (*changed)(void *arg);
     void *arg;
 };

@@ -20,7 +20,7 @@
 #define REQUEST_TIMEOUT_MS 90000L /* prewarmd holds a poll for ~25 s */
 
 struct pw_syncer {
-    char *server, *url, *node, *token_file, *server_ca, *version;
+    char *server, *url, *node, *token_file, *token, *server_ca, *version;
     pw_cri *cri;
     pw_puller *puller;
     int poked;
@@ -45,6 +45,7 @@ int pw_syncer_new(const struct pw_syncer_config *cfg, pw_syncer **out)
     s->url = pw_xasprintf("%s/agent/v1/sync", s->server);
     s->node = pw_xstrdup(cfg->node);
     s->token_file = cfg->token_file ? pw_xstrdup(cfg->token_file) : NULL;
+    s->token = cfg->token ? pw_xstrdup(cfg->token) : NULL;
     s->server_ca = cfg->server_ca ? pw_xstrdup(cfg->server_ca) : NULL;
     s->version = pw_xstrdup(cfg->version ? cfg->version : "");
     s->cri = cfg->cri;
@@ -61,6 +62,9 @@ void pw_syncer_free(pw_syncer *s)
     free(s->url);
     free(s->node);
     free(s->token_file);
+    if (s->token)
+        memset(s->token, 0, strlen(s->token));
+    free(s->token);
     free(s->server_ca);
     free(s->version);
     free(s->rt_name);
@@ -159,6 +163,8 @@ static json_t *fs_json(pw_syncer *s)
  * change of why). */
 static char *read_token(const pw_syncer *s)
 {
+    if (s->token)
+        return pw_xstrdup(s->token);
     if (!s->token_file)
         return NULL;
     FILE *f = fopen(s->token_file, "r");
@@ -253,7 +259,8 @@ static int post(pw_syncer *s, const json_t *body, json_t **answer, long *http, c
             json_decref(j);
             rc = *http == 401 ? PW_EAUTH : *http == 403 ? PW_EFORBIDDEN : PW_EUNAVAIL;
         } else if (!json_is_object(j)) {
-            snprintf(why, why_n, "the answer is not a JSON object");
+            snprintf(why, why_n, "the answer is not a JSON object (%zu bytes: %s)", resp.len,
+                     j ? "not an object" : jerr.text);
             json_decref(j);
             rc = PW_EPROTO;
         } else {

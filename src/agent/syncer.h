@@ -23,6 +23,7 @@ struct pw_syncer_config {
     const char *server;     /* "https://prewarm.prewarm.svc:8443" (copied) */
     const char *node;       /* this node's name (copied) */
     const char *token_file; /* the bearer token's file (copied; NULL: send none) */
+    const char *token;      /* or the token itself (copied; kubesim's simulated agents) */
     const char *server_ca;  /* PEM file to verify an https server with (copied; NULL: the system's) */
     const char *version;    /* the agent's version (copied) */
     pw_cri *cri;            /* borrowed */

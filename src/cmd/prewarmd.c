@@ -245,7 +245,8 @@ int main(int argc, char **argv)
         } else {
             struct pw_http_config agcfg = {.listen = o.agent_listen, .routes = pw_api_agent_routes, .ctx = &agent_ctx,
                                            .tls_cert_pem = cert_pem, .tls_key_pem = key_pem, .access_log = true,
-                                           .log_name = "agents", .max_connections = 20000};
+                                           .log_name = "agents", .max_connections = 20000,
+                                           .threads = 16 /* a sync may wait on a TokenReview: more threads than the API */};
             rc = pw_http_server_new(&agcfg, &agent_srv);
         }
         if (key_pem)
