@@ -426,6 +426,95 @@ def _job_model():
     assert find("Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
+# ---- deploy/agent: the agent DaemonSet and what it needs ----------------------------------------------
+
+AGENT_DEPLOY = os.path.join(DEPLOY, "agent")
+AGENT_NS = "prewarm-agent"
+agent_objs = []
+
+
+@case("deploy/agent/ parses; its kustomization lists every manifest; the kinds are there")
+def _agent_parse():
+    files = sorted(f for f in os.listdir(AGENT_DEPLOY) if f.endswith((".yaml", ".yml")))
+    kust = None
+    for f in files:
+        with open(os.path.join(AGENT_DEPLOY, f)) as fh:
+            for d in yaml.safe_load_all(fh):
+                if d is None:
+                    continue
+                assert d.get("apiVersion") and d.get("kind"), (f, d)
+                if d["kind"] == "Kustomization":
+                    kust = d
+                else:
+                    agent_objs.append((f, d))
+    assert kust is not None
+    assert sorted(kust["resources"]) == sorted(f for f in files if f != "kustomization.yaml"), kust
+    kinds = sorted(d["kind"] for _, d in agent_objs)
+    assert kinds == sorted(["Namespace", "ServiceAccount", "Role", "RoleBinding", "DaemonSet", "Service",
+                            "ConfigMap"]), kinds
+
+
+def agent_find(kind):
+    got = [d for _, d in agent_objs if d["kind"] == kind]
+    assert len(got) == 1, kind
+    return got[0]
+
+
+@case("the agent DaemonSet: tolerates every taint, only the CRI socket from the host, root only for it, "
+      "ALL capabilities dropped, read-only root, RuntimeDefault seccomp, no service links, small requests")
+def _agent_daemonset():
+    ds = agent_find("DaemonSet")
+    assert ds["metadata"]["namespace"] == AGENT_NS
+    spec = ds["spec"]["template"]["spec"]
+    assert {"operator": "Exists"} in spec["tolerations"], spec.get("tolerations")
+    assert spec["enableServiceLinks"] is False and spec["automountServiceAccountToken"] is False
+    assert spec["serviceAccountName"] == agent_find("ServiceAccount")["metadata"]["name"]
+    for k in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not spec.get(k), k
+    host = [v for v in spec["volumes"] if "hostPath" in v]
+    assert len(host) == 1 and host[0]["hostPath"]["type"] == "Socket", host
+    assert host[0]["hostPath"]["path"].endswith(".sock"), host
+    proj = [v for v in spec["volumes"] if "projected" in v]
+    tok = proj[0]["projected"]["sources"][0]["serviceAccountToken"]
+    assert tok["audience"] == "prewarm" and tok["expirationSeconds"] <= 3600, tok
+    (c,) = spec["containers"]
+    sc = c["securityContext"]
+    assert sc["runAsUser"] == 0 and sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"], sc
+    assert sc["seccompProfile"]["type"] == "RuntimeDefault" and not sc.get("privileged")
+    req = c["resources"]["requests"]
+    assert req["cpu"] in ("5m", "10m", "20m") and req["memory"] in ("16Mi", "32Mi", "64Mi"), req
+    assert "memory" in c["resources"]["limits"]
+    mounts = {m["name"] for m in c["volumeMounts"]}
+    assert mounts == {v["name"] for v in spec["volumes"]}, mounts
+    env = {e["name"]: e for e in c["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["PREWARM_SERVER"]["value"].startswith("https://"), env["PREWARM_SERVER"]
+    ns = agent_find("Namespace")
+    assert ns["metadata"]["name"] == AGENT_NS
+    # hostPath is beyond `baseline`: the agents' namespace must be privileged, and only for them
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+@case("agent mode config: prewarmd's Deployment reads the optional ConfigMap and TLS Secret of deploy/agent")
+def _agent_config():
+    cm = agent_find("ConfigMap")
+    dep = find("Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    refs = [e["configMapRef"] for e in c.get("envFrom", []) if "configMapRef" in e]
+    assert refs == [{"name": cm["metadata"]["name"], "optional": True}], refs
+    assert cm["metadata"]["namespace"] == NAMESPACE and cm["data"]["PREWARM_AGENTS"] == "true"
+    assert cm["data"]["PREWARM_AGENT_NAMESPACE"] == AGENT_NS
+    sec = [v for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    assert sec and sec[0]["secret"]["optional"] is True
+    mount = [m for m in c["volumeMounts"] if m["name"] == sec[0]["name"]][0]
+    assert cm["data"]["PREWARM_TLS_CERT"].startswith(mount["mountPath"] + "/"), (cm["data"], mount)
+    svc = agent_find("Service")
+    port = svc["spec"]["ports"][0]["targetPort"]
+    assert port in {p["name"] for p in c["ports"]}, port
+    assert cm["data"]["PREWARM_AGENT_LISTEN"].endswith(":%d" % [p for p in c["ports"] if p["name"] == port][0]["containerPort"])
+
+
 # ---- RBAC against the calls --------------------------------------------------------------------------
 
 GROUP_OF = {"nodes": "", "pods": "", "jobs": "batch", "events": "", "secrets": "", "leases": "coordination.k8s.io",
@@ -433,9 +522,10 @@ GROUP_OF = {"nodes": "", "pods": "", "jobs": "batch", "events": "", "secrets": "
 
 
 def granted():
-    """{(verb, group, resource, scope)}: scope "cluster" (ClusterRole) or the Role's namespace."""
+    """{(verb, group, resource, scope)}: scope "cluster" (ClusterRole) or the Role's namespace; deploy/
+    and deploy/agent/ together (prewarmd's rights in the agents' namespace are there)."""
     out = set()
-    for _, d in objs:
+    for _, d in objs + agent_objs:
         if d["kind"] not in ("ClusterRole", "Role"):
             continue
         scope = "cluster" if d["kind"] == "ClusterRole" else d["metadata"]["namespace"]
@@ -454,7 +544,7 @@ def allowed(grants, verb, resource, namespaced):
     g = GROUP_OF.get(resource.split("/")[0], "?")
     if (verb, g, resource, "cluster") in grants:
         return True
-    return namespaced and (verb, g, resource, NAMESPACE) in grants
+    return namespaced and ((verb, g, resource, NAMESPACE) in grants or (verb, g, resource, AGENT_NS) in grants)
 
 
 # Kubernetes API paths in C string literals: "/api/v1/..." or "/apis/<group>/<version>/...".
@@ -578,6 +668,25 @@ def kube_http(kcfg, path):
         return json.loads(resp.read())
 
 
+def kube_call(kcfg, method, path, body):
+    """One call to kubesim as its admin: (status, body)."""
+    cluster = kcfg["clusters"][0]["cluster"]
+    ctx_name = kcfg["current-context"]
+    ctx = [c for c in kcfg["contexts"] if c["name"] == ctx_name][0]["context"]
+    user = [u for u in kcfg["users"] if u["name"] == ctx["user"]][0]["user"]
+    sslctx = None
+    if cluster["server"].startswith("https"):
+        sslctx = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    req = urllib.request.Request(cluster["server"] + path, data=json.dumps(body).encode(), method=method,
+                                 headers={"Authorization": "Bearer " + user["token"],
+                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, context=sslctx, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
 def stats(kcfg):
     return {(r["verb"], r["resource"]): r["count"] for r in kube_http(kcfg, "/sim/v1/stats")["requests"]}
 
@@ -590,6 +699,40 @@ def api(port, method, path, body=None):
         return resp.status, json.loads(resp.read() or b"null")
 
 
+def agent_setup(kcfg):
+    """The agents' ServiceAccount and a pod of it on node-0001, a token bound to the pod (audience
+    prewarm), and a dockerconfigjson Secret: made by the test, before prewarmd's calls are counted."""
+    def kube(method, path, body):
+        return kube_call(kcfg, method, path, body)
+    kube("POST", "/api/v1/namespaces/%s/serviceaccounts" % AGENT_NS,
+         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "prewarm-agent"}})
+    kube("POST", "/api/v1/namespaces/%s/pods" % AGENT_NS, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "prewarm-agent-x"},
+        "spec": {"nodeName": "node-0001", "serviceAccountName": "prewarm-agent",
+                 "containers": [{"name": "agent", "image": "ghcr.io/prewarm/prewarm:0.1.0"}]}})
+    cfg = base64.b64encode(json.dumps({"auths": {"docker.io": {"username": "u", "password": "p"}}}).encode()).decode()
+    kube("POST", "/api/v1/namespaces/%s/secrets" % NAMESPACE, {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "regcred"},
+        "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": cfg}})
+    code, tr = kube("POST", "/api/v1/namespaces/%s/serviceaccounts/prewarm-agent/token" % AGENT_NS, {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": ["prewarm"], "boundObjectRef": {"kind": "Pod", "apiVersion": "v1",
+                                                              "name": "prewarm-agent-x"}}})
+    assert code == 201, (code, tr)
+    return tr["status"]["token"]
+
+
+def agent_sync(port, token, body):
+    req = urllib.request.Request("http://127.0.0.1:%d/agent/v1/sync" % port, data=json.dumps(body).encode(),
+                                 method="POST", headers={"Content-Type": "application/json",
+                                                         "Authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
 def dynamic():
     sim_bin, pwd_bin = os.path.join(BIN, "kubesim"), os.path.join(BIN, "prewarmd")
     name_run = "RBAC: a real task against kubesim makes only calls the rules allow"
@@ -598,18 +741,21 @@ def dynamic():
         return None
     kc = os.path.join(work, "kubeconfig")
     simlog = open(os.path.join(work, "kubesim.log"), "w")
+    # --no-token-node-info: tokens as before Kubernetes 1.30, so prewarmd must read the agent's pod
     sim = subprocess.Popen([sim_bin, "--nodes", "3", "--listen", "127.0.0.1:0", "--kubeconfig-out", kc,
-                            "--seed", "5", "--time-scale", "10"], stdout=simlog, stderr=subprocess.STDOUT)
+                            "--seed", "5", "--time-scale", "10", "--namespaces", "prewarm," + AGENT_NS,
+                            "--no-token-node-info"], stdout=simlog, stderr=subprocess.STDOUT)
     procs.append(sim)
     if not wait_until(lambda: os.path.exists(kc) or sim.poll() is not None, 30, 0.1) or sim.poll() is not None:
         tap(False, name_run, "kubesim did not start: " + open(os.path.join(work, "kubesim.log")).read()[-2000:])
         return None
     time.sleep(0.2)  # the kubeconfig is written whole before the server answers; be safe
     kcfg = yaml.safe_load(open(kc))
+    agent_token = agent_setup(kcfg)  # the test's own calls, before the count starts
     before = stats(kcfg)
     pwlog = open(os.path.join(work, "prewarmd.log"), "w")
     pwd = subprocess.Popen([pwd_bin, "--listen", "127.0.0.1:0", "--kubeconfig", kc, "--namespace", NAMESPACE,
-                            "--store", "memory:", "--job-ttl", "60s"],
+                            "--store", "memory:", "--job-ttl", "60s", "--agents", "--agent-namespace", AGENT_NS],
                            stdout=subprocess.PIPE, stderr=pwlog, text=True)
     procs.append(pwd)
     line = pwd.stdout.readline()  # "listening on 127.0.0.1:PORT"
@@ -632,6 +778,19 @@ def dynamic():
         assert done, "the task did not finish in 90 s"
         state["task"] = final
         diag.append("task finished after %.1f s" % (time.monotonic() - t0))
+        # agent mode: a sync with the agent's pod-bound token (a TokenReview, then a get of its pod), and a
+        # task with an imagePullSecret for that agent (a get of the Secret), cancelled
+        sync = {"node": "node-0001", "inventory": {"full": True, "images": []}, "wait": False}
+        code, ans = agent_sync(port, agent_token, sync)
+        assert code == 200, (code, ans)
+        code, t3 = api(port, "POST", "/api/v1/tasks", {"images": ["busybox:1.36"], "mode": "agent", "pullPolicy":
+                                                       "Always", "nodeNames": ["node-0001"],
+                                                       "imagePullSecrets": ["regcred"]})
+        assert code == 201, (code, t3)
+        # the plain-HTTP listener never carries credentials: the image whose registry the secret names fails
+        assert wait_until(lambda: api(port, "GET", "/api/v1/tasks/" + t3["id"])[1]["status"] == "failed", 20, 0.3)
+        n3 = api(port, "GET", "/api/v1/tasks/%s/nodes" % t3["id"])[1]["items"][0]
+        assert n3["mode"] == "agent" and n3["images"][0]["reason"] == "CredentialsRequireTLS", n3
         # a second task, cancelled if still running: the cancel path's Job deletions must be allowed too
         code, t2 = api(port, "POST", "/api/v1/tasks", {"images": ["busybox:1.36.1"], "pullPolicy": "Always"})
         time.sleep(1.0)
