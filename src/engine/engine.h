@@ -1,11 +1,13 @@
-/* engine.h: prewarmd's task engine (the task spec is in taskspec.h): it selects nodes, schedules
- * per-node Jobs under the caps, tracks them from informer events and
- * writes every state change through the store.
+/* engine.h: prewarmd's task engine (the task spec is in taskspec.h): it selects nodes, dispatches
+ * each node's pulls under the caps to an executor (executor.h: Job mode, jobexec.h; agent mode,
+ * agentexec.h; the task's mode chooses, auto preferring a node's healthy agent), follows the
+ * executors' reports and writes every state change through the store.
  *
  * Thread model: every pw_engine_* call is safe from any thread (API handlers call them concurrently).
  * The engine runs one loop thread (all task state changes happen there, under the engine lock, fed by
- * an event queue that informer callbacks only append to) and a few executor threads that make the
- * Kubernetes calls (create and delete Jobs) so the loop never blocks on the network. */
+ * an event queue that the node informer and the executors' reports only append to); the executors
+ * have their own threads for the network, so the loop never blocks on it. Lock order: engine lock ->
+ * executor locks -> the event queue's lock. */
 #ifndef PW_ENGINE_H
 #define PW_ENGINE_H
 
