@@ -209,8 +209,8 @@ static int be_pull(void *arg, const char *image, const struct pw_cri_auth *auth,
             rc = PW_ETIMEDOUT;
             break;
         }
-        struct timespec ts;
-        pw_clock_deadline_ts(100, &ts);
+        struct timespec ts; /* the model's event wakes us; this only bounds how late a stop is seen */
+        pw_clock_deadline_ts(500, &ts);
         pthread_cond_timedwait(&sp.cond, &w->lock, &ts);
     }
     if (!sp.done)
@@ -440,26 +440,33 @@ static void *manager_main(void *arg)
             pthread_cond_wait(&s->cond, &s->mu);
         if (!s->head && s->stopping)
             break;
-        struct aop *op = s->head;
-        s->head = op->next;
-        if (!s->head)
-            s->tail = NULL;
+        struct aop *ops = s->head; /* every op queued: the stops signalled together, then joined */
+        s->head = s->tail = NULL;
         pthread_mutex_unlock(&s->mu);
-        struct sagent *a = sim_map_get(&s->agents, op->key);
-        if (op->op == OP_START && !a) {
-            a = agent_start(w, op->key, op->pod);
-            if (a) {
-                sim_map_put(&s->agents, op->key, a);
-                __atomic_add_fetch(&s->started, 1, __ATOMIC_RELAXED);
-            }
-        } else if (op->op == OP_STOP && a) {
-            sim_map_del(&s->agents, op->key);
-            agent_stop(a);
-            __atomic_add_fetch(&s->stopped, 1, __ATOMIC_RELAXED);
+        for (struct aop *op = ops; op; op = op->next) {
+            struct sagent *a = sim_map_get(&s->agents, op->key);
+            if (op->op == OP_STOP && a)
+                a->stop = 1; /* each syncer ends within a second; joining one by one would add them up */
         }
-        free(op->key);
-        json_decref(op->pod);
-        free(op);
+        while (ops) {
+            struct aop *op = ops;
+            ops = op->next;
+            struct sagent *a = sim_map_get(&s->agents, op->key);
+            if (op->op == OP_START && !a) {
+                a = agent_start(w, op->key, op->pod);
+                if (a) {
+                    sim_map_put(&s->agents, op->key, a);
+                    __atomic_add_fetch(&s->started, 1, __ATOMIC_RELAXED);
+                }
+            } else if (op->op == OP_STOP && a) {
+                sim_map_del(&s->agents, op->key);
+                agent_stop(a);
+                __atomic_add_fetch(&s->stopped, 1, __ATOMIC_RELAXED);
+            }
+            free(op->key);
+            json_decref(op->pod);
+            free(op);
+        }
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);

@@ -247,6 +247,8 @@ void sim_dsctl_on_ds(struct sim_world *w, const struct sim_change *ch)
     const json_t *md = json_object_get(ch->obj, "metadata");
     if (json_object_get(md, "deletionTimestamp"))
         return;
+    if (d && ch->old && json_equal(json_object_get(ch->obj, "spec"), json_object_get(ch->old, "spec")))
+        return; /* a status write (ours): nothing to reconcile */
     if (!d) {
         d = pw_xcalloc(1, sizeof *d);
         d->ns = pw_xstrdup(ch->ns);

@@ -767,6 +767,16 @@ static void finish_container(struct sim_world *w, struct kpod *p, struct kcont *
     }
 }
 
+/* Whether a container's command is one of prewarm's own daemons, which run until stopped (the
+ * catalogue does not say which executables are services; an image's entrypoint always is). */
+static bool is_daemon(const json_t *spec)
+{
+    const char *cmd = json_string_value(json_array_get(json_object_get(spec, "command"), 0));
+    const char *base = cmd ? strrchr(cmd, '/') : NULL;
+    base = base ? base + 1 : cmd;
+    return base && (strcmp(base, "prewarm-agent") == 0 || strcmp(base, "prewarmd") == 0);
+}
+
 static void start_container(struct sim_world *w, struct kpod *p, struct kcont *c)
 {
     char hex[65];
@@ -798,7 +808,8 @@ static void start_container(struct sim_world *w, struct kpod *p, struct kcont *c
     c->phase = C_RUNNING;
     c->exit_code = code;
     p->dirty = true;
-    if (!json_array_size(json_object_get(c->spec, "command")) && !c->init && strcmp(restart_policy(p), "Always") == 0) {
+    if ((!json_array_size(json_object_get(c->spec, "command")) || is_daemon(c->spec)) && !c->init &&
+        strcmp(restart_policy(p), "Always") == 0) {
         c->t_next = INFINITY; /* a service's own entrypoint (nginx, redis, ...) keeps running */
         return;
     }
