@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -21,8 +22,14 @@ struct kds {
     json_t *tmpl;  /* spec.template (owned copy) */
     json_t *pods;     /* node name -> pod name: the daemon pods, as the controller knows them */
     json_t *eligible; /* node name -> true: the nodes that should run one */
-    json_t *ready;    /* node name -> bool: whether its daemon pod is Running */
+    json_t *ready;    /* node name -> true while its daemon pod is Running */
+    int64_t status_ms; /* when the status was last written (monotonic) */
+    bool status_due;   /* a write is held back: a timer writes it */
 };
+
+/* Status writes at most this often per DaemonSet: thousands of pods starting would otherwise write
+ * (and keep in the watch history) thousands of DaemonSet versions. */
+#define STATUS_EVERY_MS 1000
 
 struct dsstate {
     struct sim_map ds; /* "ns/name" -> struct kds * */
@@ -158,12 +165,7 @@ static json_t *daemon_pod(const struct kds *d, const char *node)
 static int set_status(void *arg, json_t *obj)
 {
     const struct kds *d = arg;
-    int ready = 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach(d->ready, k, v) {
-        ready += json_is_true(v);
-    }
+    int ready = (int)json_object_size(d->ready);
     int cur = (int)json_object_size(d->pods);
     json_t *st = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:I}", "desiredNumberScheduled",
                            (int)json_object_size(d->eligible), "currentNumberScheduled", cur, "numberReady", ready,
@@ -180,7 +182,28 @@ static int set_status(void *arg, json_t *obj)
 
 static void write_status(struct sim_world *w, struct kds *d)
 {
+    int64_t now = pw_clock_mono_ms();
+    if (now - d->status_ms < STATUS_EVERY_MS) {
+        if (!d->status_due) {
+            char key[600];
+            snprintf(key, sizeof key, "%s/%s", d->ns, d->name);
+            d->status_due = true;
+            sim_world_timer(w, sim_world_now(w) + (double)STATUS_EVERY_MS / 1000.0 * w->scale, SIM_T_DS, key);
+        }
+        return;
+    }
+    d->status_ms = now;
     sim_store_mutate(w->sim->store, "daemonsets.apps", d->ns, d->name, set_status, d, NULL);
+}
+
+void sim_dsctl_timer(struct sim_world *w, const char *key)
+{
+    struct kds *d = w->dsctl ? sim_map_get(&((struct dsstate *)w->dsctl)->ds, key) : NULL;
+    if (!d || !d->status_due)
+        return;
+    d->status_due = false;
+    d->status_ms = 0;
+    write_status(w, d);
 }
 
 /* Makes node n's daemon pod of d exist when n is eligible (no status write). */
@@ -322,9 +345,12 @@ void sim_dsctl_on_pod(struct sim_world *w, const struct sim_change *ch)
     } else {
         const char *phase = json_string_value(json_object_get(json_object_get(ch->obj, "status"), "phase"));
         bool ready = phase && strcmp(phase, "Running") == 0;
-        if (json_is_true(json_object_get(d->ready, node)) == ready)
+        if ((json_object_get(d->ready, node) != NULL) == ready)
             return; /* nothing the status shows */
-        json_object_set_new(d->ready, node, json_boolean(ready));
+        if (ready)
+            json_object_set_new(d->ready, node, json_true());
+        else
+            json_object_del(d->ready, node);
     }
     write_status(w, d);
 }

@@ -714,6 +714,8 @@ static void fire_timers(struct sim_world *w, double now)
             sim_jobctl_timer(w, t.key);
         else if (t.kind == SIM_T_PODGC)
             sim_kubelet_podgc(w, t.key);
+        else if (t.kind == SIM_T_DS)
+            sim_dsctl_timer(w, t.key);
         else if (t.kind == SIM_T_EVICT)
             sim_kubelet_evict(w, t.key);
         free(t.key);

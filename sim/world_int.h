@@ -178,7 +178,7 @@ void sim_map_fini(struct sim_map *m);
 
 /* ================================ the world (world.c) ================================ */
 
-enum sim_timer_kind { SIM_T_POD = 0, SIM_T_JOB = 1, SIM_T_PODGC = 2, SIM_T_EVICT = 3 };
+enum sim_timer_kind { SIM_T_POD = 0, SIM_T_JOB = 1, SIM_T_PODGC = 2, SIM_T_EVICT = 3, SIM_T_DS = 4 };
 
 /* A simulated node: identity, kubelet state and ground truth. */
 struct sim_held {
@@ -280,6 +280,8 @@ void sim_dsctl_on_ds(struct sim_world *w, const struct sim_change *ch);
 void sim_dsctl_on_node(struct sim_world *w, const struct sim_change *ch);
 void sim_dsctl_on_pod(struct sim_world *w, const struct sim_change *ch);
 void sim_dsctl_fini(struct sim_world *w);
+/* A DaemonSet's status write that was held back (key "ns/name"). */
+void sim_dsctl_timer(struct sim_world *w, const char *key);
 
 /* ================================ simulated agents (agents.c) ================================ */
 
