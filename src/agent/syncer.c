@@ -18,6 +18,7 @@
 #define MAX_ANSWER (16u << 20)
 #define MAX_TOKEN 16384
 #define REQUEST_TIMEOUT_MS 90000L /* prewarmd holds a poll for ~25 s */
+#define INVENTORY_EVERY_MS 60000 /* ListImages at least this often without a change of ours */
 
 struct pw_syncer {
     char *server, *url, *node, *token_file, *token, *server_ca, *version;
@@ -277,10 +278,14 @@ int pw_syncer_run(pw_syncer *s, const volatile sig_atomic_t *stop)
     int64_t backoff = 0;
     char last_why[256] = "";
     bool runtime_ok = true;
+    int64_t listed_at = 0; /* monotonic ms of the last good ListImages; 0: list before the next sync */
     while (!*stop) {
-        __atomic_store_n(&s->poked, 0, __ATOMIC_RELEASE);
-        /* every sync lists: after a pull the list changed, and ListImages is cheap next to a pull */
-        bool listed = inventory_list(s);
+        bool poked = __atomic_exchange_n(&s->poked, 0, __ATOMIC_ACQ_REL);
+        /* the runtime's images change with our pulls (a poke) and, rarely, by others (the kubelet, its
+         * image GC): list after a poke, after a failed list, and at least every INVENTORY_EVERY_MS */
+        bool list = poked || !listed_at || pw_clock_mono_ms() - listed_at >= INVENTORY_EVERY_MS;
+        bool listed = list ? inventory_list(s) : runtime_ok;
+        listed_at = list ? (listed ? pw_clock_mono_ms() : 0) : listed_at;
         if (listed != runtime_ok) {
             if (listed)
                 PW_INFO("the container runtime at %s answers again", pw_cri_socket(s->cri));

@@ -3,7 +3,8 @@
  * re-read from the file before every sync, so a rotated token is used at once). Each sync carries
  * the node name, the agent and runtime versions, the image filesystem's usage, the inventory (in full
  * on the first sync and whenever prewarmd asks, else what changed since the last sync prewarmd
- * answered; the runtime is listed before every sync) and the state of every assignment; the answer's assignments go to the puller. A change
+ * answered; the runtime is listed after each change of the agent's own pulls and at least once a
+ * minute) and the state of every assignment; the answer's assignments go to the puller. A change
  * in the puller (poke) ends the poll in flight, so a result reaches prewarmd at once. Failures back
  * off (1 s doubling to 10 s) and never end the loop; an unreachable runtime is reported, not fatal.
  *

@@ -6,7 +6,6 @@
 
 #include <openssl/evp.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -637,24 +636,11 @@ int pw_agentexec_new(const struct pw_agentexec_config *cfg, pw_executor **out)
 
 /* ---- sync ---- */
 
-__attribute__((format(printf, 3, 4))) static void err_add(struct pw_field_errors *errs, const char *field,
-                                                         const char *fmt, ...)
-{
-    if (errs->n >= PW_TASKSPEC_MAX_ERRORS)
-        return;
-    struct pw_field_error *e = &errs->e[errs->n++];
-    snprintf(e->field, sizeof e->field, "%s", field);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-}
-
 static bool opt_string(const json_t *o, const char *key, const char *field, struct pw_field_errors *errs)
 {
     const json_t *v = json_object_get(o, key);
     if (v && !json_is_string(v) && !json_is_null(v)) {
-        err_add(errs, field, "must be a string");
+        pw_field_errors_add(errs, field, "must be a string");
         return false;
     }
     return true;
@@ -683,7 +669,7 @@ static bool names_ok(const json_t *arr, const char *field, struct pw_field_error
     if (!arr)
         return true;
     if (!json_is_array(arr)) {
-        err_add(errs, field, "must be an array of image names");
+        pw_field_errors_add(errs, field, "must be an array of image names");
         return false;
     }
     size_t i;
@@ -692,7 +678,7 @@ static bool names_ok(const json_t *arr, const char *field, struct pw_field_error
         if (!json_is_string(v) || !*json_string_value(v)) {
             char f[128];
             snprintf(f, sizeof f, "%s[%zu]", field, i);
-            err_add(errs, f, "must be a non-empty string");
+            pw_field_errors_add(errs, f, "must be a non-empty string");
             return false;
         }
     }
@@ -703,21 +689,21 @@ static bool names_ok(const json_t *arr, const char *field, struct pw_field_error
 static bool sync_valid(const json_t *b, struct pw_field_errors *errs)
 {
     if (!json_is_object(b)) {
-        err_add(errs, "body", "must be a JSON object");
+        pw_field_errors_add(errs, "body", "must be a JSON object");
         return false;
     }
     opt_string(b, "node", "node", errs);
     opt_string(b, "agentVersion", "agentVersion", errs);
     const json_t *rt = json_object_get(b, "runtime");
     if (rt && !json_is_object(rt))
-        err_add(errs, "runtime", "must be an object {name, version}");
+        pw_field_errors_add(errs, "runtime", "must be an object {name, version}");
     else if (rt) {
         opt_string(rt, "name", "runtime.name", errs);
         opt_string(rt, "version", "runtime.version", errs);
     }
     const json_t *fs = json_object_get(b, "imageFs");
     if (fs && !json_is_object(fs))
-        err_add(errs, "imageFs", "must be an object {usedBytes, capacityBytes, availableBytes}");
+        pw_field_errors_add(errs, "imageFs", "must be an object {usedBytes, capacityBytes, availableBytes}");
     else if (fs) {
         static const char *const keys[] = {"usedBytes", "capacityBytes", "availableBytes"};
         for (size_t i = 0; i < 3; i++) {
@@ -725,45 +711,45 @@ static bool sync_valid(const json_t *b, struct pw_field_errors *errs)
             if (v && (!json_is_integer(v) || json_integer_value(v) < 0)) {
                 char f[64];
                 snprintf(f, sizeof f, "imageFs.%s", keys[i]);
-                err_add(errs, f, "must be a non-negative integer");
+                pw_field_errors_add(errs, f, "must be a non-negative integer");
             }
         }
     }
     const json_t *inv = json_object_get(b, "inventory");
     if (inv && !json_is_object(inv))
-        err_add(errs, "inventory", "must be an object {full, images} or {added, removed}");
+        pw_field_errors_add(errs, "inventory", "must be an object {full, images} or {added, removed}");
     else if (inv) {
         const json_t *full = json_object_get(inv, "full");
         if (full && !json_is_boolean(full))
-            err_add(errs, "inventory.full", "must be a boolean");
+            pw_field_errors_add(errs, "inventory.full", "must be a boolean");
         names_ok(json_object_get(inv, "images"), "inventory.images", errs);
         names_ok(json_object_get(inv, "added"), "inventory.added", errs);
         names_ok(json_object_get(inv, "removed"), "inventory.removed", errs);
     }
     const json_t *asg = json_object_get(b, "assignments");
     if (asg && !json_is_array(asg))
-        err_add(errs, "assignments", "must be an array");
+        pw_field_errors_add(errs, "assignments", "must be an array");
     size_t i;
     const json_t *a;
     json_array_foreach(asg, i, a) {
         char f[96];
         snprintf(f, sizeof f, "assignments[%zu]", i);
         if (!json_is_object(a)) {
-            err_add(errs, f, "must be an object {id, state, reason, message, attempts}");
+            pw_field_errors_add(errs, f, "must be an object {id, state, reason, message, attempts}");
             continue;
         }
         if (!is_id(json_string_value(json_object_get(a, "id")))) {
             snprintf(f, sizeof f, "assignments[%zu].id", i);
-            err_add(errs, f, "must be an assignment id (32 lowercase hex characters)");
+            pw_field_errors_add(errs, f, "must be an assignment id (32 lowercase hex characters)");
         }
         if (state_of(json_string_value(json_object_get(a, "state"))) < 0) {
             snprintf(f, sizeof f, "assignments[%zu].state", i);
-            err_add(errs, f, "must be one of: queued, pulling, succeeded, skipped, failed");
+            pw_field_errors_add(errs, f, "must be one of: queued, pulling, succeeded, skipped, failed");
         }
         const json_t *att = json_object_get(a, "attempts");
         if (att && (!json_is_integer(att) || json_integer_value(att) < 0 || json_integer_value(att) > 1000)) {
             snprintf(f, sizeof f, "assignments[%zu].attempts", i);
-            err_add(errs, f, "must be an integer 0-1000");
+            pw_field_errors_add(errs, f, "must be an integer 0-1000");
         }
         snprintf(f, sizeof f, "assignments[%zu].reason", i);
         opt_string(a, "reason", f, errs);
@@ -772,7 +758,7 @@ static bool sync_valid(const json_t *b, struct pw_field_errors *errs)
     }
     const json_t *wait = json_object_get(b, "wait");
     if (wait && !json_is_boolean(wait))
-        err_add(errs, "wait", "must be a boolean");
+        pw_field_errors_add(errs, "wait", "must be a boolean");
     return errs->n == 0;
 }
 

@@ -18,10 +18,7 @@
 #define MAX_SECRETS 32
 #define MAX_LABELS 64
 
-static void err_add(struct pw_field_errors *errs, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void err_add(struct pw_field_errors *errs, const char *field, const char *fmt, ...)
+void pw_field_errors_add(struct pw_field_errors *errs, const char *field, const char *fmt, ...)
 {
     if (errs->n >= PW_TASKSPEC_MAX_ERRORS)
         return;
@@ -39,23 +36,23 @@ static bool get_int(const json_t *v, const char *field, long min, long max, int 
     if (json_is_real(v)) {
         double d = json_real_value(v);
         if (d != floor(d)) {
-            err_add(errs, field, "must be an integer");
+            pw_field_errors_add(errs, field, "must be an integer");
             return false;
         }
         if (d < (double)min || d > (double)max) {
-            err_add(errs, field, "must be between %ld and %ld", min, max);
+            pw_field_errors_add(errs, field, "must be between %ld and %ld", min, max);
             return false;
         }
         *out = (int)d;
         return true;
     }
     if (!json_is_integer(v)) {
-        err_add(errs, field, "must be an integer");
+        pw_field_errors_add(errs, field, "must be an integer");
         return false;
     }
     json_int_t i = json_integer_value(v);
     if (i < min || i > max) {
-        err_add(errs, field, "must be between %ld and %ld", min, max);
+        pw_field_errors_add(errs, field, "must be between %ld and %ld", min, max);
         return false;
     }
     *out = (int)i;
@@ -65,7 +62,7 @@ static bool get_int(const json_t *v, const char *field, long min, long max, int 
 static bool get_bool(const json_t *v, const char *field, bool *out, struct pw_field_errors *errs)
 {
     if (!json_is_boolean(v)) {
-        err_add(errs, field, "must be a boolean");
+        pw_field_errors_add(errs, field, "must be a boolean");
         return false;
     }
     *out = json_is_true(v);
@@ -88,7 +85,7 @@ static bool get_enum(const json_t *v, const char *field, const char *const *choi
         strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
         strncat(list, choices[i], sizeof list - strlen(list) - 1);
     }
-    err_add(errs, field, "must be one of: %s", list);
+    pw_field_errors_add(errs, field, "must be one of: %s", list);
     return false;
 }
 
@@ -98,12 +95,12 @@ static bool get_strings(const json_t *v, const char *field, size_t min, size_t m
                         struct pw_field_errors *errs)
 {
     if (!json_is_array(v)) {
-        err_add(errs, field, "must be an array of strings");
+        pw_field_errors_add(errs, field, "must be an array of strings");
         return false;
     }
     size_t n = json_array_size(v);
     if (n < min || n > max) {
-        err_add(errs, field, "must have between %zu and %zu entries", min, max);
+        pw_field_errors_add(errs, field, "must have between %zu and %zu entries", min, max);
         return false;
     }
     bool ok = true;
@@ -114,15 +111,15 @@ static bool get_strings(const json_t *v, const char *field, size_t min, size_t m
         snprintf(f, sizeof f, "%s[%zu]", field, i);
         char *why = NULL;
         if (!json_is_string(s)) {
-            err_add(errs, f, "must be a string");
+            pw_field_errors_add(errs, f, "must be a string");
             ok = false;
         } else if (check && !check(json_string_value(s), &why)) {
-            err_add(errs, f, "%s", why ? why : "invalid");
+            pw_field_errors_add(errs, f, "%s", why ? why : "invalid");
             ok = false;
         } else {
             for (size_t j = 0; j < i; j++)
                 if (arr[j] && strcmp(arr[j], json_string_value(s)) == 0) {
-                    err_add(errs, f, "duplicate of %s[%zu]", field, j);
+                    pw_field_errors_add(errs, f, "duplicate of %s[%zu]", field, j);
                     ok = false;
                 }
             if (ok)
@@ -145,11 +142,11 @@ static bool get_strings(const json_t *v, const char *field, size_t min, size_t m
 static bool get_labels(const json_t *v, const char *field, json_t **out, struct pw_field_errors *errs)
 {
     if (!json_is_object(v)) {
-        err_add(errs, field, "must be an object of strings");
+        pw_field_errors_add(errs, field, "must be an object of strings");
         return false;
     }
     if (json_object_size(v) > MAX_LABELS) {
-        err_add(errs, field, "must have at most %d entries", MAX_LABELS);
+        pw_field_errors_add(errs, field, "must have at most %d entries", MAX_LABELS);
         return false;
     }
     bool ok = true;
@@ -160,13 +157,13 @@ static bool get_labels(const json_t *v, const char *field, json_t **out, struct 
         snprintf(f, sizeof f, "%s.%s", field, k);
         char *why = NULL;
         if (pw_label_key_valid(k, &why) != 0) {
-            err_add(errs, f, "invalid label key: %s", why ? why : "invalid");
+            pw_field_errors_add(errs, f, "invalid label key: %s", why ? why : "invalid");
             ok = false;
         } else if (!json_is_string(val)) {
-            err_add(errs, f, "must be a string");
+            pw_field_errors_add(errs, f, "must be a string");
             ok = false;
         } else if (pw_label_value_valid(json_string_value(val), &why) != 0) {
-            err_add(errs, f, "invalid label value: %s", why ? why : "invalid");
+            pw_field_errors_add(errs, f, "invalid label value: %s", why ? why : "invalid");
             ok = false;
         }
         free(why);
@@ -206,7 +203,7 @@ static void f_images(const json_t *v, const char *field, struct pw_taskspec *s, 
         snprintf(f, sizeof f, "%s[%zu]", field, i);
         char *why = NULL;
         if (pw_imageref_parse(arr[i], &refs[i], &why) != 0) {
-            err_add(errs, f, "%s", why ? why : "invalid reference format");
+            pw_field_errors_add(errs, f, "%s", why ? why : "invalid reference format");
             free(why);
             ok = false;
             continue;
@@ -214,7 +211,7 @@ static void f_images(const json_t *v, const char *field, struct pw_taskspec *s, 
         norm[i] = pw_imageref_normalized(&refs[i]);
         for (size_t j = 0; j < i; j++)
             if (norm[j] && strcmp(norm[i], norm[j]) == 0) {
-                err_add(errs, f, "the same image as %s[%zu]", field, j);
+                pw_field_errors_add(errs, f, "the same image as %s[%zu]", field, j);
                 ok = false;
             }
     }
@@ -254,13 +251,13 @@ static void f_node_selector(const json_t *v, const char *field, struct pw_tasksp
 static void f_label_selector(const json_t *v, const char *field, struct pw_taskspec *s, struct pw_field_errors *errs)
 {
     if (!json_is_string(v)) {
-        err_add(errs, field, "must be a string");
+        pw_field_errors_add(errs, field, "must be a string");
         return;
     }
     pw_labelsel *sel = NULL;
     char *why = NULL;
     if (pw_labelsel_parse(json_string_value(v), &sel, &why) != 0) {
-        err_add(errs, field, "%s", why ? why : "invalid label selector");
+        pw_field_errors_add(errs, field, "%s", why ? why : "invalid label selector");
         free(why);
         return;
     }
@@ -317,12 +314,12 @@ static void f_retries(const json_t *v, const char *field, struct pw_taskspec *s,
 static void f_threshold(const json_t *v, const char *field, struct pw_taskspec *s, struct pw_field_errors *errs)
 {
     if (!json_is_number(v)) {
-        err_add(errs, field, "must be a number");
+        pw_field_errors_add(errs, field, "must be a number");
         return;
     }
     double d = json_number_value(v);
     if (!(d >= 0.0 && d <= 1.0)) {
-        err_add(errs, field, "must be between 0 and 1");
+        pw_field_errors_add(errs, field, "must be between 0 and 1");
         return;
     }
     s->success_threshold = d;
@@ -377,7 +374,7 @@ int pw_taskspec_parse(const json_t *req, struct pw_taskspec *out, struct pw_fiel
 {
     errs->n = 0;
     if (!json_is_object(req)) {
-        err_add(errs, "body", "must be a JSON object");
+        pw_field_errors_add(errs, "body", "must be a JSON object");
         return PW_EINVAL;
     }
     struct pw_taskspec s;
@@ -389,12 +386,12 @@ int pw_taskspec_parse(const json_t *req, struct pw_taskspec *out, struct pw_fiel
         while (i < N_FIELDS && strcmp(field_table[i].name, k) != 0)
             i++;
         if (i == N_FIELDS)
-            err_add(errs, k, "unknown field");
+            pw_field_errors_add(errs, k, "unknown field");
         else if (!json_is_null(v))
             field_table[i].fn(v, k, &s, errs);
     }
     if (!s.images && errs->n == 0)
-        err_add(errs, "images", "required: at least one image reference");
+        pw_field_errors_add(errs, "images", "required: at least one image reference");
     if (errs->n) {
         pw_taskspec_fini(&s);
         return PW_EINVAL;

@@ -55,6 +55,10 @@ struct pw_field_errors {
     size_t n;
 };
 
+/* Appends one failure (the first PW_TASKSPEC_MAX_ERRORS are kept), the message formatted. */
+void pw_field_errors_add(struct pw_field_errors *errs, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Validates req (a JSON object, borrowed) as a create request (ARCHITECTURE §3: unknown fields,
  * types, ranges, image references, label selectors, label keys and values, DNS-1123 names) and fills
  * *out with defaults. Returns 0, or PW_EINVAL with every failure found in *errs (first ones kept when

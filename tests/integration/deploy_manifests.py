@@ -655,20 +655,7 @@ def _rbac_least():
 
 # ---- against kubesim ---------------------------------------------------------------------------------
 
-def kube_http(kcfg, path):
-    cluster = kcfg["clusters"][0]["cluster"]
-    ctx_name = kcfg["current-context"]
-    ctx = [c for c in kcfg["contexts"] if c["name"] == ctx_name][0]["context"]
-    user = [u for u in kcfg["users"] if u["name"] == ctx["user"]][0]["user"]
-    sslctx = None
-    if cluster["server"].startswith("https"):
-        sslctx = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
-    req = urllib.request.Request(cluster["server"] + path, headers={"Authorization": "Bearer " + user["token"]})
-    with urllib.request.urlopen(req, context=sslctx, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def kube_call(kcfg, method, path, body):
+def kube_call(kcfg, method, path, body=None):
     """One call to kubesim as its admin: (status, body)."""
     cluster = kcfg["clusters"][0]["cluster"]
     ctx_name = kcfg["current-context"]
@@ -677,7 +664,8 @@ def kube_call(kcfg, method, path, body):
     sslctx = None
     if cluster["server"].startswith("https"):
         sslctx = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
-    req = urllib.request.Request(cluster["server"] + path, data=json.dumps(body).encode(), method=method,
+    req = urllib.request.Request(cluster["server"] + path, data=None if body is None else json.dumps(body).encode(),
+                                 method=method,
                                  headers={"Authorization": "Bearer " + user["token"],
                                           "Content-Type": "application/json"})
     try:
@@ -685,6 +673,13 @@ def kube_call(kcfg, method, path, body):
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")
+
+
+def kube_http(kcfg, path):
+    code, body = kube_call(kcfg, "GET", path)
+    if code != 200:
+        raise urllib.error.HTTPError(path, code, str(body), None, None)
+    return body
 
 
 def stats(kcfg):
