@@ -17,6 +17,8 @@
 extern const struct pw_http_route pw_api_routes[];
 
 typedef struct pw_auth pw_auth;             /* auth/auth.h */
+typedef struct pw_events pw_events;         /* events/events.h */
+typedef struct pw_api_sse pw_api_sse;       /* below */
 
 /* What the handlers need; borrowed for the server's life. */
 struct pw_api_ctx {
@@ -26,6 +28,7 @@ struct pw_api_ctx {
     const char *agent_namespace;   /* the agents' ServiceAccount's namespace */
     const char *agent_sa;          /* ... and name: only it may sync */
     bool agents_elsewhere; /* agents sync on a listener of their own: this one answers 404 */
+    pw_api_sse *sse;       /* the SSE hub; NULL: the event routes answer 404 */
 };
 
 /* The agent listener's routes (--agent-listen): /agent/v1/sync and /healthz. */
@@ -52,6 +55,35 @@ extern const char pw_api_openapi_json[];
 
 /* GET /openapi.json: the document above (a route handler; ctx unused). */
 void pw_api_h_openapi(pw_http_req *req, void *ctx);
+
+/* ---- Server-Sent Events (events.c; docs/observability.md) ---- */
+
+#define PW_API_SSE_HEARTBEAT_MS 15000
+/* The hub that feeds every SSE stream from ev: one thread, started here. engine is read for the
+ * current state of a stream that does not resume. heartbeat_ms: a comment line on a stream idle
+ * this long (<= 0: PW_API_SSE_HEARTBEAT_MS). 0 and *out (free with pw_api_sse_free, after the HTTP
+ * servers stopped taking requests, before ev goes), or PW_ENOMEM. */
+int pw_api_sse_new(pw_events *ev, pw_engine *engine, int64_t heartbeat_ms, pw_api_sse **out);
+/* Ends every stream (their clients see the response end) and stops the hub. NULL is a no-op. */
+void pw_api_sse_free(pw_api_sse *h);
+/* Streams open now. */
+size_t pw_api_sse_open(pw_api_sse *h);
+/* GET /api/v1/tasks/{id}/events and GET /api/v1/events[?task=ID] (route handlers). */
+void pw_api_h_task_events(pw_http_req *req, void *ctx);
+void pw_api_h_events(pw_http_req *req, void *ctx);
+
+/* ---- Prometheus metrics (metrics.c; docs/observability.md) ---- */
+
+typedef struct pw_api_metrics pw_api_metrics;
+/* Registers the task metrics on the default registry (and the process metrics), with a collector
+ * reading engine's state at each scrape. version: the build_info label. Free with
+ * pw_api_metrics_free (after the HTTP servers stopped, before the engine goes). */
+pw_api_metrics *pw_api_metrics_new(pw_engine *engine, const char *version);
+void pw_api_metrics_free(pw_api_metrics *m);
+/* Counts one engine change (the engine observer's arguments; m NULL: no-op). Thread-safe, quick. */
+void pw_api_metrics_observe(pw_api_metrics *m, enum pw_engine_change what, const json_t *doc);
+/* GET /metrics: the default registry in the text exposition format 0.0.4 (a route handler). */
+void pw_api_h_metrics(pw_http_req *req, void *ctx);
 
 /* The §3 error body {"code","reason","message","details"?}: a new object. field may be NULL. */
 json_t *pw_api_error(int code, const char *message, const char *field);

@@ -18,6 +18,7 @@
 #include "base/mem.h"
 #include "base/sv.h"
 #include "engine/engine.h"
+#include "events/events.h"
 #include "http/http.h"
 #include "k8s/k8s.h"
 #include "store/store.h"
@@ -30,8 +31,10 @@ struct options {
     long long job_ttl_ms, batch_pause_ms, not_ready_grace_ms, history_ms;
     bool keep_failed_jobs, tolerate_noexecute, help, agents;
     const char *agent_sa, *agent_ns, *agent_listen, *tls_cert, *tls_key;
-    long long agent_timeout_ms, agent_poll_ms;
+    long long agent_timeout_ms, agent_poll_ms, sse_heartbeat_ms;
 };
+
+#define PREWARMD_VERSION "0.1.0" /* prewarm_build_info's version label */
 
 /* A macro's value as a string literal (the engine's numeric defaults shown as flag defaults). */
 #define STR_(x) #x
@@ -83,6 +86,8 @@ static const struct pw_flag opt_table[] = {
      "an agent silent this long is unhealthy (auto then uses Jobs for its node)"},
     {"agent-poll", "PREWARM_AGENT_POLL", PW_FLAG_DURATION, OFF(agent_poll_ms), "25s",
      "the longest an agent's sync waits for news"},
+    {"sse-heartbeat", "PREWARM_SSE_HEARTBEAT", PW_FLAG_DURATION, OFF(sse_heartbeat_ms), "15s",
+     "a comment line on an idle event stream (SSE) this often, so proxies keep it open"},
     {"log-level", "PREWARM_LOG_LEVEL", PW_FLAG_STR, OFF(log_level), "info", "debug|info|warn|error"},
     {"log-format", "PREWARM_LOG_FORMAT", PW_FLAG_STR, OFF(log_format), "json", "json|text"},
     {"help", NULL, PW_FLAG_BOOL, OFF(help), "false", "print this help"},
@@ -131,6 +136,23 @@ static int read_file(const char *path, char **out)
     buf[n] = 0;
     *out = buf;
     return 0;
+}
+
+/* The engine's observer: each change goes to the event stream (SSE, later webhooks) and the task
+ * metrics. */
+struct observers {
+    pw_events *events;
+    pw_api_metrics *metrics;
+};
+
+static void on_change(void *arg, enum pw_engine_change what, const char *task_id, const json_t *doc)
+{
+    struct observers *o = arg;
+    if (what == PW_ENGINE_TASK_CHANGED)
+        pw_events_publish_task(o->events, doc);
+    else
+        pw_events_publish_node(o->events, task_id, doc);
+    pw_api_metrics_observe(o->metrics, what, doc);
 }
 
 static volatile sig_atomic_t stop_signal;
@@ -218,7 +240,16 @@ int main(int argc, char **argv)
         .history_ms = o.history_ms,
     };
     pw_engine *engine = NULL;
-    rc = pw_engine_new(&ecfg, &engine);
+    struct observers obs = {0};
+    pw_api_sse *sse = NULL;
+    rc = pw_events_new(NULL, &obs.events);
+    if (rc == 0)
+        rc = pw_engine_new(&ecfg, &engine);
+    if (rc == 0) {
+        obs.metrics = pw_api_metrics_new(engine, PREWARMD_VERSION);
+        pw_engine_set_observer(engine, on_change, &obs);
+        rc = pw_api_sse_new(obs.events, engine, o.sse_heartbeat_ms, &sse);
+    }
     if (rc == 0)
         rc = pw_engine_start(engine);
     pw_auth *auth = NULL;
@@ -230,7 +261,8 @@ int main(int argc, char **argv)
                               .auth = auth,
                               .agent_namespace = o.agent_ns ? o.agent_ns : o.namespace_,
                               .agent_sa = o.agent_sa,
-                              .agents_elsewhere = o.agents && o.agent_listen};
+                              .agents_elsewhere = o.agents && o.agent_listen,
+                              .sse = sse};
     struct pw_api_ctx agent_ctx = actx;
     agent_ctx.agents_elsewhere = false;
     pw_http_server *agent_srv = NULL;
@@ -257,15 +289,22 @@ int main(int argc, char **argv)
         PW_ERROR("--agent-listen needs --agents");
         rc = PW_EINVAL;
     }
-    struct pw_http_config hcfg = {
-        .listen = o.listen, .routes = pw_api_routes, .ctx = &actx, .access_log = true, .log_name = "api"};
+    struct pw_http_config hcfg = {.listen = o.listen,
+                                  .routes = pw_api_routes,
+                                  .ctx = &actx,
+                                  .access_log = true,
+                                  .log_name = "api",
+                                  .metrics = true};
     pw_http_server *srv = NULL;
     if (rc == 0)
         rc = pw_http_server_new(&hcfg, &srv);
     if (rc != 0) {
         PW_ERROR("cannot start: %s", pw_strerror(rc));
         pw_http_server_free(agent_srv);
+        pw_api_sse_free(sse);
         pw_engine_free(engine);
+        pw_api_metrics_free(obs.metrics);
+        pw_events_free(obs.events);
         pw_auth_free(auth);
         pw_k8s_client_free(client);
         pw_k8s_config_free(kcfg);
@@ -299,7 +338,10 @@ int main(int argc, char **argv)
         pw_http_server_quiesce(agent_srv);
     pw_http_server_free(srv);
     pw_http_server_free(agent_srv);
-    pw_engine_free(engine);
+    pw_api_sse_free(sse);
+    pw_engine_free(engine); /* its observer goes on until here */
+    pw_api_metrics_free(obs.metrics);
+    pw_events_free(obs.events);
     pw_auth_free(auth);
     pw_k8s_client_free(client);
     pw_k8s_config_free(kcfg);

@@ -96,6 +96,8 @@ struct pw_engine {
     pthread_t loop;
     bool started;
     pw_nodecache *nodes; /* NULL without a client, or before start */
+    pw_engine_observer observer; /* set before start; NULL: none */
+    void *observer_arg;
     pw_executor *x[N_EXEC]; /* Job mode (NULL without a client), agent mode (NULL unless enabled) */
 };
 
@@ -214,6 +216,12 @@ static struct task *task_find(pw_engine *e, const char *id)
     return NULL;
 }
 
+static void observe(pw_engine *e, enum pw_engine_change what, const char *task_id, const json_t *doc)
+{
+    if (e->observer)
+        e->observer(e->observer_arg, what, task_id, doc);
+}
+
 /* Writes the task and its changed nodes through the store. Called with e->mu held. */
 static int task_flush(pw_engine *e, struct task *t)
 {
@@ -230,8 +238,12 @@ static int task_flush(pw_engine *e, struct task *t)
             k++;
         }
         rc = pw_store_nodes_put(e->cfg.store, recs, k);
-        for (size_t i = 0; i < k; i++)
+        for (size_t i = 0; i < k; i++) {
+            int st = pw_node_state_of(recs[i].state);
+            if (rc == 0 && st != PW_NODE_PENDING && st != PW_NODE_RUNNING)
+                observe(e, PW_ENGINE_NODE_DONE, t->id, recs[i].doc);
             json_decref(recs[i].doc);
+        }
         free(recs);
         if (rc == 0) {
             for (size_t d = 0; d < t->n_dirty; d++)
@@ -244,6 +256,8 @@ static int task_flush(pw_engine *e, struct task *t)
         json_t *doc = pw_taskrec_task_json(t);
         pw_taskrec_store_record(t, &rec, doc);
         int rc2 = pw_store_task_put(e->cfg.store, &rec);
+        if (rc2 == 0)
+            observe(e, PW_ENGINE_TASK_CHANGED, t->id, doc);
         json_decref(doc);
         if (rc2 == 0)
             t->dirty = false;
@@ -1264,6 +1278,7 @@ int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out)
     t->sched.seq = ++e->seq;
     e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
     e->tasks[e->n_tasks++] = t;
+    observe(e, PW_ENGINE_TASK_CHANGED, t->id, doc); /* under the lock: before the loop's first change */
     pthread_mutex_unlock(&e->mu);
     PW_INFO("task %s created: %zu images, priority %d", t->id, t->spec.n_images, t->spec.priority);
     wake(e);
@@ -1402,4 +1417,33 @@ int pw_engine_list_nodes(pw_engine *e, const char *id, const char *state, size_t
     pw_store_nodes_free(items, n);
     *out = page_json(arr, next);
     return 0;
+}
+
+void pw_engine_set_observer(pw_engine *e, pw_engine_observer fn, void *arg)
+{
+    e->observer = fn;
+    e->observer_arg = arg;
+}
+
+void pw_engine_stats(pw_engine *e, struct pw_engine_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->max_nodes_in_flight = (size_t)e->cfg.max_nodes_in_flight;
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->n_tasks; i++) {
+        const struct task *t = e->tasks[i];
+        if (t->status == PW_TASK_PENDING)
+            out->tasks_pending++;
+        else if (t->status == PW_TASK_RUNNING)
+            out->tasks_running++;
+        else
+            continue; /* finished this round, leaving at its end */
+        out->nodes_pending += t->counts.pending;
+        out->nodes_running += t->counts.running;
+        out->nodes_succeeded += t->counts.succeeded;
+        out->nodes_failed += t->counts.failed;
+        out->nodes_skipped += t->counts.skipped;
+        out->nodes_cancelled += t->counts.cancelled;
+    }
+    pthread_mutex_unlock(&e->mu);
 }

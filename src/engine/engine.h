@@ -91,4 +91,26 @@ int pw_engine_list_tasks(pw_engine *e, const char *status, size_t limit, const c
 int pw_engine_list_nodes(pw_engine *e, const char *id, const char *state, size_t limit, const char *cont,
                          json_t **out);
 
+/* ---- observing (the event stream, metrics: cmd/prewarmd.c wires them) ---- */
+
+enum pw_engine_change {
+    PW_ENGINE_TASK_CHANGED, /* doc: the task as the API shows it (created, progress, status) */
+    PW_ENGINE_NODE_DONE,    /* doc: a node result that reached its final state */
+};
+typedef void (*pw_engine_observer)(void *arg, enum pw_engine_change what, const char *task_id, const json_t *doc);
+/* Sets the one observer (call before pw_engine_start; fn NULL: none). It is told of each change
+ * once the store holds it (so what it is told never runs ahead of what GET shows), on the loop
+ * thread or an API thread (submit, cancel), possibly with the engine lock held: it must be quick,
+ * must not block and must not call the engine. task_id and doc are borrowed for the call. */
+void pw_engine_set_observer(pw_engine *e, pw_engine_observer fn, void *arg);
+
+/* What the engine holds now (for /metrics): its unfinished tasks by status, their nodes by state,
+ * the nodes in flight and their cap. Takes the engine lock briefly. */
+struct pw_engine_stats {
+    size_t tasks_pending, tasks_running; /* pending: queued, waiting for admission */
+    size_t nodes_pending, nodes_running, nodes_succeeded, nodes_failed, nodes_skipped, nodes_cancelled;
+    size_t max_nodes_in_flight; /* the cap (running nodes are the ones in flight) */
+};
+void pw_engine_stats(pw_engine *e, struct pw_engine_stats *out);
+
 #endif

@@ -11,6 +11,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "metrics/metrics.h"
 
 #include <arpa/inet.h>
 #include <gnutls/gnutls.h>
@@ -74,6 +75,8 @@ struct pw_http_req {
     char *param_names[HTTP_MAX_PARAMS];
     char *param_values[HTTP_MAX_PARAMS];
     int64_t start_ms;
+    int64_t streamed_ms; /* when a stream's response started (0: not a stream) */
+    const char *route;   /* the matched route's pattern (borrowed from the table), NULL: none */
     size_t bytes;
     char peer[64];
 };
@@ -289,6 +292,7 @@ pw_http_stream *pw_http_reply_stream(pw_http_req *req, int status, const char *c
         s->dead = true;
     pthread_mutex_unlock(&http_streams_lock);
     http_set_response(req, status, resp, content_type);
+    req->streamed_ms = pw_clock_mono_ms();
     return s;
 }
 
@@ -408,6 +412,7 @@ static void route_dispatch(pw_http_req *req)
             continue;
         }
         pw_buf_fini(&allow);
+        req->route = r->pattern;
         r->fn(req, req->srv->cfg.ctx);
         if (!req->replied)
             http_reply_error(req, 500, "Internal", "the handler did not reply");
@@ -546,6 +551,38 @@ static enum MHD_Result http_query_text(void *cls, enum MHD_ValueKind kind, const
     return rc == 0 ? MHD_YES : MHD_NO;
 }
 
+static pw_metric *http_m_requests, *http_m_duration;
+
+static void http_metrics_init(void)
+{
+    pw_metrics *r = pw_metrics_default();
+    http_m_requests = pw_metrics_counter(r, "prewarm_http_requests_total",
+                                         "REST requests, by route, method and status code.", "route,method,code");
+    http_m_duration = pw_metrics_histogram(r, "prewarm_http_request_duration_seconds",
+                                           "REST request latency (for an event stream: until it started), by route "
+                                           "and method.",
+                                           "route,method", pw_metrics_latency_buckets, pw_metrics_n_latency_buckets);
+}
+
+/* One request in prewarm_http_*: the route pattern (bounded by the table), a known method or
+ * "other", the status. */
+static void http_count(const pw_http_req *req)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, http_metrics_init);
+    static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    const char *method = "other";
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (req->method && strcmp(req->method, methods[i]) == 0)
+            method = methods[i];
+    char code[16];
+    snprintf(code, sizeof code, "%d", req->status);
+    const char *route = req->route ? req->route : "unmatched";
+    pw_metric_add(http_m_requests, (const char *[]){route, method, code}, 1);
+    int64_t end = req->streamed_ms ? req->streamed_ms : pw_clock_mono_ms();
+    pw_metric_observe(http_m_duration, (const char *[]){route, method}, (double)(end - req->start_ms) / 1000.0);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     pw_http_server *srv = cls;
@@ -562,6 +599,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
         pw_buf_fini(&query);
     }
+    if (srv->cfg.metrics && req->replied)
+        http_count(req);
     if (req->resp)
         MHD_destroy_response(req->resp);
     route_clear(req);

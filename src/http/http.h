@@ -55,6 +55,11 @@ struct pw_http_config {
     const char *tls_client_ca_pem;      /* when set, ask clients for a certificate signed by it */
     bool access_log;                    /* one PW_INFO line per request */
     const char *log_name;               /* prefix of access-log lines ("api", "kube") */
+    bool metrics;                       /* count requests in the default metrics registry:
+                                         * prewarm_http_requests_total{route,method,code} and
+                                         * prewarm_http_request_duration_seconds{route,method}
+                                         * (route: the matched pattern; a stream's duration ends
+                                         * when its response starts) */
 };
 
 /* Starts serving (and raises the process's soft open-file limit towards the hard one when it is

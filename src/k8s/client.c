@@ -24,6 +24,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "metrics/metrics.h"
 
 #ifndef PW_VERSION
 #define PW_VERSION "0.1.0"
@@ -145,6 +146,74 @@ const char *pw_k8s_verb(const char *method, const char *path)
 {
     static const char *const names[] = {"get", "list", "watch", "create", "update", "patch", "delete"};
     return names[verb_slot(method, path)];
+}
+
+const char *pw_k8s_resource(const char *path, char *buf, size_t n)
+{
+    const char *segs[8];
+    size_t lens[8], k = 0;
+    const char *end = path + strcspn(path, "?");
+    for (const char *p = path; p < end && k < 8;) {
+        while (p < end && *p == '/')
+            p++;
+        if (p >= end)
+            break;
+        const char *s = p;
+        while (p < end && *p != '/')
+            p++;
+        segs[k] = s;
+        lens[k++] = (size_t)(p - s);
+    }
+    size_t i = k >= 1 && lens[0] == 3 && strncmp(segs[0], "api", 3) == 0    ? 2
+               : k >= 1 && lens[0] == 4 && strncmp(segs[0], "apis", 4) == 0 ? 3
+                                                                           : k;
+    if (i < k && lens[i] == 5 && strncmp(segs[i], "watch", 5) == 0)
+        i++; /* the legacy /watch/ form */
+    if (i + 2 < k && lens[i] == 10 && strncmp(segs[i], "namespaces", 10) == 0)
+        i += 2;
+    snprintf(buf, n, "other");
+    if (i >= k || lens[i] >= n)
+        return buf;
+    for (size_t j = 0; j < lens[i]; j++) {
+        char ch = segs[i][j];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.'))
+            return buf;
+    }
+    memcpy(buf, segs[i], lens[i]);
+    buf[lens[i]] = '\0';
+    return buf;
+}
+
+static pw_metric *k8s_m_requests, *k8s_m_duration;
+
+static void k8s_metrics_init(void)
+{
+    pw_metrics *r = pw_metrics_default();
+    k8s_m_requests = pw_metrics_counter(r, "prewarm_kube_requests_total",
+                                        "Kubernetes API requests (each attempt), by verb, resource and status code "
+                                        "(\"error\": no answer).",
+                                        "verb,resource,code");
+    k8s_m_duration = pw_metrics_histogram(r, "prewarm_kube_request_duration_seconds",
+                                          "Kubernetes API request latency (each attempt; watches excluded), by verb "
+                                          "and resource.",
+                                          "verb,resource", pw_metrics_latency_buckets, pw_metrics_n_latency_buckets);
+}
+
+/* One attempt in prewarm_kube_*: code 0 is "error" (no HTTP answer). */
+static void k8s_count(const char *method, const char *path, long code, int64_t start_ms)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, k8s_metrics_init);
+    const char *verb = pw_k8s_verb(method, path);
+    char res[64], cs[16];
+    pw_k8s_resource(path, res, sizeof res);
+    if (code > 0)
+        snprintf(cs, sizeof cs, "%ld", code);
+    else
+        snprintf(cs, sizeof cs, "error");
+    pw_metric_add(k8s_m_requests, (const char *[]){verb, res, cs}, 1);
+    if (strcmp(verb, "watch") != 0)
+        pw_metric_observe(k8s_m_duration, (const char *[]){verb, res}, (double)(pw_clock_mono_ms() - start_ms) / 1000.0);
 }
 
 void pw_k8s_client_counts(pw_k8s_client *c, struct pw_k8s_counts *out)
@@ -591,7 +660,12 @@ int pw_k8s_request_ex(pw_k8s_client *c, const char *method, const char *path, co
             pw_k8s_cred_fini(&cr);
             break;
         }
+        int64_t t0 = pw_clock_mono_ms();
         CURLcode cc = curl_easy_perform(x.curl);
+        long answered = 0;
+        if (cc == CURLE_OK)
+            curl_easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &answered);
+        k8s_count(method, path, answered, t0);
         curl_slist_free_all(hdr);
         uint64_t gen = cr.generation;
         pw_k8s_cred_fini(&cr);
@@ -689,10 +763,12 @@ int pw_k8s_stream_get(pw_k8s_client *c, const char *path, struct pw_k8s_watch_pa
         return rc;
     }
     pw_buf_init(&x.body, ERRBODY_MAX);
+    int64_t t0 = pw_clock_mono_ms();
     CURLcode cc = curl_easy_perform(x.curl);
     curl_slist_free_all(hdr);
     long code = 0;
     curl_easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &code);
+    k8s_count("GET", path, code, t0);
     handle_release(hd);
     if (code == 401)
         pw_k8s_cred_invalidate(c->cfg, cr.generation);

@@ -22,6 +22,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "metrics/metrics.h"
 
 enum {
     BACKOFF_MIN_MS = 500,
@@ -54,7 +55,61 @@ struct pw_k8s_informer {
     char *rv; /* the last resourceVersion seen */
     int64_t backoff_ms;
     uint64_t lists, watches; /* for logs */
+    char resource[64];       /* the metrics label (pw_k8s_resource of path) */
+    pw_k8s_informer *live_next; /* in live_informers */
 };
+
+/* ---- metrics: lists and watch restarts counted as they happen, cache sizes read at scrape from
+ * the informers alive (one list of them for the process) ---- */
+
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static pw_k8s_informer *live_informers;
+static pw_metric *m_relists, *m_restarts, *m_objects;
+
+static void informer_collect(void *arg)
+{
+    (void)arg;
+    pw_metric_clear(m_objects);
+    pthread_mutex_lock(&live_mu);
+    for (pw_k8s_informer *i = live_informers; i; i = i->live_next)
+        pw_metric_add(m_objects, (const char *[]){i->resource}, (double)pw_k8s_informer_size(i));
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void informer_metrics_init(void)
+{
+    pw_metrics *r = pw_metrics_default();
+    m_relists = pw_metrics_counter(r, "prewarm_kube_relists_total",
+                                   "Informer lists after the first (a watch expired or failed), by resource.", "resource");
+    m_restarts = pw_metrics_counter(r, "prewarm_kube_watch_restarts_total",
+                                    "Informer watch streams that ended and were opened again, by resource and why "
+                                    "(timeout: the server's timeout, expired: 410 Gone, error).",
+                                    "resource,reason");
+    m_objects = pw_metrics_gauge(r, "prewarm_kube_informer_objects", "Objects in the informer caches, by resource.",
+                                 "resource");
+    pw_metrics_add_collector(r, informer_collect, NULL);
+}
+
+static void live_add(pw_k8s_informer *inf)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, informer_metrics_init);
+    pthread_mutex_lock(&live_mu);
+    inf->live_next = live_informers;
+    live_informers = inf;
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void live_remove(pw_k8s_informer *inf)
+{
+    pthread_mutex_lock(&live_mu);
+    for (pw_k8s_informer **pp = &live_informers; *pp; pp = &(*pp)->live_next)
+        if (*pp == inf) {
+            *pp = inf->live_next;
+            break;
+        }
+    pthread_mutex_unlock(&live_mu);
+}
 
 /* What a watch stream came to. */
 enum watch_end { W_ENDED, W_RELIST, W_FAILED, W_STOPPED };
@@ -409,17 +464,22 @@ static void *informer_main(void *arg)
             }
             need_list = false;
             inf->backoff_ms = 0;
+            if (inf->lists > 1)
+                pw_metric_add(m_relists, (const char *[]){inf->resource}, 1);
         }
         switch (watch_once(inf)) {
         case W_STOPPED:
             break;
         case W_RELIST:
             need_list = true;
+            pw_metric_add(m_restarts, (const char *[]){inf->resource, "expired"}, 1);
             break;
         case W_FAILED:
+            pw_metric_add(m_restarts, (const char *[]){inf->resource, "error"}, 1);
             backoff(inf);
             break;
         case W_ENDED:
+            pw_metric_add(m_restarts, (const char *[]){inf->resource, "timeout"}, 1);
             inf->backoff_ms = 0;
             break;
         }
@@ -449,7 +509,10 @@ int pw_k8s_informer_start(pw_k8s_client *c, const struct pw_k8s_informer_opts *o
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wait_synced must not care about wall-clock jumps */
     pthread_cond_init(&inf->cv, &ca);
     pthread_condattr_destroy(&ca);
+    pw_k8s_resource(inf->path, inf->resource, sizeof inf->resource);
+    live_add(inf);
     if (pthread_create(&inf->thread, NULL, informer_main, inf) != 0) {
+        live_remove(inf);
         pthread_cond_destroy(&inf->cv);
         pthread_mutex_destroy(&inf->mu);
         json_decref(inf->cache);
@@ -522,6 +585,7 @@ void pw_k8s_informer_free(pw_k8s_informer *inf)
         return;
     atomic_store(&inf->stop, true);
     pthread_join(inf->thread, NULL);
+    live_remove(inf);
     pthread_cond_destroy(&inf->cv);
     pthread_mutex_destroy(&inf->mu);
     json_decref(inf->cache);

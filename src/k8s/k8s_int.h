@@ -169,5 +169,9 @@ void pw_k8s_client_set_max_body(pw_k8s_client *c, size_t max);
 
 /* The verb a request counts as ("get", "list", "watch", "create", "update", "patch", "delete"). */
 const char *pw_k8s_verb(const char *method, const char *path);
+/* The resource a request path is about ("nodes", "jobs", "pods" for .../pods/x/log, "tokenreviews"),
+ * written into buf (n bytes); "other" for a path that names none. For metrics labels: only
+ * lowercase letters, digits and dots are kept. Returns buf. */
+const char *pw_k8s_resource(const char *path, char *buf, size_t n);
 
 #endif

@@ -464,7 +464,7 @@ static void put_number(pw_buf *b, double v)
     else if (v == floor(v) && fabs(v) < 1e15)
         pw_buf_printf(b, "%.0f", v);
     else
-        pw_buf_printf(b, "%.17g", v);
+        pw_buf_printf(b, "%.15g", v); /* 15 digits survive a round trip through text */
 }
 
 /* name{labels[,le="bound"]} value\n */

@@ -5,9 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/mem.h"
+#include "metrics/metrics.h"
 #include "store/sqlite.h"
+
+#include <pthread.h>
+#include <time.h>
 
 static const struct pw_store_ops *const store_backends[] = {
     &pw_store_memory_ops,
@@ -43,6 +48,39 @@ bool pw_store_status_final(const char *status)
 {
     int s = pw_task_status_of(status);
     return s >= 0 && pw_task_status_is_final((enum pw_task_status)s);
+}
+
+/* ---- metrics: every operation's latency and failures (not-found is an answer, not a failure) ---- */
+
+static pw_metric *store_m_duration, *store_m_errors;
+
+static void store_metrics_init(void)
+{
+    static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                     0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
+    pw_metrics *r = pw_metrics_default();
+    store_m_duration = pw_metrics_histogram(r, "prewarm_store_operation_duration_seconds",
+                                            "Store operation latency, by operation.", "op", buckets,
+                                            sizeof buckets / sizeof buckets[0]);
+    store_m_errors = pw_metrics_counter(r, "prewarm_store_errors_total", "Store operations that failed, by operation.",
+                                        "op");
+}
+
+static double store_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int store_timed(const char *op, double start, int rc)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, store_metrics_init);
+    pw_metric_observe(store_m_duration, (const char *[]){op}, store_now() - start);
+    if (rc != 0 && rc != PW_ENOTFOUND)
+        pw_metric_add(store_m_errors, (const char *[]){op}, 1);
+    return rc;
 }
 
 int pw_store_open(const char *url, pw_store **out, char **errmsg)
@@ -83,14 +121,16 @@ int pw_store_task_put(pw_store *s, const struct pw_store_task *t)
 {
     if (!task_ok(t))
         return PW_EINVAL;
-    return s->ops->task_put(s, t);
+    double t0 = store_now();
+    return store_timed("task_put", t0, s->ops->task_put(s, t));
 }
 
 int pw_store_task_get(pw_store *s, const char *id, struct pw_store_task *out)
 {
     if (!id || !out)
         return PW_EINVAL;
-    return s->ops->task_get(s, id, out);
+    double t0 = store_now();
+    return store_timed("task_get", t0, s->ops->task_get(s, id, out));
 }
 
 int pw_store_task_list(pw_store *s, const char *status, size_t limit, const char *cont,
@@ -102,26 +142,30 @@ int pw_store_task_list(pw_store *s, const char *status, size_t limit, const char
         status = NULL;
     if (cont && !*cont)
         cont = NULL;
-    return s->ops->task_list(s, status, limit, cont, items, n, next);
+    double t0 = store_now();
+    return store_timed("task_list", t0, s->ops->task_list(s, status, limit, cont, items, n, next));
 }
 
 int pw_store_task_list_unfinished(pw_store *s, struct pw_store_task **items, size_t *n)
 {
     if (!items || !n)
         return PW_EINVAL;
-    return s->ops->task_list_unfinished(s, items, n);
+    double t0 = store_now();
+    return store_timed("task_list_unfinished", t0, s->ops->task_list_unfinished(s, items, n));
 }
 
 int pw_store_task_delete(pw_store *s, const char *id)
 {
     if (!id)
         return PW_EINVAL;
-    return s->ops->task_delete(s, id);
+    double t0 = store_now();
+    return store_timed("task_delete", t0, s->ops->task_delete(s, id));
 }
 
 int pw_store_prune(pw_store *s, int64_t before_ms, size_t *removed)
 {
-    return s->ops->prune(s, before_ms, removed);
+    double t0 = store_now();
+    return store_timed("prune", t0, s->ops->prune(s, before_ms, removed));
 }
 
 int pw_store_nodes_put(pw_store *s, const struct pw_store_node *nodes, size_t n)
@@ -131,7 +175,8 @@ int pw_store_nodes_put(pw_store *s, const struct pw_store_node *nodes, size_t n)
             return PW_EINVAL;
     if (n == 0)
         return 0;
-    return s->ops->nodes_put(s, nodes, n);
+    double t0 = store_now();
+    return store_timed("nodes_put", t0, s->ops->nodes_put(s, nodes, n));
 }
 
 int pw_store_nodes_list(pw_store *s, const char *task_id, const char *state, size_t limit,
@@ -143,7 +188,8 @@ int pw_store_nodes_list(pw_store *s, const char *task_id, const char *state, siz
         state = NULL;
     if (cont && !*cont)
         cont = NULL;
-    return s->ops->nodes_list(s, task_id, state, limit, cont, items, n, next);
+    double t0 = store_now();
+    return store_timed("nodes_list", t0, s->ops->nodes_list(s, task_id, state, limit, cont, items, n, next));
 }
 
 void pw_store_task_fini(struct pw_store_task *t)

@@ -80,7 +80,7 @@ static void test_histogram(void **state)
                               "req_duration_seconds_bucket{route=\"/a\",le=\"1\"} 2\n"
                               "req_duration_seconds_bucket{route=\"/a\",le=\"10\"} 3\n"
                               "req_duration_seconds_bucket{route=\"/a\",le=\"+Inf\"} 4\n"
-                              "req_duration_seconds_sum{route=\"/a\"} 55.149999999999999\n"
+                              "req_duration_seconds_sum{route=\"/a\"} 55.15\n"
                               "req_duration_seconds_count{route=\"/a\"} 4\n");
     free(text);
     /* a histogram without labels */
