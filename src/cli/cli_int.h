@@ -159,6 +159,16 @@ void pw_cli_client_set_timeouts(pw_cli_client *c, long connect_s, long transfer_
  * most the connect plus transfer timeouts. */
 int pw_cli_client_call(pw_cli_client *c, const char *method, const char *path, const json_t *body, long *status,
                        json_t **out, char *err, size_t errlen);
+/* Receives a Server-Sent Events response's bytes as they arrive; non-zero stops the transfer. */
+typedef int (*pw_cli_stream_fn)(void *arg, const char *data, size_t n);
+/* GET base_url+path as an event stream (Accept: text/event-stream; Last-Event-ID when last_id is not
+ * NULL): while the answer is 200 text/event-stream, its body goes to fn as it arrives, until the
+ * server ends it, fn stops it (0), or nothing (not even a heartbeat) came for idle_s seconds
+ * (PW_ETIMEDOUT). *streamed tells whether it was a stream; when it was not (an error, or a server
+ * without the route), *status and *out are as pw_cli_client_call gives them. Transport failures as
+ * pw_cli_client_call. */
+int pw_cli_client_stream(pw_cli_client *c, const char *path, const char *last_id, long idle_s, pw_cli_stream_fn fn,
+                         void *arg, bool *streamed, long *status, json_t **out, char *err, size_t errlen);
 /* Percent-encodes s for a URL path segment or query value; caller frees with free(). */
 char *pw_cli_escape(const char *s);
 

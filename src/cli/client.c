@@ -19,6 +19,11 @@ struct pw_cli_client {
     volatile sig_atomic_t *interrupt; /* borrowed; may be NULL */
     pw_buf resp;
     bool too_large;
+    /* a stream in progress (pw_cli_client_stream) */
+    pw_cli_stream_fn stream_fn;
+    void *stream_arg;
+    int stream_state; /* 0: not known yet, 1: an event stream, -1: an ordinary answer */
+    bool stream_stopped;
     long connect_timeout_s, transfer_timeout_s;
 };
 
@@ -90,6 +95,20 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 {
     pw_cli_client *c = arg;
     size_t n = size * nmemb;
+    if (c->stream_fn && c->stream_state == 0) {
+        long code = 0;
+        char *ct = NULL;
+        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_getinfo(c->curl, CURLINFO_CONTENT_TYPE, &ct);
+        c->stream_state = code == 200 && ct && strncmp(ct, "text/event-stream", 17) == 0 ? 1 : -1;
+    }
+    if (c->stream_fn && c->stream_state == 1) {
+        if (c->stream_fn(c->stream_arg, data, n) != 0) {
+            c->stream_stopped = true;
+            return 0; /* ends the transfer */
+        }
+        return n;
+    }
     if (pw_buf_append(&c->resp, data, n) != 0) {
         c->too_large = true;
         return 0; /* aborts the transfer */
@@ -140,6 +159,61 @@ static int transport_error(pw_cli_client *c, CURLcode cc, const char *curl_msg, 
     }
     snprintf(err, errlen, "request to prewarmd at %s failed: %s", c->base, why);
     return PW_EIO;
+}
+
+int pw_cli_client_stream(pw_cli_client *c, const char *path, const char *last_id, long idle_s, pw_cli_stream_fn fn,
+                         void *arg, bool *streamed, long *status, json_t **out, char *err, size_t errlen)
+{
+    char *url = pw_xasprintf("%s%s", c->base, path);
+    char curl_msg[CURL_ERROR_SIZE] = "";
+    struct curl_slist *headers = curl_slist_append(NULL, "Accept: text/event-stream");
+    char *lei = last_id ? pw_xasprintf("Last-Event-ID: %s", last_id) : NULL;
+    if (lei)
+        headers = curl_slist_append(headers, lei);
+    pw_buf_reset(&c->resp);
+    c->too_large = false;
+    c->stream_fn = fn;
+    c->stream_arg = arg;
+    c->stream_state = 0;
+    c->stream_stopped = false;
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "prewarmctl/" PW_CLI_VERSION);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s);
+    /* no overall timeout: a stream lasts as long as its task; a silent one (no heartbeat) is dead */
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, idle_s);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    CURLcode cc = curl_easy_perform(h);
+    int rc = 0;
+    *streamed = c->stream_state == 1;
+    if (cc == CURLE_WRITE_ERROR && c->stream_stopped) {
+        rc = 0;
+    } else if (cc != CURLE_OK) {
+        rc = transport_error(c, cc, curl_msg, err, errlen);
+    } else if (!*streamed) {
+        long code = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+        *status = code;
+        *out = c->resp.len > 0 ? json_loadb(c->resp.p, c->resp.len, JSON_DECODE_ANY, NULL) : NULL;
+    }
+    c->stream_fn = NULL;
+    c->stream_state = 0;
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(headers);
+    free(lei);
+    free(url);
+    return rc;
 }
 
 int pw_cli_client_call(pw_cli_client *c, const char *method, const char *path, const json_t *body, long *status,

@@ -1,8 +1,11 @@
-/* wait.c: `prewarmctl wait` and `create --wait`: polls GET /api/v1/tasks/{id} about every 500 ms until
- * the task finishes, drawing a live progress bar on a terminal (redrawn in place, cursor hidden and
- * restored) or plain log lines elsewhere (on each change of counts, and every few seconds without one),
- * then a summary and the failed nodes with their reasons. Ctrl-C stops the waiting, never the task.
- * Short outages of prewarmd (a restart) are ridden out for up to 30 s before giving up with exit 4. */
+/* wait.c: `prewarmctl wait` and `create --wait`: follows the task's event stream
+ * (GET /api/v1/tasks/{id}/events, Server-Sent Events: a "task" event at each change, at most ~4 a
+ * second, then "end"), or, against a prewarmd without it, polls GET /api/v1/tasks/{id} about every
+ * 500 ms, until the task finishes; draws a live progress bar on a terminal (redrawn in place, cursor
+ * hidden and restored) or plain log lines elsewhere (on each change of counts, and every few seconds
+ * without one), then a summary and the failed nodes with their reasons. Ctrl-C stops the waiting,
+ * never the task. A stream that breaks is resumed with Last-Event-ID; short outages of prewarmd (a
+ * restart) are ridden out for up to 30 s before giving up with exit 4. */
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
@@ -19,6 +22,8 @@
 #define HEARTBEAT_MS 5000
 #define OUTAGE_MS 30000
 #define RATE_WINDOW_MS 10000
+#define STREAM_IDLE_S 60 /* a stream silent this long (the server's heartbeat is 15 s) is dead */
+#define STREAM_LINE_MAX PW_CLI_RESPONSE_CAP
 
 static volatile sig_atomic_t interrupted;
 
@@ -179,6 +184,170 @@ static int poll_task(wait_state *w, const char *path, json_t **task)
     return 0;
 }
 
+/* ---- following the event stream ---- */
+
+#define WAIT_POLL (-2) /* wait_stream: the server has no event stream: poll instead */
+
+typedef struct sse_reader {
+    wait_state *w;
+    pw_buf line;      /* the line being received */
+    pw_buf data;      /* the event's data lines */
+    char event[32];   /* the event's type */
+    char last_id[32]; /* the last id received: resumes the stream */
+    json_t *task;     /* the newest task seen (owned) */
+    bool ended;
+    bool broken; /* a line over the cap */
+} sse_reader;
+
+static void sse_dispatch(sse_reader *r)
+{
+    if (r->data.len && strcmp(r->event, "task") == 0) {
+        json_t *t = json_loadb(r->data.p, r->data.len, 0, NULL);
+        if (json_is_object(t)) {
+            json_decref(r->task);
+            r->task = t;
+            pw_cli_progress p;
+            memset(&p, 0, sizeof(p));
+            pw_cli_progress_from_task(t, &p);
+            show(r->w, &p);
+            r->w->last = p;
+            r->w->last.status = NULL;
+            snprintf(r->w->last_status, sizeof(r->w->last_status), "%s", p.status);
+        } else {
+            json_decref(t);
+        }
+    } else if (strcmp(r->event, "end") == 0) {
+        r->ended = true;
+    }
+    pw_buf_reset(&r->data);
+    r->event[0] = '\0';
+}
+
+/* One line of the stream (without its end of line), per the SSE rules: "field: value", a comment
+ * (":..."), or the blank line that ends an event. */
+static void sse_line(sse_reader *r, const char *line, size_t n)
+{
+    if (n == 0) {
+        sse_dispatch(r);
+        return;
+    }
+    if (line[0] == ':')
+        return;
+    const char *colon = memchr(line, ':', n);
+    size_t flen = colon ? (size_t)(colon - line) : n;
+    const char *v = colon ? colon + 1 : line + n;
+    if (colon && v < line + n && *v == ' ')
+        v++;
+    size_t vlen = (size_t)(line + n - v);
+    if (flen == 4 && strncmp(line, "data", 4) == 0) {
+        if (r->data.len)
+            pw_buf_append(&r->data, "\n", 1);
+        if (pw_buf_append(&r->data, v, vlen) != 0)
+            r->broken = true;
+    } else if (flen == 5 && strncmp(line, "event", 5) == 0) {
+        snprintf(r->event, sizeof(r->event), "%.*s", (int)vlen, v);
+    } else if (flen == 2 && strncmp(line, "id", 2) == 0 && vlen < sizeof(r->last_id)) {
+        memcpy(r->last_id, v, vlen);
+        r->last_id[vlen] = '\0';
+    }
+}
+
+static int sse_on_data(void *arg, const char *data, size_t n)
+{
+    sse_reader *r = arg;
+    for (size_t i = 0; i < n && !r->ended; i++) {
+        char ch = data[i];
+        if (ch == '\n') {
+            size_t len = r->line.len;
+            if (len && r->line.p[len - 1] == '\r')
+                len--;
+            sse_line(r, r->line.p ? r->line.p : "", len);
+            pw_buf_reset(&r->line);
+        } else if (pw_buf_append(&r->line, &ch, 1) != 0) {
+            r->broken = true;
+        }
+        if (r->broken)
+            return 1;
+    }
+    return r->ended || interrupted ? 1 : 0;
+}
+
+/* Follows the stream until the task's end. 0 with *task (the final task), WAIT_POLL, or an exit code. */
+static int wait_stream(wait_state *w, json_t **task)
+{
+    char *esc = pw_cli_escape(w->id);
+    char *path = pw_xasprintf("/api/v1/tasks/%s/events", esc);
+    free(esc);
+    sse_reader r = {.w = w};
+    pw_buf_init(&r.line, STREAM_LINE_MAX);
+    pw_buf_init(&r.data, STREAM_LINE_MAX);
+    int rc;
+    for (;;) {
+        bool streamed = false;
+        long status = 0;
+        json_t *resp = NULL;
+        char err[512];
+        pw_buf_reset(&r.line);
+        pw_buf_reset(&r.data);
+        r.event[0] = '\0';
+        rc = pw_cli_client_stream(w->ctx->client, path, r.last_id[0] ? r.last_id : NULL, STREAM_IDLE_S, sse_on_data,
+                                  &r, &streamed, &status, &resp, err, sizeof(err));
+        if (rc == PW_ECANCELED || interrupted) {
+            json_decref(resp);
+            rc = PW_CLI_EXIT_INTERRUPTED;
+            break;
+        }
+        if (rc == 0 && !streamed) {
+            /* no stream here (an older prewarmd, or an error such as 404): polling says which */
+            json_decref(resp);
+            rc = WAIT_POLL;
+            break;
+        }
+        if (rc == 0)
+            w->ctx->server_seen = true;
+        if (r.ended) {
+            rc = 0;
+            break;
+        }
+        if (r.broken) {
+            rc = WAIT_POLL; /* an event over the cap: polling still works */
+            break;
+        }
+        /* the stream broke (a restart, a cut-off): reconnect, resuming after the last id */
+        if (!w->ctx->server_seen && rc != 0) {
+            fprintf(w->ctx->err, "error: %s\n", err);
+            rc = PW_CLI_EXIT_API;
+            break;
+        }
+        int64_t now = pw_clock_mono_ms();
+        if (rc != 0 && !w->outage_since) {
+            w->outage_since = now;
+            fprintf(w->pf, "%s%s; retrying for up to %ds\n", w->tty ? "\r\033[K" : "", err, OUTAGE_MS / 1000);
+            fflush(w->pf);
+        }
+        if (rc != 0 && now - w->outage_since >= OUTAGE_MS) {
+            fprintf(w->ctx->err, "%serror: %s\n", w->tty && w->drawn ? "\n" : "", err);
+            rc = PW_CLI_EXIT_API;
+            break;
+        }
+        if (rc == 0)
+            w->outage_since = 0;
+        nap(POLL_MS);
+    }
+    pw_buf_fini(&r.line);
+    pw_buf_fini(&r.data);
+    free(path);
+    const char *st = json_string_value(json_object_get(r.task, "status"));
+    if (rc == 0 && outcome_of(st) < 0) {
+        rc = WAIT_POLL; /* an end without the final task before it: read it */
+    }
+    if (rc == 0)
+        *task = r.task;
+    else
+        json_decref(r.task);
+    return rc;
+}
+
 static double task_duration(const json_t *task, double fallback)
 {
     time_t s, f;
@@ -233,9 +402,15 @@ int pw_cli_wait(pw_cli_ctx *ctx, const char *id)
     free(esc);
     json_t *task = NULL;
     pw_cli_progress p;
-    int rc = 0;
+    memset(&p, 0, sizeof(p));
     int outcome = -1;
-    for (;;) {
+    int rc = wait_stream(&w, &task);
+    if (rc == 0) {
+        pw_cli_progress_from_task(task, &p);
+        p.elapsed_s = (double)(pw_clock_mono_ms() - w.start_ms) / 1000.0;
+        outcome = outcome_of(p.status);
+    }
+    for (bool polling = rc == WAIT_POLL; polling;) {
         json_t *t = NULL;
         rc = poll_task(&w, path, &t);
         if (rc == POLL_AGAIN) {
