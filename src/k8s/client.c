@@ -205,7 +205,7 @@ static void k8s_count(const char *method, const char *path, long code, int64_t s
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, k8s_metrics_init);
     const char *verb = pw_k8s_verb(method, path);
-    char res[64], cs[16];
+    char res[64], cs[24];
     pw_k8s_resource(path, res, sizeof res);
     if (code > 0)
         snprintf(cs, sizeof cs, "%ld", code);
