@@ -32,8 +32,9 @@
 #define SSE_MAX_PENDING (1u << 20) /* unsent bytes past which a client counts as not reading */
 #define SSE_RETRY_MS 3000          /* the reconnect delay suggested to clients */
 #define SSE_SNAPSHOT_LIMIT 1000    /* unfinished tasks shown as the current state of /api/v1/events */
-#define SSE_GATHER_MS 50           /* after a wake-up, the hub lets more events gather: one pass over
-                                    * every stream carries them all (at most ~20 passes a second) */
+#define SSE_GATHER_MS                                                                                                  \
+    50 /* after a wake-up, the hub lets more events gather: one pass over                                              \
+        * every stream carries them all (at most ~20 passes a second) */
 
 struct sse_stream {
     pw_http_stream *http;
@@ -190,8 +191,8 @@ int pw_api_sse_new(pw_events *ev, pw_engine *engine, int64_t heartbeat_ms, pw_ap
     h->heartbeat_ms = heartbeat_ms > 0 ? heartbeat_ms : PW_API_SSE_HEARTBEAT_MS;
     pw_metrics *r = pw_metrics_default();
     h->m_open = pw_metrics_gauge(r, "prewarm_sse_streams", "Server-Sent Events streams open.", NULL);
-    h->m_total = pw_metrics_counter(r, "prewarm_sse_streams_started_total", "Server-Sent Events streams started.",
-                                    NULL);
+    h->m_total =
+        pw_metrics_counter(r, "prewarm_sse_streams_started_total", "Server-Sent Events streams started.", NULL);
     h->m_cut = pw_metrics_counter(r, "prewarm_sse_streams_cut_off_total",
                                   "Server-Sent Events streams closed by the server: behind (the ring no longer "
                                   "held their next event) or slow_client (over 1 MiB unsent).",

@@ -104,8 +104,8 @@ static void collect(void *arg)
     pw_engine_stats(m->engine, &st);
     pw_metric_set(m->tasks, (const char *[]){"pending"}, (double)st.tasks_pending);
     pw_metric_set(m->tasks, (const char *[]){"running"}, (double)st.tasks_running);
-    const size_t counts[] = {st.nodes_pending,   st.nodes_running, st.nodes_succeeded,
-                             st.nodes_failed,    st.nodes_skipped, st.nodes_cancelled};
+    const size_t counts[] = {st.nodes_pending, st.nodes_running, st.nodes_succeeded,
+                             st.nodes_failed,  st.nodes_skipped, st.nodes_cancelled};
     for (size_t i = 0; i < PW_NODE_STATE_COUNT; i++)
         pw_metric_set(m->nodes, (const char *[]){pw_node_state_names[i]}, (double)counts[i]);
     pw_metric_set(m->in_flight, NULL, (double)st.nodes_running);
@@ -125,8 +125,8 @@ pw_api_metrics *pw_api_metrics_new(pw_engine *engine, const char *version)
     m->tasks = pw_metrics_gauge(r, "prewarm_tasks", "Unfinished tasks, by status.", "status");
     m->nodes = pw_metrics_gauge(r, "prewarm_nodes", "Nodes of the unfinished tasks, by state.", "state");
     m->in_flight = pw_metrics_gauge(r, "prewarm_nodes_in_flight", "Nodes with a pull under way, across tasks.", NULL);
-    m->in_flight_max = pw_metrics_gauge(r, "prewarm_nodes_in_flight_max",
-                                        "The cap on nodes in flight (--max-nodes-in-flight).", NULL);
+    m->in_flight_max =
+        pw_metrics_gauge(r, "prewarm_nodes_in_flight_max", "The cap on nodes in flight (--max-nodes-in-flight).", NULL);
     m->queue = pw_metrics_gauge(r, "prewarm_task_queue_length", "Tasks queued, waiting to be admitted.", NULL);
     m->pulls = pw_metrics_counter(r, "prewarm_image_pulls_total",
                                   "Image results of finished nodes, by mode (job, agent; none: decided at "

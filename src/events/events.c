@@ -66,8 +66,7 @@ struct pw_events_sub {
 
 /* ---- events ---- */
 
-static pw_event *event_new(enum pw_event_type type, const char *task, const char *status, const char *data,
-                           size_t len)
+static pw_event *event_new(enum pw_event_type type, const char *task, const char *status, const char *data, size_t len)
 {
     pw_event *e = pw_xmalloc(sizeof *e + len + 1);
     atomic_init(&e->refs, 1);

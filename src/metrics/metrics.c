@@ -18,12 +18,10 @@
 #include "base/log.h"
 #include "base/mem.h"
 
-const double pw_metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                             0.25,  0.5,    1,     2.5,  5,     10};
+const double pw_metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 const size_t pw_metrics_n_latency_buckets = sizeof pw_metrics_latency_buckets / sizeof pw_metrics_latency_buckets[0];
 const double pw_metrics_duration_buckets[] = {0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200};
-const size_t pw_metrics_n_duration_buckets =
-    sizeof pw_metrics_duration_buckets / sizeof pw_metrics_duration_buckets[0];
+const size_t pw_metrics_n_duration_buckets = sizeof pw_metrics_duration_buckets / sizeof pw_metrics_duration_buckets[0];
 
 enum kind { K_COUNTER, K_GAUGE, K_HISTOGRAM };
 static const char *const kind_names[] = {"counter", "gauge", "histogram"};
@@ -362,8 +360,7 @@ static struct child *child_get(pw_metric *m, const char *const *values)
             return c;
         }
         values = other;
-        PW_WARN("metrics: %s has %d series: further label values count as \"_other\"", m->name,
-                PW_METRICS_MAX_SERIES);
+        PW_WARN("metrics: %s has %d series: further label values count as \"_other\"", m->name, PW_METRICS_MAX_SERIES);
     }
     c = pw_xcalloc(1, sizeof *c);
     c->key = key;

@@ -30,9 +30,9 @@ static int read_stat(unsigned long long *utime, unsigned long long *stime, unsig
     if (!p)
         return -1;
     /* after ")": field 3 (state) onwards */
-    int n = sscanf(p + 1,
-                   " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld",
-                   utime, stime, start, vsize, rss);
+    int n =
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld",
+               utime, stime, start, vsize, rss);
     return n == 5 ? 0 : -1;
 }
 
@@ -89,7 +89,8 @@ static struct proc_metrics proc;
 static void process_init(void)
 {
     pw_metrics *r = pw_metrics_default();
-    proc.cpu = pw_metrics_counter(r, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", NULL);
+    proc.cpu =
+        pw_metrics_counter(r, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", NULL);
     proc.rss = pw_metrics_gauge(r, "process_resident_memory_bytes", "Resident memory size in bytes.", NULL);
     proc.vsize = pw_metrics_gauge(r, "process_virtual_memory_bytes", "Virtual memory size in bytes.", NULL);
     proc.fds = pw_metrics_gauge(r, "process_open_fds", "Number of open file descriptors.", NULL);

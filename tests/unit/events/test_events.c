@@ -36,7 +36,8 @@ static void pub_node(pw_events *ev, const char *task, const char *node, const ch
 
 static pw_events *new_stream(size_t cap, size_t max_bytes, int64_t interval)
 {
-    struct pw_events_config c = {.capacity = cap, .max_bytes = max_bytes, .task_interval_ms = interval, .first_id = 100};
+    struct pw_events_config c = {
+        .capacity = cap, .max_bytes = max_bytes, .task_interval_ms = interval, .first_id = 100};
     pw_events *ev = NULL;
     assert_int_equal(pw_events_new(&c, &ev), 0);
     return ev;
@@ -311,10 +312,14 @@ static void test_rejects(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ids_and_types),      cmocka_unit_test(test_filter_and_batches),
-        cmocka_unit_test(test_ring_bounded_and_cut_off), cmocka_unit_test(test_ring_bounded_by_bytes),
-        cmocka_unit_test(test_coalescing),         cmocka_unit_test(test_rate_over_time),
-        cmocka_unit_test(test_wait_wakes),         cmocka_unit_test(test_rejects),
+        cmocka_unit_test(test_ids_and_types),
+        cmocka_unit_test(test_filter_and_batches),
+        cmocka_unit_test(test_ring_bounded_and_cut_off),
+        cmocka_unit_test(test_ring_bounded_by_bytes),
+        cmocka_unit_test(test_coalescing),
+        cmocka_unit_test(test_rate_over_time),
+        cmocka_unit_test(test_wait_wakes),
+        cmocka_unit_test(test_rejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,9 +103,9 @@ static void test_registration_rules(void **state)
     assert_null(pw_metrics_counter(r, "dup_total", "d", "y"));         /* other labels */
     assert_null(pw_metrics_counter(r, "9bad", "d", NULL));
     assert_null(pw_metrics_counter(r, "bad-name", "d", NULL));
-    assert_null(pw_metrics_counter(r, "ok_total", "d", "le"));   /* reserved */
-    assert_null(pw_metrics_counter(r, "ok_total", "d", "a:b"));  /* no colon in a label name */
-    assert_null(pw_metrics_counter(r, "ok_total", "d", "__x"));  /* reserved prefix */
+    assert_null(pw_metrics_counter(r, "ok_total", "d", "le"));  /* reserved */
+    assert_null(pw_metrics_counter(r, "ok_total", "d", "a:b")); /* no colon in a label name */
+    assert_null(pw_metrics_counter(r, "ok_total", "d", "__x")); /* reserved prefix */
     assert_null(pw_metrics_counter(r, "ok_total", "d", "a,b,c,d,e,f,g"));
     static const double down[] = {1, 0.5};
     assert_null(pw_metrics_histogram(r, "h_seconds", "h", NULL, down, 2));
@@ -183,9 +183,12 @@ static void test_process(void **state)
     pw_metrics_process_register();
     pw_metrics_process_register(); /* idempotent */
     char *text = render(pw_metrics_default());
-    static const char *const names[] = {"\nprocess_cpu_seconds_total ", "\nprocess_resident_memory_bytes ",
-                                        "\nprocess_virtual_memory_bytes ", "\nprocess_open_fds ",
-                                        "\nprocess_max_fds ", "\nprocess_start_time_seconds "};
+    static const char *const names[] = {"\nprocess_cpu_seconds_total ",
+                                        "\nprocess_resident_memory_bytes ",
+                                        "\nprocess_virtual_memory_bytes ",
+                                        "\nprocess_open_fds ",
+                                        "\nprocess_max_fds ",
+                                        "\nprocess_start_time_seconds "};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *p = strstr(text, names[i]);
         assert_non_null(p);
@@ -202,9 +205,12 @@ static void test_process(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_counter_gauge_text), cmocka_unit_test(test_label_escaping),
-        cmocka_unit_test(test_histogram),          cmocka_unit_test(test_registration_rules),
-        cmocka_unit_test(test_series_cap),         cmocka_unit_test(test_collectors),
+        cmocka_unit_test(test_counter_gauge_text),
+        cmocka_unit_test(test_label_escaping),
+        cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_registration_rules),
+        cmocka_unit_test(test_series_cap),
+        cmocka_unit_test(test_collectors),
         cmocka_unit_test(test_process),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
