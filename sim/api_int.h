@@ -2,7 +2,8 @@
  * discovery, the resource registry, stats and faults; api_rest.c: the REST verbs, validation,
  * defaults, field selectors, tables; api_watch.c: watch streams; api_gc.c: deletion, the garbage
  * collector and events; api_patch.c: merge, strategic-merge and JSON patches; api_token.c: the
- * ServiceAccount token subresource and the answers about the tokens it issued, kept by tokens.c).
+ * ServiceAccount token subresource and the answers about the tokens it issued, kept by tokens.c;
+ * api_authz.c: authentication, impersonation, RBAC authorization, the review kinds).
  *
  * Thread model: struct sim_api's mutable parts are guarded by its mutexes as noted per field. */
 #ifndef SIM_API_INT_H
