@@ -342,28 +342,31 @@ static bool fault_apply(struct sim_api *api, pw_http_req *req, const char *verb,
 
 /* ---- authentication ---- */
 
-static bool authed(struct sim_api *api, pw_http_req *req)
-{
-    const char *h = pw_http_req_header(req, "Authorization");
-    if (h && strncasecmp(h, "Bearer ", 7) == 0) {
-        const char *t = h + 7;
-        while (*t == ' ')
-            t++;
-        if (api->token && *api->token && strcmp(t, api->token) == 0)
-            return true;
-        if (sim_api_token_authed(api, t)) /* a ServiceAccount token for the API server's audience */
-            return true;
-    }
-    char cn[128];
-    return pw_http_req_client_cert(req, cn, sizeof(cn)) == 1;
-}
-
 static bool check_auth(struct sim_api *api, pw_http_req *req)
 {
-    if (authed(api, req))
+    json_t *user = sim_api_authenticate(api, req);
+    if (user) {
+        json_decref(user);
         return true;
+    }
     sim_api_status(req, 401, "Unauthorized", "Unauthorized", NULL);
     return false;
+}
+
+/* Authentication, impersonation and (with --enforce-rbac) authorization of a Kubernetes path: the
+ * caller's identity (caller decrefs), or NULL when it replied 401/403. */
+static json_t *check_access(struct sim_api *api, pw_http_req *req)
+{
+    json_t *user = sim_api_authenticate(api, req);
+    if (!user) {
+        sim_api_status(req, 401, "Unauthorized", "Unauthorized", NULL);
+        return NULL;
+    }
+    if (!sim_api_impersonate(api, req, &user) || !sim_api_authorize_request(api, req, user)) {
+        json_decref(user);
+        return NULL;
+    }
+    return user;
 }
 
 /* ---- discovery ---- */
@@ -552,12 +555,21 @@ static void sa_token(struct sim_api *api, struct rreq *r)
         sim_api_token_request(r);
 }
 
+static void h_k8s_user(struct sim_api *api, pw_http_req *req, const json_t *user);
+
 static void h_k8s(pw_http_req *req, void *ctx)
 {
     struct sim *sim = ctx;
     struct sim_api *api = sim->api;
-    if (!check_auth(api, req))
+    json_t *user = check_access(api, req);
+    if (!user)
         return;
+    h_k8s_user(api, req, user);
+    json_decref(user);
+}
+
+static void h_k8s_user(struct sim_api *api, pw_http_req *req, const json_t *user)
+{
     char *path = pw_xstrdup(pw_http_req_path(req));
     char *seg[MAX_SEG];
     int n = split_path(path, seg);
@@ -577,7 +589,7 @@ static void h_k8s(pw_http_req *req, void *ctx)
     const char *version = core ? (n > 1 ? seg[1] : "") : (n > 2 ? seg[2] : "");
     char **s = seg + base;
     int m = n - base;
-    struct rreq r = {api, req, NULL, NULL, NULL, NULL, NULL};
+    struct rreq r = {api, req, NULL, NULL, NULL, NULL, NULL, user};
     const char *plural = NULL;
     if (m >= 1 && m <= 5) {
         if (m >= 3 && strcmp(s[0], "namespaces") == 0 && (m >= 4 || sim_api_find(api, group, version, s[2]))) {
@@ -631,8 +643,10 @@ static void h_k8s(pw_http_req *req, void *ctx)
 static void h_version(pw_http_req *req, void *ctx)
 {
     struct sim *sim = ctx;
-    if (!check_auth(sim->api, req))
+    json_t *user = check_access(sim->api, req);
+    if (!user)
         return;
+    json_decref(user);
     pw_http_reply_json(req, 200,
                        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "major", "1", "minor", "31",
                                  "gitVersion", "v1.31.0-kubesim", "gitCommit", "0000000000000000000000000000000000000000",
@@ -643,8 +657,10 @@ static void h_version(pw_http_req *req, void *ctx)
 static void h_openapi(pw_http_req *req, void *ctx)
 {
     struct sim *sim = ctx;
-    if (!check_auth(sim->api, req))
+    json_t *user = check_access(sim->api, req);
+    if (!user)
         return;
+    json_decref(user);
     pw_http_reply(req, 200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf", "", 0);
 }
 
@@ -783,6 +799,7 @@ int sim_api_start(struct sim *sim, const struct sim_tls *tls, pw_http_server **o
     api->token = sim->opt.token;
     api->objcache = sim_api_cache_new();
     api->tokens = sim_tokens_new(SIM_TOKENS_MAX);
+    api->enforce_rbac = sim->opt.enforce_rbac;
     pthread_mutex_init(&api->mu, NULL);
     pthread_cond_init(&api->cond, NULL);
     pthread_mutex_init(&api->ev_mu, NULL);
@@ -790,8 +807,22 @@ int sim_api_start(struct sim *sim, const struct sim_tls *tls, pw_http_server **o
     api->ev_fifo = json_array();
     api->routes = build_routes();
     sim->api = api;
+    int rc = 0;
+    if (sim->opt.token_auth_file) {
+        char *err = NULL;
+        rc = sim_tokenfile_load(sim->opt.token_auth_file, &api->tokenfile, &err);
+        if (rc) {
+            PW_ERROR("kubesim api: --token-auth-file: %s", err ? err : pw_strerror(rc));
+            free(err);
+            sim_api_stop(sim);
+            return rc;
+        }
+    }
     bootstrap_namespaces(sim);
-    int rc = sim_api_gc_start(api);
+    sim_rbac_bootstrap(sim->store);
+    rc = sim_rbac_ctl_start(sim->store, &api->rbac_ctl);
+    if (rc == 0)
+        rc = sim_api_gc_start(api);
     if (rc == 0)
         rc = sim_api_watch_start(api);
     if (rc != 0) {
@@ -827,6 +858,8 @@ void sim_api_stop(struct sim *sim)
         return;
     sim_api_watch_stop(api);
     sim_api_gc_stop(api);
+    sim_rbac_ctl_stop(api->rbac_ctl);
+    sim_tokenfile_free(api->tokenfile);
     for (size_t i = 0; i < api->ncrds; i++) {
         for (int j = 0; j < 8; j++)
             free(api->crds[i]->owned[j]);

@@ -2,7 +2,8 @@
  * discovery, the resource registry, stats and faults; api_rest.c: the REST verbs, validation,
  * defaults, field selectors, tables; api_watch.c: watch streams; api_gc.c: deletion, the garbage
  * collector and events; api_patch.c: merge, strategic-merge and JSON patches; api_token.c: the
- * ServiceAccount token subresource and the answers about the tokens it issued, kept by tokens.c).
+ * ServiceAccount token subresource and the answers about the tokens it issued, kept by tokens.c;
+ * api_authz.c: authentication, impersonation, RBAC authorization, the review kinds).
  *
  * Thread model: struct sim_api's mutable parts are guarded by its mutexes as noted per field. */
 #ifndef SIM_API_INT_H
@@ -17,6 +18,8 @@
 #include "http/http.h"
 #include "base/labels.h"
 #include "sim/sim.h"
+#include "sim/rbac_policy.h"
+#include "sim/tokenfile.h"
 #include "sim/tokens.h"
 
 /* verbs a resource allows (bits) */
@@ -123,6 +126,9 @@ struct sim_api {
     struct pw_http_route *routes; /* owned: our table with the world's rows */
     const char *token;
     sim_tokens *tokens; /* owned: the ServiceAccount tokens issued (tokens.h, its own lock) */
+    sim_tokenfile *tokenfile; /* owned: --token-auth-file's tokens, NULL without; read-only */
+    sim_rbac_ctl *rbac_ctl;   /* owned: the ClusterRole aggregation controller */
+    bool enforce_rbac;        /* --enforce-rbac: requests are authorized (api_authz.c) */
     /* caches of serialized text, per API so two kubesims in one process never share text */
     struct sim_api_objcache *objcache; /* owned (api_cache.c) */
     struct sim_api_evcache {           /* the last watch event line (api_watch.c), guarded by its mu */
@@ -169,6 +175,7 @@ struct rreq {
     const char *name; /* NULL for collections */
     const char *sub;  /* "status", "token" (serviceaccounts) or NULL */
     const char *verb; /* for stats */
+    const json_t *user; /* the caller's UserInfo (api_authz.c), borrowed for the request */
 };
 void sim_api_rest_dispatch(struct rreq *r);
 /* Field selectors: parse text for rd; 0 or PW_EINVAL with *err (caller frees). */
@@ -231,10 +238,39 @@ void sim_api_token_request(struct rreq *r);
  * object (caller decrefs); {authenticated: false, error: "invalid bearer token"} when kubesim never
  * issued the token (or forgot it). token is not the admin token (the caller answers that one). */
 json_t *sim_api_token_review(struct sim_api *api, const char *token, const json_t *audiences);
-/* True when token is one kubesim issued that authenticates to the API server now (its audience, not
- * expired, its ServiceAccount and bound object still there). */
-bool sim_api_token_authed(struct sim_api *api, const char *token);
+/* The UserInfo of token when it is one kubesim issued that authenticates to the API server now (its
+ * audience, not expired, its ServiceAccount and bound object still there): a new reference; else NULL. */
+json_t *sim_api_token_user(struct sim_api *api, const char *token);
 /* /sim/v1/tokens: GET {count, max}; POST {"ageSeconds": N} makes every token N seconds older. */
 void sim_api_token_hook(pw_http_req *req, struct sim_api *api);
+
+/* ---- api_authz.c ---- */
+/* A request body as a JSON object: JSON, or protobuf for the kinds rbac_pb.h knows. NULL when it is
+ * neither, with *err (caller frees) the real server's 400 message. */
+json_t *sim_api_body_object(const struct rdef *rd, pw_http_req *req, char **err);
+/* Who made the request: a new UserInfo {username, uid, groups[, extra]} (caller decrefs) for the
+ * kubeconfig's token or client certificate (kubesim-admin in system:masters), a --token-auth-file
+ * token, or a ServiceAccount token kubesim issued; NULL when none authenticates. */
+json_t *sim_api_authenticate(struct sim_api *api, pw_http_req *req);
+/* Impersonation headers (Impersonate-User, -Group, -Uid): *user (owned) is replaced by the
+ * impersonated identity when the caller may impersonate it (always without --enforce-rbac). false
+ * when it replied an error (403, or 500 for a group without a user). */
+bool sim_api_impersonate(struct sim_api *api, pw_http_req *req, json_t **user);
+/* With --enforce-rbac: true when user may make this request (the path's verb, resource or
+ * non-resource path), else it replied 403 Forbidden as the real server does. Without: true. */
+bool sim_api_authorize_request(struct sim_api *api, pw_http_req *req, const json_t *user);
+/* The TokenReview status for the admin token or a --token-auth-file token (audience agnostic), NULL
+ * for another token. A new object. */
+json_t *sim_api_static_token_review(struct sim_api *api, const char *token, const json_t *audiences);
+/* True when rd is one of the review kinds answered by sim_api_review (SubjectAccessReview,
+ * SelfSubjectAccessReview, LocalSubjectAccessReview, SelfSubjectReview). */
+bool sim_api_is_review(const struct rdef *rd);
+/* POST of a review kind: evaluates and replies 201 (or 400/422). */
+void sim_api_review(struct rreq *r);
+/* The RBAC kinds' validation (an rdef validate fn) and defaults (an rdef default fn). */
+void sim_api_rbac_validate(const struct rdef *rd, const json_t *obj, json_t *causes);
+void sim_api_rbac_defaults(struct sim *sim, const struct rdef *rd, json_t *obj);
+/* On update of a binding: next gets the defaults, and a changed roleRef is refused (a cause). */
+void sim_api_rbac_update(const struct rdef *rd, const json_t *cur, json_t *next, json_t *causes);
 
 #endif

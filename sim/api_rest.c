@@ -950,6 +950,28 @@ const struct rdef sim_api_builtin[] = {
      NULL, NULL, NULL, NULL, NULL, false, false, {0}},
     {"authentication.k8s.io", "v1", "tokenreviews", "tokenreview", "TokenReview", false, "", false, V_CREATE,
      "tokenreviews.authentication.k8s.io", NULL, NULL, NULL, NULL, NULL, false, false, {0}},
+    {"authentication.k8s.io", "v1", "selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview", false, "", false,
+     V_CREATE, "selfsubjectreviews.authentication.k8s.io", NULL, NULL, NULL, NULL, NULL, false, false, {0}},
+    {"authorization.k8s.io", "v1", "subjectaccessreviews", "subjectaccessreview", "SubjectAccessReview", false, "",
+     false, V_CREATE, "subjectaccessreviews.authorization.k8s.io", NULL, NULL, NULL, NULL, NULL, false, false, {0}},
+    {"authorization.k8s.io", "v1", "selfsubjectaccessreviews", "selfsubjectaccessreview", "SelfSubjectAccessReview",
+     false, "", false, V_CREATE, "selfsubjectaccessreviews.authorization.k8s.io", NULL, NULL, NULL, NULL, NULL, false,
+     false, {0}},
+    {"authorization.k8s.io", "v1", "localsubjectaccessreviews", "localsubjectaccessreview",
+     "LocalSubjectAccessReview", true, "", false, V_CREATE, "localsubjectaccessreviews.authorization.k8s.io", NULL,
+     NULL, NULL, NULL, NULL, false, false, {0}},
+    {"rbac.authorization.k8s.io", "v1", "roles", "role", "Role", true, "", false, V_ALL,
+     "roles.rbac.authorization.k8s.io", NULL, sim_api_rbac_validate, sim_api_rbac_defaults, NULL, NULL, false, false,
+     {0}},
+    {"rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", false, "", false, V_ALL,
+     "clusterroles.rbac.authorization.k8s.io", NULL, sim_api_rbac_validate, sim_api_rbac_defaults, NULL, NULL, false,
+     false, {0}},
+    {"rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, "", false, V_ALL,
+     "rolebindings.rbac.authorization.k8s.io", NULL, sim_api_rbac_validate, sim_api_rbac_defaults, NULL, NULL, false,
+     false, {0}},
+    {"rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false, "",
+     false, V_ALL, "clusterrolebindings.rbac.authorization.k8s.io", NULL, sim_api_rbac_validate, sim_api_rbac_defaults,
+     NULL, NULL, false, false, {0}},
     {"apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
      "CustomResourceDefinition", false, "crd,crds", true, V_ALL, "customresourcedefinitions.apiextensions.k8s.io",
      NULL, v_crd, d_crd, NULL, NULL, false, false, {0}},
@@ -1237,16 +1259,11 @@ static void do_watch(struct rreq *r)
 
 static json_t *parse_body(struct rreq *r)
 {
-    size_t len;
-    const char *body = pw_http_req_body(r->req, &len);
-    json_error_t jerr;
-    json_t *obj = json_loadb(body, len, 0, &jerr);
-    if (!json_is_object(obj)) {
-        json_decref(obj);
-        char *m = pw_xasprintf("the body of the request could not be decoded as a JSON object: %s", jerr.text);
+    char *m = NULL;
+    json_t *obj = sim_api_body_object(r->rd, r->req, &m); /* JSON, or protobuf for the RBAC kinds */
+    if (!obj) {
         rfail(r, 400, "BadRequest", m, NULL);
         free(m);
-        return NULL;
     }
     return obj;
 }
@@ -1259,7 +1276,7 @@ static void strip_server_fields(json_t *m)
         json_object_del(m, F[i]);
 }
 
-/* A TokenReview: the admin token (kubesim's own user), a ServiceAccount token kubesim issued
+/* A TokenReview: the admin token (kubesim's own user), a --token-auth-file token, a ServiceAccount token kubesim issued
  * (api_token.c), or nothing known. An empty token is refused as the real server refuses it. */
 static void do_tokenreview(struct rreq *r)
 {
@@ -1273,11 +1290,9 @@ static void do_tokenreview(struct rreq *r)
         rfail(r, 400, "BadRequest", "token is required for TokenReview in authentication", NULL);
         return;
     }
-    bool admin = r->api->token && strcmp(tok, r->api->token) == 0;
-    json_t *status = admin ? json_pack("{s:b, s:{s:s, s:s, s:[ss]}, s:[s]}", "authenticated", 1, "user", "username",
-                                       "kubesim-admin", "uid", "kubesim-admin", "groups", "system:masters",
-                                       "system:authenticated", "audiences", SIM_TOKEN_API_AUDIENCE)
-                           : sim_api_token_review(r->api, tok, json_object_get(spec, "audiences"));
+    json_t *status = sim_api_static_token_review(r->api, tok, json_object_get(spec, "audiences"));
+    if (!status) /* not the admin's, not from --token-auth-file */
+        status = sim_api_token_review(r->api, tok, json_object_get(spec, "audiences"));
     json_object_set_new(obj, "status", status);
     json_object_set_new(obj, "apiVersion", json_string("authentication.k8s.io/v1"));
     json_object_set_new(obj, "kind", json_string("TokenReview"));
@@ -1314,6 +1329,10 @@ static void do_create(struct rreq *r)
 {
     if (strcmp(r->rd->plural, "tokenreviews") == 0) {
         do_tokenreview(r);
+        return;
+    }
+    if (sim_api_is_review(r->rd)) { /* api_authz.c */
+        sim_api_review(r);
         return;
     }
     json_t *obj = parse_body(r);
@@ -1493,6 +1512,7 @@ static int rmw_apply(struct rmw *w, json_t *cur, const json_t *next)
         char gv[256];
         json_object_set_new(result, "apiVersion", json_string(sim_api_gv(r->rd, gv, sizeof(gv))));
         json_object_set_new(result, "kind", json_string(r->rd->kind));
+        sim_api_rbac_update(r->rd, cur, result, w->causes); /* bindings: defaults, roleRef immutable */
         validate_meta(r->rd, result, w->causes);
         if (r->rd->validate)
             r->rd->validate(r->rd, result, w->causes);

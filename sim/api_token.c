@@ -15,6 +15,7 @@
  * themselves. */
 #include "sim/api_int.h"
 #include "sim/pb.h"
+#include "sim/rbac_pb.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -479,9 +480,7 @@ static json_t *pb_token_request(const char *text, size_t len)
 
 static bool is_protobuf(pw_http_req *req)
 {
-    const char *ct = pw_http_req_header(req, "Content-Type");
-    static const char PB[] = "application/vnd.kubernetes.protobuf";
-    return ct && strncasecmp(ct, PB, sizeof(PB) - 1) == 0 && (ct[sizeof(PB) - 1] == '\0' || ct[sizeof(PB) - 1] == ';');
+    return sim_rbac_pb_content(pw_http_req_header(req, "Content-Type"));
 }
 
 /* The request's body as a JSON object (JSON or protobuf); NULL when it replied 400. */
@@ -534,16 +533,16 @@ json_t *sim_api_token_review(struct sim_api *api, const char *token, const json_
     return st;
 }
 
-bool sim_api_token_authed(struct sim_api *api, const char *token)
+json_t *sim_api_token_user(struct sim_api *api, const char *token)
 {
     struct sim_token_claims *c;
     if (sim_tokens_find(api->tokens, token, &c) != 0)
-        return false;
+        return NULL;
     json_t *st = sim_tokens_review(api->sim->store, c, NULL, (int64_t)time(NULL));
     sim_token_claims_free(c);
-    bool ok = json_is_true(json_object_get(st, "authenticated"));
+    json_t *user = json_is_true(json_object_get(st, "authenticated")) ? json_incref(json_object_get(st, "user")) : NULL;
     json_decref(st);
-    return ok;
+    return user;
 }
 
 /* ---- the test hook ---- */

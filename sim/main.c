@@ -81,6 +81,11 @@ static const struct flag flag_table[] = {
     {"--agents-daemonset", OPT(agents_daemonset), FLAG_STR, "prewarm-agent", "NAME", "the agent DaemonSet's name"},
     {"--no-token-node-info", OPT(no_token_node_info), FLAG_BOOL, NULL, "",
      "pod-bound ServiceAccount tokens carry no node claims, as before Kubernetes 1.30"},
+    {"--token-auth-file", OPT(token_auth_file), FLAG_STR, NULL, "PATH",
+     "static bearer tokens, kube-apiserver's CSV: token,user,uid,\"group1,group2\""},
+    {"--enforce-rbac", OPT(enforce_rbac), FLAG_BOOL, NULL, "",
+     "authorize every request by the RBAC objects (403 Forbidden as a real server); the kubeconfig's admin is in "
+     "system:masters"},
     {"--namespaces", OPT(namespaces), FLAG_STR, "prewarm", "A,B",
      "comma-separated namespaces created at start, besides default, kube-system, kube-public, kube-node-lease"},
     {"--log-level", offsetof(struct args, log_level), FLAG_STR, "info", "LEVEL", "debug, info, warn, error or off"},

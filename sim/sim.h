@@ -43,6 +43,8 @@ struct sim_options {
     const char *agents_daemonset; /* --agents-daemonset NAME [prewarm-agent] */
     bool no_token_node_info;    /* --no-token-node-info : pod-bound tokens carry no node claims (the
                                    node-name/node-uid extras), as before Kubernetes 1.30 */
+    const char *token_auth_file; /* --token-auth-file PATH : static tokens (kube-apiserver's CSV) */
+    bool enforce_rbac;          /* --enforce-rbac : requests are authorized by the RBAC objects */
 };
 
 /* The per-process context, passed to every handler (as pw_http's ctx) and to the world. */

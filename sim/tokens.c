@@ -6,6 +6,7 @@
  * is full, and a sweep over every token then is cheap next to the request that caused it; the bound
  * only has to tell, without a scan, that no token has expired yet. */
 #include "sim/tokens.h"
+#include "sim/objutil.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -266,27 +267,6 @@ size_t sim_tokens_max(const sim_tokens *t)
 
 /* ---- review ---- */
 
-/* Appends s quoted as Go's %q does for the strings we meet (", \ and control bytes escaped). */
-static void go_quote(pw_buf *b, const char *s)
-{
-    pw_buf_puts(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            pw_buf_printf(b, "\\%c", *p);
-        else if (*p == '\n')
-            pw_buf_puts(b, "\\n");
-        else if (*p == '\t')
-            pw_buf_puts(b, "\\t");
-        else if (*p == '\r')
-            pw_buf_puts(b, "\\r");
-        else if (*p < 0x20 || *p == 0x7f)
-            pw_buf_printf(b, "\\x%02x", *p);
-        else
-            pw_buf_append(b, p, 1);
-    }
-    pw_buf_puts(b, "\"");
-}
-
 /* A []string as Go's %q prints it: ["a" "b"]. */
 static void go_quote_list(pw_buf *b, const char *const *v, size_t n)
 {
@@ -294,7 +274,7 @@ static void go_quote_list(pw_buf *b, const char *const *v, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (i)
             pw_buf_puts(b, " ");
-        go_quote(b, v[i]);
+        sim_go_quote(b, v[i]);
     }
     pw_buf_puts(b, "]");
 }
