@@ -166,8 +166,9 @@ int pw_cli_api(pw_cli_ctx *ctx, const char *method, const char *path, const json
         fprintf(ctx->err, "%s\n",
                 status == 401 ? "hint: pass --token, set PREWARM_TOKEN, or use a kubeconfig context (--kubeconfig, "
                                 "--context) whose user prewarmd accepts"
-                              : "hint: ask a cluster admin for a RoleBinding to prewarm-viewer or prewarm-editor; "
-                                "'prewarmctl auth whoami' shows who you are to prewarmd");
+                              : "hint: ask an admin for the right (a RoleBinding to prewarm-viewer or prewarm-editor, "
+                                "or a prewarm:viewers/editors group in prewarmd's token file); 'prewarmctl auth "
+                                "whoami' shows who you are to prewarmd");
         json_decref(resp);
         return PW_CLI_EXIT_API;
     }

@@ -1,8 +1,6 @@
 /* prewarmd.c: the prewarm service's main(): read the flag table (each flag has an environment twin),
  * open the store, connect to Kubernetes, start the engine and the REST API, serve until SIGTERM or
  * SIGINT, then stop accepting, finish requests in flight and exit 0, leaving Jobs running. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -148,37 +146,11 @@ static int instance_id(const struct options *o, char *out, size_t n)
     return 0;
 }
 
-/* True when listen ("host:port", "[v6]:port") names a loopback address: 127.0.0.0/8, ::1, localhost.
- * ":port", 0.0.0.0 and every other address are not. */
-static bool listen_is_loopback(const char *listen)
-{
-    const char *colon = strrchr(listen, ':');
-    if (!colon || colon == listen)
-        return false;
-    char host[256];
-    size_t n = (size_t)(colon - listen);
-    if (n >= sizeof host)
-        return false;
-    memcpy(host, listen, n);
-    host[n] = '\0';
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-        memmove(host, host + 1, n - 2);
-        host[n - 2] = '\0';
-    }
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, host, &a6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&a6);
-    return strcmp(host, "localhost") == 0;
-}
-
 /* The user side of the API: authenticators, authorizer, audit log, limits. 0, or 1 after logging why. */
 static int setup_users(const struct options *o, pw_k8s_client *client, pw_auth **auth, pw_audit **audit,
                        pw_userlimit **limit)
 {
-    bool loopback = listen_is_loopback(o->listen);
+    bool loopback = pw_http_listen_is_loopback(o->listen);
     const char *authn = o->auth ? o->auth : loopback ? "none" : "kubernetes";
     long long ttl = o->auth_ttl_ms < 1000 ? 1000 : o->auth_ttl_ms;
     long long neg = o->auth_neg_ttl_ms < 1000 ? 1000 : o->auth_neg_ttl_ms;

@@ -667,6 +667,16 @@ static int http_parse_listen(const char *listen, struct sockaddr_storage *ss)
     return PW_EINVAL;
 }
 
+bool pw_http_listen_is_loopback(const char *listen)
+{
+    struct sockaddr_storage ss;
+    if (!listen || http_parse_listen(listen, &ss) != 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    return ss.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&ss)->sin6_addr);
+}
+
 /* A server meant for max_connections clients needs that many descriptors: raise the soft limit
  * towards the hard one when it is lower (Debian's default soft limit is 1024). */
 static void http_raise_nofile(unsigned max_connections)

@@ -77,6 +77,9 @@ struct pw_http_config {
  * below max_connections). On success *out is the server (free with pw_http_server_free) and 0 is returned;
  * on failure (bad address, port in use, bad certificate) a negative PW_E* code and nothing runs. */
 int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out);
+/* True when listen ("host:port", "[v6]:port", "localhost:port") is a loopback address (127.0.0.0/8,
+ * ::1); false for ":port", 0.0.0.0, any other address and a listen string that does not parse. */
+bool pw_http_listen_is_loopback(const char *listen);
 /* The port actually bound (useful after port 0). */
 int pw_http_server_port(const pw_http_server *srv);
 /* The address actually bound, as host:port ("127.0.0.2:8080", "[::1]:43117"; "localhost" shows as
