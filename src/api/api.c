@@ -70,8 +70,51 @@ static void h_readyz(pw_http_req *req, void *ctx)
         reply_error(req, PW_EUNAVAIL, why, NULL);
 }
 
+/* Unfinished (pending, running) tasks user created. */
+static size_t unfinished_of(pw_engine *e, const char *user)
+{
+    static const char *const states[] = {"pending", "running"};
+    size_t n = 0;
+    for (size_t s = 0; s < 2; s++) {
+        json_t *out = NULL;
+        if (pw_engine_list_tasks(e, states[s], 0, NULL, &out) != 0)
+            continue;
+        size_t i;
+        const json_t *t;
+        json_array_foreach(json_object_get(out, "items"), i, t) {
+            const char *by = json_string_value(json_object_get(t, "createdBy"));
+            n += by && strcmp(by, user) == 0;
+        }
+        json_decref(out);
+    }
+    return n;
+}
+
+/* --max-tasks-per-user: 0 when user may create one more, else the 429 already sent. The count and
+ * the create that follows are not atomic: two creates racing may both pass, one task over at most
+ * per racing request. */
+static int check_task_quota(pw_http_req *req, struct pw_api_ctx *c, const char *user)
+{
+    if (c->max_tasks_per_user <= 0 || !user)
+        return 0;
+    size_t have = unfinished_of(c->engine, user);
+    if (have < (size_t)c->max_tasks_per_user)
+        return 0;
+    char *msg = pw_xasprintf("user \"%s\" has %zu unfinished tasks, the most allowed (--max-tasks-per-user); "
+                             "wait for one to finish or cancel one",
+                             user, have);
+    pw_http_add_header(req, "Retry-After", "30");
+    reply_error(req, PW_ETOOMANY, msg, NULL);
+    free(msg);
+    return PW_ETOOMANY;
+}
+
 static void h_create(pw_http_req *req, void *ctx)
 {
+    struct pw_api_ctx *c = ctx;
+    const char *user = pw_api_req_user(req);
+    if (check_task_quota(req, c, user) != 0)
+        return;
     size_t len;
     const char *body = pw_http_req_body(req, &len);
     struct pw_taskspec spec;
@@ -81,6 +124,8 @@ static void h_create(pw_http_req *req, void *ctx)
         pw_http_reply_json(req, pw_err_http_status(rc), err);
         return;
     }
+    if (user)
+        spec.created_by = pw_xstrdup(user);
     json_t *task = NULL;
     rc = pw_engine_submit(engine_of(ctx), &spec, &task);
     pw_taskspec_fini(&spec);
@@ -89,6 +134,7 @@ static void h_create(pw_http_req *req, void *ctx)
         reply_error(req, PW_EUNAVAIL, "the task could not be stored; retry later", NULL);
         return;
     }
+    pw_api_req_set_task(req, json_string_value(json_object_get(task, "id")));
     char *loc = pw_xasprintf("/api/v1/tasks/%s", json_string_value(json_object_get(task, "id")));
     pw_http_add_header(req, "Location", loc);
     free(loc);
@@ -168,6 +214,7 @@ const struct pw_http_route pw_api_routes[] = {
     {"GET", "/healthz", h_healthz},
     {"GET", "/readyz", h_readyz},
     {"GET", "/openapi.json", pw_api_h_openapi},
+    {"GET", "/api/v1/whoami", pw_api_h_whoami},
     {"POST", "/api/v1/tasks", h_create},
     {"GET", "/api/v1/tasks", h_list},
     {"GET", "/api/v1/tasks/{id}", h_get},

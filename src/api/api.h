@@ -19,17 +19,39 @@ extern const struct pw_http_route pw_api_routes[];
 typedef struct pw_auth pw_auth;             /* auth/auth.h */
 typedef struct pw_events pw_events;         /* events/events.h */
 typedef struct pw_api_sse pw_api_sse;       /* below */
+typedef struct pw_audit pw_audit;           /* auth/audit.h */
+typedef struct pw_userlimit pw_userlimit;   /* auth/userlimit.h */
 
 /* What the handlers need; borrowed for the server's life. */
 struct pw_api_ctx {
     pw_engine *engine;
-    /* agent mode (docs/agent.md): who may sync for a node. NULL auth: /agent/v1/sync answers 404 */
+    /* who calls (users through pw_api_before; agents in agents.c). NULL: /agent/v1/sync answers 404
+     * and the middleware lets everyone in (the handlers' unit tests) */
     pw_auth *auth;
     const char *agent_namespace;   /* the agents' ServiceAccount's namespace */
     const char *agent_sa;          /* ... and name: only it may sync */
     bool agents_elsewhere; /* agents sync on a listener of their own: this one answers 404 */
     pw_api_sse *sse;       /* the SSE hub; NULL: the event routes answer 404 */
+    pw_audit *audit;          /* writes and denials; NULL: none */
+    pw_userlimit *rate_limit; /* requests per user; NULL: none */
+    bool metrics_anonymous;   /* routes marked metrics are open */
+    long max_tasks_per_user;  /* unfinished tasks one user may have (0: no limit) */
 };
+
+/* The middleware of the API listener (guard.c; pass as the server's before and after): every route
+ * has an access rule (open: /healthz, /readyz; metrics: open with metrics_anonymous, else like the
+ * rest; self: the handler authenticates, as /agent/v1/sync does; authenticated; authorized: a verb on
+ * a resource). A route without a rule is refused (403). Refusals: 401 + WWW-Authenticate: Bearer, 403
+ * with the authorizer's reason, 429 + Retry-After, 503 when the cluster cannot be asked. after writes
+ * the audit line of every write and every refusal. */
+bool pw_api_before(pw_http_req *req, const struct pw_http_route *route, void *ctx);
+void pw_api_after(pw_http_req *req, const struct pw_http_route *route, int status, void *ctx);
+/* The user the middleware authenticated for req (borrowed), or NULL (no middleware, open route). */
+const char *pw_api_req_user(pw_http_req *req);
+/* Notes the task a write touched, for its audit line. */
+void pw_api_req_set_task(pw_http_req *req, const char *task_id);
+/* GET /api/v1/whoami: the caller's user name, uid and groups as prewarmd sees them. */
+void pw_api_h_whoami(pw_http_req *req, void *ctx);
 
 /* The agent listener's routes (--agent-listen): /agent/v1/sync and /healthz. */
 extern const struct pw_http_route pw_api_agent_routes[];

@@ -1,7 +1,8 @@
-/* auth.c: TokenReview with a cache (auth.h). The cache is a JSON object keyed by the hex SHA-256 of
+/* auth.c: TokenReview with a cache, and agents' nodes (auth.h); users.c holds the user modes. The cache is a JSON object keyed by the hex SHA-256 of
  * audience NUL token; each entry holds its expiry (monotonic ms) and either the identity or the
  * rejection. Insertion order is kept in a ring of keys, so the oldest entry goes first when full. */
 #include "auth/auth.h"
+#include "auth/auth_int.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -17,31 +18,28 @@
 #include "base/mem.h"
 #include "k8s/k8s.h"
 
-struct pw_auth {
-    pw_k8s_client *client;
-    int64_t ttl_ms, neg_ttl_ms;
-    size_t max;
-    pthread_mutex_t mu;
-    json_t *cache;  /* key -> {"exp": ms, "ok": bool, "user": {...} | "error": "..."} */
-    json_t *pod_node; /* pod uid -> node name: the nodes of agents' bound pods */
-    char (*ring)[65]; /* keys in insertion order, max of them */
-    size_t ring_head, ring_n;
-    size_t reviews, hits;
-};
-
-int pw_auth_new(const struct pw_auth_config *cfg, pw_auth **out)
+int pw_auth_new(const struct pw_auth_config *cfg, pw_auth **out, char *why, size_t why_n)
 {
-    if (!cfg || !cfg->client)
+    if (!cfg) {
+        snprintf(why, why_n, "no configuration");
         return PW_EINVAL;
+    }
     pw_auth *a = pw_xcalloc(1, sizeof *a);
     a->client = cfg->client;
     a->ttl_ms = (int64_t)(cfg->cache_ttl_s > 0 ? cfg->cache_ttl_s : PW_AUTH_DEFAULT_TTL_S) * 1000;
     a->neg_ttl_ms = (int64_t)(cfg->negative_ttl_s > 0 ? cfg->negative_ttl_s : PW_AUTH_DEFAULT_NEGATIVE_TTL_S) * 1000;
+    if (a->neg_ttl_ms > a->ttl_ms)
+        a->neg_ttl_ms = a->ttl_ms; /* a rejection is never remembered longer than an acceptance */
     a->max = cfg->max_entries ? cfg->max_entries : PW_AUTH_DEFAULT_MAX_ENTRIES;
     a->ring = pw_xcalloc(a->max, sizeof *a->ring);
     pthread_mutex_init(&a->mu, NULL);
     a->cache = json_object();
     a->pod_node = json_object();
+    int rc = pw_auth_users_init(a, cfg, why, why_n);
+    if (rc != 0) {
+        pw_auth_free(a);
+        return rc;
+    }
     *out = a;
     return 0;
 }
@@ -50,6 +48,7 @@ void pw_auth_free(pw_auth *a)
 {
     if (!a)
         return;
+    pw_auth_users_fini(a);
     json_decref(a->cache);
     json_decref(a->pod_node);
     free(a->ring);
@@ -75,21 +74,27 @@ const char *pw_auth_bearer(const char *header)
     return *t ? t : NULL;
 }
 
-static void cache_key(const char *audience, const char *token, char out[65])
+void pw_auth_sha256_hex(const char *a, size_t an, const char *b, size_t bn, char out[65])
 {
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-    EVP_DigestUpdate(c, audience ? audience : "", strlen(audience ? audience : "") + 1);
-    EVP_DigestUpdate(c, token, strlen(token));
+    EVP_DigestUpdate(c, a, an);
+    EVP_DigestUpdate(c, b, bn);
     EVP_DigestFinal_ex(c, md, &len);
     EVP_MD_CTX_free(c);
     for (int i = 0; i < 32; i++)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static void identity_from(const json_t *user, struct pw_identity *id)
+static void cache_key(const char *audience, const char *token, char out[65])
+{
+    const char *aud = audience ? audience : "";
+    pw_auth_sha256_hex(aud, strlen(aud) + 1, token, strlen(token), out);
+}
+
+void pw_auth_identity_from(const json_t *user, struct pw_identity *id)
 {
     memset(id, 0, sizeof *id);
     const char *u = json_string_value(json_object_get(user, "username"));
@@ -124,9 +129,9 @@ const char *pw_identity_extra(const struct pw_identity *id, const char *key)
     return json_string_value(json_array_get(json_object_get(id->extra, key), 0));
 }
 
-/* Stores entry under key (a->mu held), dropping the oldest when full. */
-static void cache_put(pw_auth *a, const char *key, json_t *entry)
+void pw_auth_cache_put(pw_auth *a, const char *key, json_t *entry)
 {
+    pthread_mutex_lock(&a->mu);
     if (!json_object_get(a->cache, key)) {
         if (a->ring_n == a->max) {
             json_object_del(a->cache, a->ring[a->ring_head]);
@@ -137,13 +142,29 @@ static void cache_put(pw_auth *a, const char *key, json_t *entry)
         a->ring_n++;
     }
     json_object_set_new(a->cache, key, entry);
+    pthread_mutex_unlock(&a->mu);
+}
+
+json_t *pw_auth_cache_get(pw_auth *a, const char *key, int64_t now, size_t *misses)
+{
+    pthread_mutex_lock(&a->mu);
+    json_t *hit = json_object_get(a->cache, key);
+    json_t *e = NULL;
+    if (hit && json_integer_value(json_object_get(hit, "exp")) > now) {
+        e = json_incref(hit);
+        a->hits++;
+    } else {
+        (*misses)++;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return e;
 }
 
 /* Applies a cached or fresh entry to the caller's outputs. */
 static int answer(const json_t *entry, struct pw_identity *id, char *why, size_t why_n)
 {
     if (json_is_true(json_object_get(entry, "ok"))) {
-        identity_from(json_object_get(entry, "user"), id);
+        pw_auth_identity_from(json_object_get(entry, "user"), id);
         return 0;
     }
     const char *err = json_string_value(json_object_get(entry, "error"));
@@ -158,21 +179,19 @@ int pw_auth_review(pw_auth *a, const char *token, const char *audience, struct p
         snprintf(why, why_n, "no bearer token");
         return PW_EAUTH;
     }
+    if (!a->client) {
+        snprintf(why, why_n, "no Kubernetes client to review tokens with");
+        return PW_EUNAVAIL;
+    }
     char key[65];
     cache_key(audience, token, key);
     int64_t now = pw_clock_mono_ms();
-    pthread_mutex_lock(&a->mu);
-    json_t *hit = json_object_get(a->cache, key);
-    if (hit && json_integer_value(json_object_get(hit, "exp")) > now) {
-        json_t *e = json_incref(hit);
-        a->hits++;
-        pthread_mutex_unlock(&a->mu);
+    json_t *e = pw_auth_cache_get(a, key, now, &a->reviews);
+    if (e) {
         int rc = answer(e, id, why, why_n);
         json_decref(e);
         return rc;
     }
-    a->reviews++;
-    pthread_mutex_unlock(&a->mu);
 
     json_t *spec = json_pack("{s:s}", "token", token);
     if (audience)
@@ -213,9 +232,7 @@ int pw_auth_review(pw_auth *a, const char *token, const char *audience, struct p
                                        ? json_string_value(json_object_get(st, "error"))
                                        : "the token is not valid for this audience");
     json_decref(resp);
-    pthread_mutex_lock(&a->mu);
-    cache_put(a, key, json_incref(entry));
-    pthread_mutex_unlock(&a->mu);
+    pw_auth_cache_put(a, key, json_incref(entry));
     rc = answer(entry, id, why, why_n);
     json_decref(entry);
     return rc;

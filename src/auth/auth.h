@@ -1,14 +1,25 @@
-/* auth.h: who is calling prewarmd. A bearer token is checked with the cluster's TokenReview
- * (authentication.k8s.io/v1) for an audience, and the answer cached per token (keyed by a SHA-256 of
- * audience and token, never the token itself) for at most the cache TTL, rejections for a shorter
- * one. One module for every caller: prewarm-agents (audience "prewarm", their projected
- * ServiceAccount tokens) and, with issue 10, users.
+/* auth.h: who is calling prewarmd, and what they may do (docs/security.md). One module for every
+ * caller: prewarm-agents (audience "prewarm", their projected ServiceAccount tokens) and users.
  *
- * Thread model: every call is safe from any thread; a review blocks on the API server (the cache
- * lock is not held meanwhile). Tokens never reach a log line. */
+ * Authentication: a bearer token is checked by the authenticators configured, in order:
+ *   kubernetes       a TokenReview (authentication.k8s.io/v1) against the cluster;
+ *   token-file:PATH  kube-apiserver's --token-auth-file CSV (token,user,uid,"group1,group2"),
+ *                    re-read when the file changes;
+ *   none             everyone is system:anonymous: alone, whatever the request carries; after others,
+ *                    only requests with no token.
+ * Authorization, one authorizer: kubernetes (a SubjectAccessReview on the virtual resource of group
+ * prewarm.io in prewarmd's namespace), static (the groups prewarm:viewers, prewarm:editors,
+ * prewarm:admins) or allow-all.
+ * Reviews and access reviews are cached per SHA-256 of what was asked (never the token itself) for
+ * at most the cache TTL, rejections for a shorter one; so a revoked token or a removed RoleBinding
+ * stops working within the TTL.
+ *
+ * Thread model: every call is safe from any thread; a review blocks on the API server (no lock is
+ * held meanwhile). Tokens never reach a log line, an error message or the cache's keys. */
 #ifndef PW_AUTH_H
 #define PW_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -29,13 +40,20 @@ struct pw_identity {
 #define PW_AUTH_DEFAULT_MAX_ENTRIES 10000
 
 struct pw_auth_config {
-    pw_k8s_client *client; /* borrowed; required */
+    pw_k8s_client *client; /* borrowed; needed by agents and the kubernetes modes (else may be NULL) */
     int cache_ttl_s;       /* authenticated answers (0: the default) */
     int negative_ttl_s;    /* rejections (0: the default) */
     size_t max_entries;    /* cache size (0: the default); the oldest entries go first */
+    const char *authn;     /* "kubernetes", "token-file:PATH", "none", comma-separated in order; NULL:
+                            * no user is authenticated (agents only) */
+    const char *authz;     /* "kubernetes" | "static" | "allow-all"; NULL: allow-all when authn is only
+                            * none, static when it has a token file and no kubernetes, else kubernetes */
+    const char *namespace_; /* the namespace of access reviews (prewarmd's) */
 };
 
-int pw_auth_new(const struct pw_auth_config *cfg, pw_auth **out);
+/* 0 with *out (pw_auth_free); PW_EINVAL with why (a mode unknown, a token file that does not load,
+ * a kubernetes mode without a client). */
+int pw_auth_new(const struct pw_auth_config *cfg, pw_auth **out, char *why, size_t why_n);
 void pw_auth_free(pw_auth *a);
 
 /* Reviews token for audience (NULL: the API server's own). 0 with *id filled (caller
@@ -53,6 +71,43 @@ void pw_auth_counts(pw_auth *a, size_t *reviews, size_t *hits);
  * PW_EAUTH (a bad token), PW_EFORBIDDEN (another account, no node), PW_EUNAVAIL; why says which. */
 int pw_auth_agent_node(pw_auth *a, const char *token, const char *ns, const char *sa, char *node, size_t n,
                        char *why, size_t why_n);
+
+/* ---- users ---- */
+
+/* Whether the authenticators include none (prewarmd then refuses non-loopback listeners), and the
+ * authorizer's name ("kubernetes", "static", "allow-all"; borrowed). */
+bool pw_auth_allows_anonymous(const pw_auth *a);
+const char *pw_auth_authorizer(const pw_auth *a);
+
+/* Who sends a request with this Authorization header value (NULL: none). 0 with *id (caller
+ * pw_identity_fini); PW_EAUTH (no or a bad credential), PW_EUNAVAIL (the cluster cannot be asked);
+ * why says which without the token. */
+int pw_auth_user(pw_auth *a, const char *authorization, struct pw_identity *id, char *why, size_t why_n);
+
+/* What a request asks: verb ("get", "list", "create", "delete") on resource ("tasks", "policies",
+ * "agents"), optionally one object (name), or, when resource is NULL, verb on a non-resource path
+ * ("/metrics"). */
+struct pw_auth_attrs {
+    const char *verb;
+    const char *resource;
+    const char *name;
+    const char *path;
+};
+
+/* May id do attrs? 0 yes; PW_EFORBIDDEN (why: who, what, and the authorizer's reason);
+ * PW_EUNAVAIL (the SubjectAccessReview could not be made; nothing cached). */
+int pw_auth_authorize(pw_auth *a, const struct pw_identity *id, const struct pw_auth_attrs *attrs, char *why,
+                      size_t why_n);
+
+/* The identity of system:anonymous (caller pw_identity_fini). */
+void pw_identity_anonymous(struct pw_identity *id);
+
+/* ---- the token file (kube-apiserver --token-auth-file) ---- */
+
+/* Parses the CSV text (len bytes): one "token,user,uid[,\"group1,group2\"]" per line, blank lines and
+ * lines starting with '#' skipped. 0 with *out a new object {sha256-hex of token: {"username",
+ * "uid", "groups"}} (caller decrefs); PW_EINVAL with why naming the line (never its token). */
+int pw_auth_tokenfile_parse(const char *text, size_t len, json_t **out, char *why, size_t why_n);
 
 /* The first value of extra key, or NULL (borrowed from id). */
 const char *pw_identity_extra(const struct pw_identity *id, const char *key);

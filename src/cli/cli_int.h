@@ -58,6 +58,12 @@ typedef struct pw_cli_args {
     const char *output; /* table (default), wide, json, yaml */
     bool no_color;
     bool help;
+    /* credentials, like kubectl: --token, else $PREWARM_TOKEN, else the kubeconfig context's user */
+    const char *token;
+    const char *kubeconfig; /* --kubeconfig (else $KUBECONFIG, ~/.kube/config) */
+    const char *context;    /* --context (else current-context) */
+    const char *ca_file;    /* --certificate-authority: PEM bundle prewarmd's certificate must chain to */
+    bool insecure;          /* --insecure-skip-tls-verify */
     pw_cli_strv pos; /* positional arguments after the command */
     /* create */
     pw_cli_num batch_size;
@@ -147,6 +153,10 @@ pw_cli_client *pw_cli_client_new(const char *base_url);
 void pw_cli_client_free(pw_cli_client *c);
 /* A transfer in progress is aborted (PW_ECANCELED) once *flag becomes non-zero. flag is borrowed. */
 void pw_cli_client_set_interrupt(pw_cli_client *c, volatile sig_atomic_t *flag);
+/* Credentials and TLS for every call: token (copied; NULL: none) sent as "Authorization: Bearer",
+ * ca_file (copied; NULL: the system's roots), insecure skips verifying prewarmd's certificate. TLS 1.2
+ * at least. */
+void pw_cli_client_set_auth(pw_cli_client *c, const char *token, const char *ca_file, bool insecure);
 /* Connect and transfer timeouts in seconds (<= 0: the defaults, 5 and 30). */
 void pw_cli_client_set_timeouts(pw_cli_client *c, long connect_s, long transfer_s);
 /* Response bodies over this are refused (PW_ETOOLARGE). */

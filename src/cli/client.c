@@ -25,6 +25,9 @@ struct pw_cli_client {
     int stream_state; /* 0: not known yet, 1: an event stream, -1: an ordinary answer */
     bool stream_stopped;
     long connect_timeout_s, transfer_timeout_s;
+    char *auth_header; /* "Authorization: Bearer ..." or NULL; owned, wiped when freed */
+    char *ca_file;     /* owned or NULL */
+    bool insecure;
 };
 
 pw_cli_client *pw_cli_client_new(const char *base_url)
@@ -56,10 +59,23 @@ void pw_cli_client_set_timeouts(pw_cli_client *c, long connect_s, long transfer_
     c->transfer_timeout_s = transfer_s > 0 ? transfer_s : TRANSFER_TIMEOUT_S;
 }
 
+void pw_cli_client_set_auth(pw_cli_client *c, const char *token, const char *ca_file, bool insecure)
+{
+    if (c->auth_header) {
+        memset(c->auth_header, 0, strlen(c->auth_header));
+        free(c->auth_header);
+    }
+    free(c->ca_file);
+    c->auth_header = token && *token ? pw_xasprintf("Authorization: Bearer %s", token) : NULL;
+    c->ca_file = ca_file ? pw_xstrdup(ca_file) : NULL;
+    c->insecure = insecure;
+}
+
 void pw_cli_client_free(pw_cli_client *c)
 {
     if (!c)
         return;
+    pw_cli_client_set_auth(c, NULL, NULL, false);
     curl_easy_cleanup(c->curl);
     pw_buf_fini(&c->resp);
     free(c->base);
@@ -142,6 +158,13 @@ static int transport_error(pw_cli_client *c, CURLcode cc, const char *curl_msg, 
         snprintf(err, errlen, "cannot reach prewarmd at %s: %s (is it running? set --server or PREWARM_SERVER)",
                  c->base, why);
         return PW_EUNAVAIL;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+        snprintf(err, errlen,
+                 "cannot verify prewarmd's TLS certificate at %s: %s (pass --certificate-authority FILE with the "
+                 "CA that signed it, or --insecure-skip-tls-verify)",
+                 c->base, why);
+        return PW_EAUTH;
     case CURLE_OPERATION_TIMEDOUT:
         snprintf(err, errlen, "prewarmd at %s did not answer in time: %s", c->base, why);
         return PW_ETIMEDOUT;
@@ -226,6 +249,8 @@ int pw_cli_client_call(pw_cli_client *c, const char *method, const char *path, c
     if (payload)
         headers = curl_slist_append(headers, "Content-Type: application/json");
     headers = curl_slist_append(headers, "Expect:");
+    if (c->auth_header)
+        headers = curl_slist_append(headers, c->auth_header);
 
     pw_buf_reset(&c->resp);
     c->too_large = false;
@@ -251,6 +276,13 @@ int pw_cli_client_call(pw_cli_client *c, const char *method, const char *path, c
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (c->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+    if (c->insecure) {
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
 
     CURLcode cc = curl_easy_perform(h);
     int rc = 0;

@@ -15,6 +15,7 @@
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "cli/cli_int.h"
+#include "k8s/k8s.h"
 
 #define OFF(field) offsetof(pw_cli_args, field)
 #define PAGE_TASKS 100L
@@ -27,6 +28,15 @@ const pw_cli_opt pw_cli_global_opts[] = {
     {"output", 'o', PW_CLI_OPT_STR, OFF(output), "FORMAT", "table|wide|json|yaml", 0, 0,
      "output format: table (default), wide, json or yaml"},
     {"no-color", 0, PW_CLI_OPT_FLAG, OFF(no_color), NULL, NULL, 0, 0, "no colours (also when NO_COLOR is set)"},
+    {"token", 0, PW_CLI_OPT_STR, OFF(token), "TOKEN", NULL, 0, 0,
+     "bearer token for prewarmd (default: $PREWARM_TOKEN, else the kubeconfig context's user)"},
+    {"kubeconfig", 0, PW_CLI_OPT_STR, OFF(kubeconfig), "FILE", NULL, 0, 0,
+     "kubeconfig whose credentials to send (default: $KUBECONFIG, else ~/.kube/config)"},
+    {"context", 0, PW_CLI_OPT_STR, OFF(context), "NAME", NULL, 0, 0, "kubeconfig context (default: current)"},
+    {"certificate-authority", 0, PW_CLI_OPT_STR, OFF(ca_file), "FILE", NULL, 0, 0,
+     "PEM CA bundle to verify an https:// prewarmd with"},
+    {"insecure-skip-tls-verify", 0, PW_CLI_OPT_FLAG, OFF(insecure), NULL, NULL, 0, 0,
+     "do not verify prewarmd's TLS certificate (insecure)"},
     {"help", 'h', PW_CLI_OPT_FLAG, OFF(help), NULL, NULL, 0, 0, "show help and exit"},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
@@ -85,6 +95,7 @@ static int cmd_cancel(pw_cli_ctx *ctx);
 static int cmd_wait(pw_cli_ctx *ctx);
 static int cmd_version(pw_cli_ctx *ctx);
 static int cmd_agents(pw_cli_ctx *ctx);
+static int cmd_auth(pw_cli_ctx *ctx);
 
 const pw_cli_cmd pw_cli_commands[] = {
     {"create", "IMAGE...",
@@ -97,6 +108,8 @@ const pw_cli_cmd pw_cli_commands[] = {
     {"wait", "ID", "Wait for a task to finish, showing progress; the exit code tells the outcome.", NULL, 1, 1,
      cmd_wait},
     {"agents", "", "List the prewarm-agents prewarmd hears from (agent mode).", NULL, 0, 0, cmd_agents},
+    {"auth", "whoami", "auth whoami: show the user and groups prewarmd sees for your credentials.", NULL, 1, 1,
+     cmd_auth},
     {"version", "", "Show prewarmctl's version.", NULL, 0, 0, cmd_version},
     {NULL, NULL, NULL, NULL, 0, 0, NULL},
 };
@@ -144,6 +157,21 @@ int pw_cli_api(pw_cli_ctx *ctx, const char *method, const char *path, const json
         return PW_CLI_EXIT_API;
     }
     ctx->server_seen = true;
+    if (status == 401 || status == 403) {
+        const char *msg = json_string_value(json_object_get(resp, "message"));
+        fprintf(ctx->err, "error: %s: %s\n",
+                status == 401 ? "prewarmd did not accept your credentials (401 Unauthorized)"
+                              : "prewarmd refused this request (403 Forbidden)",
+                msg ? msg : "no reason given");
+        fprintf(ctx->err, "%s\n",
+                status == 401 ? "hint: pass --token, set PREWARM_TOKEN, or use a kubeconfig context (--kubeconfig, "
+                                "--context) whose user prewarmd accepts"
+                              : "hint: ask an admin for the right (a RoleBinding to prewarm-viewer or prewarm-editor, "
+                                "or a prewarm:viewers/editors group in prewarmd's token file); 'prewarmctl auth "
+                                "whoami' shows who you are to prewarmd");
+        json_decref(resp);
+        return PW_CLI_EXIT_API;
+    }
     if (status < 200 || status > 299) {
         pw_cli_print_api_error(ctx->err, status, resp);
         json_decref(resp);
@@ -620,6 +648,67 @@ static int cmd_version(pw_cli_ctx *ctx)
     return 0;
 }
 
+static int cmd_auth(pw_cli_ctx *ctx)
+{
+    if (strcmp(ctx->args->pos.v[0], "whoami") != 0) {
+        fprintf(ctx->err, "error: unknown auth command \"%s\" (want: prewarmctl auth whoami)\n", ctx->args->pos.v[0]);
+        return PW_CLI_EXIT_USAGE;
+    }
+    json_t *me = NULL;
+    int rc = pw_cli_api(ctx, "GET", "/api/v1/whoami", NULL, &me);
+    if (rc != 0)
+        return rc;
+    if (structured(ctx)) {
+        print_doc(ctx, me);
+        json_decref(me);
+        return 0;
+    }
+    fprintf(ctx->out, "ATTRIBUTE  VALUE\nUsername   %s\n", json_string_value(json_object_get(me, "username")));
+    const char *uid = json_string_value(json_object_get(me, "uid"));
+    if (uid && *uid)
+        fprintf(ctx->out, "UID        %s\n", uid);
+    fprintf(ctx->out, "Groups     [");
+    size_t i;
+    const json_t *g;
+    json_array_foreach(json_object_get(me, "groups"), i, g) {
+        fprintf(ctx->out, "%s%s", i ? " " : "", json_string_value(g));
+    }
+    fprintf(ctx->out, "]\n");
+    json_decref(me);
+    return 0;
+}
+
+/* The bearer token to send: --token, else $PREWARM_TOKEN, else the kubeconfig context's user's
+ * (static, token file or exec plugin). 0 with *out (caller frees; NULL: none), or PW_CLI_EXIT_USAGE
+ * after saying why (an explicit --kubeconfig or --context that cannot be used). */
+static int resolve_token(const pw_cli_args *a, char **out)
+{
+    *out = NULL;
+    const char *env = getenv("PREWARM_TOKEN");
+    if (a->token || (env && *env)) {
+        *out = pw_xstrdup(a->token ? a->token : env);
+        return 0;
+    }
+    pw_k8s_config *cfg = NULL;
+    char *why = NULL;
+    if (pw_k8s_config_load(a->kubeconfig, a->context, &cfg, &why) != 0) {
+        bool explicit = a->kubeconfig || a->context;
+        if (explicit)
+            fprintf(stderr, "error: cannot use the kubeconfig: %s\n", why ? why : "unknown error");
+        free(why);
+        return explicit ? PW_CLI_EXIT_USAGE : 0; /* no kubeconfig at all: send no credentials */
+    }
+    int rc = pw_k8s_config_token(cfg, out, &why);
+    if (rc != 0) {
+        fprintf(stderr, "error: cannot get the kubeconfig user's token: %s\n", why ? why : pw_strerror(rc));
+        free(why);
+        pw_k8s_config_free(cfg);
+        return PW_CLI_EXIT_API;
+    }
+    pw_k8s_config_free(cfg);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- main */
 
 static bool want_color(const pw_cli_args *a)
@@ -660,6 +749,18 @@ int pw_cli_main(int argc, char **argv)
         fprintf(stderr, "error: cannot start libcurl\n");
         pw_cli_args_fini(&args);
         return PW_CLI_EXIT_API;
+    }
+    char *token = NULL;
+    rc = args.cmd->run == cmd_version ? 0 : resolve_token(&args, &token);
+    if (rc != 0) {
+        pw_cli_client_free(ctx.client);
+        pw_cli_args_fini(&args);
+        return rc;
+    }
+    pw_cli_client_set_auth(ctx.client, token, args.ca_file, args.insecure);
+    if (token) {
+        memset(token, 0, strlen(token));
+        free(token);
     }
     rc = args.cmd->run(&ctx);
     fflush(stdout);

@@ -10,7 +10,9 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "auth/audit.h"
 #include "auth/auth.h"
+#include "auth/userlimit.h"
 #include "base/err.h"
 #include "base/flags.h"
 #include "base/labels.h"
@@ -32,6 +34,10 @@ struct options {
     bool keep_failed_jobs, tolerate_noexecute, help, agents;
     const char *agent_sa, *agent_ns, *agent_listen, *tls_cert, *tls_key;
     long long agent_timeout_ms, agent_poll_ms, sse_heartbeat_ms;
+    const char *auth, *authz, *audit_log;
+    long long auth_ttl_ms, auth_neg_ttl_ms, audit_max_bytes;
+    long audit_keep, rate_limit, rate_burst, max_tasks_per_user;
+    bool metrics_anonymous;
 };
 
 #define PREWARMD_VERSION "0.1.0" /* prewarm_build_info's version label */
@@ -80,8 +86,34 @@ static const struct pw_flag opt_table[] = {
     {"agent-listen", "PREWARM_AGENT_LISTEN", PW_FLAG_STR, OFF(agent_listen), NULL,
      "a listener of its own for agents (else they sync on --listen); with --tls-cert/--tls-key it serves "
      "TLS, which registry credentials need"},
-    {"tls-cert", "PREWARM_TLS_CERT", PW_FLAG_STR, OFF(tls_cert), NULL, "PEM certificate of the agent listener"},
-    {"tls-key", "PREWARM_TLS_KEY", PW_FLAG_STR, OFF(tls_key), NULL, "PEM private key of the agent listener"},
+    {"tls-cert", "PREWARM_TLS_CERT", PW_FLAG_STR, OFF(tls_cert), NULL,
+     "PEM certificate (chain) served on --listen and --agent-listen; re-read when it changes (TLS 1.2+)"},
+    {"tls-key", "PREWARM_TLS_KEY", PW_FLAG_STR, OFF(tls_key), NULL, "PEM private key of --tls-cert"},
+    {"auth", "PREWARM_AUTH", PW_FLAG_STR, OFF(auth), NULL,
+     "who may call the API: kubernetes (TokenReview), token-file:PATH (kube-apiserver's CSV), none "
+     "(loopback only), comma-separated in order (default: none on a loopback --listen, else kubernetes)"},
+    {"authz", "PREWARM_AUTHZ", PW_FLAG_STR, OFF(authz), NULL,
+     "what they may do: kubernetes (SubjectAccessReview on tasks.prewarm.io), static (token-file groups "
+     "prewarm:viewers/editors/admins), allow-all (default: allow-all for none, static for a token file, "
+     "else kubernetes)"},
+    {"auth-cache-ttl", "PREWARM_AUTH_CACHE_TTL", PW_FLAG_DURATION, OFF(auth_ttl_ms), "60s",
+     "how long a TokenReview or SubjectAccessReview answer is reused"},
+    {"auth-negative-ttl", "PREWARM_AUTH_NEGATIVE_TTL", PW_FLAG_DURATION, OFF(auth_neg_ttl_ms), "10s",
+     "how long a rejection is reused (at most --auth-cache-ttl)"},
+    {"metrics-anonymous", "PREWARM_METRICS_ANONYMOUS", PW_FLAG_BOOL, OFF(metrics_anonymous), "false",
+     "serve /metrics without credentials"},
+    {"audit-log", "PREWARM_AUDIT_LOG", PW_FLAG_STR, OFF(audit_log), "-",
+     "audit log file: a JSON line per write and per denial (\"-\": stderr)"},
+    {"audit-log-max-size", "PREWARM_AUDIT_LOG_MAX_SIZE", PW_FLAG_BYTES, OFF(audit_max_bytes), "100Mi",
+     "rotate the audit log past this size"},
+    {"audit-log-max-files", "PREWARM_AUDIT_LOG_MAX_FILES", PW_FLAG_INT, OFF(audit_keep), "5",
+     "rotated audit logs kept (PATH.1 ... PATH.N)"},
+    {"rate-limit", "PREWARM_RATE_LIMIT", PW_FLAG_INT, OFF(rate_limit), "0",
+     "API requests a second per user, over it 429 + Retry-After (0: no limit)"},
+    {"rate-burst", "PREWARM_RATE_BURST", PW_FLAG_INT, OFF(rate_burst), "0",
+     "requests a user may send at once (0: twice --rate-limit)"},
+    {"max-tasks-per-user", "PREWARM_MAX_TASKS_PER_USER", PW_FLAG_INT, OFF(max_tasks_per_user), "0",
+     "unfinished tasks one user may have; a create over it gets 429 (0: no limit)"},
     {"agent-timeout", "PREWARM_AGENT_TIMEOUT", PW_FLAG_DURATION, OFF(agent_timeout_ms), "60s",
      "an agent silent this long is unhealthy (auto then uses Jobs for its node)"},
     {"agent-poll", "PREWARM_AGENT_POLL", PW_FLAG_DURATION, OFF(agent_poll_ms), "25s",
@@ -119,22 +151,45 @@ static int instance_id(const struct options *o, char *out, size_t n)
     return 0;
 }
 
-/* The whole of a small file (a PEM), NUL-terminated; 0 or PW_EIO. Caller frees *out. */
-static int read_file(const char *path, char **out)
+/* The user side of the API: authenticators, authorizer, audit log, limits. 0, or 1 after logging why. */
+static int setup_users(const struct options *o, pw_k8s_client *client, pw_auth **auth, pw_audit **audit,
+                       pw_userlimit **limit)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return PW_EIO;
-    char *buf = pw_xmalloc(1 << 20);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    int bad = ferror(f) || n == (1 << 20) - 1;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return PW_EIO;
+    bool loopback = pw_http_listen_is_loopback(o->listen);
+    const char *authn = o->auth ? o->auth : loopback ? "none" : "kubernetes";
+    long long ttl = o->auth_ttl_ms < 1000 ? 1000 : o->auth_ttl_ms;
+    long long neg = o->auth_neg_ttl_ms < 1000 ? 1000 : o->auth_neg_ttl_ms;
+    struct pw_auth_config ac = {.client = client,
+                                .cache_ttl_s = (int)(ttl / 1000),
+                                .negative_ttl_s = (int)(neg / 1000),
+                                .authn = authn,
+                                .authz = o->authz,
+                                .namespace_ = o->namespace_};
+    char why[512];
+    if (pw_auth_new(&ac, auth, why, sizeof why) != 0) {
+        PW_ERROR("cannot set up authentication: %s", why);
+        return 1;
     }
-    buf[n] = 0;
-    *out = buf;
+    if (pw_auth_allows_anonymous(*auth) && !loopback) {
+        PW_ERROR("--auth none lets anyone who reaches %s create tasks that run on every node: it is allowed "
+                 "only on a loopback --listen (127.0.0.1, ::1). Use --auth kubernetes or --auth "
+                 "token-file:PATH, or listen on loopback (docs/security.md)", o->listen);
+        return 1;
+    }
+    if (pw_auth_allows_anonymous(*auth))
+        PW_WARN("authentication is off (--auth %s): whoever reaches %s acts as system:anonymous with "
+                "%s rights; turn it on with --auth kubernetes or --auth token-file:PATH (docs/security.md)",
+                authn, o->listen, strcmp(pw_auth_authorizer(*auth), "allow-all") == 0 ? "full" : "its authorizer's");
+    struct pw_audit_config au = {.path = o->audit_log, .max_bytes = o->audit_max_bytes, .keep = (int)o->audit_keep};
+    if (pw_audit_new(&au, audit, why, sizeof why) != 0) {
+        PW_ERROR("%s", why);
+        return 1;
+    }
+    if (o->rate_limit > 0)
+        *limit = pw_userlimit_new((double)o->rate_limit, (int)o->rate_burst);
+    PW_INFO("api: authentication %s, authorization %s, audit log %s, rate limit %ld/s per user, at most %ld "
+            "unfinished tasks per user", authn, pw_auth_authorizer(*auth),
+            strcmp(o->audit_log, "-") == 0 ? "stderr" : o->audit_log, o->rate_limit, o->max_tasks_per_user);
     return 0;
 }
 
@@ -233,7 +288,7 @@ int main(int argc, char **argv)
                 .keep_failed_jobs = o.keep_failed_jobs,
                 .tolerate_noexecute = o.tolerate_noexecute},
         .agent = {.enabled = o.agents,
-                  .tls = o.agent_listen && o.tls_cert && o.tls_key,
+                  .tls = o.tls_cert && o.tls_key,
                   .agent_timeout_s = (int)(o.agent_timeout_ms / 1000),
                   .poll_ms = (int)o.agent_poll_ms},
         .instance = instance,
@@ -253,38 +308,33 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = pw_engine_start(engine);
     pw_auth *auth = NULL;
-    if (rc == 0 && o.agents) {
-        struct pw_auth_config ac = {.client = client};
-        rc = pw_auth_new(&ac, &auth);
+    pw_audit *audit = NULL;
+    pw_userlimit *limit = NULL;
+    if (rc == 0 && (o.tls_cert != NULL) != (o.tls_key != NULL)) {
+        PW_ERROR("--tls-cert and --tls-key go together");
+        rc = PW_EINVAL;
     }
+    if (rc == 0 && setup_users(&o, client, &auth, &audit, &limit) != 0)
+        rc = PW_EINVAL;
     struct pw_api_ctx actx = {.engine = engine,
                               .auth = auth,
                               .agent_namespace = o.agent_ns ? o.agent_ns : o.namespace_,
                               .agent_sa = o.agent_sa,
                               .agents_elsewhere = o.agents && o.agent_listen,
-                              .sse = sse};
+                              .sse = sse,
+                              .audit = audit,
+                              .rate_limit = limit,
+                              .metrics_anonymous = o.metrics_anonymous,
+                              .max_tasks_per_user = o.max_tasks_per_user};
     struct pw_api_ctx agent_ctx = actx;
     agent_ctx.agents_elsewhere = false;
     pw_http_server *agent_srv = NULL;
-    char *cert_pem = NULL, *key_pem = NULL;
     if (rc == 0 && o.agents && o.agent_listen) {
-        if ((o.tls_cert != NULL) != (o.tls_key != NULL)) {
-            PW_ERROR("--tls-cert and --tls-key go together");
-            rc = PW_EINVAL;
-        } else if (o.tls_cert && (read_file(o.tls_cert, &cert_pem) != 0 || read_file(o.tls_key, &key_pem) != 0)) {
-            PW_ERROR("cannot read --tls-cert %s or --tls-key %s", o.tls_cert, o.tls_key);
-            rc = PW_EIO;
-        } else {
-            struct pw_http_config agcfg = {.listen = o.agent_listen, .routes = pw_api_agent_routes, .ctx = &agent_ctx,
-                                           .tls_cert_pem = cert_pem, .tls_key_pem = key_pem, .access_log = true,
-                                           .log_name = "agents", .max_connections = 20000,
-                                           .threads = 16 /* a sync may wait on a TokenReview: more threads than the API */};
-            rc = pw_http_server_new(&agcfg, &agent_srv);
-        }
-        if (key_pem)
-            memset(key_pem, 0, strlen(key_pem));
-        free(cert_pem);
-        free(key_pem);
+        struct pw_http_config agcfg = {.listen = o.agent_listen, .routes = pw_api_agent_routes, .ctx = &agent_ctx,
+                                       .tls_cert_file = o.tls_cert, .tls_key_file = o.tls_key, .access_log = true,
+                                       .log_name = "agents", .max_connections = 20000,
+                                       .threads = 16 /* a sync may wait on a TokenReview: more threads than the API */};
+        rc = pw_http_server_new(&agcfg, &agent_srv);
     } else if (rc == 0 && o.agent_listen) {
         PW_ERROR("--agent-listen needs --agents");
         rc = PW_EINVAL;
@@ -294,7 +344,11 @@ int main(int argc, char **argv)
                                   .ctx = &actx,
                                   .access_log = true,
                                   .log_name = "api",
-                                  .metrics = true};
+                                  .metrics = true,
+                                  .tls_cert_file = o.tls_cert,
+                                  .tls_key_file = o.tls_key,
+                                  .before = pw_api_before,
+                                  .after = pw_api_after};
     pw_http_server *srv = NULL;
     if (rc == 0)
         rc = pw_http_server_new(&hcfg, &srv);
@@ -306,6 +360,8 @@ int main(int argc, char **argv)
         pw_api_metrics_free(obs.metrics);
         pw_events_free(obs.events);
         pw_auth_free(auth);
+        pw_audit_free(audit);
+        pw_userlimit_free(limit);
         pw_k8s_client_free(client);
         pw_k8s_config_free(kcfg);
         pw_store_close(store);
@@ -317,8 +373,8 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    PW_INFO("serving on port %d (kubernetes %s, namespace %s, store %s, instance %s, history %llds)",
-            pw_http_server_port(srv), pw_k8s_config_server(kcfg), o.namespace_, o.store, instance,
+    PW_INFO("serving %s on port %d (kubernetes %s, namespace %s, store %s, instance %s, history %llds)",
+            o.tls_cert ? "HTTPS" : "HTTP", pw_http_server_port(srv), pw_k8s_config_server(kcfg), o.namespace_, o.store, instance,
             (long long)(o.history_ms / 1000));
     /* The address line on stdout lets scripts that pass port 0 find the port. */
     printf("listening on %s\n", pw_http_server_addr(srv));
@@ -343,6 +399,8 @@ int main(int argc, char **argv)
     pw_api_metrics_free(obs.metrics);
     pw_events_free(obs.events);
     pw_auth_free(auth);
+    pw_audit_free(audit);
+    pw_userlimit_free(limit);
     pw_k8s_client_free(client);
     pw_k8s_config_free(kcfg);
     pw_store_close(store);

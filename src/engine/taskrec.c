@@ -116,6 +116,8 @@ json_t *pw_taskrec_task_json(const struct task *t)
     json_t *spec = pw_taskspec_to_json(&t->spec);
     json_object_update(o, spec);
     json_decref(spec);
+    if (t->spec.created_by)
+        json_object_set_new(o, "createdBy", json_string(t->spec.created_by));
     const struct pw_outcome_counts *c = &t->counts;
     json_t *p = json_object();
     json_object_set_new(p, "totalNodes", json_integer((json_int_t)c->total));

@@ -410,6 +410,9 @@ int pw_taskspec_from_task(const json_t *task, struct pw_taskspec *out, struct pw
     }
     int rc = pw_taskspec_parse(req, out, errs);
     json_decref(req);
+    const char *by = json_string_value(json_object_get(task, "createdBy"));
+    if (rc == 0 && by)
+        out->created_by = pw_xstrdup(by); /* not a request field: the API sets it, the store keeps it */
     return rc;
 }
 
@@ -437,6 +440,7 @@ void pw_taskspec_fini(struct pw_taskspec *s)
     free(s->mode);
     free_strings(s->pull_secrets, s->n_pull_secrets);
     json_decref(s->labels);
+    free(s->created_by);
     memset(s, 0, sizeof *s);
 }
 

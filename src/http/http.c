@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "metrics/metrics.h"
+#include "http/http_int.h"
 
 #include <arpa/inet.h>
 #include <gnutls/gnutls.h>
@@ -26,6 +27,9 @@
 
 #define HTTP_MAX_PARAMS 8
 #define HTTP_STREAM_BACKLOG (16u << 20)
+/* TLS 1.2 and 1.3 only (GnuTLS priority string) */
+#define HTTP_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
 
 struct http_header {
     char *name;
@@ -37,6 +41,7 @@ struct pw_http_server {
     struct MHD_Daemon *mhd;
     struct pw_http_config cfg; /* routes/ctx borrowed; TLS strings not kept */
     char *tls_cert, *tls_key, *tls_ca; /* MHD keeps pointers to these: owned, freed last */
+    http_tls *tls_files;               /* serving from files (reloaded), or NULL */
     int port;
     char addr[INET6_ADDRSTRLEN + 16]; /* the bound address, host:port */
     pthread_mutex_t lock; /* guards quiesced */
@@ -79,6 +84,8 @@ struct pw_http_req {
     const char *route;   /* the matched route's pattern (borrowed from the table), NULL: none */
     size_t bytes;
     char peer[64];
+    void *data; /* the middleware's (pw_http_req_set_data) */
+    void (*data_free)(void *);
 };
 
 /* ---- errors ---- */
@@ -124,6 +131,24 @@ const char *pw_http_req_param(const pw_http_req *req, const char *name)
         if (strcmp(req->param_names[i], name) == 0)
             return req->param_values[i];
     return NULL;
+}
+
+const char *pw_http_req_peer(const pw_http_req *req)
+{
+    return req->peer;
+}
+
+void pw_http_req_set_data(pw_http_req *req, void *data, void (*free_fn)(void *))
+{
+    if (req->data && req->data_free)
+        req->data_free(req->data);
+    req->data = data;
+    req->data_free = free_fn;
+}
+
+void *pw_http_req_data(const pw_http_req *req)
+{
+    return req->data;
 }
 
 const char *pw_http_req_body(const pw_http_req *req, size_t *len)
@@ -413,9 +438,13 @@ static void route_dispatch(pw_http_req *req)
         }
         pw_buf_fini(&allow);
         req->route = r->pattern;
-        r->fn(req, req->srv->cfg.ctx);
+        const struct pw_http_config *cfg = &req->srv->cfg;
+        if (!cfg->before || cfg->before(req, r, cfg->ctx))
+            r->fn(req, cfg->ctx);
         if (!req->replied)
             http_reply_error(req, 500, "Internal", "the handler did not reply");
+        if (cfg->after)
+            cfg->after(req, r, req->status, cfg->ctx);
         return;
     }
     if (allow.len) {
@@ -604,6 +633,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req->resp)
         MHD_destroy_response(req->resp);
     route_clear(req);
+    pw_http_req_set_data(req, NULL, NULL);
     pw_buf_fini(&req->body);
     while (req->headers) {
         struct http_header *h = req->headers;
@@ -676,6 +706,16 @@ static int http_parse_listen(const char *listen, struct sockaddr_storage *ss)
     return PW_EINVAL;
 }
 
+bool pw_http_listen_is_loopback(const char *listen)
+{
+    struct sockaddr_storage ss;
+    if (!listen || http_parse_listen(listen, &ss) != 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    return ss.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&ss)->sin6_addr);
+}
+
 /* A server meant for max_connections clients needs that many descriptors: raise the soft limit
  * towards the hard one when it is lower (Debian's default soft limit is 1024). */
 static void http_raise_nofile(unsigned max_connections)
@@ -736,7 +776,7 @@ int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    struct MHD_OptionItem opts[16];
+    struct MHD_OptionItem opts[20];
     int n = 0;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads, NULL};
@@ -747,16 +787,27 @@ int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
     /* room for a request head well past our own limits, so those answer with JSON */
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONN_MEMORY, NULL};
-    if (cfg->tls_cert_pem && cfg->tls_key_pem) {
+    if (cfg->tls_cert_file && cfg->tls_key_file) {
+        int trc = http_tls_new(cfg->tls_cert_file, cfg->tls_key_file, &srv->tls_files);
+        if (trc != 0) {
+            pthread_mutex_destroy(&srv->lock);
+            free(srv);
+            return trc;
+        }
+        flags |= MHD_USE_TLS;
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
+                                            (void *)http_tls_callback(srv->tls_files)};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTP_TLS_PRIORITIES};
+    } else if (cfg->tls_cert_pem && cfg->tls_key_pem) {
         flags |= MHD_USE_TLS;
         srv->tls_cert = pw_xstrdup(cfg->tls_cert_pem);
         srv->tls_key = pw_xstrdup(cfg->tls_key_pem);
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
-        if (cfg->tls_client_ca_pem) {
-            srv->tls_ca = pw_xstrdup(cfg->tls_client_ca_pem);
-            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, srv->tls_ca};
-        }
+    }
+    if ((flags & MHD_USE_TLS) && cfg->tls_client_ca_pem) {
+        srv->tls_ca = pw_xstrdup(cfg->tls_client_ca_pem);
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, srv->tls_ca};
     }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, srv, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
@@ -765,6 +816,7 @@ int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
         free(srv->tls_cert);
         free(srv->tls_key);
         free(srv->tls_ca);
+        http_tls_free(srv->tls_files);
         pthread_mutex_destroy(&srv->lock);
         free(srv);
         return PW_EIO;
@@ -837,5 +889,11 @@ void pw_http_server_free(pw_http_server *srv)
     free(srv->tls_cert);
     free(srv->tls_key);
     free(srv->tls_ca);
+    http_tls_free(srv->tls_files);
     free(srv);
+}
+
+unsigned pw_http_server_tls_reloads(pw_http_server *srv)
+{
+    return http_tls_reloads(srv->tls_files);
 }

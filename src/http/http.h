@@ -20,6 +20,14 @@ typedef struct pw_http_stream pw_http_stream;
 
 typedef void (*pw_http_handler)(pw_http_req *req, void *ctx);
 
+struct pw_http_route;
+/* Middleware (authentication, authorization, limits, audit): before runs on the matched route ahead
+ * of its handler; returning false means it replied itself and the handler is skipped. after runs
+ * once the handler (or before) replied, with the status sent. Both on the pool thread, with the
+ * server's ctx. */
+typedef bool (*pw_http_before_fn)(pw_http_req *req, const struct pw_http_route *route, void *ctx);
+typedef void (*pw_http_after_fn)(pw_http_req *req, const struct pw_http_route *route, int status, void *ctx);
+
 /* One row of a route table. method: "GET", "POST", ... or "*" for any. pattern: a path where a
  * segment "{name}" matches one non-empty segment (read with pw_http_req_param) and a final "**"
  * matches any rest, including nothing. The first matching row wins; no match -> 404 (or 405 when the
@@ -53,6 +61,14 @@ struct pw_http_config {
     const char *tls_cert_pem;           /* serve HTTPS when set: PEM text, borrowed during new() */
     const char *tls_key_pem;
     const char *tls_client_ca_pem;      /* when set, ask clients for a certificate signed by it */
+    /* serve HTTPS from PEM files instead (when set, the _pem fields are ignored): read at start and
+     * again, for new handshakes, whenever either file changes (checked at most once a second), so a
+     * rotated certificate is served without restarting or dropping connections; a pair that does
+     * not load is logged and the previous one kept. TLS 1.2 and 1.3 only. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    pw_http_before_fn before;           /* may be NULL */
+    pw_http_after_fn after;             /* may be NULL */
     bool access_log;                    /* one PW_INFO line per request */
     const char *log_name;               /* prefix of access-log lines ("api", "kube") */
     bool metrics;                       /* count requests in the default metrics registry:
@@ -66,6 +82,9 @@ struct pw_http_config {
  * below max_connections). On success *out is the server (free with pw_http_server_free) and 0 is returned;
  * on failure (bad address, port in use, bad certificate) a negative PW_E* code and nothing runs. */
 int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out);
+/* True when listen ("host:port", "[v6]:port", "localhost:port") is a loopback address (127.0.0.0/8,
+ * ::1); false for ":port", 0.0.0.0, any other address and a listen string that does not parse. */
+bool pw_http_listen_is_loopback(const char *listen);
 /* The port actually bound (useful after port 0). */
 int pw_http_server_port(const pw_http_server *srv);
 /* The address actually bound, as host:port ("127.0.0.2:8080", "[::1]:43117"; "localhost" shows as
@@ -73,6 +92,8 @@ int pw_http_server_port(const pw_http_server *srv);
 const char *pw_http_server_addr(const pw_http_server *srv);
 /* Stops accepting new connections; requests in flight go on. Idempotent. */
 void pw_http_server_quiesce(pw_http_server *srv);
+/* TLS certificate reloads that succeeded since start (tests, metrics). */
+unsigned pw_http_server_tls_reloads(pw_http_server *srv);
 /* Closes every open stream, waits for handlers in flight, stops, frees. NULL is a no-op. */
 void pw_http_server_free(pw_http_server *srv);
 
@@ -88,6 +109,12 @@ const char *pw_http_req_header(const pw_http_req *req, const char *name);
 const char *pw_http_req_param(const pw_http_req *req, const char *name);
 /* The request body (NUL-terminated; *len gets its length; "" with 0 when there is none). */
 const char *pw_http_req_body(const pw_http_req *req, size_t *len);
+/* The client's address "host:port". */
+const char *pw_http_req_peer(const pw_http_req *req);
+/* Attaches data to the request for its middleware and handler; free_fn(data) runs when the request
+ * ends (free_fn may be NULL). A second call replaces (and frees) the first. */
+void pw_http_req_set_data(pw_http_req *req, void *data, void (*free_fn)(void *));
+void *pw_http_req_data(const pw_http_req *req);
 /* 1 when the client presented a certificate that verifies against tls_client_ca_pem, and its subject
  * common name is copied into cn (when cn is not NULL, cn_size > 0); 0 otherwise. */
 int pw_http_req_client_cert(pw_http_req *req, char *cn, size_t cn_size);

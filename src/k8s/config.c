@@ -359,6 +359,18 @@ const char *pw_k8s_config_server(const pw_k8s_config *cfg)
     return cfg->server;
 }
 
+int pw_k8s_config_token(const pw_k8s_config *cfg, char **token, char **errmsg)
+{
+    struct pw_k8s_cred cr;
+    int rc = pw_k8s_cred_get(cfg, &cr, errmsg);
+    if (rc != 0)
+        return rc;
+    *token = cr.token;
+    cr.token = NULL;
+    pw_k8s_cred_fini(&cr);
+    return 0;
+}
+
 const char *pw_k8s_config_namespace(const pw_k8s_config *cfg)
 {
     return cfg->ns ? cfg->ns : "default";

@@ -32,6 +32,12 @@ const char *pw_k8s_config_server(const pw_k8s_config *cfg);
 /* The context's namespace, or the service account's, or "default" (borrowed). */
 const char *pw_k8s_config_namespace(const pw_k8s_config *cfg);
 
+/* The bearer token the configuration's user presents now (static, token file, exec plugin), for a
+ * client of another service that accepts the cluster's credentials (prewarmctl to prewarmd). May run
+ * the exec plugin (blocks). 0 with *token (caller frees; NULL when the user has no token), or a
+ * negative PW_E* with *errmsg (caller frees) saying why. */
+int pw_k8s_config_token(const pw_k8s_config *cfg, char **token, char **errmsg);
+
 /* ---- the client ---- */
 
 struct pw_k8s_client_opts {

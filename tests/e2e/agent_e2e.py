@@ -202,7 +202,9 @@ class World:
         return False
 
     def prewarmctl(self, *args, timeout=180):
-        return sh([os.path.join(BIN, "prewarmctl"), "--server", self.env.api_base] + list(args), timeout=timeout)
+        # --tls-cert serves the API over HTTPS too (issue 10): prewarmctl verifies it with the test's CA
+        return sh([os.path.join(BIN, "prewarmctl"), "--server", self.env.api_base, "--certificate-authority", self.ca]
+                  + list(args), timeout=timeout)
 
     def close(self):
         for n in list(self.agents):

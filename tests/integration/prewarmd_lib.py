@@ -78,7 +78,10 @@ class Env:
         line = self.pw.stdout.readline()
         if not line.startswith("listening on "):
             raise RuntimeError("prewarmd did not start: " + self.tail("prewarmd.log"))
-        self.api_base = "http://" + line.split()[-1]
+        # with --tls-cert the API serves HTTPS (prewarmd_auth.py checks the certificate itself)
+        tls = "--tls-cert" in self.pw_args
+        self.api_base = ("https://" if tls else "http://") + line.split()[-1]
+        self.api_ssl = ssl._create_unverified_context() if tls else None
         deadline = time.time() + 60
         while True:
             code, _ = self.api("GET", "/readyz")
@@ -114,7 +117,7 @@ class Env:
             return code, raw.decode(errors="replace")
 
     def api(self, method, path, body=None):
-        code, out = self._call(self.api_base + path, method, body, {}, None)
+        code, out = self._call(self.api_base + path, method, body, {}, self.api_ssl)
         openapi_check.check(method, path, code, out)
         return code, out
 
