@@ -229,6 +229,7 @@ struct rd_store {
     bool down;           /* the last attempt to reach Redis failed */
     int64_t backoff_ms;  /* while down: the current backoff */
     int64_t retry_at_ms; /* while down: no reconnect before this (monotonic) */
+    char last_why[256];  /* why the last attempt failed (no credentials in it) */
 };
 
 static struct rd_store *rd_of(pw_store *s)
@@ -239,6 +240,7 @@ static struct rd_store *rd_of(pw_store *s)
 static void rd_mark_down(struct rd_store *rs, const char *why)
 {
     pthread_mutex_lock(&rs->mu);
+    snprintf(rs->last_why, sizeof rs->last_why, "%s", why);
     if (!rs->down) {
         PW_ERROR("store %s: unreachable: %s (store calls answer 503 until it is back; reconnecting with backoff)",
                  rs->where, why);
@@ -952,7 +954,9 @@ static int rd_migrate(struct rd_store *rs, char **msg)
         int rc = rd_call(rs, "schema version", 2, argv, lens, &r);
         free(key);
         if (rc != 0) {
-            *msg = pw_xasprintf("cannot read the schema version: %s", pw_strerror(rc));
+            pthread_mutex_lock(&rs->mu);
+            *msg = pw_xasprintf("cannot read the schema version: %s", rs->down ? rs->last_why : pw_strerror(rc));
+            pthread_mutex_unlock(&rs->mu);
             return rc;
         }
         char *e = NULL;

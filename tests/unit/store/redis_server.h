@@ -7,6 +7,7 @@
 #ifndef PW_TESTS_REDIS_SERVER_H
 #define PW_TESTS_REDIS_SERVER_H
 
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -107,6 +108,13 @@ static inline int rtest_start(struct rtest_server *r)
         if (pid < 0)
             return -1;
         if (pid == 0) {
+            /* not the test's stdout: a pipe reader would wait for the server too */
+            int null = open("/dev/null", O_RDWR);
+            if (null >= 0) {
+                dup2(null, 0);
+                dup2(null, 1);
+                dup2(null, 2);
+            }
             execv(r->bin, (char *const *)argv);
             _exit(127);
         }
