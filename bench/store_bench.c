@@ -1,8 +1,11 @@
 /* store_bench.c: throughput of the store through its public interface (store.h): tasks created per
  * second (one pw_store_task_put each, as POST /api/v1/tasks does) and node results per second at
  * several batch sizes (one pw_store_nodes_put per batch, as the engine persists them), for the
- * memory: and sqlite: back ends. The sqlite file lives on this machine's disk (--dir) with the back
- * end's settings: WAL, synchronous=FULL, so each put is one fsync.
+ * memory:, sqlite: and redis:// back ends in one run. The sqlite file lives on this machine's disk
+ * (--dir) with the back end's settings: WAL, synchronous=FULL, so each put is one fsync. Redis is a
+ * redis-server this program starts on a free loopback port with its directory under --dir, twice:
+ * appendfsync always (each write fsynced before the reply) and appendfsync everysec (the redis rows
+ * are skipped, saying so, when redis-server is not installed).
  *
  *   build/release/bench/store_bench [--dir DIR] [--tasks N] [--nodes N] [--batches 1,50,500]
  *
@@ -19,6 +22,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "store/store.h"
+#include "tests/unit/store/redis_server.h"
 
 static double now_s(void)
 {
@@ -74,7 +78,7 @@ static int bench_tasks(pw_store *s, const char *be, int n)
         fprintf(stderr, "task put: %s\n", pw_strerror(rc));
         return 1;
     }
-    printf("%-7s tasks created (1 put each)     %7d in %7.3f s  = %9.0f tasks/s  (%.3f ms each)\n", be, n, dt, n / dt,
+    printf("%-8s tasks created (1 put each)     %7d in %7.3f s  = %9.0f tasks/s  (%.3f ms each)\n", be, n, dt, n / dt,
            dt * 1000 / n);
     return 0;
 }
@@ -126,7 +130,7 @@ static int bench_tasks_parallel(pw_store *s, const char *be, int n, int threads)
         fprintf(stderr, "task put: %s\n", pw_strerror(rc));
         return 1;
     }
-    printf("%-7s tasks created by %d threads     %7d in %7.3f s  = %9.0f tasks/s\n", be, threads, n, dt, n / dt);
+    printf("%-8s tasks created by %d threads     %7d in %7.3f s  = %9.0f tasks/s\n", be, threads, n, dt, n / dt);
     return 0;
 }
 
@@ -154,7 +158,7 @@ static int bench_nodes(pw_store *s, const char *be, int total, int batch)
         fprintf(stderr, "nodes put: %s\n", pw_strerror(rc));
         return 1;
     }
-    printf("%-7s node results, batch of %-4d    %7d in %7.3f s  = %9.0f nodes/s  (%.3f ms per batch)\n", be, batch, n,
+    printf("%-8s node results, batch of %-4d    %7d in %7.3f s  = %9.0f nodes/s  (%.3f ms per batch)\n", be, batch, n,
            dt, n / dt, dt * 1000 / batches);
     return 0;
 }
@@ -183,14 +187,33 @@ int main(int argc, char **argv)
         return 2;
     }
     pw_log_set_level(PW_LOG_WARN);
-    char path[512], url[600];
+    mkdir(dir, 0755);
+    char path[512], url[600], rurl[2][128];
     snprintf(path, sizeof path, "%s/store_bench.db", dir);
-    const char *urls[2] = {"memory:", url};
-    const char *names[2] = {"memory", "sqlite"};
     snprintf(url, sizeof url, "sqlite:%s", path);
-    printf("store_bench: %d tasks, %d node results per batch size; sqlite file %s (WAL, synchronous=FULL)\n", n_tasks,
-           n_nodes, path);
-    for (int b = 0; b < 2; b++) {
+    /* redis-servers: fsync per write, and once a second */
+    static const char *const everysec[] = {"--appendfsync", "everysec", NULL};
+    struct rtest_server rs[2] = {{0}, {.extra = everysec}};
+    bool have_redis = rtest_find(rs[0].bin, sizeof rs[0].bin);
+    for (int k = 0; k < 2 && have_redis; k++) {
+        snprintf(rs[k].dir, sizeof rs[k].dir, "%s/redis-%d", dir, k);
+        mkdir(rs[k].dir, 0755);
+        if (rtest_start(&rs[k]) != 0) {
+            fprintf(stderr, "redis-server did not start\n");
+            return 1;
+        }
+        snprintf(rurl[k], sizeof rurl[k], "redis://127.0.0.1:%d/0?prefix=bench:", rs[k].port);
+    }
+    const char *urls[4] = {"memory:", url, rurl[0], rurl[1]};
+    const char *names[4] = {"memory", "sqlite", "redis", "redis-1s"};
+    int n_be = have_redis ? 4 : 2;
+    printf("store_bench: %d tasks, %d node results per batch size; sqlite file %s (WAL, synchronous=FULL); "
+           "redis: redis-server appendonly yes, appendfsync always; redis-1s: appendfsync everysec\n",
+           n_tasks, n_nodes, path);
+    if (!have_redis)
+        printf("store_bench: SKIP redis rows: redis-server is not installed\n");
+    int rc = 0;
+    for (int b = 0; b < n_be && rc == 0; b++) {
         char sidecar[640];
         unlink(path);
         snprintf(sidecar, sizeof sidecar, "%s-wal", path);
@@ -202,9 +225,10 @@ int main(int argc, char **argv)
         if (pw_store_open(urls[b], &s, &err) != 0) {
             fprintf(stderr, "open %s: %s\n", urls[b], err ? err : "?");
             free(err);
-            return 1;
+            rc = 1;
+            break;
         }
-        int rc = bench_tasks(s, names[b], n_tasks);
+        rc = bench_tasks(s, names[b], n_tasks);
         if (rc == 0)
             rc = bench_tasks_parallel(s, names[b], n_tasks, 4);
         char list[128];
@@ -215,9 +239,9 @@ int main(int argc, char **argv)
                 rc = bench_nodes(s, names[b], batch == 1 && n_nodes > 1000 ? 1000 : n_nodes, batch);
         }
         pw_store_close(s);
-        if (rc != 0)
-            return 1;
     }
+    for (int k = 0; k < 2; k++)
+        rtest_cleanup(&rs[k]);
     unlink(path);
-    return 0;
+    return rc;
 }

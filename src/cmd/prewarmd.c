@@ -27,7 +27,7 @@
 
 struct options {
     const char *listen, *kubeconfig, *context, *namespace_, *store, *helper_image, *log_level,
-        *log_format, *instance;
+        *log_format, *instance, *store_prefix;
     long max_nodes_in_flight, max_running_tasks, kube_burst;
     double kube_qps;
     long long job_ttl_ms, batch_pause_ms, not_ready_grace_ms, history_ms;
@@ -54,7 +54,10 @@ static const struct pw_flag opt_table[] = {
     {"context", "PREWARM_CONTEXT", PW_FLAG_STR, OFF(context), NULL, "kubeconfig context (else current)"},
     {"namespace", "PREWARM_NAMESPACE", PW_FLAG_STR, OFF(namespace_), PW_ENGINE_DEFAULT_NAMESPACE, "namespace of the Jobs"},
     {"store", "PREWARM_STORE", PW_FLAG_STR, OFF(store), DEFAULT_STORE,
-     "store url: sqlite:PATH (durable; tasks survive restarts) or memory: (nothing survives)"},
+     "store url: sqlite:PATH (durable; tasks survive restarts), redis://[user:password@]host[:port][/db] "
+     "(shared by replicas) or memory: (nothing survives)"},
+    {"store-prefix", "PREWARM_STORE_PREFIX", PW_FLAG_STR, OFF(store_prefix), NULL,
+     "with a redis:// store: the prefix of every key (default \"prewarm:\"), so installations can share a Redis"},
     {"history", "PREWARM_HISTORY", PW_FLAG_DURATION, OFF(history_ms), "7d",
      "how long finished tasks are kept before they are pruned (e.g. 7d, 12h; 0: forever)"},
     {"instance", "PREWARM_INSTANCE", PW_FLAG_STR, OFF(instance), NULL,
@@ -144,9 +147,12 @@ static int instance_id(const struct options *o, char *out, size_t n)
         snprintf(out, n, "default");
         return 0;
     }
+    /* without the password: rotating it must not change which Jobs are ours */
+    char *url = pw_store_url_redacted(o->store);
     uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)o->store; *p; p++)
+    for (const unsigned char *p = (const unsigned char *)url; *p; p++)
         h = (h ^ *p) * 1099511628211ULL;
+    free(url);
     snprintf(out, n, "s-%016llx", (unsigned long long)h);
     return 0;
 }
@@ -210,6 +216,29 @@ static void on_change(void *arg, enum pw_engine_change what, const char *task_id
     pw_api_metrics_observe(o->metrics, what, doc);
 }
 
+/* The store url with --store-prefix added (as redis://'s ?prefix=, percent-encoded); caller frees.
+ * NULL when the flag is given with a store that has no key prefix. */
+static char *store_url(const struct options *o)
+{
+    if (!o->store_prefix)
+        return pw_xstrdup(o->store);
+    if (strncmp(o->store, "redis://", 8) != 0 && strncmp(o->store, "rediss://", 9) != 0)
+        return NULL;
+    size_t n = strlen(o->store), k = 0;
+    char *url = pw_xmalloc(n + 3 * strlen(o->store_prefix) + 16);
+    memcpy(url, o->store, n);
+    k = n;
+    k += (size_t)sprintf(url + k, "%cprefix=", strchr(o->store, '?') ? '&' : '?');
+    for (const unsigned char *p = (const unsigned char *)o->store_prefix; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-_.~:", *p))
+            url[k++] = (char)*p;
+        else
+            k += (size_t)sprintf(url + k, "%%%02X", *p);
+    }
+    url[k] = '\0';
+    return url;
+}
+
 static volatile sig_atomic_t stop_signal;
 
 static void on_signal(int sig)
@@ -247,10 +276,19 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
 
+    char *full_store = store_url(&o);
+    if (!full_store) {
+        fprintf(stderr, "prewarmd: --store-prefix needs a redis:// store\n");
+        return 2;
+    }
+    o.store = full_store;
+    char *store_shown = pw_store_url_redacted(o.store); /* for log lines: no password */
     char instance[64];
     if (instance_id(&o, instance, sizeof instance) != 0) {
         fprintf(stderr, "prewarmd: bad --instance \"%s\": a label value (1-63 of [A-Za-z0-9-_.], "
                         "starting and ending alphanumeric)\n", o.instance);
+        free(full_store);
+        free(store_shown);
         return 2;
     }
     char *err = NULL;
@@ -258,6 +296,8 @@ int main(int argc, char **argv)
     if (pw_store_open(o.store, &store, &err) != 0) {
         PW_ERROR("cannot open the store: %s", err ? err : "unknown error");
         free(err);
+        free(full_store);
+        free(store_shown);
         return 1;
     }
     pw_k8s_config *kcfg = NULL;
@@ -265,6 +305,8 @@ int main(int argc, char **argv)
         PW_ERROR("cannot load the Kubernetes configuration: %s", err ? err : "unknown error");
         free(err);
         pw_store_close(store);
+        free(full_store);
+        free(store_shown);
         return 1;
     }
     struct pw_k8s_client_opts kopts = {.qps = o.kube_qps, .burst = (int)o.kube_burst};
@@ -273,6 +315,8 @@ int main(int argc, char **argv)
         PW_ERROR("cannot create the Kubernetes client");
         pw_k8s_config_free(kcfg);
         pw_store_close(store);
+        free(full_store);
+        free(store_shown);
         return 1;
     }
     struct pw_engine_config ecfg = {
@@ -365,6 +409,8 @@ int main(int argc, char **argv)
         pw_k8s_client_free(client);
         pw_k8s_config_free(kcfg);
         pw_store_close(store);
+        free(full_store);
+        free(store_shown);
         return 1;
     }
 
@@ -374,7 +420,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     PW_INFO("serving %s on port %d (kubernetes %s, namespace %s, store %s, instance %s, history %llds)",
-            o.tls_cert ? "HTTPS" : "HTTP", pw_http_server_port(srv), pw_k8s_config_server(kcfg), o.namespace_, o.store, instance,
+            o.tls_cert ? "HTTPS" : "HTTP", pw_http_server_port(srv), pw_k8s_config_server(kcfg), o.namespace_, store_shown, instance,
             (long long)(o.history_ms / 1000));
     /* The address line on stdout lets scripts that pass port 0 find the port. */
     printf("listening on %s\n", pw_http_server_addr(srv));
@@ -404,5 +450,7 @@ int main(int argc, char **argv)
     pw_k8s_client_free(client);
     pw_k8s_config_free(kcfg);
     pw_store_close(store);
+    free(full_store);
+    free(store_shown);
     return 0;
 }

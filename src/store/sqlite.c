@@ -809,51 +809,6 @@ static int sql_txn(struct sql_store *ss, const char *what, bool write, sql_body 
     return src == SQLITE_OK ? 0 : sql_pw_code(src);
 }
 
-/* ---- continue tokens: "k" + the hex of the last key returned ---- */
-
-static char *token_encode(const char *key)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t n = strlen(key);
-    char *t = pw_xmalloc(2 * n + 2);
-    t[0] = 'k';
-    for (size_t i = 0; i < n; i++) {
-        t[1 + 2 * i] = hex[(unsigned char)key[i] >> 4];
-        t[2 + 2 * i] = hex[(unsigned char)key[i] & 15];
-    }
-    t[2 * n + 1] = '\0';
-    return t;
-}
-
-static int hex_val(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
-/* *key (caller frees) gets the decoded key; PW_EINVAL when tok is not a token of ours. */
-static int token_decode(const char *tok, char **key)
-{
-    size_t n = strlen(tok);
-    if (n < 3 || tok[0] != 'k' || (n - 1) % 2 != 0)
-        return PW_EINVAL;
-    char *k = pw_xmalloc((n - 1) / 2 + 1);
-    for (size_t i = 0; i < (n - 1) / 2; i++) {
-        int hi = hex_val(tok[1 + 2 * i]), lo = hex_val(tok[2 + 2 * i]);
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-            free(k);
-            return PW_EINVAL;
-        }
-        k[i] = (char)(hi << 4 | lo);
-    }
-    k[(n - 1) / 2] = '\0';
-    *key = k;
-    return 0;
-}
-
 /* ---- rows ---- */
 
 static char *col_str(sqlite3_stmt *st, int i)
@@ -1056,7 +1011,7 @@ static int sql_task_list(pw_store *s, const char *status, size_t limit, const ch
                          size_t *n, char **next)
 {
     char *after = NULL;
-    if (cont && token_decode(cont, &after) != 0)
+    if (cont && pw_store_token_decode(cont, &after) != 0)
         return PW_EINVAL;
     struct task_list_arg a = {
         .stmt = task_list_stmts[status != NULL][after != NULL], .status = status, .after = after, .limit = limit};
@@ -1068,7 +1023,7 @@ static int sql_task_list(pw_store *s, const char *status, size_t limit, const ch
     }
     *items = a.items;
     *n = a.n;
-    *next = a.more ? token_encode(a.items[a.n - 1].id) : NULL;
+    *next = a.more ? pw_store_token_encode(a.items[a.n - 1].id) : NULL;
     return 0;
 }
 
@@ -1227,7 +1182,7 @@ static int sql_nodes_list(pw_store *s, const char *task_id, const char *state, s
                           struct pw_store_node **items, size_t *n, char **next)
 {
     char *after = NULL;
-    if (cont && token_decode(cont, &after) != 0)
+    if (cont && pw_store_token_decode(cont, &after) != 0)
         return PW_EINVAL;
     struct nodes_list_arg a = {.stmt = nodes_list_stmts[state != NULL][after != NULL],
                                .task_id = task_id,
@@ -1244,7 +1199,7 @@ static int sql_nodes_list(pw_store *s, const char *task_id, const char *state, s
     }
     *items = a.items;
     *n = a.n;
-    *next = a.more ? token_encode(a.items[a.n - 1].node_name) : NULL;
+    *next = a.more ? pw_store_token_encode(a.items[a.n - 1].node_name) : NULL;
     return 0;
 }
 

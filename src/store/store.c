@@ -1,5 +1,6 @@
-/* store.c: the back-end table behind pw_store_open, argument checks, and record helpers.
- * Adding a back end is one row in store_backends. */
+/* store.c: the back-end table behind pw_store_open (the url's scheme picks the row), argument
+ * checks, record helpers, and the continue tokens every back end shares. Adding a back end is one
+ * row in store_backends. */
 #include "store/store.h"
 
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "metrics/metrics.h"
+#include "store/redis.h"
 #include "store/sqlite.h"
 
 #include <pthread.h>
@@ -17,6 +19,8 @@
 static const struct pw_store_ops *const store_backends[] = {
     &pw_store_memory_ops,
     &pw_store_sqlite_ops,
+    &pw_store_redis_ops,
+    &pw_store_rediss_ops,
 };
 
 const char *const pw_task_status_names[PW_TASK_STATUS_COUNT + 1] = {
@@ -243,4 +247,65 @@ void pw_store_node_copy(struct pw_store_node *dst, const struct pw_store_node *s
     dst->node_name = pw_xstrdup(src->node_name);
     dst->state = pw_xstrdup(src->state);
     dst->doc = json_deep_copy(src->doc);
+}
+
+/* ---- continue tokens: "k" + the hex of the last key returned ---- */
+
+char *pw_store_token_encode(const char *key)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(key);
+    char *t = pw_xmalloc(2 * n + 2);
+    t[0] = 'k';
+    for (size_t i = 0; i < n; i++) {
+        t[1 + 2 * i] = hex[(unsigned char)key[i] >> 4];
+        t[2 + 2 * i] = hex[(unsigned char)key[i] & 15];
+    }
+    t[2 * n + 1] = '\0';
+    return t;
+}
+
+static int hex_val(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+int pw_store_token_decode(const char *tok, char **key)
+{
+    size_t n = strlen(tok);
+    if (n < 3 || tok[0] != 'k' || (n - 1) % 2 != 0)
+        return PW_EINVAL;
+    char *k = pw_xmalloc((n - 1) / 2 + 1);
+    for (size_t i = 0; i < (n - 1) / 2; i++) {
+        int hi = hex_val(tok[1 + 2 * i]), lo = hex_val(tok[2 + 2 * i]);
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            free(k);
+            return PW_EINVAL;
+        }
+        k[i] = (char)(hi << 4 | lo);
+    }
+    k[(n - 1) / 2] = '\0';
+    *key = k;
+    return 0;
+}
+
+char *pw_store_url_redacted(const char *url)
+{
+    /* scheme://user:password@host... -> scheme://user:***@host...; anything else unchanged */
+    const char *auth = url ? strstr(url, "://") : NULL;
+    if (!auth)
+        return pw_xstrdup(url ? url : "");
+    auth += 3;
+    const char *at = strchr(auth, '@');
+    const char *slash = strchr(auth, '/');
+    if (!at || (slash && slash < at))
+        return pw_xstrdup(url);
+    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    if (!colon)
+        return pw_xstrdup(url);
+    return pw_xasprintf("%.*s:***%s", (int)(colon - url), url, at);
 }

@@ -1,5 +1,5 @@
 /* store.h: the one interface through which prewarmd keeps tasks and per-node results, and the table
- * of back ends behind it ("memory:" here; "sqlite:PATH" is added as one row in store.c).
+ * of back ends behind it ("memory:" here; "sqlite:PATH" and "redis://" are rows in store.c).
  *
  * Model. A task is a record with a few indexed columns (id, status, priority, created time, finished
  * time) and a JSON document: the task exactly as the API returns it (spec with defaults, progress,
@@ -75,9 +75,10 @@ struct pw_store_node {
 void pw_store_node_fini(struct pw_store_node *n);
 void pw_store_nodes_free(struct pw_store_node *ns, size_t n);
 
-/* Opens the store named by url: "memory:" (nothing survives the process), "sqlite:PATH" (when that
- * back end is linked in). PW_EINVAL for an unknown scheme, with *errmsg (may be NULL; caller frees)
- * saying which schemes exist; PW_EIO when the back end cannot open. *out: free with pw_store_close. */
+/* Opens the store named by url: "memory:" (nothing survives the process), "sqlite:PATH",
+ * "redis://[user:password@]host[:port][/db][?prefix=P]" (redis.h). PW_EINVAL for an unknown scheme
+ * or a bad url, with *errmsg (may be NULL; caller frees) saying which schemes exist or what is
+ * wrong; PW_EIO or PW_EUNAVAIL when the back end cannot open. *out: free with pw_store_close. */
 int pw_store_open(const char *url, pw_store **out, char **errmsg);
 /* Flushes and frees; NULL is a no-op. No call may be in flight. */
 void pw_store_close(pw_store *s);
@@ -130,6 +131,15 @@ struct pw_store {
 
 /* The memory back end's ops (memory.c). */
 extern const struct pw_store_ops pw_store_memory_ops;
+
+/* Continue tokens shared by the back ends: "k" + the hex of the last key a page returned, so a
+ * token is plain text, valid across restarts and back ends. encode: caller frees. decode: *key
+ * (caller frees) gets the key; PW_EINVAL when tok is not such a token. */
+char *pw_store_token_encode(const char *key);
+int pw_store_token_decode(const char *tok, char **key);
+
+/* The url with any password replaced by "***" (for log lines); caller frees. */
+char *pw_store_url_redacted(const char *url);
 
 /* Helpers for back ends: deep copies into records the caller finis. */
 void pw_store_task_copy(struct pw_store_task *dst, const struct pw_store_task *src);

@@ -2,7 +2,8 @@
  * runs once per row. Tasks put/get/replace, documents copied in and out, newest-first listing with a
  * status filter and continue tokens across many pages, unfinished tasks oldest first, node results
  * in name order with a state filter and pagination, an all-or-nothing node batch, delete and prune
- * cascading to node results. */
+ * cascading to node results. The redis row runs against a real redis-server this program starts on
+ * a free loopback port (skipped, saying so, only when redis-server is not installed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,16 +17,29 @@
 
 #include "base/err.h"
 #include "store/store.h"
+#include "unit/store/redis_server.h"
+
+enum backend_kind {
+    BE_MEMORY, /* "memory:" */
+    BE_FILE,   /* "<scheme>:<tmpdir>/store.db" */
+    BE_REDIS,  /* "redis://127.0.0.1:<port>/0?prefix=<unique>:" on the redis-server main() started */
+};
 
 struct backend {
     const char *name;
-    bool on_disk; /* the url is "<scheme>:<tmpdir>/store.db" */
+    enum backend_kind kind;
 };
 
 static const struct backend backends[] = {
-    {"memory", false},
-    {"sqlite", true},
+    {"memory", BE_MEMORY},
+    {"sqlite", BE_FILE},
+    {"redis", BE_REDIS},
 };
+
+/* The redis-server of this run (pid 0: none on PATH or it did not start; its rows skip). */
+static struct rtest_server redis_srv;
+static bool redis_absent;
+static int redis_prefix_seq;
 
 struct fixture {
     const struct backend *be;
@@ -38,11 +52,18 @@ static int fx_setup(void **state)
 {
     struct fixture *fx = calloc(1, sizeof *fx);
     fx->be = *state;
-    if (fx->be->on_disk) {
+    *state = fx;
+    if (fx->be->kind == BE_FILE) {
         snprintf(fx->dir, sizeof fx->dir, "/tmp/pw-store-contract-XXXXXX");
         if (!mkdtemp(fx->dir))
             return -1;
         snprintf(fx->url, sizeof fx->url, "%s:%s/store.db", fx->be->name, fx->dir);
+    } else if (fx->be->kind == BE_REDIS) {
+        if (redis_srv.pid == 0)
+            return redis_absent ? 0 : -1; /* absent: fx_store skips the test; else it failed to start */
+        /* a prefix per test: the tests share the server, never a key */
+        snprintf(fx->url, sizeof fx->url, "redis://127.0.0.1:%d/0?prefix=contract%d:", redis_srv.port,
+                 ++redis_prefix_seq);
     } else {
         snprintf(fx->url, sizeof fx->url, "%s:", fx->be->name);
     }
@@ -52,7 +73,6 @@ static int fx_setup(void **state)
         free(err);
         return -1;
     }
-    *state = fx;
     return 0;
 }
 
@@ -60,7 +80,7 @@ static int fx_teardown(void **state)
 {
     struct fixture *fx = *state;
     pw_store_close(fx->s);
-    if (fx->be->on_disk) {
+    if (fx->be->kind == BE_FILE) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
         if (system(cmd) != 0)
@@ -72,7 +92,10 @@ static int fx_teardown(void **state)
 
 static pw_store *fx_store(void **state)
 {
-    return ((struct fixture *)*state)->s;
+    struct fixture *fx = *state;
+    if (!fx->s)
+        skip(); /* the redis row without a redis-server */
+    return fx->s;
 }
 
 static void put_task(pw_store *s, const char *id, const char *status, int64_t created, int64_t finished)
@@ -495,6 +518,11 @@ static const struct {
 
 int main(void)
 {
+    redis_absent = !rtest_find(redis_srv.bin, sizeof redis_srv.bin);
+    if (redis_absent)
+        printf("# SKIP: redis-server is not on PATH (scripts/install-deps installs it): the redis rows skip\n");
+    else if (rtest_start(&redis_srv) != 0)
+        printf("# redis-server %s did not start: the redis rows fail\n", redis_srv.bin);
     /* Every contract test once per back end, named "<backend>: <test>". */
     static struct CMUnitTest tests[N_BACKENDS * N_CONTRACT];
     static char names[N_BACKENDS * N_CONTRACT][64];
@@ -509,5 +537,7 @@ int main(void)
                                            .initial_state = (void *)&backends[b]};
         }
     }
-    return _cmocka_run_group_tests("store_contract", tests, k, NULL, NULL);
+    int failed = _cmocka_run_group_tests("store_contract", tests, k, NULL, NULL);
+    rtest_cleanup(&redis_srv);
+    return failed;
 }

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""prewarmd against kubesim with the redis:// store and a real redis-server (appendonly yes,
+appendfsync always) started on a free loopback port: a task runs; Redis SIGKILLed mid-task -> the API
+answers 503 for reads and creates (and a create refused then never appears), restarted on its kept
+directory -> the task recovers and ends succeeded with nothing lost and no node given a second Job;
+prewarmd SIGKILLed three times during a task and restarted -> the task resumes from Redis. SKIP when
+redis-server is not installed."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from prewarmd_lib import Env, finish, holds, scenario, tap  # noqa: E402
+
+IMAGES = ["python:3.12", "busybox:1.36"]
+REDIS = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Redis:
+    """A redis-server of the test's own, in dir (kept across restarts: its AOF is the data)."""
+
+    def __init__(self, dir_):
+        self.dir = dir_
+        self.port = free_port()
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--appendonly", "yes",
+             "--appendfsync", "always", "--save", "", "--logfile", os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def url(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+
+def jobs_created(env):
+    return sum(r["count"] for r in env.stats()["requests"]
+               if r.get("resource") == "jobs" and r.get("verb") == "create" and r.get("code") == 201)
+
+
+def with_env(nodes, fn, time_scale=5):
+    rdir = os.path.join("/tmp", "pw-redis-it-%d" % os.getpid())
+    os.makedirs(rdir, exist_ok=True)
+    redis = Redis(rdir)
+    env = None
+    try:
+        env = Env(nodes, time_scale=time_scale,
+                  pw_args=["--store", redis.url(), "--store-prefix", "it:", "--instance", "redis-it"])
+        fn(env, redis)
+    finally:
+        if env:
+            env.close()
+        redis.kill()
+        shutil.rmtree(rdir, ignore_errors=True)
+
+
+def basic(env, redis):
+    tid = env.create_task({"images": IMAGES, "batchSize": 10})
+    t = env.wait_task(tid, timeout=300)
+    tap(t["status"] == "succeeded" and t["progress"]["succeededNodes"] == 20, "redis: a task runs to succeeded",
+        "%s %s" % (t["progress"], t["message"]))
+    nodes = env.task_nodes(tid)
+    tap(len(nodes) == 20 and all(n["state"] == "succeeded" for n in nodes), "redis: per-node results paged from Redis")
+    code, page = env.api("GET", "/api/v1/tasks?limit=1")
+    tap(code == 200 and page["items"][0]["id"] == tid, "redis: the task list reads Redis", str(code))
+
+
+def outage(env, redis):
+    tid = env.create_task({"images": IMAGES, "batchSize": 10})
+    env.wait_task(tid, timeout=120, until=("running",))
+    time.sleep(1.0)
+    redis.kill(signal.SIGKILL)
+    codes = []
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        code, _ = env.api("GET", "/api/v1/tasks/" + tid)
+        codes.append(code)
+        if code == 503:
+            break
+        time.sleep(0.2)
+    tap(codes[-1] == 503, "redis down: GET task answers 503", str(codes[-5:]))
+    code, body = env.api("GET", "/api/v1/tasks")
+    tap(code == 503 and body.get("reason") == "Unavailable", "redis down: the task list answers 503 Unavailable",
+        "%s %s" % (code, body))
+    code, body = env.api("POST", "/api/v1/tasks", {"images": ["redis:7.4"]})
+    tap(code == 503, "redis down: a create answers 503", "%s %s" % (code, body))
+    created_during = jobs_created(env)
+    time.sleep(3)
+    held = jobs_created(env) - created_during
+    redis.start()  # same port and directory: it reloads its append-only file
+    t = env.wait_task(tid, timeout=300)
+    p = t["progress"]
+    tap(t["status"] == "succeeded" and p["succeededNodes"] == 30 and p["totalNodes"] == 30,
+        "redis back: the task recovers and ends succeeded", "%s %s" % (p, t["message"]))
+    tap(held == 0, "redis down: no Job was created while task state could not be written", "created %d" % held)
+    created = jobs_created(env)
+    tap(created == 30, "redis back: no node got a second Job", "created %d" % created)
+    code, page = env.api("GET", "/api/v1/tasks")
+    ids = [x["id"] for x in page["items"]] if code == 200 else []
+    tap(ids == [tid], "redis back: the refused create left no task behind, the first one is there", str(ids))
+    nodes = env.task_nodes(tid)
+    tap(len(nodes) == 30 and all(n["state"] == "succeeded" for n in nodes), "redis back: every node result is there")
+    truth = env.truth()
+    tap(all(holds(v, i) for v in truth.values() for i in IMAGES), "redis back: every node holds the images")
+
+
+def resume(env, redis):
+    tid = env.create_task({"images": IMAGES, "batchSize": 10})
+    for _ in range(3):
+        time.sleep(1.2)
+        env.stop_prewarmd(signal.SIGKILL)
+        env.start_prewarmd()
+    t = env.wait_task(tid, timeout=600)
+    p = t["progress"]
+    tap(t["status"] == "succeeded" and p["succeededNodes"] == 40, "redis resume: the task ends succeeded after 3 kills",
+        "%s %s" % (p, t["message"]))
+    created = jobs_created(env)
+    tap(created == 40, "redis resume: no node got a second Job", "created %d" % created)
+    tap(env.wait_no_jobs(60), "redis resume: no prewarm Job left")
+    nodes = env.task_nodes(tid)
+    tap(len(nodes) == 40 and all(n["state"] == "succeeded" and n["startedAt"] and n["finishedAt"] for n in nodes),
+        "redis resume: the per-node history is complete")
+
+
+if not REDIS:
+    print("1..0 # SKIP: redis-server is not installed (scripts/install-deps installs it)")
+    sys.exit(0)
+scenario("redis basic", with_env, 20, basic)
+scenario("redis outage", with_env, 30, outage)
+scenario("redis resume", with_env, 40, resume)
+finish()
