@@ -28,6 +28,8 @@
 #include "engine/executor.h"
 #include "engine/imageref.h"
 #include "engine/nodecache.h"
+#include "engine/nodeselect.h"
+#include "engine/noderep.h"
 #include "engine/jobexec.h"
 #include "engine/jobspec.h"
 #include "engine/outcome.h"
@@ -307,160 +309,22 @@ static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_n
         intent_add(e, INTENT_CANCEL, n->exec - 1, t->id, n->name, s == PW_NODE_FAILED);
 }
 
-/* Applies one image's verdict; returns true when the node must fail now (*fail_img set). */
-static bool image_update(const struct task *t, struct img_res *r, const struct pw_image_status *st,
-                         int64_t started_mono)
-{
-    if (r->state != PW_NODE_RUNNING)
-        return false;
-    bool pull_error = strcmp(st->reason, "ErrImagePull") == 0;
-    if (pull_error && !r->in_pull_error && r->attempts < 255)
-        r->attempts++;
-    r->in_pull_error = pull_error;
-    switch (st->cls) {
-    case PW_PULL_WAITING:
-        return false;
-    case PW_PULL_PRESENT:
-        /* found at the pull (the selection had not known): done, nothing pulled. Its state stays
-         * succeeded so the work's image list (what was not skipped at selection) keeps its order */
-        r->state = PW_NODE_SUCCEEDED;
-        pw_taskrec_set_str(&r->reason, "AlreadyPresent");
-        pw_taskrec_set_str(&r->message, st->message[0] ? st->message : "the node already held the image");
-        return false;
-    case PW_PULL_DONE:
-        r->state = PW_NODE_SUCCEEDED;
-        r->attempts++;
-        r->duration_s = (float)(pw_clock_mono_ms() - started_mono) / 1000.0f;
-        free(r->reason);
-        r->reason = NULL;
-        return false;
-    case PW_PULL_FAILED_RETRYABLE:
-        /* keep the most specific cause seen: a later "Back-off pulling image" says no more than an
-         * earlier not-found or unauthorized */
-        if (r->cls == PW_PULL_FAILED_NOTFOUND || r->cls == PW_PULL_FAILED_AUTH) {
-            if (!st->final)
-                return false;
-        } else {
-            r->cls = PW_PULL_FAILED_RETRYABLE;
-            pw_taskrec_set_str(&r->reason, st->reason);
-            pw_taskrec_set_str(&r->message, st->message);
-        }
-        if (!st->final)
-            return false;
-        if (!r->attempts)
-            r->attempts = 1;
-        r->state = PW_NODE_FAILED; /* the executor spent its own retries */
-        return true;
-    case PW_PULL_FAILED_NOTFOUND:
-    case PW_PULL_FAILED_AUTH: {
-        r->cls = (unsigned char)st->cls;
-        pw_taskrec_set_str(&r->reason, st->reason);
-        pw_taskrec_set_str(&r->message, st->message);
-        int limit = t->spec.retries > 0 ? t->spec.retries : 1;
-        if (r->attempts >= limit || st->final) {
-            r->state = PW_NODE_FAILED;
-            return true;
-        }
-        return false;
-    }
-    case PW_PULL_FAILED_PERMANENT:
-        r->cls = PW_PULL_FAILED_PERMANENT;
-        pw_taskrec_set_str(&r->reason, st->reason);
-        pw_taskrec_set_str(&r->message, st->message);
-        if (!r->attempts)
-            r->attempts = 1;
-        r->state = PW_NODE_FAILED;
-        return true;
-    }
-    return false;
-}
-
-/* Applies a report's per-image statuses (in the work's order) to running node n. */
-static void apply_images(pw_engine *e, struct task *t, struct tnode *n, const struct pw_image_status *st, size_t nj)
-{
-    if (nj != pw_taskrec_work_count(t, n))
-        return; /* not this node's work (a report from before a change of the task's images) */
-    size_t failed_at = t->spec.n_images;
-    bool all_done = true;
-    for (size_t j = 0; j < nj; j++) {
-        size_t i = pw_taskrec_work_index(t, n, j);
-        struct img_res *r = &n->imgs[i];
-        unsigned char before_state = r->state, before_att = r->attempts;
-        if (image_update(t, r, &st[j], n->started_mono) && failed_at == t->spec.n_images)
-            failed_at = i;
-        if (r->state != before_state || r->attempts != before_att)
-            pw_taskrec_mark_dirty(t, n);
-        if (r->state != PW_NODE_SUCCEEDED)
-            all_done = false;
-    }
-    if (failed_at < t->spec.n_images) {
-        const struct img_res *r = &n->imgs[failed_at];
-        /* the other images' pulls end with the node */
-        for (size_t i = 0; i < t->spec.n_images; i++)
-            if (n->imgs[i].state == PW_NODE_RUNNING) {
-                n->imgs[i].state = PW_NODE_CANCELLED;
-                pw_taskrec_set_str(&n->imgs[i].message, "not finished: the node failed on another image");
-            }
-        node_finish(e, t, n, PW_NODE_FAILED, r->reason, r->message, t->spec.images[failed_at]);
-    } else if (all_done) {
-        node_finish(e, t, n, PW_NODE_SUCCEEDED, NULL, NULL, NULL);
-    }
-}
-
-/* Fails running node n as a whole with the executor's reason and base message, adding (cite) the
- * last pull error of an image still undecided, or else the images not pulled yet. */
-static void fail_citing(pw_engine *e, struct task *t, struct tnode *n, const char *reason, const char *base,
-                        bool cite)
-{
-    const char *img = NULL;
-    char *full = NULL, *pending = NULL;
-    for (size_t i = 0; cite && i < t->spec.n_images && !img; i++)
-        if (n->imgs[i].state == PW_NODE_RUNNING && n->imgs[i].reason) {
-            img = t->spec.images[i];
-            full = pw_xasprintf("%s; last pull error: %s: %s", base, n->imgs[i].reason,
-                                n->imgs[i].message ? n->imgs[i].message : "");
-        }
-    if (cite && !img) {
-        /* no pull error seen (e.g. DeadlineExceeded during a slow pull): name the images not done */
-        pw_buf b;
-        pw_buf_init(&b, 0);
-        size_t k = 0;
-        for (size_t i = 0; i < t->spec.n_images; i++)
-            if (n->imgs[i].state == PW_NODE_RUNNING)
-                pw_buf_printf(&b, "%s%s", k++ ? ", " : "", t->spec.images[i]);
-        if (k) {
-            pending = pw_buf_steal(&b);
-            img = pending;
-            full = pw_xasprintf("%s; not pulled yet: %s", base, pending);
-        } else {
-            pw_buf_fini(&b);
-        }
-    }
-    node_finish(e, t, n, PW_NODE_FAILED, reason, full ? full : base, img);
-    free(full);
-    free(pending);
-}
-
 /* One executor report; ignored unless its node is running. */
 static void handle_report(pw_engine *e, const struct event *ev)
 {
     struct task *t = task_find(e, ev->rep.task_id);
     struct tnode *n = t ? pw_taskrec_node_find(t, ev->rep.node) : NULL;
-    if (!n || n->state != PW_NODE_RUNNING)
+    if (!n)
         return;
-    if (ev->rep.images)
-        apply_images(e, t, n, ev->rep.images, ev->rep.n_images);
-    if (n->state != PW_NODE_RUNNING)
-        return;
-    if (ev->rep.attempts > n->attempts) {
-        n->attempts = ev->rep.attempts;
-        pw_taskrec_mark_dirty(t, n);
-    }
-    if (ev->rep.verdict == PW_EXEC_SUCCEEDED)
-        node_finish(e, t, n, PW_NODE_SUCCEEDED, NULL, NULL, NULL);
-    else if (ev->rep.verdict == PW_EXEC_FAILED)
-        fail_citing(e, t, n, ev->rep.reason ? ev->rep.reason : "Failed",
-                    ev->rep.message ? ev->rep.message : "the node failed", ev->rep.cite_pending);
+    const struct pw_exec_report r = {.task_id = ev->rep.task_id, .node = ev->rep.node, .verdict = ev->rep.verdict,
+                                     .images = ev->rep.images, .n_images = ev->rep.n_images,
+                                     .attempts = ev->rep.attempts, .reason = ev->rep.reason,
+                                     .message = ev->rep.message, .cite_pending = ev->rep.cite_pending};
+    struct pw_noderep_end end;
+    pw_noderep_apply(t, n, &r, &end);
+    if (end.state != PW_NODE_RUNNING)
+        node_finish(e, t, n, end.state, end.reason, end.message, end.image);
+    pw_noderep_end_fini(&end);
 }
 
 /* ---- node readiness, deletion ---- */
@@ -531,150 +395,6 @@ static int64_t check_notready(pw_engine *e, int64_t now)
         }
     }
     return next;
-}
-
-/* ---- node selection ---- */
-
-struct select_ctx {
-    pw_engine *e;
-    struct task *t;
-    struct tnode *nodes;
-    size_t n, cap;
-};
-
-static bool in_names(const struct pw_taskspec *s, const char *name)
-{
-    for (size_t i = 0; i < s->n_node_names; i++)
-        if (strcmp(s->node_names[i], name) == 0)
-            return true;
-    return false;
-}
-
-static bool selector_matches(const json_t *want, const json_t *labels)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)want, k, v) {
-        const json_t *have = json_object_get(labels, k);
-        if (!json_is_string(have) || strcmp(json_string_value(have), json_string_value(v)) != 0)
-            return false;
-    }
-    return true;
-}
-
-static int select_one(void *arg, const json_t *node)
-{
-    struct select_ctx *c = arg;
-    const struct pw_taskspec *s = &c->t->spec;
-    const char *name = pw_k8s_name(node);
-    const json_t *labels = json_object_get(json_object_get(node, "metadata"), "labels");
-    if (!name || (s->has_node_names && !in_names(s, name)))
-        return 0;
-    if (s->node_selector && !selector_matches(s->node_selector, labels))
-        return 0;
-    if (s->selector && !pw_labelsel_matches(s->selector, labels))
-        return 0;
-    if (!s->include_not_ready && !pw_nodecache_ready(node))
-        return 0;
-    if (!s->include_unschedulable && pw_nodecache_cordoned(node))
-        return 0;
-    if (c->n == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 64;
-        c->nodes = pw_xrealloc(c->nodes, c->cap * sizeof *c->nodes);
-    }
-    struct tnode *n = &c->nodes[c->n++];
-    memset(n, 0, sizeof *n);
-    n->name = pw_xstrdup(name);
-    n->imgs = pw_xcalloc(s->n_images, sizeof *n->imgs);
-    const json_t *images = json_object_get(json_object_get(node, "status"), "images");
-    bool if_not_present = strcmp(s->pull_policy, "IfNotPresent") == 0;
-    /* what the node's agent reports it holds counts too (beyond the kubelet's 50-image status) */
-    json_t *inv = if_not_present && c->e->x[EXEC_AGENT] ? pw_executor_inventory(c->e->x[EXEC_AGENT], name) : NULL;
-    for (size_t i = 0; i < s->n_images; i++) {
-        if (if_not_present &&
-            (pw_imageref_present(&s->refs[i], images) || (inv && pw_imageref_present(&s->refs[i], inv)))) {
-            n->imgs[i].state = PW_NODE_SKIPPED;
-            n->imgs[i].reason = pw_xstrdup("AlreadyPresent");
-        } else {
-            n->imgs[i].state = PW_NODE_PENDING;
-        }
-    }
-    json_decref(inv);
-    return 0;
-}
-
-/* Names in nodeNames that no node has are not an error, but the task says so (t->note, shown as its
- * message while it runs and appended to its final message). */
-static void note_unknown_names(pw_engine *e, struct task *t)
-{
-    if (!t->spec.has_node_names || !e->nodes)
-        return;
-    pw_buf names;
-    pw_buf_init(&names, 0);
-    size_t missing = 0;
-    for (size_t i = 0; i < t->spec.n_node_names; i++) {
-        json_t *node = pw_nodecache_get(e->nodes, t->spec.node_names[i]);
-        if (node) {
-            json_decref(node);
-            continue;
-        }
-        if (missing < 10)
-            pw_buf_printf(&names, "%s%s", missing ? ", " : "", t->spec.node_names[i]);
-        missing++;
-    }
-    if (missing) {
-        if (missing > 10)
-            pw_buf_printf(&names, " and %zu more", missing - 10);
-        char *list = pw_buf_steal(&names);
-        free(t->note);
-        t->note = pw_xasprintf("%zu of the %zu requested nodeNames do not exist: %s", missing, t->spec.n_node_names,
-                               list);
-        free(list);
-        free(t->message);
-        t->message = pw_xstrdup(t->note);
-    } else {
-        pw_buf_fini(&names);
-    }
-}
-
-/* Picks the task's nodes from the node cache. Nodes with every image present are skipped at once. */
-static void task_select(pw_engine *e, struct task *t)
-{
-    struct select_ctx c = {.e = e, .t = t};
-    t->selected = true;
-    t->dirty = true;
-    memset(&t->counts, 0, sizeof t->counts);
-    if (t->spec.label_selector && !t->spec.selector) {
-        /* fail closed: a selector the engine does not hold in parsed form selects nothing (never
-         * every node) */
-        t->status = PW_TASK_FAILED;
-        t->finished_ms = pw_clock_real_ms();
-        free(t->message);
-        t->message = pw_xasprintf("labelSelector %s: not parsed; no node was selected", t->spec.label_selector);
-        PW_ERROR("task %s failed: %s", t->id, t->message);
-        return;
-    }
-    if (e->nodes)
-        pw_nodecache_each(e->nodes, select_one, &c);
-    if (c.n)
-        qsort(c.nodes, c.n, sizeof *c.nodes, pw_taskrec_node_cmp);
-    t->nodes = c.nodes;
-    t->n_nodes = c.n;
-    memset(&t->counts, 0, sizeof t->counts);
-    t->counts.total = c.n;
-    t->counts.pending = c.n;
-    for (size_t i = 0; i < c.n; i++) {
-        struct tnode *n = &t->nodes[i];
-        pw_taskrec_mark_dirty(t, n);
-        if (pw_taskrec_work_count(t, n) == 0) {
-            pw_taskrec_set_str(&n->reason, "AlreadyPresent");
-            pw_taskrec_set_str(&n->message, "the node already holds every image");
-            pw_taskrec_set_state(t, n, PW_NODE_SKIPPED);
-        }
-    }
-    note_unknown_names(e, t);
-    PW_INFO("task %s: %zu nodes selected, %zu already hold every image%s%s", t->id, c.n, t->counts.skipped,
-            t->note ? "; " : "", t->note ? t->note : "");
 }
 
 /* ---- dispatch ---- */
@@ -821,7 +541,7 @@ static void schedule(pw_engine *e, int64_t *wake_at)
             if (st[i].admitted_now) {
                 t->status = PW_TASK_RUNNING;
                 t->started_ms = pw_clock_real_ms();
-                task_select(e, t);
+                pw_nodeselect_task(t, e->nodes, e->x[EXEC_AGENT]);
                 admitted = true;
             } else {
                 task_dispatch(e, t, st[i].grant);
