@@ -80,7 +80,8 @@ struct pw_engine {
     bool store_failing;       /* the last round's store write failed: intents wait (e->mu) */
     int64_t next_prune_mono;  /* loop thread only */
 
-    pthread_mutex_t mu; /* task state */
+    pthread_mutex_t wmu; /* store writes (engine_flush): one at a time; taken before e->mu */
+    pthread_mutex_t mu;  /* task state; never held across a store call */
     struct task **tasks; /* unfinished tasks */
     size_t n_tasks;
     uint64_t seq;
@@ -178,8 +179,6 @@ static void on_report(void *arg, const struct pw_exec_report *r)
 static void intent_add(pw_engine *e, enum intent_kind kind, enum exec_kind exec, const char *task_id,
                        const char *node, bool failed)
 {
-    if (!e->x[exec])
-        return; /* no cluster: nothing to run */
     struct intent *in = pw_xcalloc(1, sizeof *in);
     in->kind = kind;
     in->exec = exec;
@@ -216,45 +215,178 @@ static struct task *task_find(pw_engine *e, const char *id)
     return NULL;
 }
 
-/* Writes the task and its changed nodes through the store. Called with e->mu held. */
-static int task_flush(pw_engine *e, struct task *t)
+/* ---- store writes ----
+ * A flush writes every change through the store without holding e->mu. Under e->mu it takes a
+ * snapshot: the documents of each changed task and node result, whose dirty marks it clears, and the
+ * intents decided so far. It writes them with e->mu released. Under e->mu again it marks dirty
+ * once more whatever was not written, and hands the intents to the executors only when every write
+ * passed (else they wait for the next flush). A change made while the write was on its way sets its
+ * mark again, so an older write never passes for a newer change (the dirty mark is the record's
+ * version: cleared only by the snapshot that holds it). Flushes hold e->wmu from snapshot to finish,
+ * so they never overlap: the store's last write of a record is always its newest snapshot. Tasks are
+ * freed only by a flush (reap), so a snapshot's task pointers stay valid while it writes. */
+
+struct snap {
+    struct task *t;
+    struct pw_store_node *nodes; /* the changed node results (docs owned) */
+    size_t *idx;                 /* their indexes in t->nodes */
+    size_t n_nodes;
+    struct pw_store_task rec;    /* rec.doc owned, NULL: the task itself did not change */
+    char id[16];
+    int rc;
+};
+
+struct flush {
+    struct snap *v;
+    size_t n;
+    struct intent *intents; /* decided before the snapshot */
+};
+
+static void snap_take(struct snap *sn, struct task *t)
 {
-    int rc = 0;
+    *sn = (struct snap){.t = t};
+    snprintf(sn->id, sizeof sn->id, "%s", t->id);
     if (t->n_dirty) {
-        struct pw_store_node *recs = pw_xcalloc(t->n_dirty, sizeof *recs);
-        size_t k = 0;
+        sn->nodes = pw_xcalloc(t->n_dirty, sizeof *sn->nodes);
+        sn->idx = pw_xcalloc(t->n_dirty, sizeof *sn->idx);
         for (size_t d = 0; d < t->n_dirty; d++) {
             struct tnode *n = &t->nodes[t->dirty_idx[d]];
-            recs[k].task_id = t->id;
-            recs[k].node_name = n->name;
-            recs[k].state = (char *)pw_node_state_names[n->state];
-            recs[k].doc = pw_taskrec_node_json(t, n);
-            k++;
+            /* node names live as long as their task; the task outlives the flush */
+            sn->nodes[d] = (struct pw_store_node){.task_id = sn->id, .node_name = n->name,
+                                                  .state = (char *)pw_node_state_names[n->state],
+                                                  .doc = pw_taskrec_node_json(t, n)};
+            sn->idx[d] = t->dirty_idx[d];
+            n->dirty = false;
         }
-        rc = pw_store_nodes_put(e->cfg.store, recs, k);
-        for (size_t i = 0; i < k; i++)
-            json_decref(recs[i].doc);
-        free(recs);
-        if (rc == 0) {
-            for (size_t d = 0; d < t->n_dirty; d++)
-                t->nodes[t->dirty_idx[d]].dirty = false;
-            t->n_dirty = 0;
-        }
+        sn->n_nodes = t->n_dirty;
+        t->n_dirty = 0;
     }
     if (t->dirty) {
-        struct pw_store_task rec;
         json_t *doc = pw_taskrec_task_json(t);
-        pw_taskrec_store_record(t, &rec, doc);
-        int rc2 = pw_store_task_put(e->cfg.store, &rec);
-        json_decref(doc);
-        if (rc2 == 0)
-            t->dirty = false;
-        else
-            rc = rc2;
+        pw_taskrec_store_record(t, &sn->rec, doc);
+        sn->rec.id = sn->id; /* the copy: rec must not point into t while e->mu is released */
+        t->dirty = false;
     }
-    if (rc != 0)
-        PW_ERROR("store write for task %s failed: %s (will retry)", t->id, pw_strerror(rc));
-    return rc;
+}
+
+/* Under e->wmu and e->mu: the snapshot of every changed task and the intents so far. */
+static void flush_take(pw_engine *e, struct flush *f)
+{
+    *f = (struct flush){.v = pw_xcalloc(e->n_tasks ? e->n_tasks : 1, sizeof *f->v)};
+    for (size_t i = 0; i < e->n_tasks; i++) {
+        struct task *t = e->tasks[i];
+        if (t->dirty || t->n_dirty)
+            snap_take(&f->v[f->n++], t);
+    }
+    f->intents = e->i_head;
+    e->i_head = e->i_tail = NULL;
+}
+
+/* Under e->wmu only: the store calls. */
+static void flush_write(pw_engine *e, struct flush *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        struct snap *sn = &f->v[i];
+        int rc = sn->n_nodes ? pw_store_nodes_put(e->cfg.store, sn->nodes, sn->n_nodes) : 0;
+        if (rc == 0 && sn->rec.doc)
+            rc = pw_store_task_put(e->cfg.store, &sn->rec);
+        sn->rc = rc;
+        if (rc != 0)
+            PW_ERROR("store write for task %s failed: %s (will retry)", sn->id, pw_strerror(rc));
+    }
+}
+
+/* Under e->wmu and e->mu: what was not written is marked dirty again; the intents go to the
+ * executors when everything was written (else back to the head of the queue, in order). reap: the
+ * finished tasks now fully written leave memory. Returns whether a write failed. */
+static bool flush_finish(pw_engine *e, struct flush *f, bool reap)
+{
+    bool failing = false;
+    for (size_t i = 0; i < f->n; i++) {
+        struct snap *sn = &f->v[i];
+        if (sn->rc != 0) {
+            failing = true;
+            /* nodes_put is one transaction: none of its results was written */
+            for (size_t d = 0; d < sn->n_nodes; d++)
+                pw_taskrec_mark_dirty(sn->t, &sn->t->nodes[sn->idx[d]]);
+            if (sn->rec.doc)
+                sn->t->dirty = true;
+        }
+    }
+    if (failing != e->store_failing) {
+        if (failing)
+            PW_ERROR("the store is failing: Job creates and deletes wait until task state is written");
+        else
+            PW_INFO("the store writes again: releasing the waiting Job creates and deletes");
+    }
+    e->store_failing = failing;
+    if (f->intents) {
+        struct intent *last = f->intents;
+        while (last->next)
+            last = last->next;
+        last->next = e->i_head;
+        e->i_head = f->intents;
+        if (!e->i_tail)
+            e->i_tail = last;
+        f->intents = NULL;
+    }
+    release_intents(e);
+    if (reap) {
+        size_t kept = 0;
+        for (size_t i = 0; i < e->n_tasks; i++) {
+            struct task *t = e->tasks[i];
+            if (pw_task_status_is_final(t->status) && !t->dirty && !t->n_dirty) {
+                pw_taskrec_free(t);
+                continue;
+            }
+            e->tasks[kept++] = t;
+        }
+        e->n_tasks = kept;
+    }
+    return failing;
+}
+
+static void flush_fini(struct flush *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        for (size_t d = 0; d < f->v[i].n_nodes; d++)
+            json_decref(f->v[i].nodes[d].doc);
+        free(f->v[i].nodes);
+        free(f->v[i].idx);
+        json_decref(f->v[i].rec.doc);
+    }
+    free(f->v);
+}
+
+/* Writes every change (e->mu not held; takes e->wmu, then e->mu). *task_doc (may be NULL): when the
+ * task id's record was written by this flush, the document written (caller decrefs), else NULL; *rc
+ * (may be NULL) that write's result (0 also when it had nothing to write). Returns whether a write
+ * failed. */
+static bool engine_flush(pw_engine *e, bool reap, const char *id, int *rc, json_t **task_doc)
+{
+    struct flush f;
+    pthread_mutex_lock(&e->wmu);
+    pthread_mutex_lock(&e->mu);
+    flush_take(e, &f);
+    pthread_mutex_unlock(&e->mu);
+    flush_write(e, &f);
+    pthread_mutex_lock(&e->mu);
+    bool failing = flush_finish(e, &f, reap);
+    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&e->wmu);
+    if (rc)
+        *rc = 0;
+    if (task_doc)
+        *task_doc = NULL;
+    for (size_t i = 0; id && i < f.n; i++)
+        if (strcmp(f.v[i].id, id) == 0) {
+            if (rc)
+                *rc = f.v[i].rc;
+            if (task_doc && f.v[i].rc == 0 && f.v[i].rec.doc)
+                *task_doc = json_incref(f.v[i].rec.doc);
+        }
+    flush_fini(&f);
+    return failing;
 }
 
 /* ---- node outcomes ---- */
@@ -404,7 +536,7 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
     n->started_ms = pw_clock_real_ms();
     n->started_mono = pw_clock_mono_ms();
     n->attempts = 1;
-    json_t *cached = e->nodes ? pw_nodecache_get(e->nodes, n->name) : NULL;
+    json_t *cached = pw_nodecache_get(e->nodes, n->name);
     if (!cached) {
         node_finish(e, t, n, PW_NODE_FAILED, "NodeDeleted", "the node left the cluster before its turn", NULL);
         return;
@@ -513,7 +645,7 @@ static bool task_maybe_finish(pw_engine *e, struct task *t)
 
 static void schedule(pw_engine *e, int64_t *wake_at)
 {
-    if (!e->nodes || !pw_nodecache_synced(e->nodes))
+    if (!pw_nodecache_synced(e->nodes))
         return; /* nothing starts before the node cache is complete */
     struct pw_sched_task *st = pw_xcalloc(e->n_tasks ? e->n_tasks : 1, sizeof *st);
     for (size_t i = 0; i < e->n_tasks; i++)
@@ -574,7 +706,8 @@ static void (*const event_handlers[])(pw_engine *e, const struct event *ev) = {
 };
 
 /* One round under e->mu; returns when the loop should wake next (mono ms, 0: on events only).
- * dispatch false (stopping): apply events and write them, start nothing new. */
+ * dispatch false (stopping): apply events, start nothing new. The loop writes the round's changes
+ * after it (engine_flush). */
 static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
 {
     while (evs) {
@@ -587,31 +720,8 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
     int64_t wake_at = check_notready(e, now);
     if (dispatch)
         schedule(e, &wake_at);
-    size_t kept = 0;
-    bool failing = false;
-    for (size_t i = 0; i < e->n_tasks; i++) {
-        struct task *t = e->tasks[i];
-        bool done = task_maybe_finish(e, t);
-        int rc = task_flush(e, t);
-        failing |= rc != 0;
-        if (done && rc == 0) {
-            pw_taskrec_free(t);
-            continue;
-        }
-        e->tasks[kept++] = t;
-    }
-    e->n_tasks = kept;
-    if (failing != e->store_failing) {
-        if (failing)
-            PW_ERROR("the store is failing: Job creates and deletes wait until task state is written");
-        else
-            PW_INFO("the store writes again: releasing the waiting Job creates and deletes");
-    }
-    e->store_failing = failing;
-    release_intents(e);
-    for (int k = 0; k < N_EXEC && dispatch && !failing; k++)
-        if (e->x[k])
-            pw_executor_tick(e->x[k]); /* adoption and clean-up, once what they read is durable */
+    for (size_t i = 0; i < e->n_tasks; i++)
+        task_maybe_finish(e, e->tasks[i]);
     return wake_at;
 }
 
@@ -660,8 +770,14 @@ static void *loop_main(void *arg)
         pthread_mutex_lock(&e->mu);
         wake_at = loop_round(e, evs, !stopping);
         pthread_mutex_unlock(&e->mu);
+        bool failing = engine_flush(e, true, NULL, NULL, NULL);
         if (stopping)
             return NULL;
+        /* adoption and clean-up, once what they read is durable (outside e->mu: the fate hook
+         * takes it, and may read the store) */
+        for (int k = 0; k < N_EXEC && !failing; k++)
+            if (e->x[k])
+                pw_executor_tick(e->x[k]);
         maybe_prune(e);
     }
 }
@@ -708,7 +824,7 @@ static struct task *task_reload(pw_engine *e, const struct pw_store_task *rec)
 }
 
 /* Loads the store's unfinished tasks into memory (before the informers start, so their first
- * events find the resumed nodes). */
+ * events find the resumed nodes). The store is read without e->mu. */
 static void engine_resume(pw_engine *e)
 {
     struct pw_store_task *items = NULL;
@@ -722,28 +838,35 @@ static void engine_resume(pw_engine *e)
         struct task *t = task_reload(e, &items[i]);
         if (!t)
             continue;
+        pthread_mutex_lock(&e->mu);
         t->sched.seq = ++e->seq;
         e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
         e->tasks[e->n_tasks++] = t;
+        pthread_mutex_unlock(&e->mu);
         PW_INFO("task %s resumed (%s, %zu nodes, %zu running)", t->id, pw_task_status_names[t->status], t->n_nodes, t->counts.running);
     }
     pw_store_tasks_free(items, n);
 }
 
-/* The executor's fate hook (from its tick, e->mu held by the loop): what the core knows of the
- * node of task_id the executor found work of. */
+/* The executor's fate hook (from its tick, on the loop thread, e->mu not held): what the core knows
+ * of the node of task_id the executor found work of. Takes e->mu for the tasks in memory, then
+ * reads the store without it. */
 static enum pw_exec_fate exec_fate(void *arg, const char *task_id, const char *node)
 {
     pw_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
     struct task *t = task_find(e, task_id);
+    enum pw_exec_fate fate = PW_EXEC_FATE_UNKNOWN;
     if (t) {
         struct tnode *n = pw_taskrec_node_find(t, node);
-        if (!n)
-            return PW_EXEC_FATE_UNKNOWN;
-        if (n->state == PW_NODE_RUNNING || n->state == PW_NODE_PENDING)
-            return PW_EXEC_FATE_ACTIVE;
-        return n->state == PW_NODE_FAILED ? PW_EXEC_FATE_FAILED : PW_EXEC_FATE_DONE;
+        if (n && (n->state == PW_NODE_RUNNING || n->state == PW_NODE_PENDING))
+            fate = PW_EXEC_FATE_ACTIVE;
+        else if (n)
+            fate = n->state == PW_NODE_FAILED ? PW_EXEC_FATE_FAILED : PW_EXEC_FATE_DONE;
     }
+    pthread_mutex_unlock(&e->mu);
+    if (t)
+        return fate;
     struct pw_store_task rec;
     int rc = pw_store_task_get(e->cfg.store, task_id, &rec);
     if (rc == PW_ENOTFOUND)
@@ -788,7 +911,7 @@ static void resume_works_free(struct pw_exec_work *w, size_t n)
 
 int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
 {
-    if (!cfg || !cfg->store)
+    if (!cfg || !cfg->store || !cfg->client)
         return PW_EINVAL;
     pw_engine *e = pw_xcalloc(1, sizeof *e);
     e->cfg = *cfg;
@@ -800,31 +923,33 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
         e->cfg.max_nodes_in_flight = PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT;
     if (e->cfg.max_running_tasks <= 0)
         e->cfg.max_running_tasks = PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS;
-    if (cfg->client) {
-        struct pw_jobexec_config jc = {
-            .client = cfg->client,
-            .namespace_ = e->namespace_,
-            .instance = e->instance,
-            .settings = cfg->job,
-            .hooks = {.arg = e, .report = on_report, .fate = exec_fate},
-        };
-        int rc = pw_jobexec_new(&jc, &e->x[EXEC_JOB]);
-        if (rc == 0 && cfg->agent.enabled) {
-            struct pw_agentexec_config ac = {.settings = cfg->agent,
-                                             .hooks = {.arg = e, .report = on_report},
-                                             .client = cfg->client,
-                                             .namespace_ = e->namespace_};
-            rc = pw_agentexec_new(&ac, &e->x[EXEC_AGENT]);
-        }
-        if (rc != 0) {
-            pw_executor_free(e->x[EXEC_JOB]);
-            free(e->namespace_);
-            free(e->instance);
-            free(e);
-            return rc;
+    struct pw_exec_hooks hooks = {.arg = e, .report = on_report, .fate = exec_fate};
+    int rc = 0;
+    for (int k = 0; k < N_EXEC && rc == 0; k++) {
+        if (k == EXEC_AGENT && !cfg->agent.enabled)
+            continue;
+        if (cfg->executor_new) {
+            rc = cfg->executor_new(cfg->executor_arg, pw_taskrec_exec_names[k], &hooks, &e->x[k]);
+        } else if (k == EXEC_JOB) {
+            struct pw_jobexec_config jc = {.client = cfg->client, .namespace_ = e->namespace_,
+                                           .instance = e->instance, .settings = cfg->job, .hooks = hooks};
+            rc = pw_jobexec_new(&jc, &e->x[k]);
+        } else {
+            struct pw_agentexec_config ac = {.settings = cfg->agent, .hooks = {.arg = e, .report = on_report},
+                                             .client = cfg->client, .namespace_ = e->namespace_};
+            rc = pw_agentexec_new(&ac, &e->x[k]);
         }
     }
+    if (rc != 0) {
+        for (int k = 0; k < N_EXEC; k++)
+            pw_executor_free(e->x[k]);
+        free(e->namespace_);
+        free(e->instance);
+        free(e);
+        return rc;
+    }
     e->cfg.job = (struct pw_jobexec_settings){0}; /* the executors hold their own copies */
+    pthread_mutex_init(&e->wmu, NULL);
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->qmu, NULL);
     pthread_cond_init(&e->qcond, NULL);
@@ -858,34 +983,32 @@ int pw_engine_start(pw_engine *e)
 {
     if (e->started)
         return 0;
-    pthread_mutex_lock(&e->mu);
+    if (!e->x[EXEC_JOB])
+        return PW_EINVAL; /* a failed start freed its executors: the engine can only be freed */
     engine_resume(e);
-    pthread_mutex_unlock(&e->mu);
-    if (e->x[EXEC_JOB]) {
-        int rc = pw_nodecache_start(e->cfg.client, on_node, e, &e->nodes);
-        if (rc == 0) {
-            /* the running nodes are the executor's before its informers start, so their first
-             * events find them */
-            pthread_mutex_lock(&e->mu);
-            for (int k = 0; k < N_EXEC && rc == 0; k++) {
-                if (!e->x[k])
-                    continue;
-                size_t n = 0;
-                struct pw_exec_work *w = resume_works(e, (enum exec_kind)k, &n);
-                rc = pw_executor_start(e->x[k], w, n);
-                resume_works_free(w, n);
-                if (rc != 0)
-                    for (int j = 0; j < k; j++) { /* the started ones cannot start again: gone */
-                        pw_executor_free(e->x[j]);
-                        e->x[j] = NULL;
-                    }
-            }
-            pthread_mutex_unlock(&e->mu);
+    int rc = pw_nodecache_start(e->cfg.client, on_node, e, &e->nodes);
+    if (rc == 0) {
+        /* the running nodes are the executor's before its informers start, so their first events
+         * find them */
+        pthread_mutex_lock(&e->mu);
+        for (int k = 0; k < N_EXEC && rc == 0; k++) {
+            if (!e->x[k])
+                continue;
+            size_t n = 0;
+            struct pw_exec_work *w = resume_works(e, (enum exec_kind)k, &n);
+            rc = pw_executor_start(e->x[k], w, n);
+            resume_works_free(w, n);
+            if (rc != 0)
+                for (int j = 0; j < k; j++) { /* the started ones cannot start again: gone */
+                    pw_executor_free(e->x[j]);
+                    e->x[j] = NULL;
+                }
         }
-        if (rc != 0) {
-            start_undo(e);
-            return rc;
-        }
+        pthread_mutex_unlock(&e->mu);
+    }
+    if (rc != 0) {
+        start_undo(e);
+        return rc;
     }
     if (pthread_create(&e->loop, NULL, loop_main, e) != 0) {
         PW_ERROR("cannot start the engine's loop thread");
@@ -929,6 +1052,7 @@ void pw_engine_free(pw_engine *e)
     free(e->notready);
     free(e->namespace_);
     free(e->instance);
+    pthread_mutex_destroy(&e->wmu);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->qmu);
     pthread_cond_destroy(&e->qcond);
@@ -947,10 +1071,6 @@ size_t pw_engine_intern_size(pw_engine *e)
 
 bool pw_engine_ready(pw_engine *e, const char **why)
 {
-    if (!e->cfg.client) {
-        *why = "no Kubernetes client";
-        return false;
-    }
     if (!e->nodes || !pw_nodecache_synced(e->nodes)) {
         *why = "the node informer has not synced yet";
         return false;
@@ -1025,32 +1145,34 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
 {
     pthread_mutex_lock(&e->mu);
     struct task *t = task_find(e, id);
-    int rc = 0;
-    if (t && !pw_task_status_is_final(t->status)) {
-        size_t running = t->counts.running, pending = t->counts.pending;
+    bool fresh = t && !pw_task_status_is_final(t->status);
+    /* a task cancelled before whose write failed and has not been retried yet: a repeated cancel
+     * writes it */
+    bool ours = fresh || (t && t->status == PW_TASK_CANCELLED);
+    size_t running = fresh ? t->counts.running : 0, pending = fresh ? t->counts.pending : 0;
+    if (fresh)
         task_cancel(e, t);
-        rc = task_flush(e, t);
-        if (rc == 0)
-            release_intents(e);
-        PW_INFO("task %s cancelled: %zu running nodes stopped (their Jobs deleted), %zu pending nodes dropped%s",
-                t->id, running, pending, rc == 0 ? "" : " (the store write failed; it is retried)");
-        if (rc == 0 && task_out)
-            *task_out = pw_taskrec_task_json(t);
-        pthread_mutex_unlock(&e->mu);
-        wake(e);
-        return rc;
-    }
-    if (t && t->status == PW_TASK_CANCELLED) {
-        /* cancelled, but its write failed and has not been retried yet: a repeated cancel writes it */
-        rc = task_flush(e, t);
-        if (rc == 0)
-            release_intents(e);
-        if (rc == 0 && task_out)
-            *task_out = pw_taskrec_task_json(t);
-        pthread_mutex_unlock(&e->mu);
-        return rc;
-    }
     pthread_mutex_unlock(&e->mu);
+    int rc = 0;
+    if (ours) {
+        json_t *doc = NULL;
+        engine_flush(e, false, id, &rc, &doc); /* durable before the answer */
+        if (fresh) {
+            PW_INFO("task %s cancelled: %zu running nodes stopped (their Jobs deleted), %zu pending nodes dropped%s",
+                    id, running, pending, rc == 0 ? "" : " (the store write failed; it is retried)");
+            wake(e);
+        }
+        if (rc != 0)
+            return rc;
+        if (doc) {
+            if (task_out)
+                *task_out = doc;
+            else
+                json_decref(doc);
+            return 0;
+        }
+        /* nothing left to write: an earlier flush wrote it, so the store has the cancelled task */
+    }
     struct pw_store_task rec;
     rc = pw_store_task_get(e->cfg.store, id, &rec);
     if (rc != 0)

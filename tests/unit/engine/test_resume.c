@@ -1,6 +1,7 @@
 /* Unit tests for the engine's resume path with a memory store and no cluster: unfinished tasks in
  * the store are reloaded (spec, node results, counts, failures) at start, finished ones are not, and
- * the reloaded tasks behave (cancel marks their unfinished nodes cancelled and keeps the others). */
+ * the reloaded tasks behave (cancel marks their unfinished nodes cancelled and keeps the others). "No
+ * cluster" is a client of an API server that never answers, with fake executors (nocluster.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include "base/log.h"
 #include "engine/engine.h"
 #include "k8s/k8s.h"
+#include "nocluster.h"
 #include "store/store.h"
 
 static json_t *node_doc(const char *name, const char *state, const char *img_state, const char *reason)
@@ -66,7 +68,10 @@ static void test_resume(void **state)
     put(s, "t-000000000002", "pending", NULL, 0);
     put(s, "t-000000000003", "succeeded", NULL, 0);
     pw_engine *e;
+    struct pw_nocluster nc;
+    assert_int_equal(pw_nocluster_init(&nc), 0);
     struct pw_engine_config cfg = {.store = s};
+    pw_nocluster_apply(&nc, &cfg);
     assert_int_equal(pw_engine_new(&cfg, &e), 0);
     assert_int_equal(pw_engine_start(e), 0);
 
@@ -103,6 +108,7 @@ static void test_resume(void **state)
     assert_int_equal(pw_engine_cancel(e, "t-000000000001", &task), 0);
     json_decref(task);
     pw_engine_free(e);
+    pw_nocluster_fini(&nc);
     pw_store_close(s);
 }
 
@@ -116,7 +122,10 @@ static void test_bad_spec_left_alone(void **state)
     assert_int_equal(pw_store_task_put(s, &t), 0);
     json_decref(doc);
     pw_engine *e;
+    struct pw_nocluster nc;
+    assert_int_equal(pw_nocluster_init(&nc), 0);
     struct pw_engine_config cfg = {.store = s};
+    pw_nocluster_apply(&nc, &cfg);
     assert_int_equal(pw_engine_new(&cfg, &e), 0);
     assert_int_equal(pw_engine_start(e), 0);
     /* logged and left in the store as it was */
@@ -125,6 +134,7 @@ static void test_bad_spec_left_alone(void **state)
     assert_string_equal(json_string_value(json_object_get(task, "status")), "pending");
     json_decref(task);
     pw_engine_free(e);
+    pw_nocluster_fini(&nc);
     pw_store_close(s);
 }
 
