@@ -10,7 +10,9 @@
  * Cases: dispatch -> report -> the node's final state; a repeated dispatch is one work; cancel of a
  * task with a running and a pending node; a failure's reason and message carried to the node's
  * result; healthy(); the node's deadline; start after records exist (a restarted engine resumes the
- * running node with its executor, and its result still counts). */
+ * running node with its executor, and its result still counts). And, through the fake only, the
+ * task state machine: retries, the outcome at the threshold, images found present, selection with an
+ * agent's inventory, mode auto, a node deleted before its turn, a start that fails. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -729,6 +731,142 @@ static void test_restart_resume(void **state)
     free(id);
 }
 
+
+/* ---- the task state machine through the fake (fake row only) ---- */
+
+static void report_image(struct fx *f, const char *task, const char *node, enum pw_pull_class cls, const char *reason,
+                         const char *message, bool final)
+{
+    struct pw_image_status st = {.cls = cls, .final = final};
+    snprintf(st.reason, sizeof st.reason, "%s", reason);
+    snprintf(st.message, sizeof st.message, "%s", message);
+    struct pw_exec_report r = {.task_id = task, .node = node, .verdict = PW_EXEC_PROGRESS, .images = &st,
+                               .n_images = 1};
+    pw_fakeexec_report(fake(f), &r);
+}
+
+/* Retries: a not-found image is retried until the task's retries are used (each move into
+ * ErrImagePull is an attempt); a later back-off keeps the more specific cause; the node then fails. A
+ * retryable failure the executor calls final fails at once. */
+static void test_sm_retries(void **state)
+{
+    struct fx *f = *state;
+    char *id = submit(f, "{\"images\":[\"busybox:1.36\"],\"nodeNames\":[\"node-1\",\"node-2\"],\"retries\":2,"
+                         "\"successThreshold\":1}");
+    await_work(f, id, "node-1");
+    await_work(f, id, "node-2");
+    report_image(f, id, "node-1", PW_PULL_FAILED_NOTFOUND, "ErrImagePull", "not found", false);
+    report_image(f, id, "node-1", PW_PULL_FAILED_RETRYABLE, "ImagePullBackOff", "Back-off pulling image", false);
+    sleep_ms(300);
+    json_t *n = node_result(f, id, "node-1");
+    assert_string_equal(str(n, "state"), "running");
+    json_t *img = json_array_get(json_object_get(n, "images"), 0);
+    assert_string_equal(str(img, "reason"), "ErrImagePull"); /* not the back-off */
+    assert_int_equal(json_integer_value(json_object_get(img, "attempts")), 1);
+    json_decref(n);
+    report_image(f, id, "node-1", PW_PULL_FAILED_NOTFOUND, "ErrImagePull", "not found", false); /* attempt 2 */
+    n = wait_node(f, id, "node-1", "failed");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(n, "images"), 0), "attempts")), 2);
+    json_decref(n);
+    report_image(f, id, "node-2", PW_PULL_FAILED_RETRYABLE, "ErrImagePull", "connection reset", true);
+    n = wait_node(f, id, "node-2", "failed");
+    assert_non_null(strstr(str(n, "message"), "connection reset"));
+    json_decref(n);
+    json_t *t = wait_status(f, id, "failed");
+    assert_int_equal(prog(t, "failedNodes"), 2);
+    json_decref(t);
+    free(id);
+}
+
+/* The outcome at the threshold: 2 of 3 succeeded meets 0.66, one image found present at the pull
+ * counts as pulled, a report for a node the task does not have changes nothing, and a FAILED verdict
+ * with the last pull error cited. */
+static void test_sm_threshold_and_present(void **state)
+{
+    struct fx *f = *state;
+    char *id = submit(f, "{\"images\":[\"busybox:1.36\"],\"successThreshold\":0.66}");
+    for (int i = 1; i <= 3; i++) {
+        char node[16];
+        snprintf(node, sizeof node, "node-%d", i);
+        await_work(f, id, node);
+    }
+    report_image(f, id, "node-9", PW_PULL_DONE, "", "", false); /* no such node: ignored */
+    report_image(f, id, "node-1", PW_PULL_PRESENT, "", "", false);
+    drive_success(f, id, "node-2", ONE, 1);
+    report_image(f, id, "node-3", PW_PULL_FAILED_RETRYABLE, "ErrImagePull", "i/o timeout", false);
+    struct pw_exec_report r = {.task_id = id, .node = "node-3", .verdict = PW_EXEC_FAILED, .reason = "BackoffLimitExceeded",
+                               .message = "gave up", .cite_pending = true};
+    pw_fakeexec_report(fake(f), &r);
+    json_t *t = wait_status(f, id, "succeeded");
+    assert_int_equal(prog(t, "succeededNodes"), 2);
+    assert_int_equal(prog(t, "failedNodes"), 1);
+    json_decref(t);
+    json_t *n = node_result(f, id, "node-1");
+    assert_string_equal(str(json_array_get(json_object_get(n, "images"), 0), "reason"), "AlreadyPresent");
+    json_decref(n);
+    n = node_result(f, id, "node-3");
+    assert_string_equal(str(n, "reason"), "BackoffLimitExceeded");
+    assert_non_null(strstr(str(n, "message"), "last pull error: ErrImagePull: i/o timeout"));
+    json_decref(n);
+    free(id);
+}
+
+/* Selection and dispatch paths: an image the node's agent reports is skipped (a node holding every
+ * image is skipped without a dispatch); mode auto takes the agent where it is healthy, else Job mode;
+ * a node deleted before its turn fails NodeDeleted; an executor that cannot start fails the start. */
+static void test_sm_selection_and_dispatch(void **state)
+{
+    struct fx *f = *state;
+    json_t *inv = json_pack("[s]", "docker.io/library/busybox:1.36");
+    pw_fakeexec_set_inventory(f->fakes[1], "node-1", inv);
+    json_decref(inv);
+    pw_fakeexec_set_healthy(f->fakes[1], "node-2", false);
+    json_error_t jerr;
+    json_t *req = json_loads("{\"images\":[\"busybox:1.36\"],\"batchSize\":1,\"mode\":\"auto\"}", 0, &jerr);
+    struct pw_taskspec spec;
+    struct pw_field_errors errs;
+    assert_int_equal(pw_taskspec_parse(req, &spec, &errs), 0);
+    json_decref(req);
+    json_t *task = NULL;
+    assert_int_equal(pw_engine_submit(f->engine, &spec, &task), 0);
+    char *id = pw_xstrdup(str(task, "id"));
+    json_decref(task);
+    /* node-1 skipped; node-2 (agent unhealthy) goes to Job mode; node-3 waits its turn and is deleted */
+    for (int i = 0; i < 400 && !pw_fakeexec_live(f->fakes[0], id, "node-2", NULL); i++)
+        sleep_ms(25);
+    assert_true(pw_fakeexec_live(f->fakes[0], id, "node-2", NULL));
+    json_t *gone = NULL;
+    assert_int_equal(sim_store_delete(f->sim.store, "nodes", "", "node-3", &gone), 0);
+    json_decref(gone);
+    sleep_ms(300);
+    struct pw_exec_report r = {.task_id = id, .node = "node-2", .verdict = PW_EXEC_SUCCEEDED};
+    pw_fakeexec_report(f->fakes[0], &r);
+    json_t *t = wait_status(f, id, "failed"); /* 1 of 2 (one skipped) is below 0.9 */
+    assert_int_equal(prog(t, "skippedNodes"), 1);
+    json_decref(t);
+    json_t *n = node_result(f, id, "node-2");
+    assert_string_equal(str(n, "mode"), "job");
+    json_decref(n);
+    n = node_result(f, id, "node-3");
+    assert_string_equal(str(n, "reason"), "NodeDeleted");
+    json_decref(n);
+    assert_int_equal(pw_fakeexec_dispatches(f->fakes[1], id, "node-1"), 0);
+    assert_true(pw_fakeexec_ticks(f->fakes[0]) > 0);
+    free(id);
+    /* a start that fails leaves an engine that can only be freed */
+    pw_engine_free(f->engine);
+    memset(f->fakes, 0, sizeof f->fakes);
+    struct pw_engine_config cfg = {.client = f->client, .store = f->store, .executor_new = pw_fakeexec_factory,
+                                   .executor_arg = f->fakes, .agent = {.enabled = true}};
+    assert_int_equal(pw_engine_new(&cfg, &f->engine), 0);
+    pw_fakeexec_fail_start(f->fakes[1], PW_EIO);
+    assert_int_equal(pw_engine_start(f->engine), PW_EIO);
+    assert_int_equal(pw_engine_start(f->engine), PW_EINVAL);
+    struct pw_engine_config none = {.store = f->store};
+    pw_engine *e2 = NULL;
+    assert_int_equal(pw_engine_new(&none, &e2), PW_EINVAL); /* no client: refused */
+}
+
 #define CASE(fn, r) cmocka_unit_test_prestate_setup_teardown(fn, fx_setup, fx_teardown, (void *)&rows[r])
 #define ROW(r)                                                                                                     \
     CASE(test_dispatch_report_final, r), CASE(test_repeated_dispatch_idempotent, r),                               \
@@ -737,6 +875,13 @@ static void test_restart_resume(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {ROW(FAKE), ROW(JOB), ROW(AGENT)};
+    const struct CMUnitTest tests[] = {
+        ROW(FAKE),
+        ROW(JOB),
+        ROW(AGENT),
+        CASE(test_sm_retries, FAKE),
+        CASE(test_sm_threshold_and_present, FAKE),
+        CASE(test_sm_selection_and_dispatch, FAKE),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
