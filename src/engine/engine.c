@@ -2,11 +2,18 @@
  * callbacks and the executor's threads only append events to a queue (under e->qmu, a separate lock,
  * so an informer holding its cache lock never waits for the engine). Each loop round: apply queued
  * events (nodes, executor reports), check NotReady grace periods, admit and select nodes for tasks,
- * plan dispatch with pw_sched_plan, finish tasks whose nodes are all done, and write every changed
- * task and node result through the store. What a round decides for the executor (executor.h: start
- * a node, stop one) is handed over only after that round's writes succeeded (while the store fails
- * it waits), so nothing in the cluster runs ahead of what a restart would find; then the executor
- * ticks. After a round the loop prunes finished tasks older than the history (retention).
+ * plan dispatch with pw_sched_plan, finish tasks whose nodes are all done; then, with e->mu released,
+ * write every changed task and node result through the store (taskflush.h). What a round decides for
+ * the executor (executor.h: start a node, stop one) is handed over only after that round's writes
+ * succeeded (while the store fails it waits), so nothing in the cluster runs ahead of what a restart
+ * would find; then the executors tick. After a round the loop prunes finished tasks older than the
+ * history (retention). Beside it: node selection and readiness (nodeselect.h), what a report does
+ * to a node (noderep.h), the rebuild after a restart (resume.h), the records (taskrec.h).
+ *
+ * Where a change becomes final (the hooks of an event stream go there): node_finish (a node's end:
+ * succeeded or failed), task_cancel (a task and its unfinished nodes cancelled), task_end via
+ * task_maybe_finish (a task's outcome), schedule() (a task admitted: running); each is durable
+ * once the engine_flush after it returns without a failed write.
  *
  * Memory: the node informer keeps trimmed objects only (see its transform); per task the engine
  * keeps one small record per selected node, sorted by name for binary search. Finished tasks live
@@ -18,22 +25,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/buf.h"
 #include "base/clock.h"
 #include "base/err.h"
-#include "base/labels.h"
 #include "base/log.h"
 #include "base/mem.h"
-#include "engine/agentexec.h"
 #include "engine/executor.h"
-#include "engine/imageref.h"
 #include "engine/nodecache.h"
 #include "engine/nodeselect.h"
 #include "engine/noderep.h"
-#include "engine/jobexec.h"
-#include "engine/jobspec.h"
 #include "engine/outcome.h"
+#include "engine/resume.h"
 #include "engine/sched.h"
+#include "engine/taskflush.h"
 #include "engine/taskrec.h"
 #include "k8s/k8s.h"
 #include "store/store.h"
@@ -44,16 +47,7 @@ struct event {
     enum ev_kind kind;
     enum pw_k8s_event type; /* EV_NODE */
     json_t *obj;            /* EV_NODE: the node (owned) */
-    struct {                /* EV_REPORT: a copy of the executor's report (owned strings) */
-        char task_id[16];
-        char *node;
-        enum pw_exec_verdict verdict;
-        struct pw_image_status *images;
-        size_t n_images;
-        int attempts;
-        char *reason, *message;
-        bool cite_pending;
-    } rep;
+    struct pw_exec_report *rep; /* EV_REPORT: a copy of the executor's report (pw_noderep_copy) */
     struct event *next;
 };
 
@@ -69,11 +63,6 @@ struct intent {
     struct intent *next;
 };
 
-struct notready {
-    char *name;
-    int64_t since_mono;
-};
-
 struct pw_engine {
     struct pw_engine_config cfg; /* strings point at the copies below */
     char *namespace_, *instance;
@@ -85,8 +74,7 @@ struct pw_engine {
     struct task **tasks; /* unfinished tasks */
     size_t n_tasks;
     uint64_t seq;
-    struct notready *notready;
-    size_t n_notready;
+    struct pw_notready notready; /* nodes NotReady now, since when */
 
 
     pthread_mutex_t qmu; /* the event queue */
@@ -119,10 +107,7 @@ static void ev_push(pw_engine *e, struct event *ev)
 static void ev_free(struct event *ev)
 {
     json_decref(ev->obj);
-    free(ev->rep.node);
-    free(ev->rep.images);
-    free(ev->rep.reason);
-    free(ev->rep.message);
+    pw_noderep_free(ev->rep);
     free(ev);
 }
 
@@ -159,18 +144,7 @@ static void on_report(void *arg, const struct pw_exec_report *r)
     pw_engine *e = arg;
     struct event *ev = pw_xcalloc(1, sizeof *ev);
     ev->kind = EV_REPORT;
-    snprintf(ev->rep.task_id, sizeof ev->rep.task_id, "%s", r->task_id);
-    ev->rep.node = pw_xstrdup(r->node);
-    ev->rep.verdict = r->verdict;
-    if (r->images && r->n_images) {
-        ev->rep.images = pw_xcalloc(r->n_images, sizeof *ev->rep.images);
-        memcpy(ev->rep.images, r->images, r->n_images * sizeof *ev->rep.images);
-        ev->rep.n_images = r->n_images;
-    }
-    ev->rep.attempts = r->attempts;
-    ev->rep.reason = r->reason ? pw_xstrdup(r->reason) : NULL;
-    ev->rep.message = r->message ? pw_xstrdup(r->message) : NULL;
-    ev->rep.cite_pending = r->cite_pending;
+    ev->rep = pw_noderep_copy(r);
     ev_push(e, ev);
 }
 
@@ -216,103 +190,17 @@ static struct task *task_find(pw_engine *e, const char *id)
 }
 
 /* ---- store writes ----
- * A flush writes every change through the store without holding e->mu. Under e->mu it takes a
- * snapshot: the documents of each changed task and node result, whose dirty marks it clears, and the
- * intents decided so far. It writes them with e->mu released. Under e->mu again it marks dirty
- * once more whatever was not written, and hands the intents to the executors only when every write
- * passed (else they wait for the next flush). A change made while the write was on its way sets its
- * mark again, so an older write never passes for a newer change (the dirty mark is the record's
- * version: cleared only by the snapshot that holds it). Flushes hold e->wmu from snapshot to finish,
- * so they never overlap: the store's last write of a record is always its newest snapshot. Tasks are
- * freed only by a flush (reap), so a snapshot's task pointers stay valid while it writes. */
+ * A flush (taskflush.h) writes every change without holding e->mu: the snapshot and the intents
+ * decided so far are taken under e->mu, written with it released, and under e->mu again what failed
+ * is marked dirty once more; the intents go to the executors only when every write passed (else they
+ * wait for the next flush). Flushes hold e->wmu from snapshot to finish, so they never overlap, and
+ * tasks are freed only by a flush (reap), so a snapshot's task pointers stay valid while it writes. */
 
-struct snap {
-    struct task *t;
-    struct pw_store_node *nodes; /* the changed node results (docs owned) */
-    size_t *idx;                 /* their indexes in t->nodes */
-    size_t n_nodes;
-    struct pw_store_task rec;    /* rec.doc owned, NULL: the task itself did not change */
-    char id[16];
-    int rc;
-};
-
-struct flush {
-    struct snap *v;
-    size_t n;
-    struct intent *intents; /* decided before the snapshot */
-};
-
-static void snap_take(struct snap *sn, struct task *t)
+/* Under e->wmu and e->mu, after the write: the intents go to the executors when everything was
+ * written (else back to the head of the queue, in order); reap: the finished tasks now fully
+ * written leave memory. */
+static void flush_finish(pw_engine *e, struct intent *intents, bool failing, bool reap)
 {
-    *sn = (struct snap){.t = t};
-    snprintf(sn->id, sizeof sn->id, "%s", t->id);
-    if (t->n_dirty) {
-        sn->nodes = pw_xcalloc(t->n_dirty, sizeof *sn->nodes);
-        sn->idx = pw_xcalloc(t->n_dirty, sizeof *sn->idx);
-        for (size_t d = 0; d < t->n_dirty; d++) {
-            struct tnode *n = &t->nodes[t->dirty_idx[d]];
-            /* node names live as long as their task; the task outlives the flush */
-            sn->nodes[d] = (struct pw_store_node){.task_id = sn->id, .node_name = n->name,
-                                                  .state = (char *)pw_node_state_names[n->state],
-                                                  .doc = pw_taskrec_node_json(t, n)};
-            sn->idx[d] = t->dirty_idx[d];
-            n->dirty = false;
-        }
-        sn->n_nodes = t->n_dirty;
-        t->n_dirty = 0;
-    }
-    if (t->dirty) {
-        json_t *doc = pw_taskrec_task_json(t);
-        pw_taskrec_store_record(t, &sn->rec, doc);
-        sn->rec.id = sn->id; /* the copy: rec must not point into t while e->mu is released */
-        t->dirty = false;
-    }
-}
-
-/* Under e->wmu and e->mu: the snapshot of every changed task and the intents so far. */
-static void flush_take(pw_engine *e, struct flush *f)
-{
-    *f = (struct flush){.v = pw_xcalloc(e->n_tasks ? e->n_tasks : 1, sizeof *f->v)};
-    for (size_t i = 0; i < e->n_tasks; i++) {
-        struct task *t = e->tasks[i];
-        if (t->dirty || t->n_dirty)
-            snap_take(&f->v[f->n++], t);
-    }
-    f->intents = e->i_head;
-    e->i_head = e->i_tail = NULL;
-}
-
-/* Under e->wmu only: the store calls. */
-static void flush_write(pw_engine *e, struct flush *f)
-{
-    for (size_t i = 0; i < f->n; i++) {
-        struct snap *sn = &f->v[i];
-        int rc = sn->n_nodes ? pw_store_nodes_put(e->cfg.store, sn->nodes, sn->n_nodes) : 0;
-        if (rc == 0 && sn->rec.doc)
-            rc = pw_store_task_put(e->cfg.store, &sn->rec);
-        sn->rc = rc;
-        if (rc != 0)
-            PW_ERROR("store write for task %s failed: %s (will retry)", sn->id, pw_strerror(rc));
-    }
-}
-
-/* Under e->wmu and e->mu: what was not written is marked dirty again; the intents go to the
- * executors when everything was written (else back to the head of the queue, in order). reap: the
- * finished tasks now fully written leave memory. Returns whether a write failed. */
-static bool flush_finish(pw_engine *e, struct flush *f, bool reap)
-{
-    bool failing = false;
-    for (size_t i = 0; i < f->n; i++) {
-        struct snap *sn = &f->v[i];
-        if (sn->rc != 0) {
-            failing = true;
-            /* nodes_put is one transaction: none of its results was written */
-            for (size_t d = 0; d < sn->n_nodes; d++)
-                pw_taskrec_mark_dirty(sn->t, &sn->t->nodes[sn->idx[d]]);
-            if (sn->rec.doc)
-                sn->t->dirty = true;
-        }
-    }
     if (failing != e->store_failing) {
         if (failing)
             PW_ERROR("the store is failing: Job creates and deletes wait until task state is written");
@@ -320,72 +208,54 @@ static bool flush_finish(pw_engine *e, struct flush *f, bool reap)
             PW_INFO("the store writes again: releasing the waiting Job creates and deletes");
     }
     e->store_failing = failing;
-    if (f->intents) {
-        struct intent *last = f->intents;
+    if (intents) {
+        struct intent *last = intents;
         while (last->next)
             last = last->next;
         last->next = e->i_head;
-        e->i_head = f->intents;
+        e->i_head = intents;
         if (!e->i_tail)
             e->i_tail = last;
-        f->intents = NULL;
     }
     release_intents(e);
-    if (reap) {
-        size_t kept = 0;
-        for (size_t i = 0; i < e->n_tasks; i++) {
-            struct task *t = e->tasks[i];
-            if (pw_task_status_is_final(t->status) && !t->dirty && !t->n_dirty) {
-                pw_taskrec_free(t);
-                continue;
-            }
-            e->tasks[kept++] = t;
+    if (!reap)
+        return;
+    size_t kept = 0;
+    for (size_t i = 0; i < e->n_tasks; i++) {
+        struct task *t = e->tasks[i];
+        if (pw_task_status_is_final(t->status) && !t->dirty && !t->n_dirty) {
+            pw_taskrec_free(t);
+            continue;
         }
-        e->n_tasks = kept;
+        e->tasks[kept++] = t;
     }
-    return failing;
+    e->n_tasks = kept;
 }
 
-static void flush_fini(struct flush *f)
-{
-    for (size_t i = 0; i < f->n; i++) {
-        for (size_t d = 0; d < f->v[i].n_nodes; d++)
-            json_decref(f->v[i].nodes[d].doc);
-        free(f->v[i].nodes);
-        free(f->v[i].idx);
-        json_decref(f->v[i].rec.doc);
-    }
-    free(f->v);
-}
-
-/* Writes every change (e->mu not held; takes e->wmu, then e->mu). *task_doc (may be NULL): when the
- * task id's record was written by this flush, the document written (caller decrefs), else NULL; *rc
- * (may be NULL) that write's result (0 also when it had nothing to write). Returns whether a write
- * failed. */
+/* Writes every change (e->mu not held; takes e->wmu, then e->mu). id (may be NULL): *rc gets the
+ * result of that task's write (0 also when it had nothing to write) and *task_doc (may be NULL) the
+ * document written, or NULL when its record did not need a write. Returns whether a write failed. */
 static bool engine_flush(pw_engine *e, bool reap, const char *id, int *rc, json_t **task_doc)
 {
-    struct flush f;
+    struct pw_taskflush f;
     pthread_mutex_lock(&e->wmu);
     pthread_mutex_lock(&e->mu);
-    flush_take(e, &f);
+    pw_taskflush_take(&f, e->tasks, e->n_tasks);
+    struct intent *intents = e->i_head;
+    e->i_head = e->i_tail = NULL;
     pthread_mutex_unlock(&e->mu);
-    flush_write(e, &f);
+    pw_taskflush_write(&f, e->cfg.store);
     pthread_mutex_lock(&e->mu);
-    bool failing = flush_finish(e, &f, reap);
+    bool failing = pw_taskflush_restore(&f);
+    flush_finish(e, intents, failing, reap);
     pthread_mutex_unlock(&e->mu);
     pthread_mutex_unlock(&e->wmu);
-    if (rc)
-        *rc = 0;
-    if (task_doc)
-        *task_doc = NULL;
-    for (size_t i = 0; id && i < f.n; i++)
-        if (strcmp(f.v[i].id, id) == 0) {
-            if (rc)
-                *rc = f.v[i].rc;
-            if (task_doc && f.v[i].rc == 0 && f.v[i].rec.doc)
-                *task_doc = json_incref(f.v[i].rec.doc);
-        }
-    flush_fini(&f);
+    if (id) {
+        int r = pw_taskflush_result(&f, id, task_doc);
+        if (rc)
+            *rc = r;
+    }
+    pw_taskflush_fini(&f);
     return failing;
 }
 
@@ -444,36 +314,18 @@ static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_n
 /* One executor report; ignored unless its node is running. */
 static void handle_report(pw_engine *e, const struct event *ev)
 {
-    struct task *t = task_find(e, ev->rep.task_id);
-    struct tnode *n = t ? pw_taskrec_node_find(t, ev->rep.node) : NULL;
+    struct task *t = task_find(e, ev->rep->task_id);
+    struct tnode *n = t ? pw_taskrec_node_find(t, ev->rep->node) : NULL;
     if (!n)
         return;
-    const struct pw_exec_report r = {.task_id = ev->rep.task_id, .node = ev->rep.node, .verdict = ev->rep.verdict,
-                                     .images = ev->rep.images, .n_images = ev->rep.n_images,
-                                     .attempts = ev->rep.attempts, .reason = ev->rep.reason,
-                                     .message = ev->rep.message, .cite_pending = ev->rep.cite_pending};
     struct pw_noderep_end end;
-    pw_noderep_apply(t, n, &r, &end);
+    pw_noderep_apply(t, n, ev->rep, &end);
     if (end.state != PW_NODE_RUNNING)
         node_finish(e, t, n, end.state, end.reason, end.message, end.image);
     pw_noderep_end_fini(&end);
 }
 
 /* ---- node readiness, deletion ---- */
-
-static size_t notready_find(pw_engine *e, const char *name)
-{
-    for (size_t i = 0; i < e->n_notready; i++)
-        if (strcmp(e->notready[i].name, name) == 0)
-            return i;
-    return e->n_notready;
-}
-
-static void notready_remove(pw_engine *e, size_t i)
-{
-    free(e->notready[i].name);
-    e->notready[i] = e->notready[--e->n_notready];
-}
 
 /* Fails the running (and pending) records of node name in every task. */
 static void node_lost(pw_engine *e, const char *name, const char *reason, const char *message, bool pending_too)
@@ -493,40 +345,21 @@ static void handle_node(pw_engine *e, enum pw_k8s_event type, const json_t *node
     const char *name = pw_k8s_name(node);
     if (!name)
         return;
-    size_t i = notready_find(e, name);
     if (type == PW_K8S_DELETED) {
-        if (i < e->n_notready)
-            notready_remove(e, i);
+        pw_notready_set(&e->notready, name, true, 0);
         node_lost(e, name, "NodeDeleted", "the node was deleted from the cluster during the task", true);
         return;
     }
-    bool ready = pw_nodecache_ready(node);
-    if (ready && i < e->n_notready) {
-        notready_remove(e, i);
-    } else if (!ready && i == e->n_notready) {
-        e->notready = pw_xrealloc(e->notready, (e->n_notready + 1) * sizeof *e->notready);
-        e->notready[e->n_notready].name = pw_xstrdup(name);
-        e->notready[e->n_notready].since_mono = pw_clock_mono_ms();
-        e->n_notready++;
-    }
+    pw_notready_set(&e->notready, name, pw_nodecache_ready(node), pw_clock_mono_ms());
 }
 
-/* Returns the earliest time a NotReady node's grace ends (0: none). */
-static int64_t check_notready(pw_engine *e, int64_t now)
+static void grace_over(void *arg, const char *name)
 {
-    int64_t next = 0;
-    for (size_t i = 0; i < e->n_notready; i++) {
-        int64_t due = e->notready[i].since_mono + e->cfg.not_ready_grace_ms;
-        if (now >= due) {
-            char *msg = pw_xasprintf("the node was NotReady for longer than the grace period (%llds)",
-                                     (long long)(e->cfg.not_ready_grace_ms / 1000));
-            node_lost(e, e->notready[i].name, "NodeNotReady", msg, false);
-            free(msg);
-        } else if (!next || due < next) {
-            next = due;
-        }
-    }
-    return next;
+    pw_engine *e = arg;
+    char *msg = pw_xasprintf("the node was NotReady for longer than the grace period (%llds)",
+                             (long long)(e->cfg.not_ready_grace_ms / 1000));
+    node_lost(e, name, "NodeNotReady", msg, false);
+    free(msg);
 }
 
 /* ---- dispatch ---- */
@@ -561,28 +394,6 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
     intent_add(e, INTENT_DISPATCH, k, t->id, n->name, false);
 }
 
-/* The executor's work for running node n of t (pointers borrowed from t; free *images_out). */
-static void work_of(const struct task *t, const struct tnode *n, struct pw_exec_work *w, const char ***images_out)
-{
-    size_t nj = pw_taskrec_work_count(t, n);
-    const char **imgs = pw_xcalloc(nj ? nj : 1, sizeof *imgs);
-    for (size_t j = 0; j < nj; j++)
-        imgs[j] = t->spec.images[pw_taskrec_work_index(t, n, j)];
-    *w = (struct pw_exec_work){
-        .task_id = t->id,
-        .node = n->name,
-        .images = imgs,
-        .n_images = nj,
-        .pull_policy = t->spec.pull_policy,
-        .pull_secrets = (const char *const *)t->spec.pull_secrets,
-        .n_pull_secrets = t->spec.n_pull_secrets,
-        .retries = t->spec.retries,
-        .timeout_s = t->spec.timeout_s,
-        .started_ms = n->started_ms,
-    };
-    *images_out = imgs;
-}
-
 /* Hands the round's intents to the executor: held while the store fails, since what they do must
  * not run ahead of what is durable (a Job is never deleted before the store says its node
  * finished, so a crash in between cannot make a resumed task create a second one). A dispatch
@@ -602,7 +413,7 @@ static void release_intents(pw_engine *e)
             if (n && n->state == PW_NODE_RUNNING) {
                 struct pw_exec_work w;
                 const char **imgs;
-                work_of(t, n, &w, &imgs);
+                pw_resume_work_of(t, n, &w, &imgs);
                 pw_executor_dispatch(e->x[in->exec], &w);
                 free(imgs);
             }
@@ -625,13 +436,12 @@ static void task_dispatch(pw_engine *e, struct task *t, size_t grant)
 }
 
 /* Sets the task's final status and message when all its nodes are done. */
-static bool task_maybe_finish(pw_engine *e, struct task *t)
+/* The task's end: final status s, its message (with the selection note), the time. */
+static void task_end(pw_engine *e, struct task *t, enum pw_task_status s)
 {
-    if (!t->selected || !pw_outcome_done(&t->counts) || pw_task_status_is_final(t->status))
-        return pw_task_status_is_final(t->status);
-    t->status = pw_outcome_status(&t->counts, t->spec.success_threshold);
+    t->status = s;
     free(t->message);
-    t->message = pw_outcome_message(&t->counts, t->status, t->spec.success_threshold, &t->reasons, e->namespace_);
+    t->message = pw_outcome_message(&t->counts, s, t->spec.success_threshold, &t->reasons, e->namespace_);
     if (t->note) {
         char *m = pw_xasprintf("%s; %s", t->message, t->note);
         free(t->message);
@@ -639,6 +449,13 @@ static bool task_maybe_finish(pw_engine *e, struct task *t)
     }
     t->finished_ms = pw_clock_real_ms();
     t->dirty = true;
+}
+
+static bool task_maybe_finish(pw_engine *e, struct task *t)
+{
+    if (!t->selected || !pw_outcome_done(&t->counts) || pw_task_status_is_final(t->status))
+        return pw_task_status_is_final(t->status);
+    task_end(e, t, pw_outcome_status(&t->counts, t->spec.success_threshold));
     PW_INFO("task %s %s: %s", t->id, pw_task_status_names[t->status], t->message);
     return true;
 }
@@ -717,7 +534,7 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
         evs = next;
     }
     int64_t now = pw_clock_mono_ms();
-    int64_t wake_at = check_notready(e, now);
+    int64_t wake_at = pw_notready_due(&e->notready, now, e->cfg.not_ready_grace_ms, grace_over, e);
     if (dispatch)
         schedule(e, &wake_at);
     for (size_t i = 0; i < e->n_tasks; i++)
@@ -782,47 +599,6 @@ static void *loop_main(void *arg)
     }
 }
 
-/* Rebuilds one unfinished task from its record; NULL (logged) when it cannot. */
-static struct task *task_reload(pw_engine *e, const struct pw_store_task *rec)
-{
-    struct task *t = pw_xcalloc(1, sizeof *t);
-    snprintf(t->id, sizeof t->id, "%s", rec->id);
-    struct pw_field_errors errs;
-    if (pw_taskspec_from_task(rec->doc, &t->spec, &errs) != 0) {
-        PW_ERROR("task %s cannot be resumed: its stored spec is invalid (%s: %s)", rec->id,
-                 errs.n ? errs.e[0].field : "", errs.n ? errs.e[0].message : "");
-        free(t);
-        return NULL;
-    }
-    t->created_ms = rec->created_ms;
-    t->status = PW_TASK_PENDING;
-    t->failed = json_array();
-    t->sched.priority = t->spec.priority;
-    t->sched.batch_size = (size_t)t->spec.batch_size;
-    t->sched.batch_strategy = strcmp(t->spec.strategy, "batch") == 0;
-    if (pw_task_status_of(rec->status) == PW_TASK_RUNNING) {
-        if (pw_taskrec_load_nodes(e->cfg.store, t) != 0) {
-            PW_ERROR("task %s cannot be resumed: its node results cannot be read", rec->id);
-            pw_taskrec_free(t);
-            return NULL;
-        }
-        t->status = PW_TASK_RUNNING;
-        t->started_ms = pw_taskrec_time_ms(json_object_get(rec->doc, "startedAt"));
-        t->sched.running = true;
-        json_t *failed = json_object_get(rec->doc, "failedNodes");
-        if (json_is_array(failed))
-            json_array_extend(t->failed, failed);
-        /* a running task's message is its selection note (unknown nodeNames), if any */
-        const char *note = pw_taskrec_str(rec->doc, "message");
-        if (note) {
-            t->note = pw_xstrdup(note);
-            t->message = pw_xstrdup(note);
-        }
-        /* the running nodes go to the executor's start, which adopts or restarts their work */
-    }
-    return t;
-}
-
 /* Loads the store's unfinished tasks into memory (before the informers start, so their first
  * events find the resumed nodes). The store is read without e->mu. */
 static void engine_resume(pw_engine *e)
@@ -835,7 +611,7 @@ static void engine_resume(pw_engine *e)
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        struct task *t = task_reload(e, &items[i]);
+        struct task *t = pw_resume_task(e->cfg.store, &items[i]);
         if (!t)
             continue;
         pthread_mutex_lock(&e->mu);
@@ -876,35 +652,6 @@ static enum pw_exec_fate exec_fate(void *arg, const char *task_id, const char *n
     bool final = pw_store_status_final(rec.status);
     pw_store_task_fini(&rec);
     return final ? PW_EXEC_FATE_FAILED : PW_EXEC_FATE_ACTIVE;
-}
-
-/* The works of the resumed tasks' running nodes (pointers borrowed from e's tasks; under e->mu).
- * Free with resume_works_free. */
-static struct pw_exec_work *resume_works(pw_engine *e, enum exec_kind kind, size_t *n_out)
-{
-    size_t n = 0;
-    for (size_t k = 0; k < e->n_tasks; k++)
-        n += e->tasks[k]->counts.running;
-    struct pw_exec_work *w = pw_xcalloc(n ? n : 1, sizeof *w);
-    size_t m = 0;
-    for (size_t k = 0; k < e->n_tasks; k++) {
-        const struct task *t = e->tasks[k];
-        for (size_t i = 0; i < t->n_nodes && m < n; i++) {
-            if (t->nodes[i].state != PW_NODE_RUNNING || t->nodes[i].exec != kind + 1)
-                continue;
-            const char **imgs;
-            work_of(t, &t->nodes[i], &w[m++], &imgs);
-        }
-    }
-    *n_out = m;
-    return w;
-}
-
-static void resume_works_free(struct pw_exec_work *w, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free((void *)w[i].images);
-    free(w);
 }
 
 /* ---- public ---- */
@@ -995,9 +742,9 @@ int pw_engine_start(pw_engine *e)
             if (!e->x[k])
                 continue;
             size_t n = 0;
-            struct pw_exec_work *w = resume_works(e, (enum exec_kind)k, &n);
+            struct pw_exec_work *w = pw_resume_works(e->tasks, e->n_tasks, (enum exec_kind)k, &n);
             rc = pw_executor_start(e->x[k], w, n);
-            resume_works_free(w, n);
+            pw_resume_works_free(w, n);
             if (rc != 0)
                 for (int j = 0; j < k; j++) { /* the started ones cannot start again: gone */
                     pw_executor_free(e->x[j]);
@@ -1047,9 +794,7 @@ void pw_engine_free(pw_engine *e)
     for (size_t i = 0; i < e->n_tasks; i++)
         pw_taskrec_free(e->tasks[i]);
     free(e->tasks);
-    for (size_t i = 0; i < e->n_notready; i++)
-        free(e->notready[i].name);
-    free(e->notready);
+    pw_notready_fini(&e->notready);
     free(e->namespace_);
     free(e->instance);
     pthread_mutex_destroy(&e->wmu);
@@ -1129,16 +874,7 @@ static void task_cancel(pw_engine *e, struct task *t)
                 intent_add(e, INTENT_CANCEL, n->exec - 1, t->id, n->name, false);
         }
     }
-    t->status = PW_TASK_CANCELLED;
-    t->finished_ms = pw_clock_real_ms();
-    free(t->message);
-    t->message = pw_outcome_message(&t->counts, PW_TASK_CANCELLED, t->spec.success_threshold, &t->reasons, e->namespace_);
-    if (t->note) {
-        char *m = pw_xasprintf("%s; %s", t->message, t->note);
-        free(t->message);
-        t->message = m;
-    }
-    t->dirty = true;
+    task_end(e, t, PW_TASK_CANCELLED);
 }
 
 int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)

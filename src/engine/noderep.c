@@ -172,3 +172,34 @@ void pw_noderep_end_fini(struct pw_noderep_end *end)
     free(end->owned_image);
     end->owned_message = end->owned_image = NULL;
 }
+
+struct pw_exec_report *pw_noderep_copy(const struct pw_exec_report *r)
+{
+    struct pw_exec_report *c = pw_xmalloc(sizeof *c);
+    *c = *r;
+    c->task_id = pw_xstrdup(r->task_id);
+    c->node = pw_xstrdup(r->node);
+    c->reason = r->reason ? pw_xstrdup(r->reason) : NULL;
+    c->message = r->message ? pw_xstrdup(r->message) : NULL;
+    c->images = NULL;
+    c->n_images = 0;
+    if (r->images && r->n_images) {
+        struct pw_image_status *st = pw_xcalloc(r->n_images, sizeof *st);
+        memcpy(st, r->images, r->n_images * sizeof *st);
+        c->images = st;
+        c->n_images = r->n_images;
+    }
+    return c;
+}
+
+void pw_noderep_free(struct pw_exec_report *r)
+{
+    if (!r)
+        return;
+    free((char *)r->task_id);
+    free((char *)r->node);
+    free((char *)r->reason);
+    free((char *)r->message);
+    free((struct pw_image_status *)r->images);
+    free(r);
+}

@@ -28,4 +28,9 @@ struct pw_noderep_end {
 void pw_noderep_apply(struct task *t, struct tnode *n, const struct pw_exec_report *r, struct pw_noderep_end *end);
 void pw_noderep_end_fini(struct pw_noderep_end *end);
 
+/* A deep copy of r (an executor's report lives only during its hook; the engine queues the copy).
+ * Free with pw_noderep_free (NULL: no-op). */
+struct pw_exec_report *pw_noderep_copy(const struct pw_exec_report *r);
+void pw_noderep_free(struct pw_exec_report *r);
+
 #endif

@@ -1,6 +1,6 @@
 /* nodeselect.c: which cached nodes a task takes (nodeSelector, labelSelector, nodeNames, readiness
  * and cordon filters) and which of its images each one already holds (the Node's status.images, or
- * what the node's agent reports). See nodeselect.h. */
+ * what the node's agent reports), and readiness over time (the NotReady grace). See nodeselect.h. */
 #include "engine/nodeselect.h"
 
 #include <stdlib.h>
@@ -155,3 +155,42 @@ void pw_nodeselect_task(struct task *t, pw_nodecache *nodes, pw_executor *agent)
             t->note ? "; " : "", t->note ? t->note : "");
 }
 
+
+/* ---- readiness over time ---- */
+
+void pw_notready_set(struct pw_notready *nr, const char *name, bool ready, int64_t now)
+{
+    size_t i = 0;
+    while (i < nr->n && strcmp(nr->v[i].name, name) != 0)
+        i++;
+    if (ready && i < nr->n) {
+        free(nr->v[i].name);
+        nr->v[i] = nr->v[--nr->n];
+    } else if (!ready && i == nr->n) {
+        nr->v = pw_xrealloc(nr->v, (nr->n + 1) * sizeof *nr->v);
+        nr->v[nr->n++] = (struct pw_notready_node){pw_xstrdup(name), now};
+    }
+}
+
+int64_t pw_notready_due(struct pw_notready *nr, int64_t now, int64_t grace_ms, void (*fn)(void *arg, const char *name),
+                        void *arg)
+{
+    int64_t next = 0;
+    for (size_t i = 0; i < nr->n; i++) {
+        int64_t due = nr->v[i].since_mono + grace_ms;
+        if (now >= due)
+            fn(arg, nr->v[i].name);
+        else if (!next || due < next)
+            next = due;
+    }
+    return next;
+}
+
+void pw_notready_fini(struct pw_notready *nr)
+{
+    for (size_t i = 0; i < nr->n; i++)
+        free(nr->v[i].name);
+    free(nr->v);
+    nr->v = NULL;
+    nr->n = 0;
+}

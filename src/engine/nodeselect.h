@@ -10,6 +10,9 @@
 #ifndef PW_ENGINE_NODESELECT_H
 #define PW_ENGINE_NODESELECT_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "engine/executor.h"
 #include "engine/nodecache.h"
 #include "engine/taskrec.h"
@@ -19,5 +22,23 @@
  * labelSelector the spec holds only as text fails the task closed (no node selected, status failed,
  * message saying why). */
 void pw_nodeselect_task(struct task *t, pw_nodecache *nodes, pw_executor *agent);
+
+/* Readiness over time: the nodes NotReady now and since when (monotonic ms), so that a node NotReady
+ * past the grace period fails its running work while one that recovers within it goes on. */
+struct pw_notready {
+    struct pw_notready_node {
+        char *name;
+        int64_t since_mono;
+    } *v;
+    size_t n;
+};
+/* Records node name's readiness at now: a node that becomes NotReady starts its grace, a Ready (or
+ * deleted: ready true) one leaves the set. */
+void pw_notready_set(struct pw_notready *nr, const char *name, bool ready, int64_t now);
+/* fn(arg, name) for every node whose grace has ended at now (called again each time until it is
+ * Ready or deleted); returns the earliest time a grace ends later (0: none). */
+int64_t pw_notready_due(struct pw_notready *nr, int64_t now, int64_t grace_ms, void (*fn)(void *arg, const char *name),
+                        void *arg);
+void pw_notready_fini(struct pw_notready *nr);
 
 #endif
