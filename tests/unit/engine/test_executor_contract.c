@@ -155,14 +155,14 @@ static int fx_teardown(void **state)
 
 /* ---- the engine side ---- */
 
-static char *submit(struct fx *f, const char *body)
+/* Submits the task of body with mode (NULL: as body says); its id (caller frees). */
+static char *submit_mode(struct fx *f, const char *body, const char *mode)
 {
     json_error_t jerr;
     json_t *req = json_loads(body, 0, &jerr);
     assert_non_null(req);
-    /* every row's executor serves the task: the fake and agent rows ask for agent mode */
-    if (f->row->kind != JOB)
-        json_object_set_new(req, "mode", json_string("agent"));
+    if (mode)
+        json_object_set_new(req, "mode", json_string(mode));
     struct pw_taskspec spec;
     struct pw_field_errors errs;
     assert_int_equal(pw_taskspec_parse(req, &spec, &errs), 0);
@@ -172,6 +172,12 @@ static char *submit(struct fx *f, const char *body)
     char *id = pw_xstrdup(json_string_value(json_object_get(task, "id")));
     json_decref(task);
     return id;
+}
+
+/* Every row's executor serves the task: the fake and agent rows ask for agent mode. */
+static char *submit(struct fx *f, const char *body)
+{
+    return submit_mode(f, body, f->row->kind == JOB ? NULL : "agent");
 }
 
 static json_t *task_get(struct fx *f, const char *id)
@@ -821,16 +827,7 @@ static void test_sm_selection_and_dispatch(void **state)
     pw_fakeexec_set_inventory(f->fakes[1], "node-1", inv);
     json_decref(inv);
     pw_fakeexec_set_healthy(f->fakes[1], "node-2", false);
-    json_error_t jerr;
-    json_t *req = json_loads("{\"images\":[\"busybox:1.36\"],\"batchSize\":1,\"mode\":\"auto\"}", 0, &jerr);
-    struct pw_taskspec spec;
-    struct pw_field_errors errs;
-    assert_int_equal(pw_taskspec_parse(req, &spec, &errs), 0);
-    json_decref(req);
-    json_t *task = NULL;
-    assert_int_equal(pw_engine_submit(f->engine, &spec, &task), 0);
-    char *id = pw_xstrdup(str(task, "id"));
-    json_decref(task);
+    char *id = submit_mode(f, "{\"images\":[\"busybox:1.36\"],\"batchSize\":1}", "auto");
     /* node-1 skipped; node-2 (agent unhealthy) goes to Job mode; node-3 waits its turn and is deleted */
     for (int i = 0; i < 400 && !pw_fakeexec_live(f->fakes[0], id, "node-2", NULL); i++)
         sleep_ms(25);

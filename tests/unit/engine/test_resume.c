@@ -147,22 +147,10 @@ static void test_failed_start_has_no_side_effects(void **state)
     pw_store *s;
     assert_int_equal(pw_store_open("memory:", &s, NULL), 0);
     put(s, "t-000000000002", "pending", NULL, 0);
-    pw_k8s_config *kc = NULL;
-    char path[64];
-    snprintf(path, sizeof path, "/tmp/pw-test-resume-%d.yaml", (int)getpid());
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
     /* nothing listens on port 9 of loopback: the node informer keeps retrying, never syncs */
-    fputs("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {server: "
-          "\"http://127.0.0.1:9\"}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: c\n  context: "
-          "{cluster: c, user: u}\n",
-          f);
-    fclose(f);
-    char *msg = NULL;
-    assert_int_equal(pw_k8s_config_load(path, NULL, &kc, &msg), 0);
-    unlink(path);
-    pw_k8s_client *c = NULL;
-    assert_int_equal(pw_k8s_client_new(kc, NULL, &c), 0);
+    struct pw_nocluster nc;
+    assert_int_equal(pw_nocluster_init(&nc), 0);
+    pw_k8s_client *c = nc.client;
     pw_engine *e;
     struct pw_engine_config cfg = {.store = s, .client = c, .namespace_ = "bad?namespace"};
     assert_int_equal(pw_engine_new(&cfg, &e), 0);
@@ -175,8 +163,7 @@ static void test_failed_start_has_no_side_effects(void **state)
     const char *why = NULL;
     assert_false(pw_engine_ready(e, &why));
     pw_engine_free(e);
-    pw_k8s_client_free(c);
-    pw_k8s_config_free(kc);
+    pw_nocluster_fini(&nc);
     pw_store_close(s);
 }
 
