@@ -17,10 +17,11 @@
  * durable before the answer: pw_engine_submit writes before it queues, pw_engine_cancel answers after
  * its write. Executors hear of a round's decisions only after the round's writes passed.
  *
- * Where state becomes final (one place each, for hooks such as an event stream): a node's end is
- * node_finish in engine.c (succeeded, failed; cancel: task_cancel), a task's end is
- * task_maybe_finish (cancel: task_cancel), a task's start is the admission in schedule(); each change
- * is durable once the next engine_flush that holds it returns without a failed write. */
+ * Where state becomes final (one place each, for hooks such as an event stream), all in engine.c: a
+ * node's end is node_finish (succeeded, failed; cancelled: task_cancel), a task's end is task_end
+ * (called by task_maybe_finish and task_cancel), a task's start is the admission in schedule(), a
+ * node's start is dispatch_node; each change is durable once the next engine_flush holding it
+ * returns without a failed write. */
 #ifndef PW_ENGINE_H
 #define PW_ENGINE_H
 
