@@ -60,6 +60,8 @@ PROGRAMS := $(B)/bin/prewarmd $(B)/bin/prewarmctl $(B)/bin/prewarm-agent $(B)/bi
 
 UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRC))
+# Test-support code every unit test links (e.g. tests/unit/engine/fakeexec.c, a fake executor).
+UNIT_SUPPORT := $(patsubst %.c,$(B)/obj/%.o,$(filter-out $(UNIT_SRC),$(wildcard tests/unit/*/*.c)))
 
 .PHONY: all test unit deps demo demo-stop bench clean format programs coverage
 all: programs $(UNIT_BIN) $(B)/bench/store_bench $(B)/tests/e2e/cri_probe
@@ -102,9 +104,9 @@ $(B)/bin/prewarm-true: src/cmd/prewarm-true.c
 	gcc -std=c11 -Os -static -nostartfiles -fno-asynchronous-unwind-tables -fno-stack-protector \
 	    -Wl,--gc-sections -Wl,--build-id=none -Wl,-z,noseparate-code -s -o $@ $<
 
-$(B)/tests/unit/%: tests/unit/%.c $(LIBS) $(patsubst %.c,$(B)/obj/%.o,$(filter-out sim/main.c,$(SIM_SRC)))
+$(B)/tests/unit/%: tests/unit/%.c $(UNIT_SUPPORT) $(LIBS) $(patsubst %.c,$(B)/obj/%.o,$(filter-out sim/main.c,$(SIM_SRC)))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDSAN) -Itests -o $@ $< $(filter-out $(B)/obj/sim/main.o,$(patsubst %.c,$(B)/obj/%.o,$(SIM_SRC))) $(LIBS) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(LDSAN) -Itests -o $@ $< $(UNIT_SUPPORT) $(filter-out $(B)/obj/sim/main.o,$(patsubst %.c,$(B)/obj/%.o,$(SIM_SRC))) $(LIBS) $(LDLIBS) -lcmocka
 
 # tests/e2e/cri_probe: one CRI client call against a real runtime (tests/e2e).
 $(B)/tests/e2e/cri_probe: tests/e2e/cri_probe.c $(LIBS)

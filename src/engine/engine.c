@@ -2,11 +2,18 @@
  * callbacks and the executor's threads only append events to a queue (under e->qmu, a separate lock,
  * so an informer holding its cache lock never waits for the engine). Each loop round: apply queued
  * events (nodes, executor reports), check NotReady grace periods, admit and select nodes for tasks,
- * plan dispatch with pw_sched_plan, finish tasks whose nodes are all done, and write every changed
- * task and node result through the store. What a round decides for the executor (executor.h: start
- * a node, stop one) is handed over only after that round's writes succeeded (while the store fails
- * it waits), so nothing in the cluster runs ahead of what a restart would find; then the executor
- * ticks. After a round the loop prunes finished tasks older than the history (retention).
+ * plan dispatch with pw_sched_plan, finish tasks whose nodes are all done; then, with e->mu released,
+ * write every changed task and node result through the store (taskflush.h). What a round decides for
+ * the executor (executor.h: start a node, stop one) is handed over only after that round's writes
+ * succeeded (while the store fails it waits), so nothing in the cluster runs ahead of what a restart
+ * would find; then the executors tick. After a round the loop prunes finished tasks older than the
+ * history (retention). Beside it: node selection and readiness (nodeselect.h), what a report does
+ * to a node (noderep.h), the rebuild after a restart (resume.h), the records (taskrec.h).
+ *
+ * Where a change becomes final (the hooks of an event stream go there): node_finish (a node's end:
+ * succeeded or failed), task_cancel (a task and its unfinished nodes cancelled), task_end via
+ * task_maybe_finish (a task's outcome), schedule() (a task admitted: running); each is durable
+ * once the engine_flush after it returns without a failed write.
  *
  * Memory: the node informer keeps trimmed objects only (see its transform); per task the engine
  * keeps one small record per selected node, sorted by name for binary search. Finished tasks live
@@ -18,20 +25,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/buf.h"
 #include "base/clock.h"
 #include "base/err.h"
-#include "base/labels.h"
 #include "base/log.h"
 #include "base/mem.h"
-#include "engine/agentexec.h"
 #include "engine/executor.h"
-#include "engine/imageref.h"
 #include "engine/nodecache.h"
-#include "engine/jobexec.h"
-#include "engine/jobspec.h"
+#include "engine/nodeselect.h"
+#include "engine/noderep.h"
 #include "engine/outcome.h"
+#include "engine/resume.h"
 #include "engine/sched.h"
+#include "engine/taskflush.h"
 #include "engine/taskrec.h"
 #include "k8s/k8s.h"
 #include "store/store.h"
@@ -42,16 +47,7 @@ struct event {
     enum ev_kind kind;
     enum pw_k8s_event type; /* EV_NODE */
     json_t *obj;            /* EV_NODE: the node (owned) */
-    struct {                /* EV_REPORT: a copy of the executor's report (owned strings) */
-        char task_id[16];
-        char *node;
-        enum pw_exec_verdict verdict;
-        struct pw_image_status *images;
-        size_t n_images;
-        int attempts;
-        char *reason, *message;
-        bool cite_pending;
-    } rep;
+    struct pw_exec_report *rep; /* EV_REPORT: a copy of the executor's report (pw_noderep_copy) */
     struct event *next;
 };
 
@@ -67,23 +63,18 @@ struct intent {
     struct intent *next;
 };
 
-struct notready {
-    char *name;
-    int64_t since_mono;
-};
-
 struct pw_engine {
     struct pw_engine_config cfg; /* strings point at the copies below */
     char *namespace_, *instance;
     bool store_failing;       /* the last round's store write failed: intents wait (e->mu) */
     int64_t next_prune_mono;  /* loop thread only */
 
-    pthread_mutex_t mu; /* task state */
+    pthread_mutex_t wmu; /* store writes (engine_flush): one at a time; taken before e->mu */
+    pthread_mutex_t mu;  /* task state; never held across a store call */
     struct task **tasks; /* unfinished tasks */
     size_t n_tasks;
     uint64_t seq;
-    struct notready *notready;
-    size_t n_notready;
+    struct pw_notready notready; /* nodes NotReady now, since when */
 
 
     pthread_mutex_t qmu; /* the event queue */
@@ -118,10 +109,7 @@ static void ev_push(pw_engine *e, struct event *ev)
 static void ev_free(struct event *ev)
 {
     json_decref(ev->obj);
-    free(ev->rep.node);
-    free(ev->rep.images);
-    free(ev->rep.reason);
-    free(ev->rep.message);
+    pw_noderep_free(ev->rep);
     free(ev);
 }
 
@@ -158,18 +146,7 @@ static void on_report(void *arg, const struct pw_exec_report *r)
     pw_engine *e = arg;
     struct event *ev = pw_xcalloc(1, sizeof *ev);
     ev->kind = EV_REPORT;
-    snprintf(ev->rep.task_id, sizeof ev->rep.task_id, "%s", r->task_id);
-    ev->rep.node = pw_xstrdup(r->node);
-    ev->rep.verdict = r->verdict;
-    if (r->images && r->n_images) {
-        ev->rep.images = pw_xcalloc(r->n_images, sizeof *ev->rep.images);
-        memcpy(ev->rep.images, r->images, r->n_images * sizeof *ev->rep.images);
-        ev->rep.n_images = r->n_images;
-    }
-    ev->rep.attempts = r->attempts;
-    ev->rep.reason = r->reason ? pw_xstrdup(r->reason) : NULL;
-    ev->rep.message = r->message ? pw_xstrdup(r->message) : NULL;
-    ev->rep.cite_pending = r->cite_pending;
+    ev->rep = pw_noderep_copy(r);
     ev_push(e, ev);
 }
 
@@ -178,8 +155,6 @@ static void on_report(void *arg, const struct pw_exec_report *r)
 static void intent_add(pw_engine *e, enum intent_kind kind, enum exec_kind exec, const char *task_id,
                        const char *node, bool failed)
 {
-    if (!e->x[exec])
-        return; /* no cluster: nothing to run */
     struct intent *in = pw_xcalloc(1, sizeof *in);
     in->kind = kind;
     in->exec = exec;
@@ -216,57 +191,101 @@ static struct task *task_find(pw_engine *e, const char *id)
     return NULL;
 }
 
+/* ---- store writes ----
+ * A flush (taskflush.h) writes every change without holding e->mu: the snapshot and the intents
+ * decided so far are taken under e->mu, written with it released, and under e->mu again what failed
+ * is marked dirty once more; the intents go to the executors only when every write passed (else they
+ * wait for the next flush). Flushes hold e->wmu from snapshot to finish, so they never overlap, and
+ * tasks are freed only by a flush (reap), so a snapshot's task pointers stay valid while it writes. */
+
+/* Under e->wmu and e->mu, after the write: the intents go to the executors when everything was
+ * written (else back to the head of the queue, in order); reap: the finished tasks now fully
+ * written leave memory. */
+static void flush_finish(pw_engine *e, struct intent *intents, bool failing, bool reap)
+{
+    if (failing != e->store_failing) {
+        if (failing)
+            PW_ERROR("the store is failing: Job creates and deletes wait until task state is written");
+        else
+            PW_INFO("the store writes again: releasing the waiting Job creates and deletes");
+    }
+    e->store_failing = failing;
+    if (intents) {
+        struct intent *last = intents;
+        while (last->next)
+            last = last->next;
+        last->next = e->i_head;
+        e->i_head = intents;
+        if (!e->i_tail)
+            e->i_tail = last;
+    }
+    release_intents(e);
+    if (!reap)
+        return;
+    size_t kept = 0;
+    for (size_t i = 0; i < e->n_tasks; i++) {
+        struct task *t = e->tasks[i];
+        if (pw_task_status_is_final(t->status) && !t->dirty && !t->n_dirty) {
+            pw_taskrec_free(t);
+            continue;
+        }
+        e->tasks[kept++] = t;
+    }
+    e->n_tasks = kept;
+}
+
 static void observe(pw_engine *e, enum pw_engine_change what, const char *task_id, const json_t *doc)
 {
     if (e->observer)
         e->observer(e->observer_arg, what, task_id, doc);
 }
 
-/* Writes the task and its changed nodes through the store. Called with e->mu held. */
-static int task_flush(pw_engine *e, struct task *t)
+/* Tells the observer what a flush wrote (under e->wmu, so in the order of the writes): per task, its
+ * nodes that reached a final state, then the task, so an event never runs ahead of what GET shows. */
+static void flush_observe(pw_engine *e, const struct pw_taskflush *f)
 {
-    int rc = 0;
-    if (t->n_dirty) {
-        struct pw_store_node *recs = pw_xcalloc(t->n_dirty, sizeof *recs);
-        size_t k = 0;
-        for (size_t d = 0; d < t->n_dirty; d++) {
-            struct tnode *n = &t->nodes[t->dirty_idx[d]];
-            recs[k].task_id = t->id;
-            recs[k].node_name = n->name;
-            recs[k].state = (char *)pw_node_state_names[n->state];
-            recs[k].doc = pw_taskrec_node_json(t, n);
-            k++;
+    if (!e->observer)
+        return;
+    for (size_t i = 0; i < f->n; i++) {
+        const struct pw_taskflush_snap *sn = &f->v[i];
+        if (sn->rc != 0)
+            continue;
+        for (size_t d = 0; d < sn->n_nodes; d++) {
+            int st = pw_node_state_of(sn->nodes[d].state);
+            if (st != PW_NODE_PENDING && st != PW_NODE_RUNNING)
+                observe(e, PW_ENGINE_NODE_DONE, sn->id, sn->nodes[d].doc);
         }
-        rc = pw_store_nodes_put(e->cfg.store, recs, k);
-        for (size_t i = 0; i < k; i++) {
-            int st = pw_node_state_of(recs[i].state);
-            if (rc == 0 && st != PW_NODE_PENDING && st != PW_NODE_RUNNING)
-                observe(e, PW_ENGINE_NODE_DONE, t->id, recs[i].doc);
-            json_decref(recs[i].doc);
-        }
-        free(recs);
-        if (rc == 0) {
-            for (size_t d = 0; d < t->n_dirty; d++)
-                t->nodes[t->dirty_idx[d]].dirty = false;
-            t->n_dirty = 0;
-        }
+        if (sn->rec.doc)
+            observe(e, PW_ENGINE_TASK_CHANGED, sn->id, sn->rec.doc);
     }
-    if (t->dirty) {
-        struct pw_store_task rec;
-        json_t *doc = pw_taskrec_task_json(t);
-        pw_taskrec_store_record(t, &rec, doc);
-        int rc2 = pw_store_task_put(e->cfg.store, &rec);
-        if (rc2 == 0)
-            observe(e, PW_ENGINE_TASK_CHANGED, t->id, doc);
-        json_decref(doc);
-        if (rc2 == 0)
-            t->dirty = false;
-        else
-            rc = rc2;
+}
+
+/* Writes every change (e->mu not held; takes e->wmu, then e->mu). id (may be NULL): *rc gets the
+ * result of that task's write (0 also when it had nothing to write) and *task_doc (may be NULL) the
+ * document written, or NULL when its record did not need a write. Returns whether a write failed. */
+static bool engine_flush(pw_engine *e, bool reap, const char *id, int *rc, json_t **task_doc)
+{
+    struct pw_taskflush f;
+    pthread_mutex_lock(&e->wmu);
+    pthread_mutex_lock(&e->mu);
+    pw_taskflush_take(&f, e->tasks, e->n_tasks);
+    struct intent *intents = e->i_head;
+    e->i_head = e->i_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    pw_taskflush_write(&f, e->cfg.store);
+    flush_observe(e, &f);
+    pthread_mutex_lock(&e->mu);
+    bool failing = pw_taskflush_restore(&f);
+    flush_finish(e, intents, failing, reap);
+    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&e->wmu);
+    if (id) {
+        int r = pw_taskflush_result(&f, id, task_doc);
+        if (rc)
+            *rc = r;
     }
-    if (rc != 0)
-        PW_ERROR("store write for task %s failed: %s (will retry)", t->id, pw_strerror(rc));
-    return rc;
+    pw_taskflush_fini(&f);
+    return failing;
 }
 
 /* ---- node outcomes ---- */
@@ -321,177 +340,21 @@ static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_n
         intent_add(e, INTENT_CANCEL, n->exec - 1, t->id, n->name, s == PW_NODE_FAILED);
 }
 
-/* Applies one image's verdict; returns true when the node must fail now (*fail_img set). */
-static bool image_update(const struct task *t, struct img_res *r, const struct pw_image_status *st,
-                         int64_t started_mono)
-{
-    if (r->state != PW_NODE_RUNNING)
-        return false;
-    bool pull_error = strcmp(st->reason, "ErrImagePull") == 0;
-    if (pull_error && !r->in_pull_error && r->attempts < 255)
-        r->attempts++;
-    r->in_pull_error = pull_error;
-    switch (st->cls) {
-    case PW_PULL_WAITING:
-        return false;
-    case PW_PULL_PRESENT:
-        /* found at the pull (the selection had not known): done, nothing pulled. Its state stays
-         * succeeded so the work's image list (what was not skipped at selection) keeps its order */
-        r->state = PW_NODE_SUCCEEDED;
-        pw_taskrec_set_str(&r->reason, "AlreadyPresent");
-        pw_taskrec_set_str(&r->message, st->message[0] ? st->message : "the node already held the image");
-        return false;
-    case PW_PULL_DONE:
-        r->state = PW_NODE_SUCCEEDED;
-        r->attempts++;
-        r->duration_s = (float)(pw_clock_mono_ms() - started_mono) / 1000.0f;
-        free(r->reason);
-        r->reason = NULL;
-        return false;
-    case PW_PULL_FAILED_RETRYABLE:
-        /* keep the most specific cause seen: a later "Back-off pulling image" says no more than an
-         * earlier not-found or unauthorized */
-        if (r->cls == PW_PULL_FAILED_NOTFOUND || r->cls == PW_PULL_FAILED_AUTH) {
-            if (!st->final)
-                return false;
-        } else {
-            r->cls = PW_PULL_FAILED_RETRYABLE;
-            pw_taskrec_set_str(&r->reason, st->reason);
-            pw_taskrec_set_str(&r->message, st->message);
-        }
-        if (!st->final)
-            return false;
-        if (!r->attempts)
-            r->attempts = 1;
-        r->state = PW_NODE_FAILED; /* the executor spent its own retries */
-        return true;
-    case PW_PULL_FAILED_NOTFOUND:
-    case PW_PULL_FAILED_AUTH: {
-        r->cls = (unsigned char)st->cls;
-        pw_taskrec_set_str(&r->reason, st->reason);
-        pw_taskrec_set_str(&r->message, st->message);
-        int limit = t->spec.retries > 0 ? t->spec.retries : 1;
-        if (r->attempts >= limit || st->final) {
-            r->state = PW_NODE_FAILED;
-            return true;
-        }
-        return false;
-    }
-    case PW_PULL_FAILED_PERMANENT:
-        r->cls = PW_PULL_FAILED_PERMANENT;
-        pw_taskrec_set_str(&r->reason, st->reason);
-        pw_taskrec_set_str(&r->message, st->message);
-        if (!r->attempts)
-            r->attempts = 1;
-        r->state = PW_NODE_FAILED;
-        return true;
-    }
-    return false;
-}
-
-/* Applies a report's per-image statuses (in the work's order) to running node n. */
-static void apply_images(pw_engine *e, struct task *t, struct tnode *n, const struct pw_image_status *st, size_t nj)
-{
-    if (nj != pw_taskrec_work_count(t, n))
-        return; /* not this node's work (a report from before a change of the task's images) */
-    size_t failed_at = t->spec.n_images;
-    bool all_done = true;
-    for (size_t j = 0; j < nj; j++) {
-        size_t i = pw_taskrec_work_index(t, n, j);
-        struct img_res *r = &n->imgs[i];
-        unsigned char before_state = r->state, before_att = r->attempts;
-        if (image_update(t, r, &st[j], n->started_mono) && failed_at == t->spec.n_images)
-            failed_at = i;
-        if (r->state != before_state || r->attempts != before_att)
-            pw_taskrec_mark_dirty(t, n);
-        if (r->state != PW_NODE_SUCCEEDED)
-            all_done = false;
-    }
-    if (failed_at < t->spec.n_images) {
-        const struct img_res *r = &n->imgs[failed_at];
-        /* the other images' pulls end with the node */
-        for (size_t i = 0; i < t->spec.n_images; i++)
-            if (n->imgs[i].state == PW_NODE_RUNNING) {
-                n->imgs[i].state = PW_NODE_CANCELLED;
-                pw_taskrec_set_str(&n->imgs[i].message, "not finished: the node failed on another image");
-            }
-        node_finish(e, t, n, PW_NODE_FAILED, r->reason, r->message, t->spec.images[failed_at]);
-    } else if (all_done) {
-        node_finish(e, t, n, PW_NODE_SUCCEEDED, NULL, NULL, NULL);
-    }
-}
-
-/* Fails running node n as a whole with the executor's reason and base message, adding (cite) the
- * last pull error of an image still undecided, or else the images not pulled yet. */
-static void fail_citing(pw_engine *e, struct task *t, struct tnode *n, const char *reason, const char *base,
-                        bool cite)
-{
-    const char *img = NULL;
-    char *full = NULL, *pending = NULL;
-    for (size_t i = 0; cite && i < t->spec.n_images && !img; i++)
-        if (n->imgs[i].state == PW_NODE_RUNNING && n->imgs[i].reason) {
-            img = t->spec.images[i];
-            full = pw_xasprintf("%s; last pull error: %s: %s", base, n->imgs[i].reason,
-                                n->imgs[i].message ? n->imgs[i].message : "");
-        }
-    if (cite && !img) {
-        /* no pull error seen (e.g. DeadlineExceeded during a slow pull): name the images not done */
-        pw_buf b;
-        pw_buf_init(&b, 0);
-        size_t k = 0;
-        for (size_t i = 0; i < t->spec.n_images; i++)
-            if (n->imgs[i].state == PW_NODE_RUNNING)
-                pw_buf_printf(&b, "%s%s", k++ ? ", " : "", t->spec.images[i]);
-        if (k) {
-            pending = pw_buf_steal(&b);
-            img = pending;
-            full = pw_xasprintf("%s; not pulled yet: %s", base, pending);
-        } else {
-            pw_buf_fini(&b);
-        }
-    }
-    node_finish(e, t, n, PW_NODE_FAILED, reason, full ? full : base, img);
-    free(full);
-    free(pending);
-}
-
 /* One executor report; ignored unless its node is running. */
 static void handle_report(pw_engine *e, const struct event *ev)
 {
-    struct task *t = task_find(e, ev->rep.task_id);
-    struct tnode *n = t ? pw_taskrec_node_find(t, ev->rep.node) : NULL;
-    if (!n || n->state != PW_NODE_RUNNING)
+    struct task *t = task_find(e, ev->rep->task_id);
+    struct tnode *n = t ? pw_taskrec_node_find(t, ev->rep->node) : NULL;
+    if (!n)
         return;
-    if (ev->rep.images)
-        apply_images(e, t, n, ev->rep.images, ev->rep.n_images);
-    if (n->state != PW_NODE_RUNNING)
-        return;
-    if (ev->rep.attempts > n->attempts) {
-        n->attempts = ev->rep.attempts;
-        pw_taskrec_mark_dirty(t, n);
-    }
-    if (ev->rep.verdict == PW_EXEC_SUCCEEDED)
-        node_finish(e, t, n, PW_NODE_SUCCEEDED, NULL, NULL, NULL);
-    else if (ev->rep.verdict == PW_EXEC_FAILED)
-        fail_citing(e, t, n, ev->rep.reason ? ev->rep.reason : "Failed",
-                    ev->rep.message ? ev->rep.message : "the node failed", ev->rep.cite_pending);
+    struct pw_noderep_end end;
+    pw_noderep_apply(t, n, ev->rep, &end);
+    if (end.state != PW_NODE_RUNNING)
+        node_finish(e, t, n, end.state, end.reason, end.message, end.image);
+    pw_noderep_end_fini(&end);
 }
 
 /* ---- node readiness, deletion ---- */
-
-static size_t notready_find(pw_engine *e, const char *name)
-{
-    for (size_t i = 0; i < e->n_notready; i++)
-        if (strcmp(e->notready[i].name, name) == 0)
-            return i;
-    return e->n_notready;
-}
-
-static void notready_remove(pw_engine *e, size_t i)
-{
-    free(e->notready[i].name);
-    e->notready[i] = e->notready[--e->n_notready];
-}
 
 /* Fails the running (and pending) records of node name in every task. */
 static void node_lost(pw_engine *e, const char *name, const char *reason, const char *message, bool pending_too)
@@ -511,184 +374,21 @@ static void handle_node(pw_engine *e, enum pw_k8s_event type, const json_t *node
     const char *name = pw_k8s_name(node);
     if (!name)
         return;
-    size_t i = notready_find(e, name);
     if (type == PW_K8S_DELETED) {
-        if (i < e->n_notready)
-            notready_remove(e, i);
+        pw_notready_set(&e->notready, name, true, 0);
         node_lost(e, name, "NodeDeleted", "the node was deleted from the cluster during the task", true);
         return;
     }
-    bool ready = pw_nodecache_ready(node);
-    if (ready && i < e->n_notready) {
-        notready_remove(e, i);
-    } else if (!ready && i == e->n_notready) {
-        e->notready = pw_xrealloc(e->notready, (e->n_notready + 1) * sizeof *e->notready);
-        e->notready[e->n_notready].name = pw_xstrdup(name);
-        e->notready[e->n_notready].since_mono = pw_clock_mono_ms();
-        e->n_notready++;
-    }
+    pw_notready_set(&e->notready, name, pw_nodecache_ready(node), pw_clock_mono_ms());
 }
 
-/* Returns the earliest time a NotReady node's grace ends (0: none). */
-static int64_t check_notready(pw_engine *e, int64_t now)
+static void grace_over(void *arg, const char *name)
 {
-    int64_t next = 0;
-    for (size_t i = 0; i < e->n_notready; i++) {
-        int64_t due = e->notready[i].since_mono + e->cfg.not_ready_grace_ms;
-        if (now >= due) {
-            char *msg = pw_xasprintf("the node was NotReady for longer than the grace period (%llds)",
-                                     (long long)(e->cfg.not_ready_grace_ms / 1000));
-            node_lost(e, e->notready[i].name, "NodeNotReady", msg, false);
-            free(msg);
-        } else if (!next || due < next) {
-            next = due;
-        }
-    }
-    return next;
-}
-
-/* ---- node selection ---- */
-
-struct select_ctx {
-    pw_engine *e;
-    struct task *t;
-    struct tnode *nodes;
-    size_t n, cap;
-};
-
-static bool in_names(const struct pw_taskspec *s, const char *name)
-{
-    for (size_t i = 0; i < s->n_node_names; i++)
-        if (strcmp(s->node_names[i], name) == 0)
-            return true;
-    return false;
-}
-
-static bool selector_matches(const json_t *want, const json_t *labels)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)want, k, v) {
-        const json_t *have = json_object_get(labels, k);
-        if (!json_is_string(have) || strcmp(json_string_value(have), json_string_value(v)) != 0)
-            return false;
-    }
-    return true;
-}
-
-static int select_one(void *arg, const json_t *node)
-{
-    struct select_ctx *c = arg;
-    const struct pw_taskspec *s = &c->t->spec;
-    const char *name = pw_k8s_name(node);
-    const json_t *labels = json_object_get(json_object_get(node, "metadata"), "labels");
-    if (!name || (s->has_node_names && !in_names(s, name)))
-        return 0;
-    if (s->node_selector && !selector_matches(s->node_selector, labels))
-        return 0;
-    if (s->selector && !pw_labelsel_matches(s->selector, labels))
-        return 0;
-    if (!s->include_not_ready && !pw_nodecache_ready(node))
-        return 0;
-    if (!s->include_unschedulable && pw_nodecache_cordoned(node))
-        return 0;
-    if (c->n == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 64;
-        c->nodes = pw_xrealloc(c->nodes, c->cap * sizeof *c->nodes);
-    }
-    struct tnode *n = &c->nodes[c->n++];
-    memset(n, 0, sizeof *n);
-    n->name = pw_xstrdup(name);
-    n->imgs = pw_xcalloc(s->n_images, sizeof *n->imgs);
-    const json_t *images = json_object_get(json_object_get(node, "status"), "images");
-    bool if_not_present = strcmp(s->pull_policy, "IfNotPresent") == 0;
-    /* what the node's agent reports it holds counts too (beyond the kubelet's 50-image status) */
-    json_t *inv = if_not_present && c->e->x[EXEC_AGENT] ? pw_executor_inventory(c->e->x[EXEC_AGENT], name) : NULL;
-    for (size_t i = 0; i < s->n_images; i++) {
-        if (if_not_present &&
-            (pw_imageref_present(&s->refs[i], images) || (inv && pw_imageref_present(&s->refs[i], inv)))) {
-            n->imgs[i].state = PW_NODE_SKIPPED;
-            n->imgs[i].reason = pw_xstrdup("AlreadyPresent");
-        } else {
-            n->imgs[i].state = PW_NODE_PENDING;
-        }
-    }
-    json_decref(inv);
-    return 0;
-}
-
-/* Names in nodeNames that no node has are not an error, but the task says so (t->note, shown as its
- * message while it runs and appended to its final message). */
-static void note_unknown_names(pw_engine *e, struct task *t)
-{
-    if (!t->spec.has_node_names || !e->nodes)
-        return;
-    pw_buf names;
-    pw_buf_init(&names, 0);
-    size_t missing = 0;
-    for (size_t i = 0; i < t->spec.n_node_names; i++) {
-        json_t *node = pw_nodecache_get(e->nodes, t->spec.node_names[i]);
-        if (node) {
-            json_decref(node);
-            continue;
-        }
-        if (missing < 10)
-            pw_buf_printf(&names, "%s%s", missing ? ", " : "", t->spec.node_names[i]);
-        missing++;
-    }
-    if (missing) {
-        if (missing > 10)
-            pw_buf_printf(&names, " and %zu more", missing - 10);
-        char *list = pw_buf_steal(&names);
-        free(t->note);
-        t->note = pw_xasprintf("%zu of the %zu requested nodeNames do not exist: %s", missing, t->spec.n_node_names,
-                               list);
-        free(list);
-        free(t->message);
-        t->message = pw_xstrdup(t->note);
-    } else {
-        pw_buf_fini(&names);
-    }
-}
-
-/* Picks the task's nodes from the node cache. Nodes with every image present are skipped at once. */
-static void task_select(pw_engine *e, struct task *t)
-{
-    struct select_ctx c = {.e = e, .t = t};
-    t->selected = true;
-    t->dirty = true;
-    memset(&t->counts, 0, sizeof t->counts);
-    if (t->spec.label_selector && !t->spec.selector) {
-        /* fail closed: a selector the engine does not hold in parsed form selects nothing (never
-         * every node) */
-        t->status = PW_TASK_FAILED;
-        t->finished_ms = pw_clock_real_ms();
-        free(t->message);
-        t->message = pw_xasprintf("labelSelector %s: not parsed; no node was selected", t->spec.label_selector);
-        PW_ERROR("task %s failed: %s", t->id, t->message);
-        return;
-    }
-    if (e->nodes)
-        pw_nodecache_each(e->nodes, select_one, &c);
-    if (c.n)
-        qsort(c.nodes, c.n, sizeof *c.nodes, pw_taskrec_node_cmp);
-    t->nodes = c.nodes;
-    t->n_nodes = c.n;
-    memset(&t->counts, 0, sizeof t->counts);
-    t->counts.total = c.n;
-    t->counts.pending = c.n;
-    for (size_t i = 0; i < c.n; i++) {
-        struct tnode *n = &t->nodes[i];
-        pw_taskrec_mark_dirty(t, n);
-        if (pw_taskrec_work_count(t, n) == 0) {
-            pw_taskrec_set_str(&n->reason, "AlreadyPresent");
-            pw_taskrec_set_str(&n->message, "the node already holds every image");
-            pw_taskrec_set_state(t, n, PW_NODE_SKIPPED);
-        }
-    }
-    note_unknown_names(e, t);
-    PW_INFO("task %s: %zu nodes selected, %zu already hold every image%s%s", t->id, c.n, t->counts.skipped,
-            t->note ? "; " : "", t->note ? t->note : "");
+    pw_engine *e = arg;
+    char *msg = pw_xasprintf("the node was NotReady for longer than the grace period (%llds)",
+                             (long long)(e->cfg.not_ready_grace_ms / 1000));
+    node_lost(e, name, "NodeNotReady", msg, false);
+    free(msg);
 }
 
 /* ---- dispatch ---- */
@@ -698,7 +398,7 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
     n->started_ms = pw_clock_real_ms();
     n->started_mono = pw_clock_mono_ms();
     n->attempts = 1;
-    json_t *cached = e->nodes ? pw_nodecache_get(e->nodes, n->name) : NULL;
+    json_t *cached = pw_nodecache_get(e->nodes, n->name);
     if (!cached) {
         node_finish(e, t, n, PW_NODE_FAILED, "NodeDeleted", "the node left the cluster before its turn", NULL);
         return;
@@ -723,28 +423,6 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
     intent_add(e, INTENT_DISPATCH, k, t->id, n->name, false);
 }
 
-/* The executor's work for running node n of t (pointers borrowed from t; free *images_out). */
-static void work_of(const struct task *t, const struct tnode *n, struct pw_exec_work *w, const char ***images_out)
-{
-    size_t nj = pw_taskrec_work_count(t, n);
-    const char **imgs = pw_xcalloc(nj ? nj : 1, sizeof *imgs);
-    for (size_t j = 0; j < nj; j++)
-        imgs[j] = t->spec.images[pw_taskrec_work_index(t, n, j)];
-    *w = (struct pw_exec_work){
-        .task_id = t->id,
-        .node = n->name,
-        .images = imgs,
-        .n_images = nj,
-        .pull_policy = t->spec.pull_policy,
-        .pull_secrets = (const char *const *)t->spec.pull_secrets,
-        .n_pull_secrets = t->spec.n_pull_secrets,
-        .retries = t->spec.retries,
-        .timeout_s = t->spec.timeout_s,
-        .started_ms = n->started_ms,
-    };
-    *images_out = imgs;
-}
-
 /* Hands the round's intents to the executor: held while the store fails, since what they do must
  * not run ahead of what is durable (a Job is never deleted before the store says its node
  * finished, so a crash in between cannot make a resumed task create a second one). A dispatch
@@ -764,7 +442,7 @@ static void release_intents(pw_engine *e)
             if (n && n->state == PW_NODE_RUNNING) {
                 struct pw_exec_work w;
                 const char **imgs;
-                work_of(t, n, &w, &imgs);
+                pw_resume_work_of(t, n, &w, &imgs);
                 pw_executor_dispatch(e->x[in->exec], &w);
                 free(imgs);
             }
@@ -787,13 +465,12 @@ static void task_dispatch(pw_engine *e, struct task *t, size_t grant)
 }
 
 /* Sets the task's final status and message when all its nodes are done. */
-static bool task_maybe_finish(pw_engine *e, struct task *t)
+/* The task's end: final status s, its message (with the selection note), the time. */
+static void task_end(pw_engine *e, struct task *t, enum pw_task_status s)
 {
-    if (!t->selected || !pw_outcome_done(&t->counts) || pw_task_status_is_final(t->status))
-        return pw_task_status_is_final(t->status);
-    t->status = pw_outcome_status(&t->counts, t->spec.success_threshold);
+    t->status = s;
     free(t->message);
-    t->message = pw_outcome_message(&t->counts, t->status, t->spec.success_threshold, &t->reasons, e->namespace_);
+    t->message = pw_outcome_message(&t->counts, s, t->spec.success_threshold, &t->reasons, e->namespace_);
     if (t->note) {
         char *m = pw_xasprintf("%s; %s", t->message, t->note);
         free(t->message);
@@ -801,13 +478,20 @@ static bool task_maybe_finish(pw_engine *e, struct task *t)
     }
     t->finished_ms = pw_clock_real_ms();
     t->dirty = true;
+}
+
+static bool task_maybe_finish(pw_engine *e, struct task *t)
+{
+    if (!t->selected || !pw_outcome_done(&t->counts) || pw_task_status_is_final(t->status))
+        return pw_task_status_is_final(t->status);
+    task_end(e, t, pw_outcome_status(&t->counts, t->spec.success_threshold));
     PW_INFO("task %s %s: %s", t->id, pw_task_status_names[t->status], t->message);
     return true;
 }
 
 static void schedule(pw_engine *e, int64_t *wake_at)
 {
-    if (!e->nodes || !pw_nodecache_synced(e->nodes))
+    if (!pw_nodecache_synced(e->nodes))
         return; /* nothing starts before the node cache is complete */
     struct pw_sched_task *st = pw_xcalloc(e->n_tasks ? e->n_tasks : 1, sizeof *st);
     for (size_t i = 0; i < e->n_tasks; i++)
@@ -835,7 +519,7 @@ static void schedule(pw_engine *e, int64_t *wake_at)
             if (st[i].admitted_now) {
                 t->status = PW_TASK_RUNNING;
                 t->started_ms = pw_clock_real_ms();
-                task_select(e, t);
+                pw_nodeselect_task(t, e->nodes, e->x[EXEC_AGENT]);
                 admitted = true;
             } else {
                 task_dispatch(e, t, st[i].grant);
@@ -868,7 +552,8 @@ static void (*const event_handlers[])(pw_engine *e, const struct event *ev) = {
 };
 
 /* One round under e->mu; returns when the loop should wake next (mono ms, 0: on events only).
- * dispatch false (stopping): apply events and write them, start nothing new. */
+ * dispatch false (stopping): apply events, start nothing new. The loop writes the round's changes
+ * after it (engine_flush). */
 static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
 {
     while (evs) {
@@ -878,34 +563,11 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
         evs = next;
     }
     int64_t now = pw_clock_mono_ms();
-    int64_t wake_at = check_notready(e, now);
+    int64_t wake_at = pw_notready_due(&e->notready, now, e->cfg.not_ready_grace_ms, grace_over, e);
     if (dispatch)
         schedule(e, &wake_at);
-    size_t kept = 0;
-    bool failing = false;
-    for (size_t i = 0; i < e->n_tasks; i++) {
-        struct task *t = e->tasks[i];
-        bool done = task_maybe_finish(e, t);
-        int rc = task_flush(e, t);
-        failing |= rc != 0;
-        if (done && rc == 0) {
-            pw_taskrec_free(t);
-            continue;
-        }
-        e->tasks[kept++] = t;
-    }
-    e->n_tasks = kept;
-    if (failing != e->store_failing) {
-        if (failing)
-            PW_ERROR("the store is failing: Job creates and deletes wait until task state is written");
-        else
-            PW_INFO("the store writes again: releasing the waiting Job creates and deletes");
-    }
-    e->store_failing = failing;
-    release_intents(e);
-    for (int k = 0; k < N_EXEC && dispatch && !failing; k++)
-        if (e->x[k])
-            pw_executor_tick(e->x[k]); /* adoption and clean-up, once what they read is durable */
+    for (size_t i = 0; i < e->n_tasks; i++)
+        task_maybe_finish(e, e->tasks[i]);
     return wake_at;
 }
 
@@ -954,55 +616,20 @@ static void *loop_main(void *arg)
         pthread_mutex_lock(&e->mu);
         wake_at = loop_round(e, evs, !stopping);
         pthread_mutex_unlock(&e->mu);
+        bool failing = engine_flush(e, true, NULL, NULL, NULL);
         if (stopping)
             return NULL;
+        /* adoption and clean-up, once what they read is durable (outside e->mu: the fate hook
+         * takes it, and may read the store) */
+        for (int k = 0; k < N_EXEC && !failing; k++)
+            if (e->x[k])
+                pw_executor_tick(e->x[k]);
         maybe_prune(e);
     }
 }
 
-/* Rebuilds one unfinished task from its record; NULL (logged) when it cannot. */
-static struct task *task_reload(pw_engine *e, const struct pw_store_task *rec)
-{
-    struct task *t = pw_xcalloc(1, sizeof *t);
-    snprintf(t->id, sizeof t->id, "%s", rec->id);
-    struct pw_field_errors errs;
-    if (pw_taskspec_from_task(rec->doc, &t->spec, &errs) != 0) {
-        PW_ERROR("task %s cannot be resumed: its stored spec is invalid (%s: %s)", rec->id,
-                 errs.n ? errs.e[0].field : "", errs.n ? errs.e[0].message : "");
-        free(t);
-        return NULL;
-    }
-    t->created_ms = rec->created_ms;
-    t->status = PW_TASK_PENDING;
-    t->failed = json_array();
-    t->sched.priority = t->spec.priority;
-    t->sched.batch_size = (size_t)t->spec.batch_size;
-    t->sched.batch_strategy = strcmp(t->spec.strategy, "batch") == 0;
-    if (pw_task_status_of(rec->status) == PW_TASK_RUNNING) {
-        if (pw_taskrec_load_nodes(e->cfg.store, t) != 0) {
-            PW_ERROR("task %s cannot be resumed: its node results cannot be read", rec->id);
-            pw_taskrec_free(t);
-            return NULL;
-        }
-        t->status = PW_TASK_RUNNING;
-        t->started_ms = pw_taskrec_time_ms(json_object_get(rec->doc, "startedAt"));
-        t->sched.running = true;
-        json_t *failed = json_object_get(rec->doc, "failedNodes");
-        if (json_is_array(failed))
-            json_array_extend(t->failed, failed);
-        /* a running task's message is its selection note (unknown nodeNames), if any */
-        const char *note = pw_taskrec_str(rec->doc, "message");
-        if (note) {
-            t->note = pw_xstrdup(note);
-            t->message = pw_xstrdup(note);
-        }
-        /* the running nodes go to the executor's start, which adopts or restarts their work */
-    }
-    return t;
-}
-
 /* Loads the store's unfinished tasks into memory (before the informers start, so their first
- * events find the resumed nodes). */
+ * events find the resumed nodes). The store is read without e->mu. */
 static void engine_resume(pw_engine *e)
 {
     struct pw_store_task *items = NULL;
@@ -1013,31 +640,38 @@ static void engine_resume(pw_engine *e)
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        struct task *t = task_reload(e, &items[i]);
+        struct task *t = pw_resume_task(e->cfg.store, &items[i]);
         if (!t)
             continue;
+        pthread_mutex_lock(&e->mu);
         t->sched.seq = ++e->seq;
         e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
         e->tasks[e->n_tasks++] = t;
+        pthread_mutex_unlock(&e->mu);
         PW_INFO("task %s resumed (%s, %zu nodes, %zu running)", t->id, pw_task_status_names[t->status], t->n_nodes, t->counts.running);
     }
     pw_store_tasks_free(items, n);
 }
 
-/* The executor's fate hook (from its tick, e->mu held by the loop): what the core knows of the
- * node of task_id the executor found work of. */
+/* The executor's fate hook (from its tick, on the loop thread, e->mu not held): what the core knows
+ * of the node of task_id the executor found work of. Takes e->mu for the tasks in memory, then
+ * reads the store without it. */
 static enum pw_exec_fate exec_fate(void *arg, const char *task_id, const char *node)
 {
     pw_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
     struct task *t = task_find(e, task_id);
+    enum pw_exec_fate fate = PW_EXEC_FATE_UNKNOWN;
     if (t) {
         struct tnode *n = pw_taskrec_node_find(t, node);
-        if (!n)
-            return PW_EXEC_FATE_UNKNOWN;
-        if (n->state == PW_NODE_RUNNING || n->state == PW_NODE_PENDING)
-            return PW_EXEC_FATE_ACTIVE;
-        return n->state == PW_NODE_FAILED ? PW_EXEC_FATE_FAILED : PW_EXEC_FATE_DONE;
+        if (n && (n->state == PW_NODE_RUNNING || n->state == PW_NODE_PENDING))
+            fate = PW_EXEC_FATE_ACTIVE;
+        else if (n)
+            fate = n->state == PW_NODE_FAILED ? PW_EXEC_FATE_FAILED : PW_EXEC_FATE_DONE;
     }
+    pthread_mutex_unlock(&e->mu);
+    if (t)
+        return fate;
     struct pw_store_task rec;
     int rc = pw_store_task_get(e->cfg.store, task_id, &rec);
     if (rc == PW_ENOTFOUND)
@@ -1049,40 +683,11 @@ static enum pw_exec_fate exec_fate(void *arg, const char *task_id, const char *n
     return final ? PW_EXEC_FATE_FAILED : PW_EXEC_FATE_ACTIVE;
 }
 
-/* The works of the resumed tasks' running nodes (pointers borrowed from e's tasks; under e->mu).
- * Free with resume_works_free. */
-static struct pw_exec_work *resume_works(pw_engine *e, enum exec_kind kind, size_t *n_out)
-{
-    size_t n = 0;
-    for (size_t k = 0; k < e->n_tasks; k++)
-        n += e->tasks[k]->counts.running;
-    struct pw_exec_work *w = pw_xcalloc(n ? n : 1, sizeof *w);
-    size_t m = 0;
-    for (size_t k = 0; k < e->n_tasks; k++) {
-        const struct task *t = e->tasks[k];
-        for (size_t i = 0; i < t->n_nodes && m < n; i++) {
-            if (t->nodes[i].state != PW_NODE_RUNNING || t->nodes[i].exec != kind + 1)
-                continue;
-            const char **imgs;
-            work_of(t, &t->nodes[i], &w[m++], &imgs);
-        }
-    }
-    *n_out = m;
-    return w;
-}
-
-static void resume_works_free(struct pw_exec_work *w, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free((void *)w[i].images);
-    free(w);
-}
-
 /* ---- public ---- */
 
 int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
 {
-    if (!cfg || !cfg->store)
+    if (!cfg || !cfg->store || !cfg->client)
         return PW_EINVAL;
     pw_engine *e = pw_xcalloc(1, sizeof *e);
     e->cfg = *cfg;
@@ -1094,31 +699,33 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
         e->cfg.max_nodes_in_flight = PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT;
     if (e->cfg.max_running_tasks <= 0)
         e->cfg.max_running_tasks = PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS;
-    if (cfg->client) {
-        struct pw_jobexec_config jc = {
-            .client = cfg->client,
-            .namespace_ = e->namespace_,
-            .instance = e->instance,
-            .settings = cfg->job,
-            .hooks = {.arg = e, .report = on_report, .fate = exec_fate},
-        };
-        int rc = pw_jobexec_new(&jc, &e->x[EXEC_JOB]);
-        if (rc == 0 && cfg->agent.enabled) {
-            struct pw_agentexec_config ac = {.settings = cfg->agent,
-                                             .hooks = {.arg = e, .report = on_report},
-                                             .client = cfg->client,
-                                             .namespace_ = e->namespace_};
-            rc = pw_agentexec_new(&ac, &e->x[EXEC_AGENT]);
-        }
-        if (rc != 0) {
-            pw_executor_free(e->x[EXEC_JOB]);
-            free(e->namespace_);
-            free(e->instance);
-            free(e);
-            return rc;
+    struct pw_exec_hooks hooks = {.arg = e, .report = on_report, .fate = exec_fate};
+    int rc = 0;
+    for (int k = 0; k < N_EXEC && rc == 0; k++) {
+        if (k == EXEC_AGENT && !cfg->agent.enabled)
+            continue;
+        if (cfg->executor_new) {
+            rc = cfg->executor_new(cfg->executor_arg, pw_taskrec_exec_names[k], &hooks, &e->x[k]);
+        } else if (k == EXEC_JOB) {
+            struct pw_jobexec_config jc = {.client = cfg->client, .namespace_ = e->namespace_,
+                                           .instance = e->instance, .settings = cfg->job, .hooks = hooks};
+            rc = pw_jobexec_new(&jc, &e->x[k]);
+        } else {
+            struct pw_agentexec_config ac = {.settings = cfg->agent, .hooks = {.arg = e, .report = on_report},
+                                             .client = cfg->client, .namespace_ = e->namespace_};
+            rc = pw_agentexec_new(&ac, &e->x[k]);
         }
     }
+    if (rc != 0) {
+        for (int k = 0; k < N_EXEC; k++)
+            pw_executor_free(e->x[k]);
+        free(e->namespace_);
+        free(e->instance);
+        free(e);
+        return rc;
+    }
     e->cfg.job = (struct pw_jobexec_settings){0}; /* the executors hold their own copies */
+    pthread_mutex_init(&e->wmu, NULL);
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->qmu, NULL);
     pthread_cond_init(&e->qcond, NULL);
@@ -1152,34 +759,32 @@ int pw_engine_start(pw_engine *e)
 {
     if (e->started)
         return 0;
-    pthread_mutex_lock(&e->mu);
+    if (!e->x[EXEC_JOB])
+        return PW_EINVAL; /* a failed start freed its executors: the engine can only be freed */
     engine_resume(e);
-    pthread_mutex_unlock(&e->mu);
-    if (e->x[EXEC_JOB]) {
-        int rc = pw_nodecache_start(e->cfg.client, on_node, e, &e->nodes);
-        if (rc == 0) {
-            /* the running nodes are the executor's before its informers start, so their first
-             * events find them */
-            pthread_mutex_lock(&e->mu);
-            for (int k = 0; k < N_EXEC && rc == 0; k++) {
-                if (!e->x[k])
-                    continue;
-                size_t n = 0;
-                struct pw_exec_work *w = resume_works(e, (enum exec_kind)k, &n);
-                rc = pw_executor_start(e->x[k], w, n);
-                resume_works_free(w, n);
-                if (rc != 0)
-                    for (int j = 0; j < k; j++) { /* the started ones cannot start again: gone */
-                        pw_executor_free(e->x[j]);
-                        e->x[j] = NULL;
-                    }
-            }
-            pthread_mutex_unlock(&e->mu);
+    int rc = pw_nodecache_start(e->cfg.client, on_node, e, &e->nodes);
+    if (rc == 0) {
+        /* the running nodes are the executor's before its informers start, so their first events
+         * find them */
+        pthread_mutex_lock(&e->mu);
+        for (int k = 0; k < N_EXEC && rc == 0; k++) {
+            if (!e->x[k])
+                continue;
+            size_t n = 0;
+            struct pw_exec_work *w = pw_resume_works(e->tasks, e->n_tasks, (enum exec_kind)k, &n);
+            rc = pw_executor_start(e->x[k], w, n);
+            pw_resume_works_free(w, n);
+            if (rc != 0)
+                for (int j = 0; j < k; j++) { /* the started ones cannot start again: gone */
+                    pw_executor_free(e->x[j]);
+                    e->x[j] = NULL;
+                }
         }
-        if (rc != 0) {
-            start_undo(e);
-            return rc;
-        }
+        pthread_mutex_unlock(&e->mu);
+    }
+    if (rc != 0) {
+        start_undo(e);
+        return rc;
     }
     if (pthread_create(&e->loop, NULL, loop_main, e) != 0) {
         PW_ERROR("cannot start the engine's loop thread");
@@ -1218,11 +823,10 @@ void pw_engine_free(pw_engine *e)
     for (size_t i = 0; i < e->n_tasks; i++)
         pw_taskrec_free(e->tasks[i]);
     free(e->tasks);
-    for (size_t i = 0; i < e->n_notready; i++)
-        free(e->notready[i].name);
-    free(e->notready);
+    pw_notready_fini(&e->notready);
     free(e->namespace_);
     free(e->instance);
+    pthread_mutex_destroy(&e->wmu);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->qmu);
     pthread_cond_destroy(&e->qcond);
@@ -1241,10 +845,6 @@ size_t pw_engine_intern_size(pw_engine *e)
 
 bool pw_engine_ready(pw_engine *e, const char **why)
 {
-    if (!e->cfg.client) {
-        *why = "no Kubernetes client";
-        return false;
-    }
     if (!e->nodes || !pw_nodecache_synced(e->nodes)) {
         *why = "the node informer has not synced yet";
         return false;
@@ -1304,48 +904,41 @@ static void task_cancel(pw_engine *e, struct task *t)
                 intent_add(e, INTENT_CANCEL, n->exec - 1, t->id, n->name, false);
         }
     }
-    t->status = PW_TASK_CANCELLED;
-    t->finished_ms = pw_clock_real_ms();
-    free(t->message);
-    t->message = pw_outcome_message(&t->counts, PW_TASK_CANCELLED, t->spec.success_threshold, &t->reasons, e->namespace_);
-    if (t->note) {
-        char *m = pw_xasprintf("%s; %s", t->message, t->note);
-        free(t->message);
-        t->message = m;
-    }
-    t->dirty = true;
+    task_end(e, t, PW_TASK_CANCELLED);
 }
 
 int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
 {
     pthread_mutex_lock(&e->mu);
     struct task *t = task_find(e, id);
-    int rc = 0;
-    if (t && !pw_task_status_is_final(t->status)) {
-        size_t running = t->counts.running, pending = t->counts.pending;
+    bool fresh = t && !pw_task_status_is_final(t->status);
+    /* a task cancelled before whose write failed and has not been retried yet: a repeated cancel
+     * writes it */
+    bool ours = fresh || (t && t->status == PW_TASK_CANCELLED);
+    size_t running = fresh ? t->counts.running : 0, pending = fresh ? t->counts.pending : 0;
+    if (fresh)
         task_cancel(e, t);
-        rc = task_flush(e, t);
-        if (rc == 0)
-            release_intents(e);
-        PW_INFO("task %s cancelled: %zu running nodes stopped (their Jobs deleted), %zu pending nodes dropped%s",
-                t->id, running, pending, rc == 0 ? "" : " (the store write failed; it is retried)");
-        if (rc == 0 && task_out)
-            *task_out = pw_taskrec_task_json(t);
-        pthread_mutex_unlock(&e->mu);
-        wake(e);
-        return rc;
-    }
-    if (t && t->status == PW_TASK_CANCELLED) {
-        /* cancelled, but its write failed and has not been retried yet: a repeated cancel writes it */
-        rc = task_flush(e, t);
-        if (rc == 0)
-            release_intents(e);
-        if (rc == 0 && task_out)
-            *task_out = pw_taskrec_task_json(t);
-        pthread_mutex_unlock(&e->mu);
-        return rc;
-    }
     pthread_mutex_unlock(&e->mu);
+    int rc = 0;
+    if (ours) {
+        json_t *doc = NULL;
+        engine_flush(e, false, id, &rc, &doc); /* durable before the answer */
+        if (fresh) {
+            PW_INFO("task %s cancelled: %zu running nodes stopped (their Jobs deleted), %zu pending nodes dropped%s",
+                    id, running, pending, rc == 0 ? "" : " (the store write failed; it is retried)");
+            wake(e);
+        }
+        if (rc != 0)
+            return rc;
+        if (doc) {
+            if (task_out)
+                *task_out = doc;
+            else
+                json_decref(doc);
+            return 0;
+        }
+        /* nothing left to write: an earlier flush wrote it, so the store has the cancelled task */
+    }
     struct pw_store_task rec;
     rc = pw_store_task_get(e->cfg.store, id, &rec);
     if (rc != 0)

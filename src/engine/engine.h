@@ -4,10 +4,24 @@
  * executors' reports and writes every state change through the store.
  *
  * Thread model: every pw_engine_* call is safe from any thread (API handlers call them concurrently).
- * The engine runs one loop thread (all task state changes happen there, under the engine lock, fed by
- * an event queue that the node informer and the executors' reports only append to); the executors
- * have their own threads for the network, so the loop never blocks on it. Lock order: engine lock ->
- * executor locks -> the event queue's lock. */
+ * The engine runs one loop thread (all task state changes happen there or in pw_engine_cancel, under
+ * the engine lock, fed by an event queue that the node informer and the executors' reports only
+ * append to); the executors have their own threads for the network, so the loop never blocks on it.
+ *
+ * Locks, in the order they may be taken: the store-write lock -> the engine lock -> executor locks
+ * (executor.h) -> the event queue's lock. No store call (nor any other network call) runs under the
+ * engine lock: a write takes a snapshot of the changed records under it (clearing their dirty marks),
+ * writes with it released (holding only the store-write lock, so writes never overlap and land in
+ * snapshot order), and under it again marks dirty whatever failed; a change made meanwhile marks its
+ * record again, so an older write never passes for a newer change. What the API acknowledged is
+ * durable before the answer: pw_engine_submit writes before it queues, pw_engine_cancel answers after
+ * its write. Executors hear of a round's decisions only after the round's writes passed.
+ *
+ * Where state becomes final (one place each, for hooks such as an event stream), all in engine.c: a
+ * node's end is node_finish (succeeded, failed; cancelled: task_cancel), a task's end is task_end
+ * (called by task_maybe_finish and task_cancel), a task's start is the admission in schedule(), a
+ * node's start is dispatch_node; each change is durable once the next engine_flush holding it
+ * returns without a failed write. */
 #ifndef PW_ENGINE_H
 #define PW_ENGINE_H
 
@@ -34,7 +48,7 @@ typedef struct pw_engine pw_engine;
 #define PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS 10
 
 struct pw_engine_config {
-    pw_k8s_client *client;    /* borrowed; NULL: no cluster (tests: tasks stay pending) */
+    pw_k8s_client *client;    /* borrowed; required (the node informer; Job mode; agents' pull secrets) */
     pw_store *store;          /* borrowed; required */
     const char *namespace_;   /* where Jobs go (copied) */
     int max_nodes_in_flight;  /* global cap across tasks (0: the default above) */
@@ -49,9 +63,15 @@ struct pw_engine_config {
                                * stores can share a namespace */
     int64_t history_ms;       /* finished tasks older than this are pruned from the store (at start and
                                * every min(60 s, history/2)); 0: never */
+    /* Makes the executor of mode ("job", and "agent" when agent.enabled), in that order, with the
+     * engine's hooks: 0 and *out (the engine frees it), or a PW_E* that fails pw_engine_new. NULL:
+     * Job mode (jobexec.h) and agent mode (agentexec.h). For tests (tests/unit/engine/fakeexec.h). */
+    int (*executor_new)(void *arg, const char *mode, const struct pw_exec_hooks *hooks, pw_executor **out);
+    void *executor_arg;
 };
 
-/* Creates the engine (no thread yet). *out: free with pw_engine_free. */
+/* Creates the engine and its executors (no thread yet). PW_EINVAL without a store or a client.
+ * *out: free with pw_engine_free. */
 int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out);
 /* Reloads the store's unfinished tasks (pending ones queue again; running ones keep their node
  * results, their running nodes' Jobs are adopted: the create is repeated, 409 AlreadyExists adopts
@@ -79,7 +99,9 @@ bool pw_engine_ready(pw_engine *e, const char **why);
 int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out);
 /* Cancels: stops dispatch, deletes in-flight Jobs, marks the task and its unfinished nodes cancelled.
  * Idempotent on a cancelled task (0). PW_ENOTFOUND; PW_ECONFLICT when it already finished otherwise.
- * *task_out (may be NULL) gets the task after the call. */
+ * Returns after the cancelled task is written; when that write fails, the store's PW_E* (the task
+ * stays cancelled in memory, and the loop or a repeated cancel writes it). *task_out (may be NULL)
+ * gets the task as written. Blocks on the store (never holding the engine lock meanwhile). */
 int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out);
 /* Reads: get and the lists read the store, not the loop's memory, so they never wait for the engine
  * lock; what they show may lag the loop by one round (a change is visible once that round wrote it). */

@@ -10,13 +10,15 @@
  * nodes that were running (start's resume list): the executor adopts what it finds of them or
  * starts them again, and clears what nobody will use (asking the fate hook).
  *
- * Thread model: dispatch, cancel, tick, healthy and inventory are called with the engine lock held
+ * Thread model: dispatch, cancel, healthy and inventory are called with the engine lock held
  * (inventory also within the node informer's cache lock, during selection), so they never block on
  * the network (they queue work for the executor's own threads) and an executor never calls into the
- * engine or an informer while holding its own lock. The report hook may be called from any of the executor's threads; it only queues (it
- * never takes the engine lock). The fate hook is called only from within tick (the engine lock is
- * then held by the caller: it must not lock). Lock order: engine lock -> executor locks -> the
- * engine's event queue lock.
+ * engine or an informer while holding its own lock. tick is called from the engine's loop thread
+ * only, without the engine lock (it may block briefly). The report hook may be called from any of
+ * the executor's threads; it only queues (it never takes the engine lock). The fate hook is called
+ * only from within tick, with no executor lock held: it takes the engine lock itself and may read
+ * the store. Lock order: engine store-write lock -> engine lock -> executor locks -> the engine's
+ * event queue lock (engine.h).
  *
  * Ownership: every pointer passed in is borrowed for the duration of the call (the executor copies
  * what it keeps); a report's pointers are valid only during the hook.
@@ -110,8 +112,9 @@ void pw_executor_dispatch(pw_executor *x, const struct pw_exec_work *w);
  * left (failed: the node failed, which an executor may keep for debugging). A node the executor does
  * not run is a no-op. */
 void pw_executor_cancel(pw_executor *x, const char *task_id, const char *node, bool failed);
-/* Called once per engine round, after the round's store writes succeeded: the executor's periodic
- * duties (adoption and clean-up once its caches are complete). */
+/* Called once per engine round, after the round's store writes succeeded, on the loop thread without
+ * the engine lock: the executor's periodic duties (adoption and clean-up once its caches are
+ * complete). */
 void pw_executor_tick(pw_executor *x);
 /* Whether the executor can serve node now (mode auto). */
 bool pw_executor_healthy(pw_executor *x, const char *node);

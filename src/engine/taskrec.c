@@ -129,7 +129,8 @@ json_t *pw_taskrec_task_json(const struct task *t)
     json_object_set_new(p, "cancelledNodes", json_integer((json_int_t)c->cancelled));
     json_object_set_new(p, "percentage", json_real(t->selected ? round_to(pw_outcome_percentage(c), 100) : 0.0));
     json_object_set_new(o, "progress", p);
-    json_object_set(o, "failedNodes", t->failed);
+    /* a copy: the document is written and published after the engine lock is released */
+    json_object_set_new(o, "failedNodes", json_deep_copy(t->failed));
     json_object_set_new(o, "message", json_string(t->message ? t->message : ""));
     pw_taskrec_time_json(o, "createdAt", t->created_ms);
     pw_taskrec_time_json(o, "startedAt", t->started_ms);

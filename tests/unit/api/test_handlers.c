@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "unit/engine/nocluster.h"
 #include "api/api.h"
 #include "store/store.h"
 #include "base/buf.h"
@@ -23,6 +24,7 @@
 struct fixture {
     pw_store *store;
     pw_engine *engine;
+    struct pw_nocluster nc; /* no cluster: tasks stay pending */
     struct pw_api_ctx ctx;
     pw_http_server *srv;
     int port;
@@ -91,6 +93,8 @@ static int setup(void **state)
     pw_log_set_level(PW_LOG_WARN);
     assert_int_equal(pw_store_open("memory:", &f->store, NULL), 0);
     struct pw_engine_config cfg = {.store = f->store};
+    assert_int_equal(pw_nocluster_init(&f->nc), 0);
+    pw_nocluster_apply(&f->nc, &cfg);
     assert_int_equal(pw_engine_new(&cfg, &f->engine), 0);
     assert_int_equal(pw_engine_start(f->engine), 0);
     f->ctx.engine = f->engine;
@@ -106,6 +110,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     pw_http_server_free(f->srv);
     pw_engine_free(f->engine);
+    pw_nocluster_fini(&f->nc);
     pw_store_close(f->store);
     free(f);
     return 0;

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "unit/engine/nocluster.h"
 #include "api/api.h"
 #include "store/store.h"
 #include "base/buf.h"
@@ -30,6 +31,7 @@ struct fixture {
     char url[128];
     pw_store *store;
     pw_engine *engine;
+    struct pw_nocluster nc; /* no cluster: tasks stay pending */
     struct pw_api_ctx ctx;
     pw_http_server *srv;
     int port;
@@ -82,6 +84,8 @@ static void start(struct fixture *f, int64_t history_ms)
 {
     assert_int_equal(pw_store_open(f->url, &f->store, NULL), 0);
     struct pw_engine_config cfg = {.store = f->store, .history_ms = history_ms};
+    assert_int_equal(pw_nocluster_init(&f->nc), 0);
+    pw_nocluster_apply(&f->nc, &cfg);
     assert_int_equal(pw_engine_new(&cfg, &f->engine), 0);
     assert_int_equal(pw_engine_start(f->engine), 0);
     f->ctx.engine = f->engine;
@@ -94,6 +98,7 @@ static void stop(struct fixture *f)
 {
     pw_http_server_free(f->srv);
     pw_engine_free(f->engine);
+    pw_nocluster_fini(&f->nc);
     pw_store_close(f->store);
     f->srv = NULL;
     f->engine = NULL;

@@ -1,6 +1,7 @@
 /* Unit tests for the engine's resume path with a memory store and no cluster: unfinished tasks in
  * the store are reloaded (spec, node results, counts, failures) at start, finished ones are not, and
- * the reloaded tasks behave (cancel marks their unfinished nodes cancelled and keeps the others). */
+ * the reloaded tasks behave (cancel marks their unfinished nodes cancelled and keeps the others). "No
+ * cluster" is a client of an API server that never answers, with fake executors (nocluster.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include "base/log.h"
 #include "engine/engine.h"
 #include "k8s/k8s.h"
+#include "nocluster.h"
 #include "store/store.h"
 
 static json_t *node_doc(const char *name, const char *state, const char *img_state, const char *reason)
@@ -66,7 +68,10 @@ static void test_resume(void **state)
     put(s, "t-000000000002", "pending", NULL, 0);
     put(s, "t-000000000003", "succeeded", NULL, 0);
     pw_engine *e;
+    struct pw_nocluster nc;
+    assert_int_equal(pw_nocluster_init(&nc), 0);
     struct pw_engine_config cfg = {.store = s};
+    pw_nocluster_apply(&nc, &cfg);
     assert_int_equal(pw_engine_new(&cfg, &e), 0);
     assert_int_equal(pw_engine_start(e), 0);
 
@@ -103,6 +108,7 @@ static void test_resume(void **state)
     assert_int_equal(pw_engine_cancel(e, "t-000000000001", &task), 0);
     json_decref(task);
     pw_engine_free(e);
+    pw_nocluster_fini(&nc);
     pw_store_close(s);
 }
 
@@ -116,7 +122,10 @@ static void test_bad_spec_left_alone(void **state)
     assert_int_equal(pw_store_task_put(s, &t), 0);
     json_decref(doc);
     pw_engine *e;
+    struct pw_nocluster nc;
+    assert_int_equal(pw_nocluster_init(&nc), 0);
     struct pw_engine_config cfg = {.store = s};
+    pw_nocluster_apply(&nc, &cfg);
     assert_int_equal(pw_engine_new(&cfg, &e), 0);
     assert_int_equal(pw_engine_start(e), 0);
     /* logged and left in the store as it was */
@@ -125,6 +134,7 @@ static void test_bad_spec_left_alone(void **state)
     assert_string_equal(json_string_value(json_object_get(task, "status")), "pending");
     json_decref(task);
     pw_engine_free(e);
+    pw_nocluster_fini(&nc);
     pw_store_close(s);
 }
 
@@ -137,22 +147,10 @@ static void test_failed_start_has_no_side_effects(void **state)
     pw_store *s;
     assert_int_equal(pw_store_open("memory:", &s, NULL), 0);
     put(s, "t-000000000002", "pending", NULL, 0);
-    pw_k8s_config *kc = NULL;
-    char path[64];
-    snprintf(path, sizeof path, "/tmp/pw-test-resume-%d.yaml", (int)getpid());
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
     /* nothing listens on port 9 of loopback: the node informer keeps retrying, never syncs */
-    fputs("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {server: "
-          "\"http://127.0.0.1:9\"}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: c\n  context: "
-          "{cluster: c, user: u}\n",
-          f);
-    fclose(f);
-    char *msg = NULL;
-    assert_int_equal(pw_k8s_config_load(path, NULL, &kc, &msg), 0);
-    unlink(path);
-    pw_k8s_client *c = NULL;
-    assert_int_equal(pw_k8s_client_new(kc, NULL, &c), 0);
+    struct pw_nocluster nc;
+    assert_int_equal(pw_nocluster_init(&nc), 0);
+    pw_k8s_client *c = nc.client;
     pw_engine *e;
     struct pw_engine_config cfg = {.store = s, .client = c, .namespace_ = "bad?namespace"};
     assert_int_equal(pw_engine_new(&cfg, &e), 0);
@@ -165,8 +163,7 @@ static void test_failed_start_has_no_side_effects(void **state)
     const char *why = NULL;
     assert_false(pw_engine_ready(e, &why));
     pw_engine_free(e);
-    pw_k8s_client_free(c);
-    pw_k8s_config_free(kc);
+    pw_nocluster_fini(&nc);
     pw_store_close(s);
 }
 
