@@ -1,7 +1,8 @@
 /* fuzz.h: what every libFuzzer driver in tests/fuzz shares: the entry point's prototype (the build
  * has -Wmissing-prototypes) and the two ways a driver turns the fuzzer's bytes into parser input.
  * Each driver is one file, tests/fuzz/fuzz_NAME.c, with seeds in tests/fuzz/corpus/NAME/
- * (tests/fuzz/README.md). */
+ * (tests/fuzz/README.md). Included by exactly one file per program (it defines
+ * LLVMFuzzerInitialize). */
 #ifndef PW_TESTS_FUZZ_H
 #define PW_TESTS_FUZZ_H
 
@@ -10,7 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* Once, before the first input: the parsers' warnings about bad input would be most of the work. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    pw_log_set_level(PW_LOG_OFF);
+    return 0;
+}
 
 /* The bytes as a NUL-terminated string (an embedded NUL ends it, as it would a C caller's text).
  * Caller frees. */
