@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # fuzz_smoke.sh: every libFuzzer driver (tests/fuzz/fuzz_*.c) runs its seed corpus and then
-# FUZZ_SMOKE_RUNS mutated inputs (default 20000) under ASan+UBSan: one TAP line per driver, "not ok"
-# on a crash, a leak, undefined behaviour or a timeout. Builds the drivers when they are missing.
+# FUZZ_SMOKE_RUNS mutated inputs (default 20000) or FUZZ_SMOKE_SECONDS (default 8) seconds, whichever
+# ends first (slow drivers such as kubeconfig, which writes files, stop on time), under ASan+UBSan:
+# one TAP line per driver, "not ok" on a crash, a leak, undefined behaviour or a timeout. Builds the
+# drivers when they are missing.
 # New inputs go to a temporary directory: the seeds in tests/fuzz/corpus are only read.
 set -u
 cd "$(dirname "$0")/../.."
 runs=${FUZZ_SMOKE_RUNS:-20000}
+secs=${FUZZ_SMOKE_SECONDS:-8}
 names=()
 for f in tests/fuzz/fuzz_*.c; do n=${f#tests/fuzz/fuzz_}; names+=("${n%.c}"); done
 echo "1..${#names[@]}"
@@ -28,7 +31,7 @@ for n in "${names[@]}"; do
     dict=()
     [ -f "tests/fuzz/$n.dict" ] && dict=("-dict=tests/fuzz/$n.dict")
     start=$SECONDS
-    "$bin" -runs="$runs" -seed=1 -timeout=10 -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1 \
+    "$bin" -runs="$runs" -max_total_time="$secs" -seed=1 -timeout=10 -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1 \
         -artifact_prefix="$tmp/" "${dict[@]}" "$tmp/$n" "tests/fuzz/corpus/$n" >"$tmp/$n.log" 2>&1
     rc=$?
     execs=$(grep -oE '^stat::number_of_executed_units: [0-9]+' "$tmp/$n.log" | grep -oE '[0-9]+$')
