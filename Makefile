@@ -5,6 +5,7 @@
 #   make demo            install, build, start kubesim + prewarmd, run a task (scripts/demo)
 #   make bench           the quick benchmark (bench/run --quick)
 #   make coverage        gcc --coverage build, the whole suite on it, lines/functions/branches per directory
+#   make fuzz            libFuzzer drivers (tests/fuzz) into build/fuzz, each run FUZZ_TIME s (default 300)
 
 VARIANT ?= release
 B := build/$(VARIANT)
@@ -15,6 +16,11 @@ ifeq ($(VARIANT),asan)
 CC := clang
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDSAN := -fsanitize=address,undefined
+else ifeq ($(VARIANT),fuzz)
+# every object carries libFuzzer's coverage hooks; only the drivers link libFuzzer's main
+CC := clang
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+LDSAN := -fsanitize=fuzzer,address,undefined
 else ifeq ($(VARIANT),coverage)
 CC := gcc
 OPT := -O0 -g --coverage
@@ -63,7 +69,7 @@ UNIT_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRC))
 # Test-support code every unit test links (e.g. tests/unit/engine/fakeexec.c, a fake executor).
 UNIT_SUPPORT := $(patsubst %.c,$(B)/obj/%.o,$(filter-out $(UNIT_SRC),$(wildcard tests/unit/*/*.c)))
 
-.PHONY: all test unit deps demo demo-stop bench clean format programs coverage
+.PHONY: all test unit deps demo demo-stop bench clean format programs coverage fuzz fuzz-build
 all: programs $(UNIT_BIN) $(B)/bench/store_bench $(B)/tests/e2e/cri_probe
 programs: $(PROGRAMS)
 
@@ -130,6 +136,17 @@ $(patsubst %.c,$(B)/obj/%.o,$(call mod_src,agent)): | $(GEN)/agent/cri.pb-c.h
 # Files the assembler embeds with .incbin (the compiler's -MMD does not see them).
 $(B)/obj/src/api/openapi.o: src/api/openapi.json
 
+# Fuzz drivers: tests/fuzz/fuzz_NAME.c -> build/fuzz/bin/fuzz_NAME, seeds in tests/fuzz/corpus/NAME
+# (a new driver is that one file and its corpus; tests/fuzz/README.md).
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
+$(B)/bin/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIBS) $(patsubst %.c,$(B)/obj/%.o,$(filter-out sim/main.c,$(SIM_SRC)))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -Itests -o $@ $< $(filter-out $(B)/obj/sim/main.o,$(patsubst %.c,$(B)/obj/%.o,$(SIM_SRC))) $(LIBS) $(LDLIBS)
+fuzz-build:
+	$(MAKE) VARIANT=fuzz $(FUZZ_BIN)
+fuzz: fuzz-build
+	tests/fuzz/run $${FUZZ_TIME:-300}
+
 $(B)/obj/empty.o:
 	@mkdir -p $(dir $@)
 	echo 'typedef int pw_empty_unit;' | $(CC) -x c -c - -o $@
@@ -137,6 +154,7 @@ $(B)/obj/empty.o:
 test: deps
 	$(MAKE) all VARIANT=release
 	$(MAKE) all VARIANT=asan
+	$(MAKE) fuzz-build
 	tests/run
 
 unit: all

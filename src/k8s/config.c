@@ -29,7 +29,10 @@
 #include "base/sv.h"
 
 #define SA_DIR_DEFAULT "/var/run/secrets/kubernetes.io/serviceaccount"
-enum { KUBECONFIG_MAX = 16 << 20, YAML_DEPTH_MAX = 64, TOKEN_CHECK_MS = 3000, EXEC_TIMEOUT_MS = 60000 };
+/* YAML_ALIAS_SLACK: aliases let a few hundred bytes name a billion nodes ("billion laughs"), so the
+ * tree built from a file may have at most twice the nodes the file itself holds, plus this. */
+enum { KUBECONFIG_MAX = 16 << 20, YAML_DEPTH_MAX = 64, YAML_ALIAS_SLACK = 10000, TOKEN_CHECK_MS = 3000,
+       EXEC_TIMEOUT_MS = 60000 };
 
 /* ---- small helpers ---- */
 
@@ -103,10 +106,12 @@ static char *resolve(const char *dir, const char *path)
 
 /* ---- YAML to JSON ---- */
 
-static json_t *yaml_node_to_json(yaml_document_t *doc, yaml_node_t *node, int depth)
+/* *budget: the nodes still allowed (each node, alias targets again each time, costs one). */
+static json_t *yaml_node_to_json(yaml_document_t *doc, yaml_node_t *node, int depth, size_t *budget)
 {
-    if (!node || depth > YAML_DEPTH_MAX)
+    if (!node || depth > YAML_DEPTH_MAX || *budget == 0)
         return NULL;
+    --*budget;
     switch (node->type) {
     case YAML_SCALAR_NODE: {
         const char *v = (const char *)node->data.scalar.value;
@@ -119,7 +124,7 @@ static json_t *yaml_node_to_json(yaml_document_t *doc, yaml_node_t *node, int de
     case YAML_SEQUENCE_NODE: {
         json_t *arr = json_array();
         for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top; it++) {
-            json_t *v = yaml_node_to_json(doc, yaml_document_get_node(doc, *it), depth + 1);
+            json_t *v = yaml_node_to_json(doc, yaml_document_get_node(doc, *it), depth + 1, budget);
             if (!v) {
                 json_decref(arr);
                 return NULL;
@@ -136,7 +141,7 @@ static json_t *yaml_node_to_json(yaml_document_t *doc, yaml_node_t *node, int de
                 json_decref(obj);
                 return NULL;
             }
-            json_t *v = yaml_node_to_json(doc, yaml_document_get_node(doc, pr->value), depth + 1);
+            json_t *v = yaml_node_to_json(doc, yaml_document_get_node(doc, pr->value), depth + 1, budget);
             if (!v) {
                 json_decref(obj);
                 return NULL;
@@ -167,9 +172,12 @@ static int yaml_to_json(const char *text, size_t len, const char *path, json_t *
         return rc;
     }
     yaml_node_t *root = yaml_document_get_root_node(&doc);
-    json_t *j = root ? yaml_node_to_json(&doc, root, 0) : json_object();
+    size_t budget = 2 * (size_t)(doc.nodes.top - doc.nodes.start) + YAML_ALIAS_SLACK;
+    json_t *j = root ? yaml_node_to_json(&doc, root, 0, &budget) : json_object();
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
+    if (!j && budget == 0)
+        return fail(errmsg, PW_EINVAL, "kubeconfig %s: its aliases expand to too many nodes", path);
     if (json_is_null(j)) {
         json_decref(j);
         j = json_object();
