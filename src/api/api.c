@@ -175,5 +175,7 @@ const struct pw_http_route pw_api_routes[] = {
     {"GET", "/api/v1/tasks/{id}/nodes", h_nodes},
     {"GET", "/api/v1/agents", pw_api_h_agents},
     {"POST", "/agent/v1/sync", pw_api_h_agent_sync},
+    {"GET", "/", pw_api_h_web},
+    {"GET", "/web/**", pw_api_h_web},
     {NULL, NULL, NULL},
 };
