@@ -401,7 +401,7 @@ function makeGrid(canvas, tip) {
   let nodes = [];       // [{nodeName, state, ...}] in display order
   let colors = {};
   let cell = 10, gap = 1, cols = 1, cssW = 0;
-  let hover = -1, focusIdx = -1, dirty = true;
+  let hover = -1, focusIdx = -1, dirty = false;
 
   const readColors = () => {
     const cs = getComputedStyle(document.documentElement);
