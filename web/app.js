@@ -762,6 +762,7 @@ function start() {
     try { localStorage.setItem(THEME_KEY, next); } catch (_) { /* the toggle still works for this page */ }
     applyTheme(next);
   });
+  if (window.matchMedia) window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => applyTheme(null));
   $("signout").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); updateSignout(); route(false); });
   updateSignout();
   window.addEventListener("hashchange", () => route(false));

@@ -6,7 +6,7 @@ media types, ETag and 304, no-cache, the Content-Security-Policy, no inline scri
 the server's field errors at their fields, a task created through the form reaching 100% without a
 reload, its failed nodes grouped by reason with the registry's message, the grid's hover and
 keyboard, both themes, cancelling a second task from its page, the token dialog on a 401, no console
-errors. Then a 5,000-node task: the grid draws and hovers while it runs. Screenshots go to
+errors. Then a 5,000-node task: the grid draws, keeps its frame rate and hovers while it runs. Screenshots go to
 build/web-screenshots/."""
 import os
 import re
