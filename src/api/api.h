@@ -38,9 +38,6 @@ void pw_api_h_agents(pw_http_req *req, void *ctx);
 /* A JSON request body: content_type must be JSON (PW_EMEDIATYPE), body a JSON object (PW_EINVAL).
  * On success 0 and *out (caller decrefs); on failure *err is the error body. */
 int pw_api_parse_json(const char *content_type, const char *body, size_t len, json_t **out, json_t **err);
-/* GET / and GET /web/<file>: the embedded web page (web.c; a route handler; ctx unused). */
-void pw_api_h_web(pw_http_req *req, void *ctx);
-
 /* The §3 error body of field errors (first one in message, all in details): a new object. */
 json_t *pw_api_field_errors(const struct pw_field_errors *errs);
 
