@@ -58,6 +58,7 @@ mod_src = $(wildcard src/$(1)/*.c)
 mod_lib = $(B)/lib/libpw_$(1).a
 # objects a module holds beyond its src/ files (generated code)
 mod_gen_agent := $(B)/obj/gen/agent/cri.pb-c.o
+mod_gen_api := $(B)/obj/gen/api/web_assets.o
 LIBS := $(foreach m,$(MODULES),$(call mod_lib,$(m)))
 
 SIM_SRC := $(wildcard sim/*.c)
@@ -132,6 +133,16 @@ $(B)/obj/gen/agent/cri.pb-c.o: $(GEN)/agent/cri.pb-c.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 $(patsubst %.c,$(B)/obj/%.o,$(call mod_src,agent)): | $(GEN)/agent/cri.pb-c.h
+
+# The web page's assets (web/) as a C table (src/api/web_int.h); the web directory itself is a
+# prerequisite so that adding or removing a file regenerates it.
+WEB_FILES := $(shell find web -type f ! -name '.*' 2>/dev/null)
+$(GEN)/api/web_assets.c: $(WEB_FILES) web scripts/embed-web
+	@mkdir -p $(GEN)/api
+	scripts/embed-web web $@
+$(B)/obj/gen/api/web_assets.o: $(GEN)/api/web_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
 
 # Files the assembler embeds with .incbin (the compiler's -MMD does not see them).
 $(B)/obj/src/api/openapi.o: src/api/openapi.json

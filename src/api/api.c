@@ -225,5 +225,7 @@ const struct pw_http_route pw_api_routes[] = {
     {"GET", "/metrics", pw_api_h_metrics},
     {"GET", "/api/v1/agents", pw_api_h_agents},
     {"POST", "/agent/v1/sync", pw_api_h_agent_sync},
+    {"GET", "/", pw_api_h_web},
+    {"GET", "/web/**", pw_api_h_web},
     {NULL, NULL, NULL},
 };

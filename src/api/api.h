@@ -107,6 +107,9 @@ void pw_api_metrics_observe(pw_api_metrics *m, enum pw_engine_change what, const
 /* GET /metrics: the default registry in the text exposition format 0.0.4 (a route handler). */
 void pw_api_h_metrics(pw_http_req *req, void *ctx);
 
+/* GET / and GET /web/<file>: the embedded web page (web.c; a route handler; ctx unused). */
+void pw_api_h_web(pw_http_req *req, void *ctx);
+
 /* The §3 error body {"code","reason","message","details"?}: a new object. field may be NULL. */
 json_t *pw_api_error(int code, const char *message, const char *field);
 

@@ -34,6 +34,8 @@ static const struct rule rules[] = {
     {"GET", "/healthz", ACCESS_OPEN, NULL, NULL},
     {"GET", "/readyz", ACCESS_OPEN, NULL, NULL},
     {"GET", "/metrics", ACCESS_METRICS, "get", NULL},
+    {"GET", "/", ACCESS_OPEN, NULL, NULL},        /* the web page holds no data: its API calls carry the token */
+    {"GET", "/web/**", ACCESS_OPEN, NULL, NULL},
     {"GET", "/openapi.json", ACCESS_AUTHENTICATED, NULL, NULL},
     {"GET", "/api/v1/whoami", ACCESS_AUTHENTICATED, NULL, NULL},
     {"POST", "/api/v1/tasks", ACCESS_AUTHORIZED, "create", "tasks"},

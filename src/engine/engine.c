@@ -803,8 +803,8 @@ void pw_engine_free(pw_engine *e)
 {
     if (!e)
         return;
-    /* the node informer first (its callbacks push into our queue) */
-    pw_nodecache_free(e->nodes);
+    /* the loop first: it reads the node cache (schedule, dispatch), so the cache is freed only after
+     * the join; the informer's callbacks may still push into the queue meanwhile, drained below */
     if (e->started) {
         pthread_mutex_lock(&e->qmu);
         e->stopping = true;
@@ -812,6 +812,7 @@ void pw_engine_free(pw_engine *e)
         pthread_mutex_unlock(&e->qmu);
         pthread_join(e->loop, NULL);
     }
+    pw_nodecache_free(e->nodes);
     for (int k = 0; k < N_EXEC; k++)
         pw_executor_free(e->x[k]); /* after the loop, their caller; their reports still find the queue */
     intents_free(e);

@@ -685,10 +685,11 @@ static int jx_start(pw_executor *x, const struct pw_exec_work *resume, size_t n)
 static void jx_free(pw_executor *x)
 {
     struct jobexec *j = X(x);
-    /* the informers first: their callbacks use everything below */
+    /* the threads first: they read the informers' caches (report_cached); then the informers, whose
+     * callbacks use everything below (the engine loop, the one enqueuer of actions, has stopped) */
+    threads_stop(j, j->n_threads);
     pw_k8s_informer_free(j->pods_inf);
     pw_k8s_informer_free(j->jobs_inf);
-    threads_stop(j, j->n_threads);
     for (size_t i = 0; i < j->n_adopt; i++)
         adopt_fini(&j->adopt[i]);
     free(j->adopt);
