@@ -157,6 +157,11 @@ void pw_cli_client_set_interrupt(pw_cli_client *c, volatile sig_atomic_t *flag);
  * ca_file (copied; NULL: the system's roots), insecure skips verifying prewarmd's certificate. TLS 1.2
  * at least. */
 void pw_cli_client_set_auth(pw_cli_client *c, const char *token, const char *ca_file, bool insecure);
+/* The CA (PEM, copied) that verifies prewarmd when no CA file was set: the kubeconfig cluster's, for
+ * a server that is an in-cluster Service (pw_cli_client_in_cluster_service). NULL: none. */
+void pw_cli_client_set_ca_pem(pw_cli_client *c, const char *pem, size_t len);
+/* Whether the server URL is https to a cluster Service name (NAME.NAMESPACE.svc[.DOMAIN]). */
+bool pw_cli_client_in_cluster_service(const pw_cli_client *c);
 /* Connect and transfer timeouts in seconds (<= 0: the defaults, 5 and 30). */
 void pw_cli_client_set_timeouts(pw_cli_client *c, long connect_s, long transfer_s);
 /* Response bodies over this are refused (PW_ETOOLARGE). */

@@ -27,6 +27,8 @@ struct pw_cli_client {
     long connect_timeout_s, transfer_timeout_s;
     char *auth_header; /* "Authorization: Bearer ..." or NULL; owned, wiped when freed */
     char *ca_file;     /* owned or NULL */
+    char *ca_pem;      /* owned or NULL: the kubeconfig cluster's CA (used without ca_file) */
+    size_t ca_pem_len;
     bool insecure;
 };
 
@@ -71,11 +73,37 @@ void pw_cli_client_set_auth(pw_cli_client *c, const char *token, const char *ca_
     c->insecure = insecure;
 }
 
+void pw_cli_client_set_ca_pem(pw_cli_client *c, const char *pem, size_t len)
+{
+    free(c->ca_pem);
+    c->ca_pem = NULL;
+    c->ca_pem_len = 0;
+    if (pem && len) {
+        c->ca_pem = pw_xmalloc(len);
+        memcpy(c->ca_pem, pem, len);
+        c->ca_pem_len = len;
+    }
+}
+
+bool pw_cli_client_in_cluster_service(const pw_cli_client *c)
+{
+    /* https://NAME.NAMESPACE.svc[.cluster.local][:port][/...] */
+    if (strncmp(c->base, "https://", 8) != 0)
+        return false;
+    const char *host = c->base + 8;
+    size_t n = strcspn(host, ":/");
+    for (size_t i = 0; i + 4 <= n; i++)
+        if (strncmp(host + i, ".svc", 4) == 0 && (i + 4 == n || host[i + 4] == '.'))
+            return true;
+    return false;
+}
+
 void pw_cli_client_free(pw_cli_client *c)
 {
     if (!c)
         return;
     pw_cli_client_set_auth(c, NULL, NULL, false);
+    pw_cli_client_set_ca_pem(c, NULL, 0);
     curl_easy_cleanup(c->curl);
     pw_buf_fini(&c->resp);
     free(c->base);
@@ -277,8 +305,12 @@ int pw_cli_client_call(pw_cli_client *c, const char *method, const char *path, c
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (c->ca_file)
+    if (c->ca_file) {
         curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+    } else if (c->ca_pem) {
+        struct curl_blob blob = {.data = c->ca_pem, .len = c->ca_pem_len, .flags = CURL_BLOB_COPY};
+        curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+    }
     if (c->insecure) {
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);

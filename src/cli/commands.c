@@ -680,12 +680,15 @@ static int cmd_auth(pw_cli_ctx *ctx)
 
 /* The bearer token to send: --token, else $PREWARM_TOKEN, else the kubeconfig context's user's
  * (static, token file or exec plugin). 0 with *out (caller frees; NULL: none), or PW_CLI_EXIT_USAGE
- * after saying why (an explicit --kubeconfig or --context that cannot be used). */
-static int resolve_token(const pw_cli_args *a, char **out)
+ * after saying why (an explicit --kubeconfig or --context that cannot be used). Without
+ * --certificate-authority, a server that is an in-cluster Service is verified with the kubeconfig
+ * cluster's CA (set on client). */
+static int resolve_token(const pw_cli_args *a, pw_cli_client *client, char **out)
 {
     *out = NULL;
     const char *env = getenv("PREWARM_TOKEN");
-    if (a->token || (env && *env)) {
+    bool want_ca = !a->ca_file && !a->insecure && pw_cli_client_in_cluster_service(client);
+    if (!want_ca && (a->token || (env && *env))) {
         *out = pw_xstrdup(a->token ? a->token : env);
         return 0;
     }
@@ -693,10 +696,25 @@ static int resolve_token(const pw_cli_args *a, char **out)
     char *why = NULL;
     if (pw_k8s_config_load(a->kubeconfig, a->context, &cfg, &why) != 0) {
         bool explicit = a->kubeconfig || a->context;
+        if (a->token || (env && *env)) { /* only the CA was wanted: the system's CAs then */
+            free(why);
+            *out = pw_xstrdup(a->token ? a->token : env);
+            return 0;
+        }
         if (explicit)
             fprintf(stderr, "error: cannot use the kubeconfig: %s\n", why ? why : "unknown error");
         free(why);
         return explicit ? PW_CLI_EXIT_USAGE : 0; /* no kubeconfig at all: send no credentials */
+    }
+    if (want_ca) {
+        size_t n;
+        const char *pem = pw_k8s_config_ca_pem(cfg, &n);
+        pw_cli_client_set_ca_pem(client, pem, n);
+        if (a->token || (env && *env)) {
+            *out = pw_xstrdup(a->token ? a->token : env);
+            pw_k8s_config_free(cfg);
+            return 0;
+        }
     }
     int rc = pw_k8s_config_token(cfg, out, &why);
     if (rc != 0) {
@@ -751,7 +769,7 @@ int pw_cli_main(int argc, char **argv)
         return PW_CLI_EXIT_API;
     }
     char *token = NULL;
-    rc = args.cmd->run == cmd_version ? 0 : resolve_token(&args, &token);
+    rc = args.cmd->run == cmd_version ? 0 : resolve_token(&args, ctx.client, &token);
     if (rc != 0) {
         pw_cli_client_free(ctx.client);
         pw_cli_args_fini(&args);

@@ -362,6 +362,12 @@ void pw_k8s_config_free(pw_k8s_config *cfg)
     free(cfg);
 }
 
+const char *pw_k8s_config_ca_pem(const pw_k8s_config *cfg, size_t *len)
+{
+    *len = cfg->ca_pem ? cfg->ca_len : 0;
+    return cfg->ca_pem ? (const char *)cfg->ca_pem : NULL;
+}
+
 const char *pw_k8s_config_server(const pw_k8s_config *cfg)
 {
     return cfg->server;

@@ -37,6 +37,9 @@ const char *pw_k8s_config_namespace(const pw_k8s_config *cfg);
  * the exec plugin (blocks). 0 with *token (caller frees; NULL when the user has no token), or a
  * negative PW_E* with *errmsg (caller frees) saying why. */
 int pw_k8s_config_token(const pw_k8s_config *cfg, char **token, char **errmsg);
+/* The cluster's CA certificates (PEM, borrowed; *len its size), or NULL when the configuration names
+ * none (the system's CAs verify the server). */
+const char *pw_k8s_config_ca_pem(const pw_k8s_config *cfg, size_t *len);
 
 /* ---- the client ---- */
 

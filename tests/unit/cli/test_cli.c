@@ -670,9 +670,37 @@ static void test_usage(void **state)
     free(text);
 }
 
+/* Which servers prewarmctl verifies with the kubeconfig cluster's CA: https to a cluster Service. */
+static void test_in_cluster_service(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url;
+        bool want;
+    } cases[] = {
+        {"https://prewarmd.prewarm.svc", true},
+        {"https://prewarmd.prewarm.svc:8443", true},
+        {"https://prewarmd.prewarm.svc.cluster.local:443/", true},
+        {"http://prewarmd.prewarm.svc:8080", false}, /* no TLS: nothing to verify */
+        {"https://prewarm.example.com", false},
+        {"https://svc.example.com", false},
+        {"https://prewarmd.prewarm.svcx:443", false},
+        {"https://127.0.0.1:8443/x.svc", false}, /* the path is not the host */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pw_cli_client *c = pw_cli_client_new(cases[i].url);
+        assert_non_null(c);
+        if (pw_cli_client_in_cluster_service(c) != cases[i].want)
+            fail_msg("%s: want %d", cases[i].url, cases[i].want);
+        pw_cli_client_set_ca_pem(c, "-----BEGIN CERTIFICATE-----\n", 28);
+        pw_cli_client_free(c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_in_cluster_service),
         cmocka_unit_test(test_parse_create_full),
         cmocka_unit_test(test_parse_create_minimal),
         cmocka_unit_test(test_parse_errors),
