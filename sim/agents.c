@@ -193,11 +193,9 @@ static int be_pull(void *arg, const char *image, const struct pw_cri_auth *auth,
     }
     struct spull sp = {.done = false};
     pthread_cond_init(&sp.cond, NULL);
+    sim_world_catch_up(w); /* queued now, not at the world thread's last step (that would be free time) */
     int64_t id = sim_model_pull(w->model, n->midx, plat, true, (uint64_t)(uintptr_t)&sp | 1u);
-    /* the world thread sleeps until its next event: it must look at the model again */
-    pthread_mutex_lock(&w->qlock);
-    pthread_cond_signal(&w->qcond);
-    pthread_mutex_unlock(&w->qlock);
+    sim_world_kick(w); /* the world thread sleeps until its next event: it must look at the model again */
     int64_t deadline = pw_clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 600000);
     int rc = 0;
     while (!sp.done) {
