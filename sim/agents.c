@@ -372,6 +372,7 @@ static void agent_stop(struct sagent *a)
 {
     if (a->running) {
         a->stop = 1;
+        pw_syncer_wake(a->syncer);
         pthread_join(a->thread, NULL);
     }
     pw_puller_free(a->puller);
@@ -443,8 +444,10 @@ static void *manager_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         for (struct aop *op = ops; op; op = op->next) {
             struct sagent *a = sim_map_get(&s->agents, op->key);
-            if (op->op == OP_STOP && a)
-                a->stop = 1; /* each syncer ends within a second; joining one by one would add them up */
+            if (op->op == OP_STOP && a) { /* all stopped first: joining one by one would add their ends up */
+                a->stop = 1;
+                pw_syncer_wake(a->syncer);
+            }
         }
         while (ops) {
             struct aop *op = ops;

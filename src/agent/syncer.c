@@ -104,6 +104,11 @@ void pw_syncer_poke(pw_syncer *s)
     curl_multi_wakeup(s->multi); /* a poll in flight returns; one not yet begun returns at once */
 }
 
+void pw_syncer_wake(pw_syncer *s)
+{
+    curl_multi_wakeup(s->multi);
+}
+
 uint64_t pw_syncer_count(pw_syncer *s)
 {
     return __atomic_load_n(&s->answered, __ATOMIC_RELAXED);
@@ -210,7 +215,10 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return pw_buf_append(arg, p, size * n) == 0 ? size * n : 0;
 }
 
-#define STOP_CHECK_MS 200 /* a stop (a signal handler's flag, no wakeup) is seen this late at most */
+/* The longest wait in curl_multi_poll: a stop flag set without pw_syncer_wake (a signal handler on
+ * another thread) is seen this late at most. Not shorter: thousands of simulated agents wake this
+ * often when idle. */
+#define STOP_CHECK_MS 1000
 
 /* Runs the transfer set up on s->easy. CURLE_ABORTED_BY_CALLBACK when a poke or a stop ended it. */
 static CURLcode perform(pw_syncer *s)
