@@ -193,11 +193,9 @@ static int be_pull(void *arg, const char *image, const struct pw_cri_auth *auth,
     }
     struct spull sp = {.done = false};
     pthread_cond_init(&sp.cond, NULL);
+    sim_world_catch_up(w); /* queued now, not at the world thread's last step (that would be free time) */
     int64_t id = sim_model_pull(w->model, n->midx, plat, true, (uint64_t)(uintptr_t)&sp | 1u);
-    /* the world thread sleeps until its next event: it must look at the model again */
-    pthread_mutex_lock(&w->qlock);
-    pthread_cond_signal(&w->qcond);
-    pthread_mutex_unlock(&w->qlock);
+    sim_world_kick(w); /* the world thread sleeps until its next event: it must look at the model again */
     int64_t deadline = pw_clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 600000);
     int rc = 0;
     while (!sp.done) {
@@ -374,6 +372,7 @@ static void agent_stop(struct sagent *a)
 {
     if (a->running) {
         a->stop = 1;
+        pw_syncer_wake(a->syncer);
         pthread_join(a->thread, NULL);
     }
     pw_puller_free(a->puller);
@@ -445,8 +444,10 @@ static void *manager_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         for (struct aop *op = ops; op; op = op->next) {
             struct sagent *a = sim_map_get(&s->agents, op->key);
-            if (op->op == OP_STOP && a)
-                a->stop = 1; /* each syncer ends within a second; joining one by one would add them up */
+            if (op->op == OP_STOP && a) { /* all stopped first: joining one by one would add their ends up */
+                a->stop = 1;
+                pw_syncer_wake(a->syncer);
+            }
         }
         while (ops) {
             struct aop *op = ops;

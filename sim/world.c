@@ -138,6 +138,19 @@ double sim_world_now(const struct sim_world *w)
     return (double)(pw_clock_mono_ms() - w->start_mono_ms) / 1000.0 * w->scale;
 }
 
+void sim_world_catch_up(struct sim_world *w)
+{
+    sim_model_advance(w->model, sim_world_now(w));
+}
+
+void sim_world_kick(struct sim_world *w)
+{
+    pthread_mutex_lock(&w->qlock);
+    w->kicked = true;
+    pthread_cond_signal(&w->qcond);
+    pthread_mutex_unlock(&w->qlock);
+}
+
 static void heap_swap(struct sim_timer *a, struct sim_timer *b)
 {
     struct sim_timer t = *a;
@@ -742,11 +755,12 @@ static void *world_main(void *arg)
             wait_ms = 1000;
 
         pthread_mutex_lock(&w->qlock);
-        if (!w->qhead && !w->stop) {
+        if (!w->qhead && !w->stop && !w->kicked) { /* a kick since wait_ms was computed: look again */
             struct timespec ts;
             pw_clock_deadline_ts((int64_t)ceil(wait_ms), &ts);
             pthread_cond_timedwait(&w->qcond, &w->qlock, &ts);
         }
+        w->kicked = false;
         struct sim_qitem *batch = w->qhead;
         w->qhead = w->qtail = NULL;
         bool stop = w->stop;

@@ -233,6 +233,7 @@ struct sim_world {
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
     struct sim_qitem *qhead, *qtail;
+    bool kicked; /* the model changed outside the world thread (sim_world_kick) */
     bool stop;
     int sub_id;
     pthread_t thread;
@@ -244,6 +245,13 @@ double sim_world_now(const struct sim_world *w);
 /* Schedules a timer (model seconds) for key ("ns/name"). Duplicates are harmless: handlers are
  * idempotent. Lock held. */
 void sim_world_timer(struct sim_world *w, double at, enum sim_timer_kind kind, const char *key);
+/* Brings the model to the clock's now: a thread other than the world thread calls it (lock held)
+ * before it adds a pull, so the pull is queued now and not at the time of the world thread's last
+ * step. Events due until now are delivered, from the calling thread. */
+void sim_world_catch_up(struct sim_world *w);
+/* The model changed outside the world thread: the world thread looks at it again at once (a wakeup
+ * that cannot be lost: it is remembered until the thread next looks). Any thread, any lock. */
+void sim_world_kick(struct sim_world *w);
 /* A seeded random number. Lock held. */
 uint64_t sim_world_rand(struct sim_world *w);
 struct sim_wnode *sim_world_node(struct sim_world *w, const char *name);

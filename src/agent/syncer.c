@@ -1,4 +1,10 @@
-/* syncer.c: the agent's sync loop (syncer.h). */
+/* syncer.c: the agent's sync loop (syncer.h).
+ *
+ * Each sync is one POST on a curl multi handle that the syncer keeps for its life: its connection is
+ * reused from one sync to the next (no TCP handshake per sync), and a poke wakes the wait in
+ * curl_multi_poll at once (curl_multi_wakeup, safe from any thread), so a result reaches prewarmd as
+ * soon as the puller has it. Curl's progress callback, used before, runs only about once a second
+ * while a long poll is idle: each result waited up to a second, and a node's next work with it. */
 #include "agent/syncer.h"
 
 #include <stdbool.h>
@@ -30,6 +36,8 @@ struct pw_syncer {
     json_t *inv_sent; /* what prewarmd holds of it (NULL: send in full) */
     char *rt_name, *rt_version;
     uint64_t answered;
+    CURLM *multi; /* for the syncer's life: its wakeup is the poke */
+    CURL *easy;   /* reused: its connection stays open between syncs */
 };
 
 int pw_syncer_new(const struct pw_syncer_config *cfg, pw_syncer **out)
@@ -51,6 +59,12 @@ int pw_syncer_new(const struct pw_syncer_config *cfg, pw_syncer **out)
     s->version = pw_xstrdup(cfg->version ? cfg->version : "");
     s->cri = cfg->cri;
     s->inv_now = json_object();
+    s->multi = curl_multi_init();
+    s->easy = curl_easy_init();
+    if (!s->multi || !s->easy) {
+        pw_syncer_free(s);
+        return PW_ENOMEM;
+    }
     *out = s;
     return 0;
 }
@@ -72,6 +86,10 @@ void pw_syncer_free(pw_syncer *s)
     free(s->rt_version);
     json_decref(s->inv_now);
     json_decref(s->inv_sent);
+    if (s->easy)
+        curl_easy_cleanup(s->easy);
+    if (s->multi)
+        curl_multi_cleanup(s->multi);
     free(s);
 }
 
@@ -83,6 +101,12 @@ void pw_syncer_set_puller(pw_syncer *s, pw_puller *p)
 void pw_syncer_poke(pw_syncer *s)
 {
     __atomic_store_n(&s->poked, 1, __ATOMIC_RELEASE);
+    curl_multi_wakeup(s->multi); /* a poll in flight returns; one not yet begun returns at once */
+}
+
+void pw_syncer_wake(pw_syncer *s)
+{
+    curl_multi_wakeup(s->multi);
 }
 
 uint64_t pw_syncer_count(pw_syncer *s)
@@ -191,14 +215,38 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return pw_buf_append(arg, p, size * n) == 0 ? size * n : 0;
 }
 
-static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+/* The longest wait in curl_multi_poll: a stop flag set without pw_syncer_wake (a signal handler on
+ * another thread) is seen this late at most. Not shorter: thousands of simulated agents wake this
+ * often when idle. */
+#define STOP_CHECK_MS 1000
+
+/* Runs the transfer set up on s->easy. CURLE_ABORTED_BY_CALLBACK when a poke or a stop ended it. */
+static CURLcode perform(pw_syncer *s)
 {
-    (void)a;
-    (void)b;
-    (void)c;
-    (void)d;
-    pw_syncer *s = arg;
-    return __atomic_load_n(&s->poked, __ATOMIC_ACQUIRE) || *s->stop;
+    if (curl_multi_add_handle(s->multi, s->easy) != CURLM_OK)
+        return CURLE_FAILED_INIT;
+    CURLcode cc = CURLE_OK;
+    int running = 1;
+    while (running) {
+        if (curl_multi_perform(s->multi, &running) != CURLM_OK) {
+            cc = CURLE_FAILED_INIT;
+            break;
+        }
+        if (!running)
+            break;
+        if (__atomic_load_n(&s->poked, __ATOMIC_ACQUIRE) || *s->stop) {
+            cc = CURLE_ABORTED_BY_CALLBACK;
+            break;
+        }
+        curl_multi_poll(s->multi, NULL, 0, STOP_CHECK_MS, NULL);
+    }
+    int left;
+    CURLMsg *m;
+    while (running == 0 && (m = curl_multi_info_read(s->multi, &left)))
+        if (m->msg == CURLMSG_DONE && m->easy_handle == s->easy)
+            cc = m->data.result;
+    curl_multi_remove_handle(s->multi, s->easy); /* an aborted transfer's connection is closed */
+    return cc;
 }
 
 /* POSTs body; 0 with *answer, PW_ECANCELED (poked or stopping), or another PW_E* with *why. */
@@ -206,13 +254,7 @@ static int post(pw_syncer *s, const json_t *body, json_t **answer, long *http, c
 {
     char *text = json_dumps(body, JSON_COMPACT);
     char *token = read_token(s);
-    CURL *h = curl_easy_init();
-    if (!h) {
-        free(text);
-        free(token);
-        snprintf(why, why_n, "cannot make a curl handle");
-        return PW_ENOMEM;
-    }
+    CURL *h = s->easy;
     struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
     if (token) {
         char *auth = pw_xasprintf("Authorization: Bearer %s", token);
@@ -230,19 +272,19 @@ static int post(pw_syncer *s, const json_t *body, json_t **answer, long *http, c
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     if (s->server_ca)
         curl_easy_setopt(h, CURLOPT_CAINFO, s->server_ca);
-    CURLcode cc = curl_easy_perform(h);
+    CURLcode cc = perform(s);
     *http = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, http);
-    curl_easy_cleanup(h);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL); /* the next sync sets its own */
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
     curl_slist_free_all(hdrs);
     free(text);
     int rc = 0;

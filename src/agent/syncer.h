@@ -36,8 +36,11 @@ void pw_syncer_free(pw_syncer *s);
 void pw_syncer_set_puller(pw_syncer *s, pw_puller *p);
 /* Something changed: report now (ends a poll in flight). */
 void pw_syncer_poke(pw_syncer *s);
-/* Syncs until *stop becomes non-zero (checked at least every 200 ms). Returns 0. */
+/* Syncs until *stop becomes non-zero: seen at once after pw_syncer_wake or a signal delivered to
+ * the running thread (a signal interrupts the wait), else within a second. Returns 0. */
 int pw_syncer_run(pw_syncer *s, const volatile sig_atomic_t *stop);
+/* *stop was set: pw_syncer_run looks at it now (any thread; not from a signal handler). */
+void pw_syncer_wake(pw_syncer *s);
 /* Syncs answered by prewarmd (tests and logs). */
 uint64_t pw_syncer_count(pw_syncer *s);
 
