@@ -212,6 +212,22 @@ static int transport_error(pw_cli_client *c, CURLcode cc, const char *curl_msg, 
     return PW_EIO;
 }
 
+/* The TLS settings of every request (--certificate-authority, the kubeconfig's CA, --insecure-...). */
+static void set_tls(pw_cli_client *c, CURL *h)
+{
+    curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (c->ca_file) {
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+    } else if (c->ca_pem) {
+        struct curl_blob blob = {.data = c->ca_pem, .len = c->ca_pem_len, .flags = CURL_BLOB_COPY};
+        curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+    }
+    if (c->insecure) {
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+}
+
 int pw_cli_client_stream(pw_cli_client *c, const char *path, const char *last_id, long idle_s, pw_cli_stream_fn fn,
                          void *arg, bool *streamed, long *status, json_t **out, char *err, size_t errlen)
 {
@@ -221,6 +237,8 @@ int pw_cli_client_stream(pw_cli_client *c, const char *path, const char *last_id
     char *lei = last_id ? pw_xasprintf("Last-Event-ID: %s", last_id) : NULL;
     if (lei)
         headers = curl_slist_append(headers, lei);
+    if (c->auth_header)
+        headers = curl_slist_append(headers, c->auth_header);
     pw_buf_reset(&c->resp);
     c->too_large = false;
     c->stream_fn = fn;
@@ -245,6 +263,7 @@ int pw_cli_client_stream(pw_cli_client *c, const char *path, const char *last_id
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    set_tls(c, h);
     CURLcode cc = curl_easy_perform(h);
     int rc = 0;
     *streamed = c->stream_state == 1;
@@ -304,17 +323,7 @@ int pw_cli_client_call(pw_cli_client *c, const char *method, const char *path, c
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (c->ca_file) {
-        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
-    } else if (c->ca_pem) {
-        struct curl_blob blob = {.data = c->ca_pem, .len = c->ca_pem_len, .flags = CURL_BLOB_COPY};
-        curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
-    }
-    if (c->insecure) {
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
+    set_tls(c, h);
 
     CURLcode cc = curl_easy_perform(h);
     int rc = 0;

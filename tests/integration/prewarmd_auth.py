@@ -15,6 +15,7 @@ the real kubectl, openssl and prewarmctl:
 - no token used anywhere in the run appears in any log."""
 import http.client
 import json
+import re
 import os
 import shutil
 import ssl
@@ -154,6 +155,14 @@ def token_file(env):
         "rc %d: %s" % (p.returncode, p.stderr))
     p = ctl(env, "get", tid, token=TOKENS["viewer"])
     tap(p.returncode == 0 and tid in p.stdout, "prewarmctl as a viewer: get works", p.stderr)
+    # prewarmctl wait follows the task's event stream with the caller's token (not a 401 and polling)
+    p = ctl(env, "wait", tid, token=TOKENS["viewer"])
+    streamed = lambda: re.search(r"api: GET /api/v1/tasks/%s/events 200 " % re.escape(tid), env.tail("prewarmd.log", 400))
+    deadline = time.time() + 5
+    while not streamed() and time.time() < deadline:
+        time.sleep(0.1)
+    tap(p.returncode != 4 and streamed() is not None, "prewarmctl wait as a viewer reads the event stream with its token",
+        "rc %d: %s" % (p.returncode, p.stderr))
 
     # revocation: the editor's line removed -> refused at most a second or two later
     write_tokens(tf, [r for r in rows if r[0] != "editor"])
