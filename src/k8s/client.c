@@ -103,13 +103,13 @@ static bool is_watch(const char *path)
     return false;
 }
 
-/* True when path names a collection: /api/v1/<res>, /apis/<g>/<v>/<res>, .../namespaces/<ns>/<res>. */
-static bool is_collection(const char *path)
+/* The segments of path before its query (at most max): segs[i] (borrowed, not terminated), lens[i].
+ * Returns how many. */
+static size_t path_segments(const char *path, const char **segs, size_t *lens, size_t max)
 {
-    const char *segs[16];
-    size_t lens[16], n = 0;
+    size_t n = 0;
     const char *end = path + strcspn(path, "?");
-    for (const char *p = path; p < end && n < 16;) {
+    for (const char *p = path; p < end && n < max;) {
         while (p < end && *p == '/')
             p++;
         if (p >= end)
@@ -120,6 +120,15 @@ static bool is_collection(const char *path)
         segs[n] = s;
         lens[n++] = (size_t)(p - s);
     }
+    return n;
+}
+
+/* True when path names a collection: /api/v1/<res>, /apis/<g>/<v>/<res>, .../namespaces/<ns>/<res>. */
+static bool is_collection(const char *path)
+{
+    const char *segs[16];
+    size_t lens[16];
+    size_t n = path_segments(path, segs, lens, 16);
     size_t i;
     if (n >= 1 && lens[0] == 3 && strncmp(segs[0], "api", 3) == 0)
         i = 2;
@@ -151,19 +160,8 @@ const char *pw_k8s_verb(const char *method, const char *path)
 const char *pw_k8s_resource(const char *path, char *buf, size_t n)
 {
     const char *segs[8];
-    size_t lens[8], k = 0;
-    const char *end = path + strcspn(path, "?");
-    for (const char *p = path; p < end && k < 8;) {
-        while (p < end && *p == '/')
-            p++;
-        if (p >= end)
-            break;
-        const char *s = p;
-        while (p < end && *p != '/')
-            p++;
-        segs[k] = s;
-        lens[k++] = (size_t)(p - s);
-    }
+    size_t lens[8];
+    size_t k = path_segments(path, segs, lens, 8);
     size_t i = k >= 1 && lens[0] == 3 && strncmp(segs[0], "api", 3) == 0    ? 2
                : k >= 1 && lens[0] == 4 && strncmp(segs[0], "apis", 4) == 0 ? 3
                                                                            : k;
