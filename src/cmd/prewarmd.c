@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <curl/curl.h>
+
 #include "api/api.h"
 #include "auth/audit.h"
 #include "auth/auth.h"
@@ -224,18 +226,11 @@ static char *store_url(const struct options *o)
         return pw_xstrdup(o->store);
     if (strncmp(o->store, "redis://", 8) != 0 && strncmp(o->store, "rediss://", 9) != 0)
         return NULL;
-    size_t n = strlen(o->store), k = 0;
-    char *url = pw_xmalloc(n + 3 * strlen(o->store_prefix) + 16);
-    memcpy(url, o->store, n);
-    k = n;
-    k += (size_t)sprintf(url + k, "%cprefix=", strchr(o->store, '?') ? '&' : '?');
-    for (const unsigned char *p = (const unsigned char *)o->store_prefix; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-_.~:", *p))
-            url[k++] = (char)*p;
-        else
-            k += (size_t)sprintf(url + k, "%%%02X", *p);
-    }
-    url[k] = '\0';
+    char *esc = curl_easy_escape(NULL, o->store_prefix, 0);
+    if (!esc)
+        return NULL;
+    char *url = pw_xasprintf("%s%cprefix=%s", o->store, strchr(o->store, '?') ? '&' : '?', esc);
+    curl_free(esc);
     return url;
 }
 
