@@ -15,11 +15,18 @@ struct mem_task {
     size_t n_nodes, cap_nodes;
 };
 
+struct mem_rec {
+    char *kind, *key;
+    json_t *doc;
+};
+
 struct mem_store {
     struct pw_store base; /* first: the public handle */
     pthread_mutex_t mu;
     struct mem_task *tasks; /* sorted by id ascending */
     size_t n, cap;
+    struct mem_rec *recs; /* sorted by (kind, key) ascending */
+    size_t n_recs, cap_recs;
 };
 
 static struct mem_store *mem_of(pw_store *s)
@@ -91,6 +98,12 @@ static void mem_close(pw_store *s)
     for (size_t i = 0; i < m->n; i++)
         mem_task_free(&m->tasks[i]);
     free(m->tasks);
+    for (size_t i = 0; i < m->n_recs; i++) {
+        free(m->recs[i].kind);
+        free(m->recs[i].key);
+        json_decref(m->recs[i].doc);
+    }
+    free(m->recs);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
@@ -302,6 +315,133 @@ static int mem_nodes_list(pw_store *s, const char *task_id, const char *state, s
     return 0;
 }
 
+/* ---- records ---- */
+
+static int mem_rec_cmp(const struct mem_rec *r, const char *kind, const char *key)
+{
+    int c = strcmp(r->kind, kind);
+    return c ? c : strcmp(r->key, key);
+}
+
+/* Binary search: index of (kind, key), or where it would go with *found false. */
+static size_t mem_rec_find(const struct mem_store *m, const char *kind, const char *key, bool *found)
+{
+    size_t lo = 0, hi = m->n_recs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = mem_rec_cmp(&m->recs[mid], kind, key);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+static int mem_rec_put(pw_store *s, const char *kind, const char *key, const json_t *doc,
+                       enum pw_store_rec_mode mode)
+{
+    struct mem_store *m = mem_of(s);
+    json_t *copy = json_deep_copy(doc);
+    pthread_mutex_lock(&m->mu);
+    bool found;
+    size_t i = mem_rec_find(m, kind, key, &found);
+    int rc = 0;
+    if (found && mode == PW_STORE_REC_CREATE) {
+        rc = PW_EEXIST;
+    } else if (!found && mode == PW_STORE_REC_UPDATE) {
+        rc = PW_ENOTFOUND;
+    } else if (found) {
+        json_decref(m->recs[i].doc);
+        m->recs[i].doc = copy;
+        copy = NULL;
+    } else {
+        if (m->n_recs == m->cap_recs) {
+            m->cap_recs = m->cap_recs ? 2 * m->cap_recs : 16;
+            m->recs = pw_xrealloc(m->recs, m->cap_recs * sizeof *m->recs);
+        }
+        memmove(&m->recs[i + 1], &m->recs[i], (m->n_recs - i) * sizeof *m->recs);
+        m->recs[i] = (struct mem_rec){pw_xstrdup(kind), pw_xstrdup(key), copy};
+        m->n_recs++;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&m->mu);
+    json_decref(copy);
+    return rc;
+}
+
+static int mem_rec_get(pw_store *s, const char *kind, const char *key, json_t **doc)
+{
+    struct mem_store *m = mem_of(s);
+    pthread_mutex_lock(&m->mu);
+    bool found;
+    size_t i = mem_rec_find(m, kind, key, &found);
+    if (found)
+        *doc = json_deep_copy(m->recs[i].doc);
+    pthread_mutex_unlock(&m->mu);
+    return found ? 0 : PW_ENOTFOUND;
+}
+
+static int mem_rec_list(pw_store *s, const char *kind, size_t limit, const char *cont,
+                        struct pw_store_rec **items, size_t *n, char **next)
+{
+    struct mem_store *m = mem_of(s);
+    char *after = NULL;
+    if (cont && pw_store_token_decode(cont, &after) != 0)
+        return PW_EINVAL;
+    pthread_mutex_lock(&m->mu);
+    bool found;
+    size_t i = mem_rec_find(m, kind, after ? after : "", &found);
+    if (found)
+        i++;
+    size_t cap = 0, k = 0;
+    struct pw_store_rec *out = NULL;
+    char *tok = NULL;
+    for (; i < m->n_recs && strcmp(m->recs[i].kind, kind) == 0; i++) {
+        if (limit && k == limit) {
+            tok = pw_store_token_encode(out[k - 1].key);
+            break;
+        }
+        if (k == cap) {
+            cap = cap ? 2 * cap : 16;
+            out = pw_xrealloc(out, cap * sizeof *out);
+        }
+        out[k].key = pw_xstrdup(m->recs[i].key);
+        out[k].doc = json_deep_copy(m->recs[i].doc);
+        k++;
+    }
+    pthread_mutex_unlock(&m->mu);
+    free(after);
+    *items = out;
+    *n = k;
+    *next = tok;
+    return 0;
+}
+
+static int mem_rec_delete(pw_store *s, const char *kind, const char *key)
+{
+    struct mem_store *m = mem_of(s);
+    pthread_mutex_lock(&m->mu);
+    bool found;
+    size_t i = mem_rec_find(m, kind, key, &found);
+    struct mem_rec gone = {0};
+    if (found) {
+        gone = m->recs[i];
+        memmove(&m->recs[i], &m->recs[i + 1], (m->n_recs - i - 1) * sizeof *m->recs);
+        m->n_recs--;
+    }
+    pthread_mutex_unlock(&m->mu);
+    free(gone.kind);
+    free(gone.key);
+    json_decref(gone.doc);
+    return found ? 0 : PW_ENOTFOUND;
+}
+
 const struct pw_store_ops pw_store_memory_ops = {
     .scheme = "memory",
     .open = mem_open,
@@ -314,4 +454,8 @@ const struct pw_store_ops pw_store_memory_ops = {
     .prune = mem_prune,
     .nodes_put = mem_nodes_put,
     .nodes_list = mem_nodes_list,
+    .rec_put = mem_rec_put,
+    .rec_get = mem_rec_get,
+    .rec_list = mem_rec_list,
+    .rec_delete = mem_rec_delete,
 };

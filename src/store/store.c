@@ -196,6 +196,73 @@ int pw_store_nodes_list(pw_store *s, const char *task_id, const char *state, siz
     return store_timed("nodes_list", t0, s->ops->nodes_list(s, task_id, state, limit, cont, items, n, next));
 }
 
+static bool rec_kind_ok(const char *kind)
+{
+    size_t n = kind ? strlen(kind) : 0;
+    if (n < 1 || n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((kind[i] >= 'a' && kind[i] <= 'z') || (kind[i] >= '0' && kind[i] <= '9') || kind[i] == '-'))
+            return false;
+    return true;
+}
+
+static bool rec_key_ok(const char *key)
+{
+    size_t n = key ? strlen(key) : 0;
+    return n >= 1 && n <= 512;
+}
+
+int pw_store_rec_put(pw_store *s, const char *kind, const char *key, const json_t *doc,
+                     enum pw_store_rec_mode mode)
+{
+    if (!rec_kind_ok(kind) || !rec_key_ok(key) || !doc || (!json_is_object(doc) && !json_is_array(doc)) ||
+        (mode != PW_STORE_REC_UPSERT && mode != PW_STORE_REC_CREATE && mode != PW_STORE_REC_UPDATE))
+        return PW_EINVAL;
+    double t0 = store_now();
+    return store_timed("rec_put", t0, s->ops->rec_put(s, kind, key, doc, mode));
+}
+
+int pw_store_rec_get(pw_store *s, const char *kind, const char *key, json_t **doc)
+{
+    if (!rec_kind_ok(kind) || !rec_key_ok(key) || !doc)
+        return PW_EINVAL;
+    *doc = NULL;
+    double t0 = store_now();
+    return store_timed("rec_get", t0, s->ops->rec_get(s, kind, key, doc));
+}
+
+int pw_store_rec_list(pw_store *s, const char *kind, size_t limit, const char *cont,
+                      struct pw_store_rec **items, size_t *n, char **next)
+{
+    if (!rec_kind_ok(kind) || !items || !n || !next)
+        return PW_EINVAL;
+    if (cont && !*cont)
+        cont = NULL;
+    *items = NULL;
+    *n = 0;
+    *next = NULL;
+    double t0 = store_now();
+    return store_timed("rec_list", t0, s->ops->rec_list(s, kind, limit, cont, items, n, next));
+}
+
+int pw_store_rec_delete(pw_store *s, const char *kind, const char *key)
+{
+    if (!rec_kind_ok(kind) || !rec_key_ok(key))
+        return PW_EINVAL;
+    double t0 = store_now();
+    return store_timed("rec_delete", t0, s->ops->rec_delete(s, kind, key));
+}
+
+void pw_store_recs_free(struct pw_store_rec *items, size_t n)
+{
+    for (size_t i = 0; items && i < n; i++) {
+        free(items[i].key);
+        json_decref(items[i].doc);
+    }
+    free(items);
+}
+
 void pw_store_task_fini(struct pw_store_task *t)
 {
     if (!t)

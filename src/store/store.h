@@ -106,6 +106,35 @@ int pw_store_nodes_put(pw_store *s, const struct pw_store_node *nodes, size_t n)
 int pw_store_nodes_list(pw_store *s, const char *task_id, const char *state, size_t limit,
                         const char *cont, struct pw_store_node **items, size_t *n, char **next);
 
+/* ---- records: the other kinds of document prewarmd keeps ----
+ * A record is a JSON document keyed by (kind, key): policies ("policy"), webhook deliveries waiting
+ * to be sent ("webhook"), the prediction model ("predict"), and whatever comes next, without a new
+ * table or a new op per kind. kind: 1..32 of [a-z0-9-]; key: 1..512 bytes, no NUL. Records follow
+ * the same durability contract as tasks (a put that returned 0 survives kill -9) and the same
+ * ownership rules (documents passed in are borrowed, documents handed out are the caller's).
+ * Records are never pruned by pw_store_prune: their owner deletes them. */
+enum pw_store_rec_mode {
+    PW_STORE_REC_UPSERT = 0, /* create or replace */
+    PW_STORE_REC_CREATE = 1, /* create only: PW_EEXIST when (kind, key) exists, nothing written */
+    PW_STORE_REC_UPDATE = 2  /* replace only: PW_ENOTFOUND when (kind, key) does not exist */
+};
+struct pw_store_rec {
+    char *key;
+    json_t *doc;
+};
+/* Writes doc (an object or array) as record (kind, key); PW_EINVAL for a bad kind or key. */
+int pw_store_rec_put(pw_store *s, const char *kind, const char *key, const json_t *doc,
+                     enum pw_store_rec_mode mode);
+/* *doc (caller decrefs) gets the record; PW_ENOTFOUND when there is none. */
+int pw_store_rec_get(pw_store *s, const char *kind, const char *key, json_t **doc);
+/* Records of one kind in ascending key order (bytewise), paged like the other lists (limit 0: all).
+ * *items (caller frees with pw_store_recs_free) and *n get the page, *next the continue token. */
+int pw_store_rec_list(pw_store *s, const char *kind, size_t limit, const char *cont,
+                      struct pw_store_rec **items, size_t *n, char **next);
+/* PW_ENOTFOUND when there is none. */
+int pw_store_rec_delete(pw_store *s, const char *kind, const char *key);
+void pw_store_recs_free(struct pw_store_rec *items, size_t n);
+
 /* ---- for back ends ----
  * A back end allocates a struct whose first member is `struct pw_store` with ops set, and adds one
  * row to the table in store.c. Each op has the contract of the public function of the same name;
@@ -124,6 +153,12 @@ struct pw_store_ops {
     int (*nodes_put)(pw_store *s, const struct pw_store_node *nodes, size_t n);
     int (*nodes_list)(pw_store *s, const char *task_id, const char *state, size_t limit,
                       const char *cont, struct pw_store_node **items, size_t *n, char **next);
+    int (*rec_put)(pw_store *s, const char *kind, const char *key, const json_t *doc,
+                   enum pw_store_rec_mode mode);
+    int (*rec_get)(pw_store *s, const char *kind, const char *key, json_t **doc);
+    int (*rec_list)(pw_store *s, const char *kind, size_t limit, const char *cont,
+                    struct pw_store_rec **items, size_t *n, char **next);
+    int (*rec_delete)(pw_store *s, const char *kind, const char *key);
 };
 struct pw_store {
     const struct pw_store_ops *ops;
