@@ -373,6 +373,7 @@ int main(int argc, char **argv)
         struct pw_http_config agcfg = {.listen = o.agent_listen, .routes = pw_api_agent_routes, .ctx = &agent_ctx,
                                        .tls_cert_file = o.tls_cert, .tls_key_file = o.tls_key, .access_log = true,
                                        .log_name = "agents", .max_connections = 20000,
+                                       .conn_memory = PW_HTTP_SMALL_CONN_MEMORY /* one long poll per node */,
                                        .threads = 16 /* a sync may wait on a TokenReview: more threads than the API */};
         rc = pw_http_server_new(&agcfg, &agent_srv);
     } else if (rc == 0 && o.agent_listen) {
