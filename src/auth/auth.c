@@ -1,6 +1,14 @@
-/* auth.c: TokenReview with a cache, and agents' nodes (auth.h); users.c holds the user modes. The cache is a JSON object keyed by the hex SHA-256 of
- * audience NUL token; each entry holds its expiry (monotonic ms) and either the identity or the
- * rejection. Insertion order is kept in a ring of keys, so the oldest entry goes first when full. */
+/* auth.c: TokenReview with a cache, and agents' nodes (auth.h); users.c holds the user modes. The
+ * cache is a JSON object keyed by the hex SHA-256 of audience NUL token; each entry holds its expiry
+ * (monotonic ms) and either the identity or the rejection. Insertion order is kept in a ring of keys,
+ * so the oldest entry goes first when full.
+ *
+ * Refresh ahead. A caller served an acceptance in the last quarter of its TTL queues the token for
+ * one background review (a thread started on first use), which replaces the entry with a fresh one:
+ * callers that keep coming (5,000 agents' syncs) are answered from the cache without ever waiting
+ * on the API server at the expiry, while a revoked token still stops working within the TTL (the
+ * refresh caches the rejection; a failed refresh leaves the old entry to expire). The queue holds a
+ * copy of the token only until its review, and wipes it then. */
 #include "auth/auth.h"
 #include "auth/auth_int.h"
 
@@ -18,6 +26,8 @@
 #include "base/mem.h"
 #include "k8s/k8s.h"
 
+static void refresh_stop(pw_auth *a);
+
 int pw_auth_new(const struct pw_auth_config *cfg, pw_auth **out, char *why, size_t why_n)
 {
     if (!cfg) {
@@ -33,6 +43,8 @@ int pw_auth_new(const struct pw_auth_config *cfg, pw_auth **out, char *why, size
     a->max = cfg->max_entries ? cfg->max_entries : PW_AUTH_DEFAULT_MAX_ENTRIES;
     a->ring = pw_xcalloc(a->max, sizeof *a->ring);
     pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->rq_cv, NULL);
+    a->rq_keys = json_object();
     a->cache = json_object();
     a->pod_node = json_object();
     int rc = pw_auth_users_init(a, cfg, why, why_n);
@@ -48,10 +60,13 @@ void pw_auth_free(pw_auth *a)
 {
     if (!a)
         return;
+    refresh_stop(a);
     pw_auth_users_fini(a);
     json_decref(a->cache);
+    json_decref(a->rq_keys);
     json_decref(a->pod_node);
     free(a->ring);
+    pthread_cond_destroy(&a->rq_cv);
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
@@ -165,27 +180,12 @@ static int answer(const json_t *entry, struct pw_identity *id, char *why, size_t
     return PW_EAUTH;
 }
 
-int pw_auth_review(pw_auth *a, const char *token, const char *audience, struct pw_identity *id, char *why,
-                   size_t why_n)
+/* Makes a TokenReview of token for audience and caches its answer under key: 0 with *entry (a new
+ * reference) the cached entry, or PW_EUNAVAIL (why) when no review could be made (nothing cached). */
+static int review_fresh(pw_auth *a, const char *token, const char *audience, const char *key, json_t **entry,
+                        char *why, size_t why_n)
 {
-    if (!token || !*token) {
-        snprintf(why, why_n, "no bearer token");
-        return PW_EAUTH;
-    }
-    if (!a->client) {
-        snprintf(why, why_n, "no Kubernetes client to review tokens with");
-        return PW_EUNAVAIL;
-    }
-    char key[65];
-    cache_key(audience, token, key);
     int64_t now = pw_clock_mono_ms();
-    json_t *e = pw_auth_cache_get(a, key, now, &a->reviews);
-    if (e) {
-        int rc = answer(e, id, why, why_n);
-        json_decref(e);
-        return rc;
-    }
-
     json_t *spec = json_pack("{s:s}", "token", token);
     if (audience)
         json_object_set_new(spec, "audiences", json_pack("[s]", audience));
@@ -218,16 +218,156 @@ int pw_auth_review(pw_auth *a, const char *token, const char *audience, struct p
         if (!aud)
             ok = false;
     }
-    json_t *entry = ok ? json_pack("{s:I, s:b, s:O}", "exp", (json_int_t)(now + a->ttl_ms), "ok", 1, "user",
-                                   json_object_get(st, "user"))
-                       : json_pack("{s:I, s:b, s:s}", "exp", (json_int_t)(now + a->neg_ttl_ms), "ok", 0, "error",
-                                   json_string_value(json_object_get(st, "error"))
-                                       ? json_string_value(json_object_get(st, "error"))
-                                       : "the token is not valid for this audience");
+    json_t *e = ok ? json_pack("{s:I, s:b, s:O}", "exp", (json_int_t)(now + a->ttl_ms), "ok", 1, "user",
+                               json_object_get(st, "user"))
+                   : json_pack("{s:I, s:b, s:s}", "exp", (json_int_t)(now + a->neg_ttl_ms), "ok", 0, "error",
+                               json_string_value(json_object_get(st, "error"))
+                                   ? json_string_value(json_object_get(st, "error"))
+                                   : "the token is not valid for this audience");
     json_decref(resp);
-    pw_auth_cache_put(a, key, json_incref(entry));
-    rc = answer(entry, id, why, why_n);
-    json_decref(entry);
+    pw_auth_cache_put(a, key, json_incref(e));
+    *entry = e;
+    return 0;
+}
+
+/* ---- refresh ahead ---- */
+
+#define AUTH_RQ_MAX 20000 /* queued refreshes; past it a token simply waits for its expiry */
+
+struct auth_refresh {
+    struct auth_refresh *next;
+    char key[65];
+    char *token, *audience;
+};
+
+static void refresh_item_free(struct auth_refresh *r)
+{
+    explicit_bzero(r->token, strlen(r->token));
+    free(r->token);
+    free(r->audience);
+    free(r);
+}
+
+static void *refresh_main(void *arg)
+{
+    pw_auth *a = arg;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!a->rq_head && !a->rq_stop)
+            pthread_cond_wait(&a->rq_cv, &a->mu);
+        if (a->rq_stop)
+            break;
+        struct auth_refresh *r = a->rq_head;
+        a->rq_head = r->next;
+        if (!a->rq_head)
+            a->rq_tail = NULL;
+        a->rq_n--;
+        pthread_mutex_unlock(&a->mu);
+        json_t *e = NULL;
+        char why[256];
+        int rc = review_fresh(a, r->token, r->audience, r->key, &e, why, sizeof why);
+        json_decref(e);
+        pthread_mutex_lock(&a->mu);
+        if (rc == 0)
+            a->refreshes++;
+        /* done either way; after a failure the old entry stays to its expiry and a later caller may
+         * queue it again */
+        json_object_del(a->rq_keys, r->key);
+        pthread_mutex_unlock(&a->mu);
+        refresh_item_free(r);
+        pthread_mutex_lock(&a->mu);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+/* Queues a refresh of the acceptance under key when it is in the last quarter of its TTL and not
+ * queued already. */
+static void refresh_maybe(pw_auth *a, const char *key, const char *token, const char *audience, int64_t now)
+{
+    pthread_mutex_lock(&a->mu);
+    json_t *e = json_object_get(a->cache, key);
+    int64_t exp = json_integer_value(json_object_get(e, "exp"));
+    if (!e || !json_is_true(json_object_get(e, "ok")) || json_object_get(a->rq_keys, key) ||
+        exp - now > a->ttl_ms / 4 || a->rq_n >= AUTH_RQ_MAX || a->rq_stop) {
+        pthread_mutex_unlock(&a->mu);
+        return;
+    }
+    if (!a->rq_thread_on) {
+        if (pthread_create(&a->rq_thread, NULL, refresh_main, a) != 0) {
+            pthread_mutex_unlock(&a->mu);
+            return; /* no thread: callers review at the expiry as before */
+        }
+        a->rq_thread_on = true;
+    }
+    json_object_set_new(a->rq_keys, key, json_true());
+    struct auth_refresh *r = pw_xcalloc(1, sizeof *r);
+    memcpy(r->key, key, sizeof r->key);
+    r->token = pw_xstrdup(token);
+    r->audience = audience ? pw_xstrdup(audience) : NULL;
+    if (a->rq_tail)
+        a->rq_tail->next = r;
+    else
+        a->rq_head = r;
+    a->rq_tail = r;
+    a->rq_n++;
+    pthread_cond_signal(&a->rq_cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void refresh_stop(pw_auth *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->rq_stop = true;
+    bool on = a->rq_thread_on;
+    pthread_cond_broadcast(&a->rq_cv);
+    pthread_mutex_unlock(&a->mu);
+    if (on)
+        pthread_join(a->rq_thread, NULL);
+    while (a->rq_head) {
+        struct auth_refresh *r = a->rq_head;
+        a->rq_head = r->next;
+        refresh_item_free(r);
+    }
+    a->rq_tail = NULL;
+    a->rq_n = 0;
+}
+
+size_t pw_auth_refreshes(pw_auth *a)
+{
+    pthread_mutex_lock(&a->mu);
+    size_t n = a->refreshes;
+    pthread_mutex_unlock(&a->mu);
+    return n;
+}
+
+int pw_auth_review(pw_auth *a, const char *token, const char *audience, struct pw_identity *id, char *why,
+                   size_t why_n)
+{
+    if (!token || !*token) {
+        snprintf(why, why_n, "no bearer token");
+        return PW_EAUTH;
+    }
+    if (!a->client) {
+        snprintf(why, why_n, "no Kubernetes client to review tokens with");
+        return PW_EUNAVAIL;
+    }
+    char key[65];
+    cache_key(audience, token, key);
+    int64_t now = pw_clock_mono_ms();
+    json_t *e = pw_auth_cache_get(a, key, now, &a->reviews);
+    if (e) {
+        int rc = answer(e, id, why, why_n);
+        json_decref(e);
+        if (rc == 0)
+            refresh_maybe(a, key, token, audience, now);
+        return rc;
+    }
+    int rc = review_fresh(a, token, audience, key, &e, why, why_n);
+    if (rc != 0)
+        return rc;
+    rc = answer(e, id, why, why_n);
+    json_decref(e);
     return rc;
 }
 

@@ -63,6 +63,9 @@ int pw_auth_review(pw_auth *a, const char *token, const char *audience, struct p
                    size_t why_n);
 /* Reviews made and answered from the cache (tests and metrics). */
 void pw_auth_counts(pw_auth *a, size_t *reviews, size_t *hits);
+/* Background refreshes of accepted tokens made so far (auth.c's refresh ahead: an acceptance used in
+ * the last quarter of its TTL is reviewed again without the caller waiting). */
+size_t pw_auth_refreshes(pw_auth *a);
 
 /* Who may speak for a node (docs/agent.md): token must pass a review for the audience "prewarm",
  * belong to the ServiceAccount sa of namespace ns, and name the node, in the review's extra

@@ -29,6 +29,14 @@ struct pw_auth {
     char (*ring)[65]; /* keys in insertion order, max of them */
     size_t ring_head, ring_n;
     size_t reviews, hits, access_reviews;
+    /* refresh ahead (auth.c): accepted tokens in the last quarter of their TTL are reviewed again by
+     * a background thread (started on first use), so a busy caller never waits at the expiry */
+    struct auth_refresh *rq_head, *rq_tail; /* queued (token, audience) to review, at most AUTH_RQ_MAX */
+    json_t *rq_keys; /* cache keys queued or under review (entries themselves are never changed) */
+    size_t rq_n, refreshes;
+    bool rq_thread_on, rq_stop;
+    pthread_t rq_thread;
+    pthread_cond_t rq_cv;
     /* users (users.c) */
     int modes[AUTH_MAX_MODES]; /* enum auth_mode of users.c, in order */
     size_t n_modes;

@@ -278,6 +278,7 @@ struct fake {
     pthread_mutex_t mu;
     int reviews, sars;
     int fail_status; /* non-zero: every SAR gets it */
+    bool revoked;    /* good-token is refused from now on */
     json_t *last_sar;
     pw_http_server *srv;
 };
@@ -291,8 +292,9 @@ static void h_tokenreview(pw_http_req *req, void *ctx)
     const char *tok = json_string_value(json_object_get(json_object_get(o, "spec"), "token"));
     pthread_mutex_lock(&f->mu);
     f->reviews++;
+    bool revoked = f->revoked;
     pthread_mutex_unlock(&f->mu);
-    json_t *st = tok && strcmp(tok, "good-token") == 0
+    json_t *st = tok && strcmp(tok, "good-token") == 0 && !revoked
                      ? json_pack("{s:b, s:{s:s, s:s, s:[ss]}}", "authenticated", 1, "user", "username",
                                  "system:serviceaccount:team:ci", "uid", "sa-uid", "groups", "system:serviceaccounts",
                                  "system:authenticated")
@@ -456,6 +458,65 @@ static void test_kubernetes(void **state)
     fake_stop(&f, cfg, client);
 }
 
+/* Refresh ahead: an acceptance used in the last quarter of its TTL is reviewed again in the
+ * background, so the caller after the old expiry is answered from the cache; a token revoked in the
+ * meantime is refused once the refresh saw it. */
+static void test_refresh_ahead(void **state)
+{
+    (void)state;
+    struct fake f;
+    pw_k8s_config *cfg;
+    pw_k8s_client *client;
+    fake_start(&f, &cfg, &client);
+    pw_auth *a = auth_new(client, "kubernetes", NULL, 4, 1);
+    struct pw_identity id;
+    char why[512];
+    int sars;
+    assert_int_equal(pw_auth_user(a, "Bearer good-token", &id, why, sizeof why), 0);
+    pw_identity_fini(&id);
+    assert_int_equal(counts(&f, &sars), 1);
+    /* half-way: a hit, no refresh yet */
+    pw_clock_sleep_ms(1000);
+    assert_int_equal(pw_auth_user(a, "Bearer good-token", &id, why, sizeof why), 0);
+    pw_identity_fini(&id);
+    pw_clock_sleep_ms(200);
+    assert_int_equal(pw_auth_refreshes(a), 0);
+    assert_int_equal(counts(&f, &sars), 1);
+    /* the last quarter (3..4 s): answered from the cache at once, one refresh behind it (not one per
+     * call) */
+    pw_clock_sleep_ms(2000);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(pw_auth_user(a, "Bearer good-token", &id, why, sizeof why), 0);
+        pw_identity_fini(&id);
+    }
+    for (int i = 0; i < 100 && pw_auth_refreshes(a) == 0; i++)
+        pw_clock_sleep_ms(20);
+    assert_int_equal(pw_auth_refreshes(a), 1);
+    assert_int_equal(counts(&f, &sars), 2);
+    size_t reviews0, hits0, reviews1, hits1;
+    pw_auth_counts(a, &reviews0, &hits0);
+    /* past the first entry's expiry (4 s): still a hit, no review in the caller's path */
+    pw_clock_sleep_ms(1100);
+    assert_int_equal(pw_auth_user(a, "Bearer good-token", &id, why, sizeof why), 0);
+    pw_identity_fini(&id);
+    pw_auth_counts(a, &reviews1, &hits1);
+    assert_int_equal(reviews1, reviews0);
+    assert_int_equal(hits1, hits0 + 1);
+    /* revoked: the next refresh caches the rejection and callers are refused from then on */
+    pthread_mutex_lock(&f.mu);
+    f.revoked = true;
+    pthread_mutex_unlock(&f.mu);
+    pw_clock_sleep_ms(2000); /* into the refreshed entry's last quarter (about 6.2..7.2 s) */
+    assert_int_equal(pw_auth_user(a, "Bearer good-token", &id, why, sizeof why), 0);
+    pw_identity_fini(&id);
+    for (int i = 0; i < 100 && pw_auth_refreshes(a) == 1; i++)
+        pw_clock_sleep_ms(20);
+    assert_int_equal(pw_auth_refreshes(a), 2);
+    assert_int_equal(pw_auth_user(a, "Bearer good-token", &id, why, sizeof why), PW_EAUTH);
+    pw_auth_free(a);
+    fake_stop(&f, cfg, client);
+}
+
 /* ---- limits and the audit log ---- */
 
 static void test_userlimit(void **state)
@@ -552,6 +613,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_static_matrix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kubernetes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_userlimit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
     };
