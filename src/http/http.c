@@ -9,6 +9,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/file.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "metrics/metrics.h"
@@ -768,24 +769,6 @@ static void http_bound_addr(pw_http_server *srv)
     snprintf(srv->addr, sizeof srv->addr, "%s", srv->cfg.listen); /* cannot happen: a bound socket */
 }
 
-/* The text of a PEM file of at most 4 MiB (a new string), or NULL. */
-static char *http_read_pem(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = pw_xmalloc((4u << 20) + 1);
-    size_t n = fread(buf, 1, 4u << 20, f);
-    bool eof = feof(f);
-    fclose(f);
-    if (n == 0 || !eof) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    return pw_xrealloc(buf, n + 1);
-}
-
 int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
 {
     struct sockaddr_storage ss;
@@ -839,8 +822,7 @@ int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
     }
     if ((flags & MHD_USE_TLS) && cfg->tls_client_ca_file) {
-        srv->tls_ca = http_read_pem(cfg->tls_client_ca_file);
-        if (!srv->tls_ca) {
+        if (pw_file_read(cfg->tls_client_ca_file, 4u << 20, &srv->tls_ca, NULL) != 0) {
             PW_ERROR("http: cannot read the client CA file %s", cfg->tls_client_ca_file);
             free(srv->tls_cert);
             free(srv->tls_key);
