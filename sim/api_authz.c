@@ -490,8 +490,10 @@ static json_t *rule_part(const json_t *rule, const char *const *keys, size_t n)
     return o;
 }
 
-/* SelfSubjectRulesReview: the rules the caller holds in spec.namespace, as the authorizer's rule
- * resolver lists them (RBAC's RulesFor with --enforce-rbac, AlwaysAllow's stars without). */
+/* SelfSubjectRulesReview: the rules the caller holds in spec.namespace, as RBAC's rule resolver
+ * (RulesFor) lists them: every rule of the ClusterRoleBindings and of that namespace's RoleBindings
+ * naming the caller (evaluated like SelfSubjectAccessReview, with or without --enforce-rbac); a
+ * binding whose role is missing makes it incomplete, with the error. */
 static void self_subject_rules_review(struct rreq *r, json_t *body)
 {
     const char *ns = jstr(json_object_get(body, "spec"), "namespace");
@@ -502,24 +504,19 @@ static void self_subject_rules_review(struct rreq *r, json_t *body)
     }
     json_t *res = json_array(), *nonres = json_array();
     char *errors = NULL;
-    if (!r->api->enforce_rbac) {
-        json_array_append_new(res, json_pack("{s:[s], s:[s], s:[s]}", "verbs", "*", "apiGroups", "*", "resources", "*"));
-        json_array_append_new(nonres, json_pack("{s:[s], s:[s]}", "verbs", "*", "nonResourceURLs", "*"));
-    } else {
-        static const char *const RES[] = {"verbs", "apiGroups", "resources", "resourceNames"};
-        static const char *const NONRES[] = {"verbs", "nonResourceURLs"};
-        json_t *rules = sim_rbac_rules_for(r->api->sim->store, r->user, ns, &errors);
-        size_t i;
-        const json_t *rule;
-        json_array_foreach(rules, i, rule)
-        {
-            if (json_array_size(json_object_get(rule, "resources")))
-                json_array_append_new(res, rule_part(rule, RES, 4));
-            if (json_array_size(json_object_get(rule, "nonResourceURLs")))
-                json_array_append_new(nonres, rule_part(rule, NONRES, 2));
-        }
-        json_decref(rules);
+    static const char *const RES[] = {"verbs", "apiGroups", "resources", "resourceNames"};
+    static const char *const NONRES[] = {"verbs", "nonResourceURLs"};
+    json_t *rules = sim_rbac_rules_for(r->api->sim->store, r->user, ns, &errors);
+    size_t i;
+    const json_t *rule;
+    json_array_foreach(rules, i, rule)
+    {
+        if (json_array_size(json_object_get(rule, "resources")))
+            json_array_append_new(res, rule_part(rule, RES, 4));
+        if (json_array_size(json_object_get(rule, "nonResourceURLs")))
+            json_array_append_new(nonres, rule_part(rule, NONRES, 2));
     }
+    json_decref(rules);
     json_t *status = json_pack("{s:o, s:o, s:b}", "resourceRules", res, "nonResourceRules", nonres, "incomplete",
                                errors != NULL);
     if (errors)
