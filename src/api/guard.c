@@ -99,10 +99,10 @@ static int authenticate(pw_http_req *req, struct pw_api_ctx *x, struct pw_identi
         return 0;
     rc = pw_auth_user(x->auth, pw_http_req_header(req, "Authorization"), id, why, why_n);
     if (rc == PW_EAUTH && cert_why[0]) {
-        char tok[512];
-        snprintf(tok, sizeof tok, "%s", why);
-        snprintf(why, why_n, "%s%s%s", cert_why, pw_http_req_header(req, "Authorization") ? "; " : "",
-                 pw_http_req_header(req, "Authorization") ? tok : "");
+        char *both = pw_http_req_header(req, "Authorization") ? pw_xasprintf("%s; %s", cert_why, why)
+                                                               : pw_xstrdup(cert_why);
+        snprintf(why, why_n, "%s", both);
+        free(both);
     }
     return rc;
 }
