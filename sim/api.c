@@ -13,6 +13,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/file.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sv.h"
@@ -829,6 +830,21 @@ int sim_api_start(struct sim *sim, const struct sim_tls *tls, pw_http_server **o
         sim_api_stop(sim);
         return rc;
     }
+    /* kube-apiserver's --client-ca-file: the handshake trusts kubesim's CA and the file's */
+    char *client_cas = NULL;
+    if (tls && sim->opt.client_ca_file) {
+        char *extra = NULL;
+        if (pw_file_read(sim->opt.client_ca_file, 4u << 20, &extra, NULL) != 0 || !strstr(extra, "-----BEGIN ")) {
+            PW_ERROR("kubesim api: --client-ca-file %s: cannot read a PEM file", sim->opt.client_ca_file);
+            free(extra);
+            sim_api_stop(sim);
+            return PW_EINVAL;
+        }
+        client_cas = pw_xasprintf("%s\n%s", tls->ca_cert, extra);
+        free(extra);
+    } else if (tls) {
+        client_cas = pw_xstrdup(tls->ca_cert);
+    }
     struct pw_http_config cfg = {
         .listen = sim->opt.listen ? sim->opt.listen : "127.0.0.1:0",
         .routes = api->routes,
@@ -838,11 +854,12 @@ int sim_api_start(struct sim *sim, const struct sim_tls *tls, pw_http_server **o
         .idle_timeout_s = 120,
         .tls_cert_pem = tls ? tls->server_cert : NULL,
         .tls_key_pem = tls ? tls->server_key : NULL,
-        .tls_client_ca_pem = tls ? tls->ca_cert : NULL,
+        .tls_client_ca_pem = client_cas,
         .access_log = false,
         .log_name = "kube",
     };
     rc = pw_http_server_new(&cfg, out);
+    free(client_cas);
     if (rc) {
         PW_ERROR("kubesim api: cannot serve on %s: %s", cfg.listen, pw_strerror(rc));
         sim_api_stop(sim);

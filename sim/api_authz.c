@@ -22,6 +22,7 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "base/sv.h"
+#include "auth/auth.h"
 
 #define MAX_SEG 12
 
@@ -71,6 +72,29 @@ static const char *bearer(pw_http_req *req)
     return h;
 }
 
+/* kube-apiserver's x509 authenticator: a client certificate that verifies against kubesim's CA or a
+ * --client-ca-file CA names the user (subject CN) and groups (O values, then system:authenticated);
+ * kubesim's own admin certificate is CN kubesim-admin, O system:masters. NULL: none, or one that does
+ * not verify (the handshake asked for it; the verdict is here). */
+static json_t *client_cert_user(struct sim_api *api, pw_http_req *req)
+{
+    (void)api;
+    if (pw_http_req_client_cert(req, NULL, 0) != 1)
+        return NULL;
+    const unsigned char *der[1];
+    size_t len[1];
+    struct pw_identity id;
+    char why[256];
+    if (pw_http_req_peer_certs(req, der, len, 1) != 1 || pw_auth_x509_subject(der[0], len[0], &id, why, sizeof why) != 0)
+        return NULL;
+    json_t *groups = json_array();
+    for (size_t i = 0; i < id.n_groups; i++)
+        json_array_append_new(groups, json_string(id.groups[i]));
+    json_t *u = json_pack("{s:s, s:s, s:o}", "username", id.user, "uid", "", "groups", groups);
+    pw_identity_fini(&id);
+    return u;
+}
+
 json_t *sim_api_authenticate(struct sim_api *api, pw_http_req *req)
 {
     const char *t = bearer(req);
@@ -83,10 +107,7 @@ json_t *sim_api_authenticate(struct sim_api *api, pw_http_req *req)
         if (u)
             return u;
     }
-    char cn[128];
-    if (pw_http_req_client_cert(req, cn, sizeof(cn)) == 1) /* only kubesim's CA signs: its admin cert */
-        return admin_user(*cn ? cn : "kubesim-admin");
-    return NULL;
+    return client_cert_user(api, req);
 }
 
 json_t *sim_api_static_token_review(struct sim_api *api, const char *token, const json_t *audiences)
@@ -303,7 +324,7 @@ bool sim_api_impersonate(struct sim_api *api, pw_http_req *req, json_t **user)
 
 /* ---- the review kinds ---- */
 
-enum review { R_NONE, R_SAR, R_SSAR, R_LSAR, R_SSR };
+enum review { R_NONE, R_SAR, R_SSAR, R_LSAR, R_SSR, R_SSRR };
 
 static enum review review_of(const struct rdef *rd)
 {
@@ -314,6 +335,8 @@ static enum review review_of(const struct rdef *rd)
             return R_SSAR;
         if (strcmp(rd->plural, "localsubjectaccessreviews") == 0)
             return R_LSAR;
+        if (strcmp(rd->plural, "selfsubjectrulesreviews") == 0)
+            return R_SSRR;
     }
     if (strcmp(rd->group, "authentication.k8s.io") == 0 && strcmp(rd->plural, "selfsubjectreviews") == 0)
         return R_SSR;
@@ -455,6 +478,60 @@ static void self_subject_review(struct rreq *r, json_t *body)
     review_reply(r, 201, out);
 }
 
+/* Copies the non-empty string lists keys of rule into a new object. */
+static json_t *rule_part(const json_t *rule, const char *const *keys, size_t n)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_object_get(rule, keys[i]);
+        if (json_array_size(v))
+            json_object_set(o, keys[i], (json_t *)v);
+    }
+    return o;
+}
+
+/* SelfSubjectRulesReview: the rules the caller holds in spec.namespace, as RBAC's rule resolver
+ * (RulesFor) lists them: every rule of the ClusterRoleBindings and of that namespace's RoleBindings
+ * naming the caller (evaluated like SelfSubjectAccessReview, with or without --enforce-rbac); a
+ * binding whose role is missing makes it incomplete, with the error. */
+static void self_subject_rules_review(struct rreq *r, json_t *body)
+{
+    const char *ns = jstr(json_object_get(body, "spec"), "namespace");
+    if (!*ns) {
+        json_decref(body);
+        review_fail(r, 400, "BadRequest", "no namespace on request", NULL);
+        return;
+    }
+    json_t *res = json_array(), *nonres = json_array();
+    char *errors = NULL;
+    static const char *const RES[] = {"verbs", "apiGroups", "resources", "resourceNames"};
+    static const char *const NONRES[] = {"verbs", "nonResourceURLs"};
+    json_t *rules = sim_rbac_rules_for(r->api->sim->store, r->user, ns, &errors);
+    size_t i;
+    const json_t *rule;
+    json_array_foreach(rules, i, rule)
+    {
+        if (json_array_size(json_object_get(rule, "resources")))
+            json_array_append_new(res, rule_part(rule, RES, 4));
+        if (json_array_size(json_object_get(rule, "nonResourceURLs")))
+            json_array_append_new(nonres, rule_part(rule, NONRES, 2));
+    }
+    json_decref(rules);
+    json_t *status = json_pack("{s:o, s:o, s:b}", "resourceRules", res, "nonResourceRules", nonres, "incomplete",
+                               errors != NULL);
+    if (errors)
+        json_object_set_new(status, "evaluationError", json_string(errors));
+    free(errors);
+    json_t *meta = json_object_get(body, "metadata");
+    json_t *meta_out = json_is_object(meta) ? json_deep_copy(meta) : json_object();
+    json_object_set_new(meta_out, "creationTimestamp", json_null());
+    json_object_set_new(body, "metadata", meta_out);
+    json_object_set_new(body, "kind", json_string("SelfSubjectRulesReview"));
+    json_object_set_new(body, "apiVersion", json_string("authorization.k8s.io/v1"));
+    json_object_set_new(body, "status", status);
+    review_reply(r, 201, body);
+}
+
 void sim_api_review(struct rreq *r)
 {
     enum review kind = review_of(r->rd);
@@ -474,6 +551,10 @@ void sim_api_review(struct rreq *r)
     }
     if (kind == R_SSR) {
         self_subject_review(r, body);
+        return;
+    }
+    if (kind == R_SSRR) {
+        self_subject_rules_review(r, body);
         return;
     }
     const json_t *spec = json_object_get(body, "spec");

@@ -273,4 +273,10 @@ void sim_api_rbac_defaults(struct sim *sim, const struct rdef *rd, json_t *obj);
 /* On update of a binding: next gets the defaults, and a changed roleRef is refused (a cause). */
 void sim_api_rbac_update(const struct rdef *rd, const json_t *cur, json_t *next, json_t *causes);
 
+/* ---- api_escalate.c ---- */
+/* RBAC escalation prevention for a create or update of an RBAC kind to obj (the object as it would be
+ * stored): true when it may go on; false after replying the 403 (or 404 for a binding's missing
+ * role). Always true without --enforce-rbac, for other kinds and for system:masters. */
+bool sim_api_rbac_may_write(struct rreq *r, const json_t *obj);
+
 #endif

@@ -83,6 +83,8 @@ static const struct flag flag_table[] = {
      "pod-bound ServiceAccount tokens carry no node claims, as before Kubernetes 1.30"},
     {"--token-auth-file", OPT(token_auth_file), FLAG_STR, NULL, "PATH",
      "static bearer tokens, kube-apiserver's CSV: token,user,uid,\"group1,group2\""},
+    {"--client-ca-file", OPT(client_ca_file), FLAG_STR, NULL, "PATH",
+     "PEM CAs whose client certificates authenticate too (user: subject CN, groups: O), besides kubesim's own CA"},
     {"--enforce-rbac", OPT(enforce_rbac), FLAG_BOOL, NULL, "",
      "authorize every request by the RBAC objects (403 Forbidden as a real server); the kubeconfig's admin is in "
      "system:masters"},

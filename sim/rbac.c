@@ -138,6 +138,7 @@ struct visit {
     pw_buf reason; /* "RBAC: allowed by ..." once allowed */
     pw_buf errors; /* the missing roles, "a, b" */
     int nerrors;
+    json_t *rules; /* rule collection (sim_rbac_rules_for): every rule of every binding; NULL: authorize */
 };
 
 /* rbac's describeSubject: a ServiceAccount as "name/namespace". */
@@ -181,6 +182,11 @@ static bool visit_binding(struct visit *v, const json_t *binding, const char *ns
     }
     size_t i;
     const json_t *rule;
+    if (v->rules) {
+        json_array_extend(v->rules, json_object_get(role, "rules"));
+        json_decref(role);
+        return false;
+    }
     json_array_foreach(json_object_get(role, "rules"), i, rule)
     {
         if (!sim_rbac_rule_allows(rule, v->a))
@@ -221,7 +227,7 @@ static void visit_all(struct visit *v, const char *key, const char *ns)
 
 bool sim_rbac_authorize(sim_store *st, const json_t *user, const struct sim_rbac_attrs *a, char **reason)
 {
-    if (list_has(json_object_get(user, "groups"), SIM_RBAC_MASTERS, false)) {
+    if (sim_rbac_is_master(user)) {
         if (reason)
             *reason = pw_xstrdup("");
         return true;
@@ -246,6 +252,26 @@ bool sim_rbac_authorize(sim_store *st, const json_t *user, const struct sim_rbac
     pw_buf_fini(&v.reason);
     pw_buf_fini(&v.errors);
     return v.allowed;
+}
+
+json_t *sim_rbac_rules_for(sim_store *st, const json_t *user, const char *ns, char **errors)
+{
+    struct visit v = {.st = st, .user = user, .rules = json_array()};
+    pw_buf_init(&v.reason, MSG_MAX);
+    pw_buf_init(&v.errors, MSG_MAX);
+    visit_all(&v, SIM_RBAC_CLUSTERROLEBINDINGS, NULL);
+    if (ns && *ns)
+        visit_all(&v, SIM_RBAC_ROLEBINDINGS, ns);
+    if (errors)
+        *errors = v.nerrors == 0 ? NULL : v.nerrors == 1 ? pw_xstrdup(v.errors.p) : pw_xasprintf("[%s]", v.errors.p);
+    pw_buf_fini(&v.reason);
+    pw_buf_fini(&v.errors);
+    return v.rules;
+}
+
+bool sim_rbac_is_master(const json_t *user)
+{
+    return list_has(json_object_get(user, "groups"), SIM_RBAC_MASTERS, false);
 }
 
 char *sim_rbac_forbidden_message(const json_t *user, const struct sim_rbac_attrs *a, const char *reason)

@@ -63,6 +63,28 @@ bool sim_rbac_rule_allows(const json_t *rule, const struct sim_rbac_attrs *a);
  * ClusterRoleBinding) that a ServiceAccount subject without a namespace defaults to. */
 bool sim_rbac_subject_matches(const json_t *subject, const json_t *user, const char *ns);
 
+/* Every PolicyRule the user holds in namespace ns ("": cluster-wide only) through the bindings the
+ * authorizer walks (the RBAC rule resolver's RulesFor; system:masters is not special here): a new
+ * array of rule copies, in walk order. *errors (may be NULL) gets the resolution errors, caller
+ * frees ("clusterrole.rbac.authorization.k8s.io \"x\" not found", several as [a, b]), NULL when
+ * none. */
+json_t *sim_rbac_rules_for(sim_store *st, const json_t *user, const char *ns, char **errors);
+
+/* True when the user is in system:masters (the privileged group). */
+bool sim_rbac_is_master(const json_t *user);
+
+/* rbac validation.Covers: the rules of servant (a JSON array of PolicyRules) that owner (another)
+ * does not cover, each broken down to one verb of one group and resource (and name) or of one
+ * non-resource URL, then compacted back (rules differing only in verbs merged): a new array, empty
+ * when owner covers everything. Pure (sim/rbac_cover.c). */
+json_t *sim_rbac_uncovered(const json_t *owner, const json_t *servant);
+
+/* ConfirmNoEscalation's message for the uncovered rules: `user "u" (groups=["g" "h"]) is attempting
+ * to grant RBAC permissions not currently held:` then one compact rule a line
+ * (`{APIGroups:[""], Resources:["pods"], Verbs:["get" "list"]}`), and `; resolution errors: E` when
+ * errors is set. Caller frees. */
+char *sim_rbac_escalation_message(const json_t *user, const json_t *uncovered, const char *errors);
+
 /* The 403 Status message of a denied request, as the API server's responsewriters.Forbidden words it:
  * `pods is forbidden: User "u" cannot list resource "pods" in API group "" in the namespace "ns"`
  * (`... at the cluster scope`; `forbidden: User "u" cannot get path "/x"`); reason (may be NULL or "")

@@ -44,6 +44,7 @@ struct sim_options {
     bool no_token_node_info;    /* --no-token-node-info : pod-bound tokens carry no node claims (the
                                    node-name/node-uid extras), as before Kubernetes 1.30 */
     const char *token_auth_file; /* --token-auth-file PATH : static tokens (kube-apiserver's CSV) */
+    const char *client_ca_file;  /* --client-ca-file PATH : more CAs whose client certificates authenticate */
     bool enforce_rbac;          /* --enforce-rbac : requests are authorized by the RBAC objects */
 };
 

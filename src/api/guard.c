@@ -83,12 +83,36 @@ static void refuse(pw_http_req *req, struct call *c, int code, const char *messa
     pw_http_reply_json(req, pw_err_http_status(code), pw_api_error(code, message, NULL));
 }
 
+#define MAX_PEER_CERTS 8
+
+/* Who calls, as kube-apiserver's authenticators in order: a verified client certificate first, then
+ * the bearer token modes. A certificate that does not verify is no verdict yet (a good token still
+ * authenticates, as in the API server); when nothing else does, its reason is the 401's. */
+static int authenticate(pw_http_req *req, struct pw_api_ctx *x, struct pw_identity *id, char *why, size_t why_n)
+{
+    const unsigned char *der[MAX_PEER_CERTS];
+    size_t len[MAX_PEER_CERTS];
+    size_t n = pw_http_req_peer_certs(req, der, len, MAX_PEER_CERTS);
+    char cert_why[512] = "";
+    int rc = pw_auth_user_x509(x->auth, der, len, n, id, cert_why, sizeof cert_why);
+    if (rc == 0)
+        return 0;
+    rc = pw_auth_user(x->auth, pw_http_req_header(req, "Authorization"), id, why, why_n);
+    if (rc == PW_EAUTH && cert_why[0]) {
+        char *both = pw_http_req_header(req, "Authorization") ? pw_xasprintf("%s; %s", cert_why, why)
+                                                               : pw_xstrdup(cert_why);
+        snprintf(why, why_n, "%s", both);
+        free(both);
+    }
+    return rc;
+}
+
 /* Authenticates, limits and authorizes; true when the handler may run (else the refusal is sent). */
 static bool check(pw_http_req *req, struct pw_api_ctx *x, struct call *c)
 {
     const struct rule *r = c->rule;
     char why[768];
-    int rc = pw_auth_user(x->auth, pw_http_req_header(req, "Authorization"), &c->id, why, sizeof why);
+    int rc = authenticate(req, x, &c->id, why, sizeof why);
     if (rc != 0) {
         refuse(req, c, rc == PW_EAUTH ? PW_EAUTH : PW_EUNAVAIL, why);
         return false;

@@ -48,6 +48,8 @@ int pw_auth_new(const struct pw_auth_config *cfg, pw_auth **out, char *why, size
     a->cache = json_object();
     a->pod_node = json_object();
     int rc = pw_auth_users_init(a, cfg, why, why_n);
+    if (rc == 0)
+        rc = pw_auth_x509_init(a, cfg, why, why_n);
     if (rc != 0) {
         pw_auth_free(a);
         return rc;
@@ -62,6 +64,7 @@ void pw_auth_free(pw_auth *a)
         return;
     refresh_stop(a);
     pw_auth_users_fini(a);
+    pw_auth_x509_fini(a);
     json_decref(a->cache);
     json_decref(a->rq_keys);
     json_decref(a->pod_node);

@@ -49,6 +49,9 @@ struct pw_auth_config {
     const char *authz;     /* "kubernetes" | "static" | "allow-all"; NULL: allow-all when authn is only
                             * none, static when it has a token file and no kubernetes, else kubernetes */
     const char *namespace_; /* the namespace of access reviews (prewarmd's) */
+    const char *client_ca_file; /* PEM CA bundle (kube-apiserver's --client-ca-file): client certificates
+                                 * it signed authenticate, ahead of the token modes; re-read when it
+                                 * changes. NULL: no client certificates */
 };
 
 /* 0 with *out (pw_auth_free); PW_EINVAL with why (a mode unknown, a token file that does not load,
@@ -86,6 +89,28 @@ const char *pw_auth_authorizer(const pw_auth *a);
  * pw_identity_fini); PW_EAUTH (no or a bad credential), PW_EUNAVAIL (the cluster cannot be asked);
  * why says which without the token. */
 int pw_auth_user(pw_auth *a, const char *authorization, struct pw_identity *id, char *why, size_t why_n);
+
+/* ---- client certificates (kube-apiserver's x509 authenticator) ---- */
+
+/* Who presents the certificate chain der[0..n) (DER, the leaf first, then any intermediates, as the
+ * TLS handshake carried it), verified against the client CA file (looked at, at most once a second,
+ * and re-read when its inode, size or mtime change; a file that no longer loads leaves the previous
+ * CAs in force) for client authentication (an extendedKeyUsage, when present, must allow clientAuth)
+ * at the current time. 0 with *id (pw_auth_x509_subject's; caller pw_identity_fini); PW_ENOTFOUND when n
+ * is 0 or no client CA is configured; PW_EAUTH when the chain does not verify (why: "the client
+ * certificate "CN" is not accepted: certificate has expired", unknown authority, ...). */
+int pw_auth_user_x509(pw_auth *a, const unsigned char *const *der, const size_t *len, size_t n,
+                      struct pw_identity *id, char *why, size_t why_n);
+
+/* The user a certificate (DER) names, as kube-apiserver's CommonNameUserConversion does it: the
+ * subject's common name (the last one when there are several) is the user, its organization values,
+ * in order, the groups, then system:authenticated (which the API server adds to every authenticated
+ * user); no uid, no extra. Pure. 0 with *id (caller pw_identity_fini); PW_EINVAL (why) when der is
+ * not an X.509 certificate or its subject has no common name (kube-apiserver does not authenticate
+ * such a certificate either). */
+int pw_auth_x509_subject(const unsigned char *der, size_t len, struct pw_identity *id, char *why, size_t why_n);
+/* Client CA file reloads that succeeded since start (tests). */
+unsigned pw_auth_client_ca_reloads(pw_auth *a);
 
 /* What a request asks: verb ("get", "list", "create", "delete") on resource ("tasks", "policies",
  * "agents"), optionally one object (name), or, when resource is NULL, verb on a non-resource path

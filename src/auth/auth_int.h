@@ -43,11 +43,16 @@ struct pw_auth {
     enum auth_authz authz;
     char *namespace_;
     struct auth_tokenfile *tokenfile; /* NULL without token-file: */
+    struct auth_clientca *clientca;   /* NULL without a client CA file (x509.c) */
 };
 
 /* users.c: parses cfg's authn and authz into a; 0 or PW_EINVAL (why). */
 int pw_auth_users_init(pw_auth *a, const struct pw_auth_config *cfg, char *why, size_t why_n);
 void pw_auth_users_fini(pw_auth *a);
+
+/* x509.c: loads cfg's client CA file into a; 0 or PW_EINVAL (why). */
+int pw_auth_x509_init(pw_auth *a, const struct pw_auth_config *cfg, char *why, size_t why_n);
+void pw_auth_x509_fini(pw_auth *a);
 
 /* The hex SHA-256 of a (an bytes) then b (bn bytes). */
 void pw_auth_sha256_hex(const char *a, size_t an, const char *b, size_t bn, char out[65]);

@@ -65,6 +65,8 @@ typedef struct pw_cli_args {
     const char *context;    /* --context (else current-context) */
     const char *ca_file;    /* --certificate-authority: PEM bundle prewarmd's certificate must chain to */
     bool insecure;          /* --insecure-skip-tls-verify */
+    const char *client_cert; /* --client-certificate, --client-key: PEM files (else the kubeconfig user's) */
+    const char *client_key;
     pw_cli_strv pos; /* positional arguments after the command */
     /* create */
     pw_cli_num batch_size;
@@ -161,6 +163,9 @@ void pw_cli_client_set_auth(pw_cli_client *c, const char *token, const char *ca_
 /* The CA (PEM, copied) that verifies prewarmd when no CA file was set: the kubeconfig cluster's, for
  * a server that is an in-cluster Service (pw_cli_client_in_cluster_service). NULL: none. */
 void pw_cli_client_set_ca_pem(pw_cli_client *c, const char *pem, size_t len);
+/* The client certificate and key (PEM, copied; the key wiped when replaced or freed) presented to an
+ * https:// prewarmd; NULL: none. */
+void pw_cli_client_set_client_cert(pw_cli_client *c, const char *cert_pem, const char *key_pem);
 /* Whether the server URL is https to a cluster Service name (NAME.NAMESPACE.svc[.DOMAIN]). */
 bool pw_cli_client_in_cluster_service(const pw_cli_client *c);
 /* Connect and transfer timeouts in seconds (<= 0: the defaults, 5 and 30). */

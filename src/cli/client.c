@@ -30,6 +30,7 @@ struct pw_cli_client {
     char *ca_pem;      /* owned or NULL: the kubeconfig cluster's CA (used without ca_file) */
     size_t ca_pem_len;
     bool insecure;
+    char *cert_pem, *key_pem; /* owned or NULL: the client certificate; the key wiped when freed */
 };
 
 pw_cli_client *pw_cli_client_new(const char *base_url)
@@ -85,6 +86,18 @@ void pw_cli_client_set_ca_pem(pw_cli_client *c, const char *pem, size_t len)
     }
 }
 
+void pw_cli_client_set_client_cert(pw_cli_client *c, const char *cert_pem, const char *key_pem)
+{
+    if (c->key_pem) {
+        memset(c->key_pem, 0, strlen(c->key_pem));
+        free(c->key_pem);
+    }
+    free(c->cert_pem);
+    bool both = cert_pem && *cert_pem && key_pem && *key_pem;
+    c->cert_pem = both ? pw_xstrdup(cert_pem) : NULL;
+    c->key_pem = both ? pw_xstrdup(key_pem) : NULL;
+}
+
 bool pw_cli_client_in_cluster_service(const pw_cli_client *c)
 {
     /* https://NAME.NAMESPACE.svc[.cluster.local][:port][/...] */
@@ -104,6 +117,7 @@ void pw_cli_client_free(pw_cli_client *c)
         return;
     pw_cli_client_set_auth(c, NULL, NULL, false);
     pw_cli_client_set_ca_pem(c, NULL, 0);
+    pw_cli_client_set_client_cert(c, NULL, NULL);
     curl_easy_cleanup(c->curl);
     pw_buf_fini(&c->resp);
     free(c->base);
@@ -221,6 +235,14 @@ static void set_tls(pw_cli_client *c, CURL *h)
     } else if (c->ca_pem) {
         struct curl_blob blob = {.data = c->ca_pem, .len = c->ca_pem_len, .flags = CURL_BLOB_COPY};
         curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+    }
+    if (c->cert_pem) {
+        struct curl_blob cert = {.data = c->cert_pem, .len = strlen(c->cert_pem), .flags = CURL_BLOB_COPY};
+        struct curl_blob key = {.data = c->key_pem, .len = strlen(c->key_pem), .flags = CURL_BLOB_COPY};
+        curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cert);
+        curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &key);
+        curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
     }
     if (c->insecure) {
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);

@@ -2,6 +2,7 @@
  * which parsing, validation and --help are generated), one function per command (parse -> call the
  * API -> print), the shared API-call helper that turns every failure into one readable "error:" line
  * and an exit code, and pw_cli_main. */
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/file.h"
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "cli/cli_int.h"
@@ -37,6 +39,9 @@ const pw_cli_opt pw_cli_global_opts[] = {
      "PEM CA bundle to verify an https:// prewarmd with"},
     {"insecure-skip-tls-verify", 0, PW_CLI_OPT_FLAG, OFF(insecure), NULL, NULL, 0, 0,
      "do not verify prewarmd's TLS certificate (insecure)"},
+    {"client-certificate", 0, PW_CLI_OPT_STR, OFF(client_cert), "FILE", NULL, 0, 0,
+     "PEM client certificate for an https:// prewarmd (default: the kubeconfig context's user's)"},
+    {"client-key", 0, PW_CLI_OPT_STR, OFF(client_key), "FILE", NULL, 0, 0, "PEM private key of --client-certificate"},
     {"help", 'h', PW_CLI_OPT_FLAG, OFF(help), NULL, NULL, 0, 0, "show help and exit"},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
@@ -164,8 +169,8 @@ int pw_cli_api(pw_cli_ctx *ctx, const char *method, const char *path, const json
                               : "prewarmd refused this request (403 Forbidden)",
                 msg ? msg : "no reason given");
         fprintf(ctx->err, "%s\n",
-                status == 401 ? "hint: pass --token, set PREWARM_TOKEN, or use a kubeconfig context (--kubeconfig, "
-                                "--context) whose user prewarmd accepts"
+                status == 401 ? "hint: pass --token, set PREWARM_TOKEN, --client-certificate/--client-key, or use a "
+                                "kubeconfig context (--kubeconfig, --context) whose user prewarmd accepts"
                               : "hint: ask an admin for the right (a RoleBinding to prewarm-viewer or prewarm-editor, "
                                 "or a prewarm:viewers/editors group in prewarmd's token file); 'prewarmctl auth "
                                 "whoami' shows who you are to prewarmd");
@@ -678,53 +683,106 @@ static int cmd_auth(pw_cli_ctx *ctx)
     return 0;
 }
 
-/* The bearer token to send: --token, else $PREWARM_TOKEN, else the kubeconfig context's user's
- * (static, token file or exec plugin). 0 with *out (caller frees; NULL: none), or PW_CLI_EXIT_USAGE
- * after saying why (an explicit --kubeconfig or --context that cannot be used). Without
+/* What prewarmctl presents to prewarmd, like kubectl: a bearer token and a client certificate. */
+struct creds {
+    char *token;            /* NULL: none */
+    char *cert_pem, *key_pem; /* NULL: none */
+};
+
+static void creds_fini(struct creds *c)
+{
+    if (c->token)
+        memset(c->token, 0, strlen(c->token));
+    if (c->key_pem)
+        memset(c->key_pem, 0, strlen(c->key_pem));
+    free(c->token);
+    free(c->cert_pem);
+    free(c->key_pem);
+    memset(c, 0, sizeof *c);
+}
+
+/* The text of a PEM file named by flag (a new string), or NULL after saying why. */
+static char *read_pem(const char *flag, const char *path)
+{
+    char *text = NULL;
+    size_t n = 0;
+    int rc = pw_file_read(path, 1u << 20, &text, &n);
+    if (rc != 0 || !strstr(text, "-----BEGIN ")) {
+        fprintf(stderr, "error: %s %s: %s\n", flag, path,
+                rc == PW_EIO ? strerror(errno) : rc == PW_ETOOLARGE ? "over 1 MiB" : "not a PEM file");
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* The credentials to send: the token --token, else $PREWARM_TOKEN, else the kubeconfig context's
+ * user's (static, token file or exec plugin); the client certificate --client-certificate and
+ * --client-key, else the kubeconfig user's (client-certificate/-key or their -data forms, or the
+ * plugin's). An explicit token skips the kubeconfig (but for the CA below). 0 with *out (caller
+ * creds_fini), or PW_CLI_EXIT_USAGE after saying why (an explicit --kubeconfig or --context that
+ * cannot be used, a certificate flag without its pair or a file that does not read). Without
  * --certificate-authority, a server that is an in-cluster Service is verified with the kubeconfig
  * cluster's CA (set on client). */
-static int resolve_token(const pw_cli_args *a, pw_cli_client *client, char **out)
+static int resolve_creds(const pw_cli_args *a, pw_cli_client *client, struct creds *out)
 {
-    *out = NULL;
-    const char *env = getenv("PREWARM_TOKEN");
-    bool want_ca = !a->ca_file && !a->insecure && pw_cli_client_in_cluster_service(client);
-    if (!want_ca && (a->token || (env && *env))) {
-        *out = pw_xstrdup(a->token ? a->token : env);
-        return 0;
+    memset(out, 0, sizeof *out);
+    if (!a->client_cert != !a->client_key) {
+        fprintf(stderr, "error: --client-certificate and --client-key go together\n");
+        return PW_CLI_EXIT_USAGE;
     }
+    if (a->client_cert) {
+        out->cert_pem = read_pem("--client-certificate", a->client_cert);
+        out->key_pem = out->cert_pem ? read_pem("--client-key", a->client_key) : NULL;
+        if (!out->key_pem) {
+            creds_fini(out);
+            return PW_CLI_EXIT_USAGE;
+        }
+    }
+    const char *env = getenv("PREWARM_TOKEN");
+    const char *given = a->token ? a->token : env && *env ? env : NULL;
+    bool want_ca = !a->ca_file && !a->insecure && pw_cli_client_in_cluster_service(client);
+    if (given)
+        out->token = pw_xstrdup(given);
+    if (given && !want_ca)
+        return 0;
     pw_k8s_config *cfg = NULL;
     char *why = NULL;
     if (pw_k8s_config_load(a->kubeconfig, a->context, &cfg, &why) != 0) {
         bool explicit = a->kubeconfig || a->context;
-        if (a->token || (env && *env)) { /* only the CA was wanted: the system's CAs then */
-            free(why);
-            *out = pw_xstrdup(a->token ? a->token : env);
-            return 0;
-        }
-        if (explicit)
+        if (!given && explicit)
             fprintf(stderr, "error: cannot use the kubeconfig: %s\n", why ? why : "unknown error");
         free(why);
-        return explicit ? PW_CLI_EXIT_USAGE : 0; /* no kubeconfig at all: send no credentials */
+        if (!given && explicit) {
+            creds_fini(out);
+            return PW_CLI_EXIT_USAGE;
+        }
+        return 0; /* only the CA was wanted (the system's CAs then), or no kubeconfig at all */
     }
     if (want_ca) {
         size_t n;
         const char *pem = pw_k8s_config_ca_pem(cfg, &n);
         pw_cli_client_set_ca_pem(client, pem, n);
-        if (a->token || (env && *env)) {
-            *out = pw_xstrdup(a->token ? a->token : env);
-            pw_k8s_config_free(cfg);
-            return 0;
+    }
+    int rc = 0;
+    if (!given) {
+        char *tok = NULL, *cert = NULL, *key = NULL;
+        rc = pw_k8s_config_credential(cfg, &tok, out->cert_pem ? NULL : &cert, out->cert_pem ? NULL : &key, &why);
+        if (rc != 0) {
+            fprintf(stderr, "error: cannot get the kubeconfig user's credentials: %s\n", why ? why : pw_strerror(rc));
+            free(why);
+            creds_fini(out);
+            rc = PW_CLI_EXIT_API;
+        } else {
+            out->token = tok;
+            if (cert) {
+                out->cert_pem = cert;
+                out->key_pem = key;
+            }
         }
     }
-    int rc = pw_k8s_config_token(cfg, out, &why);
-    if (rc != 0) {
-        fprintf(stderr, "error: cannot get the kubeconfig user's token: %s\n", why ? why : pw_strerror(rc));
-        free(why);
-        pw_k8s_config_free(cfg);
-        return PW_CLI_EXIT_API;
-    }
     pw_k8s_config_free(cfg);
-    return 0;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- main */
@@ -768,18 +826,16 @@ int pw_cli_main(int argc, char **argv)
         pw_cli_args_fini(&args);
         return PW_CLI_EXIT_API;
     }
-    char *token = NULL;
-    rc = args.cmd->run == cmd_version ? 0 : resolve_token(&args, ctx.client, &token);
+    struct creds cr = {0};
+    rc = args.cmd->run == cmd_version ? 0 : resolve_creds(&args, ctx.client, &cr);
     if (rc != 0) {
         pw_cli_client_free(ctx.client);
         pw_cli_args_fini(&args);
         return rc;
     }
-    pw_cli_client_set_auth(ctx.client, token, args.ca_file, args.insecure);
-    if (token) {
-        memset(token, 0, strlen(token));
-        free(token);
-    }
+    pw_cli_client_set_auth(ctx.client, cr.token, args.ca_file, args.insecure);
+    pw_cli_client_set_client_cert(ctx.client, cr.cert_pem, cr.key_pem);
+    creds_fini(&cr);
     rc = args.cmd->run(&ctx);
     fflush(stdout);
     pw_cli_client_free(ctx.client);

@@ -35,7 +35,7 @@ struct options {
     double kube_qps;
     long long job_ttl_ms, batch_pause_ms, not_ready_grace_ms, history_ms;
     bool keep_failed_jobs, tolerate_noexecute, help, agents;
-    const char *agent_sa, *agent_ns, *agent_listen, *tls_cert, *tls_key;
+    const char *agent_sa, *agent_ns, *agent_listen, *tls_cert, *tls_key, *client_ca_file;
     long long agent_timeout_ms, agent_poll_ms, sse_heartbeat_ms;
     const char *auth, *authz, *audit_log;
     long long auth_ttl_ms, auth_neg_ttl_ms, audit_max_bytes;
@@ -95,6 +95,9 @@ static const struct pw_flag opt_table[] = {
     {"tls-cert", "PREWARM_TLS_CERT", PW_FLAG_STR, OFF(tls_cert), NULL,
      "PEM certificate (chain) served on --listen and --agent-listen; re-read when it changes (TLS 1.2+)"},
     {"tls-key", "PREWARM_TLS_KEY", PW_FLAG_STR, OFF(tls_key), NULL, "PEM private key of --tls-cert"},
+    {"client-ca-file", "PREWARM_CLIENT_CA_FILE", PW_FLAG_STR, OFF(client_ca_file), NULL,
+     "PEM CAs whose client certificates authenticate on --listen (user: subject CN, groups: O), before "
+     "--auth's modes; re-read when it changes; needs --tls-cert"},
     {"auth", "PREWARM_AUTH", PW_FLAG_STR, OFF(auth), NULL,
      "who may call the API: kubernetes (TokenReview), token-file:PATH (kube-apiserver's CSV), none "
      "(loopback only), comma-separated in order (default: none on a loopback --listen, else kubernetes)"},
@@ -173,7 +176,8 @@ static int setup_users(const struct options *o, pw_k8s_client *client, pw_auth *
                                 .negative_ttl_s = (int)(neg / 1000),
                                 .authn = authn,
                                 .authz = o->authz,
-                                .namespace_ = o->namespace_};
+                                .namespace_ = o->namespace_,
+                                .client_ca_file = o->client_ca_file};
     char why[512];
     if (pw_auth_new(&ac, auth, why, sizeof why) != 0) {
         PW_ERROR("cannot set up authentication: %s", why);
@@ -350,8 +354,9 @@ int main(int argc, char **argv)
     pw_auth *auth = NULL;
     pw_audit *audit = NULL;
     pw_userlimit *limit = NULL;
-    if (rc == 0 && (o.tls_cert != NULL) != (o.tls_key != NULL)) {
-        PW_ERROR("--tls-cert and --tls-key go together");
+    if (rc == 0 && ((o.tls_cert != NULL) != (o.tls_key != NULL) || (o.client_ca_file && !o.tls_cert))) {
+        PW_ERROR(o.client_ca_file && !o.tls_cert ? "--client-ca-file needs TLS (--tls-cert, --tls-key)"
+                                                 : "--tls-cert and --tls-key go together");
         rc = PW_EINVAL;
     }
     if (rc == 0 && setup_users(&o, client, &auth, &audit, &limit) != 0)
@@ -388,6 +393,7 @@ int main(int argc, char **argv)
                                   .metrics = true,
                                   .tls_cert_file = o.tls_cert,
                                   .tls_key_file = o.tls_key,
+                                  .tls_client_ca_file = o.client_ca_file,
                                   .before = pw_api_before,
                                   .after = pw_api_after};
     pw_http_server *srv = NULL;

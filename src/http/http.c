@@ -9,6 +9,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/file.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "metrics/metrics.h"
@@ -184,6 +185,21 @@ int pw_http_req_client_cert(pw_http_req *req, char *cn, size_t cn_size)
         }
     }
     return 1;
+}
+
+size_t pw_http_req_peer_certs(pw_http_req *req, const unsigned char **der, size_t *len, size_t max)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (!ci || !ci->tls_session)
+        return 0;
+    unsigned int n = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session, &n);
+    size_t k = 0;
+    for (; certs && k < n && k < max; k++) {
+        der[k] = certs[k].data;
+        len[k] = certs[k].size;
+    }
+    return k;
 }
 
 /* ---- replying ---- */
@@ -806,7 +822,18 @@ int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
     }
-    if ((flags & MHD_USE_TLS) && cfg->tls_client_ca_pem) {
+    if ((flags & MHD_USE_TLS) && cfg->tls_client_ca_file) {
+        if (pw_file_read(cfg->tls_client_ca_file, 4u << 20, &srv->tls_ca, NULL) != 0) {
+            PW_ERROR("http: cannot read the client CA file %s", cfg->tls_client_ca_file);
+            free(srv->tls_cert);
+            free(srv->tls_key);
+            http_tls_free(srv->tls_files);
+            pthread_mutex_destroy(&srv->lock);
+            free(srv);
+            return PW_EIO;
+        }
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, srv->tls_ca};
+    } else if ((flags & MHD_USE_TLS) && cfg->tls_client_ca_pem) {
         srv->tls_ca = pw_xstrdup(cfg->tls_client_ca_pem);
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, srv->tls_ca};
     }

@@ -70,6 +70,10 @@ struct pw_http_config {
     const char *tls_cert_pem;           /* serve HTTPS when set: PEM text, borrowed during new() */
     const char *tls_key_pem;
     const char *tls_client_ca_pem;      /* when set, ask clients for a certificate signed by it */
+    const char *tls_client_ca_file;     /* or the same from a PEM file, read at start: the handshake asks
+                                         * for a certificate (optional: a client may send none) naming
+                                         * these CAs; the caller verifies what comes (pw_http_req_peer_certs
+                                         * and the auth module), so a changed file needs no restart */
     /* serve HTTPS from PEM files instead (when set, the _pem fields are ignored): read at start and
      * again, for new handshakes, whenever either file changes (checked at most once a second), so a
      * rotated certificate is served without restarting or dropping connections; a pair that does
@@ -127,6 +131,11 @@ void *pw_http_req_data(const pw_http_req *req);
 /* 1 when the client presented a certificate that verifies against tls_client_ca_pem, and its subject
  * common name is copied into cn (when cn is not NULL, cn_size > 0); 0 otherwise. */
 int pw_http_req_client_cert(pw_http_req *req, char *cn, size_t cn_size);
+
+/* The certificate chain the client presented in the TLS handshake, leaf first, unverified: up to max
+ * DER certificates into der[i] (borrowed from the connection, valid until the handler returns) and
+ * len[i]; returns how many (0 for plain HTTP or no certificate). */
+size_t pw_http_req_peer_certs(pw_http_req *req, const unsigned char **der, size_t *len, size_t max);
 
 /* ---- replying: exactly one reply per request ---- */
 /* Adds a response header to the coming reply. Name and value are copied. */

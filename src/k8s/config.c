@@ -373,7 +373,8 @@ const char *pw_k8s_config_server(const pw_k8s_config *cfg)
     return cfg->server;
 }
 
-int pw_k8s_config_token(const pw_k8s_config *cfg, char **token, char **errmsg)
+int pw_k8s_config_credential(const pw_k8s_config *cfg, char **token, char **cert_pem, char **key_pem,
+                             char **errmsg)
 {
     struct pw_k8s_cred cr;
     int rc = pw_k8s_cred_get(cfg, &cr, errmsg);
@@ -381,8 +382,20 @@ int pw_k8s_config_token(const pw_k8s_config *cfg, char **token, char **errmsg)
         return rc;
     *token = cr.token;
     cr.token = NULL;
+    if (cert_pem && key_pem && cr.cert_pem && cr.key_pem) {
+        *cert_pem = cr.cert_pem;
+        *key_pem = cr.key_pem;
+        cr.cert_pem = cr.key_pem = NULL;
+    } else if (cert_pem && key_pem) {
+        *cert_pem = *key_pem = NULL;
+    }
     pw_k8s_cred_fini(&cr);
     return 0;
+}
+
+int pw_k8s_config_token(const pw_k8s_config *cfg, char **token, char **errmsg)
+{
+    return pw_k8s_config_credential(cfg, token, NULL, NULL, errmsg);
 }
 
 const char *pw_k8s_config_namespace(const pw_k8s_config *cfg)

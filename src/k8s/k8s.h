@@ -37,6 +37,11 @@ const char *pw_k8s_config_namespace(const pw_k8s_config *cfg);
  * the exec plugin (blocks). 0 with *token (caller frees; NULL when the user has no token), or a
  * negative PW_E* with *errmsg (caller frees) saying why. */
 int pw_k8s_config_token(const pw_k8s_config *cfg, char **token, char **errmsg);
+/* The same with the user's client certificate and key (PEM: the kubeconfig's client-certificate and
+ * client-key or their -data forms, or the exec plugin's): *cert_pem and *key_pem (caller frees; both
+ * NULL when the user has none). One plugin run at most. */
+int pw_k8s_config_credential(const pw_k8s_config *cfg, char **token, char **cert_pem, char **key_pem,
+                             char **errmsg);
 /* The cluster's CA certificates (PEM, borrowed; *len its size), or NULL when the configuration names
  * none (the system's CAs verify the server). */
 const char *pw_k8s_config_ca_pem(const pw_k8s_config *cfg, size_t *len);

@@ -9,7 +9,12 @@ real message; 200 once a RoleBinding grants it), `kubectl auth can-i` with --as 
 of a ServiceAccount; for tasks.prewarm.io, which no discovery serves, it asks what a real server
 would be asked), SelfSubjectAccessReview of the virtual resource tasks in group prewarm.io, `kubectl auth whoami`,
 SubjectAccessReview and SelfSubjectAccessReview through the Python client (allowed with the real
-reason, 422 without user or groups), validation (a ClusterRoleBinding to a Role, a changed roleRef).
+reason, 422 without user or groups), validation (a ClusterRoleBinding to a Role, a changed roleRef),
+`kubectl auth can-i --list` (SelfSubjectRulesReview, also through the Python client, incomplete for a
+missing role), escalation prevention (a Role with rules the creator lacks, created or patched, -> 403
+with the real message unless it holds escalate; a RoleBinding to a role whose rules it lacks -> 403
+unless it holds bind on that role), and x509 users of a --client-ca-file (kubectl and the Python
+client with a certificate made by openssl: CN the user, O the groups; an expired one -> 401).
 Without --enforce-rbac nothing is refused.
 
 Part 2, the proof: deploy/'s namespace, ServiceAccount and RBAC (and deploy/agent's) applied with
@@ -115,6 +120,19 @@ class Sim:
         os.chmod(path, 0o600)
         return path
 
+    def kubeconfig_cert(self, cert, key, name):
+        """A kubeconfig whose user presents a client certificate (files)."""
+        path = os.path.join(self.dir, "kubeconfig-" + name)
+        doc = {"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "kubesim", "cluster": {
+            "server": self.server, "certificate-authority": self.ca}}],
+            "users": [{"name": name, "user": {"client-certificate": cert, "client-key": key}}],
+            "contexts": [{"name": name, "context": {"cluster": "kubesim", "user": name, "namespace": "default"}}],
+            "current-context": name}
+        with open(path, "w") as f:
+            yaml.safe_dump(doc, f)
+        os.chmod(path, 0o600)
+        return path
+
     def kubectl(self, *args, kb=None, kubeconfig=None, stdin=None):
         return subprocess.run([kb or on_path, "--kubeconfig", kubeconfig or self.kubeconfig, "--cache-dir",
                                self.cache + (os.path.basename(kb) if kb else "")] + list(args),
@@ -172,7 +190,11 @@ def part1():
     tokfile = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False)
     tokfile.write(TOKENS)
     tokfile.close()
-    sim = Sim(["--enforce-rbac", "--token-auth-file", tokfile.name])
+    pki = tempfile.mkdtemp(prefix="pwrbac-pki-")  # kube-apiserver's --client-ca-file: read at start
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", os.path.join(pki, "ca.key"), "-out", os.path.join(pki, "ca.crt"), "-days", "2",
+                    "-subj", "/CN=users CA"], check=True, capture_output=True, timeout=60)
+    sim = Sim(["--enforce-rbac", "--token-auth-file", tokfile.name, "--client-ca-file", os.path.join(pki, "ca.crt")])
     try:
         @case("kubectl get clusterroles lists the defaults; clusterrolebinding cluster-admin binds system:masters")
         def _defaults():
@@ -378,6 +400,167 @@ def part1():
                                                                     resource="pods")))).status
             assert st.allowed is False, st
 
+        @case("kubectl auth can-i --list (SelfSubjectRulesReview): the caller's rules in the namespace")
+        def _can_i_list():
+            kc = sim.kubeconfig_for("tok-alice", "alice")
+            p = sim.kubectl("auth", "can-i", "--list", "-n", "prewarm", kubeconfig=kc)
+            lines = [ln.split() for ln in p.stdout.splitlines()]
+            assert p.returncode == 0 and lines[0][:2] == ["Resources", "Non-Resource"], (p.stdout, p.stderr)
+            # view (alice-view-path in prewarm): pods get/list/watch; system:basic-user: the self reviews
+            assert any(ln[0] == "pods" and ln[-3:] == ["[get", "list", "watch]"] for ln in lines), p.stdout
+            assert any(ln[0] == "tasks.prewarm.io" for ln in lines), p.stdout
+            assert any(ln[0] == "selfsubjectrulesreviews.authorization.k8s.io" and ln[-1] == "[create]"
+                       for ln in lines), p.stdout
+            assert any(ln[0] == "[/api/*]" and ln[-1] == "[get]" for ln in lines), p.stdout  # system:discovery
+            assert not any(ln[0] == "secrets" for ln in lines), p.stdout
+            p = sim.kubectl("auth", "can-i", "--list", "-n", "kube-system", kubeconfig=kc)
+            assert p.returncode == 0 and not any(ln.split()[0] == "pods" for ln in p.stdout.splitlines()), p.stdout
+            p = sim.kubectl("auth", "can-i", "--list", "-n", "prewarm")  # the admin: cluster-admin's stars
+            assert p.returncode == 0 and any(ln.split()[:1] == ["*.*"] and ln.split()[-1] == "[*]"
+                                             for ln in p.stdout.splitlines()), p.stdout
+            p = sim.kubectl("create", "rolebinding", "phantom", "--role=phantom", "--user=bob", "-n", "kube-public")
+            assert p.returncode == 0, p.stderr
+            az = client.AuthorizationV1Api(sim.py("tok-bob"))
+            st = az.create_self_subject_rules_review(client.V1SelfSubjectRulesReview(
+                spec=client.V1SelfSubjectRulesReviewSpec(namespace="kube-public"))).status
+            # bob's RoleBinding names a Role that does not exist: incomplete, and the error says so
+            assert st.incomplete is True and st.evaluation_error == (
+                'role.rbac.authorization.k8s.io "phantom" not found'), st
+            assert any(r.verbs == ["create"] and "selfsubjectaccessreviews" in r.resources
+                       for r in st.resource_rules), st
+            code, st = sim.call("POST", "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", "tok-bob",
+                                {"spec": {}})
+            assert code == 400 and st["message"] == "no namespace on request", (code, st)
+
+        def escalation_msg(kind, name, user, groups, rules):
+            return ('%s.rbac.authorization.k8s.io "%s" is forbidden: user "%s" (groups=[%s]) is attempting to '
+                    'grant RBAC permissions not currently held:\n%s' % (kind, name, user,
+                                                                         " ".join('"%s"' % g for g in groups),
+                                                                         "\n".join(rules)))
+
+        @case("escalation prevention: a Role with rules the creator lacks -> 403 unless it holds escalate")
+        def _escalate():
+            for argv in (["create", "role", "rbac-manager", "--verb=create,update,patch,get",
+                          "--resource=roles.rbac.authorization.k8s.io,rolebindings.rbac.authorization.k8s.io"],
+                         ["create", "role", "pod-reader", "--verb=get,list", "--resource=pods"],
+                         ["create", "rolebinding", "bob-rbac", "--role=rbac-manager", "--user=bob"],
+                         ["create", "rolebinding", "bob-pods", "--role=pod-reader", "--user=bob"]):
+                p = sim.kubectl(*argv, "-n", "default")
+                assert p.returncode == 0, (argv, p.stderr)
+            kc = sim.kubeconfig_for("tok-bob", "bob")
+            p = sim.kubectl("create", "role", "sub-reader", "--verb=get", "--resource=pods", "-n", "default",
+                            kubeconfig=kc)
+            assert p.returncode == 0, ("a subset of bob's rules", p.stderr)
+            p = sim.kubectl("create", "role", "secret-reader", "--verb=get,list", "--resource=secrets,pods",
+                            "-n", "default", kubeconfig=kc)
+            want = escalation_msg("roles", "secret-reader", "bob", ["system:authenticated"],
+                                  ['{APIGroups:[""], Resources:["secrets"], Verbs:["get" "list"]}'])
+            assert p.returncode != 0 and want in p.stderr, (want, p.stderr)
+            # an update that adds a rule is checked too (kubectl patch: the patched object)
+            p = sim.kubectl("patch", "role", "sub-reader", "-n", "default", "--type=json", "-p",
+                            '[{"op":"add","path":"/rules/-","value":{"apiGroups":["apps"],"resources":'
+                            '["deployments"],"verbs":["delete"]}}]', kubeconfig=kc)
+            want = escalation_msg("roles", "sub-reader", "bob", ["system:authenticated"],
+                                  ['{APIGroups:["apps"], Resources:["deployments"], Verbs:["delete"]}'])
+            assert p.returncode != 0 and want in p.stderr, (want, p.stderr)
+            rbac = client.RbacAuthorizationV1Api(sim.py("tok-bob"))
+            try:
+                rbac.create_namespaced_role("default", client.V1Role(
+                    metadata=client.V1ObjectMeta(name="nodes-too"),
+                    rules=[client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get"],
+                                               resource_names=["a"]),
+                           client.V1PolicyRule(api_groups=[""], resources=["pods/log"], verbs=["get"])]))
+                raise AssertionError("no 403")
+            except ApiException as e:
+                body = json.loads(e.body)
+                assert e.status == 403 and body["reason"] == "Forbidden" and body["details"] == {
+                    "name": "nodes-too", "group": "rbac.authorization.k8s.io", "kind": "roles"} and (
+                    '{APIGroups:[""], Resources:["pods/log"], Verbs:["get"]}' in body["message"]) and (
+                    'pods"], ResourceNames' not in body["message"]), e.body
+            # with escalate on roles, the same Role may be created
+            p = sim.kubectl("create", "role", "escalator", "--verb=escalate",
+                            "--resource=roles.rbac.authorization.k8s.io", "-n", "default")
+            assert p.returncode == 0, p.stderr
+            p = sim.kubectl("create", "rolebinding", "bob-escalate", "--role=escalator", "--user=bob", "-n",
+                            "default")
+            assert p.returncode == 0, p.stderr
+            p = sim.kubectl("create", "role", "secret-reader", "--verb=get,list", "--resource=secrets,pods",
+                            "-n", "default", kubeconfig=kc)
+            assert p.returncode == 0, ("with escalate", p.stderr)
+
+        @case("escalation prevention: binding a role needs its rules or the bind verb on it")
+        def _bind():
+            kc = sim.kubeconfig_for("tok-bob", "bob")
+            p = sim.kubectl("create", "rolebinding", "carol-pods", "--role=sub-reader", "--user=carol", "-n",
+                            "default", kubeconfig=kc)
+            assert p.returncode == 0, ("bob holds sub-reader's rules", p.stderr)
+            p = sim.kubectl("create", "rolebinding", "carol-edit", "--clusterrole=edit", "--user=carol", "-n",
+                            "default", kubeconfig=kc)
+            assert p.returncode != 0 and ('rolebindings.rbac.authorization.k8s.io "carol-edit" is forbidden: user '
+                                          '"bob" (groups=["system:authenticated"]) is attempting to grant RBAC '
+                                          'permissions not currently held:') in p.stderr, p.stderr
+            p = sim.kubectl("create", "clusterrole", "edit-binder", "--verb=bind",
+                            "--resource=clusterroles.rbac.authorization.k8s.io", "--resource-name=edit")
+            assert p.returncode == 0, p.stderr
+            p = sim.kubectl("create", "rolebinding", "bob-binder", "--clusterrole=edit-binder", "--user=bob", "-n",
+                            "default")
+            assert p.returncode == 0, p.stderr
+            p = sim.kubectl("create", "rolebinding", "carol-edit", "--clusterrole=edit", "--user=carol", "-n",
+                            "default", kubeconfig=kc)
+            assert p.returncode == 0, ("with bind on clusterrole edit", p.stderr)
+            p = sim.kubectl("create", "rolebinding", "carol-admin", "--clusterrole=admin", "--user=carol", "-n",
+                            "default", kubeconfig=kc)
+            assert p.returncode != 0 and "carol-admin" in p.stderr and "not currently held" in p.stderr, p.stderr
+            p = sim.kubectl("auth", "can-i", "create", "jobs.batch", "-n", "default", "--as=carol")
+            assert p.stdout.strip() == "yes", p.stdout
+
+        @case("kubesim --client-ca-file: a client certificate's CN is the user and its O values the groups")
+        def _x509():
+            d = pki
+            ca_key, ca_crt = os.path.join(d, "ca.key"), os.path.join(d, "ca.crt")
+
+            def ossl(*a):
+                subprocess.run(["openssl"] + list(a), check=True, capture_output=True, timeout=60)
+            ext = os.path.join(d, "ext")
+            with open(ext, "w") as f:
+                f.write("extendedKeyUsage=clientAuth\n")
+            certs = {}
+            for name, subj, days in (("dave", "/CN=dave/O=devs/O=oncall", "1"), ("old", "/CN=dave/O=devs", "-1")):
+                key, csr, crt = (os.path.join(d, name + x) for x in (".key", ".csr", ".crt"))
+                ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                     "-out", csr, "-subj", subj)
+                ossl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
+                     "-days", days, "-extfile", ext)
+                certs[name] = (crt, key)
+            kc = sim.kubeconfig_cert(*certs["dave"], "dave")
+            p = sim.kubectl("auth", "whoami", "-o", "json", kubeconfig=kc)
+            assert p.returncode == 0, p.stderr
+            o = json.loads(p.stdout)["status"]["userInfo"]
+            assert o == {"username": "dave", "groups": ["devs", "oncall", "system:authenticated"]}, o
+            p = sim.kubectl("auth", "can-i", "list", "pods", "-n", "prewarm", kubeconfig=kc)
+            assert p.stdout.strip() == "no", p.stdout
+            p = sim.kubectl("create", "rolebinding", "devs-view", "--clusterrole=view", "--group=devs", "-n",
+                            "prewarm")
+            assert p.returncode == 0, p.stderr
+            p = sim.kubectl("get", "pods", "-n", "prewarm", kubeconfig=kc)
+            assert p.returncode == 0, p.stderr
+            p = sim.kubectl("get", "secrets", "-n", "prewarm", kubeconfig=kc)
+            assert p.returncode != 0 and 'User "dave" cannot list resource "secrets"' in p.stderr, p.stderr
+            p = sim.kubectl("get", "pods", "-n", "prewarm", kubeconfig=sim.kubeconfig_cert(*certs["old"], "old"))
+            assert p.returncode != 0 and "Unauthorized" in p.stderr, p.stderr
+            # the official Python client with the same certificate
+            c = client.Configuration()
+            c.host, c.ssl_ca_cert = sim.server, sim.ca
+            c.cert_file, c.key_file = certs["dave"]
+            core = client.CoreV1Api(client.ApiClient(c))
+            assert core.list_namespaced_pod("prewarm").items is not None
+            try:
+                core.list_namespaced_secret("prewarm")
+                raise AssertionError("no 403")
+            except ApiException as e:
+                assert e.status == 403 and json.loads(e.body)["message"] == forbidden("dave", "list", "secrets", "",
+                                                                                    ns="prewarm"), e.body
+
         @case("validation: a ClusterRoleBinding to a Role, a rule without verbs: 422; roleRef cannot change")
         def _validation():
             code, st = sim.call("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", sim.admin, {
@@ -408,6 +591,7 @@ def part1():
     finally:
         rc, rep = sim.close()
         os.unlink(tokfile.name)
+        shutil.rmtree(pki, ignore_errors=True)
         tap(rc == 0 and not rep, "kubesim --enforce-rbac: SIGTERM exits 0, no sanitizer report", "rc %s %s" % (rc, rep))
 
     sim = Sim(["--token-auth-file", "/dev/null"])

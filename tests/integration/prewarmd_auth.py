@@ -10,6 +10,10 @@ the real kubectl, openssl and prewarmctl:
   test tests/unit/auth covers the SubjectAccessReview client against a fake server);
 - TLS with a CA made by openssl, the certificate rotated mid-run (new handshakes get the new one, an
   open keep-alive connection goes on);
+- client certificates (--client-ca-file, CAs and certificates made by openssl): the CN is the user and the
+  O values the groups, authorized like token users; no certificate with a token still works; an
+  expired certificate, another CA's, one without clientAuth -> 401; prewarmctl --client-certificate and
+  a kubeconfig user's client-certificate(-data); the CA file replaced mid-run;
 - --auth none on a non-loopback address refuses to start;
 - --rate-limit (429 + Retry-After) and --max-tasks-per-user;
 - no token used anywhere in the run appears in any log."""
@@ -388,6 +392,164 @@ def tls(env):
     tap("TLS certificate" in log and "reloaded" in log, "TLS: prewarmd logs the reload")
 
 
+# ---------------------------------------------------------------- client certificates
+
+
+def ossl(*argv):
+    subprocess.run(["openssl"] + list(argv), check=True, capture_output=True, timeout=60)
+
+
+def make_ca(d, name):
+    key, crt = os.path.join(d, name + ".key"), os.path.join(d, name + ".crt")
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out",
+         crt, "-days", "2", "-subj", "/CN=%s" % name)
+    return crt, key
+
+
+def make_client(d, name, subj, ca, days="1", eku="clientAuth"):
+    """A client certificate for subj signed by ca (cert, key); days "-1" makes one that has expired."""
+    key, csr, crt = (os.path.join(d, name + x) for x in (".key", ".csr", ".crt"))
+    ext = os.path.join(d, name + ".ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=%s\n" % eku)
+    ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr,
+         "-subj", subj)
+    ossl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial", "-out", crt, "-days", days,
+         "-extfile", ext)
+    return crt, key
+
+
+def cert_call(base, method, path, server_ca, cert=None, body=None, token=None):
+    ctx = ssl.create_default_context(cafile=server_ca)
+    if cert:
+        ctx.load_cert_chain(cert[0], cert[1])
+    try:
+        return call(None, method, path, body=body, token=token, base=base, ctx=ctx)
+    except (ssl.SSLError, OSError) as e:  # a refusal in the handshake
+        return 0, str(e), {}
+
+
+def client_certs(env):
+    d = os.path.join(env.dir, "mtls")
+    os.makedirs(d, exist_ok=True)
+    server_ca, crt, key = make_pair(d, "serving")
+    ca, other = make_ca(d, "client-ca"), make_ca(d, "other-ca")
+    ca_file = os.path.join(d, "clients.pem")
+    shutil.copy(ca[0], ca_file)
+    carol = make_client(d, "carol", "/CN=carol/O=prewarm:editors/O=team-a", ca)
+    victor = make_client(d, "victor", "/CN=victor/O=prewarm:viewers", ca)
+    nobody = make_client(d, "nobody", "/CN=nobody", ca)
+    expired = make_client(d, "expired", "/CN=carol/O=prewarm:editors", ca, days="-1")
+    stranger = make_client(d, "stranger", "/CN=mallory/O=prewarm:admins", other)
+    server_only = make_client(d, "srvonly", "/CN=carol/O=prewarm:editors", ca, eku="serverAuth")
+    tf = os.path.join(env.dir, "tokens-mtls.csv")
+    write_tokens(tf, [("editor", "eddie", "prewarm:editors")])
+    env.stop_prewarmd()
+    audit = os.path.join(env.dir, "audit-mtls.log")
+    LOGS.append(audit)
+    env.pw_args = ["--auth", "token-file:" + tf, "--tls-cert", crt, "--tls-key", key, "--client-ca-file", ca_file,
+                   "--audit-log", audit]
+    env.start_prewarmd()
+    base = "https://" + env.api_base.split("://")[1]
+
+    code, me, _ = cert_call(base, "GET", "/api/v1/whoami", server_ca, carol)
+    tap(code == 200 and me.get("username") == "carol"
+        and me.get("groups") == ["prewarm:editors", "team-a", "system:authenticated"],
+        "client certificate: the user is the subject CN, the groups its O values (and system:authenticated)",
+        "%s %s" % (code, me))
+    code, t, _ = cert_call(base, "POST", "/api/v1/tasks", server_ca, carol, body={"images": ["busybox:1.36"]})
+    tap(code == 201 and t.get("createdBy") == "carol",
+        "client certificate: O=prewarm:editors creates a task (static authorizer), createdBy is the CN",
+        "%s %s" % (code, t))
+    code, out, _ = cert_call(base, "POST", "/api/v1/tasks", server_ca, victor, body={"images": ["busybox:1.36"]})
+    code2, out2, _ = cert_call(base, "GET", "/api/v1/tasks", server_ca, victor)
+    tap(code == 403 and "victor" in out.get("message", "") and code2 == 200,
+        "client certificate: O=prewarm:viewers reads but its POST -> 403", "%s %s %s" % (code, out, code2))
+    code, out, _ = cert_call(base, "GET", "/api/v1/tasks", server_ca, nobody)
+    tap(code == 403, "client certificate: a CN without a prewarm group is authenticated but not authorized",
+        "%s %s" % (code, out))
+    code, me, _ = cert_call(base, "GET", "/api/v1/whoami", server_ca, None, token=TOKENS["editor"])
+    tap(code == 200 and me.get("username") == "eddie", "no certificate, a token: the token still authenticates",
+        "%s %s" % (code, me))
+    code, out, h = cert_call(base, "GET", "/api/v1/tasks", server_ca, None)
+    tap(code == 401 and "Bearer" in h.get("WWW-Authenticate", ""), "no certificate, no token -> 401",
+        "%s %s" % (code, out))
+    code, out, _ = cert_call(base, "GET", "/api/v1/tasks", server_ca, expired)
+    tap(code == 401 and "expired" in str(out), "an expired client certificate -> 401, saying it expired",
+        "%s %s" % (code, out))
+    code, out, _ = cert_call(base, "GET", "/api/v1/tasks", server_ca, stranger)
+    tap(code == 401 and "mallory" in str(out) and "issuer" in str(out),
+        "a certificate from another CA (O=prewarm:admins) -> 401", "%s %s" % (code, out))
+    code, out, _ = cert_call(base, "GET", "/api/v1/tasks", server_ca, server_only)
+    tap(code == 401, "a certificate whose extendedKeyUsage lacks clientAuth -> 401", "%s %s" % (code, out))
+    code, me, _ = cert_call(base, "GET", "/api/v1/whoami", server_ca, stranger, token=TOKENS["editor"])
+    tap(code == 200 and me.get("username") == "eddie",
+        "a refused certificate with a good token: the token authenticates (as kube-apiserver's union does)",
+        "%s %s" % (code, me))
+    lines = audit_lines(audit)
+    tap(any(x.get("user") == "carol" and x.get("code") == 201 for x in lines)
+        and any(x.get("code") == 401 and "expired" in x.get("reason", "") for x in lines),
+        "audit: the certificate user's write and the expired certificate's refusal")
+
+    # prewarmctl: --client-certificate/--client-key, and a kubeconfig user with a certificate
+    p = ctl(env, "--certificate-authority", server_ca, "--client-certificate", carol[0], "--client-key", carol[1],
+            "auth", "whoami", server=base)
+    tap(p.returncode == 0 and "carol" in p.stdout and "team-a" in p.stdout,
+        "prewarmctl --client-certificate --client-key: auth whoami shows the certificate's user", p.stdout + p.stderr)
+    p = ctl(env, "--certificate-authority", server_ca, "--client-certificate", carol[0], "auth", "whoami", server=base)
+    tap(p.returncode == 2 and "--client-key" in p.stderr, "prewarmctl --client-certificate without --client-key: "
+        "usage error", p.stderr)
+    import base64
+    import yaml
+    with open(carol[0], "rb") as f:
+        cdata = base64.b64encode(f.read()).decode()
+    with open(carol[1], "rb") as f:
+        kdata = base64.b64encode(f.read()).decode()
+    for form, user in (("-data", {"client-certificate-data": cdata, "client-key-data": kdata}),
+                       (" paths", {"client-certificate": victor[0], "client-key": victor[1]})):
+        kc = os.path.join(WORK, "kubeconfig-cert" + form.strip())
+        doc = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+               "clusters": [{"name": "pw", "cluster": {"server": base, "certificate-authority": server_ca}}],
+               "users": [{"name": "u", "user": user}],
+               "contexts": [{"name": "c", "context": {"cluster": "pw", "user": "u"}}]}
+        with open(kc, "w") as f:
+            yaml.safe_dump(doc, f)
+        want = "carol" if "data" in form else "victor"
+        p = ctl(env, "--certificate-authority", server_ca, "auth", "whoami", "-o", "json", server=base,
+                extra_env={"KUBECONFIG": kc})
+        me = json.loads(p.stdout) if p.returncode == 0 else {}
+        tap(me.get("username") == want, "prewarmctl with a kubeconfig user's client-certificate%s: whoami is %s"
+            % (form, want), p.stdout + p.stderr)
+    p = ctl(env, "--certificate-authority", server_ca, "create", "busybox:1.36", "-o", "json", server=base,
+            extra_env={"KUBECONFIG": os.path.join(WORK, "kubeconfig-cert-data")})
+    made = json.loads(p.stdout) if p.returncode == 0 else {}
+    tap(made.get("createdBy") == "carol", "prewarmctl create with the kubeconfig's certificate: createdBy carol",
+        p.stdout + p.stderr)
+
+    # the CA file replaced mid-run: the other CA's certificates now verify, the first CA's no longer do
+    shutil.copy(other[0], ca_file + ".new")
+    os.replace(ca_file + ".new", ca_file)
+    t0, code = time.time(), 0
+    while time.time() - t0 < 10:
+        code, me, _ = cert_call(base, "GET", "/api/v1/whoami", server_ca, stranger)
+        if code == 200:
+            break
+        time.sleep(0.3)
+    tap(code == 200 and me.get("username") == "mallory",
+        "after replacing the client CA file, its certificates authenticate (%.1f s)" % (time.time() - t0),
+        "%s %s" % (code, me))
+    code, out, _ = cert_call(base, "GET", "/api/v1/whoami", server_ca, carol)
+    tap(code == 401, "... and the removed CA's certificates are refused", "%s %s" % (code, out))
+    log = env.tail("prewarmd.log", 400)
+    tap("client CA file" in log and "reloaded" in log, "prewarmd logs the client CA reload")
+    env.stop_prewarmd()
+    p = subprocess.run([os.path.join(BIN, "prewarmd"), "--kubeconfig", env.kubeconfig, "--store", "memory:",
+                        "--listen", "127.0.0.1:0", "--client-ca-file", ca_file, "--log-format", "text"],
+                       capture_output=True, text=True, timeout=60)
+    tap(p.returncode != 0 and "--client-ca-file needs TLS" in p.stderr, "--client-ca-file without TLS refuses to start",
+        p.stderr[-300:])
+
+
 # ---------------------------------------------------------------- limits, refusals
 
 
@@ -504,6 +666,7 @@ def main():
         scenario("--auth kubernetes", kubernetes_auth, env)
         scenario("--authz kubernetes", kubernetes_authz, env)
         scenario("TLS", tls, env)
+        scenario("client certificates", client_certs, env)
         scenario("limits", limits, env)
         scenario("quota under concurrent creates", quota_race, env)
         scenario("--auth none off loopback", refuse_non_loopback, env)

@@ -3,7 +3,8 @@
  * kinds (sim/rbac_pb.c): rule matching (verbs, groups, resources with subresources and star forms,
  * resourceNames, nonResourceURLs), subjects (User, Group, ServiceAccount with and without a namespace),
  * the walk over ClusterRoleBindings and RoleBindings with the real reasons, the 403 messages, the
- * aggregation of view/edit/admin and of a selector with expressions, the CSV rules and messages. */
+ * aggregation of view/edit/admin and of a selector with expressions, the CSV rules and messages, and
+ * escalation prevention's rule cover (sim/rbac_cover.c) with ConfirmNoEscalation's message. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -494,6 +495,81 @@ static void test_protobuf(void **state)
     assert_true(sim_rbac_pb_known("ClusterRole") && sim_rbac_pb_known("SelfSubjectAccessReview"));
 }
 
+/* The uncovered rules of servant against owner, as compact JSON text (caller frees). */
+static char *uncovered(const char *owner, const char *servant)
+{
+    json_t *o = J(owner), *sv = J(servant);
+    json_t *u = sim_rbac_uncovered(o, sv);
+    char *text = json_dumps(u, JSON_COMPACT);
+    json_decref(o);
+    json_decref(sv);
+    json_decref(u);
+    return text;
+}
+
+#define ASSERT_UNCOVERED(owner, servant, want)                                                                 \
+    do {                                                                                                       \
+        char *got_ = uncovered(owner, servant);                                                                \
+        assert_string_equal(got_, want);                                                                       \
+        free(got_);                                                                                            \
+    } while (0)
+
+static void test_escalation_cover(void **state)
+{
+    (void)state;
+    const char *pods = "[{\"apiGroups\":[\"\"],\"resources\":[\"pods\"],\"verbs\":[\"get\",\"list\"]}]";
+    ASSERT_UNCOVERED(pods, "[{\"apiGroups\":[\"\"],\"resources\":[\"pods\"],\"verbs\":[\"get\"]}]", "[]");
+    /* verbs of one resource merge back; a covered resource of the same rule drops out */
+    ASSERT_UNCOVERED(pods, "[{\"apiGroups\":[\"\"],\"resources\":[\"secrets\",\"pods\"],\"verbs\":[\"get\",\"list\"]}]",
+                     "[{\"apiGroups\":[\"\"],\"resources\":[\"secrets\"],\"verbs\":[\"get\",\"list\"]}]");
+    /* a subresource is not covered by its resource, but by star-slash-subresource and by a star */
+    ASSERT_UNCOVERED(pods, "[{\"apiGroups\":[\"\"],\"resources\":[\"pods/log\"],\"verbs\":[\"get\"]}]",
+                     "[{\"apiGroups\":[\"\"],\"resources\":[\"pods/log\"],\"verbs\":[\"get\"]}]");
+    ASSERT_UNCOVERED("[{\"apiGroups\":[\"\"],\"resources\":[\"*/log\"],\"verbs\":[\"get\"]}]",
+                     "[{\"apiGroups\":[\"\"],\"resources\":[\"pods/log\"],\"verbs\":[\"get\"]}]", "[]");
+    ASSERT_UNCOVERED("[{\"apiGroups\":[\"*\"],\"resources\":[\"*\"],\"verbs\":[\"*\"]}]",
+                     "[{\"apiGroups\":[\"apps\"],\"resources\":[\"deployments/scale\"],\"verbs\":[\"patch\"]}]", "[]");
+    /* resourceNames: none in the owner covers any name; named owners cover only those names */
+    ASSERT_UNCOVERED(pods, "[{\"apiGroups\":[\"\"],\"resources\":[\"pods\"],\"resourceNames\":[\"a\"],\"verbs\":[\"get\"]}]",
+                     "[]");
+    const char *named = "[{\"apiGroups\":[\"\"],\"resources\":[\"secrets\"],\"resourceNames\":[\"a\"],\"verbs\":[\"get\"]}]";
+    ASSERT_UNCOVERED(named, "[{\"apiGroups\":[\"\"],\"resources\":[\"secrets\"],\"verbs\":[\"get\"]}]",
+                     "[{\"apiGroups\":[\"\"],\"resources\":[\"secrets\"],\"verbs\":[\"get\"]}]");
+    ASSERT_UNCOVERED(named,
+                     "[{\"apiGroups\":[\"\"],\"resources\":[\"secrets\"],\"resourceNames\":[\"a\",\"b\"],"
+                     "\"verbs\":[\"get\"]}]",
+                     "[{\"apiGroups\":[\"\"],\"resources\":[\"secrets\"],\"resourceNames\":[\"b\"],\"verbs\":[\"get\"]}]");
+    /* another group is another permission */
+    ASSERT_UNCOVERED(pods, "[{\"apiGroups\":[\"apps\"],\"resources\":[\"pods\"],\"verbs\":[\"get\"]}]",
+                     "[{\"apiGroups\":[\"apps\"],\"resources\":[\"pods\"],\"verbs\":[\"get\"]}]");
+    /* non-resource URLs: exact, a prefix with a star; resource rules never cover them */
+    const char *urls = "[{\"nonResourceURLs\":[\"/healthz\",\"/api/*\"],\"verbs\":[\"get\"]}]";
+    ASSERT_UNCOVERED(urls, "[{\"nonResourceURLs\":[\"/healthz\",\"/api/v1\"],\"verbs\":[\"get\"]}]", "[]");
+    ASSERT_UNCOVERED(urls, "[{\"nonResourceURLs\":[\"/metrics\"],\"verbs\":[\"get\",\"post\"]}]",
+                     "[{\"nonResourceURLs\":[\"/metrics\"],\"verbs\":[\"get\",\"post\"]}]");
+    ASSERT_UNCOVERED("[{\"apiGroups\":[\"*\"],\"resources\":[\"*\"],\"verbs\":[\"*\"]}]",
+                     "[{\"nonResourceURLs\":[\"/healthz\"],\"verbs\":[\"get\"]}]",
+                     "[{\"nonResourceURLs\":[\"/healthz\"],\"verbs\":[\"get\"]}]");
+    /* nothing held covers nothing; nothing asked is always covered */
+    ASSERT_UNCOVERED("[]", "[]", "[]");
+
+    /* ConfirmNoEscalation's words */
+    json_t *user = J("{\"username\":\"bob\",\"groups\":[\"devs\",\"system:authenticated\"]}");
+    json_t *miss = J("[{\"apiGroups\":[\"\"],\"resources\":[\"secrets\"],\"verbs\":[\"get\",\"list\"]},"
+                     "{\"nonResourceURLs\":[\"/metrics\"],\"verbs\":[\"get\"]},"
+                     "{\"apiGroups\":[\"\"],\"resources\":[\"secrets\"],\"resourceNames\":[\"b\"],\"verbs\":[\"get\"]}]");
+    char *msg = sim_rbac_escalation_message(user, miss, "role.rbac.authorization.k8s.io \"x\" not found");
+    assert_string_equal(msg, "user \"bob\" (groups=[\"devs\" \"system:authenticated\"]) is attempting to grant RBAC "
+                             "permissions not currently held:\n"
+                             "{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\" \"list\"]}\n"
+                             "{NonResourceURLs:[\"/metrics\"], Verbs:[\"get\"]}\n"
+                             "{APIGroups:[\"\"], Resources:[\"secrets\"], ResourceNames:[\"b\"], Verbs:[\"get\"]}; "
+                             "resolution errors: role.rbac.authorization.k8s.io \"x\" not found");
+    free(msg);
+    json_decref(user);
+    json_decref(miss);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -501,6 +577,7 @@ int main(void)
         cmocka_unit_test(test_authorize_walk),      cmocka_unit_test(test_forbidden_messages),
         cmocka_unit_test(test_bootstrap_aggregation), cmocka_unit_test(test_controller),
         cmocka_unit_test(test_tokenfile),           cmocka_unit_test(test_protobuf),
+        cmocka_unit_test(test_escalation_cover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
