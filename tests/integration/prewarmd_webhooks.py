@@ -10,8 +10,8 @@ refusal is tested):
 - 500 then 200: delivered on the retry; 429 and 503 with Retry-After (seconds, then an HTTP-date)
   honoured; 410: failed for good after one attempt; a redirect is not followed; a receiver down at
   first gets the event once it is up;
-- kill -9 of prewarmd (SQLite store) with deliveries pending: after the restart every one arrives,
-  none lost, in order;
+- kill -9 of prewarmd (SQLite store, then Redis with a real redis-server) with deliveries pending:
+  after the restart every one arrives, none lost, in order;
 - bad webhooks in a task -> 400 naming the field; without --webhook-allow-private a loopback or
   metadata URL is refused at create, a host name resolving to loopback is refused at connect, and a
   private --webhook stops prewarmd from starting;
@@ -23,6 +23,7 @@ import hmac
 import http.server
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,7 +34,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prewarmd_lib import BIN, Env, finish, scenario, tap  # noqa: E402
+from prewarmd_lib import BIN, REDIS, Env, Redis, finish, free_port, scenario, tap  # noqa: E402
 
 GLOBAL_SECRET = "global-key-7f3a9c"
 TASK_SECRET = "task-key-19be02"
@@ -155,14 +156,6 @@ def wait_state(env, tid, pred, i=0, timeout=60):
 
 def create_raw(env, body):
     return env.api("POST", "/api/v1/tasks", body)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 # ---- the main prewarmd: --webhook-allow-private, a server-wide receiver, quick retries ----
@@ -349,11 +342,12 @@ def private_global_refused(env):
 
 # ---- kill -9 with deliveries pending (SQLite) ----
 
-def kill9(r):
-    env = Env(10, time_scale=50, pw_args=["--store", "sqlite:{dir}/prewarm.db", "--webhook-allow-private",
-                                          "--webhook-retry-base", "300ms"])
+def kill9(r, store, name):
+    env = Env(10, time_scale=50, pw_args=["--store", store, "--webhook-allow-private", "--webhook-retry-base", "300ms"])
     try:
         r.script("/k9", [], default=(503, {}))
+        with r.lock:
+            r.requests = [q for q in r.requests if q["path"] != "/k9"]
         tids = [env.create_task(dict(IMAGE, webhooks=[{"url": r.url("/k9"), "events": ["started", "succeeded"]}]))
                 for _ in range(3)]
         for t in tids:
@@ -377,7 +371,7 @@ def kill9(r):
             c = ce(g)
             subjects.setdefault(c["subject"], set()).add(c["type"])
         tap(all(subjects.get(t) == {"io.prewarm.task.started", "io.prewarm.task.succeeded"} for t in tids),
-            "kill -9 with deliveries pending: after the restart all 6 arrive, none lost", json.dumps(
+            "kill -9 with deliveries pending (%s): after the restart all 6 arrive, none lost" % name, json.dumps(
                 {k: sorted(v) for k, v in subjects.items()}))
         firsts = []
         for i in seen:
@@ -415,7 +409,17 @@ def main():
         scenario("private --webhook refused", private_global_refused, env)
     finally:
         env.close()
-    scenario("kill -9", kill9, r)
+    scenario("kill -9 (SQLite)", kill9, r, "sqlite:{dir}/prewarm.db", "SQLite")
+    if REDIS:
+        rdir = tempfile.mkdtemp(prefix="pwhook-redis-")
+        redis = Redis(rdir)
+        try:
+            scenario("kill -9 (Redis)", kill9, r, redis.url(), "Redis")
+        finally:
+            redis.kill()
+            shutil.rmtree(rdir, ignore_errors=True)
+    else:
+        print("ok - kill -9 with deliveries pending (Redis) # SKIP redis-server is not installed")
     r.close()
     os.unlink(secret_file)
     os.rmdir(secret_dir)
