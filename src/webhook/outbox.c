@@ -186,32 +186,44 @@ int pw_wh_outbox_load(pw_wh_outbox *ob, size_t *added)
     return rc;
 }
 
+int pw_wh_outbox_put(pw_wh_outbox *ob, const char *key, const json_t *doc, enum pw_store_rec_mode mode)
+{
+    return ob->store ? pw_store_rec_put(ob->store, KIND, key, doc, mode) : 0;
+}
+
 static int write_rec(pw_wh_outbox *ob, const struct pw_wh_delivery *d, enum pw_store_rec_mode mode)
 {
     if (!ob->store)
         return 0;
     json_t *doc = pw_wh_delivery_doc(d);
-    int rc = pw_store_rec_put(ob->store, KIND, d->key, doc, mode);
+    int rc = pw_wh_outbox_put(ob, d->key, doc, mode);
     json_decref(doc);
     return rc;
 }
 
-int pw_wh_outbox_add(pw_wh_outbox *ob, struct pw_wh_delivery *d)
+int pw_wh_outbox_insert(pw_wh_outbox *ob, struct pw_wh_delivery *d)
 {
     bool found;
     size_t at = find(ob, d->key, &found);
     if (found)
         return PW_EEXIST;
-    int rc = write_rec(ob, d, PW_STORE_REC_CREATE);
-    if (rc != 0)
-        return rc;
     insert_at(ob, at, d);
     return 0;
 }
 
+int pw_wh_outbox_add(pw_wh_outbox *ob, struct pw_wh_delivery *d)
+{
+    bool found;
+    find(ob, d->key, &found);
+    if (found)
+        return PW_EEXIST;
+    int rc = write_rec(ob, d, PW_STORE_REC_CREATE);
+    return rc != 0 ? rc : pw_wh_outbox_insert(ob, d);
+}
+
 int pw_wh_outbox_save(pw_wh_outbox *ob, struct pw_wh_delivery *d)
 {
-    if (d->state != PW_WH_PENDING) {
+    if (d->state != PW_WH_PENDING) { /* the body is not kept once finished, in memory or the store */
         free(d->body);
         d->body = NULL;
     }

@@ -181,12 +181,13 @@ static bool wants(const json_t *hook, const char *kind)
     return false;
 }
 
-/* Adds the delivery of e to one target (w->mu held). */
-static void add_delivery(pw_webhook *w, const pw_event *e, const char *kind, bool task_scope, int index,
-                         const char *url, const char *secret_ref, const char *body)
+/* The delivery of e to one target, or NULL when it was made already (before a restart: the engine
+ * publishes a resumed task again). w->mu held. */
+static struct pw_wh_delivery *make_delivery(pw_webhook *w, const pw_event *e, const char *kind, bool task_scope,
+                                            int index, const char *url, const char *secret_ref, const char *body)
 {
     if (pw_wh_outbox_has(w->outbox, pw_event_task(e), kind, task_scope, index))
-        return; /* made already (before a restart: the engine publishes a resumed task again) */
+        return NULL;
     struct pw_wh_delivery *d = pw_xcalloc(1, sizeof *d);
     char key[PW_WH_KEY_MAX];
     pw_wh_key(pw_event_id(e), task_scope, index, key);
@@ -202,14 +203,7 @@ static void add_delivery(pw_webhook *w, const pw_event *e, const char *kind, boo
     d->event_ms = pw_event_time_ms(e);
     d->next_ms = d->event_ms;
     d->state = PW_WH_PENDING;
-    int rc = pw_wh_outbox_add(w->outbox, d);
-    if (rc != 0) {
-        PW_ERROR("webhook: cannot keep the %s delivery of task %s to %s in the store (%s): it is not sent", kind,
-                 d->task_id, url, pw_strerror(rc));
-        pw_wh_delivery_free(d);
-        return;
-    }
-    pthread_cond_broadcast(&w->work);
+    return d;
 }
 
 static void handle_event(pw_webhook *w, const pw_event *e)
@@ -231,17 +225,40 @@ static void handle_event(pw_webhook *w, const pw_event *e)
         return;
     }
     char *body = cloudevent(w, e, kind, task);
+    struct pw_wh_delivery *made[PW_WEBHOOK_MAX_URLS + PW_WEBHOOK_MAX_PER_TASK];
+    size_t n = 0;
     pthread_mutex_lock(&w->mu);
     for (size_t i = 0; body && i < w->n_urls; i++)
-        add_delivery(w, e, kind, false, (int)i, w->urls[i], NULL, body);
+        made[n++] = make_delivery(w, e, kind, false, (int)i, w->urls[i], NULL, body);
     size_t i;
     const json_t *h;
     json_array_foreach(hooks, i, h) {
         const char *url = json_string_value(json_object_get(h, "url"));
-        if (body && url && wants(h, kind))
-            add_delivery(w, e, kind, true, (int)i, url, json_string_value(json_object_get(h, "secretRef")), body);
+        if (body && url && wants(h, kind) && i < PW_WEBHOOK_MAX_PER_TASK)
+            made[n++] = make_delivery(w, e, kind, true, (int)i, url, json_string_value(json_object_get(h, "secretRef")),
+                                      body);
     }
+    pthread_mutex_unlock(&w->mu);
+    /* durable before anyone may attempt it; written without the lock, so attempts go on meanwhile */
+    for (size_t k = 0; k < n; k++) {
+        if (!made[k])
+            continue;
+        json_t *doc = pw_wh_delivery_doc(made[k]);
+        int rc = pw_wh_outbox_put(w->outbox, made[k]->key, doc, PW_STORE_REC_CREATE);
+        json_decref(doc);
+        if (rc != 0) {
+            PW_ERROR("webhook: cannot keep the %s delivery of task %s to %s in the store (%s): it is not sent", kind,
+                     made[k]->task_id, made[k]->url, pw_strerror(rc));
+            pw_wh_delivery_free(made[k]);
+            made[k] = NULL;
+        }
+    }
+    pthread_mutex_lock(&w->mu);
+    for (size_t k = 0; k < n; k++)
+        if (made[k] && pw_wh_outbox_insert(w->outbox, made[k]) != 0) /* read back by set_active meanwhile */
+            pw_wh_delivery_free(made[k]);
     pw_metric_set(w->m_pending, NULL, (double)pw_wh_outbox_pending(w->outbox));
+    pthread_cond_broadcast(&w->work);
     pthread_mutex_unlock(&w->mu);
     free(body);
     json_decref(task);
@@ -470,7 +487,7 @@ static const char *status_class(int status)
     return status >= 100 && status < 600 ? names[status / 100] : names[0];
 }
 
-/* Records the outcome of an attempt on d (w->mu held). */
+/* Records the outcome of an attempt on d in memory (w->mu held; the caller writes it to the store). */
 static void apply(pw_webhook *w, struct pw_wh_delivery *d, struct attempt *a)
 {
     int64_t now = pw_clock_real_ms();
@@ -517,9 +534,10 @@ static void apply(pw_webhook *w, struct pw_wh_delivery *d, struct attempt *a)
     }
     if (result)
         pw_metric_add(w->m_deliveries, &result, 1);
-    int rc = pw_wh_outbox_save(w->outbox, d);
-    if (rc != 0)
-        PW_WARN("webhook: cannot write the state of a delivery to the store: %s", pw_strerror(rc));
+    if (d->state != PW_WH_PENDING) { /* a finished delivery keeps no body */
+        free(d->body);
+        d->body = NULL;
+    }
     pw_metric_set(w->m_pending, NULL, (double)pw_wh_outbox_pending(w->outbox));
 }
 
@@ -570,9 +588,19 @@ static void *worker_main(void *arg)
         free(ref);
 
         pthread_mutex_lock(&w->mu);
-        d->busy = false;
         apply(w, d, &a);
         free(a.error);
+        json_t *doc = pw_wh_delivery_doc(d);
+        char *key = pw_xstrdup(d->key);
+        pthread_cond_broadcast(&w->work); /* the receiver's next delivery may go now */
+        pthread_mutex_unlock(&w->mu);
+        int rc = pw_wh_outbox_put(w->outbox, key, doc, PW_STORE_REC_UPSERT); /* d stays busy until written */
+        if (rc != 0)
+            PW_WARN("webhook: cannot write the state of a delivery to the store: %s", pw_strerror(rc));
+        json_decref(doc);
+        free(key);
+        pthread_mutex_lock(&w->mu);
+        d->busy = false;
         pthread_cond_broadcast(&w->work);
     }
     pthread_mutex_unlock(&w->mu);
@@ -624,7 +652,7 @@ static void drop_unconfigured(pw_webhook *w)
 {
     for (size_t i = 0; i < pw_wh_outbox_count(w->outbox); i++) {
         struct pw_wh_delivery *d = pw_wh_outbox_at(w->outbox, i);
-        if (d->state != PW_WH_PENDING || d->task_scope ||
+        if (d->state != PW_WH_PENDING || d->busy || d->task_scope ||
             ((size_t)d->index < w->n_urls && strcmp(w->urls[d->index], d->url) == 0))
             continue;
         d->state = PW_WH_FAILED;

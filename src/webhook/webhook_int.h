@@ -81,6 +81,12 @@ int pw_wh_outbox_load(pw_wh_outbox *ob, size_t *added);
 int pw_wh_outbox_add(pw_wh_outbox *ob, struct pw_wh_delivery *d);
 /* Writes d's state after an attempt (a finished delivery without its body). */
 int pw_wh_outbox_save(pw_wh_outbox *ob, struct pw_wh_delivery *d);
+/* The two halves of add, for callers that keep store writes out of their lock: put writes a
+ * delivery's document (pw_wh_delivery_doc) to the store only, touching nothing in memory (safe
+ * without the caller's lock); insert adds d (taken on success) in memory only, PW_EEXIST when its
+ * key is held. */
+int pw_wh_outbox_put(pw_wh_outbox *ob, const char *key, const json_t *doc, enum pw_store_rec_mode mode);
+int pw_wh_outbox_insert(pw_wh_outbox *ob, struct pw_wh_delivery *d);
 /* True when a delivery of this (task, kind, target) is held, whatever its state. */
 bool pw_wh_outbox_has(pw_wh_outbox *ob, const char *task_id, const char *kind, bool task_scope, int index);
 /* The delivery to attempt next: the first pending one in key order whose receiver (url) has no
