@@ -33,6 +33,11 @@ const char *const pw_webhook_event_names[] = {"started", "succeeded", "failed", 
 #define SECRET_TTL_MS 30000
 #define GC_EVERY_MS 60000
 #define RECENT 1024 /* (task, event) pairs handled lately: repeated "running" events cost no parse */
+#define MARK_KIND "webhook-mark"
+#define MARK_KEY "consumer"
+#define MARK_EVERY_MS 1000   /* the mark is written at most this often */
+#define MARK_SLACK_MS 2000   /* tasks ended this long before the mark are looked at again */
+#define RECONCILE_MAX 2000   /* finished tasks of each status read when catching up */
 
 struct secret_entry {
     char *name;
@@ -153,14 +158,22 @@ static bool recent_seen(pw_webhook *w, const char *task, const char *kind)
     return false;
 }
 
-static char *cloudevent(const pw_webhook *w, const pw_event *e, const char *kind, json_t *task)
+/* What a delivery is about: an event of the stream, or a task end found in the store after a restart. */
+struct occurrence {
+    uint64_t id;
+    const char *task;
+    int64_t time_ms;
+    const char *kind;
+};
+
+static char *cloudevent(const pw_webhook *w, const struct occurrence *o, json_t *task)
 {
     char id[24], type[48], t[PW_RFC3339_LEN];
-    snprintf(id, sizeof id, "%llu", (unsigned long long)pw_event_id(e));
-    snprintf(type, sizeof type, "io.prewarm.task.%s", kind);
-    pw_time_rfc3339_micro(pw_event_time_ms(e), t);
+    snprintf(id, sizeof id, "%llu", (unsigned long long)o->id);
+    snprintf(type, sizeof type, "io.prewarm.task.%s", o->kind);
+    pw_time_rfc3339_micro(o->time_ms, t);
     json_t *ce = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O}", "specversion", "1.0", "id", id, "source",
-                           w->source, "type", type, "subject", pw_event_task(e), "time", t, "datacontenttype",
+                           w->source, "type", type, "subject", o->task, "time", t, "datacontenttype",
                            "application/json", "data", task);
     char *body = json_dumps(ce, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(ce);
@@ -181,29 +194,80 @@ static bool wants(const json_t *hook, const char *kind)
     return false;
 }
 
-/* The delivery of e to one target, or NULL when it was made already (before a restart: the engine
+/* The delivery of o to one target, or NULL when it was made already (before a restart: the engine
  * publishes a resumed task again). w->mu held. */
-static struct pw_wh_delivery *make_delivery(pw_webhook *w, const pw_event *e, const char *kind, bool task_scope,
-                                            int index, const char *url, const char *secret_ref, const char *body)
+static struct pw_wh_delivery *make_delivery(pw_webhook *w, const struct occurrence *o, bool task_scope, int index,
+                                            const char *url, const char *secret_ref, const char *body)
 {
-    if (pw_wh_outbox_has(w->outbox, pw_event_task(e), kind, task_scope, index))
+    if (pw_wh_outbox_has(w->outbox, o->task, o->kind, task_scope, index))
         return NULL;
     struct pw_wh_delivery *d = pw_xcalloc(1, sizeof *d);
     char key[PW_WH_KEY_MAX];
-    pw_wh_key(pw_event_id(e), task_scope, index, key);
+    pw_wh_key(o->id, task_scope, index, key);
     d->key = pw_xstrdup(key);
-    d->id = pw_xasprintf("%llu", (unsigned long long)pw_event_id(e));
-    d->task_id = pw_xstrdup(pw_event_task(e));
-    d->kind = pw_xstrdup(kind);
+    d->id = pw_xasprintf("%llu", (unsigned long long)o->id);
+    d->task_id = pw_xstrdup(o->task);
+    d->kind = pw_xstrdup(o->kind);
     d->url = pw_xstrdup(url);
     d->task_scope = task_scope;
     d->index = index;
     d->secret_ref = secret_ref ? pw_xstrdup(secret_ref) : NULL;
     d->body = pw_xstrdup(body);
-    d->event_ms = pw_event_time_ms(e);
+    d->event_ms = o->time_ms;
     d->next_ms = d->event_ms;
     d->state = PW_WH_PENDING;
     return d;
+}
+
+/* Makes the deliveries of o (task: the task as GET shows it) that do not exist yet, each written to the
+ * store before it can be attempted. How many were made. */
+static size_t enqueue(pw_webhook *w, const struct occurrence *o, json_t *task)
+{
+    const json_t *hooks = json_object_get(task, "webhooks");
+    if (w->n_urls == 0 && json_array_size(hooks) == 0)
+        return 0;
+    char *body = cloudevent(w, o, task);
+    if (!body)
+        return 0;
+    struct pw_wh_delivery *made[PW_WEBHOOK_MAX_URLS + PW_WEBHOOK_MAX_PER_TASK];
+    size_t n = 0, added = 0;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->n_urls; i++)
+        made[n++] = make_delivery(w, o, false, (int)i, w->urls[i], NULL, body);
+    size_t i;
+    const json_t *h;
+    json_array_foreach(hooks, i, h) {
+        const char *url = json_string_value(json_object_get(h, "url"));
+        if (url && wants(h, o->kind) && i < PW_WEBHOOK_MAX_PER_TASK)
+            made[n++] = make_delivery(w, o, true, (int)i, url, json_string_value(json_object_get(h, "secretRef")), body);
+    }
+    pthread_mutex_unlock(&w->mu);
+    /* durable before anyone may attempt it; written without the lock, so attempts go on meanwhile */
+    for (size_t k = 0; k < n; k++) {
+        if (!made[k])
+            continue;
+        json_t *doc = pw_wh_delivery_doc(made[k]);
+        int rc = pw_wh_outbox_put(w->outbox, made[k]->key, doc, PW_STORE_REC_CREATE);
+        json_decref(doc);
+        if (rc != 0) {
+            PW_ERROR("webhook: cannot keep the %s delivery of task %s to %s in the store (%s): it is not sent",
+                     o->kind, made[k]->task_id, made[k]->url, pw_strerror(rc));
+            pw_wh_delivery_free(made[k]);
+            made[k] = NULL;
+        }
+    }
+    pthread_mutex_lock(&w->mu);
+    for (size_t k = 0; k < n; k++) {
+        if (made[k] && pw_wh_outbox_insert(w->outbox, made[k]) != 0) /* read back by set_active meanwhile */
+            pw_wh_delivery_free(made[k]);
+        else if (made[k])
+            added++;
+    }
+    pw_metric_set(w->m_pending, NULL, (double)pw_wh_outbox_pending(w->outbox));
+    pthread_cond_broadcast(&w->work);
+    pthread_mutex_unlock(&w->mu);
+    free(body);
+    return added;
 }
 
 static void handle_event(pw_webhook *w, const pw_event *e)
@@ -219,49 +283,72 @@ static void handle_event(pw_webhook *w, const pw_event *e)
     if (skip)
         return;
     json_t *task = json_loads(pw_event_data(e, NULL), 0, NULL);
-    const json_t *hooks = json_object_get(task, "webhooks");
-    if (!task || (w->n_urls == 0 && json_array_size(hooks) == 0)) {
-        json_decref(task);
+    if (!task)
+        return;
+    struct occurrence o = {pw_event_id(e), pw_event_task(e), pw_event_time_ms(e), kind};
+    enqueue(w, &o, task);
+    json_decref(task);
+}
+
+/* ---- the mark: every event published before it was turned into deliveries ---- */
+
+static void mark_write(pw_webhook *w, int64_t event_ms)
+{
+    if (!w->store)
+        return;
+    json_t *doc = json_pack("{s:I}", "eventTime", (json_int_t)event_ms);
+    int rc = pw_store_rec_put(w->store, MARK_KIND, MARK_KEY, doc, PW_STORE_REC_UPSERT);
+    json_decref(doc);
+    if (rc != 0)
+        PW_WARN("webhook: cannot write the consumer's mark to the store: %s", pw_strerror(rc));
+}
+
+/* After a restart (or on becoming leader): the tasks that ended after the mark (the last event known
+ * turned into deliveries, less MARK_SLACK_MS) get the end deliveries they miss: an event published
+ * just before a crash, not yet in the outbox, is not lost. Without a mark (the first start) there is
+ * nothing to catch up. Reads at most RECONCILE_MAX tasks of each final status, newest first. */
+static void reconcile(pw_webhook *w)
+{
+    if (!w->store)
+        return;
+    json_t *mark = NULL;
+    int rc = pw_store_rec_get(w->store, MARK_KIND, MARK_KEY, &mark);
+    if (rc == PW_ENOTFOUND) {
+        mark_write(w, pw_clock_real_ms());
         return;
     }
-    char *body = cloudevent(w, e, kind, task);
-    struct pw_wh_delivery *made[PW_WEBHOOK_MAX_URLS + PW_WEBHOOK_MAX_PER_TASK];
-    size_t n = 0;
-    pthread_mutex_lock(&w->mu);
-    for (size_t i = 0; body && i < w->n_urls; i++)
-        made[n++] = make_delivery(w, e, kind, false, (int)i, w->urls[i], NULL, body);
-    size_t i;
-    const json_t *h;
-    json_array_foreach(hooks, i, h) {
-        const char *url = json_string_value(json_object_get(h, "url"));
-        if (body && url && wants(h, kind) && i < PW_WEBHOOK_MAX_PER_TASK)
-            made[n++] = make_delivery(w, e, kind, true, (int)i, url, json_string_value(json_object_get(h, "secretRef")),
-                                      body);
+    if (rc != 0) {
+        PW_WARN("webhook: cannot read the consumer's mark: %s; no catching up", pw_strerror(rc));
+        return;
     }
-    pthread_mutex_unlock(&w->mu);
-    /* durable before anyone may attempt it; written without the lock, so attempts go on meanwhile */
-    for (size_t k = 0; k < n; k++) {
-        if (!made[k])
-            continue;
-        json_t *doc = pw_wh_delivery_doc(made[k]);
-        int rc = pw_wh_outbox_put(w->outbox, made[k]->key, doc, PW_STORE_REC_CREATE);
-        json_decref(doc);
-        if (rc != 0) {
-            PW_ERROR("webhook: cannot keep the %s delivery of task %s to %s in the store (%s): it is not sent", kind,
-                     made[k]->task_id, made[k]->url, pw_strerror(rc));
-            pw_wh_delivery_free(made[k]);
-            made[k] = NULL;
-        }
+    int64_t since = (int64_t)json_integer_value(json_object_get(mark, "eventTime")) - MARK_SLACK_MS;
+    json_decref(mark);
+    size_t made = 0;
+    for (int s = PW_TASK_SUCCEEDED; s <= PW_TASK_CANCELLED; s++) {
+        char *cont = NULL;
+        size_t seen = 0;
+        do {
+            struct pw_store_task *items = NULL;
+            size_t n = 0;
+            char *next = NULL;
+            rc = pw_store_task_list(w->store, pw_task_status_names[s], 200, cont, &items, &n, &next);
+            free(cont);
+            cont = next;
+            for (size_t i = 0; rc == 0 && i < n; i++) {
+                if (items[i].finished_ms <= since)
+                    continue;
+                /* an id of its own, in the same microsecond scale as the stream's */
+                struct occurrence o = {(uint64_t)items[i].finished_ms * 1000u + (uint64_t)s, items[i].id,
+                                       items[i].finished_ms, pw_task_status_names[s]};
+                made += enqueue(w, &o, items[i].doc);
+            }
+            pw_store_tasks_free(items, n);
+            seen += n;
+        } while (rc == 0 && cont && seen < RECONCILE_MAX);
+        free(cont);
     }
-    pthread_mutex_lock(&w->mu);
-    for (size_t k = 0; k < n; k++)
-        if (made[k] && pw_wh_outbox_insert(w->outbox, made[k]) != 0) /* read back by set_active meanwhile */
-            pw_wh_delivery_free(made[k]);
-    pw_metric_set(w->m_pending, NULL, (double)pw_wh_outbox_pending(w->outbox));
-    pthread_cond_broadcast(&w->work);
-    pthread_mutex_unlock(&w->mu);
-    free(body);
-    json_decref(task);
+    if (made)
+        PW_INFO("webhook: %zu deliveries made for tasks that ended while prewarmd was stopping", made);
 }
 
 static void *consumer_main(void *arg)
@@ -269,25 +356,38 @@ static void *consumer_main(void *arg)
     pw_webhook *w = arg;
     pw_events_sub *sub = pw_events_sub_new(w->events, NULL, 0, NULL);
     const pw_event *batch[64];
+    int64_t handled_ms = 0, written_ms = 0, written_mono = 0;
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        bool stop = w->stopping;
+        bool stop = w->stopping, active = w->active;
         pthread_mutex_unlock(&w->mu);
         if (stop)
             break;
+        if (active && handled_ms > written_ms && pw_clock_mono_ms() - written_mono >= MARK_EVERY_MS) {
+            mark_write(w, handled_ms);
+            written_ms = handled_ms;
+            written_mono = pw_clock_mono_ms();
+        }
         pw_events_wait(w->events, pw_events_sub_cursor(sub), 200);
         size_t n = 0;
         if (pw_events_sub_read(sub, batch, 64, &n) == PW_EGONE) {
-            PW_WARN("webhook: fell behind the event stream; events in between get no webhook");
+            PW_WARN("webhook: fell behind the event stream; catching up from the store's tasks");
             pw_events_sub_free(sub);
             sub = pw_events_sub_new(w->events, NULL, 0, NULL);
+            reconcile(w);
             continue;
         }
         for (size_t i = 0; i < n; i++) {
             handle_event(w, batch[i]);
+            handled_ms = pw_event_time_ms(batch[i]);
             pw_event_release(batch[i]);
         }
     }
+    pthread_mutex_lock(&w->mu);
+    bool active = w->active;
+    pthread_mutex_unlock(&w->mu);
+    if (active && handled_ms > written_ms)
+        mark_write(w, handled_ms);
     pw_events_sub_free(sub);
     return NULL;
 }
@@ -766,6 +866,8 @@ int pw_webhook_new(const struct pw_webhook_config *cfg, pw_webhook **out, char *
     register_metrics(w);
     pw_metric_set(w->m_pending, NULL, (double)pw_wh_outbox_pending(w->outbox));
     drop_unconfigured(w);
+    if (w->active)
+        reconcile(w);
     size_t pending = pw_wh_outbox_pending(w->outbox);
     int n = cfg->workers > 0 ? cfg->workers : 4;
     if (n > MAX_WORKERS)
@@ -803,7 +905,8 @@ void pw_webhook_free(pw_webhook *w)
 void pw_webhook_set_active(pw_webhook *w, bool active)
 {
     pthread_mutex_lock(&w->mu);
-    if (active && !w->active) {
+    bool resuming = active && !w->active;
+    if (resuming) {
         size_t added = 0;
         int rc = pw_wh_outbox_load(w->outbox, &added);
         if (rc != 0)
@@ -816,6 +919,8 @@ void pw_webhook_set_active(pw_webhook *w, bool active)
     w->active = active;
     pthread_cond_broadcast(&w->work);
     pthread_mutex_unlock(&w->mu);
+    if (resuming)
+        reconcile(w);
 }
 
 bool pw_webhook_is_active(pw_webhook *w)

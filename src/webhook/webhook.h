@@ -13,7 +13,10 @@
  *
  * At-least-once, in order. A delivery is written to the store (records of kind "webhook") before it is
  * attempted, so one accepted survives kill -9 with a durable store; receivers de-duplicate on the
- * CloudEvents id. Each receiver (url) gets its deliveries in event order: a later one waits until
+ * CloudEvents id. The consumer also keeps a mark in the store (kind "webhook-mark"): the time of the
+ * last event it turned into deliveries, written at most once a second. On start (and on becoming
+ * active, and after falling behind the stream) the tasks that ended after the mark get the end
+ * deliveries they miss, with an id of their own: an end published just before a crash is not lost. Each receiver (url) gets its deliveries in event order: a later one waits until
  * the earlier one is delivered or given up. 2xx is delivered; 408, 429, 5xx and no answer are
  * retried with exponential backoff and jitter (or after the Retry-After the receiver asked for,
  * seconds or an HTTP-date) until max_age (24 h) after the event; any other status (3xx: redirects are
@@ -24,7 +27,7 @@
  * Leadership. pw_webhook_set_active(w, false) pauses delivery (an attempt in flight finishes) and the
  * making of new deliveries: a replica that is not the leader calls it, so one replica delivers. On
  * set_active(w, true) the outbox is read again from the store (a shared store: what the old leader
- * left pending is delivered by the new one).
+ * left pending is delivered by the new one) and ends after the mark are caught up.
  *
  * Thread model: every function is safe from any thread. pw_webhook_new starts a consumer thread and
  * the delivery workers. */

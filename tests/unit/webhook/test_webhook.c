@@ -2,7 +2,8 @@
  * jitter, Retry-After in seconds and as an HTTP-date, status verdicts, private addresses and the URL
  * policy, the outbox (key order, one receiver's deliveries in order, no duplicates, write-through to
  * the store and reading back, clean-up), and the service end to end on an event stream: a task's
- * events become deliveries, a connection to a private address is refused for good, GET task's state. */
+ * events become deliveries, a connection to a private address is refused for good, GET task's state;
+ * ends after the consumer's mark are caught up from the store's tasks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -358,6 +359,72 @@ static void test_service_refuses_private(void **state)
     pw_events_free(ev);
 }
 
+static void put_task(pw_store *st, const char *id, const char *status, int64_t finished_ms)
+{
+    json_t *doc = json_pack("{s:s, s:s, s:[{s:s, s:[s]}]}", "id", id, "status", status, "webhooks", "url",
+                            "http://127.0.0.1:1/hook", "events", status);
+    struct pw_store_task t = {.id = (char *)id, .status = (char *)status, .created_ms = finished_ms - 5000,
+                              .finished_ms = finished_ms, .doc = doc};
+    assert_int_equal(pw_store_task_put(st, &t), 0);
+    json_decref(doc);
+}
+
+static size_t deliveries_of(pw_webhook *w, const char *id)
+{
+    json_t *t = json_pack("{s:s, s:[{s:s}]}", "id", id, "webhooks", "url", "http://127.0.0.1:1/hook");
+    pw_webhook_annotate(w, t);
+    size_t n = json_array_size(json_object_get(json_array_get(json_object_get(t, "webhooks"), 0), "deliveries"));
+    json_decref(t);
+    return n;
+}
+
+/* The mark: without one nothing is caught up (and one is written); with one, the tasks that ended
+ * after it (an end published just before a crash, never turned into a delivery) get their end
+ * delivery, those that ended before it none, and a second start makes no duplicate. */
+static void test_catch_up_after_mark(void **state)
+{
+    (void)state;
+    pw_events *ev = NULL;
+    assert_int_equal(pw_events_new(NULL, &ev), 0);
+    pw_store *st = NULL;
+    assert_int_equal(pw_store_open("memory:", &st, NULL), 0);
+    int64_t now = pw_clock_real_ms();
+    put_task(st, "t-000000000011", "succeeded", now - 60000);
+    struct pw_webhook_config cfg = {.events = ev, .store = st};
+    pw_webhook *w = NULL;
+    char *err = NULL;
+    assert_int_equal(pw_webhook_new(&cfg, &w, &err), 0);
+    assert_int_equal(deliveries_of(w, "t-000000000011"), 0); /* no mark yet: the first start */
+    pw_webhook_free(w);
+    json_t *mark = NULL;
+    assert_int_equal(pw_store_rec_get(st, "webhook-mark", "consumer", &mark), 0);
+    assert_true(json_integer_value(json_object_get(mark, "eventTime")) >= now);
+    json_decref(mark);
+
+    mark = json_pack("{s:I}", "eventTime", (json_int_t)(now - 30000));
+    assert_int_equal(pw_store_rec_put(st, "webhook-mark", "consumer", mark, PW_STORE_REC_UPSERT), 0);
+    json_decref(mark);
+    put_task(st, "t-000000000012", "failed", now - 10000); /* ended after the mark */
+    assert_int_equal(pw_webhook_new(&cfg, &w, &err), 0);
+    assert_int_equal(deliveries_of(w, "t-000000000012"), 1);
+    assert_int_equal(deliveries_of(w, "t-000000000011"), 0); /* ended before the mark */
+    struct pw_webhook_stats s = {0};
+    for (int i = 0; i < 100 && !s.failed; i++) {
+        pw_webhook_stats(w, &s);
+        pw_clock_sleep_ms(50);
+    }
+    assert_int_equal(s.failed, 1); /* the loopback receiver is refused: no network needed */
+    pw_webhook_free(w);
+    mark = json_pack("{s:I}", "eventTime", (json_int_t)(now - 30000));
+    assert_int_equal(pw_store_rec_put(st, "webhook-mark", "consumer", mark, PW_STORE_REC_UPSERT), 0);
+    json_decref(mark);
+    assert_int_equal(pw_webhook_new(&cfg, &w, &err), 0);
+    assert_int_equal(deliveries_of(w, "t-000000000012"), 1); /* the same one, read back */
+    pw_webhook_free(w);
+    pw_store_close(st);
+    pw_events_free(ev);
+}
+
 static void test_config_refused(void **state)
 {
     (void)state;
@@ -387,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_outbox_order),
         cmocka_unit_test(test_delivery_doc),
         cmocka_unit_test(test_service_refuses_private),
+        cmocka_unit_test(test_catch_up_after_mark),
         cmocka_unit_test(test_config_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
