@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sv.h"
+#include "base/version.h"
 #include "engine/engine.h"
 #include "events/events.h"
 #include "http/http.h"
@@ -47,7 +48,7 @@ struct options {
     long long webhook_timeout_ms, webhook_retry_base_ms;
 };
 
-#define PREWARMD_VERSION "0.1.0" /* prewarm_build_info's version label */
+#define PREWARMD_VERSION PW_VERSION /* prewarm_build_info's version label */
 
 /* A macro's value as a string literal (the engine's numeric defaults shown as flag defaults). */
 #define STR_(x) #x
