@@ -21,6 +21,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/version.h"
 #include "events/events.h"
 #include "k8s/k8s.h"
 #include "metrics/metrics.h"
@@ -530,7 +531,7 @@ static void attempt_send(const pw_webhook *w, const char *url, const char *body,
     }
     struct curl_slist *h = NULL;
     h = curl_slist_append(h, "Content-Type: application/cloudevents+json; charset=utf-8");
-    h = curl_slist_append(h, "User-Agent: prewarmd-webhook");
+    h = curl_slist_append(h, "User-Agent: prewarmd-webhook/" PW_VERSION);
     h = curl_slist_append(h, "Expect:");
     if (secret) {
         char sig[PW_WH_SIG_MAX], line[PW_WH_SIG_MAX + 32];
