@@ -63,6 +63,8 @@ struct pw_webhook {
     pthread_cond_t work; /* a delivery added or finished, active changed, stopping */
     pw_wh_outbox *outbox;
     bool active, stopping;
+    bool consumer_done; /* the consumer thread ended (the marker writes once more, then ends) */
+    int64_t handled_ms; /* the time of the last event turned into deliveries (the mark to write) */
     char *recent[RECENT];
     size_t recent_next;
     uint64_t delivered, failed, expired, attempts;
@@ -71,7 +73,7 @@ struct pw_webhook {
     struct secret_entry *secrets;
     size_t n_secrets;
 
-    pthread_t consumer;
+    pthread_t consumer, marker;
     pthread_t workers[MAX_WORKERS];
     int n_workers;
 
@@ -352,23 +354,45 @@ static void reconcile(pw_webhook *w)
         PW_INFO("webhook: %zu deliveries made for tasks that ended while prewarmd was stopping", made);
 }
 
+/* Writes the mark when it advanced, at most every MARK_EVERY_MS, on a thread of its own: a store
+ * write waiting behind the engine's would otherwise hold up the making of deliveries. */
+static void *marker_main(void *arg)
+{
+    pw_webhook *w = arg;
+    int64_t written = 0, written_mono = 0;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        /* woken by every broadcast on w->work: written at most every MARK_EVERY_MS, and at the end */
+        bool stop = w->stopping && w->consumer_done;
+        int64_t handled = w->active ? w->handled_ms : 0;
+        if (handled > written && (stop || pw_clock_mono_ms() - written_mono >= MARK_EVERY_MS)) {
+            pthread_mutex_unlock(&w->mu);
+            mark_write(w, handled);
+            written = handled;
+            written_mono = pw_clock_mono_ms();
+            pthread_mutex_lock(&w->mu);
+        }
+        if (stop)
+            break;
+        struct timespec ts;
+        pw_clock_deadline_ts(MARK_EVERY_MS, &ts);
+        pthread_cond_timedwait(&w->work, &w->mu, &ts);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
 static void *consumer_main(void *arg)
 {
     pw_webhook *w = arg;
     pw_events_sub *sub = pw_events_sub_new(w->events, NULL, 0, NULL);
     const pw_event *batch[64];
-    int64_t handled_ms = 0, written_ms = 0, written_mono = 0;
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        bool stop = w->stopping, active = w->active;
+        bool stop = w->stopping;
         pthread_mutex_unlock(&w->mu);
         if (stop)
             break;
-        if (active && handled_ms > written_ms && pw_clock_mono_ms() - written_mono >= MARK_EVERY_MS) {
-            mark_write(w, handled_ms);
-            written_ms = handled_ms;
-            written_mono = pw_clock_mono_ms();
-        }
         pw_events_wait(w->events, pw_events_sub_cursor(sub), 200);
         size_t n = 0;
         if (pw_events_sub_read(sub, batch, 64, &n) == PW_EGONE) {
@@ -378,18 +402,22 @@ static void *consumer_main(void *arg)
             reconcile(w);
             continue;
         }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i++)
             handle_event(w, batch[i]);
-            handled_ms = pw_event_time_ms(batch[i]);
-            pw_event_release(batch[i]);
+        if (n) {
+            pthread_mutex_lock(&w->mu);
+            if (w->active) /* every event up to the batch's last was turned into deliveries */
+                w->handled_ms = pw_event_time_ms(batch[n - 1]);
+            pthread_mutex_unlock(&w->mu);
         }
+        for (size_t i = 0; i < n; i++)
+            pw_event_release(batch[i]);
     }
-    pthread_mutex_lock(&w->mu);
-    bool active = w->active;
-    pthread_mutex_unlock(&w->mu);
-    if (active && handled_ms > written_ms)
-        mark_write(w, handled_ms);
     pw_events_sub_free(sub);
+    pthread_mutex_lock(&w->mu);
+    w->consumer_done = true;
+    pthread_cond_broadcast(&w->work);
+    pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
@@ -716,8 +744,10 @@ static void stop_threads(pw_webhook *w, bool consumer)
     w->stopping = true;
     pthread_cond_broadcast(&w->work);
     pthread_mutex_unlock(&w->mu);
-    if (consumer)
+    if (consumer) {
         pthread_join(w->consumer, NULL);
+        pthread_join(w->marker, NULL); /* after the consumer: its last events are in the final mark */
+    }
     for (int i = 0; i < w->n_workers; i++)
         pthread_join(w->workers[i], NULL);
 }
@@ -873,7 +903,17 @@ int pw_webhook_new(const struct pw_webhook_config *cfg, pw_webhook **out, char *
     int n = cfg->workers > 0 ? cfg->workers : 4;
     if (n > MAX_WORKERS)
         n = MAX_WORKERS;
+    if (pthread_create(&w->marker, NULL, marker_main, w) != 0) {
+        free_fields(w);
+        *errmsg = pw_xstrdup("cannot start the webhook thread");
+        return PW_ENOMEM;
+    }
     if (pthread_create(&w->consumer, NULL, consumer_main, w) != 0) {
+        pthread_mutex_lock(&w->mu);
+        w->stopping = w->consumer_done = true;
+        pthread_cond_broadcast(&w->work);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->marker, NULL);
         free_fields(w);
         *errmsg = pw_xstrdup("cannot start the webhook thread");
         return PW_ENOMEM;
