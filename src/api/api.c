@@ -10,6 +10,7 @@
 #include "base/mem.h"
 #include "base/sv.h"
 #include "store/store.h"
+#include "webhook/webhook.h"
 
 #define MAX_LIST_LIMIT 10000
 /* A list without ?limit= gets one page of this many, with a continue token for the rest, so one
@@ -112,6 +113,30 @@ static int check_task_quota(pw_http_req *req, struct pw_api_ctx *c, const char *
     return PW_ETOOMANY;
 }
 
+/* The server's webhook URL policy (--webhook-allow-private) on a task's webhooks: 0, or the 400
+ * naming the field already sent. */
+static int check_webhook_policy(pw_http_req *req, struct pw_api_ctx *c, const struct pw_taskspec *spec)
+{
+    if (!c->webhook || pw_webhook_allows_private(c->webhook))
+        return 0;
+    struct pw_field_errors errs = {.n = 0};
+    size_t i;
+    const json_t *h;
+    json_array_foreach(spec->webhooks, i, h) {
+        char *why = NULL;
+        if (pw_webhook_url_check(json_string_value(json_object_get(h, "url")), false, &why) != 0) {
+            char f[48];
+            snprintf(f, sizeof f, "webhooks[%zu].url", i);
+            pw_field_errors_add(&errs, f, "%s", why);
+        }
+        free(why);
+    }
+    if (errs.n == 0)
+        return 0;
+    pw_http_reply_json(req, 400, pw_api_field_errors(&errs));
+    return PW_EINVAL;
+}
+
 static void h_create(pw_http_req *req, void *ctx)
 {
     struct pw_api_ctx *c = ctx;
@@ -123,6 +148,10 @@ static void h_create(pw_http_req *req, void *ctx)
     int rc = pw_api_parse_create(pw_http_req_header(req, "Content-Type"), body, len, &spec, &err);
     if (rc != 0) {
         pw_http_reply_json(req, pw_err_http_status(rc), err);
+        return;
+    }
+    if (check_webhook_policy(req, c, &spec) != 0) {
+        pw_taskspec_fini(&spec);
         return;
     }
     if (user)
@@ -187,6 +216,8 @@ static void h_get(pw_http_req *req, void *ctx)
     const char *id = pw_http_req_param(req, "id");
     json_t *task = NULL;
     int rc = pw_engine_get_task(engine_of(ctx), id, &task);
+    if (rc == 0)
+        pw_webhook_annotate(((struct pw_api_ctx *)ctx)->webhook, task);
     reply_task_result(req, rc, task, id);
 }
 

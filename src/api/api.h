@@ -21,6 +21,7 @@ typedef struct pw_events pw_events;         /* events/events.h */
 typedef struct pw_api_sse pw_api_sse;       /* below */
 typedef struct pw_audit pw_audit;           /* auth/audit.h */
 typedef struct pw_userlimit pw_userlimit;   /* auth/userlimit.h */
+typedef struct pw_webhook pw_webhook;       /* webhook/webhook.h */
 
 /* What the handlers need; borrowed for the server's life. */
 struct pw_api_ctx {
@@ -36,6 +37,8 @@ struct pw_api_ctx {
     pw_userlimit *rate_limit; /* requests per user; NULL: none */
     bool metrics_anonymous;   /* routes marked metrics are open */
     long max_tasks_per_user;  /* unfinished tasks one user may have (0: no limit) */
+    pw_webhook *webhook;      /* webhook deliveries shown in GET task, its URL policy applied to
+                               * created tasks; NULL: none */
 };
 
 /* The middleware of the API listener (guard.c; pass as the server's before and after): every route

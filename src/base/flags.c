@@ -83,9 +83,19 @@ static int set_bytes(void *field, const char *value)
     return PW_EINVAL;
 }
 
+static int set_list(void *field, const char *value)
+{
+    struct pw_flag_list *l = field;
+    if (l->n == PW_FLAG_LIST_MAX || !*value)
+        return PW_EINVAL;
+    l->v[l->n++] = value;
+    return 0;
+}
+
 static int (*const parsers[])(void *field, const char *value) = {
     [PW_FLAG_STR] = set_str,           [PW_FLAG_INT] = set_int,   [PW_FLAG_DOUBLE] = set_double,
     [PW_FLAG_BOOL] = set_bool,         [PW_FLAG_DURATION] = set_duration, [PW_FLAG_BYTES] = set_bytes,
+    [PW_FLAG_LIST] = set_list,
 };
 
 static int flag_set(void *opts, const struct pw_flag *r, const char *value)

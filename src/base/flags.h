@@ -15,7 +15,15 @@ enum pw_flag_kind {
     PW_FLAG_DOUBLE,   /* double, > 0 */
     PW_FLAG_BOOL,     /* bool: true/false/1/0/yes/no */
     PW_FLAG_DURATION, /* long long ms: "500ms", "30s", "5m", "2h", "7d", "1d12h" */
-    PW_FLAG_BYTES     /* long long: "1000000", "500Mi", "10Gi", "2G" (powers of 1024 with i, of 1000 without) */
+    PW_FLAG_BYTES,    /* long long: "1000000", "500Mi", "10Gi", "2G" (powers of 1024 with i, of 1000 without) */
+    PW_FLAG_LIST      /* struct pw_flag_list: a repeatable flag, each use appends (the environment's value
+                       * is one item) */
+};
+
+#define PW_FLAG_LIST_MAX 16
+struct pw_flag_list {
+    const char *v[PW_FLAG_LIST_MAX]; /* the argv/environ texts (borrowed) */
+    size_t n;
 };
 
 struct pw_flag {

@@ -27,6 +27,7 @@
 #include "http/http.h"
 #include "k8s/k8s.h"
 #include "store/store.h"
+#include "webhook/webhook.h"
 
 struct options {
     const char *listen, *kubeconfig, *context, *namespace_, *store, *helper_image, *log_level,
@@ -41,6 +42,10 @@ struct options {
     long long auth_ttl_ms, auth_neg_ttl_ms, audit_max_bytes;
     long audit_keep, rate_limit, rate_burst, max_tasks_per_user;
     bool metrics_anonymous;
+    struct pw_flag_list webhooks; /* webhook flags (webhook.h) */
+    const char *webhook_secret_file;
+    bool webhook_allow_private;
+    long long webhook_timeout_ms, webhook_retry_base_ms;
 };
 
 #define PREWARMD_VERSION PW_VERSION /* prewarm_build_info's version label */
@@ -129,6 +134,16 @@ static const struct pw_flag opt_table[] = {
      "the longest an agent's sync waits for news"},
     {"sse-heartbeat", "PREWARM_SSE_HEARTBEAT", PW_FLAG_DURATION, OFF(sse_heartbeat_ms), "15s",
      "a comment line on an idle event stream (SSE) this often, so proxies keep it open"},
+    {"webhook", "PREWARM_WEBHOOK", PW_FLAG_LIST, OFF(webhooks), NULL,
+     "a receiver of every task's started/succeeded/failed/cancelled CloudEvent (repeat for more; docs/observability.md)"},
+    {"webhook-secret-file", "PREWARM_WEBHOOK_SECRET_FILE", PW_FLAG_STR, OFF(webhook_secret_file), NULL,
+     "the key that signs --webhook deliveries (Prewarm-Signature); without it they go unsigned"},
+    {"webhook-allow-private", "PREWARM_WEBHOOK_ALLOW_PRIVATE", PW_FLAG_BOOL, OFF(webhook_allow_private), "false",
+     "let webhooks reach loopback, private and link-local addresses (the cloud metadata service among them)"},
+    {"webhook-timeout", "PREWARM_WEBHOOK_TIMEOUT", PW_FLAG_DURATION, OFF(webhook_timeout_ms), "10s",
+     "the longest one webhook attempt may take"},
+    {"webhook-retry-base", "PREWARM_WEBHOOK_RETRY_BASE", PW_FLAG_DURATION, OFF(webhook_retry_base_ms), "1s",
+     "the first webhook retry's delay, doubling (with jitter) up to 1h, for 24h"},
     {"log-level", "PREWARM_LOG_LEVEL", PW_FLAG_STR, OFF(log_level), "info", "debug|info|warn|error"},
     {"log-format", "PREWARM_LOG_FORMAT", PW_FLAG_STR, OFF(log_format), "json", "json|text"},
     {"help", NULL, PW_FLAG_BOOL, OFF(help), "false", "print this help"},
@@ -342,6 +357,25 @@ int main(int argc, char **argv)
     struct observers obs = {0};
     pw_api_sse *sse = NULL;
     rc = pw_events_new(NULL, &obs.events);
+    /* webhooks: a consumer of the event stream with its outbox in the store (webhook.h); made before
+     * the engine starts so that resumed tasks' events reach it. The HA work pauses it on followers
+     * with pw_webhook_set_active(webhook, false). */
+    pw_webhook *webhook = NULL;
+    if (rc == 0) {
+        char *source = pw_xasprintf("/prewarmd/%s", instance);
+        struct pw_webhook_config wcfg = {.events = obs.events, .store = store, .client = client,
+                                         .namespace_ = o.namespace_, .urls = o.webhooks.v, .n_urls = o.webhooks.n,
+                                         .secret_file = o.webhook_secret_file, .source = source,
+                                         .allow_private = o.webhook_allow_private,
+                                         .timeout_ms = o.webhook_timeout_ms, .retry_base_ms = o.webhook_retry_base_ms,
+                                         .keep_ms = o.history_ms};
+        char *why = NULL;
+        rc = pw_webhook_new(&wcfg, &webhook, &why);
+        if (rc != 0)
+            PW_ERROR("webhooks: %s", why ? why : pw_strerror(rc));
+        free(why);
+        free(source);
+    }
     if (rc == 0)
         rc = pw_engine_new(&ecfg, &engine);
     if (rc == 0) {
@@ -370,7 +404,8 @@ int main(int argc, char **argv)
                               .audit = audit,
                               .rate_limit = limit,
                               .metrics_anonymous = o.metrics_anonymous,
-                              .max_tasks_per_user = o.max_tasks_per_user};
+                              .max_tasks_per_user = o.max_tasks_per_user,
+                              .webhook = webhook};
     struct pw_api_ctx agent_ctx = actx;
     agent_ctx.agents_elsewhere = false;
     pw_http_server *agent_srv = NULL;
@@ -404,6 +439,7 @@ int main(int argc, char **argv)
         pw_http_server_free(agent_srv);
         pw_api_sse_free(sse);
         pw_engine_free(engine);
+        pw_webhook_free(webhook);
         pw_api_metrics_free(obs.metrics);
         pw_events_free(obs.events);
         pw_auth_free(auth);
@@ -445,6 +481,7 @@ int main(int argc, char **argv)
     pw_http_server_free(agent_srv);
     pw_api_sse_free(sse);
     pw_engine_free(engine); /* its observer goes on until here */
+    pw_webhook_free(webhook);
     pw_api_metrics_free(obs.metrics);
     pw_events_free(obs.events);
     pw_auth_free(auth);

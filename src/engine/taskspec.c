@@ -12,6 +12,7 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "engine/taskspec.h"
+#include "webhook/webhook.h"
 
 #define MAX_IMAGES 100
 #define MAX_NODE_NAMES 10000
@@ -335,6 +336,98 @@ static void f_labels(const json_t *v, const char *field, struct pw_taskspec *s, 
     get_labels(v, field, &s->labels, errs);
 }
 
+/* One webhooks[i] entry: {url, events?, secretRef?}; the normalised copy (events filled in) or NULL. */
+static json_t *webhook_entry(const json_t *v, const char *field, struct pw_field_errors *errs)
+{
+    if (!json_is_object(v)) {
+        pw_field_errors_add(errs, field, "must be an object {\"url\": ..., \"events\": [...], \"secretRef\": ...}");
+        return NULL;
+    }
+    size_t before = errs->n;
+    char f[96];
+    const char *k;
+    json_t *val;
+    json_object_foreach((json_t *)v, k, val) {
+        if (strcmp(k, "url") != 0 && strcmp(k, "events") != 0 && strcmp(k, "secretRef") != 0) {
+            snprintf(f, sizeof f, "%s.%s", field, k);
+            pw_field_errors_add(errs, f, "unknown field (url, events, secretRef)");
+        }
+    }
+    snprintf(f, sizeof f, "%s.url", field);
+    const json_t *url = json_object_get(v, "url");
+    char *why = NULL;
+    if (!json_is_string(url))
+        pw_field_errors_add(errs, f, url ? "must be a string" : "required: an http:// or https:// URL");
+    else if (pw_webhook_url_check(json_string_value(url), true, &why) != 0)
+        pw_field_errors_add(errs, f, "%s", why);
+    free(why);
+    json_t *events = json_array();
+    snprintf(f, sizeof f, "%s.events", field);
+    const json_t *ev = json_object_get(v, "events");
+    if (ev && !json_is_null(ev)) {
+        char **names = NULL;
+        size_t n = 0;
+        if (get_strings(ev, f, 1, 4, NULL, &names, &n, errs)) {
+            for (size_t i = 0; i < n; i++) {
+                size_t c = 0;
+                while (pw_webhook_event_names[c] && strcmp(pw_webhook_event_names[c], names[i]) != 0)
+                    c++;
+                char fi[128];
+                snprintf(fi, sizeof fi, "%s[%zu]", f, i);
+                if (!pw_webhook_event_names[c])
+                    pw_field_errors_add(errs, fi, "unknown event \"%s\" (started, succeeded, failed, cancelled)",
+                                        names[i]);
+                else
+                    json_array_append_new(events, json_string(names[i]));
+                free(names[i]);
+            }
+            free(names);
+        }
+    } else {
+        for (size_t c = 0; pw_webhook_event_names[c]; c++)
+            json_array_append_new(events, json_string(pw_webhook_event_names[c]));
+    }
+    snprintf(f, sizeof f, "%s.secretRef", field);
+    const json_t *ref = json_object_get(v, "secretRef");
+    if (ref && !json_is_null(ref) && (!json_is_string(ref) || !pw_dns1123_subdomain(json_string_value(ref))))
+        pw_field_errors_add(errs, f, "must be the name of a Secret (a DNS-1123 subdomain) whose data key "
+                                     "\"secret\" holds the signing key");
+    if (errs->n != before) {
+        json_decref(events);
+        return NULL;
+    }
+    json_t *o = json_pack("{s:O, s:o}", "url", url, "events", events);
+    if (json_is_string(ref))
+        json_object_set(o, "secretRef", (json_t *)ref);
+    return o;
+}
+
+static void f_webhooks(const json_t *v, const char *field, struct pw_taskspec *s, struct pw_field_errors *errs)
+{
+    if (!json_is_array(v) || json_array_size(v) > PW_WEBHOOK_MAX_PER_TASK) {
+        pw_field_errors_add(errs, field, "must be an array of at most %d webhooks", PW_WEBHOOK_MAX_PER_TASK);
+        return;
+    }
+    json_t *out = json_array();
+    bool ok = true;
+    size_t i;
+    const json_t *h;
+    json_array_foreach(v, i, h) {
+        char f[40];
+        snprintf(f, sizeof f, "webhooks[%zu]", i);
+        json_t *o = webhook_entry(h, f, errs);
+        ok = ok && o;
+        if (o)
+            json_array_append_new(out, o);
+    }
+    if (!ok) {
+        json_decref(out);
+        return;
+    }
+    json_decref(s->webhooks);
+    s->webhooks = out;
+}
+
 static const struct {
     const char *name;
     field_fn fn;
@@ -355,6 +448,7 @@ static const struct {
     {"successThreshold", f_threshold},
     {"priority", f_priority},
     {"labels", f_labels},
+    {"webhooks", f_webhooks},
 };
 #define N_FIELDS (sizeof field_table / sizeof field_table[0])
 
@@ -440,6 +534,7 @@ void pw_taskspec_fini(struct pw_taskspec *s)
     free(s->mode);
     free_strings(s->pull_secrets, s->n_pull_secrets);
     json_decref(s->labels);
+    json_decref(s->webhooks);
     free(s->created_by);
     memset(s, 0, sizeof *s);
 }
@@ -476,6 +571,8 @@ json_t *pw_taskspec_to_json(const struct pw_taskspec *s)
     json_object_set_new(o, "priority", json_integer(s->priority));
     if (s->labels)
         json_object_set_new(o, "labels", json_deep_copy(s->labels));
+    if (s->webhooks)
+        json_object_set_new(o, "webhooks", json_deep_copy(s->webhooks));
     return o;
 }
 

@@ -38,6 +38,8 @@ struct pw_taskspec {
     double success_threshold; /* 0-1, default 0.9 */
     int priority;            /* -1000..1000, default 0 */
     json_t *labels;          /* object of strings; NULL when absent */
+    json_t *webhooks;        /* the task's own receivers (webhook.h): an array of {url, events,
+                              * secretRef?}, events filled in; NULL when absent */
     char *created_by;        /* the user who created it (set by the API, never by the request body;
                               * shown and stored as createdBy); NULL when unknown */
     /* parsed forms, made once by pw_taskspec_parse (the engine never parses the text again) */

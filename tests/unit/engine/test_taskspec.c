@@ -51,6 +51,18 @@ static const struct {
     {"{\"images\":[\"a\"],\"priority\":-1001}", "priority", "between -1000 and 1000"},
     {"{\"images\":[\"a\"],\"labels\":{\"team\":\"-x\"}}", "labels.team", "invalid label value"},
     {"{\"images\":[\"a\"],\"colour\":\"red\"}", "colour", "unknown field"},
+    {"{\"images\":[\"a\"],\"webhooks\":{}}", "webhooks", "array of at most 8"},
+    {"{\"images\":[\"a\"],\"webhooks\":[\"http://x/\"]}", "webhooks[0]", "must be an object"},
+    {"{\"images\":[\"a\"],\"webhooks\":[{}]}", "webhooks[0].url", "required"},
+    {"{\"images\":[\"a\"],\"webhooks\":[{\"url\":5}]}", "webhooks[0].url", "must be a string"},
+    {"{\"images\":[\"a\"],\"webhooks\":[{\"url\":\"ftp://h/x\"}]}", "webhooks[0].url", "only http and https"},
+    {"{\"images\":[\"a\"],\"webhooks\":[{\"url\":\"https://h/\"},{\"url\":\"https://h/\",\"events\":[\"done\"]}]}",
+     "webhooks[1].events[0]", "unknown event \"done\""},
+    {"{\"images\":[\"a\"],\"webhooks\":[{\"url\":\"https://h/\",\"events\":[]}]}", "webhooks[0].events", ""},
+    {"{\"images\":[\"a\"],\"webhooks\":[{\"url\":\"https://h/\",\"secretRef\":\"Bad_Name\"}]}",
+     "webhooks[0].secretRef", "name of a Secret"},
+    {"{\"images\":[\"a\"],\"webhooks\":[{\"url\":\"https://h/\",\"secret\":\"s3cr3t\"}]}", "webhooks[0].secret",
+     "unknown field"},
 };
 
 static void test_bad_requests(void **state)
@@ -71,6 +83,29 @@ static void test_bad_requests(void **state)
             fail_msg("%s: got %s: %s; want %s: ...%s...", bad[i].body, errs.e[0].field, errs.e[0].message,
                      bad[i].field, bad[i].message);
     }
+}
+
+/* webhooks: events filled in, the round trip through the task's JSON form keeps them */
+static void test_webhooks(void **state)
+{
+    (void)state;
+    json_t *req = json_loads("{\"images\":[\"a\"],\"webhooks\":[{\"url\":\"https://h/x\"},"
+                             "{\"url\":\"http://127.0.0.1:9/y\",\"events\":[\"failed\"],\"secretRef\":\"k\"}]}",
+                             0, NULL);
+    struct pw_taskspec s;
+    struct pw_field_errors errs;
+    assert_int_equal(pw_taskspec_parse(req, &s, &errs), 0);
+    json_decref(req);
+    assert_int_equal(json_array_size(s.webhooks), 2);
+    assert_int_equal(json_array_size(json_object_get(json_array_get(s.webhooks, 0), "events")), 4);
+    json_t *j = pw_taskspec_to_json(&s);
+    struct pw_taskspec back;
+    assert_int_equal(pw_taskspec_from_task(j, &back, &errs), 0);
+    assert_true(json_equal(back.webhooks, s.webhooks));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(back.webhooks, 1), "secretRef")), "k");
+    json_decref(j);
+    pw_taskspec_fini(&back);
+    pw_taskspec_fini(&s);
 }
 
 static void test_many_labels(void **state)
@@ -131,6 +166,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_webhooks),
         cmocka_unit_test(test_many_labels),
         cmocka_unit_test(test_good_edges),
     };
