@@ -24,7 +24,7 @@ def stop(p, grace=10.0):
             p.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             p.kill()
-            p.wait(timeout=5)
+            p.wait(timeout=120)  # a kubesim with 15,000 agent threads takes a while to die on a loaded machine
     if p in CHILDREN:
         CHILDREN.remove(p)
 
