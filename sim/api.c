@@ -617,6 +617,12 @@ static void h_k8s_user(struct sim_api *api, pw_http_req *req, const json_t *user
         free(path);
         return;
     }
+    if (r.rd && r.sub && strcmp(r.sub, "binding") == 0 && strcmp(r.rd->store_key, "pods") == 0 && r.ns && r.name) {
+        if (strcmp(pw_http_req_method(req), "POST") != 0 || !fault_apply(api, req, "create", "pods/binding"))
+            sim_api_pod_binding(&r);
+        free(path);
+        return;
+    }
     if (!r.rd || (r.sub && (strcmp(r.sub, "status") != 0 || !r.rd->has_status)) || (!r.rd->namespaced && r.ns)) {
         free(path);
         sim_api_status(req, 404, "NotFound", "the server could not find the requested resource", NULL);

@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/labels.h"
 #include "base/mem.h"
+#include "sim/sched.h"
 
 /* ---------------------------------- the string map ---------------------------------- */
 
@@ -699,7 +700,12 @@ static void dispatch(struct sim_world *w, struct sim_qitem *q)
         sim_jobctl_on_pod(w, &ch);
         sim_dsctl_on_pod(w, &ch);
         sim_agents_on_pod(w, &ch);
-    } else if (strcmp(q->resource, "jobs.batch") == 0) {
+        sim_sched_on_pod(w, &ch);
+        return;
+    }
+    if (strcmp(q->resource, "nodes") == 0)
+        sim_sched_on_node(w, &ch);
+    if (strcmp(q->resource, "jobs.batch") == 0) {
         sim_jobctl_on_job(w, &ch);
     } else if (strcmp(q->resource, "daemonsets.apps") == 0) {
         sim_dsctl_on_ds(w, &ch);
@@ -731,6 +737,8 @@ static void fire_timers(struct sim_world *w, double now)
             sim_dsctl_timer(w, t.key);
         else if (t.kind == SIM_T_EVICT)
             sim_kubelet_evict(w, t.key);
+        else if (t.kind == SIM_T_SCHED)
+            sim_sched_timer(w, t.key);
         free(t.key);
     }
 }
@@ -875,6 +883,7 @@ void sim_world_stop(struct sim *sim)
     sim_kubelet_fini(w);
     sim_jobctl_fini(w);
     sim_dsctl_fini(w);
+    sim_sched_fini(w);
     for (size_t i = 0; i < w->ntimers; i++)
         free(w->timers[i].key);
     free(w->timers);

@@ -178,7 +178,16 @@ void sim_map_fini(struct sim_map *m);
 
 /* ================================ the world (world.c) ================================ */
 
-enum sim_timer_kind { SIM_T_POD = 0, SIM_T_JOB = 1, SIM_T_PODGC = 2, SIM_T_EVICT = 3, SIM_T_DS = 4 };
+enum sim_timer_kind {
+    SIM_T_POD = 0,
+    SIM_T_JOB = 1,
+    SIM_T_PODGC = 2,
+    SIM_T_EVICT = 3,
+    SIM_T_DS = 4,
+    SIM_T_SCHED = 5,    /* sched.c */
+    SIM_T_WORKLOAD = 6, /* workload.c */
+    SIM_T_SCALE = 7     /* autoscale.c */
+};
 
 /* A simulated node: identity, kubelet state and ground truth. */
 struct sim_held {
@@ -223,6 +232,10 @@ struct sim_world {
     void *kubelet;            /* kubelet.c's private state */
     void *dsctl;              /* dsctl.c's */
     void *agents;             /* agents.c's (NULL without --agents) */
+    void *sched;              /* sched.c's */
+    void *workload;           /* workload.c's */
+    void *autoscale;          /* autoscale.c's */
+    void *podstats;           /* podstats.c's */
     struct sim_wnode **dirty; /* nodes whose status.images must be rewritten */
     int ndirty, capdirty;
 
