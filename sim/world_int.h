@@ -106,6 +106,7 @@ struct sim_model_evt {
     bool ok;                           /* DONE: false when the pull was submitted to fail */
     double queued_at, started_at, now; /* model seconds */
     uint64_t bytes;                    /* DONE: bytes this pull downloaded */
+    const struct sim_platform *plat;   /* what it pulls (NULL for a pull submitted to fail) */
 };
 
 typedef void (*sim_model_fn)(void *arg, const struct sim_model_evt *evt);
@@ -271,6 +272,13 @@ struct sim_wnode *sim_world_node(struct sim_world *w, const char *name);
 /* Records that node holds image under ref (truth; status.images refresh). Lock held. */
 void sim_world_node_hold(struct sim_world *w, struct sim_wnode *n, const struct sim_image *img, const char *ref);
 bool sim_world_node_holds(const struct sim_wnode *n, const struct sim_image *img);
+/* Creates count nodes as POST /sim/v1/nodes does (opts: "labels", "arch", "pool", "bandwidthMBps", and
+ * "taints" the nodes register with), Ready or NotReady (kubelet not running, the not-ready taints);
+ * names (may be NULL) gets their names. Lock held. 0 or the store's error. */
+int sim_world_add_nodes(struct sim_world *w, int count, const json_t *opts, bool ready, json_t *names);
+/* The node's kubelet starts (Ready: conditions True, lifecycle taints removed) or stops posting status
+ * (conditions Unknown, unreachable taints), as PATCH /sim/v1/nodes/{name} {"ready"}. Lock held. */
+int sim_world_set_ready(struct sim_world *w, struct sim_wnode *n, bool ready);
 /* Events through the API server when it runs (no-op before). */
 void sim_world_event(struct sim_world *w, const json_t *involved, const char *type, const char *reason,
                      const char *message, const char *component, const char *host, const char *field_path);
