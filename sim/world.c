@@ -22,6 +22,7 @@
 #include "base/mem.h"
 #include "sim/autoscale.h"
 #include "sim/sched.h"
+#include "sim/workload.h"
 
 /* ---------------------------------- the string map ---------------------------------- */
 
@@ -713,6 +714,7 @@ static void dispatch(struct sim_world *w, struct sim_qitem *q)
         sim_dsctl_on_pod(w, &ch);
         sim_agents_on_pod(w, &ch);
         sim_sched_on_pod(w, &ch);
+        sim_workload_on_pod(w, &ch);
         return;
     }
     if (strcmp(q->resource, "nodes") == 0)
@@ -753,6 +755,8 @@ static void fire_timers(struct sim_world *w, double now)
             sim_sched_timer(w, t.key);
         else if (t.kind == SIM_T_SCALE)
             sim_autoscale_timer(w, t.key);
+        else if (t.kind == SIM_T_WORKLOAD)
+            sim_workload_timer(w, t.key);
         free(t.key);
     }
 }
@@ -899,6 +903,7 @@ void sim_world_stop(struct sim *sim)
     sim_dsctl_fini(w);
     sim_sched_fini(w);
     sim_autoscale_fini(w);
+    sim_workload_fini(w);
     for (size_t i = 0; i < w->ntimers; i++)
         free(w->timers[i].key);
     free(w->timers);
@@ -1270,6 +1275,7 @@ static void h_pulls(pw_http_req *req, void *ctx)
 const struct pw_http_route sim_world_routes[] = {
     {"GET", "/sim/v1/pulls", h_pulls},
     {"GET", "/sim/v1/truth", h_truth},
+    {"*", "/sim/v1/workload", sim_workload_route},
     {"POST", "/sim/v1/bound", h_bound},
     {"GET", "/sim/v1/nodes", h_nodes_get},
     {"POST", "/sim/v1/nodes", h_nodes_post},
