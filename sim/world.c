@@ -21,6 +21,7 @@
 #include "base/labels.h"
 #include "base/mem.h"
 #include "sim/autoscale.h"
+#include "sim/podstats.h"
 #include "sim/sched.h"
 #include "sim/workload.h"
 
@@ -687,6 +688,7 @@ static void free_qitem(struct sim_qitem *q)
 
 static void on_model(void *arg, const struct sim_model_evt *e)
 {
+    sim_podstats_on_pull(arg, e); /* first: the kubelet frees what the cookie points to */
     if (e->cookie & 1)
         sim_agents_on_pull(arg, e); /* an agent's pull (agents.c tags its cookies) */
     else
@@ -715,6 +717,7 @@ static void dispatch(struct sim_world *w, struct sim_qitem *q)
         sim_agents_on_pod(w, &ch);
         sim_sched_on_pod(w, &ch);
         sim_workload_on_pod(w, &ch);
+        sim_podstats_on_pod(w, &ch);
         return;
     }
     if (strcmp(q->resource, "nodes") == 0)
@@ -904,6 +907,7 @@ void sim_world_stop(struct sim *sim)
     sim_sched_fini(w);
     sim_autoscale_fini(w);
     sim_workload_fini(w);
+    sim_podstats_fini(w);
     for (size_t i = 0; i < w->ntimers; i++)
         free(w->timers[i].key);
     free(w->timers);
