@@ -27,6 +27,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/version.h"
 #include "sim/tokens.h"
 #include "sim/world_int.h"
 
@@ -405,7 +406,7 @@ static struct sagent *agent_start(struct sim_world *w, const char *key, const js
     const char *par = env_of(pod, "PREWARM_MAX_PARALLEL_PULLS");
     a->max_parallel = par && atoi(par) > 0 ? atoi(par) : 2;
     pw_cri_new_backend(&model_cri, a, &a->cri);
-    struct pw_syncer_config sc = {.server = server, .node = node, .token = token, .version = "0.1.0-kubesim",
+    struct pw_syncer_config sc = {.server = server, .node = node, .token = token, .version = PW_VERSION "-kubesim",
                                   .cri = a->cri};
     if (pw_syncer_new(&sc, &a->syncer) != 0) {
         PW_WARN("kubesim agents: pod %s: bad PREWARM_SERVER %s", key, server);

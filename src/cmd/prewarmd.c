@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sv.h"
+#include "base/version.h"
 #include "engine/engine.h"
 #include "events/events.h"
 #include "http/http.h"
@@ -42,7 +43,7 @@ struct options {
     bool metrics_anonymous;
 };
 
-#define PREWARMD_VERSION "0.1.0" /* prewarm_build_info's version label */
+#define PREWARMD_VERSION PW_VERSION /* prewarm_build_info's version label */
 
 /* A macro's value as a string literal (the engine's numeric defaults shown as flag defaults). */
 #define STR_(x) #x
