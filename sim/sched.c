@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
