@@ -22,6 +22,8 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "sim/podstats.h"
+#include "sim/sched.h"
 
 #define RUN_S 0.1            /* how long a known command runs before it exits (model seconds) */
 #define BACKOFF_FIRST_S 10.0 /* the kubelet's image and crash-loop back-off: 10 s doubling to 300 s */
@@ -60,6 +62,7 @@ struct kcont {
     char *norm_image;
     int restarts;
     json_t *last_state; /* previous termination, or NULL */
+    bool pulled;        /* the kubelet pulled its image (not already present) */
 };
 
 struct kpod {
@@ -77,6 +80,7 @@ struct kpod {
     char pod_ip[16];
     char *reason, *message;
     bool dirty;
+    bool started_reported; /* every container started once: told podstats.c */
 };
 
 struct kpull {
@@ -550,6 +554,7 @@ static void begin_image(struct sim_world *w, struct kpod *p, struct kcont *c)
         free(msg);
         return;
     }
+    c->pulled = true;
     struct kpull *k = pw_xcalloc(1, sizeof *k);
     k->pod = p;
     k->ci = (int)(c - p->c);
@@ -858,35 +863,6 @@ static bool holds_up(const struct kcont *c)
     return c->phase == C_NEW || c->phase == C_PULL_WAIT || c->phase == C_CREATING;
 }
 
-static bool taint_tolerated(const json_t *t, const json_t *tols)
-{
-    const char *key = json_string_value(json_object_get(t, "key"));
-    const char *val = json_string_value(json_object_get(t, "value"));
-    const char *eff = json_string_value(json_object_get(t, "effect"));
-    size_t i;
-    json_t *tol;
-    json_array_foreach(tols, i, tol)
-    {
-        const char *tk = json_string_value(json_object_get(tol, "key"));
-        const char *op = json_string_value(json_object_get(tol, "operator"));
-        const char *tv = json_string_value(json_object_get(tol, "value"));
-        const char *te = json_string_value(json_object_get(tol, "effect"));
-        if (te && *te && eff && strcmp(te, eff) != 0)
-            continue;
-        bool exists = op && strcmp(op, "Exists") == 0;
-        if (!tk || !*tk) {
-            if (exists)
-                return true;
-            continue;
-        }
-        if (!key || strcmp(tk, key) != 0)
-            continue;
-        if (exists || strcmp(tv ? tv : "", val ? val : "") == 0)
-            return true;
-    }
-    return false;
-}
-
 /* Admission: NoExecute taints the pod does not tolerate reject it. */
 static bool admit(struct sim_world *w, struct kpod *p)
 {
@@ -900,7 +876,7 @@ static bool admit(struct sim_world *w, struct kpod *p)
     json_array_foreach(json_object_get(json_object_get(node, "spec"), "taints"), i, t)
     {
         const char *eff = json_string_value(json_object_get(t, "effect"));
-        if (!eff || strcmp(eff, "NoExecute") != 0 || taint_tolerated(t, tols))
+        if (!eff || strcmp(eff, "NoExecute") != 0 || sim_sched_tolerates(tols, t))
             continue;
         const char *key = json_string_value(json_object_get(t, "key"));
         const char *val = json_string_value(json_object_get(t, "value"));
@@ -916,6 +892,22 @@ static bool admit(struct sim_world *w, struct kpod *p)
     }
     json_decref(node);
     return ok;
+}
+
+/* Once every app container has started: the pod's start latency and image hits go to podstats.c. */
+static void report_started(struct sim_world *w, struct kpod *p)
+{
+    if (p->started_reported || p->ncont == p->ninit)
+        return;
+    for (int i = p->ninit; i < p->ncont; i++)
+        if (!p->c[i].started_ms)
+            return;
+    p->started_reported = true;
+    struct sim_podstats_cont *cs = pw_xcalloc((size_t)p->ncont, sizeof *cs);
+    for (int i = 0; i < p->ncont; i++)
+        cs[i] = (struct sim_podstats_cont){.img = p->c[i].img, .pulled = p->c[i].pulled};
+    sim_podstats_started(w, p->key, p->node, cs, p->ncont);
+    free(cs);
 }
 
 static void pod_sync(struct sim_world *w, struct kpod *p)
@@ -972,6 +964,7 @@ static void pod_sync(struct sim_world *w, struct kpod *p)
         if (!progressed)
             break;
     }
+    report_started(w, p);
     const char *phase = pod_phase(p);
     if (strcmp(phase, "Running") == 0 && !p->ready_ms)
         p->ready_ms = pw_clock_real_ms();
@@ -1254,7 +1247,7 @@ static double evict_delay(const json_t *taints, const json_t *tols)
         const char *eff = json_string_value(json_object_get(t, "effect"));
         if (!eff || strcmp(eff, "NoExecute") != 0)
             continue;
-        if (!taint_tolerated(t, tols))
+        if (!sim_sched_tolerates(tols, t))
             return 0;
         /* tolerated: by a toleration with tolerationSeconds? the smallest one that matches */
         double best = -1;
@@ -1264,7 +1257,7 @@ static double evict_delay(const json_t *taints, const json_t *tols)
         {
             json_t *one = json_array();
             json_array_append(one, tol);
-            bool m = taint_tolerated(t, one);
+            bool m = sim_sched_tolerates(one, t);
             json_decref(one);
             if (!m)
                 continue;
