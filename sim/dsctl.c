@@ -194,6 +194,16 @@ static void reconcile_node(struct sim_world *w, struct kds *d, struct sim_wnode 
     json_decref(node);
     if (!want) {
         json_object_del(d->eligible, n->name);
+        /* a node that no longer should run the daemon (relabelled, tainted) loses its pod, as the real
+         * controller deletes it */
+        const char *pod = json_string_value(json_object_get(d->pods, n->name));
+        if (pod) {
+            int rc = sim_store_delete(w->sim->store, "pods", d->ns, pod, NULL);
+            if (rc != 0 && rc != PW_ENOTFOUND)
+                PW_WARN("kubesim daemon controller: cannot delete the pod %s/%s on %s: %s", d->ns, pod, n->name,
+                        pw_strerror(rc));
+            json_object_del(d->pods, n->name);
+        }
         return;
     }
     json_object_set_new(d->eligible, n->name, json_true());

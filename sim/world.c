@@ -720,8 +720,10 @@ static void dispatch(struct sim_world *w, struct sim_qitem *q)
         sim_podstats_on_pod(w, &ch);
         return;
     }
-    if (strcmp(q->resource, "nodes") == 0)
+    if (strcmp(q->resource, "nodes") == 0) {
         sim_sched_on_node(w, &ch);
+        sim_dsctl_on_node(w, &ch); /* a node added, relabelled or (un)tainted: DaemonSets look again */
+    }
     if (strcmp(q->resource, "jobs.batch") == 0) {
         sim_jobctl_on_job(w, &ch);
     } else if (strcmp(q->resource, "daemonsets.apps") == 0) {

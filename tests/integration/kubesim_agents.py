@@ -133,6 +133,16 @@ def main():
         t = env.wait_task(tid, 60)
         tap(t["status"] == "succeeded" and t["progress"]["skippedNodes"] == 2,
             "a second task of the same image is all skipped", json.dumps(t["progress"]))
+        # the controller follows node changes: a node labelled into the selector gets its pod, one
+        # labelled out loses it (the taint on node-0004 is tolerated by the template now)
+        env.kube("PATCH", "/api/v1/nodes/node-0004", {"metadata": {"labels": {"pool": "main"}}},
+                 "application/merge-patch+json")
+        got = wait_for(lambda: "node-0004" in pods() and pods(), 20)
+        tap(bool(got), "a node relabelled into the DaemonSet's selector gets a daemon pod", json.dumps(sorted(pods())))
+        env.kube("PATCH", "/api/v1/nodes/node-0002", {"metadata": {"labels": {"pool": "other"}}},
+                 "application/merge-patch+json")
+        gone = wait_for(lambda: "node-0002" not in pods(), 30)
+        tap(bool(gone), "a node relabelled out of the selector loses its daemon pod", json.dumps(sorted(pods())))
     except Exception as e:  # noqa: BLE001
         tap(False, "kubesim agents", "exception: %s\n%s" % (e, env.tail("kubesim.log")))
     finally:
