@@ -95,7 +95,11 @@ int pw_policy_new(const struct pw_policy_config *cfg, pw_policy **out);
  * and left alone), settles the tasks that ended while prewarmd was down, and starts the thread.
  * PW_E* of the store or of the thread; then nothing runs. */
 int pw_policy_start(pw_policy *pc);
-/* Stops the thread and frees; tasks already created go on in the engine. NULL: no-op. */
+/* Stops the thread (no engine call after it returns; the feeds below may still be called). Call
+ * before the engine is freed. Idempotent; NULL: no-op. */
+void pw_policy_stop(pw_policy *pc);
+/* Stops the thread and frees; tasks already created go on in the engine. Call after the engine is
+ * freed (its hooks feed the controller until then). NULL: no-op. */
 void pw_policy_free(pw_policy *pc);
 
 /* ---- the API (src/api/policies.c) ----
