@@ -123,13 +123,11 @@ json_t *pw_policy_pol_json(const struct pol *p)
     return o;
 }
 
-/* What the store keeps of the spec: the spec with its times (ms). */
+/* What the store keeps of the spec: {"spec": the spec as shown, "createdMs", "updatedMs"}. */
 json_t *pw_policy_spec_record(const struct pol *p)
 {
-    json_t *o = json_deep_copy(p->spec.doc);
-    json_object_set_new(o, "createdMs", json_integer(p->created_ms));
-    json_object_set_new(o, "updatedMs", json_integer(p->updated_ms));
-    return o;
+    return json_pack("{s:O, s:I, s:I}", "spec", p->spec.doc, "createdMs", (json_int_t)p->created_ms, "updatedMs",
+                     (json_int_t)p->updated_ms);
 }
 
 /* ... and of the progress (under mu): the entries without their transient fields. */
