@@ -111,6 +111,9 @@ json_t *pw_policy_pol_json(const struct pol *p)
     json_object_set_new(st, "pendingNodes", json_integer((json_int_t)counts[0]));
     json_object_set_new(st, "inflightNodes", json_integer((json_int_t)counts[1]));
     json_object_set_new(st, "failedNodes", json_integer((json_int_t)counts[3]));
+    size_t untainted = 0;
+    json_object_foreach(p->nodes, k, e) untainted += json_is_true(json_object_get(e, "untainted"));
+    json_object_set_new(st, "untaintedNodes", json_integer((json_int_t)untainted));
     time_json(st, "lastRefresh", p->last_refresh_ms);
     int64_t base = p->last_refresh_ms ? p->last_refresh_ms : p->created_ms;
     time_json(st, "nextRefresh", p->spec.refresh_ms && p->spec.enabled ? base + p->spec.refresh_ms : 0);
