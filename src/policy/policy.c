@@ -118,7 +118,7 @@ json_t *pw_policy_pol_json(const struct pol *p)
     int64_t base = p->last_refresh_ms ? p->last_refresh_ms : p->created_ms;
     time_json(st, "nextRefresh", p->spec.refresh_ms && p->spec.enabled ? base + p->spec.refresh_ms : 0);
     json_object_set_new(st, "currentTask", p->current_task ? json_string(p->current_task) : json_null());
-    json_object_set_new(st, "refreshTask", p->refresh_task ? json_string(p->refresh_task) : json_null());
+    json_object_set_new(st, "refreshTask", p->refresh_task && *p->refresh_task ? json_string(p->refresh_task) : json_null());
     json_object_set(st, "activeTasks", p->tasks);
     json_object_set_new(o, "status", st);
     time_json(o, "createdAt", p->created_ms);
@@ -390,10 +390,10 @@ static void plan_waves(pw_policy *pc, struct pol *p, int64_t now, struct plan *p
 
 static void plan_refresh(struct pol *p, struct plan *pl)
 {
-    if (!p->spec.refresh_ms || p->refresh_task)
+    if (p->refresh_task)
         return;
     int64_t base = p->last_refresh_ms ? p->last_refresh_ms : p->created_ms;
-    if (pw_clock_real_ms() - base < p->spec.refresh_ms || p->spec.n_images == 0)
+    if (!pw_polspec_refresh_due(&p->spec, base, pw_clock_real_ms()))
         return;
     p->refresh_task = pw_xstrdup(""); /* planned: no second one meanwhile */
     plan_add(pl, (struct wave){pw_xstrdup(p->spec.name), NULL, NULL, true});

@@ -357,3 +357,8 @@ json_t *pw_polspec_images(const struct pw_polspec *s, const json_t *predicted, s
         *dropped = left;
     return arr;
 }
+
+bool pw_polspec_refresh_due(const struct pw_polspec *s, int64_t base_ms, int64_t now_ms)
+{
+    return s->refresh_ms > 0 && s->n_images > 0 && now_ms - base_ms >= s->refresh_ms;
+}
