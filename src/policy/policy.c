@@ -15,7 +15,8 @@
  * remove startup taints, settle tasks that ended with nodes unreported, and write the progress.
  *
  * Locks, in order: wmu (store writes of specs and progress, one at a time) -> mu (the policies) ->
- * qmu (the feeds' queue). No env call and no store call runs under mu. */
+ * qmu (the feeds' queue). No store call, task creation or Kubernetes call runs under mu (the node
+ * cache is read under it: its lock comes after mu, and its hooks never take mu). */
 #include "policy/polint.h"
 
 #include <pthread.h>
