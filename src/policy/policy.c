@@ -370,7 +370,9 @@ static void plan_waves(pw_policy *pc, struct pol *p, int64_t now, struct plan *p
             int64_t since = json_integer_value(json_object_get(e, "since"));
             oldest = since < oldest ? since : oldest;
             json_t *labels = json_object_get(json_object_get(node, "metadata"), "labels");
-            json_array_append_new(ready, json_pack("{s:s, s:O}", "name", k, "labels", labels ? labels : json_null()));
+            /* a copy: the predictor reads it with the lock released */
+            json_array_append_new(ready, json_pack("{s:s, s:o}", "name", k, "labels",
+                                                   labels ? json_deep_copy(labels) : json_null()));
         } else {
             json_object_del(e, "since");
         }
