@@ -224,6 +224,7 @@ const struct pw_http_route pw_api_routes[] = {
     {"GET", "/api/v1/events", pw_api_h_events},
     {"GET", "/metrics", pw_api_h_metrics},
     {"GET", "/api/v1/agents", pw_api_h_agents},
+    {"GET", "/api/v1/predictions", pw_api_h_predictions},
     {"POST", "/agent/v1/sync", pw_api_h_agent_sync},
     {"GET", "/", pw_api_h_web},
     {"GET", "/web/**", pw_api_h_web},

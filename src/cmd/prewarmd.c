@@ -25,6 +25,7 @@
 #include "events/events.h"
 #include "http/http.h"
 #include "k8s/k8s.h"
+#include "predict/predict.h"
 #include "store/store.h"
 
 struct options {
@@ -40,6 +41,10 @@ struct options {
     long long auth_ttl_ms, auth_neg_ttl_ms, audit_max_bytes;
     long audit_keep, rate_limit, rate_burst, max_tasks_per_user;
     bool metrics_anonymous;
+    bool predict;
+    const char *predict_pool_labels;
+    long long predict_half_life_ms, predict_save_ms;
+    double predict_mbps;
 };
 
 #define PREWARMD_VERSION "0.1.0" /* prewarm_build_info's version label */
@@ -125,6 +130,17 @@ static const struct pw_flag opt_table[] = {
      "the longest an agent's sync waits for news"},
     {"sse-heartbeat", "PREWARM_SSE_HEARTBEAT", PW_FLAG_DURATION, OFF(sse_heartbeat_ms), "15s",
      "a comment line on an idle event stream (SSE) this often, so proxies keep it open"},
+    {"predict", "PREWARM_PREDICT", PW_FLAG_BOOL, OFF(predict), "true",
+     "learn which images pods use per node pool (a pod informer) for policies with \"predict\" and "
+     "GET /api/v1/predictions (docs/policies.md)"},
+    {"predict-half-life", "PREWARM_PREDICT_HALF_LIFE", PW_FLAG_DURATION, OFF(predict_half_life_ms), "24h",
+     "how fast an image's use is forgotten: a pod start counts half as much this long after"},
+    {"predict-bandwidth", "PREWARM_PREDICT_BANDWIDTH", PW_FLAG_DOUBLE, OFF(predict_mbps), "100",
+     "a node's image download rate in MB/s, for the pull time a prewarmed image saves (size / rate)"},
+    {"predict-pool-labels", "PREWARM_PREDICT_POOL_LABELS", PW_FLAG_STR, OFF(predict_pool_labels), NULL,
+     "node label keys that name pools besides the built-in ones (comma-separated)"},
+    {"predict-save-interval", "PREWARM_PREDICT_SAVE_INTERVAL", PW_FLAG_DURATION, OFF(predict_save_ms), "30s",
+     "how often the learnt model is written to the store"},
     {"log-level", "PREWARM_LOG_LEVEL", PW_FLAG_STR, OFF(log_level), "info", "debug|info|warn|error"},
     {"log-format", "PREWARM_LOG_FORMAT", PW_FLAG_STR, OFF(log_format), "json", "json|text"},
     {"help", NULL, PW_FLAG_BOOL, OFF(help), "false", "print this help"},
@@ -346,6 +362,15 @@ int main(int argc, char **argv)
     }
     if (rc == 0)
         rc = pw_engine_start(engine);
+    pw_predict *predict = NULL; /* images predicted from history (issue 14) */
+    if (rc == 0 && o.predict) {
+        struct pw_predict_config pc = {.client = client, .store = store, .extra_pool_keys = o.predict_pool_labels,
+                                       .save_interval_ms = o.predict_save_ms,
+                                       .model = {.half_life_ms = o.predict_half_life_ms, .bandwidth_mbps = o.predict_mbps}};
+        rc = pw_predict_new(&pc, &predict);
+        if (rc == 0)
+            rc = pw_predict_start(predict);
+    }
     pw_auth *auth = NULL;
     pw_audit *audit = NULL;
     pw_userlimit *limit = NULL;
@@ -364,7 +389,8 @@ int main(int argc, char **argv)
                               .audit = audit,
                               .rate_limit = limit,
                               .metrics_anonymous = o.metrics_anonymous,
-                              .max_tasks_per_user = o.max_tasks_per_user};
+                              .max_tasks_per_user = o.max_tasks_per_user,
+                              .predict = predict};
     struct pw_api_ctx agent_ctx = actx;
     agent_ctx.agents_elsewhere = false;
     pw_http_server *agent_srv = NULL;
@@ -395,6 +421,7 @@ int main(int argc, char **argv)
         PW_ERROR("cannot start: %s", pw_strerror(rc));
         pw_http_server_free(agent_srv);
         pw_api_sse_free(sse);
+        pw_predict_free(predict);
         pw_engine_free(engine);
         pw_api_metrics_free(obs.metrics);
         pw_events_free(obs.events);
@@ -436,6 +463,7 @@ int main(int argc, char **argv)
     pw_http_server_free(srv);
     pw_http_server_free(agent_srv);
     pw_api_sse_free(sse);
+    pw_predict_free(predict);
     pw_engine_free(engine); /* its observer goes on until here */
     pw_api_metrics_free(obs.metrics);
     pw_events_free(obs.events);
