@@ -22,6 +22,7 @@ typedef struct pw_api_sse pw_api_sse;       /* below */
 typedef struct pw_audit pw_audit;           /* auth/audit.h */
 typedef struct pw_userlimit pw_userlimit;   /* auth/userlimit.h */
 typedef struct pw_predict pw_predict;       /* predict/predict.h */
+typedef struct pw_policy pw_policy;         /* policy/policy.h */
 
 /* What the handlers need; borrowed for the server's life. */
 struct pw_api_ctx {
@@ -38,6 +39,7 @@ struct pw_api_ctx {
     bool metrics_anonymous;   /* routes marked metrics are open */
     long max_tasks_per_user;  /* unfinished tasks one user may have (0: no limit) */
     pw_predict *predict;      /* images predicted from history; NULL: /api/v1/predictions answers 404 */
+    pw_policy *policies;      /* the policy controller; NULL: /api/v1/policies answers 404 */
 };
 
 /* The middleware of the API listener (guard.c; pass as the server's before and after): every route
@@ -54,6 +56,14 @@ const char *pw_api_req_user(pw_http_req *req);
 void pw_api_req_set_task(pw_http_req *req, const char *task_id);
 /* GET /api/v1/whoami: the caller's user name, uid and groups as prewarmd sees them. */
 void pw_api_h_whoami(pw_http_req *req, void *ctx);
+
+/* /api/v1/policies: POST (create), GET (list), and /api/v1/policies/{id}: GET, PUT (replace the
+ * spec), DELETE (policies.c; route handlers). */
+void pw_api_h_policy_create(pw_http_req *req, void *ctx);
+void pw_api_h_policy_list(pw_http_req *req, void *ctx);
+void pw_api_h_policy_get(pw_http_req *req, void *ctx);
+void pw_api_h_policy_put(pw_http_req *req, void *ctx);
+void pw_api_h_policy_delete(pw_http_req *req, void *ctx);
 
 /* The agent listener's routes (--agent-listen): /agent/v1/sync and /healthz. */
 extern const struct pw_http_route pw_api_agent_routes[];

@@ -46,6 +46,11 @@ static const struct rule rules[] = {
     {"GET", "/api/v1/tasks/{id}/events", ACCESS_AUTHORIZED, "get", "tasks"},
     {"GET", "/api/v1/events", ACCESS_AUTHORIZED, "list", "tasks"},
     {"GET", "/api/v1/agents", ACCESS_AUTHORIZED, "list", "agents"},
+    {"POST", "/api/v1/policies", ACCESS_AUTHORIZED, "create", "policies"},
+    {"GET", "/api/v1/policies", ACCESS_AUTHORIZED, "list", "policies"},
+    {"GET", "/api/v1/policies/{id}", ACCESS_AUTHORIZED, "get", "policies"},
+    {"PUT", "/api/v1/policies/{id}", ACCESS_AUTHORIZED, "update", "policies"},
+    {"DELETE", "/api/v1/policies/{id}", ACCESS_AUTHORIZED, "delete", "policies"},
     {"GET", "/api/v1/predictions", ACCESS_AUTHORIZED, "list", "policies"}, /* what predict policies would pull */
     {"POST", "/agent/v1/sync", ACCESS_SELF, NULL, NULL},
 };

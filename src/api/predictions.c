@@ -41,7 +41,9 @@ static int query_limits(pw_http_req *req, struct pw_predict_limits *lim)
     json_decref(spec);
     if (rc != 0) {
         const char *f = strncmp(field, "predict.", 8) == 0 ? field + 8 : field;
-        reply_error(req, PW_EINVAL, strncmp(msg, "predict.", 8) == 0 ? msg + 8 : msg, f);
+        char *text = pw_xasprintf("%s: %s", f, msg);
+        reply_error(req, PW_EINVAL, text, f);
+        free(text);
         free(field);
         free(msg);
     }

@@ -26,6 +26,7 @@
 #include "http/http.h"
 #include "k8s/k8s.h"
 #include "predict/predict.h"
+#include "policy/policy.h"
 #include "store/store.h"
 
 struct options {
@@ -222,6 +223,7 @@ static int setup_users(const struct options *o, pw_k8s_client *client, pw_auth *
 struct observers {
     pw_events *events;
     pw_api_metrics *metrics;
+    pw_policy *policies; /* the policy controller hears which of its waves' tasks and nodes finished */
 };
 
 static void on_change(void *arg, enum pw_engine_change what, const char *task_id, const json_t *doc)
@@ -232,6 +234,7 @@ static void on_change(void *arg, enum pw_engine_change what, const char *task_id
     else
         pw_events_publish_node(o->events, task_id, doc);
     pw_api_metrics_observe(o->metrics, what, doc);
+    pw_policy_observe(o->policies, what, task_id, doc);
 }
 
 /* The store url with --store-prefix added (as redis://'s ?prefix=, percent-encoded); caller frees.
@@ -360,6 +363,13 @@ int main(int argc, char **argv)
         pw_engine_set_observer(engine, on_change, &obs);
         rc = pw_api_sse_new(obs.events, engine, o.sse_heartbeat_ms, &sse);
     }
+    /* standing policies (docs/policies.md): fed by the engine's node informer and observer */
+    if (rc == 0) {
+        struct pw_policy_config pcfg = {.store = store, .engine = engine, .client = client};
+        rc = pw_policy_new(&pcfg, &obs.policies);
+        if (rc == 0)
+            pw_engine_set_node_hook(engine, pw_policy_node_event, obs.policies);
+    }
     if (rc == 0)
         rc = pw_engine_start(engine);
     pw_predict *predict = NULL; /* images predicted from history (issue 14) */
@@ -371,6 +381,14 @@ int main(int argc, char **argv)
         if (rc == 0)
             rc = pw_predict_start(predict);
     }
+    if (rc == 0 && predict) {
+        struct pw_policy_predictor hook = {.check = pw_predict_hook_check,
+                                           .images_for_node = pw_predict_hook_images_for_node,
+                                           .ud = predict};
+        pw_policy_set_predictor(obs.policies, &hook);
+    }
+    if (rc == 0)
+        rc = pw_policy_start(obs.policies);
     pw_auth *auth = NULL;
     pw_audit *audit = NULL;
     pw_userlimit *limit = NULL;
@@ -390,7 +408,8 @@ int main(int argc, char **argv)
                               .rate_limit = limit,
                               .metrics_anonymous = o.metrics_anonymous,
                               .max_tasks_per_user = o.max_tasks_per_user,
-                              .predict = predict};
+                              .predict = predict,
+                              .policies = obs.policies};
     struct pw_api_ctx agent_ctx = actx;
     agent_ctx.agents_elsewhere = false;
     pw_http_server *agent_srv = NULL;
@@ -421,8 +440,10 @@ int main(int argc, char **argv)
         PW_ERROR("cannot start: %s", pw_strerror(rc));
         pw_http_server_free(agent_srv);
         pw_api_sse_free(sse);
+        pw_policy_stop(obs.policies);
         pw_predict_free(predict);
         pw_engine_free(engine);
+        pw_policy_free(obs.policies);
         pw_api_metrics_free(obs.metrics);
         pw_events_free(obs.events);
         pw_auth_free(auth);
@@ -463,8 +484,10 @@ int main(int argc, char **argv)
     pw_http_server_free(srv);
     pw_http_server_free(agent_srv);
     pw_api_sse_free(sse);
+    pw_policy_stop(obs.policies); /* no engine call after this */
     pw_predict_free(predict);
     pw_engine_free(engine); /* its observer goes on until here */
+    pw_policy_free(obs.policies);
     pw_api_metrics_free(obs.metrics);
     pw_events_free(obs.events);
     pw_auth_free(auth);

@@ -89,6 +89,8 @@ struct pw_engine {
     pw_nodecache *nodes; /* NULL without a client, or before start */
     pw_engine_observer observer; /* set before start; NULL: none */
     void *observer_arg;
+    pw_k8s_informer_fn node_hook; /* set before start; NULL: none */
+    void *node_hook_arg;
     pw_executor *x[N_EXEC]; /* Job mode (NULL without a client), agent mode (NULL unless enabled) */
 };
 
@@ -132,6 +134,8 @@ static void push_obj(pw_engine *e, enum ev_kind kind, enum pw_k8s_event type, co
 static void on_node(void *arg, enum pw_k8s_event type, const json_t *obj, const json_t *old)
 {
     pw_engine *e = arg;
+    if (e->node_hook)
+        e->node_hook(e->node_hook_arg, type, obj, old);
     /* Only readiness changes and deletions matter to running work. */
     if (type == PW_K8S_MODIFIED && old && pw_nodecache_ready(obj) == pw_nodecache_ready(old))
         return;
@@ -1040,4 +1044,21 @@ void pw_engine_stats(pw_engine *e, struct pw_engine_stats *out)
         out->nodes_cancelled += t->counts.cancelled;
     }
     pthread_mutex_unlock(&e->mu);
+}
+
+void pw_engine_set_node_hook(pw_engine *e, pw_k8s_informer_fn fn, void *arg)
+{
+    e->node_hook = fn;
+    e->node_hook_arg = arg;
+}
+
+void pw_engine_each_node(pw_engine *e, int (*fn)(void *arg, const json_t *node), void *arg)
+{
+    if (e->nodes)
+        pw_nodecache_each(e->nodes, fn, arg);
+}
+
+json_t *pw_engine_node_get(pw_engine *e, const char *name)
+{
+    return e->nodes ? pw_nodecache_get(e->nodes, name) : NULL;
 }

@@ -34,6 +34,7 @@
 #include "engine/agentexec.h"
 #include "engine/jobexec.h"
 #include "engine/taskspec.h"
+#include "k8s/k8s.h"
 
 typedef struct pw_k8s_client pw_k8s_client; /* k8s/k8s.h */
 typedef struct pw_store pw_store;           /* store/store.h */
@@ -125,6 +126,17 @@ typedef void (*pw_engine_observer)(void *arg, enum pw_engine_change what, const 
  * thread or an API thread (submit, cancel), possibly with the engine lock held: it must be quick,
  * must not block and must not call the engine. task_id and doc are borrowed for the call. */
 void pw_engine_set_observer(pw_engine *e, pw_engine_observer fn, void *arg);
+
+/* ---- the node cache, for the policy controller (src/policy) ----
+ * Sets the one node hook (call before pw_engine_start; fn NULL: none): told of every event of the
+ * node informer (the trimmed node, and the old one on MODIFIED), on the informer's thread; it must be
+ * quick and must not call the engine. */
+void pw_engine_set_node_hook(pw_engine *e, pw_k8s_informer_fn fn, void *arg);
+/* fn for every cached node (under the cache's lock: fn must not call the engine); nothing before
+ * pw_engine_start. */
+void pw_engine_each_node(pw_engine *e, int (*fn)(void *arg, const json_t *node), void *arg);
+/* The trimmed node of name (a new reference), or NULL. */
+json_t *pw_engine_node_get(pw_engine *e, const char *name);
 
 /* What the engine holds now (for /metrics): its unfinished tasks by status, their nodes by state,
  * the nodes in flight and their cap. Takes the engine lock briefly. */

@@ -118,6 +118,8 @@ json_t *pw_taskrec_task_json(const struct task *t)
     json_decref(spec);
     if (t->spec.created_by)
         json_object_set_new(o, "createdBy", json_string(t->spec.created_by));
+    if (t->spec.policy)
+        json_object_set_new(o, "policy", json_string(t->spec.policy));
     const struct pw_outcome_counts *c = &t->counts;
     json_t *p = json_object();
     json_object_set_new(p, "totalNodes", json_integer((json_int_t)c->total));

@@ -413,6 +413,9 @@ int pw_taskspec_from_task(const json_t *task, struct pw_taskspec *out, struct pw
     const char *by = json_string_value(json_object_get(task, "createdBy"));
     if (rc == 0 && by)
         out->created_by = pw_xstrdup(by); /* not a request field: the API sets it, the store keeps it */
+    const char *pol = json_string_value(json_object_get(task, "policy"));
+    if (rc == 0 && pol)
+        out->policy = pw_xstrdup(pol); /* likewise: set by the policy controller */
     return rc;
 }
 
@@ -441,6 +444,7 @@ void pw_taskspec_fini(struct pw_taskspec *s)
     free_strings(s->pull_secrets, s->n_pull_secrets);
     json_decref(s->labels);
     free(s->created_by);
+    free(s->policy);
     memset(s, 0, sizeof *s);
 }
 

@@ -38,6 +38,8 @@ struct pw_taskspec {
     double success_threshold; /* 0-1, default 0.9 */
     int priority;            /* -1000..1000, default 0 */
     json_t *labels;          /* object of strings; NULL when absent */
+    char *policy;            /* the policy whose wave this task is (set by the policy controller, never by
+                              * the request body; shown and stored as policy); NULL for other tasks */
     char *created_by;        /* the user who created it (set by the API, never by the request body;
                               * shown and stored as createdBy); NULL when unknown */
     /* parsed forms, made once by pw_taskspec_parse (the engine never parses the text again) */

@@ -102,7 +102,7 @@ int64_t pw_predict_model_watermark(const pw_predict_model *m);
  *  (default: no budget), "minProbability": 0..1 (default 0.05), "maxImages": 1..100 (default 10)}.
  * Parses spec (borrowed; NULL or {} gives the defaults). 0 and *lim / *pool_label (borrowed from
  * spec; NULL when absent) filled; PW_EINVAL with *field ("predict.maxImages", caller frees) and
- * *msg (caller frees) naming what is wrong. */
+ * *msg (caller frees) saying what is wrong with it ("must be an integer from 1 to 100"). */
 int pw_predict_parse_spec(const json_t *spec, struct pw_predict_limits *lim, const char **pool_label, char **field,
                           char **msg);
 

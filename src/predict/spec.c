@@ -26,7 +26,7 @@ int pw_predict_parse_spec(const json_t *spec, struct pw_predict_limits *lim, con
     const char *pl = NULL;
     if (spec && !json_is_object(spec)) {
         *field = pw_xstrdup("predict");
-        *msg = pw_xstrdup("predict: must be an object");
+        *msg = pw_xstrdup("must be an object");
         return PW_EINVAL;
     }
     const char *k;
@@ -35,29 +35,27 @@ int pw_predict_parse_spec(const json_t *spec, struct pw_predict_limits *lim, con
         if (strcmp(k, "poolLabel") == 0) {
             char *why = NULL;
             if (!json_is_string(v) || pw_label_key_valid(json_string_value(v), &why) != 0) {
-                char *m = pw_xasprintf("predict.poolLabel: must be a label key%s%s", why ? ": " : "", why ? why : "");
+                char *m = pw_xasprintf("must be a label key%s%s", why ? ": " : "", why ? why : "");
                 free(why);
                 return spec_error(k, m, field, msg);
             }
             pl = json_string_value(v);
         } else if (strcmp(k, "maxBytesPerNode") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0)
-                return spec_error(k, pw_xstrdup("predict.maxBytesPerNode: must be a number of bytes >= 0 (0: no budget)"),
+                return spec_error(k, pw_xstrdup("must be a number of bytes >= 0 (0: no budget)"),
                                   field, msg);
             l.max_bytes_per_node = (int64_t)json_integer_value(v);
         } else if (strcmp(k, "minProbability") == 0) {
             if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
-                return spec_error(k, pw_xstrdup("predict.minProbability: must be a number from 0 to 1"), field, msg);
+                return spec_error(k, pw_xstrdup("must be a number from 0 to 1"), field, msg);
             l.min_probability = json_number_value(v);
         } else if (strcmp(k, "maxImages") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 100)
-                return spec_error(k, pw_xstrdup("predict.maxImages: must be an integer from 1 to 100"), field, msg);
+                return spec_error(k, pw_xstrdup("must be an integer from 1 to 100"), field, msg);
             l.max_images = (int)json_integer_value(v);
         } else {
             return spec_error(k,
-                              pw_xasprintf("predict.%s: unknown field (known: poolLabel, maxBytesPerNode, "
-                                           "minProbability, maxImages)",
-                                           k),
+                              pw_xstrdup("unknown field (known: poolLabel, maxBytesPerNode, minProbability, maxImages)"),
                               field, msg);
         }
     }

@@ -171,7 +171,7 @@ static void expect_spec_error(const char *text, const char *field)
     char *f = NULL, *msg = NULL;
     assert_int_equal(pw_predict_parse_spec(spec, &lim, &pl, &f, &msg), PW_EINVAL);
     assert_string_equal(f, field);
-    assert_non_null(strstr(msg, field));
+    assert_true(strncmp(msg, "must be", 7) == 0 || strncmp(msg, "unknown field", 13) == 0);
     free(f);
     free(msg);
     json_decref(spec);
