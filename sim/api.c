@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sv.h"
+#include "sim/podstats.h"
 
 /* ---- small helpers ---- */
 
@@ -231,7 +232,9 @@ static void h_stats(pw_http_req *req, struct sim_api *api)
     }
     json_t *w = json_pack("{s:I, s:I}", "open", (json_int_t)api->watches_open, "total", (json_int_t)api->watches_total);
     pthread_mutex_unlock(&api->mu);
-    pw_http_reply_json(req, 200, json_pack("{s:o, s:o}", "requests", rows, "watches", w));
+    json_t *out = json_pack("{s:o, s:o}", "requests", rows, "watches", w);
+    sim_podstats_add(api->sim, req, out); /* the workload pods' figures, per pool */
+    pw_http_reply_json(req, 200, out);
 }
 
 /* ---- faults ---- */
@@ -614,6 +617,12 @@ static void h_k8s_user(struct sim_api *api, pw_http_req *req, const json_t *user
     if (r.rd && r.sub && strcmp(r.sub, "token") == 0 && strcmp(r.rd->store_key, "serviceaccounts") == 0 && r.ns &&
         r.name) {
         sa_token(api, &r);
+        free(path);
+        return;
+    }
+    if (r.rd && r.sub && strcmp(r.sub, "binding") == 0 && strcmp(r.rd->store_key, "pods") == 0 && r.ns && r.name) {
+        if (strcmp(pw_http_req_method(req), "POST") != 0 || !fault_apply(api, req, "create", "pods/binding"))
+            sim_api_pod_binding(&r);
         free(path);
         return;
     }

@@ -244,6 +244,10 @@ json_t *sim_api_token_user(struct sim_api *api, const char *token);
 /* /sim/v1/tokens: GET {count, max}; POST {"ageSeconds": N} makes every token N seconds older. */
 void sim_api_token_hook(pw_http_req *req, struct sim_api *api);
 
+/* ---- api_binding.c ---- */
+/* POST pods/{name}/binding (r->ns and r->name set): binds the pod as the real subresource does. */
+void sim_api_pod_binding(struct rreq *r);
+
 /* ---- api_authz.c ---- */
 /* A request body as a JSON object: JSON, or protobuf for the kinds rbac_pb.h knows. NULL when it is
  * neither, with *err (caller frees) the real server's 400 message. */

@@ -22,6 +22,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "sim/podstats.h"
 
 #define RUN_S 0.1            /* how long a known command runs before it exits (model seconds) */
 #define BACKOFF_FIRST_S 10.0 /* the kubelet's image and crash-loop back-off: 10 s doubling to 300 s */
@@ -60,6 +61,7 @@ struct kcont {
     char *norm_image;
     int restarts;
     json_t *last_state; /* previous termination, or NULL */
+    bool pulled;        /* the kubelet pulled its image (not already present) */
 };
 
 struct kpod {
@@ -77,6 +79,7 @@ struct kpod {
     char pod_ip[16];
     char *reason, *message;
     bool dirty;
+    bool started_reported; /* every container started once: told podstats.c */
 };
 
 struct kpull {
@@ -550,6 +553,7 @@ static void begin_image(struct sim_world *w, struct kpod *p, struct kcont *c)
         free(msg);
         return;
     }
+    c->pulled = true;
     struct kpull *k = pw_xcalloc(1, sizeof *k);
     k->pod = p;
     k->ci = (int)(c - p->c);
@@ -918,6 +922,22 @@ static bool admit(struct sim_world *w, struct kpod *p)
     return ok;
 }
 
+/* Once every app container has started: the pod's start latency and image hits go to podstats.c. */
+static void report_started(struct sim_world *w, struct kpod *p)
+{
+    if (p->started_reported || p->ncont == p->ninit)
+        return;
+    for (int i = p->ninit; i < p->ncont; i++)
+        if (!p->c[i].started_ms)
+            return;
+    p->started_reported = true;
+    struct sim_podstats_cont *cs = pw_xcalloc((size_t)p->ncont, sizeof *cs);
+    for (int i = 0; i < p->ncont; i++)
+        cs[i] = (struct sim_podstats_cont){.img = p->c[i].img, .pulled = p->c[i].pulled};
+    sim_podstats_started(w, p->key, p->node, cs, p->ncont);
+    free(cs);
+}
+
 static void pod_sync(struct sim_world *w, struct kpod *p)
 {
     if (p->terminal || p->deleting || p->node->gone || !p->node->ready)
@@ -972,6 +992,7 @@ static void pod_sync(struct sim_world *w, struct kpod *p)
         if (!progressed)
             break;
     }
+    report_started(w, p);
     const char *phase = pod_phase(p);
     if (strcmp(phase, "Running") == 0 && !p->ready_ms)
         p->ready_ms = pw_clock_real_ms();

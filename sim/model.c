@@ -281,6 +281,7 @@ static void emit(sim_model *m, enum sim_model_evt_type type, const struct pull *
         .started_at = p->started_at,
         .now = m->now,
         .bytes = p->bytes,
+        .plat = p->plat,
     };
     if (m->cb)
         m->cb(m->arg, &e);

@@ -20,6 +20,10 @@
 #include "base/log.h"
 #include "base/labels.h"
 #include "base/mem.h"
+#include "sim/autoscale.h"
+#include "sim/podstats.h"
+#include "sim/sched.h"
+#include "sim/workload.h"
 
 /* ---------------------------------- the string map ---------------------------------- */
 
@@ -383,6 +387,12 @@ static json_t *make_node(struct sim_world *w, struct sim_wnode *n, int number, c
         json_object_set_new(spec, "taints",
                             json_pack("[o, o]", taint("node.kubernetes.io/not-ready", "NoSchedule", NULL),
                                       taint("node.kubernetes.io/not-ready", "NoExecute", now)));
+    json_t *startup = json_object_get(opts, "taints"); /* a node that registers with taints (autoscale.c) */
+    if (json_array_size(startup)) {
+        if (!json_object_get(spec, "taints"))
+            json_object_set_new(spec, "taints", json_array());
+        json_array_extend(json_object_get(spec, "taints"), startup);
+    }
     json_t *status = json_pack("{s:o, s:o, s:o, s:[{s:s, s:s}, {s:s, s:s}], s:{s:{s:i}}, s:o, s:[]}", "capacity", cap,
                                "allocatable", alloc, "conditions", node_conditions(ready, now), "addresses", "type",
                                "InternalIP", "address", n->ip, "type", "Hostname", "address", n->name,
@@ -425,6 +435,11 @@ static int add_nodes(struct sim_world *w, int count, const json_t *opts, int not
         sim_kubelet_node_added(w, n);
     }
     return 0;
+}
+
+int sim_world_add_nodes(struct sim_world *w, int count, const json_t *opts, bool ready, json_t *names)
+{
+    return add_nodes(w, count, opts, ready ? 0 : count, names);
 }
 
 /* ---- status.images: names (digest reference, then tags; 5 at most), sizeBytes, largest first, 50 ---- */
@@ -673,6 +688,7 @@ static void free_qitem(struct sim_qitem *q)
 
 static void on_model(void *arg, const struct sim_model_evt *e)
 {
+    sim_podstats_on_pull(arg, e); /* first: the kubelet frees what the cookie points to */
     if (e->cookie & 1)
         sim_agents_on_pull(arg, e); /* an agent's pull (agents.c tags its cookies) */
     else
@@ -699,7 +715,14 @@ static void dispatch(struct sim_world *w, struct sim_qitem *q)
         sim_jobctl_on_pod(w, &ch);
         sim_dsctl_on_pod(w, &ch);
         sim_agents_on_pod(w, &ch);
-    } else if (strcmp(q->resource, "jobs.batch") == 0) {
+        sim_sched_on_pod(w, &ch);
+        sim_workload_on_pod(w, &ch);
+        sim_podstats_on_pod(w, &ch);
+        return;
+    }
+    if (strcmp(q->resource, "nodes") == 0)
+        sim_sched_on_node(w, &ch);
+    if (strcmp(q->resource, "jobs.batch") == 0) {
         sim_jobctl_on_job(w, &ch);
     } else if (strcmp(q->resource, "daemonsets.apps") == 0) {
         sim_dsctl_on_ds(w, &ch);
@@ -731,6 +754,12 @@ static void fire_timers(struct sim_world *w, double now)
             sim_dsctl_timer(w, t.key);
         else if (t.kind == SIM_T_EVICT)
             sim_kubelet_evict(w, t.key);
+        else if (t.kind == SIM_T_SCHED)
+            sim_sched_timer(w, t.key);
+        else if (t.kind == SIM_T_SCALE)
+            sim_autoscale_timer(w, t.key);
+        else if (t.kind == SIM_T_WORKLOAD)
+            sim_workload_timer(w, t.key);
         free(t.key);
     }
 }
@@ -875,6 +904,10 @@ void sim_world_stop(struct sim *sim)
     sim_kubelet_fini(w);
     sim_jobctl_fini(w);
     sim_dsctl_fini(w);
+    sim_sched_fini(w);
+    sim_autoscale_fini(w);
+    sim_workload_fini(w);
+    sim_podstats_fini(w);
     for (size_t i = 0; i < w->ntimers; i++)
         free(w->timers[i].key);
     free(w->timers);
@@ -1123,6 +1156,18 @@ static void h_nodes_relabel(pw_http_req *req, void *ctx)
     pw_http_reply_json(req, 200, json_pack("{s:I}", "changed", (json_int_t)changed));
 }
 
+int sim_world_set_ready(struct sim_world *w, struct sim_wnode *n, bool ready)
+{
+    struct ready_arg a = {.ready = ready};
+    int rc = sim_store_mutate(w->sim->store, "nodes", "", n->name, set_ready, &a, NULL);
+    if (rc == 0 && n->ready != a.ready) {
+        n->ready = a.ready;
+        sim_model_node_set_paused(w->model, n->midx, !a.ready);
+        sim_kubelet_node_ready(w, n, a.ready);
+    }
+    return rc;
+}
+
 static void h_node_patch(pw_http_req *req, void *ctx)
 {
     struct sim *sim = ctx;
@@ -1147,15 +1192,8 @@ static void h_node_patch(pw_http_req *req, void *ctx)
         return;
     }
     int rc = 0;
-    if (ready) {
-        struct ready_arg a = {.ready = json_is_true(ready)};
-        rc = sim_store_mutate(sim->store, "nodes", "", n->name, set_ready, &a, NULL);
-        if (rc == 0 && n->ready != a.ready) {
-            n->ready = a.ready;
-            sim_model_node_set_paused(w->model, n->midx, !a.ready);
-            sim_kubelet_node_ready(w, n, a.ready);
-        }
-    }
+    if (ready)
+        rc = sim_world_set_ready(w, n, json_is_true(ready));
     if (rc == 0 && (json_object_get(body, "unschedulable") || json_object_get(body, "taints"))) {
         struct patch_arg a = {.body = body};
         rc = sim_store_mutate(sim->store, "nodes", "", n->name, patch_spec, &a, NULL);
@@ -1241,10 +1279,12 @@ static void h_pulls(pw_http_req *req, void *ctx)
 const struct pw_http_route sim_world_routes[] = {
     {"GET", "/sim/v1/pulls", h_pulls},
     {"GET", "/sim/v1/truth", h_truth},
+    {"*", "/sim/v1/workload", sim_workload_route},
     {"POST", "/sim/v1/bound", h_bound},
     {"GET", "/sim/v1/nodes", h_nodes_get},
     {"POST", "/sim/v1/nodes", h_nodes_post},
     {"POST", "/sim/v1/nodes/relabel", h_nodes_relabel},
+    {"*", "/sim/v1/nodes/schedule", sim_autoscale_route}, /* before /sim/v1/nodes/{name} */
     {"PATCH", "/sim/v1/nodes/{name}", h_node_patch},
     {"DELETE", "/sim/v1/nodes/{name}", h_node_delete},
     {NULL, NULL, NULL},

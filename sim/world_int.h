@@ -106,6 +106,7 @@ struct sim_model_evt {
     bool ok;                           /* DONE: false when the pull was submitted to fail */
     double queued_at, started_at, now; /* model seconds */
     uint64_t bytes;                    /* DONE: bytes this pull downloaded */
+    const struct sim_platform *plat;   /* what it pulls (NULL for a pull submitted to fail) */
 };
 
 typedef void (*sim_model_fn)(void *arg, const struct sim_model_evt *evt);
@@ -178,7 +179,16 @@ void sim_map_fini(struct sim_map *m);
 
 /* ================================ the world (world.c) ================================ */
 
-enum sim_timer_kind { SIM_T_POD = 0, SIM_T_JOB = 1, SIM_T_PODGC = 2, SIM_T_EVICT = 3, SIM_T_DS = 4 };
+enum sim_timer_kind {
+    SIM_T_POD = 0,
+    SIM_T_JOB = 1,
+    SIM_T_PODGC = 2,
+    SIM_T_EVICT = 3,
+    SIM_T_DS = 4,
+    SIM_T_SCHED = 5,    /* sched.c */
+    SIM_T_WORKLOAD = 6, /* workload.c */
+    SIM_T_SCALE = 7     /* autoscale.c */
+};
 
 /* A simulated node: identity, kubelet state and ground truth. */
 struct sim_held {
@@ -223,6 +233,10 @@ struct sim_world {
     void *kubelet;            /* kubelet.c's private state */
     void *dsctl;              /* dsctl.c's */
     void *agents;             /* agents.c's (NULL without --agents) */
+    void *sched;              /* sched.c's */
+    void *workload;           /* workload.c's */
+    void *autoscale;          /* autoscale.c's */
+    void *podstats;           /* podstats.c's */
     struct sim_wnode **dirty; /* nodes whose status.images must be rewritten */
     int ndirty, capdirty;
 
@@ -258,6 +272,13 @@ struct sim_wnode *sim_world_node(struct sim_world *w, const char *name);
 /* Records that node holds image under ref (truth; status.images refresh). Lock held. */
 void sim_world_node_hold(struct sim_world *w, struct sim_wnode *n, const struct sim_image *img, const char *ref);
 bool sim_world_node_holds(const struct sim_wnode *n, const struct sim_image *img);
+/* Creates count nodes as POST /sim/v1/nodes does (opts: "labels", "arch", "pool", "bandwidthMBps", and
+ * "taints" the nodes register with), Ready or NotReady (kubelet not running, the not-ready taints);
+ * names (may be NULL) gets their names. Lock held. 0 or the store's error. */
+int sim_world_add_nodes(struct sim_world *w, int count, const json_t *opts, bool ready, json_t *names);
+/* The node's kubelet starts (Ready: conditions True, lifecycle taints removed) or stops posting status
+ * (conditions Unknown, unreachable taints), as PATCH /sim/v1/nodes/{name} {"ready"}. Lock held. */
+int sim_world_set_ready(struct sim_world *w, struct sim_wnode *n, bool ready);
 /* Events through the API server when it runs (no-op before). */
 void sim_world_event(struct sim_world *w, const json_t *involved, const char *type, const char *reason,
                      const char *message, const char *component, const char *host, const char *field_path);
