@@ -128,11 +128,12 @@ static int load(pw_policy *pc)
     }
     bool has = false;
     struct pw_policy_predictor pred = predictor_of(pc, &has);
+    size_t loaded = 0;
     pthread_mutex_lock(&pc->mu);
     for (size_t i = 0; i < n; i++) {
         struct pw_polspec spec;
         struct pw_field_errors errs;
-        if (pw_polspec_parse(specs[i].doc, has ? &pred : NULL, &spec, &errs) != 0) {
+        if (pw_polspec_parse(json_object_get(specs[i].doc, "spec"), has ? &pred : NULL, &spec, &errs) != 0) {
             PW_ERROR("policy %s in the store does not validate (%s: %s): left alone", specs[i].key, errs.e[0].field,
                      errs.e[0].message);
             continue;
@@ -143,10 +144,11 @@ static int load(pw_policy *pc)
             if (strcmp(states[j].key, p->spec.name) == 0)
                 state_load(pc, p, states[j].doc);
         pol_add(pc, p);
+        loaded++;
     }
     pthread_mutex_unlock(&pc->mu);
     if (n)
-        PW_INFO("policies: %zu reloaded from the store", n);
+        PW_INFO("policies: %zu of %zu reloaded from the store", loaded, n);
     pw_store_recs_free(specs, n);
     pw_store_recs_free(states, ns);
     return 0;

@@ -111,11 +111,14 @@ json_t *pw_policy_pol_json(const struct pol *p)
     json_object_set_new(st, "pendingNodes", json_integer((json_int_t)counts[0]));
     json_object_set_new(st, "inflightNodes", json_integer((json_int_t)counts[1]));
     json_object_set_new(st, "failedNodes", json_integer((json_int_t)counts[3]));
+    size_t untainted = 0;
+    json_object_foreach(p->nodes, k, e) untainted += json_is_true(json_object_get(e, "untainted"));
+    json_object_set_new(st, "untaintedNodes", json_integer((json_int_t)untainted));
     time_json(st, "lastRefresh", p->last_refresh_ms);
     int64_t base = p->last_refresh_ms ? p->last_refresh_ms : p->created_ms;
     time_json(st, "nextRefresh", p->spec.refresh_ms && p->spec.enabled ? base + p->spec.refresh_ms : 0);
     json_object_set_new(st, "currentTask", p->current_task ? json_string(p->current_task) : json_null());
-    json_object_set_new(st, "refreshTask", p->refresh_task ? json_string(p->refresh_task) : json_null());
+    json_object_set_new(st, "refreshTask", p->refresh_task && *p->refresh_task ? json_string(p->refresh_task) : json_null());
     json_object_set(st, "activeTasks", p->tasks);
     json_object_set_new(o, "status", st);
     time_json(o, "createdAt", p->created_ms);
@@ -123,13 +126,11 @@ json_t *pw_policy_pol_json(const struct pol *p)
     return o;
 }
 
-/* What the store keeps of the spec: the spec with its times (ms). */
+/* What the store keeps of the spec: {"spec": the spec as shown, "createdMs", "updatedMs"}. */
 json_t *pw_policy_spec_record(const struct pol *p)
 {
-    json_t *o = json_deep_copy(p->spec.doc);
-    json_object_set_new(o, "createdMs", json_integer(p->created_ms));
-    json_object_set_new(o, "updatedMs", json_integer(p->updated_ms));
-    return o;
+    return json_pack("{s:O, s:I, s:I}", "spec", p->spec.doc, "createdMs", (json_int_t)p->created_ms, "updatedMs",
+                     (json_int_t)p->updated_ms);
 }
 
 /* ... and of the progress (under mu): the entries without their transient fields. */
@@ -389,10 +390,10 @@ static void plan_waves(pw_policy *pc, struct pol *p, int64_t now, struct plan *p
 
 static void plan_refresh(struct pol *p, struct plan *pl)
 {
-    if (!p->spec.refresh_ms || p->refresh_task)
+    if (p->refresh_task)
         return;
     int64_t base = p->last_refresh_ms ? p->last_refresh_ms : p->created_ms;
-    if (pw_clock_real_ms() - base < p->spec.refresh_ms || p->spec.n_images == 0)
+    if (!pw_polspec_refresh_due(&p->spec, base, pw_clock_real_ms()))
         return;
     p->refresh_task = pw_xstrdup(""); /* planned: no second one meanwhile */
     plan_add(pl, (struct wave){pw_xstrdup(p->spec.name), NULL, NULL, true});

@@ -47,13 +47,11 @@ static bool is_own_field(const char *k)
 }
 
 /* Copies the task parser's failures into errs under the policy's field names
- * ("imagePullSecrets[0]" -> "pullSecrets[0]"); drops "images" when skip_images. */
-static void merge_task_errors(const struct pw_field_errors *te, bool skip_images, struct pw_field_errors *errs)
+ * ("imagePullSecrets[0]" -> "pullSecrets[0]"). */
+static void merge_task_errors(const struct pw_field_errors *te, struct pw_field_errors *errs)
 {
     for (size_t i = 0; i < te->n; i++) {
         const char *f = te->e[i].field;
-        if (skip_images && strcmp(f, "images") == 0)
-            continue;
         const char *shown = f;
         char buf[160];
         for (size_t k = 0; k < N_TASK_FIELDS; k++) {
@@ -189,15 +187,18 @@ static void task_fields_parse(const json_t *req, struct pw_polspec *s, json_t *d
     const json_t *imgs = json_object_get(treq, "images");
     bool predict = json_is_object(json_object_get(req, "predict"));
     bool no_images = !imgs || (json_is_array(imgs) && json_array_size(imgs) == 0);
-    if (no_images && predict)
-        json_object_del(treq, "images");
+    /* the task parser requires an image: for a predict-only policy a placeholder stands in while the
+     * other fields are validated, and is dropped after */
+    bool placeholder = no_images && predict;
+    if (placeholder)
+        json_object_set_new(treq, "images", json_pack("[s]", "placeholder.invalid/predict-only:0"));
     struct pw_taskspec ts;
     struct pw_field_errors te;
     if (pw_taskspec_parse(treq, &ts, &te) != 0) {
         if (no_images && !predict && te.n == 1 && strcmp(te.e[0].field, "images") == 0)
             pw_field_errors_add(errs, "images", "required: at least one image reference (or predict)");
         else
-            merge_task_errors(&te, no_images && predict, errs);
+            merge_task_errors(&te, errs);
         json_decref(treq);
         return;
     }
@@ -205,10 +206,21 @@ static void task_fields_parse(const json_t *req, struct pw_polspec *s, json_t *d
     json_t *tj = pw_taskspec_to_json(&ts);
     for (size_t i = 0; i < N_TASK_FIELDS; i++) {
         json_t *tv = json_object_get(tj, task_fields[i].task);
-        if (tv)
+        if (placeholder && i == 0)
+            json_object_set_new(doc, task_fields[i].policy, json_array());
+        else if (tv)
             json_object_set(doc, task_fields[i].policy, tv);
     }
     json_decref(tj);
+    if (placeholder) {
+        for (size_t i = 0; i < ts.n_images; i++) {
+            free(ts.images[i]);
+            pw_imageref_fini(&ts.refs[i]);
+        }
+        free(ts.images);
+        ts.images = NULL;
+        ts.n_images = 0;
+    }
     s->images = ts.images;
     s->n_images = ts.n_images;
     ts.images = NULL;
@@ -222,13 +234,6 @@ static void task_fields_parse(const json_t *req, struct pw_polspec *s, json_t *d
     s->selector = ts.selector;
     ts.selector = NULL;
     pw_taskspec_fini(&ts);
-}
-
-/* A predict-only spec parsed without images: doc gets "images": []. */
-static void ensure_images(json_t *doc)
-{
-    if (!json_object_get(doc, "images"))
-        json_object_set_new(doc, "images", json_array());
 }
 
 int pw_polspec_parse(const json_t *req, const struct pw_policy_predictor *pred, struct pw_polspec *out,
@@ -249,7 +254,6 @@ int pw_polspec_parse(const json_t *req, const struct pw_policy_predictor *pred, 
         return PW_EINVAL;
     }
     json_object_set_new(doc, "name", json_string(s.name));
-    ensure_images(doc);
     s.doc = doc;
     *out = s;
     return 0;
@@ -356,4 +360,9 @@ json_t *pw_polspec_images(const struct pw_polspec *s, const json_t *predicted, s
     if (dropped)
         *dropped = left;
     return arr;
+}
+
+bool pw_polspec_refresh_due(const struct pw_polspec *s, int64_t base_ms, int64_t now_ms)
+{
+    return s->refresh_ms > 0 && s->n_images > 0 && now_ms - base_ms >= s->refresh_ms;
 }

@@ -48,6 +48,10 @@ bool pw_polspec_selects(const struct pw_polspec *s, const json_t *node);
 /* Whether node may get work now: Ready and not cordoned. */
 bool pw_polspec_node_eligible(const json_t *node);
 
+/* Whether a refresh of s is due at now_ms (wall ms) when the last one (or, never refreshed, the
+ * policy's creation) was at base_ms: never for refreshInterval 0 or a policy without static images. */
+bool pw_polspec_refresh_due(const struct pw_polspec *s, int64_t base_ms, int64_t now_ms);
+
 /* The images of a wave: s's static images, then those of predicted (a JSON array, borrowed, may be
  * NULL) that are valid references and not already in (after normalisation), at most 100: a new
  * array the caller decrefs. *dropped (may be NULL) gets how many predicted entries were left out. */

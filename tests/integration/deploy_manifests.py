@@ -758,6 +758,10 @@ def dynamic():
     time.sleep(0.2)  # the kubeconfig is written whole before the server answers; be safe
     kcfg = yaml.safe_load(open(kc))
     agent_token = agent_setup(kcfg)  # the test's own calls, before the count starts
+    # a startup taint on node-0003 that a policy with untaintWhenDone removes (get + patch of a Node)
+    code, _ = kube_call(kcfg, "PATCH", "/sim/v1/nodes/node-0003",
+                        {"taints": [{"key": "prewarm.io/warming", "value": "true", "effect": "NoSchedule"}]})
+    assert code == 200, code
     before = stats(kcfg)
     pwlog = open(os.path.join(work, "prewarmd.log"), "w")
     # users authenticated and authorized through the cluster (TokenReview + SubjectAccessReview), as
@@ -789,6 +793,13 @@ def dynamic():
         assert done, "the task did not finish in 90 s"
         state["task"] = final
         diag.append("task finished after %.1f s" % (time.monotonic() - t0))
+        # a policy that removes node-0003's startup taint once its image is in
+        code, pol = api(port, "POST", "/api/v1/policies", {"name": "startup", "images": ["busybox:1.36"],
+                                                           "nodeSelector": {"kubernetes.io/hostname": "node-0003"},
+                                                           "untaintWhenDone": "prewarm.io/warming"})
+        assert code == 201, (code, pol)
+        assert wait_until(lambda: api(port, "GET", "/api/v1/policies/startup")[1]["status"]["untaintedNodes"] == 1,
+                          30, 0.3), api(port, "GET", "/api/v1/policies/startup")[1]
         # agent mode: a sync with the agent's pod-bound token (a TokenReview, then a get of its pod), and a
         # task with an imagePullSecret for that agent (a get of the Secret), cancelled
         sync = {"node": "node-0001", "inventory": {"full": True, "images": []}, "wait": False}

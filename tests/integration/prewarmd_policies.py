@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """prewarmd against kubesim: standing policies (docs/policies.md, issue 14) on a 50-node cluster with
 the SQLite store. Every matching node warm (kubesim's ground truth); 10 nodes added NotReady then made
 Ready: each dispatched within a generous bound in model time of its Ready transition, sharing few
