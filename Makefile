@@ -71,7 +71,7 @@ UNIT_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_SUPPORT := $(patsubst %.c,$(B)/obj/%.o,$(filter-out $(UNIT_SRC),$(wildcard tests/unit/*/*.c)))
 
 .PHONY: all test unit deps demo demo-stop bench clean format programs coverage fuzz fuzz-build
-all: programs $(UNIT_BIN) $(B)/bench/store_bench $(B)/tests/e2e/cri_probe
+all: programs $(UNIT_BIN) $(B)/bench/store_bench $(B)/bench/predict_mem $(B)/tests/e2e/cri_probe
 programs: $(PROGRAMS)
 
 deps:
@@ -122,6 +122,11 @@ $(B)/tests/e2e/cri_probe: tests/e2e/cri_probe.c $(LIBS)
 
 # bench/store_bench: the store's throughput (issue 4); run build/release/bench/store_bench.
 $(B)/bench/store_bench: bench/store_bench.c $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
+
+# bench/predict_mem: the prediction pod informer's memory at 100,000 pods (issue 14).
+$(B)/bench/predict_mem: bench/predict_mem.c $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
 

@@ -113,9 +113,11 @@ char *pw_predict_pool_of(const json_t *labels, const char *pool_label);
 /* ---- pods ---- */
 
 /* A pod trimmed to what prediction needs, the form the pod informer caches: a new object
- * {"metadata": {"name", "namespace"}, "n": nodeName, "i": [normalised images of the containers and
- * init containers], "t": startTime in ms} ("n", "t" absent until set), or NULL for a pod that never
- * counts (prewarm's own Job pods, prewarm.io/task label). pod is borrowed. */
+ * {"metadata": {"name": "ns/name"}, "n": nodeName, "i": "img1 img2" (the normalised images of the
+ * init and app containers, once each, space-separated), "t": startTime in ms} ("n", "t" absent until
+ * set), or NULL for a pod that never counts (prewarm's own Job pods, prewarm.io/task label). The
+ * namespace rides in the name (the informer's cache key "ns/name" stays the same) and the images in
+ * one string: two JSON containers fewer per pod (bench/predict_mem measures it). pod is borrowed. */
 json_t *pw_predict_trim_pod(const json_t *pod);
 
 /* ---- the service ---- */

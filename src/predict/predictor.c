@@ -86,11 +86,17 @@ static void track_list(pw_predict *p, const char *csv)
 
 static void observe_locked(pw_predict *p, const json_t *trimmed, const json_t *labels)
 {
-    json_t *imgs = json_object_get(trimmed, "i");
-    size_t n = json_array_size(imgs);
-    const char **refs = pw_xcalloc(n ? n : 1, sizeof *refs);
-    for (size_t i = 0; i < n; i++)
-        refs[i] = json_string_value(json_array_get(imgs, i));
+    /* "i" is the images separated by single spaces: split a copy in place */
+    char *imgs = pw_xstrdup(json_string_value(json_object_get(trimmed, "i")) ? json_string_value(json_object_get(trimmed, "i")) : "");
+    size_t n = 0, cap = 4;
+    const char **refs = pw_xcalloc(cap, sizeof *refs);
+    for (char *save = NULL, *tok = strtok_r(imgs, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        if (n == cap) {
+            cap *= 2;
+            refs = pw_xrealloc(refs, cap * sizeof *refs);
+        }
+        refs[n++] = tok;
+    }
     int64_t t = (int64_t)json_integer_value(json_object_get(trimmed, "t"));
     size_t i;
     const json_t *k;
@@ -103,6 +109,7 @@ static void observe_locked(pw_predict *p, const json_t *trimmed, const json_t *l
         free(pool);
     }
     free(refs);
+    free(imgs);
 }
 
 void pw_predict_observe_pod(pw_predict *p, const json_t *trimmed, const json_t *node_labels)

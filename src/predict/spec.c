@@ -7,6 +7,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/buf.h"
 #include "base/labels.h"
 #include "base/mem.h"
 #include "engine/imageref.h"
@@ -78,11 +79,12 @@ char *pw_predict_pool_of(const json_t *labels, const char *pool_label)
     return NULL;
 }
 
-/* Appends the normalised images of containers (an array; may be NULL) to out, once each. */
-static void add_images(json_t *out, const json_t *containers)
+/* Appends the normalised images of containers (an array; may be NULL) to b, space-separated, once
+ * each (a reference holds no space). */
+static void add_images(pw_buf *b, const json_t *containers)
 {
-    size_t i, j;
-    const json_t *c, *have;
+    size_t i;
+    const json_t *c;
     json_array_foreach(containers, i, c) {
         const char *ref = json_string_value(json_object_get(c, "image"));
         struct pw_imageref r;
@@ -90,10 +92,12 @@ static void add_images(json_t *out, const json_t *containers)
             continue;
         char *norm = pw_imageref_normalized(&r);
         pw_imageref_fini(&r);
+        size_t n = strlen(norm);
         bool dup = false;
-        json_array_foreach(out, j, have) dup = dup || strcmp(json_string_value(have), norm) == 0;
+        for (const char *p = b->p; p && *p && !dup; p = strchr(p, ' ') ? strchr(p, ' ') + 1 : p + strlen(p))
+            dup = strncmp(p, norm, n) == 0 && (p[n] == ' ' || p[n] == 0);
         if (!dup)
-            json_array_append_new(out, json_string(norm));
+            pw_buf_printf(b, "%s%s", b->len ? " " : "", norm);
         free(norm);
     }
 }
@@ -104,14 +108,15 @@ json_t *pw_predict_trim_pod(const json_t *pod)
     const char *name = json_string_value(json_object_get(md, "name"));
     if (!name || json_object_get(json_object_get(md, "labels"), "prewarm.io/task"))
         return NULL;
-    json_t *meta = json_pack("{s:s}", "name", name);
     const char *ns = json_string_value(json_object_get(md, "namespace"));
-    if (ns)
-        json_object_set_new(meta, "namespace", json_string(ns));
-    json_t *images = json_array();
-    add_images(images, json_object_get(spec, "initContainers"));
-    add_images(images, json_object_get(spec, "containers"));
-    json_t *out = json_pack("{s:o, s:o}", "metadata", meta, "i", images);
+    char *key = ns && *ns ? pw_xasprintf("%s/%s", ns, name) : pw_xstrdup(name);
+    pw_buf b;
+    pw_buf_init(&b, 0);
+    add_images(&b, json_object_get(spec, "initContainers"));
+    add_images(&b, json_object_get(spec, "containers"));
+    json_t *out = json_pack("{s:{s:s}, s:s}", "metadata", "name", key, "i", b.p ? b.p : "");
+    free(key);
+    pw_buf_fini(&b);
     const char *node = json_string_value(json_object_get(spec, "nodeName"));
     if (node && *node)
         json_object_set_new(out, "n", json_string(node));

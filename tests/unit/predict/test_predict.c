@@ -236,8 +236,8 @@ static void test_trim_pod(void **state)
     json_t *t = pw_predict_trim_pod(pod);
     assert_non_null(t);
     char *s = json_dumps(t, JSON_SORT_KEYS | JSON_COMPACT);
-    assert_string_equal(s, "{\"i\":[\"docker.io/library/busybox:1.36\",\"docker.io/library/nginx:1.27\"],"
-                           "\"metadata\":{\"name\":\"w-1\",\"namespace\":\"ns\"},\"n\":\"node-1\",\"t\":1796637600000}");
+    assert_string_equal(s, "{\"i\":\"docker.io/library/busybox:1.36 docker.io/library/nginx:1.27\","
+                           "\"metadata\":{\"name\":\"ns/w-1\"},\"n\":\"node-1\",\"t\":1796637600000}");
     free(s);
     json_decref(t);
     /* prewarm's own Job pods never count */
@@ -256,7 +256,7 @@ static void test_trim_pod(void **state)
 
 static json_t *pod_on(const char *name, const char *img, int64_t t)
 {
-    return json_pack("{s:{s:s, s:s}, s:[s], s:s, s:I}", "metadata", "name", name, "namespace", "ns", "i", img, "n",
+    return json_pack("{s:{s:s}, s:s, s:s, s:I}", "metadata", "name", name, "i", img, "n",
                      "node-1", "t", (json_int_t)t);
 }
 
