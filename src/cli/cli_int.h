@@ -86,6 +86,11 @@ typedef struct pw_cli_args {
     const char *status;
     pw_cli_num limit;
     const char *state;
+    /* policy create */
+    const char *refresh_interval;
+    const char *untaint;
+    const char *predict; /* a JSON object */
+    bool disabled;
 } pw_cli_args;
 
 enum pw_cli_opt_kind {
@@ -261,6 +266,13 @@ struct pw_cli_ctx {
     volatile sig_atomic_t *interrupted; /* set by SIGINT/SIGTERM while waiting */
     bool server_seen;                   /* prewarmd has answered once (outages after that are retried) */
 };
+
+/* Whether -o asks for json or yaml; prints doc (borrowed) as JSON or YAML per -o. */
+bool pw_cli_structured(const pw_cli_ctx *ctx);
+void pw_cli_print_doc(pw_cli_ctx *ctx, const json_t *doc);
+/* prewarmctl policy create|list|get|delete (policy.c) and its options. */
+int pw_cli_cmd_policy(pw_cli_ctx *ctx);
+extern const pw_cli_opt pw_cli_policy_opts[];
 
 /* Calls the API and reports failures on ctx->err ("error: images[1]: invalid reference format").
  * Returns 0 with *out (caller json_decref()s; may be NULL when want_json is false) on a 2xx, else

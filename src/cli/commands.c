@@ -108,6 +108,9 @@ const pw_cli_cmd pw_cli_commands[] = {
     {"wait", "ID", "Wait for a task to finish, showing progress; the exit code tells the outcome.", NULL, 1, 1,
      cmd_wait},
     {"agents", "", "List the prewarm-agents prewarmd hears from (agent mode).", NULL, 0, 0, cmd_agents},
+    {"policy", "create NAME IMAGE... | list | get NAME | delete NAME...",
+     "Standing policies: keep IMAGE... on every matching node, new ones included (docs/policies.md).",
+     pw_cli_policy_opts, 1, -1, pw_cli_cmd_policy},
     {"auth", "whoami", "auth whoami: show the user and groups prewarmd sees for your credentials.", NULL, 1, 1,
      cmd_auth},
     {"version", "", "Show prewarmctl's version.", NULL, 0, 0, cmd_version},
@@ -231,9 +234,14 @@ static int api_list(pw_cli_ctx *ctx, const char *path, long page, long max, json
 
 /* ---------------------------------------------------------------- printing */
 
-static bool structured(const pw_cli_ctx *ctx)
+bool pw_cli_structured(const pw_cli_ctx *ctx)
 {
     return strcmp(ctx->args->output, "json") == 0 || strcmp(ctx->args->output, "yaml") == 0;
+}
+
+static bool structured(const pw_cli_ctx *ctx)
+{
+    return pw_cli_structured(ctx);
 }
 
 static bool wide(const pw_cli_ctx *ctx)
@@ -241,8 +249,7 @@ static bool wide(const pw_cli_ctx *ctx)
     return strcmp(ctx->args->output, "wide") == 0;
 }
 
-/* Prints doc (borrowed) as JSON or YAML per -o. */
-static void print_doc(pw_cli_ctx *ctx, const json_t *doc)
+void pw_cli_print_doc(pw_cli_ctx *ctx, const json_t *doc)
 {
     if (strcmp(ctx->args->output, "yaml") == 0) {
         pw_buf b;
@@ -284,10 +291,10 @@ void pw_cli_print_tasks(pw_cli_ctx *ctx, const json_t *doc, bool list)
     if (structured(ctx)) {
         if (list) {
             json_t *wrap = json_pack("{sO}", "items", (json_t *)doc);
-            print_doc(ctx, wrap);
+            pw_cli_print_doc(ctx, wrap);
             json_decref(wrap);
         } else {
-            print_doc(ctx, doc);
+            pw_cli_print_doc(ctx, doc);
         }
         return;
     }
@@ -478,7 +485,7 @@ static int cmd_create(pw_cli_ctx *ctx)
         return PW_CLI_EXIT_API;
     }
     if (structured(ctx) && !ctx->args->wait)
-        print_doc(ctx, task);
+        pw_cli_print_doc(ctx, task);
     else
         fprintf(structured(ctx) ? ctx->err : ctx->out, "task %s created\n", id);
     if (ctx->args->wait) {
@@ -532,7 +539,7 @@ static int cmd_nodes(pw_cli_ctx *ctx)
         return rc;
     if (structured(ctx)) {
         json_t *wrap = json_pack("{sO}", "items", items);
-        print_doc(ctx, wrap);
+        pw_cli_print_doc(ctx, wrap);
         json_decref(wrap);
     } else if (json_array_size(items) == 0) {
         fprintf(ctx->err, "No nodes found.\n");
@@ -568,7 +575,7 @@ static int cmd_agents(pw_cli_ctx *ctx)
         return rc;
     const json_t *items = json_object_get(doc, "items");
     if (structured(ctx)) {
-        print_doc(ctx, doc);
+        pw_cli_print_doc(ctx, doc);
     } else if (json_array_size(items) == 0) {
         fprintf(ctx->err, "No agents found (is prewarmd running with --agents, and the agent DaemonSet applied?).\n");
     } else {
@@ -620,7 +627,7 @@ static int cmd_cancel(pw_cli_ctx *ctx)
             continue;
         }
         if (structured(ctx))
-            print_doc(ctx, task);
+            pw_cli_print_doc(ctx, task);
         else
             fprintf(ctx->out, "task %s cancelled\n", id);
         json_decref(task);
@@ -639,7 +646,7 @@ static int cmd_version(pw_cli_ctx *ctx)
     if (structured(ctx)) {
         json_t *doc = json_pack("{ss ss ss ss}", "clientVersion", PW_CLI_VERSION, "server", ctx->args->server,
                                 "libcurl", cv->version, "jansson", JANSSON_VERSION);
-        print_doc(ctx, doc);
+        pw_cli_print_doc(ctx, doc);
         json_decref(doc);
         return 0;
     }
@@ -659,7 +666,7 @@ static int cmd_auth(pw_cli_ctx *ctx)
     if (rc != 0)
         return rc;
     if (structured(ctx)) {
-        print_doc(ctx, me);
+        pw_cli_print_doc(ctx, me);
         json_decref(me);
         return 0;
     }

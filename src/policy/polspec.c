@@ -253,8 +253,16 @@ int pw_polspec_parse(const json_t *req, const struct pw_policy_predictor *pred, 
         pw_polspec_fini(&s);
         return PW_EINVAL;
     }
-    json_object_set_new(doc, "name", json_string(s.name));
-    s.doc = doc;
+    /* shown in a fixed order: the name, the task-like fields, the policy's own */
+    json_t *shown = json_pack("{s:s}", "name", s.name);
+    for (size_t i = 0; i < N_TASK_FIELDS; i++)
+        if (json_object_get(doc, task_fields[i].policy))
+            json_object_set(shown, task_fields[i].policy, json_object_get(doc, task_fields[i].policy));
+    for (size_t i = 1; i < N_OWN_FIELDS; i++)
+        if (json_object_get(doc, own_fields[i]))
+            json_object_set(shown, own_fields[i], json_object_get(doc, own_fields[i]));
+    json_decref(doc);
+    s.doc = shown;
     *out = s;
     return 0;
 }

@@ -7,12 +7,13 @@ removed only once the images are on the node; a refresh every refreshInterval re
 Always; a restart keeps the policies and their progress; bad policies get 400 naming the field."""
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prewarmd_lib import Env, finish, holds, scenario, tap  # noqa: E402
+from prewarmd_lib import BIN, Env, finish, holds, scenario, tap  # noqa: E402
 
 TIME_SCALE = 5
 READY_BOUND_MODEL_S = 60.0  # generous: a wave is meant to start within ~1 s of wall time
@@ -253,6 +254,33 @@ def lifecycle(env, st):
     tap(code == 200 and policy(env, "startup") is None, "DELETE removes a policy", "%s %s" % (code, p))
 
 
+def ctl(env, *args):
+    p = subprocess.run([os.path.join(BIN, "prewarmctl"), "--server", env.api_base] + list(args),
+                       capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def cli(env, st):
+    rc, out, err = ctl(env, "policy", "create", "cli-demo", "busybox:1.36", "alpine:3.20", "--node-selector", "pool=gpu",
+                       "-l", "!startup", "--refresh-interval", "12h", "--pull-secret", "regcred", "--batch-size", "3")
+    tap(rc == 0 and "policy cli-demo created" in out, "prewarmctl policy create", "%d %s %s" % (rc, out, err))
+    rc, out, err = ctl(env, "policy", "get", "cli-demo", "-o", "json")
+    p = json.loads(out) if rc == 0 else {}
+    tap(p.get("images") == ["busybox:1.36", "alpine:3.20"] and p.get("pullSecrets") == ["regcred"] and
+        p.get("nodeSelector") == {"pool": "gpu"} and p.get("labelSelector") == "!startup" and
+        p.get("refreshInterval") == "12h" and p.get("batchSize") == 3, "prewarmctl policy get -o json", out + err)
+    ok = wait_for(lambda: "cli-demo" in ctl(env, "policy", "list")[1] and settled(env, "cli-demo"), 60)
+    rc, out, err = ctl(env, "policy", "list")
+    row = [ln for ln in out.splitlines() if ln.startswith("cli-demo")]
+    tap(bool(ok) and out.startswith("NAME") and row and "pool=gpu" in row[0], "prewarmctl policy list shows it warm",
+        out + err)
+    rc, out, err = ctl(env, "policy", "create", "cli-bad", "Busybox:1")
+    tap(rc == 4 and "error: images[0]: invalid reference format" in err, "prewarmctl policy create: a bad image is "
+        "refused naming the field (exit 4)", "%d %s %s" % (rc, out, err))
+    rc, out, err = ctl(env, "policy", "delete", "cli-demo")
+    tap(rc == 0 and policy(env, "cli-demo") is None, "prewarmctl policy delete", "%d %s %s" % (rc, out, err))
+
+
 def main():
     env = Env(50, time_scale=TIME_SCALE, pw_args=["--store", "sqlite:{dir}/prewarm.db"])
     st = {}
@@ -271,6 +299,7 @@ def main():
         scenario("refresh", refresh_check, env, st)
         scenario("restart", restart, env, st)
         scenario("update and delete", lifecycle, env, st)
+        scenario("prewarmctl", cli, env, st)
     finally:
         env.close()
     finish()
