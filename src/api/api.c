@@ -1,5 +1,6 @@
 /* api.c: the REST API v1 handlers and their route table. Each handler is parse -> validate -> call
  * the engine -> encode; errors go out in the §3 error shape. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,9 +91,11 @@ static size_t unfinished_of(pw_engine *e, const char *user)
     return n;
 }
 
-/* --max-tasks-per-user: 0 when user may create one more, else the 429 already sent. The count and
- * the create that follows are not atomic: two creates racing may both pass, one task over at most
- * per racing request. */
+/* --max-tasks-per-user: 0 when user may create one more, else the 429 already sent. h_create holds
+ * quota_mu from this count to the end of its submit, so two creates racing cannot both take the last
+ * slot (creates are serialised only while a limit is set). */
+static pthread_mutex_t quota_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static int check_task_quota(pw_http_req *req, struct pw_api_ctx *c, const char *user)
 {
     if (c->max_tasks_per_user <= 0 || !user)
@@ -113,8 +116,6 @@ static void h_create(pw_http_req *req, void *ctx)
 {
     struct pw_api_ctx *c = ctx;
     const char *user = pw_api_req_user(req);
-    if (check_task_quota(req, c, user) != 0)
-        return;
     size_t len;
     const char *body = pw_http_req_body(req, &len);
     struct pw_taskspec spec;
@@ -126,9 +127,18 @@ static void h_create(pw_http_req *req, void *ctx)
     }
     if (user)
         spec.created_by = pw_xstrdup(user);
+    bool quota = c->max_tasks_per_user > 0 && user;
+    if (quota)
+        pthread_mutex_lock(&quota_mu);
     json_t *task = NULL;
-    rc = pw_engine_submit(engine_of(ctx), &spec, &task);
+    bool refused = check_task_quota(req, c, user) != 0; /* the 429 is sent */
+    if (!refused)
+        rc = pw_engine_submit(engine_of(ctx), &spec, &task);
+    if (quota)
+        pthread_mutex_unlock(&quota_mu);
     pw_taskspec_fini(&spec);
+    if (refused)
+        return;
     if (rc != 0) {
         /* the store failed (disk full, I/O error, busy): nothing was created, retrying may pass */
         reply_error(req, PW_EUNAVAIL, "the task could not be stored; retry later", NULL);

@@ -4,7 +4,6 @@
 #include "auth/auth.h"
 #include "auth/auth_int.h"
 
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include <strings.h>
 
 #include "base/clock.h"
+#include "base/digest.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -76,16 +76,9 @@ const char *pw_auth_bearer(const char *header)
 
 void pw_auth_sha256_hex(const char *a, size_t an, const char *b, size_t bn, char out[65])
 {
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-    EVP_DigestUpdate(c, a, an);
-    EVP_DigestUpdate(c, b, bn);
-    EVP_DigestFinal_ex(c, md, &len);
-    EVP_MD_CTX_free(c);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    const void *parts[2] = {a, b};
+    size_t lens[2] = {an, bn};
+    pw_sha256_hex(parts, lens, 2, out);
 }
 
 static void cache_key(const char *audience, const char *token, char out[65])

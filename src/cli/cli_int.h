@@ -16,8 +16,9 @@
 #include <jansson.h>
 
 #include "base/buf.h"
+#include "base/version.h"
 
-#define PW_CLI_VERSION "0.1.0"
+#define PW_CLI_VERSION PW_VERSION
 #define PW_CLI_DEFAULT_SERVER "http://127.0.0.1:8080"
 
 /* Exit codes, as `prewarmctl --help` documents them. */

@@ -14,8 +14,9 @@
 #include "agent/syncer.h"
 #include "base/flags.h"
 #include "base/log.h"
+#include "base/version.h"
 
-#define AGENT_VERSION "0.1.0"
+#define AGENT_VERSION PW_VERSION
 
 struct options {
     const char *server, *node, *runtime_endpoint, *token_file, *server_ca, *log_level, *log_format;

@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sv.h"
+#include "base/version.h"
 #include "engine/engine.h"
 #include "events/events.h"
 #include "http/http.h"
@@ -48,7 +49,7 @@ struct options {
     double predict_mbps;
 };
 
-#define PREWARMD_VERSION "0.1.0" /* prewarm_build_info's version label */
+#define PREWARMD_VERSION PW_VERSION /* prewarm_build_info's version label */
 
 /* A macro's value as a string literal (the engine's numeric defaults shown as flag defaults). */
 #define STR_(x) #x
@@ -417,6 +418,7 @@ int main(int argc, char **argv)
         struct pw_http_config agcfg = {.listen = o.agent_listen, .routes = pw_api_agent_routes, .ctx = &agent_ctx,
                                        .tls_cert_file = o.tls_cert, .tls_key_file = o.tls_key, .access_log = true,
                                        .log_name = "agents", .max_connections = 20000,
+                                       .conn_memory = PW_HTTP_SMALL_CONN_MEMORY /* one long poll per node */,
                                        .threads = 16 /* a sync may wait on a TokenReview: more threads than the API */};
         rc = pw_http_server_new(&agcfg, &agent_srv);
     } else if (rc == 0 && o.agent_listen) {

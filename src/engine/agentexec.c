@@ -4,7 +4,6 @@
  * every image is one assignment for the agent. */
 #include "engine/agentexec.h"
 
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 
 #include "base/b64.h"
 #include "base/clock.h"
+#include "base/digest.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -95,17 +95,13 @@ static struct agentexec *X(pw_executor *x)
 
 void pw_agentexec_assignment_id(const char *task_id, const char *node, const char *image, char *out)
 {
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-    EVP_DigestUpdate(c, task_id, strlen(task_id) + 1); /* with the NULs: ("ab","c") != ("a","bc") */
-    EVP_DigestUpdate(c, node, strlen(node) + 1);
-    EVP_DigestUpdate(c, image, strlen(image));
-    EVP_DigestFinal_ex(c, md, &len);
-    EVP_MD_CTX_free(c);
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    /* with the NULs: ("ab","c") != ("a","bc") */
+    const void *parts[3] = {task_id, node, image};
+    size_t lens[3] = {strlen(task_id) + 1, strlen(node) + 1, strlen(image)};
+    char hex[PW_SHA256_HEX_LEN + 1];
+    pw_sha256_hex(parts, lens, 3, hex);
+    memcpy(out, hex, 32);
+    out[32] = '\0';
 }
 
 /* ---- records ---- */

@@ -11,12 +11,13 @@
 
 #include <stdbool.h>
 
+#include "base/version.h"
 #include "engine/executor.h"
 
 typedef struct pw_k8s_client pw_k8s_client; /* k8s/k8s.h */
 
 /* Defaults for fields left 0/NULL (prewarmd's flags show the same values). */
-#define PW_JOBEXEC_DEFAULT_HELPER_IMAGE "ghcr.io/prewarm/prewarm:0.1.0"
+#define PW_JOBEXEC_DEFAULT_HELPER_IMAGE PW_IMAGE
 #define PW_JOBEXEC_DEFAULT_JOB_TTL_S 3600
 #define PW_JOBEXEC_DEFAULT_THREADS 4
 

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 
+#include "base/digest.h"
 #include "base/err.h"
 #include "base/mem.h"
 
@@ -29,10 +29,11 @@
 
 char *pw_jobspec_name(const char *task_id, const char *node_name)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
     const char *node = node_name != NULL ? node_name : "";
-    EVP_Digest(node, strlen(node), md, &md_len, EVP_sha256(), NULL);
+    const void *part = node;
+    size_t part_len = strlen(node);
+    char hex[PW_SHA256_HEX_LEN + 1];
+    pw_sha256_hex(&part, &part_len, 1, hex);
 
     /* "pw-" + task + "-" + 10 hex: the task part gets what is left of 63. */
     size_t task_max = NAME_MAX_LEN - 3 - 1 - HASH_HEX;
@@ -49,8 +50,8 @@ char *pw_jobspec_name(const char *task_id, const char *node_name)
         name[n++] = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) ? c : '-';
     }
     name[n++] = '-';
-    for (size_t i = 0; i < HASH_HEX / 2; i++)
-        n += (size_t)snprintf(name + n, 3, "%02x", md[i]);
+    memcpy(name + n, hex, HASH_HEX);
+    n += HASH_HEX;
     name[n] = '\0';
     return name;
 }

@@ -785,8 +785,9 @@ int pw_http_server_new(const struct pw_http_config *cfg, pw_http_server **out)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)http_mhd_log, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
-    /* room for a request head well past our own limits, so those answer with JSON */
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONN_MEMORY, NULL};
+    /* by default room for a request head well past our own limits, so those answer with JSON */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                        (intptr_t)(cfg->conn_memory ? cfg->conn_memory : HTTP_CONN_MEMORY), NULL};
     if (cfg->tls_cert_file && cfg->tls_key_file) {
         int trc = http_tls_new(cfg->tls_cert_file, cfg->tls_key_file, &srv->tls_files);
         if (trc != 0) {

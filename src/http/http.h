@@ -49,6 +49,9 @@ struct pw_http_route {
 #define PW_HTTP_MAX_URI_TEXT "8 KiB"
 #define PW_HTTP_MAX_HEADERS 32768
 #define PW_HTTP_MAX_HEADERS_TEXT "32 KiB"
+/* Connection memory for a server whose clients are small and many (prewarm-agents: a head of a few
+ * KiB, a bearer token included; bodies stream through it in pieces): 32 KiB, against 160 KiB. */
+#define PW_HTTP_SMALL_CONN_MEMORY (32u << 10)
 
 struct pw_http_config {
     const char *listen;                 /* "127.0.0.1:8080", "[::1]:0", ":8080"; port 0 picks one */
@@ -58,6 +61,12 @@ struct pw_http_config {
     unsigned threads;                   /* pool size (0: 4) */
     unsigned max_connections;           /* 0: 10000 */
     unsigned idle_timeout_s;            /* idle keep-alive connections close after this (0: 60) */
+    size_t conn_memory;                 /* libmicrohttpd's memory per connection, bytes (0: 4 x
+                                         * (PW_HTTP_MAX_HEADERS + PW_HTTP_MAX_URI) = 160 KiB, room for
+                                         * every head our JSON 414/431 refusals answer). A server
+                                         * holding thousands of long-lived connections sets less (the
+                                         * agent listener: PW_HTTP_SMALL_CONN_MEMORY); a request head
+                                         * that does not fit then gets libmicrohttpd's own plain 431. */
     const char *tls_cert_pem;           /* serve HTTPS when set: PEM text, borrowed during new() */
     const char *tls_key_pem;
     const char *tls_client_ca_pem;      /* when set, ask clients for a certificate signed by it */

@@ -24,11 +24,8 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/version.h"
 #include "metrics/metrics.h"
-
-#ifndef PW_VERSION
-#define PW_VERSION "0.1.0"
-#endif
 
 enum {
     RESP_MAX = 64 << 20,   /* the largest response body we accept (a list page of big objects) */

@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -434,6 +435,41 @@ def limits(env):
         tap(code3 == 201, "once it finished the user may create again", str(code3))
 
 
+def quota_race(env):
+    """--max-tasks-per-user holds under concurrent creates: the count and the create are one step."""
+    tf = os.path.join(env.dir, "tokens-race.csv")
+    write_tokens(tf, [("editor", "eddie", "prewarm:editors")])
+    env.stop_prewarmd()
+    # SQLite: each create is a durable write, so a count and a create that were not one step would race
+    env.pw_args = ["--auth", "token-file:" + tf, "--max-tasks-per-user", "2", "--store", "sqlite:{dir}/race.db"]
+    env.start_prewarmd()
+    results = []
+    lock = threading.Lock()
+
+    def create(i):
+        code, out, _ = call(env, "POST", "/api/v1/tasks", {"images": ["nginx:1.27"], "batchSize": 1,
+                                                           "pullPolicy": "Always", "labels": {"race": str(i)}},
+                            token=TOKENS["editor"])
+        with lock:
+            results.append((code, out.get("id") if isinstance(out, dict) else None))
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    codes = sorted(c for c, _ in results)
+    tap(codes.count(201) == 2 and codes.count(429) == 10,
+        "--max-tasks-per-user 2 with 12 creates at once: exactly 2 created, 10 refused with 429", str(codes))
+    code, out, _ = call(env, "GET", "/api/v1/tasks", token=TOKENS["editor"])
+    mine = [t for t in out.get("items", []) if t.get("createdBy") == "eddie"
+            and t.get("status") in ("pending", "running")] if code == 200 else []
+    tap(len(mine) == 2, "the store holds exactly the 2 unfinished tasks", "%s %d" % (code, len(mine)))
+    for _, tid in results:
+        if tid:
+            call(env, "DELETE", "/api/v1/tasks/" + tid, token=TOKENS["editor"])
+
+
 def refuse_non_loopback(env):
     p = subprocess.run([os.path.join(BIN, "prewarmd"), "--kubeconfig", env.kubeconfig, "--store", "memory:",
                         "--listen", "0.0.0.0:0", "--auth", "none", "--log-format", "text"],
@@ -469,6 +505,7 @@ def main():
         scenario("--authz kubernetes", kubernetes_authz, env)
         scenario("TLS", tls, env)
         scenario("limits", limits, env)
+        scenario("quota under concurrent creates", quota_race, env)
         scenario("--auth none off loopback", refuse_non_loopback, env)
         env.stop_prewarmd()
         for name in ("prewarmd.log", "kubesim.log"):

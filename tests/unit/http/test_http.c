@@ -1,6 +1,7 @@
 /* Unit tests for src/http: routing with parameters, query arguments, 404/405 (with Allow), body caps
  * (413 by Content-Length and by chunked upload), JSON replies, and chunked streams written from another
- * thread, including a client that goes away. Talks to the server through libcurl on loopback. */
+ * thread, including a client that goes away, and a server with small connection memory (the agent
+ * listener's). Talks to the server through libcurl and raw sockets on loopback. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -276,6 +277,48 @@ static void test_limits_json(void **state)
     pw_buf_fini(&reply);
 }
 
+/* A server with PW_HTTP_SMALL_CONN_MEMORY (the agent listener: thousands of long polls): a head with
+ * a large bearer token and a body many times the connection memory are served (the body streams
+ * through in pieces), and a head past the connection memory gets libmicrohttpd's own plain 431, not
+ * our JSON one: the smaller pool is the one in use. */
+static void test_small_conn_memory(void **state)
+{
+    (void)state;
+    pw_http_server *keep = g_srv;
+    char keep_base[sizeof g_base];
+    memcpy(keep_base, g_base, sizeof g_base);
+    struct pw_http_config cfg = {.listen = "127.0.0.1:0", .routes = routes, .max_body = 1u << 20, .threads = 2,
+                                 .conn_memory = PW_HTTP_SMALL_CONN_MEMORY};
+    assert_int_equal(pw_http_server_new(&cfg, &g_srv), 0);
+    static char head[PW_HTTP_SMALL_CONN_MEMORY * 2];
+    size_t n = (size_t)snprintf(head, sizeof head,
+                                "POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                "Content-Length: 300000\r\nAuthorization: Bearer ");
+    memset(head + n, 't', 6000);
+    snprintf(head + n + 6000, sizeof head - n - 6000, "\r\n\r\n");
+    pw_buf reply;
+    pw_buf_init(&reply, 1 << 20);
+    raw_exchange(head, 300000, &reply);
+    assert_non_null(strstr(reply.p, "HTTP/1.1 201"));
+    assert_non_null(strstr(reply.p, "X-Body-Length: 300000"));
+    pw_buf_reset(&reply);
+    n = (size_t)snprintf(head, sizeof head, "GET /items/1 HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; n + 1100 < sizeof head - 4 && i < 40; i++) {
+        n += (size_t)snprintf(head + n, sizeof head - n, "X-Filler-%d: ", i);
+        memset(head + n, 'b', 1000);
+        n += 1000;
+        n += (size_t)snprintf(head + n, sizeof head - n, "\r\n");
+    }
+    snprintf(head + n, sizeof head - n, "\r\n");
+    raw_exchange(head, 0, &reply);
+    assert_non_null(strstr(reply.p, "HTTP/1.1 431"));
+    assert_null(strstr(reply.p, "application/json"));
+    pw_buf_fini(&reply);
+    pw_http_server_free(g_srv);
+    g_srv = keep;
+    memcpy(g_base, keep_base, sizeof keep_base);
+}
+
 static void test_stream(void **state)
 {
     (void)state;
@@ -351,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_not_found_and_method),
         cmocka_unit_test(test_body_caps),
         cmocka_unit_test(test_limits_json),
+        cmocka_unit_test(test_small_conn_memory),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_stream_client_gone),
         cmocka_unit_test(test_stream_outlives_server),
