@@ -19,14 +19,16 @@ static pw_policy *policies_of(pw_http_req *req, void *ctx)
     return pc;
 }
 
+/* A failure other than a bad spec: 404 for PW_ENOTFOUND, else the store failed (503; a retry may pass). */
 static void reply_rc(pw_http_req *req, int rc, const char *name)
 {
-    char *msg = rc == PW_ENOTFOUND ? pw_xasprintf("policy %s not found", name)
-                : rc == PW_EINVAL  ? NULL
-                                   : pw_xstrdup("the policy could not be stored; retry later");
-    pw_http_reply_json(req, pw_err_http_status(rc == PW_ENOTFOUND ? rc : PW_EUNAVAIL),
-                       pw_api_error(rc == PW_ENOTFOUND ? rc : PW_EUNAVAIL, msg, NULL));
-    free(msg);
+    if (rc == PW_ENOTFOUND) {
+        char *msg = pw_xasprintf("policy %s not found", name);
+        pw_http_reply_json(req, 404, pw_api_error(rc, msg, NULL));
+        free(msg);
+        return;
+    }
+    pw_http_reply_json(req, 503, pw_api_error(PW_EUNAVAIL, "the policy could not be stored; retry later", NULL));
 }
 
 /* The request body as a JSON object: 0, or the error already sent. */

@@ -15,7 +15,8 @@
  * remove startup taints, settle tasks that ended with nodes unreported, and write the progress.
  *
  * Locks, in order: wmu (store writes of specs and progress, one at a time) -> mu (the policies) ->
- * qmu (the feeds' queue). No env call and no store call runs under mu. */
+ * qmu (the feeds' queue). No store call, task creation or Kubernetes call runs under mu (the node
+ * cache is read under it: its lock comes after mu, and its hooks never take mu). */
 #include "policy/polint.h"
 
 #include <pthread.h>
@@ -369,7 +370,9 @@ static void plan_waves(pw_policy *pc, struct pol *p, int64_t now, struct plan *p
             int64_t since = json_integer_value(json_object_get(e, "since"));
             oldest = since < oldest ? since : oldest;
             json_t *labels = json_object_get(json_object_get(node, "metadata"), "labels");
-            json_array_append_new(ready, json_pack("{s:s, s:O}", "name", k, "labels", labels ? labels : json_null()));
+            /* a copy: the predictor reads it with the lock released */
+            json_array_append_new(ready, json_pack("{s:s, s:o}", "name", k, "labels",
+                                                   labels ? json_deep_copy(labels) : json_null()));
         } else {
             json_object_del(e, "since");
         }

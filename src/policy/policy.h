@@ -19,7 +19,8 @@
  * Thread model: every pw_policy_* call is safe from any thread. The controller runs one thread of
  * its own (pw_policy_start); pw_policy_node_event and pw_policy_observe only append to its queue
  * (one short lock, taken last), so they may be called with any other lock held, as the engine
- * does. Store writes and engine calls are made with the controller's lock released. */
+ * does. Store writes, task creation and Kubernetes calls are made with the controller's lock
+ * released. */
 #ifndef PW_POLICY_H
 #define PW_POLICY_H
 
@@ -55,7 +56,9 @@ void pw_policy_set_predictor(pw_policy *pc, const struct pw_policy_predictor *pr
 
 /* ---- what the controller acts on ----
  * A seam: NULL in the config means the engine's and the Kubernetes client's (below); the unit tests
- * pass fakes. Every function is called on the controller's thread, without its lock held. */
+ * pass fakes. Every function is called on the controller's thread: submit, task_nodes, task_get and
+ * untaint without the controller's lock held, the node cache's three with it held (they must not
+ * call the controller). */
 struct pw_policy_env {
     /* pw_engine_submit: takes the spec's contents; 0 and *task_out (caller decrefs) */
     int (*submit)(void *arg, struct pw_taskspec *spec, json_t **task_out);

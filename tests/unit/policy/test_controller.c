@@ -196,14 +196,39 @@ static size_t task_nodes_n(struct fake *f, size_t i)
     return json_array_size(json_object_get(json_array_get(f->tasks, i), "nodeNames"));
 }
 
+/* What each test runs on: the memory store, the fake env and a controller over both. */
+struct world {
+    pw_store *store;
+    struct fake *f;
+    struct pw_policy_env env;
+    pw_policy *pc;
+};
+
+static int setup(void **state)
+{
+    struct world *w = pw_xcalloc(1, sizeof *w);
+    assert_int_equal(pw_store_open("memory:", &w->store, NULL), 0);
+    w->f = fake_new();
+    w->pc = controller(w->store, w->f, &w->env);
+    *state = w;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct world *w = *state;
+    pw_policy_free(w->pc);
+    fake_free(w->f);
+    pw_store_close(w->store);
+    free(w);
+    return 0;
+}
+
 static void test_join_coalesce_and_wait(void **state)
 {
-    (void)state;
-    pw_store *store = NULL;
-    assert_int_equal(pw_store_open("memory:", &store, NULL), 0);
-    struct fake *f = fake_new();
-    struct pw_policy_env env;
-    pw_policy *pc = controller(store, f, &env);
+    struct world *w = *state;
+    struct fake *f = w->f;
+    pw_policy *pc = w->pc;
     create(pc, "{\"name\":\"web\",\"images\":[\"nginx:1.27\"],\"nodeSelector\":{\"pool\":\"web\"},"
                "\"untaintWhenDone\":\"prewarm.io/warming\"}");
     node_put(pc, f, "a", "web", true, false);
@@ -251,19 +276,14 @@ static void test_join_coalesce_and_wait(void **state)
     assert_int_equal(json_integer_value(json_object_get(st, "pendingNodes")), 1);
     assert_string_equal(json_string_value(json_object_get(st, "currentTask")), task_field(f, 1, "id"));
     json_decref(st);
-    pw_policy_free(pc);
-    fake_free(f);
-    pw_store_close(store);
+    w->pc = pc;
 }
 
 static void test_labels_in_and_out(void **state)
 {
-    (void)state;
-    pw_store *store = NULL;
-    assert_int_equal(pw_store_open("memory:", &store, NULL), 0);
-    struct fake *f = fake_new();
-    struct pw_policy_env env;
-    pw_policy *pc = controller(store, f, &env);
+    struct world *w = *state;
+    struct fake *f = w->f;
+    pw_policy *pc = w->pc;
     node_put(pc, f, "a", "web", true, false);
     node_put(pc, f, "b", "db", true, false);
     create(pc, "{\"name\":\"web\",\"images\":[\"nginx:1.27\"],\"nodeSelector\":{\"pool\":\"web\"}}");
@@ -297,9 +317,7 @@ static void test_labels_in_and_out(void **state)
     pw_policy_tick(pc, 3000);
     assert_int_equal(stat_of(pc, "web", "matchingNodes"), 1);
     assert_int_equal(json_array_size(f->tasks), 2);
-    pw_policy_free(pc);
-    fake_free(f);
-    pw_store_close(store);
+    w->pc = pc;
 }
 
 /* A predictor: gpu nodes get pytorch, the others nothing. */
@@ -324,12 +342,9 @@ static int check_ok(void *ud, const json_t *predict, char **field, char **msg)
 
 static void test_predictor_groups(void **state)
 {
-    (void)state;
-    pw_store *store = NULL;
-    assert_int_equal(pw_store_open("memory:", &store, NULL), 0);
-    struct fake *f = fake_new();
-    struct pw_policy_env env;
-    pw_policy *pc = controller(store, f, &env);
+    struct world *w = *state;
+    struct fake *f = w->f;
+    pw_policy *pc = w->pc;
     int calls = 0;
     struct pw_policy_predictor pred = {check_ok, images_for, &calls};
     pw_policy_set_predictor(pc, &pred);
@@ -347,19 +362,14 @@ static void test_predictor_groups(void **state)
     assert_int_equal(json_array_size(json_object_get(json_array_get(f->tasks, gpu), "images")), 2);
     assert_int_equal(json_array_size(json_object_get(json_array_get(f->tasks, 1 - gpu), "images")), 1);
     assert_int_equal(stat_of(pc, "only", "warmNodes"), 1); /* nothing predicted: nothing to pull */
-    pw_policy_free(pc);
-    fake_free(f);
-    pw_store_close(store);
+    w->pc = pc;
 }
 
 static void test_restart_keeps_progress(void **state)
 {
-    (void)state;
-    pw_store *store = NULL;
-    assert_int_equal(pw_store_open("memory:", &store, NULL), 0);
-    struct fake *f = fake_new();
-    struct pw_policy_env env;
-    pw_policy *pc = controller(store, f, &env);
+    struct world *w = *state;
+    struct fake *f = w->f;
+    pw_policy *pc = w->pc;
     create(pc, "{\"name\":\"web\",\"images\":[\"nginx:1.27\"],\"nodeSelector\":{\"pool\":\"web\"}}");
     node_put(pc, f, "a", "web", true, false);
     node_put(pc, f, "b", "web", true, false);
@@ -369,12 +379,13 @@ static void test_restart_keeps_progress(void **state)
     report(pc, f, id, "a", "succeeded", false);
     pw_policy_tick(pc, 1700); /* a round writes the progress (at most once a second) */
     pw_policy_free(pc);
+    w->pc = NULL;
     /* b finished while the controller was down */
     json_array_append_new(json_object_get(json_object_get(f->results, id), "items"),
                           json_pack("{s:s, s:s}", "nodeName", "b", "state", "succeeded"));
     json_object_set_new(json_object_get(f->results, id), "status", json_string("succeeded"));
     f->synced = false; /* the thread's rounds wait while the test looks */
-    pc = controller(store, f, &env);
+    pc = controller(w->store, f, &w->env);
     assert_int_equal(pw_policy_start(pc), 0);
     pw_policy_stop(pc);
     assert_int_equal(stat_of(pc, "web", "warmNodes"), 1);
@@ -388,19 +399,17 @@ static void test_restart_keeps_progress(void **state)
     assert_int_equal(pw_policy_delete(pc, "web"), 0);
     assert_int_equal(pw_policy_delete(pc, "web"), PW_ENOTFOUND);
     json_t *doc = NULL;
-    assert_int_equal(pw_store_rec_get(store, "policy-state", "web", &doc), PW_ENOTFOUND);
-    pw_policy_free(pc);
-    fake_free(f);
-    pw_store_close(store);
+    assert_int_equal(pw_store_rec_get(w->store, "policy-state", "web", &doc), PW_ENOTFOUND);
+    w->pc = pc;
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_join_coalesce_and_wait),
-        cmocka_unit_test(test_labels_in_and_out),
-        cmocka_unit_test(test_predictor_groups),
-        cmocka_unit_test(test_restart_keeps_progress),
+        cmocka_unit_test_setup_teardown(test_join_coalesce_and_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_labels_in_and_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_predictor_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_keeps_progress, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
