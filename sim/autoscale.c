@@ -184,8 +184,9 @@ static void timer_key(char *out, size_t n, const char *what, int id)
     snprintf(out, n, "%s:%d", what, id);
 }
 
-static void h_post(pw_http_req *req, struct sim_world *w)
+static void h_post(pw_http_req *req, void *arg)
 {
+    struct sim_world *w = arg;
     json_t *body = sim_ctl_body(req);
     if (!body)
         return;
@@ -243,8 +244,9 @@ static void h_post(pw_http_req *req, struct sim_world *w)
         pw_http_reply_json(req, 201, json_pack("{s:f, s:o}", "now", now, "entries", out));
 }
 
-static void h_get(pw_http_req *req, struct sim_world *w)
+static void h_get(pw_http_req *req, void *arg)
 {
+    struct sim_world *w = arg;
     json_t *arr = json_array();
     pthread_mutex_lock(&w->lock);
     struct as_state_all *s = ast(w);
@@ -255,8 +257,9 @@ static void h_get(pw_http_req *req, struct sim_world *w)
     pw_http_reply_json(req, 200, json_pack("{s:f, s:o}", "now", now, "entries", arr));
 }
 
-static void h_delete(pw_http_req *req, struct sim_world *w)
+static void h_delete(pw_http_req *req, void *arg)
 {
+    struct sim_world *w = arg;
     int cancelled = 0;
     pthread_mutex_lock(&w->lock);
     struct as_state_all *s = ast(w);
@@ -272,15 +275,7 @@ static void h_delete(pw_http_req *req, struct sim_world *w)
 void sim_autoscale_route(pw_http_req *req, void *ctx)
 {
     struct sim_world *w = ((struct sim *)ctx)->world;
-    const char *m = pw_http_req_method(req);
-    if (strcmp(m, "POST") == 0)
-        h_post(req, w);
-    else if (strcmp(m, "GET") == 0)
-        h_get(req, w);
-    else if (strcmp(m, "DELETE") == 0)
-        h_delete(req, w);
-    else
-        sim_ctl_error(req, 405, "/sim/v1/nodes/schedule: GET, POST or DELETE");
+    sim_ctl_methods(req, w, h_post, h_get, h_delete, "/sim/v1/nodes/schedule");
 }
 
 void sim_autoscale_timer(struct sim_world *w, const char *key)

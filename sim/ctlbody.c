@@ -65,3 +65,13 @@ bool sim_ctl_number(pw_http_req *req, const json_t *obj, const char *key, double
     *out = json_number_value(v);
     return true;
 }
+
+void sim_ctl_methods(pw_http_req *req, void *arg, sim_ctl_fn post, sim_ctl_fn get, sim_ctl_fn del, const char *path)
+{
+    const char *m = pw_http_req_method(req);
+    sim_ctl_fn fn = strcmp(m, "POST") == 0 ? post : strcmp(m, "GET") == 0 ? get : strcmp(m, "DELETE") == 0 ? del : NULL;
+    if (fn)
+        fn(req, arg);
+    else
+        sim_ctl_error(req, 405, "%s: GET, POST or DELETE", path);
+}

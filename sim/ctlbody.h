@@ -22,4 +22,8 @@ bool sim_ctl_known_fields(pw_http_req *req, const json_t *obj, const char *const
 bool sim_ctl_number(pw_http_req *req, const json_t *obj, const char *key, double min, double max, double def,
                     const char *where, double *out);
 
+/* Calls post, get or del (each may be NULL) by the request's method, else replies 405 naming path. */
+typedef void (*sim_ctl_fn)(pw_http_req *req, void *arg);
+void sim_ctl_methods(pw_http_req *req, void *arg, sim_ctl_fn post, sim_ctl_fn get, sim_ctl_fn del, const char *path);
+
 #endif

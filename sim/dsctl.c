@@ -15,6 +15,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "sim/sched.h"
 #include "sim/world_int.h"
 
 struct kds {
@@ -56,31 +57,6 @@ static void kds_free(struct kds *d)
 
 /* ---- eligibility ---- */
 
-static bool tolerates(const json_t *tols, const json_t *taint)
-{
-    const char *tk = json_string_value(json_object_get(taint, "key"));
-    const char *tv = json_string_value(json_object_get(taint, "value"));
-    const char *te = json_string_value(json_object_get(taint, "effect"));
-    size_t i;
-    const json_t *t;
-    json_array_foreach(tols, i, t) {
-        const char *k = json_string_value(json_object_get(t, "key"));
-        const char *op = json_string_value(json_object_get(t, "operator"));
-        const char *v = json_string_value(json_object_get(t, "value"));
-        const char *e = json_string_value(json_object_get(t, "effect"));
-        if (e && *e && (!te || strcmp(e, te) != 0))
-            continue;
-        if (op && strcmp(op, "Exists") == 0) {
-            if (!k || !*k || (tk && strcmp(k, tk) == 0))
-                return true;
-            continue;
-        }
-        if (k && tk && strcmp(k, tk) == 0 && strcmp(v ? v : "", tv ? tv : "") == 0)
-            return true;
-    }
-    return false;
-}
-
 /* Whether the daemon pod of d may run on node (a Node object). */
 static bool eligible(const struct kds *d, const json_t *node)
 {
@@ -99,7 +75,7 @@ static bool eligible(const struct kds *d, const json_t *node)
         const char *eff = json_string_value(json_object_get(taint, "effect"));
         if (eff && strcmp(eff, "PreferNoSchedule") == 0)
             continue;
-        if (!tolerates(json_object_get(spec, "tolerations"), taint))
+        if (!sim_sched_tolerates(json_object_get(spec, "tolerations"), taint))
             return false;
     }
     return true;

@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "sim/podstats.h"
+#include "sim/sched.h"
 
 #define RUN_S 0.1            /* how long a known command runs before it exits (model seconds) */
 #define BACKOFF_FIRST_S 10.0 /* the kubelet's image and crash-loop back-off: 10 s doubling to 300 s */
@@ -862,35 +863,6 @@ static bool holds_up(const struct kcont *c)
     return c->phase == C_NEW || c->phase == C_PULL_WAIT || c->phase == C_CREATING;
 }
 
-static bool taint_tolerated(const json_t *t, const json_t *tols)
-{
-    const char *key = json_string_value(json_object_get(t, "key"));
-    const char *val = json_string_value(json_object_get(t, "value"));
-    const char *eff = json_string_value(json_object_get(t, "effect"));
-    size_t i;
-    json_t *tol;
-    json_array_foreach(tols, i, tol)
-    {
-        const char *tk = json_string_value(json_object_get(tol, "key"));
-        const char *op = json_string_value(json_object_get(tol, "operator"));
-        const char *tv = json_string_value(json_object_get(tol, "value"));
-        const char *te = json_string_value(json_object_get(tol, "effect"));
-        if (te && *te && eff && strcmp(te, eff) != 0)
-            continue;
-        bool exists = op && strcmp(op, "Exists") == 0;
-        if (!tk || !*tk) {
-            if (exists)
-                return true;
-            continue;
-        }
-        if (!key || strcmp(tk, key) != 0)
-            continue;
-        if (exists || strcmp(tv ? tv : "", val ? val : "") == 0)
-            return true;
-    }
-    return false;
-}
-
 /* Admission: NoExecute taints the pod does not tolerate reject it. */
 static bool admit(struct sim_world *w, struct kpod *p)
 {
@@ -904,7 +876,7 @@ static bool admit(struct sim_world *w, struct kpod *p)
     json_array_foreach(json_object_get(json_object_get(node, "spec"), "taints"), i, t)
     {
         const char *eff = json_string_value(json_object_get(t, "effect"));
-        if (!eff || strcmp(eff, "NoExecute") != 0 || taint_tolerated(t, tols))
+        if (!eff || strcmp(eff, "NoExecute") != 0 || sim_sched_tolerates(tols, t))
             continue;
         const char *key = json_string_value(json_object_get(t, "key"));
         const char *val = json_string_value(json_object_get(t, "value"));
@@ -1275,7 +1247,7 @@ static double evict_delay(const json_t *taints, const json_t *tols)
         const char *eff = json_string_value(json_object_get(t, "effect"));
         if (!eff || strcmp(eff, "NoExecute") != 0)
             continue;
-        if (!taint_tolerated(t, tols))
+        if (!sim_sched_tolerates(tols, t))
             return 0;
         /* tolerated: by a toleration with tolerationSeconds? the smallest one that matches */
         double best = -1;
@@ -1285,7 +1257,7 @@ static double evict_delay(const json_t *taints, const json_t *tols)
         {
             json_t *one = json_array();
             json_array_append(one, tol);
-            bool m = taint_tolerated(t, one);
+            bool m = sim_sched_tolerates(one, t);
             json_decref(one);
             if (!m)
                 continue;

@@ -1,4 +1,4 @@
-/* sched.h: kubesim's scheduler (sched.c): pods without spec.nodeName (schedulerName default-scheduler)
+/* sched.h: kubesim's scheduler (sched.c, its pure parts in sched_pred.c): pods without spec.nodeName (schedulerName default-scheduler)
  * are bound to a node the way kube-scheduler's default profile does it: the filters NodeUnschedulable,
  * TaintToleration, NodeAffinity (nodeSelector + requiredDuringScheduling) and NodeResourcesFit (cpu,
  * memory, pods against status.allocatable), then scoring (least allocated, balanced allocation, image
@@ -46,6 +46,12 @@ bool sim_sched_tolerates(const json_t *tols, const json_t *taint);
  * In, NotIn, Exists, DoesNotExist, Gt, Lt ANDed; matchFields metadata.name In/NotIn). node_name for
  * matchFields. */
 bool sim_sched_affinity_match(const json_t *pod_spec, const json_t *labels, const char *node_name);
+
+/* A NodeSelectorTerm: every expression and field requirement holds; an empty term matches nothing. */
+bool sim_sched_term_matches(const json_t *term, const json_t *labels, const char *node_name);
+/* Sets (or replaces) the PodScheduled condition of obj's status (a pod); false when it already was so
+ * (status, reason and message); the transition time moves only when the status does. */
+bool sim_sched_set_scheduled(json_t *obj, bool ok, const char *reason, const char *msg);
 
 /* Why a node does not fit, one bit each (NodeResourcesFit may set several). */
 enum {

@@ -448,8 +448,9 @@ static struct wl *find_live(struct wstate *s, const char *name)
     return NULL;
 }
 
-static void h_post(pw_http_req *req, struct sim_world *w)
+static void h_post(pw_http_req *req, void *arg)
 {
+    struct sim_world *w = arg;
     json_t *b = sim_ctl_body(req);
     if (!b)
         return;
@@ -548,8 +549,9 @@ static void h_post(pw_http_req *req, struct sim_world *w)
     pw_http_reply_json(req, 201, out);
 }
 
-static void h_get(pw_http_req *req, struct sim_world *w)
+static void h_get(pw_http_req *req, void *arg)
 {
+    struct sim_world *w = arg;
     const char *name = pw_http_req_query(req, "name");
     json_t *arr = json_array();
     pthread_mutex_lock(&w->lock);
@@ -586,8 +588,9 @@ static void collect(void *arg, const char *key, void *val)
     a->keys[a->n++] = pw_xstrdup(key);
 }
 
-static void h_delete(pw_http_req *req, struct sim_world *w)
+static void h_delete(pw_http_req *req, void *arg)
 {
+    struct sim_world *w = arg;
     const char *name = pw_http_req_query(req, "name");
     json_t *names = json_array();
     int pods = 0;
@@ -620,15 +623,7 @@ static void h_delete(pw_http_req *req, struct sim_world *w)
 void sim_workload_route(pw_http_req *req, void *ctx)
 {
     struct sim_world *w = ((struct sim *)ctx)->world;
-    const char *m = pw_http_req_method(req);
-    if (strcmp(m, "POST") == 0)
-        h_post(req, w);
-    else if (strcmp(m, "GET") == 0)
-        h_get(req, w);
-    else if (strcmp(m, "DELETE") == 0)
-        h_delete(req, w);
-    else
-        sim_ctl_error(req, 405, "/sim/v1/workload: GET, POST or DELETE");
+    sim_ctl_methods(req, w, h_post, h_get, h_delete, "/sim/v1/workload");
 }
 
 static void free_wpod(void *arg, const char *key, void *val)

@@ -147,7 +147,8 @@ def status_of(fn):
 
 
 def make_pod(name, sa=SA, node="node-0001"):
-    spec = client.V1PodSpec(service_account_name=sa, node_name=node,
+    # a pod on no node: of a scheduler that does not run, so kubesim's scheduler leaves it unbound
+    spec = client.V1PodSpec(service_account_name=sa, node_name=node, scheduler_name=None if node else "none",
                             containers=[client.V1Container(name="c", image="busybox:1.36", command=["sleep", "1d"])])
     return core.create_namespaced_pod(NS, client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=spec))
 
