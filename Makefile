@@ -53,7 +53,7 @@ CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -I$(GEN) -I. -MMD -MP $(PK
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 
 # Library modules in dependency order (a module may use those after it).
-MODULES := cli api policy auth agent engine webhook ha store k8s http events metrics base
+MODULES := cli api policy predict auth agent engine webhook ha store k8s http events metrics base
 mod_src = $(wildcard src/$(1)/*.c)
 mod_lib = $(B)/lib/libpw_$(1).a
 # objects a module holds beyond its src/ files (generated code)
@@ -71,7 +71,7 @@ UNIT_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_SUPPORT := $(patsubst %.c,$(B)/obj/%.o,$(filter-out $(UNIT_SRC),$(wildcard tests/unit/*/*.c)))
 
 .PHONY: all test unit deps demo demo-stop bench clean format programs coverage fuzz fuzz-build
-all: programs $(UNIT_BIN) $(B)/bench/store_bench $(B)/tests/e2e/cri_probe
+all: programs $(UNIT_BIN) $(B)/bench/store_bench $(B)/bench/predict_mem $(B)/tests/e2e/cri_probe
 programs: $(PROGRAMS)
 
 deps:
@@ -122,6 +122,11 @@ $(B)/tests/e2e/cri_probe: tests/e2e/cri_probe.c $(LIBS)
 
 # bench/store_bench: the store's throughput (issue 4); run build/release/bench/store_bench.
 $(B)/bench/store_bench: bench/store_bench.c $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
+
+# bench/predict_mem: the prediction pod informer's memory at 100,000 pods (issue 14).
+$(B)/bench/predict_mem: bench/predict_mem.c $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(LIBS) $(LDLIBS)
 

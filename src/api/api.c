@@ -270,6 +270,7 @@ const struct pw_http_route pw_api_routes[] = {
     {"GET", "/api/v1/policies/{id}", pw_api_h_policy_get},
     {"PUT", "/api/v1/policies/{id}", pw_api_h_policy_put},
     {"DELETE", "/api/v1/policies/{id}", pw_api_h_policy_delete},
+    {"GET", "/api/v1/predictions", pw_api_h_predictions},
     {"POST", "/agent/v1/sync", pw_api_h_agent_sync},
     {"GET", "/", pw_api_h_web},
     {"GET", "/web/**", pw_api_h_web},

@@ -22,6 +22,7 @@ typedef struct pw_api_sse pw_api_sse;       /* below */
 typedef struct pw_audit pw_audit;           /* auth/audit.h */
 typedef struct pw_userlimit pw_userlimit;   /* auth/userlimit.h */
 typedef struct pw_webhook pw_webhook;       /* webhook/webhook.h */
+typedef struct pw_predict pw_predict;       /* predict/predict.h */
 typedef struct pw_policy pw_policy;         /* policy/policy.h */
 
 /* What the handlers need; borrowed for the server's life. */
@@ -40,6 +41,7 @@ struct pw_api_ctx {
     long max_tasks_per_user;  /* unfinished tasks one user may have (0: no limit) */
     pw_webhook *webhook;      /* webhook deliveries shown in GET task, its URL policy applied to
                                * created tasks; NULL: none */
+    pw_predict *predict;      /* images predicted from history; NULL: /api/v1/predictions answers 404 */
     pw_policy *policies;      /* the policy controller; NULL: /api/v1/policies answers 404 */
 };
 
@@ -119,6 +121,10 @@ void pw_api_metrics_free(pw_api_metrics *m);
 void pw_api_metrics_observe(pw_api_metrics *m, enum pw_engine_change what, const json_t *doc);
 /* GET /metrics: the default registry in the text exposition format 0.0.4 (a route handler). */
 void pw_api_h_metrics(pw_http_req *req, void *ctx);
+
+/* GET /api/v1/predictions[?pool=KEY=VALUE|VALUE][&maxBytesPerNode=&minProbability=&maxImages=]
+ * (predictions.c; a route handler): the pools learnt, or one pool's ranking and why. */
+void pw_api_h_predictions(pw_http_req *req, void *ctx);
 
 /* GET / and GET /web/<file>: the embedded web page (web.c; a route handler; ctx unused). */
 void pw_api_h_web(pw_http_req *req, void *ctx);

@@ -51,6 +51,7 @@ static const struct rule rules[] = {
     {"GET", "/api/v1/policies/{id}", ACCESS_AUTHORIZED, "get", "policies"},
     {"PUT", "/api/v1/policies/{id}", ACCESS_AUTHORIZED, "update", "policies"},
     {"DELETE", "/api/v1/policies/{id}", ACCESS_AUTHORIZED, "delete", "policies"},
+    {"GET", "/api/v1/predictions", ACCESS_AUTHORIZED, "list", "policies"}, /* what predict policies would pull */
     {"POST", "/agent/v1/sync", ACCESS_SELF, NULL, NULL},
 };
 #define N_RULES (sizeof rules / sizeof rules[0])

@@ -26,6 +26,7 @@
 #include "events/events.h"
 #include "http/http.h"
 #include "k8s/k8s.h"
+#include "predict/predict.h"
 #include "policy/policy.h"
 #include "store/store.h"
 #include "webhook/webhook.h"
@@ -47,6 +48,10 @@ struct options {
     const char *webhook_secret_file;
     bool webhook_allow_private;
     long long webhook_timeout_ms, webhook_retry_base_ms;
+    bool predict;
+    const char *predict_pool_labels;
+    long long predict_half_life_ms, predict_save_ms;
+    double predict_mbps;
 };
 
 #define PREWARMD_VERSION PW_VERSION /* prewarm_build_info's version label */
@@ -145,6 +150,17 @@ static const struct pw_flag opt_table[] = {
      "the longest one webhook attempt may take"},
     {"webhook-retry-base", "PREWARM_WEBHOOK_RETRY_BASE", PW_FLAG_DURATION, OFF(webhook_retry_base_ms), "1s",
      "the first webhook retry's delay, doubling (with jitter) up to 1h, for 24h"},
+    {"predict", "PREWARM_PREDICT", PW_FLAG_BOOL, OFF(predict), "true",
+     "learn which images pods use per node pool (a pod informer) for policies with \"predict\" and "
+     "GET /api/v1/predictions (docs/policies.md)"},
+    {"predict-half-life", "PREWARM_PREDICT_HALF_LIFE", PW_FLAG_DURATION, OFF(predict_half_life_ms), "24h",
+     "how fast an image's use is forgotten: a pod start counts half as much this long after"},
+    {"predict-bandwidth", "PREWARM_PREDICT_BANDWIDTH", PW_FLAG_DOUBLE, OFF(predict_mbps), "100",
+     "a node's image download rate in MB/s, for the pull time a prewarmed image saves (size / rate)"},
+    {"predict-pool-labels", "PREWARM_PREDICT_POOL_LABELS", PW_FLAG_STR, OFF(predict_pool_labels), NULL,
+     "node label keys that name pools besides the built-in ones (comma-separated)"},
+    {"predict-save-interval", "PREWARM_PREDICT_SAVE_INTERVAL", PW_FLAG_DURATION, OFF(predict_save_ms), "30s",
+     "how often the learnt model is written to the store"},
     {"log-level", "PREWARM_LOG_LEVEL", PW_FLAG_STR, OFF(log_level), "info", "debug|info|warn|error"},
     {"log-format", "PREWARM_LOG_FORMAT", PW_FLAG_STR, OFF(log_format), "json", "json|text"},
     {"help", NULL, PW_FLAG_BOOL, OFF(help), "false", "print this help"},
@@ -395,6 +411,21 @@ int main(int argc, char **argv)
     }
     if (rc == 0)
         rc = pw_engine_start(engine);
+    pw_predict *predict = NULL; /* images predicted from history (issue 14) */
+    if (rc == 0 && o.predict) {
+        struct pw_predict_config pc = {.client = client, .store = store, .extra_pool_keys = o.predict_pool_labels,
+                                       .save_interval_ms = o.predict_save_ms,
+                                       .model = {.half_life_ms = o.predict_half_life_ms, .bandwidth_mbps = o.predict_mbps}};
+        rc = pw_predict_new(&pc, &predict);
+        if (rc == 0)
+            rc = pw_predict_start(predict);
+    }
+    if (rc == 0 && predict) {
+        struct pw_policy_predictor hook = {.check = pw_predict_hook_check,
+                                           .images_for_node = pw_predict_hook_images_for_node,
+                                           .ud = predict};
+        pw_policy_set_predictor(obs.policies, &hook);
+    }
     if (rc == 0)
         rc = pw_policy_start(obs.policies);
     pw_auth *auth = NULL;
@@ -418,6 +449,7 @@ int main(int argc, char **argv)
                               .metrics_anonymous = o.metrics_anonymous,
                               .max_tasks_per_user = o.max_tasks_per_user,
                               .webhook = webhook,
+                              .predict = predict,
                               .policies = obs.policies};
     struct pw_api_ctx agent_ctx = actx;
     agent_ctx.agents_elsewhere = false;
@@ -452,6 +484,7 @@ int main(int argc, char **argv)
         pw_http_server_free(agent_srv);
         pw_api_sse_free(sse);
         pw_policy_stop(obs.policies);
+        pw_predict_free(predict);
         pw_engine_free(engine);
         pw_webhook_free(webhook);
         pw_policy_free(obs.policies);
@@ -496,6 +529,7 @@ int main(int argc, char **argv)
     pw_http_server_free(agent_srv);
     pw_api_sse_free(sse);
     pw_policy_stop(obs.policies); /* no engine call after this */
+    pw_predict_free(predict);
     pw_engine_free(engine); /* its observer goes on until here */
     pw_webhook_free(webhook);
     pw_policy_free(obs.policies);
