@@ -21,6 +21,7 @@ typedef struct pw_events pw_events;         /* events/events.h */
 typedef struct pw_api_sse pw_api_sse;       /* below */
 typedef struct pw_audit pw_audit;           /* auth/audit.h */
 typedef struct pw_userlimit pw_userlimit;   /* auth/userlimit.h */
+typedef struct pw_ha pw_ha;                 /* ha/ha.h */
 
 /* What the handlers need; borrowed for the server's life. */
 struct pw_api_ctx {
@@ -36,6 +37,7 @@ struct pw_api_ctx {
     pw_userlimit *rate_limit; /* requests per user; NULL: none */
     bool metrics_anonymous;   /* routes marked metrics are open */
     long max_tasks_per_user;  /* unfinished tasks one user may have (0: no limit) */
+    pw_ha *ha;                /* the leader elector (--leader-elect); NULL: one replica, always leading */
 };
 
 /* The middleware of the API listener (guard.c; pass as the server's before and after): every route
@@ -106,6 +108,16 @@ void pw_api_metrics_free(pw_api_metrics *m);
 void pw_api_metrics_observe(pw_api_metrics *m, enum pw_engine_change what, const json_t *doc);
 /* GET /metrics: the default registry in the text exposition format 0.0.4 (a route handler). */
 void pw_api_h_metrics(pw_http_req *req, void *ctx);
+
+/* ---- leadership (leader.c; docs/ha.md) ---- */
+
+/* GET /api/v1/leader: this replica's identity and role, the Lease's holder and transitions. */
+void pw_api_h_leader(pw_http_req *req, void *ctx);
+typedef struct pw_api_leader_metrics pw_api_leader_metrics;
+/* prewarm_leader (1/0) and prewarm_leader_changes_total from ha (NULL: always 1, 0) at each scrape.
+ * Free with pw_api_leader_metrics_free (after the HTTP servers stopped, before ha goes). */
+pw_api_leader_metrics *pw_api_leader_metrics_new(pw_ha *ha);
+void pw_api_leader_metrics_free(pw_api_leader_metrics *m);
 
 /* GET / and GET /web/<file>: the embedded web page (web.c; a route handler; ctx unused). */
 void pw_api_h_web(pw_http_req *req, void *ctx);
