@@ -11,6 +11,10 @@
  *   P ns:<id>            hash: node name -> state
  *   P ni:<id>            zset (scores 0): the task's node names
  *   P nx:<id>:<state>    zset (scores 0): the task's node names in that state
+ *   P r:<kind>           hash: record key -> the record's JSON (store.h "records")
+ *   P ri:<kind>          zset (scores 0): the record keys of that kind
+ * (The record keys came after version 1 without a version bump: a build that does not know them
+ * leaves them alone, and they need nothing from an older prefix.)
  * Lex-ordered zsets compare bytes like SQLite's BINARY collation, so listings have the order and the
  * continue tokens (store.h's pw_store_token_*) of the SQLite back end: a page is ZREVRANGEBYLEX /
  * ZRANGEBYLEX from just past the token's key.
@@ -106,7 +110,7 @@
     "end\n"
 
 enum rd_script_id { RS_TASK_PUT, RS_TASK_LIST, RS_UNFINISHED, RS_TASK_DELETE, RS_PRUNE, RS_NODES_PUT, RS_NODES_LIST,
-                    RS_COUNT };
+                    RS_REC_PUT, RS_REC_LIST, RS_REC_DELETE, RS_COUNT };
 
 static const char *const rd_scripts[RS_COUNT] = {
     /* prefix id status priority created finished doc final(0|1) */
@@ -192,6 +196,33 @@ static const char *const rd_scripts[RS_COUNT] = {
                       "  out[#out + 1] = redis.call('HGET', p .. 'n:' .. t, name) or ''\n"
                       "end\n"
                       "return out\n",
+    /* prefix kind key doc mode(0 upsert|1 create|2 update) -> 1 | 0 exists (create) | -1 missing (update) */
+    [RS_REC_PUT] = "local p, k, key = ARGV[1], ARGV[2], ARGV[3]\n"
+                   "local h = p .. 'r:' .. k\n"
+                   "local there = redis.call('HEXISTS', h, key) == 1\n"
+                   "if ARGV[5] == '1' and there then return 0 end\n"
+                   "if ARGV[5] == '2' and not there then return -1 end\n"
+                   "redis.call('HSET', h, key, ARGV[4])\n"
+                   "redis.call('ZADD', p .. 'ri:' .. k, 0, key)\n"
+                   "return 1\n",
+    /* prefix kind after|'' limit|0 -> (key doc)... in key order */
+    [RS_REC_LIST] = "local p, k = ARGV[1], ARGV[2]\n"
+                    "local min = '-'\n"
+                    "if ARGV[3] ~= '' then min = '(' .. ARGV[3] end\n"
+                    "local n = tonumber(ARGV[4])\n"
+                    "local keys\n"
+                    "if n > 0 then keys = redis.call('ZRANGEBYLEX', p .. 'ri:' .. k, min, '+', 'LIMIT', 0, n)\n"
+                    "else keys = redis.call('ZRANGEBYLEX', p .. 'ri:' .. k, min, '+') end\n"
+                    "local out = {}\n"
+                    "for _, key in ipairs(keys) do\n"
+                    "  out[#out + 1] = key\n"
+                    "  out[#out + 1] = redis.call('HGET', p .. 'r:' .. k, key) or ''\n"
+                    "end\n"
+                    "return out\n",
+    /* prefix kind key -> 1 deleted | 0 not found */
+    [RS_REC_DELETE] = "local p, k, key = ARGV[1], ARGV[2], ARGV[3]\n"
+                      "redis.call('ZREM', p .. 'ri:' .. k, key)\n"
+                      "return redis.call('HDEL', p .. 'r:' .. k, key)\n",
 };
 
 /* ---- schema and migrations ---- */
@@ -773,6 +804,108 @@ static int rd_nodes_list(pw_store *s, const char *task_id, const char *state, si
     return 0;
 }
 
+/* ---- records ---- */
+
+static int rd_rec_put(pw_store *s, const char *kind, const char *key, const json_t *doc,
+                      enum pw_store_rec_mode mode)
+{
+    struct rd_store *rs = rd_of(s);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text)
+        return PW_EINVAL;
+    char m[4];
+    snprintf(m, sizeof m, "%d", (int)mode);
+    const char *args[4] = {kind, key, text, m};
+    redisReply *r = NULL;
+    int rc = rd_script(rs, RS_REC_PUT, "record put", 4, args, NULL, &r);
+    free(text);
+    if (rc != 0)
+        return rc;
+    rc = r->type != REDIS_REPLY_INTEGER ? PW_EPROTO
+         : r->integer == 1              ? 0
+         : r->integer == 0              ? PW_EEXIST
+                                        : PW_ENOTFOUND;
+    freeReplyObject(r);
+    return rc;
+}
+
+static int rd_rec_get(pw_store *s, const char *kind, const char *key, json_t **doc)
+{
+    struct rd_store *rs = rd_of(s);
+    char *hkey = pw_xasprintf("%sr:%s", rs->prefix, kind);
+    const char *argv[3] = {"HGET", hkey, key};
+    size_t lens[3] = {4, strlen(hkey), strlen(key)};
+    redisReply *r = NULL;
+    int rc = rd_call(rs, "record get", 3, argv, lens, &r);
+    free(hkey);
+    if (rc != 0)
+        return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        rc = PW_ENOTFOUND;
+    } else if ((*doc = rd_json(r)) == NULL) {
+        PW_ERROR("store %s: record %s/%s is damaged", rs->where, kind, key);
+        rc = PW_EIO;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int rd_rec_list(pw_store *s, const char *kind, size_t limit, const char *cont, struct pw_store_rec **items,
+                       size_t *n, char **next)
+{
+    struct rd_store *rs = rd_of(s);
+    char *after = NULL;
+    if (cont && pw_store_token_decode(cont, &after) != 0)
+        return PW_EINVAL;
+    char lim[24];
+    snprintf(lim, sizeof lim, "%zu", limit ? limit + 1 : 0);
+    const char *args[3] = {kind, after ? after : "", lim};
+    redisReply *r = NULL;
+    int rc = rd_script(rs, RS_REC_LIST, "record list", 3, args, NULL, &r);
+    free(after);
+    if (rc != 0)
+        return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
+        freeReplyObject(r);
+        return PW_EPROTO;
+    }
+    size_t count = r->elements / 2;
+    bool more = limit && count > limit;
+    if (more)
+        count = limit;
+    struct pw_store_rec *out = pw_xcalloc(count ? count : 1, sizeof *out);
+    for (size_t i = 0; i < count; i++) {
+        redisReply *const *e = r->element + 2 * i;
+        json_t *doc = rd_json(e[1]);
+        if (!doc || !rd_is_str(e[0])) {
+            json_decref(doc);
+            PW_ERROR("store %s: a stored %s record is damaged", rs->where, kind);
+            pw_store_recs_free(out, i);
+            freeReplyObject(r);
+            return PW_EIO;
+        }
+        out[i] = (struct pw_store_rec){.key = pw_xstrndup(e[0]->str, e[0]->len), .doc = doc};
+    }
+    freeReplyObject(r);
+    *items = out;
+    *n = count;
+    *next = more ? pw_store_token_encode(out[count - 1].key) : NULL;
+    return 0;
+}
+
+static int rd_rec_delete(pw_store *s, const char *kind, const char *key)
+{
+    struct rd_store *rs = rd_of(s);
+    const char *args[2] = {kind, key};
+    redisReply *r = NULL;
+    int rc = rd_script(rs, RS_REC_DELETE, "record delete", 2, args, NULL, &r);
+    if (rc != 0)
+        return rc;
+    rc = r->type != REDIS_REPLY_INTEGER ? PW_EPROTO : r->integer == 1 ? 0 : PW_ENOTFOUND;
+    freeReplyObject(r);
+    return rc;
+}
+
 /* ---- url, open, close ---- */
 
 static void rd_free(struct rd_store *rs)
@@ -919,6 +1052,10 @@ const struct pw_store_ops pw_store_redis_ops = {
     .prune = rd_prune,
     .nodes_put = rd_nodes_put,
     .nodes_list = rd_nodes_list,
+    .rec_put = rd_rec_put,
+    .rec_get = rd_rec_get,
+    .rec_list = rd_rec_list,
+    .rec_delete = rd_rec_delete,
 };
 
 /* Only open is ever called: it refuses every url, so no store of this row exists. */

@@ -41,7 +41,7 @@
 #include "store/sqlite_fault.h"
 #include "store/store.h"
 
-#define SQL_SCHEMA_VERSION 2
+#define SQL_SCHEMA_VERSION 3
 #define SQL_POOL_MAX 4
 #define SQL_BUSY_TIMEOUT_MS 1000
 #define SQL_BUSY_RETRIES 3
@@ -52,7 +52,8 @@
 /* Row i takes user_version i to i + 1. Version 1 was the first released schema: tasks with id,
  * status, created time and the document; node results keyed by (task, node) with no foreign key.
  * Version 2 adds priority and finished time (filled from the documents), indexes for status
- * listing, creation and pruning, and makes node results cascade with their task. */
+ * listing, creation and pruning, and makes node results cascade with their task. Version 3 adds
+ * records (store.h): documents of other kinds keyed by (kind, key). */
 static const char *const sql_migrations[] = {
     /* 0 -> 1 */
     "CREATE TABLE tasks(id TEXT PRIMARY KEY, status TEXT NOT NULL, created_ms INTEGER NOT NULL,"
@@ -79,6 +80,9 @@ static const char *const sql_migrations[] = {
     "DROP TABLE nodes;"
     "ALTER TABLE nodes_v2 RENAME TO nodes;"
     "CREATE INDEX nodes_state ON nodes(task_id, state, node_name);",
+    /* 2 -> 3 */
+    ("CREATE TABLE records(kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,"
+     "  PRIMARY KEY(kind, key)) WITHOUT ROWID;"),
 };
 _Static_assert(sizeof sql_migrations / sizeof sql_migrations[0] == SQL_SCHEMA_VERSION,
                "one migration per schema version");
@@ -105,6 +109,13 @@ enum sql_stmt_id {
     ST_NODES_LIST_AFTER,
     ST_NODES_LIST_STATE,
     ST_NODES_LIST_STATE_AFTER,
+    ST_REC_UPSERT,
+    ST_REC_CREATE,
+    ST_REC_UPDATE,
+    ST_REC_GET,
+    ST_REC_LIST,
+    ST_REC_LIST_AFTER,
+    ST_REC_DELETE,
     ST_COUNT
 };
 
@@ -144,6 +155,16 @@ static const char *const sql_text[ST_COUNT] = {
                                       " ORDER BY node_name LIMIT :limit",
     [ST_NODES_LIST_STATE_AFTER] = NODE_COLS "WHERE task_id = :task AND state = :state"
                                             " AND node_name > :after ORDER BY node_name LIMIT :limit",
+    [ST_REC_UPSERT] = "INSERT INTO records(kind, key, doc) VALUES(:kind, :key, :doc)"
+                      " ON CONFLICT(kind, key) DO UPDATE SET doc = excluded.doc",
+    [ST_REC_CREATE] = "INSERT INTO records(kind, key, doc) VALUES(:kind, :key, :doc)"
+                      " ON CONFLICT(kind, key) DO NOTHING",
+    [ST_REC_UPDATE] = "UPDATE records SET doc = :doc WHERE kind = :kind AND key = :key",
+    [ST_REC_GET] = "SELECT key, doc FROM records WHERE kind = :kind AND key = :key",
+    [ST_REC_LIST] = "SELECT key, doc FROM records WHERE kind = :kind ORDER BY key LIMIT :limit",
+    [ST_REC_LIST_AFTER] = "SELECT key, doc FROM records WHERE kind = :kind AND key > :after"
+                          " ORDER BY key LIMIT :limit",
+    [ST_REC_DELETE] = "DELETE FROM records WHERE kind = :kind AND key = :key",
 };
 
 /* ---- the fault seam (sqlite_fault.h) ---- */
@@ -1203,6 +1224,134 @@ static int sql_nodes_list(pw_store *s, const char *task_id, const char *state, s
     return 0;
 }
 
+/* ---- records ---- */
+
+/* One statement over one record: put (any mode), get or delete. */
+struct rec_arg {
+    enum sql_stmt_id stmt;
+    const char *kind, *key, *doc;
+    int changes;
+    json_t *found; /* get */
+};
+
+static int body_rec(struct sql_conn *c, void *arg)
+{
+    struct rec_arg *a = arg;
+    json_decref(a->found); /* a retried transaction starts over */
+    a->found = NULL;
+    int rc;
+    sqlite3_stmt *st = conn_stmt(c, a->stmt, &rc);
+    if (!st)
+        return rc;
+    bind_text(st, ":kind", a->kind);
+    bind_text(st, ":key", a->key);
+    bind_text(st, ":doc", a->doc);
+    rc = stmt_step(st);
+    if (rc == SQLITE_ROW) {
+        a->found = col_json(st, 1);
+        rc = a->found ? SQLITE_DONE : SQLITE_CORRUPT;
+    }
+    a->changes = sqlite3_changes(c->db);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int sql_rec_put(pw_store *s, const char *kind, const char *key, const json_t *doc,
+                       enum pw_store_rec_mode mode)
+{
+    static const enum sql_stmt_id stmts[] = {
+        [PW_STORE_REC_UPSERT] = ST_REC_UPSERT, [PW_STORE_REC_CREATE] = ST_REC_CREATE,
+        [PW_STORE_REC_UPDATE] = ST_REC_UPDATE};
+    struct rec_arg a = {.stmt = stmts[mode], .kind = kind, .key = key, .doc = doc_text(doc)};
+    if (!a.doc)
+        return PW_EINVAL;
+    int rc = sql_txn(sql_of(s), "record put", true, body_rec, &a);
+    free((char *)a.doc);
+    if (rc == 0 && a.changes == 0)
+        rc = mode == PW_STORE_REC_CREATE ? PW_EEXIST : PW_ENOTFOUND;
+    return rc;
+}
+
+static int sql_rec_get(pw_store *s, const char *kind, const char *key, json_t **doc)
+{
+    struct rec_arg a = {.stmt = ST_REC_GET, .kind = kind, .key = key};
+    int rc = sql_txn(sql_of(s), "record get", false, body_rec, &a);
+    if (rc != 0) {
+        json_decref(a.found);
+        return rc;
+    }
+    if (!a.found)
+        return PW_ENOTFOUND;
+    *doc = a.found;
+    return 0;
+}
+
+static int sql_rec_delete(pw_store *s, const char *kind, const char *key)
+{
+    struct rec_arg a = {.stmt = ST_REC_DELETE, .kind = kind, .key = key};
+    int rc = sql_txn(sql_of(s), "record delete", true, body_rec, &a);
+    if (rc != 0)
+        return rc;
+    return a.changes > 0 ? 0 : PW_ENOTFOUND;
+}
+
+static int row_rec_any(sqlite3_stmt *st, void *out)
+{
+    struct pw_store_rec *r = out;
+    r->doc = col_json(st, 1);
+    if (!r->doc)
+        return SQLITE_CORRUPT;
+    r->key = col_str(st, 0);
+    return SQLITE_OK;
+}
+
+struct rec_list_arg {
+    const char *kind, *after;
+    size_t limit;
+    struct pw_store_rec *items;
+    size_t n, cap;
+    bool more;
+};
+
+static int body_rec_list(struct sql_conn *c, void *arg)
+{
+    struct rec_list_arg *a = arg;
+    pw_store_recs_free(a->items, a->n); /* a retried transaction starts over */
+    a->items = NULL;
+    a->n = a->cap = 0;
+    a->more = false;
+    int rc;
+    sqlite3_stmt *st = conn_stmt(c, a->after ? ST_REC_LIST_AFTER : ST_REC_LIST, &rc);
+    if (!st)
+        return rc;
+    bind_text(st, ":kind", a->kind);
+    bind_text(st, ":after", a->after);
+    bind_int64(st, ":limit", a->limit ? (int64_t)a->limit + 1 : -1);
+    void *items = a->items;
+    rc = step_page(st, a->limit, sizeof *a->items, row_rec_any, &items, &a->n, &a->cap, &a->more);
+    a->items = items;
+    return rc;
+}
+
+static int sql_rec_list(pw_store *s, const char *kind, size_t limit, const char *cont, struct pw_store_rec **items,
+                        size_t *n, char **next)
+{
+    char *after = NULL;
+    if (cont && pw_store_token_decode(cont, &after) != 0)
+        return PW_EINVAL;
+    struct rec_list_arg a = {.kind = kind, .after = after, .limit = limit};
+    int rc = sql_txn(sql_of(s), "record list", false, body_rec_list, &a);
+    free(after);
+    if (rc != 0) {
+        pw_store_recs_free(a.items, a.n);
+        return rc;
+    }
+    *items = a.items;
+    *n = a.n;
+    *next = a.more ? pw_store_token_encode(a.items[a.n - 1].key) : NULL;
+    return 0;
+}
+
 /* ---- open and close ---- */
 
 /* mkdir -p of the directory part of path; 0 or errno. */
@@ -1308,4 +1457,8 @@ const struct pw_store_ops pw_store_sqlite_ops = {
     .prune = sql_prune,
     .nodes_put = sql_nodes_put,
     .nodes_list = sql_nodes_list,
+    .rec_put = sql_rec_put,
+    .rec_get = sql_rec_get,
+    .rec_list = sql_rec_list,
+    .rec_delete = sql_rec_delete,
 };

@@ -2,7 +2,8 @@
  * runs once per row. Tasks put/get/replace, documents copied in and out, newest-first listing with a
  * status filter and continue tokens across many pages, unfinished tasks oldest first, node results
  * in name order with a state filter and pagination, an all-or-nothing node batch, delete and prune
- * cascading to node results. The redis row runs against a real redis-server this program starts on
+ * cascading to node results, records (three write modes, kinds apart, key order and pages, copies in
+ * and out, kept across reopen). The redis row runs against a real redis-server this program starts on
  * a free loopback port (skipped, saying so, only when redis-server is not installed). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -502,10 +503,143 @@ static void test_args(void **state)
     assert_false(pw_store_status_final("nope"));
 }
 
+/* ---- records ---- */
+
+static json_t *rec_get(pw_store *s, const char *kind, const char *key)
+{
+    json_t *doc = NULL;
+    int rc = pw_store_rec_get(s, kind, key, &doc);
+    if (rc == PW_ENOTFOUND)
+        return NULL;
+    assert_int_equal(rc, 0);
+    assert_non_null(doc);
+    return doc;
+}
+
+static void test_records(void **state)
+{
+    pw_store *s = fx_store(state);
+    struct fixture *fx = *state;
+    /* the three modes */
+    json_t *a = json_pack("{s:s,s:i}", "name", "gpu", "v", 1);
+    assert_int_equal(pw_store_rec_put(s, "policy", "gpu", a, PW_STORE_REC_UPDATE), PW_ENOTFOUND);
+    assert_null(rec_get(s, "policy", "gpu"));
+    assert_int_equal(pw_store_rec_put(s, "policy", "gpu", a, PW_STORE_REC_CREATE), 0);
+    json_object_set_new(a, "v", json_integer(2)); /* the store kept a copy, not the caller's value */
+    json_t *got = rec_get(s, "policy", "gpu");
+    assert_int_equal(json_integer_value(json_object_get(got, "v")), 1);
+    json_object_set_new(got, "v", json_integer(99)); /* and hands out copies */
+    json_decref(got);
+    got = rec_get(s, "policy", "gpu");
+    assert_int_equal(json_integer_value(json_object_get(got, "v")), 1);
+    json_decref(got);
+    assert_int_equal(pw_store_rec_put(s, "policy", "gpu", a, PW_STORE_REC_CREATE), PW_EEXIST);
+    got = rec_get(s, "policy", "gpu"); /* a refused create wrote nothing */
+    assert_int_equal(json_integer_value(json_object_get(got, "v")), 1);
+    json_decref(got);
+    assert_int_equal(pw_store_rec_put(s, "policy", "gpu", a, PW_STORE_REC_UPDATE), 0);
+    got = rec_get(s, "policy", "gpu");
+    assert_int_equal(json_integer_value(json_object_get(got, "v")), 2);
+    json_decref(got);
+    json_t *arr = json_pack("[i,i]", 1, 2); /* arrays are documents too */
+    assert_int_equal(pw_store_rec_put(s, "predict", "model", arr, PW_STORE_REC_UPSERT), 0);
+    json_decref(arr);
+    got = rec_get(s, "predict", "model");
+    assert_true(json_is_array(got) && json_array_size(got) == 2);
+    json_decref(got);
+    /* kinds are separate namespaces: the same key in another kind is another record */
+    assert_null(rec_get(s, "webhook", "gpu"));
+
+    /* listing: bytewise key order, pages with continue tokens, only the kind asked for */
+    char key[64];
+    const int total = 45;
+    for (int i = total - 1; i >= 0; i--) {
+        snprintf(key, sizeof key, "d-%04d/%s", i, i % 2 ? "odd" : "even");
+        json_t *d = json_pack("{s:i}", "i", i);
+        assert_int_equal(pw_store_rec_put(s, "webhook", key, d, PW_STORE_REC_UPSERT), 0);
+        json_decref(d);
+    }
+    char *cont = NULL;
+    int seen = 0, pages = 0;
+    do {
+        struct pw_store_rec *items = NULL;
+        size_t n = 0;
+        char *next = NULL;
+        assert_int_equal(pw_store_rec_list(s, "webhook", 10, cont, &items, &n, &next), 0);
+        free(cont);
+        cont = next;
+        pages++;
+        assert_true(n <= 10);
+        for (size_t i = 0; i < n; i++, seen++) {
+            snprintf(key, sizeof key, "d-%04d/%s", seen, seen % 2 ? "odd" : "even");
+            assert_string_equal(items[i].key, key);
+            assert_int_equal(json_integer_value(json_object_get(items[i].doc, "i")), seen);
+        }
+        pw_store_recs_free(items, n);
+    } while (cont);
+    assert_int_equal(seen, total);
+    assert_int_equal(pages, 5);
+    struct pw_store_rec *items = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    assert_int_equal(pw_store_rec_list(s, "policy", 0, NULL, &items, &n, &next), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(items[0].key, "gpu");
+    assert_null(next);
+    pw_store_recs_free(items, n);
+    assert_int_equal(pw_store_rec_list(s, "nothing-here", 0, NULL, &items, &n, &next), 0);
+    assert_int_equal(n, 0);
+    pw_store_recs_free(items, n);
+    assert_int_equal(pw_store_rec_list(s, "policy", 0, "bogus", &items, &n, &next), PW_EINVAL);
+
+    /* delete; records are not tasks: prune leaves them alone */
+    assert_int_equal(pw_store_rec_delete(s, "webhook", "d-0000/even"), 0);
+    assert_int_equal(pw_store_rec_delete(s, "webhook", "d-0000/even"), PW_ENOTFOUND);
+    assert_null(rec_get(s, "webhook", "d-0000/even"));
+    assert_int_equal(pw_store_prune(s, INT64_MAX, NULL), 0);
+    got = rec_get(s, "webhook", "d-0001/odd");
+    assert_non_null(got);
+    json_decref(got);
+
+    /* bad arguments never reach the back end */
+    assert_int_equal(pw_store_rec_put(s, "Policy", "k", a, PW_STORE_REC_UPSERT), PW_EINVAL);
+    assert_int_equal(pw_store_rec_put(s, "", "k", a, PW_STORE_REC_UPSERT), PW_EINVAL);
+    assert_int_equal(pw_store_rec_put(s, "policy", "", a, PW_STORE_REC_UPSERT), PW_EINVAL);
+    assert_int_equal(pw_store_rec_put(s, "policy", "k", NULL, PW_STORE_REC_UPSERT), PW_EINVAL);
+    json_t *str = json_string("scalar");
+    assert_int_equal(pw_store_rec_put(s, "policy", "k", str, PW_STORE_REC_UPSERT), PW_EINVAL);
+    json_decref(str);
+    assert_int_equal(pw_store_rec_put(s, "policy", "k", a, (enum pw_store_rec_mode)7), PW_EINVAL);
+    char longkey[600];
+    memset(longkey, 'x', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = '\0';
+    assert_int_equal(pw_store_rec_put(s, "policy", longkey, a, PW_STORE_REC_UPSERT), PW_EINVAL);
+    assert_int_equal(pw_store_rec_get(s, "policy", "gpu", NULL), PW_EINVAL);
+    assert_int_equal(pw_store_rec_delete(s, "bad kind", "gpu"), PW_EINVAL);
+    json_decref(a);
+    pw_store_recs_free(NULL, 0);
+
+    /* durable back ends keep records across close and reopen */
+    if (fx->be->kind != BE_MEMORY) {
+        pw_store_close(fx->s);
+        fx->s = NULL;
+        char *err = NULL;
+        assert_int_equal(pw_store_open(fx->url, &fx->s, &err), 0);
+        got = rec_get(fx->s, "policy", "gpu");
+        assert_non_null(got);
+        assert_int_equal(json_integer_value(json_object_get(got, "v")), 2);
+        json_decref(got);
+        assert_int_equal(pw_store_rec_list(fx->s, "webhook", 0, NULL, &items, &n, &next), 0);
+        assert_int_equal(n, (size_t)total - 1);
+        pw_store_recs_free(items, n);
+    }
+}
+
 static const struct {
     const char *name;
     CMUnitTestFunction fn;
 } contract_tests[] = {
+    {"records", test_records},
     {"task_put_get_replace", test_task_put_get_replace},
     {"task_list_pages", test_task_list_pages},
     {"prune_delete", test_prune_delete},
