@@ -278,8 +278,8 @@ static bool may_lead(void *arg)
 static void leadership_changed(void *arg, bool leading)
 {
     struct leadership *l = arg;
-    PW_INFO("leadership: %s %s (Lease holder now \"%s\"); telling the engine", l->identity,
-            leading ? "leads" : "follows", leading ? l->identity : "");
+    PW_INFO("leadership: %s %s: telling the engine", l->identity,
+            leading ? "leads" : "follows (dispatch stops)");
     pthread_mutex_lock(&l->mu);
     if (l->engine)
         pw_engine_wake(l->engine);

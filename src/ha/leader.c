@@ -51,7 +51,7 @@ int pw_ha_new(const struct pw_ha_config *cfg, pw_ha **out)
     h->name = pw_xstrdup(cfg->name);
     h->identity = pw_xstrdup(cfg->identity);
     h->coll_path = pw_xasprintf("/apis/coordination.k8s.io/v1/namespaces/%s/leases", h->ns);
-    h->obj_path = pw_xasprintf("%s/%s", h->coll_path, h->name);
+    h->obj_path = pw_xasprintf("/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", h->ns, h->name);
     h->lease_ms = lease;
     h->renew_deadline_ms = renew;
     h->retry_ms = retry;

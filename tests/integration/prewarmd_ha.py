@@ -42,6 +42,11 @@ class Replica:
         if not line.startswith("listening on "):
             raise RuntimeError("replica %s did not start: %s" % (self.name, self.env.tail("prewarmd-%s.log" % self.name)))
         self.base = "http://" + line.split()[-1]
+        deadline = time.time() + 60
+        while self.api("GET", "/readyz")[0] != 200:  # a follower is ready too (its node cache synced)
+            if time.time() > deadline:
+                raise RuntimeError("replica %s never became ready" % self.name)
+            time.sleep(0.2)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -176,7 +181,12 @@ def basics(env):
     tap(leader is not None, "ha: exactly one of three replicas leads")
     if not leader:
         return
-    views = [r.leader() for r in env.replicas]
+    deadline = time.time() + LEASE_S
+    while True:  # a replica names the holder once it has read the Lease (every retry period)
+        views = [r.leader() for r in env.replicas]
+        if all(v and v["holder"] == leader.name for v in views) or time.time() > deadline:
+            break
+        time.sleep(0.1)
     tap(all(v and v["leaderElection"] and v["holder"] == leader.name for v in views),
         "ha: every replica names the same holder in GET /api/v1/leader", str(views))
     tap([r.metric("prewarm_leader") for r in env.replicas].count(1.0) == 1, "ha: prewarm_leader is 1 on one replica")
@@ -223,7 +233,7 @@ def takeover(env):
     deadline = time.time() + 120
     while time.time() < deadline:  # mid-task: some nodes done, most not
         code, t = f.api("GET", "/api/v1/tasks/" + tid)
-        if code == 200 and t["progress"]["succeededNodes"] >= 10:
+        if code == 200 and t["progress"]["succeededNodes"] >= 10 and t["progress"]["runningNodes"] > 0:
             break
         time.sleep(0.2)
     before = t["progress"]["succeededNodes"]
