@@ -854,16 +854,16 @@ static void pickup(pw_engine *e)
         pthread_mutex_unlock(&e->mu);
         if (known)
             continue;
+        if (pw_task_status_of(items[i].status) != PW_TASK_PENDING) {
+            /* running but not in memory: only a leader writing after our takeover read the store (the
+             * fencing above prevents it) could do that; the next takeover resumes it */
+            PW_DEBUG("task %s is %s in the store but not in this leader's memory: left alone", items[i].id,
+                     items[i].status);
+            continue;
+        }
         struct task *t = pw_resume_task(e->cfg.store, &items[i]);
         if (!t)
             continue;
-        if (t->status != PW_TASK_PENDING) {
-            /* running but not ours: written by a leader after our takeover read the store */
-            PW_WARN("task %s is %s in the store but not in this leader's memory: left alone", t->id,
-                    pw_task_status_names[t->status]);
-            pw_taskrec_free(t);
-            continue;
-        }
         pthread_mutex_lock(&e->mu);
         if (!task_find(e, t->id)) {
             t->sched.seq = ++e->seq;
@@ -897,6 +897,14 @@ static void pickup(pw_engine *e)
             if (rc != 0)
                 continue; /* kept: the next scan applies it again */
             PW_INFO("task %s cancelled (asked on another replica)", recs[i].key);
+        } else if (!t) {
+            struct pw_store_task rec; /* not in memory: done with the request once the task is over or gone */
+            int grc = pw_store_task_get(e->cfg.store, recs[i].key, &rec);
+            bool over = grc == PW_ENOTFOUND || (grc == 0 && pw_store_status_final(rec.status));
+            if (grc == 0)
+                pw_store_task_fini(&rec);
+            if (!over)
+                continue;
         }
         pw_store_rec_delete(e->cfg.store, CANCEL_KIND, recs[i].key);
     }

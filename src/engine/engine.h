@@ -77,7 +77,9 @@ struct pw_engine_config {
      * the tasks from memory and stops the executors, leaving Jobs as they are. While leading, the
      * store is rescanned every PW_ENGINE_PICKUP_MS (and at once after a local create) for tasks and
      * cancels other replicas stored. Agent mode (agent.enabled) is refused with it (PW_EINVAL). The
-     * hook is called from the loop thread and the executors' threads: quick, never blocking. */
+     * hook is called from the loop thread and the executors' threads: quick, never blocking. With it
+     * the executors are made anew at each takeover, so job's strings are borrowed for the engine's
+     * life instead of copied. */
     bool (*may_lead)(void *arg);
     void *may_lead_arg;
 };
