@@ -20,6 +20,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prewarmd_lib import BIN, REDIS, Env, Redis, finish, holds, sanitizer_logs, sanitizer_reports, \
     sanitizer_report, scenario, tap  # noqa: E402
+import openapi_check  # noqa: E402
 
 IMAGES = ["python:3.12", "busybox:1.36"]
 LEASE_S, RENEW_S, RETRY_S = 4, 3, 0.5
@@ -53,9 +54,11 @@ class Replica:
 
     def api(self, method, path, body=None):
         try:
-            return self.env._call(self.base + path, method, body, {}, None)
+            code, out = self.env._call(self.base + path, method, body, {}, None)
         except OSError as e:  # a replica being killed
             return 0, str(e)
+        openapi_check.check(method, path, code, out)  # every answer against src/api/openapi.json
+        return code, out
 
     def leader(self):
         code, doc = self.api("GET", "/api/v1/leader")
