@@ -232,8 +232,9 @@ static void h_stats(pw_http_req *req, struct sim_api *api)
                                               "code", s->code, "count", (json_int_t)s->count));
     }
     json_t *w = json_pack("{s:I, s:I}", "open", (json_int_t)api->watches_open, "total", (json_int_t)api->watches_total);
+    json_t *clients = api->clients ? json_deep_copy(api->clients) : json_object();
     pthread_mutex_unlock(&api->mu);
-    json_t *out = json_pack("{s:o, s:o}", "requests", rows, "watches", w);
+    json_t *out = json_pack("{s:o, s:o, s:o}", "requests", rows, "watches", w, "clients", clients);
     sim_podstats_add(api->sim, req, out); /* the workload pods' figures, per pool */
     pw_http_reply_json(req, 200, out);
 }
@@ -275,6 +276,8 @@ static void h_faults(pw_http_req *req, struct sim_api *api)
         snprintf(rules[i].verb, sizeof(rules[i].verb), "%s", verb ? verb : "");
         snprintf(rules[i].resource, sizeof(rules[i].resource), "%s", res ? res : "");
         rules[i].code = (int)json_integer_value(json_object_get(e, "code"));
+        const char *ua = json_string_value(json_object_get(e, "userAgent"));
+        snprintf(rules[i].user_agent, sizeof(rules[i].user_agent), "%s", ua ? ua : "");
         rules[i].rate = json_number_value(json_object_get(e, "rate"));
         if ((rules[i].code != 500 && rules[i].code != 429) || rules[i].rate < 0 || rules[i].rate > 1) {
             free(rules);
@@ -312,10 +315,26 @@ static bool fault_apply(struct sim_api *api, pw_http_req *req, const char *verb,
 {
     int code = 0;
     long latency;
+    const char *ua = pw_http_req_header(req, "User-Agent");
+    if (!ua)
+        ua = "";
     pthread_mutex_lock(&api->mu);
     latency = api->latency_ms;
+    if (strcmp(verb, "get") != 0 && strcmp(verb, "list") != 0 && strcmp(verb, "watch") != 0) {
+        /* every write attempt by client (a test tells replicas apart by their User-Agent) */
+        if (!api->clients)
+            api->clients = json_object();
+        json_t *c = json_object_get(api->clients, ua);
+        if (!c)
+            json_object_set_new(api->clients, ua, c = json_object());
+        char key[140];
+        snprintf(key, sizeof(key), "%s %s", verb, resource);
+        json_object_set_new(c, key, json_integer(json_integer_value(json_object_get(c, key)) + 1));
+    }
     for (size_t i = 0; i < api->nfaults && !code; i++) {
         struct fault_rule *f = &api->faults[i];
+        if (*f->user_agent && !strstr(ua, f->user_agent))
+            continue;
         if (*f->verb && strcmp(f->verb, "*") != 0 && strcmp(f->verb, verb) != 0)
             continue;
         if (*f->resource && strcmp(f->resource, "*") != 0 && strcmp(f->resource, resource) != 0)
@@ -895,6 +914,7 @@ void sim_api_stop(struct sim *sim)
     sim_api_cache_free(api->objcache);
     sim_tokens_free(api->tokens);
     free(api->stats);
+    json_decref(api->clients);
     free(api->faults);
     json_decref(api->faults_json);
     json_decref(api->ev_index);

@@ -82,6 +82,7 @@ struct fault_rule {
     char resource[96]; /* "" or "*": any */
     int code;
     double rate;
+    char user_agent[128]; /* "": any client; else only requests whose User-Agent contains it */
 };
 
 struct sim_api {
@@ -94,6 +95,7 @@ struct sim_api {
     long watches_open, watches_total;
     struct fault_rule *faults;
     size_t nfaults;
+    json_t *clients; /* writes by client: User-Agent -> {"VERB RESOURCE": count}; guarded by mu */
     long latency_ms;
     long drop_watches_s;
     json_t *faults_json; /* the last POSTed document */

@@ -5,7 +5,9 @@ import atexit
 import http.client
 import json
 import os
+import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -235,6 +237,40 @@ def proc_figures(pid):
 
 
 FINISHED = ("succeeded", "failed", "cancelled")
+REDIS = shutil.which("redis-server")
+
+
+class Redis:
+    """A redis-server of the bench's own on a free loopback port (appendonly yes, appendfsync always:
+    every acknowledged write on disk, as docs/operations.md recommends at the safe end)."""
+
+    def __init__(self, workdir):
+        self.dir = tempfile.mkdtemp(prefix="redis-", dir=workdir)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.p = spawn([REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--appendonly",
+                        "yes", "--appendfsync", "always", "--save", "", "--logfile",
+                        os.path.join(self.dir, "redis.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    def url(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def close(self):
+        stop(self.p)
 
 
 def done_nodes(p):

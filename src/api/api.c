@@ -256,6 +256,7 @@ const struct pw_http_route pw_api_routes[] = {
     {"GET", "/readyz", h_readyz},
     {"GET", "/openapi.json", pw_api_h_openapi},
     {"GET", "/api/v1/whoami", pw_api_h_whoami},
+    {"GET", "/api/v1/leader", pw_api_h_leader},
     {"POST", "/api/v1/tasks", h_create},
     {"GET", "/api/v1/tasks", h_list},
     {"GET", "/api/v1/tasks/{id}", h_get},

@@ -24,6 +24,7 @@ typedef struct pw_userlimit pw_userlimit;   /* auth/userlimit.h */
 typedef struct pw_webhook pw_webhook;       /* webhook/webhook.h */
 typedef struct pw_predict pw_predict;       /* predict/predict.h */
 typedef struct pw_policy pw_policy;         /* policy/policy.h */
+typedef struct pw_ha pw_ha;                 /* ha/ha.h */
 
 /* What the handlers need; borrowed for the server's life. */
 struct pw_api_ctx {
@@ -43,6 +44,7 @@ struct pw_api_ctx {
                                * created tasks; NULL: none */
     pw_predict *predict;      /* images predicted from history; NULL: /api/v1/predictions answers 404 */
     pw_policy *policies;      /* the policy controller; NULL: /api/v1/policies answers 404 */
+    pw_ha *ha;                /* the leader elector (--leader-elect); NULL: one replica, always leading */
 };
 
 /* The middleware of the API listener (guard.c; pass as the server's before and after): every route
@@ -125,6 +127,15 @@ void pw_api_h_metrics(pw_http_req *req, void *ctx);
 /* GET /api/v1/predictions[?pool=KEY=VALUE|VALUE][&maxBytesPerNode=&minProbability=&maxImages=]
  * (predictions.c; a route handler): the pools learnt, or one pool's ranking and why. */
 void pw_api_h_predictions(pw_http_req *req, void *ctx);
+/* ---- leadership (leader.c; docs/ha.md) ---- */
+
+/* GET /api/v1/leader: this replica's identity and role, the Lease's holder and transitions. */
+void pw_api_h_leader(pw_http_req *req, void *ctx);
+typedef struct pw_api_leader_metrics pw_api_leader_metrics;
+/* prewarm_leader (1/0) and prewarm_leader_changes_total from ha (NULL: always 1, 0) at each scrape.
+ * Free with pw_api_leader_metrics_free (after the HTTP servers stopped, before ha goes). */
+pw_api_leader_metrics *pw_api_leader_metrics_new(pw_ha *ha);
+void pw_api_leader_metrics_free(pw_api_leader_metrics *m);
 
 /* GET / and GET /web/<file>: the embedded web page (web.c; a route handler; ctx unused). */
 void pw_api_h_web(pw_http_req *req, void *ctx);

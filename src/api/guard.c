@@ -38,6 +38,7 @@ static const struct rule rules[] = {
     {"GET", "/web/**", ACCESS_OPEN, NULL, NULL},
     {"GET", "/openapi.json", ACCESS_AUTHENTICATED, NULL, NULL},
     {"GET", "/api/v1/whoami", ACCESS_AUTHENTICATED, NULL, NULL},
+    {"GET", "/api/v1/leader", ACCESS_AUTHENTICATED, NULL, NULL},
     {"POST", "/api/v1/tasks", ACCESS_AUTHORIZED, "create", "tasks"},
     {"GET", "/api/v1/tasks", ACCESS_AUTHORIZED, "list", "tasks"},
     {"GET", "/api/v1/tasks/{id}", ACCESS_AUTHORIZED, "get", "tasks"},

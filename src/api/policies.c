@@ -8,6 +8,7 @@
 #include "api/api.h"
 #include "base/err.h"
 #include "base/mem.h"
+#include "ha/ha.h"
 #include "policy/policy.h"
 
 /* The controller, or NULL after a 404 was sent (prewarmd without policies: the handlers' tests). */
@@ -17,6 +18,24 @@ static pw_policy *policies_of(pw_http_req *req, void *ctx)
     if (!pc)
         pw_http_reply_json(req, 404, pw_api_error(PW_ENOTFOUND, "policies are not enabled in this prewarmd", NULL));
     return pc;
+}
+
+/* policies_of for a write: with --leader-elect only the leader's controller acts and holds the
+ * policies, so a follower answers 503 naming the leader (the client retries there or later). */
+static pw_policy *writable_policies_of(pw_http_req *req, void *ctx)
+{
+    pw_policy *pc = policies_of(req, ctx);
+    pw_ha *ha = ((struct pw_api_ctx *)ctx)->ha;
+    if (!pc || !ha || pw_ha_is_leader(ha))
+        return pc;
+    struct pw_ha_status st;
+    pw_ha_status(ha, &st);
+    char *msg = pw_xasprintf("this replica (%s) follows: policies are changed through the leader (%s)", st.identity,
+                             st.holder[0] ? st.holder : "none elected yet");
+    pw_http_add_header(req, "Retry-After", "2");
+    pw_http_reply_json(req, 503, pw_api_error(PW_EUNAVAIL, msg, NULL));
+    free(msg);
+    return NULL;
 }
 
 /* A failure other than a bad spec: 404 for PW_ENOTFOUND, else the store failed (503; a retry may pass). */
@@ -45,7 +64,7 @@ static int body_of(pw_http_req *req, json_t **out)
 
 void pw_api_h_policy_create(pw_http_req *req, void *ctx)
 {
-    pw_policy *pc = policies_of(req, ctx);
+    pw_policy *pc = writable_policies_of(req, ctx);
     json_t *in = NULL;
     if (!pc || body_of(req, &in) != 0)
         return;
@@ -91,7 +110,7 @@ void pw_api_h_policy_get(pw_http_req *req, void *ctx)
 
 void pw_api_h_policy_put(pw_http_req *req, void *ctx)
 {
-    pw_policy *pc = policies_of(req, ctx);
+    pw_policy *pc = writable_policies_of(req, ctx);
     json_t *in = NULL;
     if (!pc || body_of(req, &in) != 0)
         return;
@@ -110,7 +129,7 @@ void pw_api_h_policy_put(pw_http_req *req, void *ctx)
 
 void pw_api_h_policy_delete(pw_http_req *req, void *ctx)
 {
-    pw_policy *pc = policies_of(req, ctx);
+    pw_policy *pc = writable_policies_of(req, ctx);
     if (!pc)
         return;
     const char *name = pw_http_req_param(req, "id");

@@ -1,6 +1,7 @@
 /* prewarmd.c: the prewarm service's main(): read the flag table (each flag has an environment twin),
  * open the store, connect to Kubernetes, start the engine and the REST API, serve until SIGTERM or
  * SIGINT, then stop accepting, finish requests in flight and exit 0, leaving Jobs running. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -24,6 +26,7 @@
 #include "base/version.h"
 #include "engine/engine.h"
 #include "events/events.h"
+#include "ha/ha.h"
 #include "http/http.h"
 #include "k8s/k8s.h"
 #include "predict/predict.h"
@@ -52,6 +55,9 @@ struct options {
     const char *predict_pool_labels;
     long long predict_half_life_ms, predict_save_ms;
     double predict_mbps;
+    bool leader_elect;
+    const char *le_name, *le_namespace, *le_identity;
+    long long le_lease_ms, le_renew_ms, le_retry_ms;
 };
 
 #define PREWARMD_VERSION PW_VERSION /* prewarm_build_info's version label */
@@ -161,6 +167,21 @@ static const struct pw_flag opt_table[] = {
      "node label keys that name pools besides the built-in ones (comma-separated)"},
     {"predict-save-interval", "PREWARM_PREDICT_SAVE_INTERVAL", PW_FLAG_DURATION, OFF(predict_save_ms), "30s",
      "how often the learnt model is written to the store"},
+    {"leader-elect", "PREWARM_LEADER_ELECT", PW_FLAG_BOOL, OFF(leader_elect), "false",
+     "run as one of several replicas on a shared redis:// store: only the holder of a coordination.k8s.io "
+     "Lease dispatches work, every replica serves the API (docs/ha.md)"},
+    {"leader-elect-lease-name", "PREWARM_LEADER_ELECT_LEASE_NAME", PW_FLAG_STR, OFF(le_name), "prewarmd",
+     "the Lease's name"},
+    {"leader-elect-namespace", "PREWARM_LEADER_ELECT_NAMESPACE", PW_FLAG_STR, OFF(le_namespace), NULL,
+     "the Lease's namespace (default: --namespace)"},
+    {"leader-elect-identity", "PREWARM_LEADER_ELECT_IDENTITY", PW_FLAG_STR, OFF(le_identity), NULL,
+     "this replica's holderIdentity (default: hostname_pid; the pod name in deploy/ha)"},
+    {"leader-elect-lease-duration", "PREWARM_LEADER_ELECT_LEASE_DURATION", PW_FLAG_DURATION, OFF(le_lease_ms), "15s",
+     "a Lease not renewed this long may be taken by another replica"},
+    {"leader-elect-renew-deadline", "PREWARM_LEADER_ELECT_RENEW_DEADLINE", PW_FLAG_DURATION, OFF(le_renew_ms), "10s",
+     "the leader stops dispatching when no renewal succeeded this long (< lease duration)"},
+    {"leader-elect-retry-period", "PREWARM_LEADER_ELECT_RETRY_PERIOD", PW_FLAG_DURATION, OFF(le_retry_ms), "2s",
+     "how often replicas try to take or renew the Lease (< renew deadline)"},
     {"log-level", "PREWARM_LOG_LEVEL", PW_FLAG_STR, OFF(log_level), "info", "debug|info|warn|error"},
     {"log-format", "PREWARM_LOG_FORMAT", PW_FLAG_STR, OFF(log_format), "json", "json|text"},
     {"help", NULL, PW_FLAG_BOOL, OFF(help), "false", "print this help"},
@@ -273,6 +294,102 @@ static char *store_url(const struct options *o)
     return url;
 }
 
+/* ---- leader election (--leader-elect; docs/ha.md) ---- */
+
+struct leadership {
+    pw_ha *ha;             /* NULL without --leader-elect */
+    pw_k8s_client *client; /* the elector's own: no retries, a timeout below the renew deadline */
+    pthread_mutex_t mu; /* guards engine: the elector thread's changes vs the engine's end */
+    pw_engine *engine;  /* NULL once it is freed */
+    pw_webhook *webhook; /* delivers only while leading (pw_webhook_set_active); NULL: none */
+    char identity[256];
+};
+
+/* The engine's gate (engine.h may_lead). */
+static bool may_lead(void *arg)
+{
+    return pw_ha_is_leader(((struct leadership *)arg)->ha);
+}
+
+/* THE place where a change of leadership reaches the components that act on the cluster or the
+ * outside world (elector thread; quick, never blocking): the engine (takes over or steps down at
+ * its next round, woken now), and whatever must run on the leader only. Webhook delivery: add
+ * pw_webhook_set_active(webhooks, leading) here. */
+static void leadership_changed(void *arg, bool leading)
+{
+    struct leadership *l = arg;
+    PW_INFO("leadership: %s %s: telling the engine", l->identity,
+            leading ? "leads" : "follows (dispatch stops)");
+    pthread_mutex_lock(&l->mu);
+    if (l->engine)
+        pw_engine_wake(l->engine);
+    if (l->webhook)
+        pw_webhook_set_active(l->webhook, leading); /* one replica delivers: the leader */
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* The engine stops before the elector (no write after the Lease is released), told apart first. */
+static void stop_engine_then_elector(struct leadership *l, pw_engine *engine)
+{
+    pthread_mutex_lock(&l->mu);
+    l->engine = NULL;
+    l->webhook = NULL; /* freed after this */
+    pthread_mutex_unlock(&l->mu);
+    pw_engine_free(engine);
+    pw_ha_free(l->ha); /* releases the Lease if held: a successor takes over at its next retry */
+    l->ha = NULL;
+}
+
+/* With --leader-elect: the identity, the elector's client and the elector (not started). 0, or 1
+ * after logging why. */
+static int setup_leadership(const struct options *o, const pw_k8s_config *kcfg, struct leadership *l)
+{
+    if (!o->leader_elect)
+        return 0;
+    if (o->agents) {
+        PW_ERROR("--agents cannot be combined with --leader-elect yet: agents' assignments live in one "
+                 "replica's memory (docs/ha.md)");
+        return 1;
+    }
+    if (strncmp(o->store, "memory:", 7) == 0 || strncmp(o->store, "sqlite:", 7) == 0)
+        PW_WARN("--leader-elect with a %.6s store: replicas share nothing unless the store is shared; use "
+                "redis:// (docs/ha.md)", o->store);
+    if (o->le_identity && *o->le_identity) {
+        snprintf(l->identity, sizeof l->identity, "%s", o->le_identity);
+    } else {
+        char host[200] = "";
+        if (gethostname(host, sizeof host - 1) != 0 || !*host)
+            snprintf(host, sizeof host, "prewarmd");
+        snprintf(l->identity, sizeof l->identity, "%s_%ld", host, (long)getpid());
+    }
+    struct pw_k8s_client_opts kopts = {.qps = 10, .burst = 10, .max_retries = -1,
+                                       .timeout_ms = (int)(o->le_renew_ms / 2 > 0 ? o->le_renew_ms / 2 : 1000)};
+    char ua[300];
+    snprintf(ua, sizeof ua, "prewarmd/" PREWARMD_VERSION " (%s) leader-election", l->identity);
+    kopts.user_agent = ua;
+    if (pw_k8s_client_new(kcfg, &kopts, &l->client) != 0) {
+        PW_ERROR("cannot create the leader election's Kubernetes client");
+        return 1;
+    }
+    struct pw_ha_config hc = {.client = l->client,
+                              .namespace_ = o->le_namespace ? o->le_namespace : o->namespace_,
+                              .name = o->le_name,
+                              .identity = l->identity,
+                              .lease_ms = (int)o->le_lease_ms,
+                              .renew_deadline_ms = (int)o->le_renew_ms,
+                              .retry_ms = (int)o->le_retry_ms,
+                              .on_change = leadership_changed,
+                              .arg = l};
+    if (pw_ha_new(&hc, &l->ha) != 0) {
+        PW_ERROR("bad leader election settings: need a Lease name and retry period < renew deadline < lease "
+                 "duration (>= 1s), got %lldms < %lldms < %lldms", o->le_retry_ms, o->le_renew_ms, o->le_lease_ms);
+        return 1;
+    }
+    PW_INFO("leader election: identity %s, Lease %s/%s, lease %llds, renew deadline %llds, retry %llds",
+            l->identity, hc.namespace_, hc.name, o->le_lease_ms / 1000, o->le_renew_ms / 1000, o->le_retry_ms / 1000);
+    return 0;
+}
+
 static volatile sig_atomic_t stop_signal;
 
 static void on_signal(int sig)
@@ -343,7 +460,21 @@ int main(int argc, char **argv)
         free(store_shown);
         return 1;
     }
+    struct leadership lead = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    if (setup_leadership(&o, kcfg, &lead) != 0) {
+        pw_k8s_client_free(lead.client);
+        pw_k8s_config_free(kcfg);
+        pw_store_close(store);
+        free(full_store);
+        free(store_shown);
+        return 1;
+    }
     struct pw_k8s_client_opts kopts = {.qps = o.kube_qps, .burst = (int)o.kube_burst};
+    char user_agent[300];
+    if (lead.ha) { /* each replica apart in the API server's audit (and kubesim's per-client stats) */
+        snprintf(user_agent, sizeof user_agent, "prewarmd/" PREWARMD_VERSION " (%s)", lead.identity);
+        kopts.user_agent = user_agent;
+    }
     pw_k8s_client *client = NULL;
     if (pw_k8s_client_new(kcfg, &kopts, &client) != 0) {
         PW_ERROR("cannot create the Kubernetes client");
@@ -371,6 +502,8 @@ int main(int argc, char **argv)
                   .poll_ms = (int)o.agent_poll_ms},
         .instance = instance,
         .history_ms = o.history_ms,
+        .may_lead = lead.ha ? may_lead : NULL,
+        .may_lead_arg = &lead,
     };
     pw_engine *engine = NULL;
     struct observers obs = {0};
@@ -387,7 +520,8 @@ int main(int argc, char **argv)
                                          .secret_file = o.webhook_secret_file, .source = source,
                                          .allow_private = o.webhook_allow_private,
                                          .timeout_ms = o.webhook_timeout_ms, .retry_base_ms = o.webhook_retry_base_ms,
-                                         .keep_ms = o.history_ms};
+                                         .keep_ms = o.history_ms,
+                                         .inactive = lead.ha != NULL /* until this replica leads */};
         char *why = NULL;
         rc = pw_webhook_new(&wcfg, &webhook, &why);
         if (rc != 0)
@@ -409,8 +543,15 @@ int main(int argc, char **argv)
         if (rc == 0)
             pw_engine_set_node_hook(engine, pw_policy_node_event, obs.policies);
     }
-    if (rc == 0)
+    pw_api_leader_metrics *lead_metrics = NULL;
+    if (rc == 0) {
+        lead.engine = engine; /* before the elector starts: no lock needed yet */
+        lead.webhook = webhook;
+        lead_metrics = pw_api_leader_metrics_new(lead.ha);
         rc = pw_engine_start(engine);
+    }
+    if (rc == 0 && lead.ha)
+        rc = pw_ha_start(lead.ha); /* after the engine: its first change wakes a started engine */
     pw_predict *predict = NULL; /* images predicted from history (issue 14) */
     if (rc == 0 && o.predict) {
         struct pw_predict_config pc = {.client = client, .store = store, .extra_pool_keys = o.predict_pool_labels,
@@ -450,7 +591,8 @@ int main(int argc, char **argv)
                               .max_tasks_per_user = o.max_tasks_per_user,
                               .webhook = webhook,
                               .predict = predict,
-                              .policies = obs.policies};
+                              .policies = obs.policies,
+                              .ha = lead.ha};
     struct pw_api_ctx agent_ctx = actx;
     agent_ctx.agents_elsewhere = false;
     pw_http_server *agent_srv = NULL;
@@ -485,7 +627,9 @@ int main(int argc, char **argv)
         pw_api_sse_free(sse);
         pw_policy_stop(obs.policies);
         pw_predict_free(predict);
-        pw_engine_free(engine);
+        stop_engine_then_elector(&lead, engine);
+        pw_api_leader_metrics_free(lead_metrics);
+        pw_k8s_client_free(lead.client);
         pw_webhook_free(webhook);
         pw_policy_free(obs.policies);
         pw_api_metrics_free(obs.metrics);
@@ -530,7 +674,9 @@ int main(int argc, char **argv)
     pw_api_sse_free(sse);
     pw_policy_stop(obs.policies); /* no engine call after this */
     pw_predict_free(predict);
-    pw_engine_free(engine); /* its observer goes on until here */
+    stop_engine_then_elector(&lead, engine); /* the engine's observer goes on until here */
+    pw_api_leader_metrics_free(lead_metrics);
+    pw_k8s_client_free(lead.client);
     pw_webhook_free(webhook);
     pw_policy_free(obs.policies);
     pw_api_metrics_free(obs.metrics);

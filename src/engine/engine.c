@@ -21,6 +21,7 @@
 #include "engine/engine.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,10 @@ struct pw_engine {
     char *namespace_, *instance;
     bool store_failing;       /* the last round's store write failed: intents wait (e->mu) */
     int64_t next_prune_mono;  /* loop thread only */
+    atomic_bool leading;      /* took over and has not stepped down (always true without may_lead);
+                               * written by the loop thread only */
+    int64_t next_pickup_mono; /* loop thread only: the next rescan of the store (may_lead) */
+    atomic_bool pickup_now;   /* a local create: rescan at the next round */
 
     pthread_mutex_t wmu; /* store writes (engine_flush): one at a time; taken before e->mu */
     pthread_mutex_t mu;  /* task state; never held across a store call */
@@ -184,6 +189,10 @@ static void intents_free(pw_engine *e)
 }
 
 static void release_intents(pw_engine *e);
+static void task_cancel(pw_engine *e, struct task *t);
+static int cancel_by_request(pw_engine *e, const char *id);
+static void lead_round(pw_engine *e);
+static bool engine_may_write(void *arg);
 
 /* ---- task records ---- */
 
@@ -438,7 +447,9 @@ static void release_intents(pw_engine *e)
     while (e->i_head) {
         struct intent *in = e->i_head;
         e->i_head = in->next;
-        if (in->kind == INTENT_CANCEL) {
+        if (!e->x[in->exec]) {
+            /* none after a step-down (may_lead): the next leader decides again */
+        } else if (in->kind == INTENT_CANCEL) {
             pw_executor_cancel(e->x[in->exec], in->task_id, in->node, in->failed);
         } else {
             struct task *t = task_find(e, in->task_id);
@@ -580,7 +591,7 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
 static void maybe_prune(pw_engine *e)
 {
     int64_t now = pw_clock_mono_ms();
-    if (e->cfg.history_ms <= 0 || now < e->next_prune_mono)
+    if (e->cfg.history_ms <= 0 || now < e->next_prune_mono || !atomic_load(&e->leading))
         return;
     int64_t every = e->cfg.history_ms / 2;
     every = every < 1000 ? 1000 : every > 60000 ? 60000 : every;
@@ -614,13 +625,18 @@ static void *loop_main(void *arg)
                 break;
         }
         bool stopping = e->stopping;
+        pthread_mutex_unlock(&e->qmu);
+        if (!stopping)
+            lead_round(e); /* may_lead: take over, step down or rescan the store */
+        pthread_mutex_lock(&e->qmu);
         struct event *evs = e->q_head;
         e->q_head = e->q_tail = NULL;
         pthread_mutex_unlock(&e->qmu);
         pthread_mutex_lock(&e->mu);
-        wake_at = loop_round(e, evs, !stopping);
+        wake_at = loop_round(e, evs, !stopping && atomic_load(&e->leading));
         pthread_mutex_unlock(&e->mu);
-        bool failing = engine_flush(e, true, NULL, NULL, NULL);
+        /* fencing: a replica whose Lease lapsed during the round writes nothing (steps down next) */
+        bool failing = engine_may_write(e) ? engine_flush(e, true, NULL, NULL, NULL) : true;
         if (stopping)
             return NULL;
         /* adoption and clean-up, once what they read is durable (outside e->mu: the fate hook
@@ -687,23 +703,21 @@ static enum pw_exec_fate exec_fate(void *arg, const char *task_id, const char *n
     return final ? PW_EXEC_FATE_FAILED : PW_EXEC_FATE_ACTIVE;
 }
 
-/* ---- public ---- */
+/* ---- leadership (may_lead) ---- */
 
-int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
+/* The executors' Kubernetes-write gate. */
+static bool engine_may_write(void *arg)
 {
-    if (!cfg || !cfg->store || !cfg->client)
-        return PW_EINVAL;
-    pw_engine *e = pw_xcalloc(1, sizeof *e);
-    e->cfg = *cfg;
-    e->namespace_ = pw_xstrdup(cfg->namespace_ ? cfg->namespace_ : PW_ENGINE_DEFAULT_NAMESPACE);
-    e->instance = pw_xstrdup(cfg->instance && *cfg->instance ? cfg->instance : "default");
-    e->cfg.namespace_ = e->namespace_;
-    e->cfg.instance = e->instance;
-    if (e->cfg.max_nodes_in_flight <= 0)
-        e->cfg.max_nodes_in_flight = PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT;
-    if (e->cfg.max_running_tasks <= 0)
-        e->cfg.max_running_tasks = PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS;
-    struct pw_exec_hooks hooks = {.arg = e, .report = on_report, .fate = exec_fate};
+    pw_engine *e = arg;
+    return !e->cfg.may_lead || (atomic_load(&e->leading) && e->cfg.may_lead(e->cfg.may_lead_arg));
+}
+
+/* Makes the executors (pw_engine_new; with may_lead again at each takeover). On failure none is left. */
+static int executors_new(pw_engine *e)
+{
+    const struct pw_engine_config *cfg = &e->cfg;
+    struct pw_exec_hooks hooks = {.arg = e, .report = on_report, .fate = exec_fate,
+                                  .may_write = cfg->may_lead ? engine_may_write : NULL};
     int rc = 0;
     for (int k = 0; k < N_EXEC && rc == 0; k++) {
         if (k == EXEC_AGENT && !cfg->agent.enabled)
@@ -720,15 +734,263 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
             rc = pw_agentexec_new(&ac, &e->x[k]);
         }
     }
-    if (rc != 0) {
-        for (int k = 0; k < N_EXEC; k++)
+    if (rc != 0)
+        for (int k = 0; k < N_EXEC; k++) {
             pw_executor_free(e->x[k]);
+            e->x[k] = NULL;
+        }
+    return rc;
+}
+
+/* Starts the executors with the running nodes of the tasks in memory to adopt (under e->mu). On
+ * failure the executors are freed (a started one cannot start again). */
+static int executors_start(pw_engine *e)
+{
+    int rc = 0;
+    for (int k = 0; k < N_EXEC && rc == 0; k++) {
+        if (!e->x[k])
+            continue;
+        size_t n = 0;
+        struct pw_exec_work *w = pw_resume_works(e->tasks, e->n_tasks, (enum exec_kind)k, &n);
+        rc = pw_executor_start(e->x[k], w, n);
+        pw_resume_works_free(w, n);
+    }
+    if (rc != 0)
+        for (int k = 0; k < N_EXEC; k++) {
+            pw_executor_free(e->x[k]);
+            e->x[k] = NULL;
+        }
+    return rc;
+}
+
+/* Drops every task, intent and queued report from memory (under e->wmu and e->mu: a flush's
+ * snapshot never outlives them). */
+static void drop_tasks(pw_engine *e)
+{
+    intents_free(e);
+    for (size_t i = 0; i < e->n_tasks; i++)
+        pw_taskrec_free(e->tasks[i]);
+    free(e->tasks);
+    e->tasks = NULL;
+    e->n_tasks = 0;
+    e->store_failing = false;
+}
+
+/* Loop thread: this replica no longer leads. Nothing more is dispatched or written; the Jobs stay for
+ * the next leader to adopt. */
+static void step_down(pw_engine *e, const char *why)
+{
+    atomic_store(&e->leading, false);
+    pw_executor *x[N_EXEC];
+    pthread_mutex_lock(&e->wmu);
+    pthread_mutex_lock(&e->mu);
+    size_t n = e->n_tasks;
+    drop_tasks(e);
+    for (int k = 0; k < N_EXEC; k++) {
+        x[k] = e->x[k];
+        e->x[k] = NULL;
+    }
+    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&e->wmu);
+    for (int k = 0; k < N_EXEC; k++)
+        pw_executor_free(x[k]); /* its threads stop; queued creates and deletes are dropped */
+    pthread_mutex_lock(&e->qmu);
+    struct event **pp = &e->q_head; /* the old executors' reports: the next leader reads the Jobs anew */
+    e->q_tail = NULL;
+    while (*pp) {
+        if ((*pp)->kind == EV_REPORT) {
+            struct event *ev = *pp;
+            *pp = ev->next;
+            ev_free(ev);
+        } else {
+            e->q_tail = *pp;
+            pp = &(*pp)->next;
+        }
+    }
+    pthread_mutex_unlock(&e->qmu);
+    PW_WARN("engine: following (%s): dispatch stopped, %zu unfinished tasks left in the store for the leader",
+            why, n);
+}
+
+/* Loop thread: this replica leads now: a restart resume (every unfinished task from the store,
+ * running nodes' Jobs adopted by new executors). On failure it stays a follower (tried next round). */
+static void take_over(pw_engine *e)
+{
+    int rc = e->x[EXEC_JOB] ? 0 : executors_new(e);
+    if (rc == 0) {
+        engine_resume(e);
+        pthread_mutex_lock(&e->wmu);
+        pthread_mutex_lock(&e->mu);
+        rc = executors_start(e);
+        if (rc != 0)
+            drop_tasks(e);
+        pthread_mutex_unlock(&e->mu);
+        pthread_mutex_unlock(&e->wmu);
+    }
+    if (rc != 0) {
+        PW_ERROR("engine: cannot take over as leader: %s (retrying)", pw_strerror(rc));
+        return;
+    }
+    pthread_mutex_lock(&e->mu);
+    size_t n = e->n_tasks, running = 0;
+    for (size_t i = 0; i < n; i++)
+        running += e->tasks[i]->counts.running;
+    pthread_mutex_unlock(&e->mu);
+    e->next_pickup_mono = pw_clock_mono_ms() + PW_ENGINE_PICKUP_MS;
+    atomic_store(&e->leading, true);
+    PW_INFO("engine: leading: %zu unfinished tasks resumed from the store, %zu running nodes' Jobs to adopt", n, running);
+}
+
+#define CANCEL_KIND "cancel-request" /* store records: a follower's cancel, keyed by task id */
+
+/* Loop thread, leading: the tasks and cancels other replicas stored since the last scan. */
+static void pickup(pw_engine *e)
+{
+    e->next_pickup_mono = pw_clock_mono_ms() + PW_ENGINE_PICKUP_MS;
+    atomic_store(&e->pickup_now, false);
+    struct pw_store_task *items = NULL;
+    size_t n = 0;
+    if (pw_store_task_list_unfinished(e->cfg.store, &items, &n) != 0)
+        return; /* the store is down: the flush says so; the next scan retries */
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&e->mu);
+        bool known = task_find(e, items[i].id) != NULL;
+        pthread_mutex_unlock(&e->mu);
+        if (known)
+            continue;
+        if (pw_task_status_of(items[i].status) != PW_TASK_PENDING) {
+            /* running but not in memory: only a leader writing after our takeover read the store (the
+             * fencing above prevents it) could do that; the next takeover resumes it */
+            PW_DEBUG("task %s is %s in the store but not in this leader's memory: left alone", items[i].id,
+                     items[i].status);
+            continue;
+        }
+        struct task *t = pw_resume_task(e->cfg.store, &items[i]);
+        if (!t)
+            continue;
+        pthread_mutex_lock(&e->mu);
+        if (!task_find(e, t->id)) {
+            t->sched.seq = ++e->seq;
+            e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
+            e->tasks[e->n_tasks++] = t;
+            t = NULL;
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (t)
+            pw_taskrec_free(t);
+        else
+            PW_INFO("task %s picked up from the store (created on another replica)", items[i].id);
+    }
+    pw_store_tasks_free(items, n);
+    struct pw_store_rec *recs = NULL;
+    char *next = NULL;
+    int lrc = pw_store_rec_list(e->cfg.store, CANCEL_KIND, 0, NULL, &recs, &n, &next);
+    free(next);
+    if (lrc != 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&e->mu);
+        struct task *t = task_find(e, recs[i].key);
+        bool fresh = t && !pw_task_status_is_final(t->status);
+        if (fresh)
+            task_cancel(e, t);
+        pthread_mutex_unlock(&e->mu);
+        if (fresh) {
+            int rc = 0;
+            engine_flush(e, false, recs[i].key, &rc, NULL);
+            if (rc != 0)
+                continue; /* kept: the next scan applies it again */
+            PW_INFO("task %s cancelled (asked on another replica)", recs[i].key);
+        } else if (!t) {
+            struct pw_store_task rec; /* not in memory: done with the request once the task is over or gone */
+            int grc = pw_store_task_get(e->cfg.store, recs[i].key, &rec);
+            bool over = grc == PW_ENOTFOUND || (grc == 0 && pw_store_status_final(rec.status));
+            if (grc == 0)
+                pw_store_task_fini(&rec);
+            if (!over)
+                continue;
+        }
+        pw_store_rec_delete(e->cfg.store, CANCEL_KIND, recs[i].key);
+    }
+    pw_store_recs_free(recs, n);
+}
+
+/* Loop thread, before a round: follows leadership changes, rescans the store while leading. */
+static void lead_round(pw_engine *e)
+{
+    if (!e->cfg.may_lead)
+        return;
+    bool may = e->cfg.may_lead(e->cfg.may_lead_arg);
+    bool leading = atomic_load(&e->leading);
+    if (leading && !may)
+        step_down(e, "the Lease is not held");
+    else if (!leading && may)
+        take_over(e);
+    else if (leading && (atomic_load(&e->pickup_now) || pw_clock_mono_ms() >= e->next_pickup_mono))
+        pickup(e);
+}
+
+/* A follower's cancel: a request in the store for the leader, then wait for the task to show it. */
+static int cancel_by_request(pw_engine *e, const char *id)
+{
+    json_t *doc = json_pack("{s:s,s:I}", "id", id, "requestedAt", (json_int_t)pw_clock_real_ms());
+    int rc = pw_store_rec_put(e->cfg.store, CANCEL_KIND, id, doc, PW_STORE_REC_UPSERT);
+    json_decref(doc);
+    if (rc != 0)
+        return rc;
+    PW_INFO("task %s: cancel stored for the leader to apply", id);
+    atomic_store(&e->pickup_now, true);
+    wake(e);
+    for (int64_t until = pw_clock_mono_ms() + PW_ENGINE_HANDOFF_MS; pw_clock_mono_ms() < until;) {
+        struct pw_store_task rec;
+        if (pw_store_task_get(e->cfg.store, id, &rec) == 0) {
+            bool final = pw_store_status_final(rec.status);
+            pw_store_task_fini(&rec);
+            if (final)
+                return 0;
+        }
+        pw_clock_sleep_ms(100);
+    }
+    return PW_EUNAVAIL;
+}
+
+void pw_engine_wake(pw_engine *e)
+{
+    wake(e);
+}
+
+bool pw_engine_leading(pw_engine *e)
+{
+    return atomic_load(&e->leading);
+}
+
+/* ---- public ---- */
+
+int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
+{
+    if (!cfg || !cfg->store || !cfg->client || (cfg->may_lead && cfg->agent.enabled))
+        return PW_EINVAL;
+    pw_engine *e = pw_xcalloc(1, sizeof *e);
+    e->cfg = *cfg;
+    e->namespace_ = pw_xstrdup(cfg->namespace_ ? cfg->namespace_ : PW_ENGINE_DEFAULT_NAMESPACE);
+    e->instance = pw_xstrdup(cfg->instance && *cfg->instance ? cfg->instance : "default");
+    e->cfg.namespace_ = e->namespace_;
+    e->cfg.instance = e->instance;
+    if (e->cfg.max_nodes_in_flight <= 0)
+        e->cfg.max_nodes_in_flight = PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT;
+    if (e->cfg.max_running_tasks <= 0)
+        e->cfg.max_running_tasks = PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS;
+    atomic_init(&e->leading, !cfg->may_lead);
+    atomic_init(&e->pickup_now, false);
+    int rc = executors_new(e);
+    if (rc != 0) {
         free(e->namespace_);
         free(e->instance);
         free(e);
         return rc;
     }
-    e->cfg.job = (struct pw_jobexec_settings){0}; /* the executors hold their own copies */
+    if (!cfg->may_lead)
+        e->cfg.job = (struct pw_jobexec_settings){0}; /* the executors hold their own copies */
     pthread_mutex_init(&e->wmu, NULL);
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->qmu, NULL);
@@ -765,25 +1027,14 @@ int pw_engine_start(pw_engine *e)
         return 0;
     if (!e->x[EXEC_JOB])
         return PW_EINVAL; /* a failed start freed its executors: the engine can only be freed */
-    engine_resume(e);
+    if (!e->cfg.may_lead)
+        engine_resume(e); /* else at each takeover */
     int rc = pw_nodecache_start(e->cfg.client, on_node, e, &e->nodes);
-    if (rc == 0) {
+    if (rc == 0 && !e->cfg.may_lead) {
         /* the running nodes are the executor's before its informers start, so their first events
          * find them */
         pthread_mutex_lock(&e->mu);
-        for (int k = 0; k < N_EXEC && rc == 0; k++) {
-            if (!e->x[k])
-                continue;
-            size_t n = 0;
-            struct pw_exec_work *w = pw_resume_works(e->tasks, e->n_tasks, (enum exec_kind)k, &n);
-            rc = pw_executor_start(e->x[k], w, n);
-            pw_resume_works_free(w, n);
-            if (rc != 0)
-                for (int j = 0; j < k; j++) { /* the started ones cannot start again: gone */
-                    pw_executor_free(e->x[j]);
-                    e->x[j] = NULL;
-                }
-        }
+        rc = executors_start(e);
         pthread_mutex_unlock(&e->mu);
     }
     if (rc != 0) {
@@ -880,12 +1131,17 @@ int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out)
         return rc;
     }
     pthread_mutex_lock(&e->mu);
-    t->sched.seq = ++e->seq;
-    e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
-    e->tasks[e->n_tasks++] = t;
     observe(e, PW_ENGINE_TASK_CHANGED, t->id, doc); /* under the lock: before the loop's first change */
+    PW_INFO("task %s created: %zu images, priority %d%s", t->id, t->spec.n_images, t->spec.priority,
+            atomic_load(&e->leading) ? "" : " (stored for the leader)");
+    if (atomic_load(&e->leading) && !task_find(e, t->id)) { /* a follower's tasks wait in the store */
+        t->sched.seq = ++e->seq;
+        e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
+        e->tasks[e->n_tasks++] = t;
+        t = NULL;
+    }
     pthread_mutex_unlock(&e->mu);
-    PW_INFO("task %s created: %zu images, priority %d", t->id, t->spec.n_images, t->spec.priority);
+    pw_taskrec_free(t);
     wake(e);
     *task_out = doc;
     return 0;
@@ -948,6 +1204,14 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
     rc = pw_store_task_get(e->cfg.store, id, &rec);
     if (rc != 0)
         return rc;
+    if (!ours && e->cfg.may_lead && !pw_store_status_final(rec.status)) {
+        pw_store_task_fini(&rec); /* not in this replica's memory: the leader's, or not picked up yet */
+        rc = cancel_by_request(e, id);
+        if (rc == 0)
+            rc = pw_store_task_get(e->cfg.store, id, &rec);
+        if (rc != 0)
+            return rc;
+    }
     if (pw_task_status_of(rec.status) != PW_TASK_CANCELLED)
         rc = PW_ECONFLICT;
     else if (task_out)

@@ -69,7 +69,23 @@ struct pw_engine_config {
      * Job mode (jobexec.h) and agent mode (agentexec.h). For tests (tests/unit/engine/fakeexec.h). */
     int (*executor_new)(void *arg, const char *mode, const struct pw_exec_hooks *hooks, pw_executor **out);
     void *executor_arg;
+    /* Leader election (ha.h; docs/ha.md). NULL: this engine always leads (one replica). Else it starts
+     * as a follower and leads only while may_lead(arg) says true, asked before every round, before
+     * every store write of a round and before every Kubernetes write of its executors (so a replica
+     * whose Lease lapsed acts no more). A follower keeps no task in memory and runs no executor:
+     * creates only go to the store, cancels become a request in the store. Gaining leadership is a
+     * restart resume (every unfinished task reloaded, running nodes' Jobs adopted); losing it drops
+     * the tasks from memory and stops the executors, leaving Jobs as they are. While leading, the
+     * store is rescanned every PW_ENGINE_PICKUP_MS (and at once after a local create) for tasks and
+     * cancels other replicas stored. Agent mode (agent.enabled) is refused with it (PW_EINVAL). The
+     * hook is called from the loop thread and the executors' threads: quick, never blocking. With it
+     * the executors are made anew at each takeover, so job's strings are borrowed for the engine's
+     * life instead of copied. */
+    bool (*may_lead)(void *arg);
+    void *may_lead_arg;
 };
+#define PW_ENGINE_PICKUP_MS 1000
+#define PW_ENGINE_HANDOFF_MS 10000
 
 /* Creates the engine and its executors (no thread yet). PW_EINVAL without a store or a client.
  * *out: free with pw_engine_free. */
@@ -84,6 +100,12 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out);
 int pw_engine_start(pw_engine *e);
 /* Stops the threads and informers, leaving Jobs in the cluster as they are, and frees. NULL no-op. */
 void pw_engine_free(pw_engine *e);
+/* With may_lead: look at leadership now rather than at the next round (call it from the elector's
+ * change hook). Any thread. */
+void pw_engine_wake(pw_engine *e);
+/* With may_lead: whether the engine acts as the leader now (it took over and has not stepped down).
+ * Without: always true. */
+bool pw_engine_leading(pw_engine *e);
 /* Diagnostics (tests, benchmarks): entries in the node cache's intern table of label values and image
  * names. Bounded by about twice the distinct values the cached nodes hold now, whatever the churn. */
 size_t pw_engine_intern_size(pw_engine *e);
@@ -99,6 +121,9 @@ bool pw_engine_ready(pw_engine *e, const char **why);
  * pass); a spec that pw_taskspec_parse made is never refused. */
 int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out);
 /* Cancels: stops dispatch, deletes in-flight Jobs, marks the task and its unfinished nodes cancelled.
+ * On a follower (may_lead) the cancel is stored as a request the leader applies; the call waits up to
+ * PW_ENGINE_HANDOFF_MS for the task to show cancelled in the store, else PW_EUNAVAIL (the request
+ * stays and is applied once a leader picks it up).
  * Idempotent on a cancelled task (0). PW_ENOTFOUND; PW_ECONFLICT when it already finished otherwise.
  * Returns after the cancelled task is written; when that write fails, the store's PW_E* (the task
  * stays cancelled in memory, and the loop or a repeated cancel writes it). *task_out (may be NULL)

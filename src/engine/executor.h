@@ -99,6 +99,9 @@ struct pw_exec_hooks {
     void *arg;
     void (*report)(void *arg, const struct pw_exec_report *r);
     enum pw_exec_fate (*fate)(void *arg, const char *task_id, const char *node);
+    /* NULL, or asked right before each Kubernetes write (a Job create or delete): false drops the
+     * write (this replica no longer leads, engine.h may_lead). Any executor thread; quick. */
+    bool (*may_write)(void *arg);
 };
 
 typedef struct pw_executor pw_executor;

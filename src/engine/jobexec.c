@@ -369,7 +369,10 @@ static void *exec_main(void *arg)
         if (!j->aq[k].head)
             j->aq[k].tail = NULL;
         pthread_mutex_unlock(&j->amu);
-        if (a->kind == ACT_CREATE)
+        if (j->hooks.may_write && !j->hooks.may_write(j->hooks.arg))
+            PW_WARN("not leading: Job %s of task %s, node %s is left to the leader (%s dropped)", a->job_name,
+                    a->task_id, a->node, a->kind == ACT_CREATE ? "create" : "delete");
+        else if (a->kind == ACT_CREATE)
             exec_create(j, a);
         else
             exec_delete(j, a);

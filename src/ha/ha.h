@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct pw_ha pw_ha;
 typedef struct pw_k8s_client pw_k8s_client; /* k8s/k8s.h */
@@ -57,6 +58,20 @@ int pw_ha_start(pw_ha *h);
 bool pw_ha_is_leader(pw_ha *h);
 /* The holder this elector last saw in the Lease into buf ("" when none or not yet read). */
 void pw_ha_holder(pw_ha *h, char *buf, size_t n);
+/* What GET /api/v1/leader and the metrics show: this replica and the Lease as last read. */
+struct pw_ha_status {
+    char identity[256];      /* this replica */
+    char holder[256];        /* the Lease's holderIdentity as last seen ("" none or not read yet) */
+    bool leading;            /* pw_ha_is_leader now */
+    int64_t since_ms;        /* wall clock of this replica's last change of role (start: when created) */
+    char acquire_time[40];   /* the Lease's acquireTime as last seen (RFC 3339, "" none) */
+    char renew_time[40];     /* ... renewTime */
+    long long lease_transitions; /* ... leaseTransitions */
+    unsigned long long changes;  /* times this replica gained or lost leadership */
+    char lease_namespace[128], lease_name[128];
+    int lease_ms, renew_deadline_ms, retry_ms;
+};
+void pw_ha_status(pw_ha *h, struct pw_ha_status *out);
 /* Stops the elector (on_change(false) if it led), releases the Lease if held, and frees. NULL: no-op.
  * Blocks for at most one API call. */
 void pw_ha_free(pw_ha *h);

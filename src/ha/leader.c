@@ -29,6 +29,10 @@ struct pw_ha {
     char holder[256];     /* as last seen */
     char seen_rv[64];     /* the resourceVersion last seen ... */
     int64_t seen_ms;      /* ... and when it was first seen (mono) */
+    char acquire[40], renew[40]; /* the spec's times as last seen */
+    long long transitions;       /* the spec's leaseTransitions as last seen */
+    int64_t since_ms;            /* wall clock of the last change of role */
+    unsigned long long changes;
 };
 
 int pw_ha_new(const struct pw_ha_config *cfg, pw_ha **out)
@@ -47,12 +51,13 @@ int pw_ha_new(const struct pw_ha_config *cfg, pw_ha **out)
     h->name = pw_xstrdup(cfg->name);
     h->identity = pw_xstrdup(cfg->identity);
     h->coll_path = pw_xasprintf("/apis/coordination.k8s.io/v1/namespaces/%s/leases", h->ns);
-    h->obj_path = pw_xasprintf("%s/%s", h->coll_path, h->name);
+    h->obj_path = pw_xasprintf("/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", h->ns, h->name);
     h->lease_ms = lease;
     h->renew_deadline_ms = renew;
     h->retry_ms = retry;
     h->on_change = cfg->on_change;
     h->arg = cfg->arg;
+    h->since_ms = pw_clock_real_ms();
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     *out = h;
@@ -78,8 +83,12 @@ static json_t *lease_spec(const char *holder, int duration_s, const char *acquir
 static void observe(pw_ha *h, const json_t *lease, int64_t now)
 {
     const char *rv = json_string_value(json_object_get(json_object_get(lease, "metadata"), "resourceVersion"));
-    const char *holder = spec_str(json_object_get(lease, "spec"), "holderIdentity");
+    const json_t *spec = json_object_get(lease, "spec");
+    const char *holder = spec_str(spec, "holderIdentity");
     pthread_mutex_lock(&h->mu);
+    snprintf(h->acquire, sizeof h->acquire, "%s", spec_str(spec, "acquireTime"));
+    snprintf(h->renew, sizeof h->renew, "%s", spec_str(spec, "renewTime"));
+    h->transitions = (long long)json_integer_value(json_object_get(spec, "leaseTransitions"));
     if (!rv || strcmp(rv, h->seen_rv) != 0) {
         snprintf(h->seen_rv, sizeof h->seen_rv, "%s", rv ? rv : "");
         h->seen_ms = now;
@@ -150,6 +159,10 @@ static void set_leading(pw_ha *h, bool leading, const char *why)
     pthread_mutex_lock(&h->mu);
     bool was = h->leading;
     h->leading = leading;
+    if (was != leading) {
+        h->since_ms = pw_clock_real_ms();
+        h->changes++;
+    }
     pthread_mutex_unlock(&h->mu);
     if (was == leading)
         return;
@@ -217,6 +230,27 @@ void pw_ha_holder(pw_ha *h, char *buf, size_t n)
     pthread_mutex_lock(&h->mu);
     snprintf(buf, n, "%s", h->holder);
     pthread_mutex_unlock(&h->mu);
+}
+
+void pw_ha_status(pw_ha *h, struct pw_ha_status *out)
+{
+    memset(out, 0, sizeof *out);
+    bool leading = pw_ha_is_leader(h);
+    pthread_mutex_lock(&h->mu);
+    snprintf(out->identity, sizeof out->identity, "%s", h->identity);
+    snprintf(out->holder, sizeof out->holder, "%s", h->holder);
+    snprintf(out->acquire_time, sizeof out->acquire_time, "%s", h->acquire);
+    snprintf(out->renew_time, sizeof out->renew_time, "%s", h->renew);
+    out->lease_transitions = h->transitions;
+    out->since_ms = h->since_ms;
+    out->changes = h->changes;
+    pthread_mutex_unlock(&h->mu);
+    out->leading = leading;
+    snprintf(out->lease_namespace, sizeof out->lease_namespace, "%s", h->ns);
+    snprintf(out->lease_name, sizeof out->lease_name, "%s", h->name);
+    out->lease_ms = h->lease_ms;
+    out->renew_deadline_ms = h->renew_deadline_ms;
+    out->retry_ms = h->retry_ms;
 }
 
 /* Gives the Lease up if this replica still holds it (holder "", duration 1 s, like client-go). */

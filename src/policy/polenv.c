@@ -32,10 +32,13 @@ static json_t *e_node_get(void *arg, const char *name)
     return pw_engine_node_get(((pw_policy *)arg)->cfg.engine, name);
 }
 
+/* Not synced while this replica does not lead (--leader-elect): only the leader's controller acts,
+ * so three replicas make one wave, not three. */
 static bool e_nodes_synced(void *arg)
 {
     const char *why = NULL;
-    return pw_engine_ready(((pw_policy *)arg)->cfg.engine, &why);
+    pw_engine *e = ((pw_policy *)arg)->cfg.engine;
+    return pw_engine_leading(e) && pw_engine_ready(e, &why);
 }
 
 /* node's taints without the NoSchedule ones of key: a new array, or NULL when there is none. */

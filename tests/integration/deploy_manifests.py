@@ -13,6 +13,10 @@
   generic client src/k8s and prewarm's own REST API) and (2) the calls a real task makes against
   kubesim (GET /sim/v1/stats before and after) must each be allowed by the rules, and every
   (verb, resource) the rules grant must be one of those calls.
+- deploy/ha/ (docs/ha.md): parses and renders, matches the client's models; its Deployment is the base
+  one with exactly the HA changes (3 replicas, anti-affinity, Redis URL from a Secret, leader
+  election); the PDB, the Lease Role and its binding, Redis. Its Lease Role counts in the RBAC checks
+  (the source scan covers src/ha/ and finds the Lease calls).
 - `kubectl apply --dry-run=client -k deploy/` against kubesim.
 One TAP line per case."""
 import base64
@@ -517,17 +521,112 @@ def _agent_config():
     assert cm["data"]["PREWARM_AGENT_LISTEN"].endswith(":%d" % [p for p in c["ports"] if p["name"] == port][0]["containerPort"])
 
 
+# ---- deploy/ha/ (docs/ha.md) ----------------------------------------------------------------------
+
+HA_DEPLOY = os.path.join(DEPLOY, "ha")
+ha_objs = []
+MODEL_OF.update({"PodDisruptionBudget": "V1PodDisruptionBudget", "StatefulSet": "V1StatefulSet", "Secret": "V1Secret"})
+
+
+def ha_find(kind):
+    got = [d for _, d in ha_objs if d["kind"] == kind]
+    assert len(got) == 1, kind
+    return got[0]
+
+
+@case("deploy/ha/ parses; its kustomization lists every manifest and renders; the kinds are there; every "
+      "object matches the official client's models")
+def _ha_parse():
+    import kubernetes.client as kc
+    files = sorted(f for f in os.listdir(HA_DEPLOY) if f.endswith((".yaml", ".yml")))
+    kust = None
+    for f in files:
+        with open(os.path.join(HA_DEPLOY, f)) as fh:
+            for d in yaml.safe_load_all(fh):
+                if d is None:
+                    continue
+                assert d.get("apiVersion") and d.get("kind"), (f, d)
+                if d["kind"] == "Kustomization":
+                    kust = d
+                else:
+                    ha_objs.append((f, d))
+    assert kust is not None
+    assert sorted(kust["resources"]) == sorted(f for f in files if f != "kustomization.yaml"), kust
+    r = run(["kubectl", "kustomize", HA_DEPLOY])
+    assert r.returncode == 0, r.stderr
+    kinds = sorted(d["kind"] for _, d in ha_objs)
+    assert kinds == sorted(["Deployment", "Role", "RoleBinding", "PodDisruptionBudget", "Secret", "Service",
+                            "StatefulSet"]), kinds
+    api = kc.ApiClient()
+    for f, d in ha_objs:
+        assert d["metadata"].get("namespace") == NAMESPACE, d["metadata"]
+        strict(d, MODEL_OF[d["kind"]], "ha/%s:%s/%s" % (f, d["kind"], d["metadata"]["name"]))
+        api._ApiClient__deserialize(d, MODEL_OF[d["kind"]])
+
+
+@case("deploy/ha/deployment.yaml is deploy/deployment.yaml with exactly the HA changes: 3 replicas, "
+      "rolling one at a time, anti-affinity across nodes, the Redis URL from a Secret, leader election "
+      "with the pod name as identity")
+def _ha_deployment():
+    import copy
+    base, ha = copy.deepcopy(find("Deployment")), copy.deepcopy(ha_find("Deployment"))
+    assert ha["spec"]["replicas"] == 3
+    assert ha["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+    pod = ha["spec"]["template"]["spec"]
+    term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == ha["spec"]["selector"]["matchLabels"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["PREWARM_STORE"] == {"name": "PREWARM_STORE",
+                                    "valueFrom": {"secretKeyRef": {"name": "prewarm-redis", "key": "url"}}}
+    assert env["PREWARM_LEADER_ELECT"]["value"] == "true"
+    assert env["PREWARM_LEADER_ELECT_IDENTITY"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    check_restricted(pod)
+    # undo the HA changes: what is left must be the base Deployment, field for field
+    ha["spec"]["replicas"], ha["spec"]["strategy"] = base["spec"]["replicas"], base["spec"]["strategy"]
+    del pod["affinity"]
+    c = pod["containers"][0]
+    c["env"] = [e for e in c["env"] if not e["name"].startswith("PREWARM_LEADER_ELECT")]
+    store = next(e for e in c["env"] if e["name"] == "PREWARM_STORE")
+    store.clear()
+    store.update(next(e for e in base["spec"]["template"]["spec"]["containers"][0]["env"]
+                      if e["name"] == "PREWARM_STORE"))
+    assert ha == base, "deploy/ha/deployment.yaml drifted from deploy/deployment.yaml beyond the HA changes"
+
+
+@case("deploy/ha/: the PDB keeps two of three replicas, the Lease Role is bound to prewarmd's ServiceAccount, "
+      "the Redis Secret is the one the Deployment reads, Redis runs restricted with appendonly")
+def _ha_rest():
+    pdb, dep = ha_find("PodDisruptionBudget"), ha_find("Deployment")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": dep["spec"]["selector"]["matchLabels"]}}
+    role, rb = ha_find("Role"), ha_find("RoleBinding")
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}], role["rules"]
+    assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert rb["subjects"] == [{"kind": "ServiceAccount", "name": SA, "namespace": NAMESPACE}]
+    sec = ha_find("Secret")
+    assert sec["metadata"]["name"] == "prewarm-redis" and sec["stringData"]["url"].startswith("redis://")
+    sts, svc = ha_find("StatefulSet"), ha_find("Service")
+    assert svc["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
+    assert sts["spec"]["selector"]["matchLabels"] != dep["spec"]["selector"]["matchLabels"]
+    assert svc["metadata"]["name"] in sec["stringData"]["url"]
+    check_restricted(sts["spec"]["template"]["spec"])
+    args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--appendonly") + 1] == "yes", args
+
+
 # ---- RBAC against the calls --------------------------------------------------------------------------
 
 GROUP_OF = {"nodes": "", "pods": "", "jobs": "batch", "events": "", "secrets": "", "leases": "coordination.k8s.io",
             "tokenreviews": "authentication.k8s.io", "subjectaccessreviews": "authorization.k8s.io"}
 
 
-def granted():
-    """{(verb, group, resource, scope)}: scope "cluster" (ClusterRole) or the Role's namespace; deploy/
-    and deploy/agent/ together (prewarmd's rights in the agents' namespace are there)."""
+def granted(with_ha=True):
+    """{(verb, group, resource, scope)}: scope "cluster" (ClusterRole) or the Role's namespace; deploy/,
+    deploy/agent/ (prewarmd's rights in the agents' namespace are there) and, with_ha, deploy/ha/ (the
+    Lease) together."""
     out = set()
-    for _, d in objs + agent_objs:
+    for _, d in objs + agent_objs + (ha_objs if with_ha else []):
         if d["kind"] not in ("ClusterRole", "Role"):
             continue
         scope = "cluster" if d["kind"] == "ClusterRole" else d["metadata"]["namespace"]
@@ -553,10 +652,9 @@ def allowed(grants, verb, resource, namespaced):
 
 # Kubernetes API paths in C string literals: "/api/v1/..." or "/apis/<group>/<version>/...".
 K8S_PATH = re.compile(r'"(/api/v1|/apis/[a-z0-9.-]+/v[0-9a-z]+)(/[^"]*)"')
-REQUEST = re.compile(r'pw_k8s_request\(\s*[^,]+,\s*"([A-Z]+)"\s*,\s*([A-Za-z_][A-Za-z0-9_]*|"[^"]*")')
+REQUEST = re.compile(r'pw_k8s_request\(\s*[^,]+,\s*"([A-Z]+)"\s*,\s*(?:[A-Za-z_]\w*->)?([A-Za-z_][A-Za-z0-9_]*|"[^"]*")')
 ASSIGN = r'\b%s\s*=\s*pw_xasprintf\(\s*"([^"]+)"'
-SKIP_DIRS = ("src/k8s/", "src/api/", "src/cli/",  # the generic client; prewarm's own REST API
-             "src/ha/")  # leader election: not wired into prewarmd yet (issue 12); its Lease calls join the RBAC then
+SKIP_DIRS = ("src/k8s/", "src/api/", "src/cli/")  # the generic client; prewarm's own REST API
 
 
 def parse_path(prefix, rest):
@@ -838,7 +936,7 @@ def dynamic():
             used[k] = n - before.get(k, 0)
     # /sim/v1/stats itself is not a Kubernetes resource call
     used = {k: n for k, n in used.items() if k[1] and not k[1].startswith("sim")}
-    grants = granted()
+    grants = granted(with_ha=False)  # one replica, no leader election (prewarmd_ha.py runs the Lease calls)
     namespaced = {"nodes": False}
     bad = sorted(k for k in used if not allowed(grants, k[0], k[1], namespaced.get(k[1], True)))
     tap(not bad and bool(used), name_run,

@@ -23,6 +23,7 @@ import openapi_check
 
 BIN = os.environ.get("PW_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "asan", "bin")
 FINAL = ("succeeded", "failed", "cancelled")
+REDIS = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
 failures = 0
 
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -684,6 +685,79 @@ static void test_label_churn_bounded(void **state)
     assert_true(n <= 4096 + 64);
 }
 
+/* Leader election's gate (engine.h may_lead), the last test: it replaces the fixture's engine with one
+ * that leads only while `leads` says so. A follower stores creates and dispatches nothing; taking
+ * over picks the stored task up and dispatches it; stepping down stops the engine writing (a Job
+ * that finishes meanwhile is not recorded); taking over again adopts the running Jobs (no second
+ * create) and the task ends succeeded. */
+static atomic_bool leads;
+
+static bool test_may_lead(void *arg)
+{
+    (void)arg;
+    return atomic_load(&leads);
+}
+
+static void wait_leading(bool want)
+{
+    for (int i = 0; i < 400 && pw_engine_leading(E.engine) != want; i++)
+        sleep_ms(25);
+    assert_true(pw_engine_leading(E.engine) == want);
+}
+
+static void test_leadership_gate(void **state)
+{
+    (void)state;
+    pw_engine_free(E.engine);
+    atomic_store(&leads, false);
+    struct pw_engine_config cfg = {.client = E.client, .store = E.store, .namespace_ = "prewarm",
+                                   .not_ready_grace_ms = 1500, .may_lead = test_may_lead};
+    struct pw_engine_config bad = cfg;
+    bad.agent.enabled = true;
+    pw_engine *none = NULL;
+    assert_int_equal(pw_engine_new(&bad, &none), PW_EINVAL); /* agent mode is refused with it */
+    assert_int_equal(pw_engine_new(&cfg, &E.engine), 0);
+    assert_int_equal(pw_engine_start(E.engine), 0);
+    const char *why;
+    for (int i = 0; i < 200 && !pw_engine_ready(E.engine, &why); i++)
+        sleep_ms(25);
+    assert_true(pw_engine_ready(E.engine, &why)); /* a follower is ready too */
+    assert_false(pw_engine_leading(E.engine));
+    size_t jobs_before = job_count();
+    char *id = submit("{\"images\":[\"busybox:1.36\"],\"labelSelector\":\"zone=b\"}", false);
+    sleep_ms(1500);
+    json_t *t = task_get(id);
+    assert_string_equal(status_of(t), "pending"); /* stored, not run */
+    json_decref(t);
+    assert_int_equal(job_count(), jobs_before);
+
+    atomic_store(&leads, true);
+    pw_engine_wake(E.engine);
+    wait_leading(true);
+    wait_running(id, 2);
+    wait_jobs(jobs_before + 2);
+
+    atomic_store(&leads, false);
+    pw_engine_wake(E.engine);
+    wait_leading(false);
+    job_finish(id, "node-3", "Complete");
+    sleep_ms(1000);
+    t = task_get(id);
+    assert_int_equal(prog(t, "succeededNodes"), 0); /* a follower writes nothing */
+    json_decref(t);
+    assert_int_equal(job_count(), jobs_before + 2); /* nor deletes the finished node's Job */
+
+    atomic_store(&leads, true);
+    pw_engine_wake(E.engine);
+    wait_leading(true);
+    job_finish(id, "node-4", "Complete");
+    t = wait_status(id, "succeeded");
+    assert_int_equal(prog(t, "succeededNodes"), 2);
+    json_decref(t);
+    wait_jobs(jobs_before);
+    free(id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -700,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_odd_nodes_and_refused_delete),
         cmocka_unit_test(test_startup_sweep),
         cmocka_unit_test(test_label_churn_bounded),
+        cmocka_unit_test(test_leadership_gate), /* last: it replaces the fixture's engine */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
