@@ -36,6 +36,10 @@ struct pw_api_ctx {
     pw_userlimit *rate_limit; /* requests per user; NULL: none */
     bool metrics_anonymous;   /* routes marked metrics are open */
     long max_tasks_per_user;  /* unfinished tasks one user may have (0: no limit) */
+    /* GET /api/v1/clusters (docs/multicluster.md): the clusters as a new JSON object; NULL: the
+     * engine's own view */
+    json_t *(*clusters)(void *arg);
+    void *clusters_arg;
 };
 
 /* The middleware of the API listener (guard.c; pass as the server's before and after): every route

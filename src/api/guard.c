@@ -46,6 +46,7 @@ static const struct rule rules[] = {
     {"GET", "/api/v1/tasks/{id}/events", ACCESS_AUTHORIZED, "get", "tasks"},
     {"GET", "/api/v1/events", ACCESS_AUTHORIZED, "list", "tasks"},
     {"GET", "/api/v1/agents", ACCESS_AUTHORIZED, "list", "agents"},
+    {"GET", "/api/v1/clusters", ACCESS_AUTHORIZED, "list", "clusters"},
     {"POST", "/agent/v1/sync", ACCESS_SELF, NULL, NULL},
 };
 #define N_RULES (sizeof rules / sizeof rules[0])

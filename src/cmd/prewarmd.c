@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sv.h"
+#include "cluster/fleet.h"
 #include "engine/engine.h"
 #include "events/events.h"
 #include "http/http.h"
@@ -40,6 +41,8 @@ struct options {
     long long auth_ttl_ms, auth_neg_ttl_ms, audit_max_bytes;
     long audit_keep, rate_limit, rate_burst, max_tasks_per_user;
     bool metrics_anonymous;
+    const char *clusters_file;          /* docs/multicluster.md */
+    long long cluster_unreachable_ms;
 };
 
 #define PREWARMD_VERSION "0.1.0" /* prewarm_build_info's version label */
@@ -54,6 +57,11 @@ static const struct pw_flag opt_table[] = {
     {"kubeconfig", "PREWARM_KUBECONFIG", PW_FLAG_STR, OFF(kubeconfig), NULL,
      "kubeconfig file(s) (else $KUBECONFIG, ~/.kube/config, in-cluster)"},
     {"context", "PREWARM_CONTEXT", PW_FLAG_STR, OFF(context), NULL, "kubeconfig context (else current)"},
+    {"clusters-file", "PREWARM_CLUSTERS_FILE", PW_FLAG_STR, OFF(clusters_file), NULL,
+     "YAML list of clusters (docs/multicluster.md; re-read on SIGHUP and when it changes); with "
+     "--cluster NAME=KUBECONFIG[#CONTEXT] (repeatable) instead of --kubeconfig/--context"},
+    {"cluster-unreachable-timeout", "PREWARM_CLUSTER_UNREACHABLE_TIMEOUT", PW_FLAG_DURATION,
+     OFF(cluster_unreachable_ms), "5m", "a cluster unreachable this long fails its unfinished nodes (ClusterUnreachable)"},
     {"namespace", "PREWARM_NAMESPACE", PW_FLAG_STR, OFF(namespace_), PW_ENGINE_DEFAULT_NAMESPACE, "namespace of the Jobs"},
     {"store", "PREWARM_STORE", PW_FLAG_STR, OFF(store), DEFAULT_STORE,
      "store url: sqlite:PATH (durable; tasks survive restarts), redis://[user:password@]host[:port][/db] "
@@ -235,6 +243,13 @@ static char *store_url(const struct options *o)
 }
 
 static volatile sig_atomic_t stop_signal;
+static pw_fleet *the_fleet; /* SIGHUP reloads its clusters file */
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    pw_fleet_request_reload(the_fleet);
+}
 
 static void on_signal(int sig)
 {
@@ -261,6 +276,14 @@ static int setup_logging(const struct options *o)
 int main(int argc, char **argv)
 {
     struct options o;
+    struct pw_clusterconf cluster_flags = {0};
+    char *cerr = NULL;
+    if (pw_clusterconf_take_flags(&argc, argv, &cluster_flags, &cerr) != 0) {
+        fprintf(stderr, "prewarmd: %s\n", cerr ? cerr : "bad --cluster");
+        free(cerr);
+        pw_clusterconf_fini(&cluster_flags);
+        return 2;
+    }
     int rc = pw_flags_parse("prewarmd", opt_table, N_OPTS, &o, sizeof o, argc, argv);
     if (rc == 0 && o.help) {
         pw_flags_usage(stdout, "prewarmd", opt_table, N_OPTS);
@@ -268,8 +291,10 @@ int main(int argc, char **argv)
     }
     if (rc == 0)
         rc = setup_logging(&o);
-    if (rc != 0)
+    if (rc != 0) {
+        pw_clusterconf_fini(&cluster_flags);
         return rc;
+    }
 
     char *full_store = store_url(&o);
     if (!full_store) {
@@ -295,8 +320,10 @@ int main(int argc, char **argv)
         free(store_shown);
         return 1;
     }
-    pw_k8s_config *kcfg = NULL;
-    if (pw_k8s_config_load(o.kubeconfig, o.context, &kcfg, &err) != 0) {
+    /* the clusters (docs/multicluster.md): --cluster, --clusters-file, or --kubeconfig/--context */
+    struct pw_fleet_opts fopts = {.qps = o.kube_qps, .burst = (int)o.kube_burst, .file = o.clusters_file};
+    pw_fleet *fleet = NULL;
+    if (pw_fleet_from_flags(&cluster_flags, o.kubeconfig, o.context, &fopts, &fleet, &err) != 0) {
         PW_ERROR("cannot load the Kubernetes configuration: %s", err ? err : "unknown error");
         free(err);
         pw_store_close(store);
@@ -304,16 +331,8 @@ int main(int argc, char **argv)
         free(store_shown);
         return 1;
     }
-    struct pw_k8s_client_opts kopts = {.qps = o.kube_qps, .burst = (int)o.kube_burst};
-    pw_k8s_client *client = NULL;
-    if (pw_k8s_client_new(kcfg, &kopts, &client) != 0) {
-        PW_ERROR("cannot create the Kubernetes client");
-        pw_k8s_config_free(kcfg);
-        pw_store_close(store);
-        free(full_store);
-        free(store_shown);
-        return 1;
-    }
+    const pw_k8s_config *kcfg = pw_fleet_first_config(fleet);
+    pw_k8s_client *client = pw_fleet_first_client(fleet);
     struct pw_engine_config ecfg = {
         .client = client,
         .store = store,
@@ -332,6 +351,8 @@ int main(int argc, char **argv)
                   .poll_ms = (int)o.agent_poll_ms},
         .instance = instance,
         .history_ms = o.history_ms,
+        .cluster = pw_fleet_first_name(fleet),
+        .cluster_unreachable_timeout_ms = o.cluster_unreachable_ms,
     };
     pw_engine *engine = NULL;
     struct observers obs = {0};
@@ -344,6 +365,8 @@ int main(int argc, char **argv)
         pw_engine_set_observer(engine, on_change, &obs);
         rc = pw_api_sse_new(obs.events, engine, o.sse_heartbeat_ms, &sse);
     }
+    if (rc == 0)
+        rc = pw_fleet_attach(fleet, engine);
     if (rc == 0)
         rc = pw_engine_start(engine);
     pw_auth *auth = NULL;
@@ -364,7 +387,9 @@ int main(int argc, char **argv)
                               .audit = audit,
                               .rate_limit = limit,
                               .metrics_anonymous = o.metrics_anonymous,
-                              .max_tasks_per_user = o.max_tasks_per_user};
+                              .max_tasks_per_user = o.max_tasks_per_user,
+                              .clusters = pw_fleet_json_fn,
+                              .clusters_arg = fleet};
     struct pw_api_ctx agent_ctx = actx;
     agent_ctx.agents_elsewhere = false;
     pw_http_server *agent_srv = NULL;
@@ -401,8 +426,7 @@ int main(int argc, char **argv)
         pw_auth_free(auth);
         pw_audit_free(audit);
         pw_userlimit_free(limit);
-        pw_k8s_client_free(client);
-        pw_k8s_config_free(kcfg);
+        pw_fleet_free(fleet);
         pw_store_close(store);
         free(full_store);
         free(store_shown);
@@ -413,6 +437,10 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    the_fleet = fleet;
+    struct sigaction hup = {.sa_handler = on_hup};
+    sigemptyset(&hup.sa_mask);
+    sigaction(SIGHUP, &hup, NULL);
     signal(SIGPIPE, SIG_IGN);
     PW_INFO("serving %s on port %d (kubernetes %s, namespace %s, store %s, instance %s, history %llds)",
             o.tls_cert ? "HTTPS" : "HTTP", pw_http_server_port(srv), pw_k8s_config_server(kcfg), o.namespace_, store_shown, instance,
@@ -442,8 +470,8 @@ int main(int argc, char **argv)
     pw_auth_free(auth);
     pw_audit_free(audit);
     pw_userlimit_free(limit);
-    pw_k8s_client_free(client);
-    pw_k8s_config_free(kcfg);
+    the_fleet = NULL;
+    pw_fleet_free(fleet);
     pw_store_close(store);
     free(full_store);
     free(store_shown);

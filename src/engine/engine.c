@@ -655,8 +655,9 @@ static void task_select(pw_engine *e, struct task *t)
         bool readable = c->nodes && pw_nodecache_synced(c->nodes);
         if (!readable)
             why[n] = pw_xasprintf("ClusterUnreachable: cluster %s was unreachable when the task started", c->name);
-        src[n++] = (struct pw_nodeselect_src){.cluster = c->name, .nodes = readable ? c->nodes : NULL,
-                                              .agent = c->x[EXEC_AGENT], .failed = why[n]};
+        src[n] = (struct pw_nodeselect_src){.cluster = c->name, .nodes = readable ? c->nodes : NULL,
+                                            .agent = c->x[EXEC_AGENT], .failed = why[n]};
+        n++;
     }
     pw_nodeselect_clusters(t, src, n);
     for (size_t i = 0; i < n; i++)
@@ -1461,6 +1462,46 @@ int pw_engine_list_nodes(pw_engine *e, const char *id, const char *state, size_t
     for (size_t i = 0; i < n; i++)
         json_array_append(arr, items[i].doc);
     pw_store_nodes_free(items, n);
+    *out = page_json(arr, next);
+    return 0;
+}
+
+int pw_engine_list_cluster_nodes(pw_engine *e, const char *id, const char *cluster, const char *state, size_t limit,
+                                 const char *cont, json_t **out)
+{
+    struct pw_store_task rec;
+    int rc = pw_store_task_get(e->cfg.store, id, &rec);
+    if (rc != 0)
+        return rc;
+    pw_store_task_fini(&rec);
+    /* pages of the store, filtered, until limit items (each page asks for what is missing, so no
+     * item read is dropped: the store's token goes on from the last one kept) */
+    json_t *arr = json_array();
+    char *next = cont ? pw_xstrdup(cont) : NULL;
+    bool first = true;
+    while (first || next) {
+        size_t want = limit ? limit - json_array_size(arr) : 0;
+        struct pw_store_node *items = NULL;
+        size_t n = 0;
+        char *after = NULL;
+        rc = pw_store_nodes_list(e->cfg.store, id, state, want, next, &items, &n, &after);
+        free(next);
+        next = NULL;
+        if (rc == PW_ENOTFOUND)
+            rc = 0;
+        if (rc != 0) {
+            json_decref(arr);
+            return rc;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (pw_nodekey_in(items[i].node_name, cluster))
+                json_array_append(arr, items[i].doc);
+        pw_store_nodes_free(items, n);
+        next = after;
+        first = false;
+        if (limit && json_array_size(arr) >= limit)
+            break;
+    }
     *out = page_json(arr, next);
     return 0;
 }

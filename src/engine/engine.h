@@ -147,6 +147,11 @@ bool pw_engine_cluster_known(pw_engine *e, const char *name);
  * "nodesInFlight"}] (caller decrefs). */
 json_t *pw_engine_clusters(pw_engine *e);
 
+/* pw_engine_list_nodes of cluster's nodes only (the default cluster's: those without a "cluster"
+ * field). */
+int pw_engine_list_cluster_nodes(pw_engine *e, const char *id, const char *cluster, const char *state, size_t limit,
+                                 const char *cont, json_t **out);
+
 /* ---- observing (the event stream, metrics: cmd/prewarmd.c wires them) ---- */
 
 enum pw_engine_change {
