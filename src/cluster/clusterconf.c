@@ -192,8 +192,9 @@ int pw_clusterconf_parse_yaml(const char *text, size_t len, const char *what, st
     json_t *v;
     json_object_foreach(doc, k, v) {
         if (strcmp(k, "clusters") != 0) {
+            fail(errmsg, PW_EINVAL, "%s: %s: unknown field (the file holds clusters: [...])", what, k);
             json_decref(doc);
-            return fail(errmsg, PW_EINVAL, "%s: %s: unknown field (the file holds clusters: [...])", what, k);
+            return PW_EINVAL;
         }
     }
     if (!json_is_array(list)) {
