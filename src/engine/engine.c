@@ -1296,6 +1296,7 @@ json_t *pw_engine_clusters(pw_engine *e)
         json_object_set_new(o, "name", json_string(c->name));
         json_object_set_new(o, "labels", json_deep_copy(c->labels));
         json_object_set_new(o, "synced", json_boolean(c->nodes && pw_nodecache_synced(c->nodes)));
+        json_object_set_new(o, "reachable", json_boolean(cluster_down(c) == 0));
         json_object_set_new(o, "nodes", json_integer((json_int_t)cc.nodes));
         json_object_set_new(o, "readyNodes", json_integer((json_int_t)cc.ready));
         json_object_set_new(o, "agents", agents_count(c->x[EXEC_AGENT]));

@@ -144,7 +144,7 @@ int pw_engine_cluster_set(pw_engine *e, const struct pw_engine_cluster *c);
 int pw_engine_cluster_remove(pw_engine *e, const char *name);
 bool pw_engine_cluster_known(pw_engine *e, const char *name);
 /* The clusters as the engine sees them: [{"name","labels","synced","nodes","readyNodes","agents",
- * "nodesInFlight"}] (caller decrefs). */
+ * "nodesInFlight","reachable"}] (caller decrefs). */
 json_t *pw_engine_clusters(pw_engine *e);
 
 /* pw_engine_list_nodes of cluster's nodes only (the default cluster's: those without a "cluster"
