@@ -53,7 +53,7 @@ CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -I$(GEN) -I. -MMD -MP $(PK
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 
 # Library modules in dependency order (a module may use those after it).
-MODULES := cli api policy predict auth agent engine webhook ha store k8s http events metrics base
+MODULES := cli api policy predict cluster auth agent engine webhook ha store k8s http events metrics base
 mod_src = $(wildcard src/$(1)/*.c)
 mod_lib = $(B)/lib/libpw_$(1).a
 # objects a module holds beyond its src/ files (generated code)

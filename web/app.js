@@ -28,6 +28,29 @@ const sleep = (ms, signal) =>
     if (signal) signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
   });
 
+// A node's name on the page: "cluster/node" for a node of a named cluster (docs/multicluster.md).
+function nodeKey(n) {
+  return n.cluster ? n.cluster + "/" + n.nodeName : n.nodeName;
+}
+
+// progress.clusters side by side: name, state, a bar and the counts of each cluster.
+function renderClusters(list) {
+  const box = document.getElementById("clusters");
+  if (!box) return;
+  box.hidden = list.length === 0;
+  box.replaceChildren(...list.map((c) => {
+    const done = (c.succeededNodes || 0) + (c.failedNodes || 0) + (c.skippedNodes || 0) + (c.cancelledNodes || 0);
+    const pct = c.totalNodes ? Math.round((100 * done) / c.totalNodes) : 100;
+    const fill = el("div", { class: "fill done-" + c.state });
+    fill.style.width = pct + "%"; // CSSOM, not a style attribute: the page's CSP forbids inline styles
+    return el("section", { class: "cluster", "aria-label": "cluster " + c.name },
+      el("h3", { text: c.name + " · " + c.state }),
+      el("div", { class: "bar" }, fill),
+      el("p", { text: done + "/" + c.totalNodes + " nodes, " + (c.failedNodes || 0) + " failed" +
+        (c.message ? " — " + c.message : "") }));
+  }));
+}
+
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -457,7 +480,7 @@ function makeGrid(canvas, tip) {
       list.append(el("li", { text: im.image + ": " + im.state + (im.reason ? " (" + im.reason + ")" : "") +
         (im.message && im.state === "failed" ? " " + im.message : "") }));
     }
-    tip.replaceChildren(el("strong", { text: n.nodeName }),
+    tip.replaceChildren(el("strong", { text: nodeKey(n) }),
       el("div", { text: n.state + (n.reason ? " · " + n.reason : "") }),
       n.message && n.state !== "succeeded" ? el("div", { class: "muted", text: n.message }) : null,
       (n.images || []).length ? list : null);
@@ -606,7 +629,7 @@ function taskView(id) {
   };
 
   const setNodes = (items) => {
-    for (const n of items) byName.set(n.nodeName, n);
+    for (const n of items) byName.set(nodeKey(n), n);
     if (items.length || byName.size !== order.length)
       order = [...byName.keys()].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
     queueNodes();
@@ -641,6 +664,7 @@ function taskView(id) {
     const counts = $("counts");
     counts.replaceChildren(...STATES.map((s) => el("li", {}, el("span", { class: "sw sw-" + s, "aria-hidden": "true" }),
       el("span", { text: s + " " + (p[s + "Nodes"] || 0) }))));
+    renderClusters(p.clusters || []);
     $("task-message").textContent = t.message || "";
     $("cancel").hidden = FINAL.has(t.status);
     // the screen-reader line: at each 10 % step and on a status change, not at every event
@@ -731,7 +755,7 @@ function taskView(id) {
           renderTask(data);
           if (!hadNodes && data.progress.totalNodes > 0) loadNodes().catch(() => {});
         } else if (type === "node" && data && data.nodeName) {
-          byName.set(data.nodeName, data);
+          byName.set(nodeKey(data), data);
           setNodes([]);
         }
       }, ac.signal);

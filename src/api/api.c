@@ -154,6 +154,17 @@ static void h_create(pw_http_req *req, void *ctx)
         pw_taskspec_fini(&spec);
         return;
     }
+    for (size_t i = 0; i < spec.n_clusters; i++) {
+        if (pw_engine_cluster_known(engine_of(ctx), spec.clusters[i]))
+            continue;
+        char field[64], *msg = pw_xasprintf("no cluster named \"%s\" is configured (GET /api/v1/clusters)",
+                                            spec.clusters[i]);
+        snprintf(field, sizeof field, "clusters[%zu]", i);
+        reply_error(req, PW_EINVAL, msg, field);
+        free(msg);
+        pw_taskspec_fini(&spec);
+        return;
+    }
     if (user)
         spec.created_by = pw_xstrdup(user);
     bool quota = c->max_tasks_per_user > 0 && user;
@@ -236,8 +247,10 @@ static void h_nodes(pw_http_req *req, void *ctx)
     size_t limit;
     if (list_params(req, "state", pw_node_state_names, &state, &limit, &cont) != 0)
         return;
+    const char *cluster = pw_http_req_query(req, "cluster");
     json_t *out = NULL;
-    int rc = pw_engine_list_nodes(engine_of(ctx), id, state, limit, cont, &out);
+    int rc = cluster && *cluster ? pw_engine_list_cluster_nodes(engine_of(ctx), id, cluster, state, limit, cont, &out)
+                                 : pw_engine_list_nodes(engine_of(ctx), id, state, limit, cont, &out);
     if (rc == 0) {
         pw_http_reply_json(req, 200, out);
         return;
@@ -249,6 +262,19 @@ static void h_nodes(pw_http_req *req, void *ctx)
     char *msg = rc == PW_ENOTFOUND ? pw_xasprintf("task %s not found", id) : NULL;
     reply_error(req, rc, msg, NULL);
     free(msg);
+}
+
+static void h_clusters(pw_http_req *req, void *ctx)
+{
+    struct pw_api_ctx *c = ctx;
+    json_t *out;
+    if (c->clusters) {
+        out = c->clusters(c->clusters_arg);
+    } else {
+        out = json_object();
+        json_object_set_new(out, "items", pw_engine_clusters(c->engine));
+    }
+    pw_http_reply_json(req, 200, out);
 }
 
 const struct pw_http_route pw_api_routes[] = {
@@ -272,6 +298,7 @@ const struct pw_http_route pw_api_routes[] = {
     {"PUT", "/api/v1/policies/{id}", pw_api_h_policy_put},
     {"DELETE", "/api/v1/policies/{id}", pw_api_h_policy_delete},
     {"GET", "/api/v1/predictions", pw_api_h_predictions},
+    {"GET", "/api/v1/clusters", h_clusters},
     {"POST", "/agent/v1/sync", pw_api_h_agent_sync},
     {"GET", "/", pw_api_h_web},
     {"GET", "/web/**", pw_api_h_web},

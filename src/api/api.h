@@ -45,6 +45,10 @@ struct pw_api_ctx {
     pw_predict *predict;      /* images predicted from history; NULL: /api/v1/predictions answers 404 */
     pw_policy *policies;      /* the policy controller; NULL: /api/v1/policies answers 404 */
     pw_ha *ha;                /* the leader elector (--leader-elect); NULL: one replica, always leading */
+    /* GET /api/v1/clusters (docs/multicluster.md): the clusters as a new JSON object; NULL: the
+     * engine's own view */
+    json_t *(*clusters)(void *arg);
+    void *clusters_arg;
 };
 
 /* The middleware of the API listener (guard.c; pass as the server's before and after): every route

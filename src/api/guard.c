@@ -53,6 +53,7 @@ static const struct rule rules[] = {
     {"PUT", "/api/v1/policies/{id}", ACCESS_AUTHORIZED, "update", "policies"},
     {"DELETE", "/api/v1/policies/{id}", ACCESS_AUTHORIZED, "delete", "policies"},
     {"GET", "/api/v1/predictions", ACCESS_AUTHORIZED, "list", "policies"}, /* what predict policies would pull */
+    {"GET", "/api/v1/clusters", ACCESS_AUTHORIZED, "list", "clusters"},
     {"POST", "/agent/v1/sync", ACCESS_SELF, NULL, NULL},
 };
 #define N_RULES (sizeof rules / sizeof rules[0])

@@ -24,6 +24,7 @@ struct pw_api_metrics {
     pw_engine *engine;
     pw_metric *created, *finished, *pulls, *node_duration;
     pw_metric *tasks, *nodes, *in_flight, *in_flight_max, *queue, *build;
+    pw_metric *cl_nodes, *cl_ready, *cl_in_flight, *cl_reachable; /* by cluster (docs/multicluster.md) */
 };
 
 static double doc_time_s(const json_t *o, const char *key)
@@ -111,6 +112,22 @@ static void collect(void *arg)
     pw_metric_set(m->in_flight, NULL, (double)st.nodes_running);
     pw_metric_set(m->in_flight_max, NULL, (double)st.max_nodes_in_flight);
     pw_metric_set(m->queue, NULL, (double)st.tasks_pending);
+    /* per cluster, rebuilt at each scrape so a removed cluster leaves */
+    json_t *cls = pw_engine_clusters(m->engine);
+    pw_metric *fams[] = {m->cl_nodes, m->cl_ready, m->cl_in_flight, m->cl_reachable};
+    for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++)
+        pw_metric_clear(fams[i]);
+    size_t i;
+    const json_t *c;
+    json_array_foreach(cls, i, c)
+    {
+        const char *name[] = {json_string_value(json_object_get(c, "name"))};
+        pw_metric_set(m->cl_nodes, name, (double)json_integer_value(json_object_get(c, "nodes")));
+        pw_metric_set(m->cl_ready, name, (double)json_integer_value(json_object_get(c, "readyNodes")));
+        pw_metric_set(m->cl_in_flight, name, (double)json_integer_value(json_object_get(c, "nodesInFlight")));
+        pw_metric_set(m->cl_reachable, name, json_is_true(json_object_get(c, "reachable")) ? 1 : 0);
+    }
+    json_decref(cls);
 }
 
 pw_api_metrics *pw_api_metrics_new(pw_engine *engine, const char *version)
@@ -128,6 +145,12 @@ pw_api_metrics *pw_api_metrics_new(pw_engine *engine, const char *version)
     m->in_flight_max =
         pw_metrics_gauge(r, "prewarm_nodes_in_flight_max", "The cap on nodes in flight (--max-nodes-in-flight).", NULL);
     m->queue = pw_metrics_gauge(r, "prewarm_task_queue_length", "Tasks queued, waiting to be admitted.", NULL);
+    m->cl_nodes = pw_metrics_gauge(r, "prewarm_cluster_nodes", "Nodes in the cluster's node cache.", "cluster");
+    m->cl_ready = pw_metrics_gauge(r, "prewarm_cluster_ready_nodes", "Ready nodes in the cluster's node cache.", "cluster");
+    m->cl_in_flight = pw_metrics_gauge(r, "prewarm_cluster_nodes_in_flight", "Nodes with a pull under way in the cluster.",
+                                       "cluster");
+    m->cl_reachable = pw_metrics_gauge(r, "prewarm_cluster_reachable",
+                                       "1 while the cluster answers its probe (GET /version), else 0.", "cluster");
     m->pulls = pw_metrics_counter(r, "prewarm_image_pulls_total",
                                   "Image results of finished nodes, by mode (job, agent; none: decided at "
                                   "selection), result (the image's state) and reason.",

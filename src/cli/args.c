@@ -257,7 +257,7 @@ int pw_cli_args_parse(int argc, char **argv, const char *env_server, pw_cli_args
 
 void pw_cli_args_fini(pw_cli_args *a)
 {
-    pw_cli_strv *lists[] = {&a->pos, &a->nodes, &a->node_selectors, &a->pull_secrets, &a->labels};
+    pw_cli_strv *lists[] = {&a->pos, &a->nodes, &a->node_selectors, &a->pull_secrets, &a->labels, &a->clusters};
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
         free(lists[i]->v);
         lists[i]->v = NULL;
@@ -299,6 +299,10 @@ json_t *pw_cli_create_body(const pw_cli_args *a)
         json_object_set_new(o, "labelSelector", json_string(a->selector));
     if (a->nodes.n)
         json_object_set_new(o, "nodeNames", str_array(&a->nodes));
+    if (a->clusters.n)
+        json_object_set_new(o, "clusters", str_array(&a->clusters));
+    if (a->cluster_selector)
+        json_object_set_new(o, "clusterSelector", json_string(a->cluster_selector));
     if (a->include_not_ready)
         json_object_set_new(o, "includeNotReady", json_true());
     if (a->include_unschedulable)

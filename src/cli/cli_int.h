@@ -74,6 +74,9 @@ typedef struct pw_cli_args {
     const char *selector;
     pw_cli_strv nodes;
     pw_cli_strv node_selectors; /* k=v */
+    pw_cli_strv clusters;       /* --cluster (create) */
+    const char *cluster_selector;
+    const char *cluster;        /* --cluster (nodes) */
     pw_cli_strv pull_secrets;
     pw_cli_num timeout_s; /* from a duration */
     pw_cli_num retries;

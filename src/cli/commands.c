@@ -56,6 +56,10 @@ static const pw_cli_opt create_opts[] = {
     {"node", 0, PW_CLI_OPT_LIST, OFF(nodes), "NAME", NULL, 0, 0, "only this node (repeatable)"},
     {"node-selector", 0, PW_CLI_OPT_KV, OFF(node_selectors), "KEY=VALUE", NULL, 0, 0,
      "only nodes with this label (repeatable; all must match)"},
+    {"cluster", 0, PW_CLI_OPT_LIST, OFF(clusters), "NAME", NULL, 0, 0,
+     "only this cluster (repeatable; prewarmctl clusters lists them; default: every cluster)"},
+    {"cluster-selector", 0, PW_CLI_OPT_STR, OFF(cluster_selector), "SELECTOR", NULL, 0, 0,
+     "label selector of the clusters, e.g. 'region in (eu-west)'"},
     {"pull-secret", 0, PW_CLI_OPT_LIST, OFF(pull_secrets), "NAME", NULL, 0, 0,
      "an imagePullSecret in prewarm's namespace (repeatable)"},
     {"timeout", 0, PW_CLI_OPT_DURATION, OFF(timeout_s), "DURATION", NULL, 1, 86400,
@@ -89,6 +93,7 @@ static const pw_cli_opt nodes_opts[] = {
     {"state", 0, PW_CLI_OPT_STR, OFF(state), "STATE", "pending|running|succeeded|failed|skipped|cancelled", 0, 0,
      "only nodes in this state"},
     {"limit", 0, PW_CLI_OPT_INT, OFF(limit), "N", NULL, 1, 10000000, "show at most N nodes"},
+    {"cluster", 0, PW_CLI_OPT_STR, OFF(cluster), "NAME", NULL, 0, 0, "only nodes of this cluster"},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -101,6 +106,7 @@ static int cmd_wait(pw_cli_ctx *ctx);
 static int cmd_version(pw_cli_ctx *ctx);
 static int cmd_agents(pw_cli_ctx *ctx);
 static int cmd_auth(pw_cli_ctx *ctx);
+static int cmd_clusters(pw_cli_ctx *ctx);
 
 const pw_cli_cmd pw_cli_commands[] = {
     {"create", "IMAGE...",
@@ -116,6 +122,8 @@ const pw_cli_cmd pw_cli_commands[] = {
     {"policy", "create NAME IMAGE... | list | get NAME | delete NAME...",
      "Standing policies: keep IMAGE... on every matching node, new ones included (docs/policies.md).",
      pw_cli_policy_opts, 1, -1, pw_cli_cmd_policy},
+    {"clusters", "", "List the clusters prewarmd serves: labels, reachability, nodes, agents.", NULL, 0, 0,
+     cmd_clusters},
     {"auth", "whoami", "auth whoami: show the user and groups prewarmd sees for your credentials.", NULL, 1, 1,
      cmd_auth},
     {"version", "", "Show prewarmctl's version.", NULL, 0, 0, cmd_version},
@@ -392,6 +400,16 @@ static void node_duration(const json_t *node, time_t now, char *out, size_t n)
 
 /* Renders node results (borrowed array) as a table: NODE STATE MODE IMAGES ATTEMPTS DURATION REASON
  * (wide: + MESSAGE), or the failed-nodes table of a wait summary (NODE IMAGE REASON MESSAGE). */
+/* NODE column: "cluster/node" for a node of a named cluster, else the node's name. */
+static const char *node_label(const json_t *node, char *buf, size_t n)
+{
+    const char *cl = str_or(node, "cluster", NULL);
+    if (!cl)
+        return str_or(node, "nodeName", "?");
+    snprintf(buf, n, "%s/%s", cl, str_or(node, "nodeName", "?"));
+    return buf;
+}
+
 static void print_nodes_table(FILE *f, const json_t *items, bool w, bool failed_only, size_t max_width)
 {
     static const char *const hdr[] = {"NODE",     "STATE",  "MODE",   "IMAGES", "ATTEMPTS",
@@ -404,11 +422,12 @@ static void print_nodes_table(FILE *f, const json_t *items, bool w, bool failed_
     json_array_foreach(items, i, node)
     {
         const char *reason;
-        char *message;
+        char *message, label[384];
         node_reason(node, &reason, &message);
         if (failed_only) {
             const json_t *img = first_failed_image(node);
-            const char *row[] = {str_or(node, "nodeName", "?"), img ? str_or(img, "image", "") : "", reason, message};
+            const char *row[] = {node_label(node, label, sizeof label), img ? str_or(img, "image", "") : "", reason,
+                                 message};
             pw_cli_table_add(t, row);
         } else {
             size_t nimg = json_array_size(json_object_get(node, "images")), ok = 0;
@@ -425,7 +444,7 @@ static void print_nodes_table(FILE *f, const json_t *items, bool w, bool failed_
             snprintf(attempts, sizeof(attempts), "%lld",
                      (long long)json_integer_value(json_object_get(node, "attempts")));
             node_duration(node, now, dur, sizeof(dur));
-            const char *row[] = {str_or(node, "nodeName", "?"), str_or(node, "state", "?"), str_or(node, "mode", "-"),
+            const char *row[] = {node_label(node, label, sizeof label), str_or(node, "state", "?"), str_or(node, "mode", "-"),
                                  imgs, attempts, dur, reason, message};
             pw_cli_table_add(t, row);
         }
@@ -534,7 +553,10 @@ static int cmd_list(pw_cli_ctx *ctx)
 static int cmd_nodes(pw_cli_ctx *ctx)
 {
     const pw_cli_args *a = ctx->args;
-    char *suffix = a->state ? pw_xasprintf("/nodes?state=%s", a->state) : pw_xstrdup("/nodes?");
+    char *ecl = a->cluster ? curl_easy_escape(NULL, a->cluster, 0) : NULL;
+    char *suffix = pw_xasprintf("/nodes?%s%s%s%s", a->state ? "state=" : "", a->state ? a->state : "",
+                                ecl ? (a->state ? "&cluster=" : "cluster=") : "", ecl ? ecl : "");
+    curl_free(ecl);
     char *path = task_path(a->pos.v[0], suffix);
     free(suffix);
     json_t *items = NULL;
@@ -612,6 +634,54 @@ static int cmd_agents(pw_cli_ctx *ctx)
         pw_buf_fini(&b);
         pw_cli_table_free(t);
     }
+    json_decref(doc);
+    return 0;
+}
+
+static int cmd_clusters(pw_cli_ctx *ctx)
+{
+    json_t *doc = NULL;
+    int rc = pw_cli_api(ctx, "GET", "/api/v1/clusters", NULL, &doc);
+    if (rc != 0)
+        return rc;
+    if (structured(ctx)) {
+        pw_cli_print_doc(ctx, doc);
+        json_decref(doc);
+        return 0;
+    }
+    static const char *const hdr[] = {"NAME", "REACHABLE", "VERSION", "NODES", "READY", "AGENTS", "IN-FLIGHT",
+                                      "LABELS", "LAST ERROR"};
+    pw_cli_table *t = pw_cli_table_new(9, hdr);
+    size_t i;
+    const json_t *c;
+    json_array_foreach(json_object_get(doc, "items"), i, c)
+    {
+        char nodes[24], ready[24], agents[24], inflight[24];
+        snprintf(nodes, sizeof nodes, "%lld", (long long)json_integer_value(json_object_get(c, "nodes")));
+        snprintf(ready, sizeof ready, "%lld", (long long)json_integer_value(json_object_get(c, "readyNodes")));
+        snprintf(agents, sizeof agents, "%lld", (long long)json_integer_value(json_object_get(c, "agents")));
+        snprintf(inflight, sizeof inflight, "%lld", (long long)json_integer_value(json_object_get(c, "nodesInFlight")));
+        pw_buf labels;
+        pw_buf_init(&labels, 0);
+        const char *k;
+        const json_t *v;
+        json_object_foreach((json_t *)json_object_get(c, "labels"), k, v)
+            pw_buf_printf(&labels, "%s%s=%s", labels.len ? "," : "", k, json_string_value(v));
+        const char *row[] = {str_or(c, "name", "?"), json_is_true(json_object_get(c, "reachable")) ? "yes" : "no",
+                             str_or(c, "serverVersion", "-"), nodes, ready, agents, inflight,
+                             labels.len ? labels.p : "-", str_or(c, "lastError", "")};
+        pw_cli_table_add(t, row);
+        pw_buf_fini(&labels);
+    }
+    pw_buf b;
+    pw_buf_init(&b, 0);
+    pw_cli_table_render(t, &b);
+    fputs(b.p, ctx->out);
+    pw_buf_fini(&b);
+    pw_cli_table_free(t);
+    const char *re = str_or(doc, "reloadError", NULL);
+    if (re)
+        fprintf(ctx->err, "The clusters file was not reloaded (the running configuration stays): %s\n", re);
     json_decref(doc);
     return 0;
 }

@@ -24,6 +24,7 @@
 #include "base/mem.h"
 #include "base/sv.h"
 #include "base/version.h"
+#include "cluster/fleet.h"
 #include "engine/engine.h"
 #include "events/events.h"
 #include "ha/ha.h"
@@ -58,6 +59,8 @@ struct options {
     bool leader_elect;
     const char *le_name, *le_namespace, *le_identity;
     long long le_lease_ms, le_renew_ms, le_retry_ms;
+    const char *clusters_file;          /* docs/multicluster.md */
+    long long cluster_unreachable_ms;
 };
 
 #define PREWARMD_VERSION PW_VERSION /* prewarm_build_info's version label */
@@ -72,6 +75,11 @@ static const struct pw_flag opt_table[] = {
     {"kubeconfig", "PREWARM_KUBECONFIG", PW_FLAG_STR, OFF(kubeconfig), NULL,
      "kubeconfig file(s) (else $KUBECONFIG, ~/.kube/config, in-cluster)"},
     {"context", "PREWARM_CONTEXT", PW_FLAG_STR, OFF(context), NULL, "kubeconfig context (else current)"},
+    {"clusters-file", "PREWARM_CLUSTERS_FILE", PW_FLAG_STR, OFF(clusters_file), NULL,
+     "YAML list of clusters (docs/multicluster.md; re-read on SIGHUP and when it changes); with "
+     "--cluster NAME=KUBECONFIG[#CONTEXT] (repeatable) instead of --kubeconfig/--context"},
+    {"cluster-unreachable-timeout", "PREWARM_CLUSTER_UNREACHABLE_TIMEOUT", PW_FLAG_DURATION,
+     OFF(cluster_unreachable_ms), "5m", "a cluster unreachable this long fails its unfinished nodes (ClusterUnreachable)"},
     {"namespace", "PREWARM_NAMESPACE", PW_FLAG_STR, OFF(namespace_), PW_ENGINE_DEFAULT_NAMESPACE, "namespace of the Jobs"},
     {"store", "PREWARM_STORE", PW_FLAG_STR, OFF(store), DEFAULT_STORE,
      "store url: sqlite:PATH (durable; tasks survive restarts), redis://[user:password@]host[:port][/db] "
@@ -342,6 +350,20 @@ static void stop_engine_then_elector(struct leadership *l, pw_engine *engine)
 
 /* With --leader-elect: the identity, the elector's client and the elector (not started). 0, or 1
  * after logging why. */
+/* This replica's holderIdentity: --leader-elect-identity, else hostname_pid. */
+static void leader_identity(const struct options *o, struct leadership *l)
+{
+    if (o->le_identity && *o->le_identity) {
+        snprintf(l->identity, sizeof l->identity, "%s", o->le_identity);
+    } else {
+        char host[200] = "";
+        if (gethostname(host, sizeof host - 1) != 0 || !*host)
+            snprintf(host, sizeof host, "prewarmd");
+        snprintf(l->identity, sizeof l->identity, "%s_%ld", host, (long)getpid());
+    }
+}
+
+/* With --leader-elect (after leader_identity): the elector and its own client. 0, or 1 (logged). */
 static int setup_leadership(const struct options *o, const pw_k8s_config *kcfg, struct leadership *l)
 {
     if (!o->leader_elect)
@@ -354,14 +376,6 @@ static int setup_leadership(const struct options *o, const pw_k8s_config *kcfg, 
     if (strncmp(o->store, "memory:", 7) == 0 || strncmp(o->store, "sqlite:", 7) == 0)
         PW_WARN("--leader-elect with a %.6s store: replicas share nothing unless the store is shared; use "
                 "redis:// (docs/ha.md)", o->store);
-    if (o->le_identity && *o->le_identity) {
-        snprintf(l->identity, sizeof l->identity, "%s", o->le_identity);
-    } else {
-        char host[200] = "";
-        if (gethostname(host, sizeof host - 1) != 0 || !*host)
-            snprintf(host, sizeof host, "prewarmd");
-        snprintf(l->identity, sizeof l->identity, "%s_%ld", host, (long)getpid());
-    }
     struct pw_k8s_client_opts kopts = {.qps = 10, .burst = 10, .max_retries = -1,
                                        .timeout_ms = (int)(o->le_renew_ms / 2 > 0 ? o->le_renew_ms / 2 : 1000)};
     char ua[300];
@@ -391,6 +405,13 @@ static int setup_leadership(const struct options *o, const pw_k8s_config *kcfg, 
 }
 
 static volatile sig_atomic_t stop_signal;
+static pw_fleet *the_fleet; /* SIGHUP reloads its clusters file */
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    pw_fleet_request_reload(the_fleet);
+}
 
 static void on_signal(int sig)
 {
@@ -417,6 +438,14 @@ static int setup_logging(const struct options *o)
 int main(int argc, char **argv)
 {
     struct options o;
+    struct pw_clusterconf cluster_flags = {0};
+    char *cerr = NULL;
+    if (pw_clusterconf_take_flags(&argc, argv, &cluster_flags, &cerr) != 0) {
+        fprintf(stderr, "prewarmd: %s\n", cerr ? cerr : "bad --cluster");
+        free(cerr);
+        pw_clusterconf_fini(&cluster_flags);
+        return 2;
+    }
     int rc = pw_flags_parse("prewarmd", opt_table, N_OPTS, &o, sizeof o, argc, argv);
     if (rc == 0 && o.help) {
         pw_flags_usage(stdout, "prewarmd", opt_table, N_OPTS);
@@ -424,8 +453,10 @@ int main(int argc, char **argv)
     }
     if (rc == 0)
         rc = setup_logging(&o);
-    if (rc != 0)
+    if (rc != 0) {
+        pw_clusterconf_fini(&cluster_flags);
         return rc;
+    }
 
     char *full_store = store_url(&o);
     if (!full_store) {
@@ -451,8 +482,17 @@ int main(int argc, char **argv)
         free(store_shown);
         return 1;
     }
-    pw_k8s_config *kcfg = NULL;
-    if (pw_k8s_config_load(o.kubeconfig, o.context, &kcfg, &err) != 0) {
+    /* the clusters (docs/multicluster.md): --cluster, --clusters-file, or --kubeconfig/--context */
+    struct leadership lead = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    char user_agent[300] = "";
+    if (o.leader_elect) { /* each replica apart in the API server's audit (and kubesim's per-client stats) */
+        leader_identity(&o, &lead);
+        snprintf(user_agent, sizeof user_agent, "prewarmd/" PREWARMD_VERSION " (%s)", lead.identity);
+    }
+    struct pw_fleet_opts fopts = {.qps = o.kube_qps, .burst = (int)o.kube_burst, .file = o.clusters_file,
+                                  .user_agent = user_agent[0] ? user_agent : NULL};
+    pw_fleet *fleet = NULL;
+    if (pw_fleet_from_flags(&cluster_flags, o.kubeconfig, o.context, &fopts, &fleet, &err) != 0) {
         PW_ERROR("cannot load the Kubernetes configuration: %s", err ? err : "unknown error");
         free(err);
         pw_store_close(store);
@@ -460,25 +500,11 @@ int main(int argc, char **argv)
         free(store_shown);
         return 1;
     }
-    struct leadership lead = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    const pw_k8s_config *kcfg = pw_fleet_first_config(fleet);
+    pw_k8s_client *client = pw_fleet_first_client(fleet);
     if (setup_leadership(&o, kcfg, &lead) != 0) {
         pw_k8s_client_free(lead.client);
-        pw_k8s_config_free(kcfg);
-        pw_store_close(store);
-        free(full_store);
-        free(store_shown);
-        return 1;
-    }
-    struct pw_k8s_client_opts kopts = {.qps = o.kube_qps, .burst = (int)o.kube_burst};
-    char user_agent[300];
-    if (lead.ha) { /* each replica apart in the API server's audit (and kubesim's per-client stats) */
-        snprintf(user_agent, sizeof user_agent, "prewarmd/" PREWARMD_VERSION " (%s)", lead.identity);
-        kopts.user_agent = user_agent;
-    }
-    pw_k8s_client *client = NULL;
-    if (pw_k8s_client_new(kcfg, &kopts, &client) != 0) {
-        PW_ERROR("cannot create the Kubernetes client");
-        pw_k8s_config_free(kcfg);
+        pw_fleet_free(fleet);
         pw_store_close(store);
         free(full_store);
         free(store_shown);
@@ -504,6 +530,8 @@ int main(int argc, char **argv)
         .history_ms = o.history_ms,
         .may_lead = lead.ha ? may_lead : NULL,
         .may_lead_arg = &lead,
+        .cluster = pw_fleet_first_name(fleet),
+        .cluster_unreachable_timeout_ms = o.cluster_unreachable_ms,
     };
     pw_engine *engine = NULL;
     struct observers obs = {0};
@@ -543,6 +571,8 @@ int main(int argc, char **argv)
         if (rc == 0)
             pw_engine_set_node_hook(engine, pw_policy_node_event, obs.policies);
     }
+    if (rc == 0)
+        rc = pw_fleet_attach(fleet, engine);
     pw_api_leader_metrics *lead_metrics = NULL;
     if (rc == 0) {
         lead.engine = engine; /* before the elector starts: no lock needed yet */
@@ -592,7 +622,9 @@ int main(int argc, char **argv)
                               .webhook = webhook,
                               .predict = predict,
                               .policies = obs.policies,
-                              .ha = lead.ha};
+                              .ha = lead.ha,
+                              .clusters = pw_fleet_json_fn,
+                              .clusters_arg = fleet};
     struct pw_api_ctx agent_ctx = actx;
     agent_ctx.agents_elsewhere = false;
     pw_http_server *agent_srv = NULL;
@@ -637,8 +669,7 @@ int main(int argc, char **argv)
         pw_auth_free(auth);
         pw_audit_free(audit);
         pw_userlimit_free(limit);
-        pw_k8s_client_free(client);
-        pw_k8s_config_free(kcfg);
+        pw_fleet_free(fleet);
         pw_store_close(store);
         free(full_store);
         free(store_shown);
@@ -649,6 +680,10 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    the_fleet = fleet;
+    struct sigaction hup = {.sa_handler = on_hup};
+    sigemptyset(&hup.sa_mask);
+    sigaction(SIGHUP, &hup, NULL);
     signal(SIGPIPE, SIG_IGN);
     PW_INFO("serving %s on port %d (kubernetes %s, namespace %s, store %s, instance %s, history %llds)",
             o.tls_cert ? "HTTPS" : "HTTP", pw_http_server_port(srv), pw_k8s_config_server(kcfg), o.namespace_, store_shown, instance,
@@ -684,8 +719,8 @@ int main(int argc, char **argv)
     pw_auth_free(auth);
     pw_audit_free(audit);
     pw_userlimit_free(limit);
-    pw_k8s_client_free(client);
-    pw_k8s_config_free(kcfg);
+    the_fleet = NULL;
+    pw_fleet_free(fleet);
     pw_store_close(store);
     free(full_store);
     free(store_shown);

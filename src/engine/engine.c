@@ -32,6 +32,7 @@
 #include "base/mem.h"
 #include "engine/executor.h"
 #include "engine/nodecache.h"
+#include "engine/nodekey.h"
 #include "engine/nodeselect.h"
 #include "engine/noderep.h"
 #include "engine/outcome.h"
@@ -46,6 +47,7 @@ enum ev_kind { EV_NODE, EV_REPORT, EV_WAKE };
 
 struct event {
     enum ev_kind kind;
+    char *key;              /* EV_NODE: the cluster's name; EV_REPORT: the node's key (owned) */
     enum pw_k8s_event type; /* EV_NODE */
     json_t *obj;            /* EV_NODE: the node (owned) */
     struct pw_exec_report *rep; /* EV_REPORT: a copy of the executor's report (pw_noderep_copy) */
@@ -62,6 +64,23 @@ struct intent {
     char *node;
     bool failed; /* INTENT_CANCEL: the node failed */
     struct intent *next;
+};
+
+/* One cluster (docs/multicluster.md): its node cache and executors. Added under e->mu; removed by
+ * pw_engine_cluster_remove, which frees it only under e->tmu (the loop's executor ticks). */
+struct ecl {
+    pw_engine *e;
+    char *name;
+    json_t *labels;
+    pw_k8s_client *client;
+    int max_in_flight;
+    int64_t (*down_since)(void *arg);
+    void *down_arg;
+    bool lost;           /* its unfinished nodes were failed for this outage (e->mu) */
+    bool started;
+    bool first;          /* cl[0]: the node hook's, agent mode's and leader election's cluster */
+    pw_nodecache *nodes; /* NULL before start */
+    pw_executor *x[N_EXEC];
 };
 
 struct pw_engine {
@@ -91,12 +110,17 @@ struct pw_engine {
 
     pthread_t loop;
     bool started;
-    pw_nodecache *nodes; /* NULL without a client, or before start */
     pw_engine_observer observer; /* set before start; NULL: none */
     void *observer_arg;
-    pw_k8s_informer_fn node_hook; /* set before start; NULL: none */
+    pw_k8s_informer_fn node_hook; /* set before start; NULL: none (fed by the first cluster's nodes) */
     void *node_hook_arg;
-    pw_executor *x[N_EXEC]; /* Job mode (NULL without a client), agent mode (NULL unless enabled) */
+    struct ecl **cl;     /* the clusters (e->mu); cl[0] is cfg.client's and is never removed */
+    size_t n_cl;
+    pthread_mutex_t tmu; /* held by the loop while executors tick, and by a removal while it frees */
+    pw_nodecache *nodes; /* cl[0]'s */
+    pw_executor **x;     /* cl[0]'s: Job mode, agent mode (NULL unless enabled) */
+    struct pw_jobexec_settings job; /* cfg.job (the executors of each cluster copy it) */
+    char *helper_image;
 };
 
 /* ---- the event queue ---- */
@@ -115,6 +139,7 @@ static void ev_push(pw_engine *e, struct event *ev)
 
 static void ev_free(struct event *ev)
 {
+    free(ev->key);
     json_decref(ev->obj);
     pw_noderep_free(ev->rep);
     free(ev);
@@ -127,36 +152,48 @@ static void wake(pw_engine *e)
     ev_push(e, ev);
 }
 
-static void push_obj(pw_engine *e, enum ev_kind kind, enum pw_k8s_event type, const json_t *obj)
-{
-    struct event *ev = pw_xcalloc(1, sizeof *ev);
-    ev->kind = kind;
-    ev->type = type;
-    ev->obj = json_deep_copy(obj);
-    ev_push(e, ev);
-}
-
 static void on_node(void *arg, enum pw_k8s_event type, const json_t *obj, const json_t *old)
 {
-    pw_engine *e = arg;
-    if (e->node_hook)
+    struct ecl *c = arg;
+    pw_engine *e = c->e;
+    if (c->first && e->node_hook)
         e->node_hook(e->node_hook_arg, type, obj, old);
     /* Only readiness changes and deletions matter to running work. */
     if (type == PW_K8S_MODIFIED && old && pw_nodecache_ready(obj) == pw_nodecache_ready(old))
         return;
     if (type == PW_K8S_ADDED && pw_nodecache_ready(obj))
         return;
-    push_obj(e, EV_NODE, type, obj);
+    struct event *ev = pw_xcalloc(1, sizeof *ev);
+    ev->kind = EV_NODE;
+    ev->type = type;
+    ev->obj = json_deep_copy(obj);
+    ev->key = pw_xstrdup(c->name);
+    ev_push(c->e, ev);
 }
 
 /* The executor's report hook (any of its threads): a copy goes into the queue. */
 static void on_report(void *arg, const struct pw_exec_report *r)
 {
-    pw_engine *e = arg;
+    struct ecl *c = arg;
     struct event *ev = pw_xcalloc(1, sizeof *ev);
     ev->kind = EV_REPORT;
     ev->rep = pw_noderep_copy(r);
-    ev_push(e, ev);
+    ev->key = pw_nodekey_make(c->name, r->node);
+    ev_push(c->e, ev);
+}
+
+/* The cluster named name, or of node key key (either may be NULL), or NULL. Under e->mu. */
+static struct ecl *cluster_find(pw_engine *e, const char *name, const char *key)
+{
+    for (size_t i = 0; i < e->n_cl; i++)
+        if ((name && strcmp(e->cl[i]->name, name) == 0) || (key && pw_nodekey_in(key, e->cl[i]->name)))
+            return e->cl[i];
+    return NULL;
+}
+
+static int64_t cluster_down(const struct ecl *c)
+{
+    return c->down_since ? c->down_since(c->down_arg) : 0;
 }
 
 /* ---- intents for the executor ---- */
@@ -357,7 +394,7 @@ static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_n
 static void handle_report(pw_engine *e, const struct event *ev)
 {
     struct task *t = task_find(e, ev->rep->task_id);
-    struct tnode *n = t ? pw_taskrec_node_find(t, ev->rep->node) : NULL;
+    struct tnode *n = t ? pw_taskrec_node_find(t, ev->key) : NULL;
     if (!n)
         return;
     struct pw_noderep_end end;
@@ -382,17 +419,72 @@ static void node_lost(pw_engine *e, const char *name, const char *reason, const 
     }
 }
 
-static void handle_node(pw_engine *e, enum pw_k8s_event type, const json_t *node)
+static void handle_node(pw_engine *e, const char *cluster, enum pw_k8s_event type, const json_t *node)
 {
-    const char *name = pw_k8s_name(node);
-    if (!name)
+    if (!pw_k8s_name(node) || !cluster_find(e, cluster, NULL))
         return;
+    char *name = pw_nodekey_make(cluster, pw_k8s_name(node));
     if (type == PW_K8S_DELETED) {
         pw_notready_set(&e->notready, name, true, 0);
         node_lost(e, name, "NodeDeleted", "the node was deleted from the cluster during the task", true);
-        return;
+    } else {
+        pw_notready_set(&e->notready, name, pw_nodecache_ready(node), pw_clock_mono_ms());
     }
-    pw_notready_set(&e->notready, name, pw_nodecache_ready(node), pw_clock_mono_ms());
+    free(name);
+}
+
+/* Fails the unfinished nodes of cluster c in every task (reason, message), marking its share of
+ * each task failed with message. Under e->mu. */
+static void cluster_lost(pw_engine *e, const char *cluster, const char *reason, const char *message)
+{
+    for (size_t k = 0; k < e->n_tasks; k++) {
+        struct task *t = e->tasks[k];
+        size_t idx = 0;
+        while (idx < t->n_cl && strcmp(t->cl[idx].name, cluster) != 0)
+            idx++;
+        if (idx == t->n_cl || pw_task_status_is_final(t->status))
+            continue;
+        if (!t->cl[idx].failed && t->cl[idx].counts.pending + t->cl[idx].counts.running == 0)
+            continue; /* its share is done: nothing to fail */
+        char *m = pw_xasprintf("%s: %s", reason, message);
+        pw_taskrec_set_str(&t->cl[idx].failed, m);
+        free(m);
+        t->dirty = true;
+        for (size_t i = 0; i < t->n_nodes; i++) {
+            struct tnode *n = &t->nodes[i];
+            if (n->cl == idx && (n->state == PW_NODE_PENDING || n->state == PW_NODE_RUNNING))
+                node_finish(e, t, n, PW_NODE_FAILED, reason, message, NULL);
+        }
+        PW_WARN("task %s: cluster %s: %s", t->id, cluster, message);
+    }
+}
+
+/* Clusters unreachable past the timeout fail their unfinished nodes once per outage; returns when
+ * the next timeout ends (0: none). Under e->mu. */
+static int64_t clusters_check(pw_engine *e, int64_t now)
+{
+    int64_t next = 0, limit = e->cfg.cluster_unreachable_timeout_ms;
+    for (size_t i = 0; i < e->n_cl; i++) {
+        struct ecl *c = e->cl[i];
+        int64_t since = cluster_down(c);
+        if (!since) {
+            c->lost = false;
+            continue;
+        }
+        if (c->lost)
+            continue;
+        if (now - since < limit) {
+            if (!next || since + limit < next)
+                next = since + limit;
+            continue;
+        }
+        char *msg = pw_xasprintf("cluster %s was unreachable for longer than %llds (--cluster-unreachable-timeout)",
+                                 c->name, (long long)(limit / 1000));
+        cluster_lost(e, c->name, "ClusterUnreachable", msg);
+        free(msg);
+        c->lost = true;
+    }
+    return next;
 }
 
 static void grace_over(void *arg, const char *name)
@@ -411,19 +503,28 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
     n->started_ms = pw_clock_real_ms();
     n->started_mono = pw_clock_mono_ms();
     n->attempts = 1;
-    json_t *cached = pw_nodecache_get(e->nodes, n->name);
+    struct ecl *c = cluster_find(e, NULL, n->name);
+    if (!c || cluster_down(c)) {
+        char *msg = pw_xasprintf(c ? "cluster %s was unreachable at the node's turn" : "cluster %s was removed",
+                                 n->cl < t->n_cl ? t->cl[n->cl].name : "?");
+        node_finish(e, t, n, PW_NODE_FAILED, c ? "ClusterUnreachable" : "ClusterRemoved", msg, NULL);
+        free(msg);
+        return;
+    }
+    const char *plain = pw_nodekey_node(n->name);
+    json_t *cached = pw_nodecache_get(c->nodes, plain);
     if (!cached) {
         node_finish(e, t, n, PW_NODE_FAILED, "NodeDeleted", "the node left the cluster before its turn", NULL);
         return;
     }
     json_decref(cached);
     /* the executor: the task's mode, and for auto the node's agent when it is healthy */
-    bool agent_ok = e->x[EXEC_AGENT] && pw_executor_healthy(e->x[EXEC_AGENT], n->name);
+    bool agent_ok = c->x[EXEC_AGENT] && pw_executor_healthy(c->x[EXEC_AGENT], plain);
     const char *mode = t->spec.mode ? t->spec.mode : "auto";
     enum exec_kind k = strcmp(mode, "agent") == 0 || (strcmp(mode, "auto") == 0 && agent_ok) ? EXEC_AGENT : EXEC_JOB;
     if (k == EXEC_AGENT && !agent_ok) {
         node_finish(e, t, n, PW_NODE_FAILED, "AgentUnavailable",
-                    e->x[EXEC_AGENT] ? "the node has no connected, healthy prewarm-agent (mode agent)"
+                    c->x[EXEC_AGENT] ? "the node has no connected, healthy prewarm-agent (mode agent)"
                                      : "agent mode is off in prewarmd (--agents): mode agent cannot run",
                     NULL);
         return;
@@ -447,10 +548,10 @@ static void release_intents(pw_engine *e)
     while (e->i_head) {
         struct intent *in = e->i_head;
         e->i_head = in->next;
-        if (!e->x[in->exec]) {
-            /* none after a step-down (may_lead): the next leader decides again */
+        struct ecl *c = cluster_find(e, NULL, in->node); /* NULL: removed; no executor: removed or after a step-down (may_lead) */
+        if (!c || !c->x[in->exec]) {
         } else if (in->kind == INTENT_CANCEL) {
-            pw_executor_cancel(e->x[in->exec], in->task_id, in->node, in->failed);
+            pw_executor_cancel(c->x[in->exec], in->task_id, pw_nodekey_node(in->node), in->failed);
         } else {
             struct task *t = task_find(e, in->task_id);
             struct tnode *n = t ? pw_taskrec_node_find(t, in->node) : NULL;
@@ -458,7 +559,8 @@ static void release_intents(pw_engine *e)
                 struct pw_exec_work w;
                 const char **imgs;
                 pw_resume_work_of(t, n, &w, &imgs);
-                pw_executor_dispatch(e->x[in->exec], &w);
+                w.node = pw_nodekey_node(w.node);
+                pw_executor_dispatch(c->x[in->exec], &w);
                 free(imgs);
             }
         }
@@ -468,15 +570,38 @@ static void release_intents(pw_engine *e)
     e->i_tail = NULL;
 }
 
-static void task_dispatch(pw_engine *e, struct task *t, size_t grant)
+/* Dispatches up to grant pending nodes of t's cluster share cl. */
+static void task_dispatch(pw_engine *e, struct task *t, size_t cl, size_t grant)
 {
-    while (grant > 0 && t->next_pending < t->n_nodes) {
-        struct tnode *n = &t->nodes[t->next_pending++];
-        if (n->state != PW_NODE_PENDING)
+    size_t *next = &t->cl[cl].next_pending;
+    while (grant > 0 && *next < t->n_nodes) {
+        struct tnode *n = &t->nodes[(*next)++];
+        if (n->state != PW_NODE_PENDING || n->cl != cl)
             continue;
         dispatch_node(e, t, n);
         grant--;
     }
+}
+
+/* ", clusters failed: a (why), b" for the task's message: the shares that failed as a whole or
+ * missed the threshold; NULL when none did or the task spans the default cluster only. */
+static char *failed_clusters(const struct task *t)
+{
+    if (t->n_cl == 0 || (t->n_cl == 1 && strcmp(t->cl[0].name, PW_CLUSTER_DEFAULT) == 0))
+        return NULL;
+    char *out = NULL;
+    for (size_t i = 0; i < t->n_cl; i++) {
+        const struct tcluster *c = &t->cl[i];
+        bool bad = c->failed || (pw_outcome_done(&c->counts) &&
+                                 pw_outcome_status(&c->counts, t->spec.success_threshold) == PW_TASK_FAILED);
+        if (!bad)
+            continue;
+        char *m = pw_xasprintf("%s%s%s%s%s%s", out ? out : "", out ? ", " : "", c->name, c->failed ? " (" : "",
+                               c->failed ? c->failed : "", c->failed ? ")" : "");
+        free(out);
+        out = m;
+    }
+    return out;
 }
 
 /* Sets the task's final status and message when all its nodes are done. */
@@ -491,6 +616,13 @@ static void task_end(pw_engine *e, struct task *t, enum pw_task_status s)
         free(t->message);
         t->message = m;
     }
+    char *fc = s == PW_TASK_CANCELLED ? NULL : failed_clusters(t);
+    if (fc) {
+        char *m = pw_xasprintf("%s; clusters failed: %s", t->message, fc);
+        free(t->message);
+        t->message = m;
+        free(fc);
+    }
     t->finished_ms = pw_clock_real_ms();
     t->dirty = true;
 }
@@ -504,17 +636,107 @@ static bool task_maybe_finish(pw_engine *e, struct task *t)
     return true;
 }
 
+/* Whether every cluster's node cache is complete (or the cluster is down: it fails at selection). */
+static bool clusters_ready(pw_engine *e)
+{
+    for (size_t i = 0; i < e->n_cl; i++)
+        if (!(e->cl[i]->nodes && pw_nodecache_synced(e->cl[i]->nodes)) && !cluster_down(e->cl[i]))
+            return false;
+    return true;
+}
+
+static bool task_wants(const struct task *t, const struct ecl *c)
+{
+    if (t->spec.clusters) {
+        bool named = false;
+        for (size_t i = 0; i < t->spec.n_clusters && !named; i++)
+            named = strcmp(t->spec.clusters[i], c->name) == 0;
+        if (!named)
+            return false;
+    }
+    return !t->spec.cluster_sel || pw_labelsel_matches(t->spec.cluster_sel, c->labels);
+}
+
+/* Selects an admitted task's nodes in each cluster it spans. */
+static void task_select(pw_engine *e, struct task *t)
+{
+    struct pw_nodeselect_src *src = pw_xcalloc(e->n_cl, sizeof *src);
+    size_t n = 0;
+    char **why = pw_xcalloc(e->n_cl, sizeof *why);
+    for (size_t i = 0; i < e->n_cl; i++) {
+        struct ecl *c = e->cl[i];
+        if (!task_wants(t, c))
+            continue;
+        bool readable = c->nodes && pw_nodecache_synced(c->nodes);
+        if (!readable)
+            why[n] = pw_xasprintf("ClusterUnreachable: cluster %s was unreachable when the task started", c->name);
+        src[n] = (struct pw_nodeselect_src){.cluster = c->name, .nodes = readable ? c->nodes : NULL,
+                                            .agent = c->x[EXEC_AGENT], .failed = why[n]};
+        n++;
+    }
+    pw_nodeselect_clusters(t, src, n);
+    for (size_t i = 0; i < n; i++)
+        free(why[i]);
+    free(why);
+    free(src);
+}
+
+/* Grants and dispatches per cluster: each cluster's running tasks (but those admitted in this
+ * round) under its cap, each with its own batch window. */
+static void schedule_clusters(pw_engine *e, const struct pw_sched_task *st, int64_t *wake_at)
+{
+    struct pw_sched_task *sc = pw_xcalloc(e->n_tasks ? e->n_tasks : 1, sizeof *sc);
+    size_t *at = pw_xcalloc(e->n_tasks ? e->n_tasks : 1, sizeof *at);
+    for (size_t k = 0; k < e->n_cl; k++) {
+        const struct ecl *c = e->cl[k];
+        size_t m = 0;
+        for (size_t i = 0; i < e->n_tasks; i++) {
+            struct task *t = e->tasks[i];
+            if (pw_task_status_is_final(t->status) || !st[i].running || st[i].admitted_now || !t->selected)
+                continue;
+            size_t j = 0;
+            while (j < t->n_cl && strcmp(t->cl[j].name, c->name) != 0)
+                j++;
+            if (j == t->n_cl)
+                continue;
+            sc[m] = t->cl[j].sched;
+            sc[m].priority = st[i].priority;
+            sc[m].seq = st[i].seq;
+            sc[m].running = true;
+            sc[m].pending = t->cl[j].counts.pending;
+            sc[m].in_flight = t->cl[j].counts.running;
+            at[m++] = i << 8 | j;
+        }
+        size_t cap = (size_t)e->cfg.max_nodes_in_flight;
+        if (c->max_in_flight > 0 && (size_t)c->max_in_flight < cap)
+            cap = (size_t)c->max_in_flight;
+        struct pw_sched_limits lim = {.max_in_flight = cap, .batch_pause_ms = e->cfg.batch_pause_ms};
+        int64_t w = pw_sched_plan(sc, m, &lim, pw_clock_mono_ms());
+        if (w && (!*wake_at || w < *wake_at))
+            *wake_at = w;
+        for (size_t q = 0; q < m; q++) {
+            struct task *t = e->tasks[at[q] >> 8];
+            size_t j = at[q] & 0xff;
+            t->cl[j].sched = sc[q];
+            task_dispatch(e, t, j, sc[q].grant);
+        }
+    }
+    free(at);
+    free(sc);
+}
+
 static void schedule(pw_engine *e, int64_t *wake_at)
 {
-    if (!pw_nodecache_synced(e->nodes))
-        return; /* nothing starts before the node cache is complete */
+    if (!clusters_ready(e))
+        return; /* nothing starts before the node caches are complete */
     struct pw_sched_task *st = pw_xcalloc(e->n_tasks ? e->n_tasks : 1, sizeof *st);
-    for (size_t i = 0; i < e->n_tasks; i++)
+    for (size_t i = 0; i < e->n_tasks; i++) {
         st[i] = e->tasks[i]->sched;
+        st[i].batch_size = 0; /* admission only here: the grants are per cluster */
+        st[i].batch_strategy = false;
+    }
     struct pw_sched_limits lim = {
-        .max_in_flight = (size_t)e->cfg.max_nodes_in_flight,
         .max_running_tasks = (size_t)e->cfg.max_running_tasks,
-        .batch_pause_ms = e->cfg.batch_pause_ms,
     };
     /* Round 0 may admit tasks, whose nodes are selected only then; round 1 gives them their grants. */
     for (int round = 0; round < 2; round++) {
@@ -523,28 +745,25 @@ static void schedule(pw_engine *e, int64_t *wake_at)
             st[i].pending = pw_task_status_is_final(t->status) ? 0 : t->counts.pending;
             st[i].in_flight = t->counts.running;
         }
-        int64_t w = pw_sched_plan(st, e->n_tasks, &lim, pw_clock_mono_ms());
-        if (w && (!*wake_at || w < *wake_at))
-            *wake_at = w;
+        pw_sched_plan(st, e->n_tasks, &lim, pw_clock_mono_ms());
         bool admitted = false;
         for (size_t i = 0; i < e->n_tasks; i++) {
             struct task *t = e->tasks[i];
-            if (pw_task_status_is_final(t->status))
+            if (pw_task_status_is_final(t->status) || !st[i].admitted_now)
                 continue;
-            if (st[i].admitted_now) {
-                t->status = PW_TASK_RUNNING;
-                t->started_ms = pw_clock_real_ms();
-                pw_nodeselect_task(t, e->nodes, e->x[EXEC_AGENT]);
-                admitted = true;
-            } else {
-                task_dispatch(e, t, st[i].grant);
-            }
+            t->status = PW_TASK_RUNNING;
+            t->started_ms = pw_clock_real_ms();
+            task_select(e, t);
+            admitted = true;
         }
+        schedule_clusters(e, st, wake_at);
         if (!admitted)
             break;
+        for (size_t i = 0; i < e->n_tasks; i++)
+            st[i].admitted_now = false;
     }
     for (size_t i = 0; i < e->n_tasks; i++)
-        e->tasks[i]->sched = st[i];
+        e->tasks[i]->sched.running = st[i].running;
     free(st);
 }
 
@@ -552,7 +771,7 @@ static void schedule(pw_engine *e, int64_t *wake_at)
 
 static void ev_node(pw_engine *e, const struct event *ev)
 {
-    handle_node(e, ev->type, ev->obj);
+    handle_node(e, ev->key, ev->type, ev->obj);
 }
 
 static void ev_wake(pw_engine *e, const struct event *ev)
@@ -579,6 +798,9 @@ static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
     }
     int64_t now = pw_clock_mono_ms();
     int64_t wake_at = pw_notready_due(&e->notready, now, e->cfg.not_ready_grace_ms, grace_over, e);
+    int64_t down = clusters_check(e, now);
+    if (down && (!wake_at || down < wake_at))
+        wake_at = down;
     if (dispatch)
         schedule(e, &wake_at);
     for (size_t i = 0; i < e->n_tasks; i++)
@@ -640,10 +862,19 @@ static void *loop_main(void *arg)
         if (stopping)
             return NULL;
         /* adoption and clean-up, once what they read is durable (outside e->mu: the fate hook
-         * takes it, and may read the store) */
-        for (int k = 0; k < N_EXEC && !failing; k++)
-            if (e->x[k])
-                pw_executor_tick(e->x[k]);
+         * takes it, and may read the store); a removal waits for e->tmu before it frees a cluster */
+        pthread_mutex_lock(&e->tmu);
+        pthread_mutex_lock(&e->mu);
+        size_t n_cl = e->n_cl;
+        struct ecl **cl = pw_xmalloc(n_cl * sizeof *cl);
+        memcpy(cl, e->cl, n_cl * sizeof *cl);
+        pthread_mutex_unlock(&e->mu);
+        for (size_t i = 0; i < n_cl && !failing; i++)
+            for (int k = 0; k < N_EXEC; k++)
+                if (cl[i]->started && cl[i]->x[k])
+                    pw_executor_tick(cl[i]->x[k]);
+        free(cl);
+        pthread_mutex_unlock(&e->tmu);
         maybe_prune(e);
     }
 }
@@ -678,12 +909,15 @@ static void engine_resume(pw_engine *e)
  * reads the store without it. */
 static enum pw_exec_fate exec_fate(void *arg, const char *task_id, const char *node)
 {
-    pw_engine *e = arg;
+    struct ecl *c = arg;
+    pw_engine *e = c->e;
     pthread_mutex_lock(&e->mu);
     struct task *t = task_find(e, task_id);
     enum pw_exec_fate fate = PW_EXEC_FATE_UNKNOWN;
     if (t) {
-        struct tnode *n = pw_taskrec_node_find(t, node);
+        char *key = pw_nodekey_make(c->name, node);
+        struct tnode *n = pw_taskrec_node_find(t, key);
+        free(key);
         if (n && (n->state == PW_NODE_RUNNING || n->state == PW_NODE_PENDING))
             fate = PW_EXEC_FATE_ACTIVE;
         else if (n)
@@ -705,62 +939,148 @@ static enum pw_exec_fate exec_fate(void *arg, const char *task_id, const char *n
 
 /* ---- leadership (may_lead) ---- */
 
-/* The executors' Kubernetes-write gate. */
+/* The executors' Kubernetes-write gate (arg: the executor's cluster). */
 static bool engine_may_write(void *arg)
 {
-    pw_engine *e = arg;
+    pw_engine *e = ((struct ecl *)arg)->e;
     return !e->cfg.may_lead || (atomic_load(&e->leading) && e->cfg.may_lead(e->cfg.may_lead_arg));
 }
 
-/* Makes the executors (pw_engine_new; with may_lead again at each takeover). On failure none is left. */
-static int executors_new(pw_engine *e)
+static bool cluster_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    bool ok = n >= 1 && n <= 63 && s[0] != '-' && s[n - 1] != '-';
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-';
+    return ok;
+}
+
+static void ecl_free(struct ecl *c)
+{
+    if (!c)
+        return;
+    pw_nodecache_free(c->nodes);
+    for (int k = 0; k < N_EXEC; k++)
+        pw_executor_free(c->x[k]);
+    json_decref(c->labels);
+    free(c->name);
+    free(c);
+}
+
+/* Makes c's executors (not started): Job mode, agent mode only when agents (the first cluster). With
+ * may_lead again at each takeover. 0, or the executor's PW_E* with none left. */
+static int ecl_executors_new(pw_engine *e, struct ecl *c, bool agents)
 {
     const struct pw_engine_config *cfg = &e->cfg;
-    struct pw_exec_hooks hooks = {.arg = e, .report = on_report, .fate = exec_fate,
+    struct pw_exec_hooks hooks = {.arg = c, .report = on_report, .fate = exec_fate,
                                   .may_write = cfg->may_lead ? engine_may_write : NULL};
     int rc = 0;
     for (int k = 0; k < N_EXEC && rc == 0; k++) {
-        if (k == EXEC_AGENT && !cfg->agent.enabled)
+        if (k == EXEC_AGENT && !(agents && cfg->agent.enabled))
             continue;
         if (cfg->executor_new) {
-            rc = cfg->executor_new(cfg->executor_arg, pw_taskrec_exec_names[k], &hooks, &e->x[k]);
+            rc = cfg->executor_new(cfg->executor_arg, pw_taskrec_exec_names[k], &hooks, &c->x[k]);
         } else if (k == EXEC_JOB) {
-            struct pw_jobexec_config jc = {.client = cfg->client, .namespace_ = e->namespace_,
-                                           .instance = e->instance, .settings = cfg->job, .hooks = hooks};
-            rc = pw_jobexec_new(&jc, &e->x[k]);
+            struct pw_jobexec_config jc = {.client = c->client, .namespace_ = e->namespace_,
+                                           .instance = e->instance, .settings = e->job, .hooks = hooks};
+            rc = pw_jobexec_new(&jc, &c->x[k]);
         } else {
-            struct pw_agentexec_config ac = {.settings = cfg->agent, .hooks = {.arg = e, .report = on_report},
-                                             .client = cfg->client, .namespace_ = e->namespace_};
-            rc = pw_agentexec_new(&ac, &e->x[k]);
+            struct pw_agentexec_config ac = {.settings = cfg->agent, .hooks = {.arg = c, .report = on_report},
+                                             .client = c->client, .namespace_ = e->namespace_};
+            rc = pw_agentexec_new(&ac, &c->x[k]);
         }
     }
     if (rc != 0)
         for (int k = 0; k < N_EXEC; k++) {
-            pw_executor_free(e->x[k]);
-            e->x[k] = NULL;
+            pw_executor_free(c->x[k]);
+            c->x[k] = NULL;
         }
     return rc;
 }
 
-/* Starts the executors with the running nodes of the tasks in memory to adopt (under e->mu). On
- * failure the executors are freed (a started one cannot start again). */
-static int executors_start(pw_engine *e)
+/* A cluster with its executors made (not started); agent mode only when agents (the first
+ * cluster). 0 or the executor's PW_E*. */
+static int ecl_new(pw_engine *e, const struct pw_engine_cluster *cc, bool agents, struct ecl **out)
+{
+    struct ecl *c = pw_xcalloc(1, sizeof *c);
+    c->e = e;
+    c->name = pw_xstrdup(cc->name);
+    c->labels = cc->labels ? json_deep_copy(cc->labels) : json_object();
+    c->client = cc->client;
+    c->max_in_flight = cc->max_nodes_in_flight;
+    c->down_since = cc->down_since;
+    c->down_arg = cc->arg;
+    int rc = ecl_executors_new(e, c, agents);
+    if (rc != 0) {
+        ecl_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+/* Starts c's executors with its running nodes to adopt (under e->mu). On failure the executors are
+ * freed (a started one cannot start again). */
+static int ecl_executors_start(pw_engine *e, struct ecl *c)
 {
     int rc = 0;
     for (int k = 0; k < N_EXEC && rc == 0; k++) {
-        if (!e->x[k])
+        if (!c->x[k])
             continue;
-        size_t n = 0;
+        size_t n = 0, m = 0;
         struct pw_exec_work *w = pw_resume_works(e->tasks, e->n_tasks, (enum exec_kind)k, &n);
-        rc = pw_executor_start(e->x[k], w, n);
+        for (size_t i = 0; i < n; i++) /* this cluster's, by their own names */
+            if (pw_nodekey_in(w[i].node, c->name)) {
+                struct pw_exec_work tmp = w[i];
+                w[i] = w[m];
+                w[m] = tmp;
+                w[m++].node = pw_nodekey_node(tmp.node);
+            }
+        rc = pw_executor_start(c->x[k], w, m);
         pw_resume_works_free(w, n);
     }
     if (rc != 0)
         for (int k = 0; k < N_EXEC; k++) {
-            pw_executor_free(e->x[k]);
-            e->x[k] = NULL;
+            pw_executor_free(c->x[k]);
+            c->x[k] = NULL;
         }
     return rc;
+}
+
+/* Starts c's node informer, then (under e->mu, unless this replica follows: may_lead, the executors
+ * start at the takeover) its executors with its running nodes to adopt. On failure c is as before
+ * (no informer; an executor that cannot start again is freed). */
+static int ecl_start(pw_engine *e, struct ecl *c)
+{
+    int rc = pw_nodecache_start(c->client, on_node, c, &c->nodes);
+    if (rc != 0)
+        return rc;
+    /* the running nodes are the executor's before its informers start, so their first events find them */
+    pthread_mutex_lock(&e->mu);
+    if (!e->cfg.may_lead)
+        rc = ecl_executors_start(e, c);
+    if (rc == 0)
+        c->started = true;
+    pthread_mutex_unlock(&e->mu);
+    if (rc != 0) {
+        pw_nodecache_free(c->nodes);
+        c->nodes = NULL;
+    }
+    return rc;
+}
+
+/* Makes the first cluster's executors again at a takeover (may_lead: one cluster only). On failure
+ * none is left. */
+static int executors_new(pw_engine *e)
+{
+    return ecl_executors_new(e, e->cl[0], true);
+}
+
+/* Starts the first cluster's executors with the running nodes of the tasks in memory to adopt
+ * (under e->mu). On failure the executors are freed (a started one cannot start again). */
+static int executors_start(pw_engine *e)
+{
+    return ecl_executors_start(e, e->cl[0]);
 }
 
 /* Drops every task, intent and queued report from memory (under e->wmu and e->mu: a flush's
@@ -970,29 +1290,46 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
 {
     if (!cfg || !cfg->store || !cfg->client || (cfg->may_lead && cfg->agent.enabled))
         return PW_EINVAL;
+    const char *cname = cfg->cluster && *cfg->cluster ? cfg->cluster : PW_CLUSTER_DEFAULT;
+    if (!cluster_name_ok(cname))
+        return PW_EINVAL;
     pw_engine *e = pw_xcalloc(1, sizeof *e);
     e->cfg = *cfg;
     e->namespace_ = pw_xstrdup(cfg->namespace_ ? cfg->namespace_ : PW_ENGINE_DEFAULT_NAMESPACE);
     e->instance = pw_xstrdup(cfg->instance && *cfg->instance ? cfg->instance : "default");
     e->cfg.namespace_ = e->namespace_;
     e->cfg.instance = e->instance;
+    e->cfg.cluster = NULL;
     if (e->cfg.max_nodes_in_flight <= 0)
         e->cfg.max_nodes_in_flight = PW_ENGINE_DEFAULT_MAX_NODES_IN_FLIGHT;
     if (e->cfg.max_running_tasks <= 0)
         e->cfg.max_running_tasks = PW_ENGINE_DEFAULT_MAX_RUNNING_TASKS;
     atomic_init(&e->leading, !cfg->may_lead);
     atomic_init(&e->pickup_now, false);
-    int rc = executors_new(e);
+    if (e->cfg.cluster_unreachable_timeout_ms <= 0)
+        e->cfg.cluster_unreachable_timeout_ms = 5 * 60 * 1000;
+    e->job = cfg->job; /* for every cluster's Job executor (the helper image copied here) */
+    e->helper_image = cfg->job.helper_image ? pw_xstrdup(cfg->job.helper_image) : NULL;
+    e->job.helper_image = e->helper_image;
+    e->cfg.job = (struct pw_jobexec_settings){0};
+    struct pw_engine_cluster first = {.name = cname, .client = cfg->client};
+    struct ecl *c = NULL;
+    int rc = ecl_new(e, &first, true, &c);
     if (rc != 0) {
         free(e->namespace_);
         free(e->instance);
+        free(e->helper_image);
         free(e);
         return rc;
     }
-    if (!cfg->may_lead)
-        e->cfg.job = (struct pw_jobexec_settings){0}; /* the executors hold their own copies */
+    e->cl = pw_xmalloc(sizeof *e->cl);
+    e->cl[0] = c;
+    e->n_cl = 1;
+    c->first = true;
+    e->x = c->x;
     pthread_mutex_init(&e->wmu, NULL);
     pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->tmu, NULL);
     pthread_mutex_init(&e->qmu, NULL);
     pthread_cond_init(&e->qcond, NULL);
     *out = e;
@@ -1000,11 +1337,15 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
 }
 
 /* Drops what a failed start left in memory: resumed tasks, queued events and intents, and the
- * node cache, so the engine is as pw_engine_new made it (save an executor that cannot start
+ * node caches, so the engine is as pw_engine_new made it (save an executor that cannot start
  * again, which is freed). */
 static void start_undo(pw_engine *e)
 {
-    pw_nodecache_free(e->nodes);
+    for (size_t i = 0; i < e->n_cl; i++) {
+        pw_nodecache_free(e->cl[i]->nodes);
+        e->cl[i]->nodes = NULL;
+        e->cl[i]->started = false;
+    }
     e->nodes = NULL;
     while (e->q_head) {
         struct event *ev = e->q_head;
@@ -1029,24 +1370,26 @@ int pw_engine_start(pw_engine *e)
         return PW_EINVAL; /* a failed start freed its executors: the engine can only be freed */
     if (!e->cfg.may_lead)
         engine_resume(e); /* else at each takeover */
-    int rc = pw_nodecache_start(e->cfg.client, on_node, e, &e->nodes);
-    if (rc == 0 && !e->cfg.may_lead) {
-        /* the running nodes are the executor's before its informers start, so their first events
-         * find them */
-        pthread_mutex_lock(&e->mu);
-        rc = executors_start(e);
-        pthread_mutex_unlock(&e->mu);
+    int rc = 0;
+    for (size_t i = 0; i < e->n_cl && rc == 0; i++) {
+        rc = ecl_start(e, e->cl[i]);
+        if (rc != 0 && i > 0) {
+            PW_ERROR("cluster %s cannot start: %s", e->cl[i]->name, pw_strerror(rc));
+            rc = 0; /* only the first cluster is required */
+        }
     }
+    e->nodes = e->cl[0]->nodes;
     if (rc != 0) {
         start_undo(e);
         return rc;
     }
     if (pthread_create(&e->loop, NULL, loop_main, e) != 0) {
         PW_ERROR("cannot start the engine's loop thread");
-        for (int k = 0; k < N_EXEC; k++) {
-            pw_executor_free(e->x[k]);
-            e->x[k] = NULL;
-        }
+        for (size_t i = 0; i < e->n_cl; i++)
+            for (int k = 0; k < N_EXEC; k++) {
+                pw_executor_free(e->cl[i]->x[k]);
+                e->cl[i]->x[k] = NULL;
+            }
         start_undo(e);
         return PW_ENOMEM;
     }
@@ -1058,8 +1401,8 @@ void pw_engine_free(pw_engine *e)
 {
     if (!e)
         return;
-    /* the loop first: it reads the node cache (schedule, dispatch), so the cache is freed only after
-     * the join; the informer's callbacks may still push into the queue meanwhile, drained below */
+    /* the loop first: it reads the node caches (schedule, dispatch), so they are freed only after
+     * the join; the informers' callbacks may still push into the queue meanwhile, drained below */
     if (e->started) {
         pthread_mutex_lock(&e->qmu);
         e->stopping = true;
@@ -1067,9 +1410,9 @@ void pw_engine_free(pw_engine *e)
         pthread_mutex_unlock(&e->qmu);
         pthread_join(e->loop, NULL);
     }
-    pw_nodecache_free(e->nodes);
-    for (int k = 0; k < N_EXEC; k++)
-        pw_executor_free(e->x[k]); /* after the loop, their caller; their reports still find the queue */
+    for (size_t i = 0; i < e->n_cl; i++) /* after the loop, their caller; their reports still find the queue */
+        ecl_free(e->cl[i]);
+    free(e->cl);
     intents_free(e);
     while (e->q_head) {
         struct event *ev = e->q_head;
@@ -1082,8 +1425,10 @@ void pw_engine_free(pw_engine *e)
     pw_notready_fini(&e->notready);
     free(e->namespace_);
     free(e->instance);
+    free(e->helper_image);
     pthread_mutex_destroy(&e->wmu);
     pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->tmu);
     pthread_mutex_destroy(&e->qmu);
     pthread_cond_destroy(&e->qcond);
     free(e);
@@ -1106,6 +1451,139 @@ bool pw_engine_ready(pw_engine *e, const char **why)
         return false;
     }
     return true;
+}
+
+/* ---- clusters ---- */
+
+int pw_engine_cluster_set(pw_engine *e, const struct pw_engine_cluster *cc)
+{
+    if (!cc || !cluster_name_ok(cc->name) || !cc->client)
+        return PW_EINVAL;
+    pthread_mutex_lock(&e->mu);
+    struct ecl *old = cluster_find(e, cc->name, NULL);
+    if (e->cfg.may_lead && !old) {
+        pthread_mutex_unlock(&e->mu);
+        PW_ERROR("cluster %s: leader election (--leader-elect) serves one cluster only for now (docs/ha.md)",
+                 cc->name);
+        return PW_EINVAL;
+    }
+    if (old) {
+        int rc = PW_EEXIST;
+        if (old->client == cc->client) {
+            json_decref(old->labels);
+            old->labels = cc->labels ? json_deep_copy(cc->labels) : json_object();
+            old->max_in_flight = cc->max_nodes_in_flight;
+            old->down_since = cc->down_since;
+            old->down_arg = cc->arg;
+            rc = 0;
+        }
+        pthread_mutex_unlock(&e->mu);
+        return rc;
+    }
+    bool started = e->started;
+    pthread_mutex_unlock(&e->mu);
+    struct ecl *c = NULL;
+    int rc = ecl_new(e, cc, false, &c);
+    if (rc == 0 && started)
+        rc = ecl_start(e, c);
+    if (rc != 0) {
+        ecl_free(c);
+        return rc;
+    }
+    pthread_mutex_lock(&e->mu);
+    e->cl = pw_xrealloc(e->cl, (e->n_cl + 1) * sizeof *e->cl);
+    e->cl[e->n_cl++] = c;
+    pthread_mutex_unlock(&e->mu);
+    PW_INFO("cluster %s added", cc->name);
+    wake(e);
+    return 0;
+}
+
+int pw_engine_cluster_remove(pw_engine *e, const char *name)
+{
+    pthread_mutex_lock(&e->mu);
+    size_t i = 0;
+    while (i < e->n_cl && strcmp(e->cl[i]->name, name) != 0)
+        i++;
+    if (i == e->n_cl || i == 0) {
+        pthread_mutex_unlock(&e->mu);
+        return i == 0 ? PW_EINVAL : PW_ENOTFOUND;
+    }
+    struct ecl *c = e->cl[i];
+    memmove(&e->cl[i], &e->cl[i + 1], (e->n_cl - i - 1) * sizeof *e->cl);
+    e->n_cl--;
+    char *msg = pw_xasprintf("cluster %s was removed from the configuration", name);
+    cluster_lost(e, name, "ClusterRemoved", msg);
+    free(msg);
+    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_lock(&e->tmu); /* not while the loop ticks its executors */
+    ecl_free(c);
+    pthread_mutex_unlock(&e->tmu);
+    PW_INFO("cluster %s removed", name);
+    wake(e);
+    return 0;
+}
+
+bool pw_engine_cluster_known(pw_engine *e, const char *name)
+{
+    pthread_mutex_lock(&e->mu);
+    bool known = cluster_find(e, name, NULL) != NULL;
+    pthread_mutex_unlock(&e->mu);
+    return known;
+}
+
+static json_t *agents_count(pw_executor *agents)
+{
+    if (!agents)
+        return json_integer(0);
+    json_t *list = pw_agentexec_list(agents);
+    json_t *items = json_is_array(list) ? list : json_object_get(list, "items");
+    json_t *n = json_integer((json_int_t)json_array_size(items));
+    json_decref(list);
+    return n;
+}
+
+struct count_ctx {
+    size_t nodes, ready;
+};
+
+static int count_node(void *arg, const json_t *node)
+{
+    struct count_ctx *cc = arg;
+    cc->nodes++;
+    cc->ready += pw_nodecache_ready(node);
+    return 0;
+}
+
+json_t *pw_engine_clusters(pw_engine *e)
+{
+    json_t *arr = json_array();
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->n_cl; i++) {
+        const struct ecl *c = e->cl[i];
+        struct count_ctx cc = {0};
+        if (c->nodes)
+            pw_nodecache_each(c->nodes, count_node, &cc);
+        size_t in_flight = 0;
+        for (size_t k = 0; k < e->n_tasks; k++) {
+            const struct task *t = e->tasks[k];
+            for (size_t j = 0; j < t->n_cl; j++)
+                if (strcmp(t->cl[j].name, c->name) == 0)
+                    in_flight += t->cl[j].counts.running;
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(c->name));
+        json_object_set_new(o, "labels", json_deep_copy(c->labels));
+        json_object_set_new(o, "synced", json_boolean(c->nodes && pw_nodecache_synced(c->nodes)));
+        json_object_set_new(o, "reachable", json_boolean(cluster_down(c) == 0));
+        json_object_set_new(o, "nodes", json_integer((json_int_t)cc.nodes));
+        json_object_set_new(o, "readyNodes", json_integer((json_int_t)cc.ready));
+        json_object_set_new(o, "agents", agents_count(c->x[EXEC_AGENT]));
+        json_object_set_new(o, "nodesInFlight", json_integer((json_int_t)in_flight));
+        json_array_append_new(arr, o);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return arr;
 }
 
 int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out)
@@ -1277,6 +1755,46 @@ int pw_engine_list_nodes(pw_engine *e, const char *id, const char *state, size_t
     for (size_t i = 0; i < n; i++)
         json_array_append(arr, items[i].doc);
     pw_store_nodes_free(items, n);
+    *out = page_json(arr, next);
+    return 0;
+}
+
+int pw_engine_list_cluster_nodes(pw_engine *e, const char *id, const char *cluster, const char *state, size_t limit,
+                                 const char *cont, json_t **out)
+{
+    struct pw_store_task rec;
+    int rc = pw_store_task_get(e->cfg.store, id, &rec);
+    if (rc != 0)
+        return rc;
+    pw_store_task_fini(&rec);
+    /* pages of the store, filtered, until limit items (each page asks for what is missing, so no
+     * item read is dropped: the store's token goes on from the last one kept) */
+    json_t *arr = json_array();
+    char *next = cont ? pw_xstrdup(cont) : NULL;
+    bool first = true;
+    while (first || next) {
+        size_t want = limit ? limit - json_array_size(arr) : 0;
+        struct pw_store_node *items = NULL;
+        size_t n = 0;
+        char *after = NULL;
+        rc = pw_store_nodes_list(e->cfg.store, id, state, want, next, &items, &n, &after);
+        free(next);
+        next = NULL;
+        if (rc == PW_ENOTFOUND)
+            rc = 0;
+        if (rc != 0) {
+            json_decref(arr);
+            return rc;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (pw_nodekey_in(items[i].node_name, cluster))
+                json_array_append(arr, items[i].doc);
+        pw_store_nodes_free(items, n);
+        next = after;
+        first = false;
+        if (limit && json_array_size(arr) >= limit)
+            break;
+    }
     *out = page_json(arr, next);
     return 0;
 }

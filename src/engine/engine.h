@@ -83,6 +83,10 @@ struct pw_engine_config {
      * life instead of copied. */
     bool (*may_lead)(void *arg);
     void *may_lead_arg;
+    const char *cluster;      /* the name of client's cluster (copied; NULL: "default", whose nodes keep
+                               * their plain names: docs/multicluster.md) */
+    int64_t cluster_unreachable_timeout_ms; /* a cluster down this long fails its unfinished nodes
+                                             * (ClusterUnreachable); 0: 5 minutes */
 };
 #define PW_ENGINE_PICKUP_MS 1000
 #define PW_ENGINE_HANDOFF_MS 10000
@@ -138,6 +142,41 @@ int pw_engine_list_tasks(pw_engine *e, const char *status, size_t limit, const c
 /* {"items":[node results], "continue"?}; PW_ENOTFOUND when the task does not exist. */
 int pw_engine_list_nodes(pw_engine *e, const char *id, const char *state, size_t limit, const char *cont,
                          json_t **out);
+
+/* ---- clusters (docs/multicluster.md) ----
+ * The engine starts with one cluster, cfg.client's (named cfg.cluster). More can be added and removed
+ * at any time; each has its own node cache, executors (Job mode; agent mode serves the first cluster
+ * only) and in-flight cap, and the engine never holds its lock across a call to any of them. A task
+ * spans the clusters its spec picks (clusters, clusterSelector over the clusters' labels; default:
+ * all), selects nodes within each and is scheduled per cluster (batchSize and the caps apply per
+ * cluster). */
+struct pw_engine_cluster {
+    const char *name;         /* a DNS-1123 label (copied) */
+    const json_t *labels;     /* object of strings, or NULL (copied) */
+    pw_k8s_client *client;    /* borrowed: must outlive the cluster's removal (or the engine) */
+    int max_nodes_in_flight;  /* this cluster's cap (0: the engine's; never above it) */
+    /* when the cluster became unreachable (monotonic ms), 0 while it is reachable; NULL: always
+     * reachable. Called with the engine lock held: must not block. */
+    int64_t (*down_since)(void *arg);
+    void *arg;
+};
+/* Adds a cluster (its informer and executors start now if the engine runs), or, for a name already
+ * there with the same client, updates its labels, cap and reachability hook. PW_EEXIST for a name
+ * already there with another client, PW_EINVAL for a bad name, or the informer's PW_E*. */
+int pw_engine_cluster_set(pw_engine *e, const struct pw_engine_cluster *c);
+/* Removes a cluster: its tasks' unfinished nodes there fail (ClusterRemoved), its informer and
+ * executors stop (its Jobs stay in the cluster). PW_ENOTFOUND; PW_EINVAL for the first cluster.
+ * Returns once nothing of the engine uses its client any more. */
+int pw_engine_cluster_remove(pw_engine *e, const char *name);
+bool pw_engine_cluster_known(pw_engine *e, const char *name);
+/* The clusters as the engine sees them: [{"name","labels","synced","nodes","readyNodes","agents",
+ * "nodesInFlight","reachable"}] (caller decrefs). */
+json_t *pw_engine_clusters(pw_engine *e);
+
+/* pw_engine_list_nodes of cluster's nodes only (the default cluster's: those without a "cluster"
+ * field). */
+int pw_engine_list_cluster_nodes(pw_engine *e, const char *id, const char *cluster, const char *state, size_t limit,
+                                 const char *cont, json_t **out);
 
 /* ---- observing (the event stream, metrics: cmd/prewarmd.c wires them) ---- */
 

@@ -12,11 +12,14 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "engine/imageref.h"
+#include "engine/nodekey.h"
 #include "k8s/k8s.h"
 
 
 struct select_ctx {
     pw_executor *agent; /* whose inventory counts, or NULL */
+    const char *cluster;
+    unsigned char cl;   /* its index in t->cl */
     struct task *t;
     struct tnode *nodes;
     size_t n, cap;
@@ -64,7 +67,8 @@ static int select_one(void *arg, const json_t *node)
     }
     struct tnode *n = &c->nodes[c->n++];
     memset(n, 0, sizeof *n);
-    n->name = pw_xstrdup(name);
+    n->name = pw_nodekey_make(c->cluster, name);
+    n->cl = c->cl;
     n->imgs = pw_xcalloc(s->n_images, sizeof *n->imgs);
     const json_t *images = json_object_get(json_object_get(node, "status"), "images");
     bool if_not_present = strcmp(s->pull_policy, "IfNotPresent") == 0;
@@ -85,7 +89,19 @@ static int select_one(void *arg, const json_t *node)
 
 /* Names in nodeNames that no node has are not an error, but the task says so (t->note, shown as its
  * message while it runs and appended to its final message). */
-static void note_unknown_names(pw_nodecache *nodes, struct task *t)
+static bool in_any(const struct pw_nodeselect_src *src, size_t n_src, const char *name)
+{
+    for (size_t k = 0; k < n_src; k++) {
+        json_t *node = src[k].nodes ? pw_nodecache_get(src[k].nodes, name) : NULL;
+        if (node) {
+            json_decref(node);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void note_unknown_names(const struct pw_nodeselect_src *src, size_t n_src, struct task *t)
 {
     if (!t->spec.has_node_names)
         return;
@@ -93,11 +109,8 @@ static void note_unknown_names(pw_nodecache *nodes, struct task *t)
     pw_buf_init(&names, 0);
     size_t missing = 0;
     for (size_t i = 0; i < t->spec.n_node_names; i++) {
-        json_t *node = pw_nodecache_get(nodes, t->spec.node_names[i]);
-        if (node) {
-            json_decref(node);
+        if (in_any(src, n_src, t->spec.node_names[i]))
             continue;
-        }
         if (missing < 10)
             pw_buf_printf(&names, "%s%s", missing ? ", " : "", t->spec.node_names[i]);
         missing++;
@@ -119,7 +132,13 @@ static void note_unknown_names(pw_nodecache *nodes, struct task *t)
 
 void pw_nodeselect_task(struct task *t, pw_nodecache *nodes, pw_executor *agent)
 {
-    struct select_ctx c = {.agent = agent, .t = t};
+    struct pw_nodeselect_src src = {.cluster = PW_CLUSTER_DEFAULT, .nodes = nodes, .agent = agent};
+    pw_nodeselect_clusters(t, &src, 1);
+}
+
+void pw_nodeselect_clusters(struct task *t, const struct pw_nodeselect_src *src, size_t n_src)
+{
+    struct select_ctx c = {.t = t};
     t->selected = true;
     t->dirty = true;
     memset(&t->counts, 0, sizeof t->counts);
@@ -133,7 +152,17 @@ void pw_nodeselect_task(struct task *t, pw_nodecache *nodes, pw_executor *agent)
         PW_ERROR("task %s failed: %s", t->id, t->message);
         return;
     }
-    pw_nodecache_each(nodes, select_one, &c);
+    for (size_t k = 0; k < n_src; k++) {
+        size_t idx = pw_taskrec_cluster(t, src[k].cluster);
+        if (!src[k].nodes) {
+            pw_taskrec_set_str(&t->cl[idx].failed, src[k].failed ? src[k].failed : "the cluster cannot be read");
+            continue;
+        }
+        c.agent = src[k].agent;
+        c.cluster = src[k].cluster;
+        c.cl = (unsigned char)idx;
+        pw_nodecache_each(src[k].nodes, select_one, &c);
+    }
     if (c.n)
         qsort(c.nodes, c.n, sizeof *c.nodes, pw_taskrec_node_cmp);
     t->nodes = c.nodes;
@@ -141,8 +170,12 @@ void pw_nodeselect_task(struct task *t, pw_nodecache *nodes, pw_executor *agent)
     memset(&t->counts, 0, sizeof t->counts);
     t->counts.total = c.n;
     t->counts.pending = c.n;
+    for (size_t i = 0; i < t->n_cl; i++)
+        memset(&t->cl[i].counts, 0, sizeof t->cl[i].counts);
     for (size_t i = 0; i < c.n; i++) {
         struct tnode *n = &t->nodes[i];
+        t->cl[n->cl].counts.total++;
+        t->cl[n->cl].counts.pending++;
         pw_taskrec_mark_dirty(t, n);
         if (pw_taskrec_work_count(t, n) == 0) {
             pw_taskrec_set_str(&n->reason, "AlreadyPresent");
@@ -150,7 +183,7 @@ void pw_nodeselect_task(struct task *t, pw_nodecache *nodes, pw_executor *agent)
             pw_taskrec_set_state(t, n, PW_NODE_SKIPPED);
         }
     }
-    note_unknown_names(nodes, t);
+    note_unknown_names(src, n_src, t);
     PW_INFO("task %s: %zu nodes selected, %zu already hold every image%s%s", t->id, c.n, t->counts.skipped,
             t->note ? "; " : "", t->note ? t->note : "");
 }

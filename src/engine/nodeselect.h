@@ -23,6 +23,19 @@
  * message saying why). */
 void pw_nodeselect_task(struct task *t, pw_nodecache *nodes, pw_executor *agent);
 
+/* One cluster to select from (docs/multicluster.md): its name, node cache and agent executor
+ * (borrowed; nodes NULL: the cluster cannot be read now, failed says why: it enters t->cl failed,
+ * with no node). */
+struct pw_nodeselect_src {
+    const char *cluster;
+    pw_nodecache *nodes;
+    pw_executor *agent;
+    const char *failed;
+};
+/* pw_nodeselect_task over several clusters: t->cl gets one entry per src, in order, and each node's
+ * key is pw_nodekey_make(cluster, name); nodeNames are plain names, looked up in every cluster. */
+void pw_nodeselect_clusters(struct task *t, const struct pw_nodeselect_src *src, size_t n);
+
 /* Readiness over time: the nodes NotReady now and since when (monotonic ms), so that a node NotReady
  * past the grace period fails its running work while one that recovers within it goes on. */
 struct pw_notready {

@@ -28,6 +28,16 @@ struct task *pw_resume_task(pw_store *store, const struct pw_store_task *rec)
     t->sched.batch_size = (size_t)t->spec.batch_size;
     t->sched.batch_strategy = strcmp(t->spec.strategy, "batch") == 0;
     if (pw_task_status_of(rec->status) == PW_TASK_RUNNING) {
+        /* the clusters it spans, in their order, and those that failed as a whole */
+        const json_t *cls = json_object_get(json_object_get(rec->doc, "progress"), "clusters");
+        for (size_t i = 0; i < json_array_size(cls); i++) {
+            const json_t *c = json_array_get(cls, i);
+            const char *name = pw_taskrec_str(c, "name");
+            if (!name)
+                continue;
+            size_t k = pw_taskrec_cluster(t, name);
+            pw_taskrec_set_str(&t->cl[k].failed, pw_taskrec_str(c, "message"));
+        }
         if (pw_taskrec_load_nodes(store, t) != 0) {
             PW_ERROR("task %s cannot be resumed: its node results cannot be read", rec->id);
             pw_taskrec_free(t);

@@ -8,6 +8,7 @@
 #include "base/clock.h"
 #include "base/mem.h"
 #include "engine/jobspec.h"
+#include "engine/nodekey.h"
 
 const char *const pw_taskrec_exec_names[N_EXEC] = {"job", "agent"};
 
@@ -76,7 +77,72 @@ void pw_taskrec_free(struct task *t)
     json_decref(t->failed);
     free(t->message);
     free(t->note);
+    for (size_t i = 0; i < t->n_cl; i++) {
+        free(t->cl[i].name);
+        free(t->cl[i].failed);
+    }
+    free(t->cl);
     free(t);
+}
+
+size_t pw_taskrec_cluster(struct task *t, const char *name)
+{
+    for (size_t i = 0; i < t->n_cl; i++)
+        if (strcmp(t->cl[i].name, name) == 0)
+            return i;
+    if (t->n_cl >= PW_TASKREC_MAX_CLUSTERS - 1)
+        return t->n_cl - 1;
+    t->cl = pw_xrealloc(t->cl, (t->n_cl + 1) * sizeof *t->cl);
+    struct tcluster *c = &t->cl[t->n_cl];
+    memset(c, 0, sizeof *c);
+    c->name = pw_xstrdup(name);
+    c->sched = t->sched;
+    c->sched.running = false;
+    c->sched.batch_left = 0;
+    c->sched.batch_started = false;
+    c->sched.pause_until_ms = 0;
+    return t->n_cl++;
+}
+
+static json_t *counts_json(json_t *p, const struct pw_outcome_counts *c)
+{
+    json_object_set_new(p, "totalNodes", json_integer((json_int_t)c->total));
+    json_object_set_new(p, "pendingNodes", json_integer((json_int_t)c->pending));
+    json_object_set_new(p, "runningNodes", json_integer((json_int_t)c->running));
+    json_object_set_new(p, "succeededNodes", json_integer((json_int_t)c->succeeded));
+    json_object_set_new(p, "failedNodes", json_integer((json_int_t)c->failed));
+    json_object_set_new(p, "skippedNodes", json_integer((json_int_t)c->skipped));
+    json_object_set_new(p, "cancelledNodes", json_integer((json_int_t)c->cancelled));
+    return p;
+}
+
+/* progress.clusters[]: one entry per cluster the task spans (absent when that is the default cluster
+ * alone, as before clusters existed). */
+static json_t *clusters_json(const struct task *t)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < t->n_cl; i++) {
+        const struct tcluster *c = &t->cl[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(c->name));
+        counts_json(o, &c->counts);
+        const char *state;
+        if (c->failed)
+            state = "failed";
+        else if (t->status == PW_TASK_CANCELLED)
+            state = "cancelled";
+        else if (!t->selected || t->status == PW_TASK_PENDING)
+            state = "pending";
+        else if (!pw_outcome_done(&c->counts))
+            state = "running";
+        else
+            state = pw_task_status_names[pw_outcome_status(&c->counts, t->spec.success_threshold)];
+        json_object_set_new(o, "state", json_string(state));
+        if (c->failed)
+            json_object_set_new(o, "message", json_string(c->failed));
+        json_array_append_new(arr, o);
+    }
+    return arr;
 }
 
 size_t *pw_taskrec_count_slot(struct pw_outcome_counts *c, enum pw_node_state s)
@@ -103,6 +169,10 @@ void pw_taskrec_set_state(struct task *t, struct tnode *n, enum pw_node_state s)
 {
     (*pw_taskrec_count_slot(&t->counts, n->state))--;
     (*pw_taskrec_count_slot(&t->counts, s))++;
+    if (n->cl < t->n_cl) {
+        (*pw_taskrec_count_slot(&t->cl[n->cl].counts, n->state))--;
+        (*pw_taskrec_count_slot(&t->cl[n->cl].counts, s))++;
+    }
     n->state = s;
     pw_taskrec_mark_dirty(t, n);
     t->dirty = true;
@@ -121,15 +191,10 @@ json_t *pw_taskrec_task_json(const struct task *t)
     if (t->spec.policy)
         json_object_set_new(o, "policy", json_string(t->spec.policy));
     const struct pw_outcome_counts *c = &t->counts;
-    json_t *p = json_object();
-    json_object_set_new(p, "totalNodes", json_integer((json_int_t)c->total));
-    json_object_set_new(p, "pendingNodes", json_integer((json_int_t)c->pending));
-    json_object_set_new(p, "runningNodes", json_integer((json_int_t)c->running));
-    json_object_set_new(p, "succeededNodes", json_integer((json_int_t)c->succeeded));
-    json_object_set_new(p, "failedNodes", json_integer((json_int_t)c->failed));
-    json_object_set_new(p, "skippedNodes", json_integer((json_int_t)c->skipped));
-    json_object_set_new(p, "cancelledNodes", json_integer((json_int_t)c->cancelled));
+    json_t *p = counts_json(json_object(), c);
     json_object_set_new(p, "percentage", json_real(t->selected ? round_to(pw_outcome_percentage(c), 100) : 0.0));
+    if (t->n_cl > 1 || (t->n_cl == 1 && strcmp(t->cl[0].name, PW_CLUSTER_DEFAULT) != 0))
+        json_object_set_new(p, "clusters", clusters_json(t));
     json_object_set_new(o, "progress", p);
     /* a copy: the document is written and published after the engine lock is released */
     json_object_set_new(o, "failedNodes", json_deep_copy(t->failed));
@@ -143,7 +208,9 @@ json_t *pw_taskrec_task_json(const struct task *t)
 json_t *pw_taskrec_node_json(const struct task *t, const struct tnode *n)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "nodeName", json_string(n->name));
+    json_object_set_new(o, "nodeName", json_string(pw_nodekey_node(n->name)));
+    if (n->cl < t->n_cl && strcmp(t->cl[n->cl].name, PW_CLUSTER_DEFAULT) != 0)
+        json_object_set_new(o, "cluster", json_string(t->cl[n->cl].name));
     json_object_set_new(o, "state", json_string(pw_node_state_names[n->state]));
     json_object_set_new(o, "reason", json_string(n->reason ? n->reason : ""));
     json_object_set_new(o, "message", json_string(n->message ? n->message : ""));
@@ -241,7 +308,7 @@ const char *pw_taskrec_str(const json_t *o, const char *k)
 static void tnode_from_doc(const struct task *t, const json_t *doc, struct tnode *n)
 {
     memset(n, 0, sizeof *n);
-    n->name = pw_xstrdup(json_string_value(json_object_get(doc, "nodeName")));
+    n->name = pw_nodekey_make(pw_taskrec_str(doc, "cluster"), json_string_value(json_object_get(doc, "nodeName")));
     n->state = state_of(json_string_value(json_object_get(doc, "state")));
     pw_taskrec_set_str(&n->reason, pw_taskrec_str(doc, "reason"));
     pw_taskrec_set_str(&n->message, pw_taskrec_str(doc, "message"));
@@ -292,6 +359,11 @@ int pw_taskrec_load_nodes(pw_store *store, struct task *t)
         struct tnode *tn = &t->nodes[i];
         tnode_from_doc(t, items[i].doc, tn);
         (*pw_taskrec_count_slot(&t->counts, tn->state))++;
+        char cl[128];
+        pw_nodekey_cluster(tn->name, cl, sizeof cl);
+        tn->cl = (unsigned char)pw_taskrec_cluster(t, cl);
+        t->cl[tn->cl].counts.total++;
+        (*pw_taskrec_count_slot(&t->cl[tn->cl].counts, tn->state))++;
         if (tn->state == PW_NODE_FAILED) {
             /* the image at fault and its class (for the hint) as the stored result tells them */
             const char *img = NULL;

@@ -48,8 +48,20 @@ struct tnode {
     int64_t started_mono;
     struct img_res *imgs; /* n_images */
     unsigned char exec; /* EXEC_* + 1 of the executor that served it; 0: not dispatched */
+    unsigned char cl;   /* index of its cluster in the task's cl[] */
     bool dirty;
 };
+
+/* A task's share of one cluster (docs/multicluster.md): its counts, its scheduling state (batchSize
+ * applies per cluster), and why the cluster failed as a whole, if it did. */
+struct tcluster {
+    char *name;
+    struct pw_outcome_counts counts;
+    struct pw_sched_task sched;
+    size_t next_pending; /* nodes of this cluster before this index are no longer pending */
+    char *failed;        /* owned or NULL: "ClusterUnreachable: ..." */
+};
+#define PW_TASKREC_MAX_CLUSTERS 250
 
 /* An unfinished task in memory. */
 struct task {
@@ -69,8 +81,14 @@ struct task {
     char *message;
     char *note; /* owned or NULL: what selection found worth saying (unknown nodeNames), kept in message */
     struct pw_sched_task sched;
+    struct tcluster *cl; /* the clusters the task spans, n_cl of them (set at selection, or resume) */
+    size_t n_cl;
     bool dirty;
 };
+
+/* The index of cluster name in t->cl, added (zeroed counts, scheduling state from t->sched) when
+ * it is not there yet; PW_TASKREC_MAX_CLUSTERS - 1 at most. */
+size_t pw_taskrec_cluster(struct task *t, const char *name);
 
 /* *dst = a copy of src, or NULL for NULL or "" (the old value freed). */
 void pw_taskrec_set_str(char **dst, const char *src);

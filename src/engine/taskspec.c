@@ -249,7 +249,9 @@ static void f_node_selector(const json_t *v, const char *field, struct pw_tasksp
     get_labels(v, field, &s->node_selector, errs);
 }
 
-static void f_label_selector(const json_t *v, const char *field, struct pw_taskspec *s, struct pw_field_errors *errs)
+/* A label selector field: its text in *text and parsed form in *sel (the old ones freed). */
+static void get_selector(const json_t *v, const char *field, char **text, pw_labelsel **sel_out,
+                         struct pw_field_errors *errs)
 {
     if (!json_is_string(v)) {
         pw_field_errors_add(errs, field, "must be a string");
@@ -262,10 +264,36 @@ static void f_label_selector(const json_t *v, const char *field, struct pw_tasks
         free(why);
         return;
     }
-    pw_labelsel_free(s->selector);
-    s->selector = sel;
-    free(s->label_selector);
-    s->label_selector = pw_xstrdup(json_string_value(v));
+    pw_labelsel_free(*sel_out);
+    *sel_out = sel;
+    free(*text);
+    *text = pw_xstrdup(json_string_value(v));
+}
+
+static void f_label_selector(const json_t *v, const char *field, struct pw_taskspec *s, struct pw_field_errors *errs)
+{
+    get_selector(v, field, &s->label_selector, &s->selector, errs);
+}
+
+static void f_cluster_selector(const json_t *v, const char *field, struct pw_taskspec *s, struct pw_field_errors *errs)
+{
+    get_selector(v, field, &s->cluster_selector, &s->cluster_sel, errs);
+}
+
+static bool check_dns_label(const char *s, char **why)
+{
+    size_t n = strlen(s);
+    bool ok = n >= 1 && n <= 63 && s[0] != '-' && s[n - 1] != '-';
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-';
+    if (!ok)
+        *why = pw_xstrdup("must be a cluster name (a DNS-1123 label: 1-63 lowercase alphanumerics and '-')");
+    return ok;
+}
+
+static void f_clusters(const json_t *v, const char *field, struct pw_taskspec *s, struct pw_field_errors *errs)
+{
+    get_strings(v, field, 1, 64, check_dns_label, &s->clusters, &s->n_clusters, errs);
 }
 
 static void f_node_names(const json_t *v, const char *field, struct pw_taskspec *s, struct pw_field_errors *errs)
@@ -438,6 +466,8 @@ static const struct {
     {"nodeSelector", f_node_selector},
     {"labelSelector", f_label_selector},
     {"nodeNames", f_node_names},
+    {"clusters", f_clusters},
+    {"clusterSelector", f_cluster_selector},
     {"includeNotReady", f_include_not_ready},
     {"includeUnschedulable", f_include_unschedulable},
     {"pullPolicy", f_pull_policy},
@@ -528,6 +558,9 @@ void pw_taskspec_fini(struct pw_taskspec *s)
         pw_imageref_fini(&s->refs[i]);
     free(s->refs);
     pw_labelsel_free(s->selector);
+    pw_labelsel_free(s->cluster_sel);
+    free(s->cluster_selector);
+    free_strings(s->clusters, s->n_clusters);
     free_strings(s->images, s->n_images);
     free(s->strategy);
     json_decref(s->node_selector);
@@ -563,6 +596,10 @@ json_t *pw_taskspec_to_json(const struct pw_taskspec *s)
         json_object_set_new(o, "labelSelector", json_string(s->label_selector));
     if (s->has_node_names)
         json_object_set_new(o, "nodeNames", strings_json(s->node_names, s->n_node_names));
+    if (s->clusters)
+        json_object_set_new(o, "clusters", strings_json(s->clusters, s->n_clusters));
+    if (s->cluster_selector)
+        json_object_set_new(o, "clusterSelector", json_string(s->cluster_selector));
     json_object_set_new(o, "includeNotReady", json_boolean(s->include_not_ready));
     json_object_set_new(o, "includeUnschedulable", json_boolean(s->include_unschedulable));
     json_object_set_new(o, "pullPolicy", json_string(s->pull_policy));

@@ -46,6 +46,12 @@ struct pw_taskspec {
                               * shown and stored as createdBy); NULL when unknown */
     /* parsed forms, made once by pw_taskspec_parse (the engine never parses the text again) */
     pw_labelsel *selector;   /* of label_selector; NULL when absent */
+    /* which clusters (docs/multicluster.md): names (ANDed with the selector over cluster labels);
+     * neither: every configured cluster */
+    char **clusters;         /* NULL when absent (n_clusters 0) */
+    size_t n_clusters;
+    char *cluster_selector;  /* NULL when absent */
+    pw_labelsel *cluster_sel; /* of cluster_selector; NULL when absent */
     struct pw_imageref *refs; /* n_images references, in the order of images */
 };
 

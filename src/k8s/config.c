@@ -157,16 +157,15 @@ static json_t *yaml_node_to_json(yaml_document_t *doc, yaml_node_t *node, int de
     }
 }
 
-/* Parses YAML text (one document) into JSON; an empty document gives an empty object. */
-static int yaml_to_json(const char *text, size_t len, const char *path, json_t **out, char **errmsg)
+int pw_k8s_yaml_to_json(const char *text, size_t len, const char *what, json_t **out, char **errmsg)
 {
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser))
-        return fail(errmsg, PW_ENOMEM, "kubeconfig %s: cannot start the YAML parser", path);
+        return fail(errmsg, PW_ENOMEM, "%s: cannot start the YAML parser", what);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &doc)) {
-        int rc = fail(errmsg, PW_EINVAL, "kubeconfig %s: invalid YAML at line %zu: %s", path,
+        int rc = fail(errmsg, PW_EINVAL, "%s: invalid YAML at line %zu: %s", what,
                       parser.problem_mark.line + 1, parser.problem ? parser.problem : "parse error");
         yaml_parser_delete(&parser);
         return rc;
@@ -177,14 +176,14 @@ static int yaml_to_json(const char *text, size_t len, const char *path, json_t *
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     if (!j && budget == 0)
-        return fail(errmsg, PW_EINVAL, "kubeconfig %s: its aliases expand to too many nodes", path);
+        return fail(errmsg, PW_EINVAL, "%s: its aliases expand to too many nodes", what);
     if (json_is_null(j)) {
         json_decref(j);
         j = json_object();
     }
     if (!json_is_object(j)) {
         json_decref(j);
-        return fail(errmsg, PW_EINVAL, "kubeconfig %s: the document is not a mapping of Config fields", path);
+        return fail(errmsg, PW_EINVAL, "%s: the document is not a mapping", what);
     }
     *out = j;
     return 0;
@@ -280,7 +279,9 @@ static int merged_load(struct merged *m, const char *list, bool skip_missing, ch
             break;
         }
         json_t *tree = NULL;
-        rc = yaml_to_json(text, len, p, &tree, errmsg);
+        char *what = pw_xasprintf("kubeconfig %s", p);
+        rc = pw_k8s_yaml_to_json(text, len, what, &tree, errmsg);
+        free(what);
         free(text);
         if (rc != 0)
             break;

@@ -46,6 +46,11 @@ int pw_k8s_config_credential(const pw_k8s_config *cfg, char **token, char **cert
  * none (the system's CAs verify the server). */
 const char *pw_k8s_config_ca_pem(const pw_k8s_config *cfg, size_t *len);
 
+/* Parses YAML text (one document, a mapping) into JSON the way kubeconfig files are read (scalars
+ * as strings, null/~ as null, aliases bounded); an empty document gives an empty object. 0, or
+ * PW_EINVAL with *errmsg (caller frees) starting with what ("clusters file PATH"). */
+int pw_k8s_yaml_to_json(const char *text, size_t len, const char *what, json_t **out, char **errmsg);
+
 /* ---- the client ---- */
 
 struct pw_k8s_client_opts {

@@ -310,3 +310,62 @@ def finish():
         tap(not sanitizer_reports, "no sanitizer report in the servers' logs (%d scanned)" % len(sanitizer_logs),
             "\n".join(sanitizer_reports)[:4000])
     sys.exit(1 if failures else 0)
+
+
+class Sim:
+    """One more kubesim (for the multi-cluster suites): its kubeconfig, the calls Env offers on it,
+    and close() by PID. Its log is scanned for sanitizer reports like Env's."""
+
+    def __init__(self, nodes, sim_args=(), time_scale=20, name="sim"):
+        self.dir = tempfile.mkdtemp(prefix="pwsim-")
+        self.name = name
+        self.kubeconfig = os.path.join(self.dir, "kubeconfig")
+        self.log = open(os.path.join(self.dir, "kubesim.log"), "w")
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "kubesim"), "--nodes", str(nodes), "--listen", "127.0.0.1:0",
+             "--kubeconfig-out", self.kubeconfig, "--time-scale", str(time_scale), "--log-level", "warn"]
+            + list(sim_args), stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while not os.path.exists(self.kubeconfig):
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("kubesim %s did not start" % name)
+            time.sleep(0.1)
+        with open(self.kubeconfig) as f:
+            kc = yaml.safe_load(f)
+        ctx = next(c for c in kc["contexts"] if c["name"] == kc["current-context"])["context"]
+        cl = next(c for c in kc["clusters"] if c["name"] == ctx["cluster"])["cluster"]
+        self.server = cl["server"]
+        self.token = next(u for u in kc["users"] if u["name"] == ctx["user"])["user"].get("token")
+        self.ssl = ssl.create_default_context()
+        self.ssl.load_verify_locations(cadata=base64.b64decode(cl["certificate-authority-data"]).decode())
+        self.kube("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prewarm"}})
+
+    def kube(self, method, path, body=None):
+        h = {"Authorization": "Bearer " + self.token} if self.token else {}
+        return Env._call(self, self.server + path, method, body, h, self.ssl)
+
+    truth = Env.truth
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        try:
+            with open(os.path.join(self.dir, "kubesim.log"), errors="replace") as f:
+                rep = sanitizer_report(f.read())
+            sanitizer_logs.append(self.name)
+            if rep:
+                sanitizer_reports.append("%s:\n%s" % (self.name, rep))
+        except OSError:
+            pass
+        if not os.environ.get("PW_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
