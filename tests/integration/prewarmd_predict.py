@@ -76,6 +76,10 @@ def check_ranking(env, used):
             str([(img, n / PODS, probs.get(norm(img))) for img, n in used[p].items()]))
         other = set(norm(x) for x in images_of("beta" if p == "alpha" else "alpha"))
         tap(not other & set(probs), "pool %s: no image of the other pool in its ranking" % p)
+        deadline = time.time() + 30  # sizes come from status.images, which the kubelet reports after the pulls
+        while not all(im["sizeKnown"] for im in r["images"]) and time.time() < deadline:
+            time.sleep(0.5)
+            r = wait_observations(env, p, PODS)
         ben = [im["benefitSeconds"] for im in r["images"]]
         tap(ben == sorted(ben, reverse=True) and all(im["sizeKnown"] for im in r["images"]),
             "pool %s: ranked by expected benefit, sizes from the nodes' status.images" % p)
