@@ -435,6 +435,18 @@ static int setup_logging(const struct options *o)
     return 0;
 }
 
+/* The predictor's view of the engine's node cache (predict.h node_get, nodes_synced). */
+static json_t *engine_node_get(void *arg, const char *name)
+{
+    return pw_engine_node_get(arg, name);
+}
+
+static bool engine_nodes_synced(void *arg)
+{
+    const char *why = NULL;
+    return pw_engine_ready(arg, &why);
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
@@ -564,12 +576,24 @@ int main(int argc, char **argv)
         pw_engine_set_observer(engine, on_change, &obs);
         rc = pw_api_sse_new(obs.events, engine, o.sse_heartbeat_ms, &sse);
     }
-    /* standing policies (docs/policies.md): fed by the engine's node informer and observer */
+    /* standing policies (docs/policies.md) and images predicted from history (issue 14): both fed by
+     * the engine's node informer (one watch of the nodes), the policies also by its observer */
     if (rc == 0) {
         struct pw_policy_config pcfg = {.store = store, .engine = engine, .client = client};
         rc = pw_policy_new(&pcfg, &obs.policies);
         if (rc == 0)
             pw_engine_set_node_hook(engine, pw_policy_node_event, obs.policies);
+    }
+    pw_predict *predict = NULL;
+    if (rc == 0 && o.predict) {
+        struct pw_predict_config pc = {.client = client, .store = store, .extra_pool_keys = o.predict_pool_labels,
+                                       .save_interval_ms = o.predict_save_ms,
+                                       .model = {.half_life_ms = o.predict_half_life_ms, .bandwidth_mbps = o.predict_mbps},
+                                       .node_get = engine_node_get, .nodes_synced = engine_nodes_synced,
+                                       .node_arg = engine};
+        rc = pw_predict_new(&pc, &predict);
+        if (rc == 0)
+            pw_engine_set_node_raw_hook(engine, pw_predict_node_seen, predict); /* image sizes */
     }
     if (rc == 0)
         rc = pw_fleet_attach(fleet, engine);
@@ -582,15 +606,8 @@ int main(int argc, char **argv)
     }
     if (rc == 0 && lead.ha)
         rc = pw_ha_start(lead.ha); /* after the engine: its first change wakes a started engine */
-    pw_predict *predict = NULL; /* images predicted from history (issue 14) */
-    if (rc == 0 && o.predict) {
-        struct pw_predict_config pc = {.client = client, .store = store, .extra_pool_keys = o.predict_pool_labels,
-                                       .save_interval_ms = o.predict_save_ms,
-                                       .model = {.half_life_ms = o.predict_half_life_ms, .bandwidth_mbps = o.predict_mbps}};
-        rc = pw_predict_new(&pc, &predict);
-        if (rc == 0)
-            rc = pw_predict_start(predict);
-    }
+    if (rc == 0 && predict)
+        rc = pw_predict_start(predict); /* its pod informer, once the engine's nodes are listed */
     if (rc == 0 && predict) {
         struct pw_policy_predictor hook = {.check = pw_predict_hook_check,
                                            .images_for_node = pw_predict_hook_images_for_node,
@@ -658,11 +675,12 @@ int main(int argc, char **argv)
         pw_http_server_free(agent_srv);
         pw_api_sse_free(sse);
         pw_policy_stop(obs.policies);
-        pw_predict_free(predict);
+        pw_predict_stop(predict); /* its pod informer asks the engine for nodes */
         stop_engine_then_elector(&lead, engine);
         pw_api_leader_metrics_free(lead_metrics);
         pw_k8s_client_free(lead.client);
         pw_webhook_free(webhook);
+        pw_predict_free(predict);
         pw_policy_free(obs.policies);
         pw_api_metrics_free(obs.metrics);
         pw_events_free(obs.events);
@@ -708,11 +726,12 @@ int main(int argc, char **argv)
     pw_http_server_free(agent_srv);
     pw_api_sse_free(sse);
     pw_policy_stop(obs.policies); /* no engine call after this */
-    pw_predict_free(predict);
-    stop_engine_then_elector(&lead, engine); /* the engine's observer goes on until here */
+    pw_predict_stop(predict); /* its pod informer asks the engine for nodes */
+    stop_engine_then_elector(&lead, engine); /* the engine's observer and node hooks go on until here */
     pw_api_leader_metrics_free(lead_metrics);
     pw_k8s_client_free(lead.client);
     pw_webhook_free(webhook);
+    pw_predict_free(predict);
     pw_policy_free(obs.policies);
     pw_api_metrics_free(obs.metrics);
     pw_events_free(obs.events);

@@ -114,6 +114,8 @@ struct pw_engine {
     void *observer_arg;
     pw_k8s_informer_fn node_hook; /* set before start; NULL: none (fed by the first cluster's nodes) */
     void *node_hook_arg;
+    pw_nodecache_raw_fn node_raw; /* set before start; NULL: none (the first cluster's untrimmed nodes) */
+    void *node_raw_arg;
     struct ecl **cl;     /* the clusters (e->mu); cl[0] is cfg.client's and is never removed */
     size_t n_cl;
     pthread_mutex_t tmu; /* held by the loop while executors tick, and by a removal while it frees */
@@ -1052,7 +1054,7 @@ static int ecl_executors_start(pw_engine *e, struct ecl *c)
  * (no informer; an executor that cannot start again is freed). */
 static int ecl_start(pw_engine *e, struct ecl *c)
 {
-    int rc = pw_nodecache_start(c->client, on_node, c, &c->nodes);
+    int rc = pw_nodecache_start(c->client, on_node, c, c->first ? e->node_raw : NULL, e->node_raw_arg, &c->nodes);
     if (rc != 0)
         return rc;
     /* the running nodes are the executor's before its informers start, so their first events find them */
@@ -1832,6 +1834,12 @@ void pw_engine_set_node_hook(pw_engine *e, pw_k8s_informer_fn fn, void *arg)
 {
     e->node_hook = fn;
     e->node_hook_arg = arg;
+}
+
+void pw_engine_set_node_raw_hook(pw_engine *e, void (*fn)(void *arg, const json_t *node), void *arg)
+{
+    e->node_raw = fn;
+    e->node_raw_arg = arg;
 }
 
 void pw_engine_each_node(pw_engine *e, int (*fn)(void *arg, const json_t *node), void *arg)

@@ -196,6 +196,10 @@ void pw_engine_set_observer(pw_engine *e, pw_engine_observer fn, void *arg);
  * node informer (the trimmed node, and the old one on MODIFIED), on the informer's thread; it must be
  * quick and must not call the engine. */
 void pw_engine_set_node_hook(pw_engine *e, pw_k8s_informer_fn fn, void *arg);
+/* Sets the one raw node hook (before pw_engine_start; fn NULL: none): sees each node of the first
+ * cluster as the API server sent it, before the cache trims it (status.images with sizes: the
+ * predictor's), on the informer's thread; quick, must not call the engine. */
+void pw_engine_set_node_raw_hook(pw_engine *e, void (*fn)(void *arg, const json_t *node), void *arg);
 /* fn for every cached node (under the cache's lock: fn must not call the engine); nothing before
  * pw_engine_start. */
 void pw_engine_each_node(pw_engine *e, int (*fn)(void *arg, const json_t *node), void *arg);

@@ -16,6 +16,8 @@ struct pw_nodecache {
     size_t intern_sweep_at;    /* table size that triggers the next sweep of unused entries */
     pw_k8s_informer_fn hook;   /* the owner's event hook and its argument */
     void *hook_arg;
+    pw_nodecache_raw_fn raw;   /* NULL: none */
+    void *raw_arg;
 };
 
 static void relay(void *arg, enum pw_k8s_event type, const json_t *obj, const json_t *old)
@@ -89,6 +91,8 @@ size_t pw_nodecache_intern_size(pw_nodecache *nc)
 static json_t *transform_node(void *arg, json_t *obj)
 {
     pw_nodecache *nc = arg;
+    if (nc->raw)
+        nc->raw(nc->raw_arg, obj);
     json_t *o = json_object();
     /* metadata: the name, the resourceVersion (the informer compares it) and the labels, whose
      * values are interned */
@@ -153,7 +157,8 @@ static json_t *transform_node(void *arg, json_t *obj)
     return o;
 }
 
-int pw_nodecache_start(pw_k8s_client *client, pw_k8s_informer_fn on_event, void *arg, pw_nodecache **out)
+int pw_nodecache_start(pw_k8s_client *client, pw_k8s_informer_fn on_event, void *arg, pw_nodecache_raw_fn raw,
+                       void *raw_arg, pw_nodecache **out)
 {
     pw_nodecache *nc = pw_xcalloc(1, sizeof *nc);
     pthread_mutex_init(&nc->intern_mu, NULL);
@@ -162,6 +167,8 @@ int pw_nodecache_start(pw_k8s_client *client, pw_k8s_informer_fn on_event, void 
     /* the informer passes one arg to the transform and the hook alike: relay hands the owner its own */
     nc->hook = on_event;
     nc->hook_arg = arg;
+    nc->raw = raw;
+    nc->raw_arg = raw_arg;
     struct pw_k8s_informer_opts o = {.path = "/api/v1/nodes", .on_event = relay, .transform = transform_node, .arg = nc};
     int rc = pw_k8s_informer_start(client, &o, &nc->inf);
     if (rc != 0) {

@@ -18,9 +18,13 @@
 
 typedef struct pw_nodecache pw_nodecache;
 
-/* Starts the informer (it syncs in the background). 0, or the informer's PW_E* (nothing runs).
- * *out: free with pw_nodecache_free. */
-int pw_nodecache_start(pw_k8s_client *client, pw_k8s_informer_fn on_event, void *arg, pw_nodecache **out);
+/* Sees every node as the API server sent it, before it is trimmed (the informer's thread; quick). */
+typedef void (*pw_nodecache_raw_fn)(void *arg, const json_t *node);
+
+/* Starts the informer (it syncs in the background); raw (may be NULL) sees each untrimmed node.
+ * 0, or the informer's PW_E* (nothing runs). *out: free with pw_nodecache_free. */
+int pw_nodecache_start(pw_k8s_client *client, pw_k8s_informer_fn on_event, void *arg, pw_nodecache_raw_fn raw,
+                       void *raw_arg, pw_nodecache **out);
 /* Stops the informer (no event after it returns) and frees. NULL: no-op. */
 void pw_nodecache_free(pw_nodecache *nc);
 bool pw_nodecache_synced(pw_nodecache *nc);

@@ -32,7 +32,9 @@
 
 #include <jansson.h>
 
-typedef struct pw_k8s_client pw_k8s_client; /* k8s/k8s.h */
+#include "k8s/k8s.h"
+
+
 typedef struct pw_store pw_store;           /* store/store.h */
 typedef struct pw_predict_model pw_predict_model;
 typedef struct pw_predict pw_predict;
@@ -128,6 +130,12 @@ struct pw_predict_config {
     struct pw_predict_model_opts model;
     const char *extra_pool_keys; /* comma-separated label keys tracked besides the defaults (may be NULL) */
     int64_t save_interval_ms;  /* <= 0: 30 s */
+    /* The nodes, from a node cache the caller already keeps (prewarmd: the engine's; pw_predict_node_event
+     * is then fed the untrimmed nodes of the same informer): node_get gives one node (a new reference or NULL), synced
+     * says whether the cache has listed. NULL node_get: the predictor watches nodes itself. */
+    json_t *(*node_get)(void *arg, const char *name);
+    bool (*nodes_synced)(void *arg);
+    void *node_arg;
 };
 
 /* Builds the service (copies cfg's strings) and restores the model from the store. 0 and *out
@@ -135,7 +143,13 @@ struct pw_predict_config {
 int pw_predict_new(const struct pw_predict_config *cfg, pw_predict **out);
 /* Starts the informers and the saver thread (nothing to start without a client). 0 or a PW_E* code. */
 int pw_predict_start(pw_predict *p);
-/* Stops the informers and the saver, saves what changed, frees. NULL is a no-op. */
+/* A node as the API server sent it, from the caller's node cache (cfg.node_get's informer; arg the
+ * pw_predict): learns image sizes from status.images. Quick; any thread. */
+void pw_predict_node_seen(void *arg, const json_t *node);
+/* Stops the informers and the saver: no node_get call after it returns (pw_predict_node_event may
+ * still be called). Idempotent; NULL is a no-op. */
+void pw_predict_stop(pw_predict *p);
+/* Stops (pw_predict_stop), saves what changed, frees. NULL is a no-op. */
 void pw_predict_free(pw_predict *p);
 
 /* Adds a label key to the tracked keys (a policy's poolLabel); pods seen from now on count under it.

@@ -1,4 +1,5 @@
-/* predictor.c: the prediction service (predict.h): the node and pod informers feeding the model, the
+/* predictor.c: the prediction service (predict.h): the pod informer and the nodes (the caller's node
+ * cache, or an informer of its own) feeding the model, the
  * tracked pool keys, persistence in the store's records, and the answers to the API and the policy
  * hook.
  *
@@ -33,6 +34,9 @@ struct pw_predict {
     pw_k8s_client *client;
     pw_store *store;
     int64_t save_interval_ms;
+    json_t *(*node_get)(void *arg, const char *name); /* NULL: nodes from the own informer below */
+    bool (*nodes_synced)(void *arg);
+    void *node_arg;
 
     pthread_mutex_t mu; /* guards m, keys, retry */
     pw_predict_model *m;
@@ -137,17 +141,16 @@ static void on_pod(void *arg, enum pw_k8s_event ev, const json_t *obj, const jso
         return;
     if (ev == PW_K8S_ADDED && json_integer_value(json_object_get(obj, "t")) <= p->restored_watermark)
         return; /* counted before the restart */
-    json_t *node = pw_k8s_informer_get(p->nodes, json_string_value(json_object_get(obj, "n")));
+    const char *name = json_string_value(json_object_get(obj, "n"));
+    json_t *node = p->node_get ? p->node_get(p->node_arg, name) : pw_k8s_informer_get(p->nodes, name);
     if (node)
         pw_predict_observe_pod(p, obj, json_object_get(json_object_get(node, "metadata"), "labels"));
     json_decref(node);
 }
 
-/* Keeps a node's name and labels; its status.images sizes go to the model on the way. */
-static json_t *node_transform(void *arg, json_t *obj)
+/* A node's status.images sizes go to the model. */
+static void learn_sizes(pw_predict *p, const json_t *obj)
 {
-    pw_predict *p = arg;
-    json_t *md = json_object_get(obj, "metadata");
     size_t i, j;
     const json_t *im, *name;
     pthread_mutex_lock(&p->mu);
@@ -160,6 +163,18 @@ static json_t *node_transform(void *arg, json_t *obj)
         }
     }
     pthread_mutex_unlock(&p->mu);
+}
+
+void pw_predict_node_seen(void *arg, const json_t *node)
+{
+    learn_sizes(arg, node);
+}
+
+/* Keeps a node's name and labels; its status.images sizes go to the model on the way. */
+static json_t *node_transform(void *arg, json_t *obj)
+{
+    learn_sizes(arg, obj);
+    json_t *md = json_object_get(obj, "metadata");
     json_t *labels = json_object_get(md, "labels");
     return json_pack("{s:{s:O?, s:O}}", "metadata", "name", json_object_get(md, "name"), "labels",
                      labels ? labels : json_object());
@@ -270,6 +285,9 @@ int pw_predict_new(const struct pw_predict_config *cfg, pw_predict **out)
     p->client = cfg->client;
     p->store = cfg->store;
     p->save_interval_ms = cfg->save_interval_ms > 0 ? cfg->save_interval_ms : DEFAULT_SAVE_INTERVAL_MS;
+    p->node_get = cfg->node_get;
+    p->nodes_synced = cfg->nodes_synced;
+    p->node_arg = cfg->node_arg;
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_init(&p->stop_mu, NULL);
     pthread_cond_init(&p->stop_cv, NULL);
@@ -295,11 +313,20 @@ int pw_predict_start(pw_predict *p)
 {
     if (!p->client)
         return 0;
-    struct pw_k8s_informer_opts no = {.path = "/api/v1/nodes", .transform = node_transform, .arg = p};
-    int rc = pw_k8s_informer_start(p->client, &no, &p->nodes);
-    if (rc != 0)
-        return rc;
-    if (pw_k8s_informer_wait_synced(p->nodes, NODE_SYNC_WAIT_MS) != 0)
+    int rc = 0;
+    bool synced = true;
+    if (p->node_get) { /* the caller's node cache: wait for its list */
+        int64_t until = pw_clock_mono_ms() + NODE_SYNC_WAIT_MS;
+        while (p->nodes_synced && !p->nodes_synced(p->node_arg) && (synced = pw_clock_mono_ms() < until))
+            pw_clock_sleep_ms(50);
+    } else {
+        struct pw_k8s_informer_opts no = {.path = "/api/v1/nodes", .transform = node_transform, .arg = p};
+        rc = pw_k8s_informer_start(p->client, &no, &p->nodes);
+        if (rc != 0)
+            return rc;
+        synced = pw_k8s_informer_wait_synced(p->nodes, NODE_SYNC_WAIT_MS) == 0;
+    }
+    if (!synced)
         PW_WARN("predict: the node list is not in after %d s; pods on nodes not yet seen are not counted",
                 NODE_SYNC_WAIT_MS / 1000);
     struct pw_k8s_informer_opts po = {.path = "/api/v1/pods", .transform = pod_transform, .on_event = on_pod, .arg = p};
@@ -315,19 +342,28 @@ int pw_predict_start(pw_predict *p)
     return 0;
 }
 
-void pw_predict_free(pw_predict *p)
+void pw_predict_stop(pw_predict *p)
 {
     if (!p)
         return;
     pw_k8s_informer_free(p->pods);
     pw_k8s_informer_free(p->nodes);
+    p->pods = p->nodes = NULL;
     if (p->saver_started) {
         pthread_mutex_lock(&p->stop_mu);
         p->stop = true;
         pthread_cond_signal(&p->stop_cv);
         pthread_mutex_unlock(&p->stop_mu);
         pthread_join(p->saver, NULL);
+        p->saver_started = false;
     }
+}
+
+void pw_predict_free(pw_predict *p)
+{
+    if (!p)
+        return;
+    pw_predict_stop(p);
     pw_predict_save(p);
     pw_predict_model_free(p->m);
     json_decref(p->keys);

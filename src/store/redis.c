@@ -631,19 +631,34 @@ static int rd_task_get(pw_store *s, const char *id, struct pw_store_task *out)
     return rc;
 }
 
-static int rd_task_list(pw_store *s, const char *status, size_t limit, const char *cont, struct pw_store_task **items,
-                        size_t *n, char **next)
+/* Runs a page script: its arguments are lead (n_lead of them), then the key after the continue
+ * token cont ("" for none) and the row limit + 1 (0: no limit; one row more says whether more
+ * remain). PW_EINVAL for a malformed token. */
+static int rd_page_script(struct rd_store *rs, enum rd_script_id id, const char *what, const char *const *lead,
+                          int n_lead, const char *cont, size_t limit, redisReply **out)
 {
-    struct rd_store *rs = rd_of(s);
     char *after = NULL;
     if (cont && pw_store_token_decode(cont, &after) != 0)
         return PW_EINVAL;
     char lim[24];
     snprintf(lim, sizeof lim, "%zu", limit ? limit + 1 : 0);
-    const char *args[3] = {status ? status : "", after ? after : "", lim};
-    redisReply *r = NULL;
-    int rc = rd_script(rs, RS_TASK_LIST, "task list", 3, args, NULL, &r);
+    const char *args[4];
+    for (int i = 0; i < n_lead; i++)
+        args[i] = lead[i];
+    args[n_lead] = after ? after : "";
+    args[n_lead + 1] = lim;
+    int rc = rd_script(rs, id, what, n_lead + 2, args, NULL, out);
     free(after);
+    return rc;
+}
+
+static int rd_task_list(pw_store *s, const char *status, size_t limit, const char *cont, struct pw_store_task **items,
+                        size_t *n, char **next)
+{
+    struct rd_store *rs = rd_of(s);
+    const char *lead[] = {status ? status : ""};
+    redisReply *r = NULL;
+    int rc = rd_page_script(rs, RS_TASK_LIST, "task list", lead, 1, cont, limit, &r);
     if (rc != 0)
         return rc;
     struct pw_store_task *ts = NULL;
@@ -758,15 +773,9 @@ static int rd_nodes_list(pw_store *s, const char *task_id, const char *state, si
                          struct pw_store_node **items, size_t *n, char **next)
 {
     struct rd_store *rs = rd_of(s);
-    char *after = NULL;
-    if (cont && pw_store_token_decode(cont, &after) != 0)
-        return PW_EINVAL;
-    char lim[24];
-    snprintf(lim, sizeof lim, "%zu", limit ? limit + 1 : 0);
-    const char *args[4] = {task_id, state ? state : "", after ? after : "", lim};
+    const char *lead[] = {task_id, state ? state : ""};
     redisReply *r = NULL;
-    int rc = rd_script(rs, RS_NODES_LIST, "node results list", 4, args, NULL, &r);
-    free(after);
+    int rc = rd_page_script(rs, RS_NODES_LIST, "node results list", lead, 2, cont, limit, &r);
     if (rc != 0)
         return rc;
     if (r->type == REDIS_REPLY_NIL) {
@@ -854,15 +863,9 @@ static int rd_rec_list(pw_store *s, const char *kind, size_t limit, const char *
                        size_t *n, char **next)
 {
     struct rd_store *rs = rd_of(s);
-    char *after = NULL;
-    if (cont && pw_store_token_decode(cont, &after) != 0)
-        return PW_EINVAL;
-    char lim[24];
-    snprintf(lim, sizeof lim, "%zu", limit ? limit + 1 : 0);
-    const char *args[3] = {kind, after ? after : "", lim};
+    const char *lead[] = {kind};
     redisReply *r = NULL;
-    int rc = rd_script(rs, RS_REC_LIST, "record list", 3, args, NULL, &r);
-    free(after);
+    int rc = rd_page_script(rs, RS_REC_LIST, "record list", lead, 1, cont, limit, &r);
     if (rc != 0)
         return rc;
     if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {

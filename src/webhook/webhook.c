@@ -49,6 +49,7 @@ struct secret_entry {
 };
 
 struct pw_webhook {
+    pw_events_sub *sub; /* the stream cursor, made before the consumer thread starts and then its own */
     pw_events *events;
     pw_store *store;
     pw_k8s_client *client;
@@ -385,7 +386,8 @@ static void *marker_main(void *arg)
 static void *consumer_main(void *arg)
 {
     pw_webhook *w = arg;
-    pw_events_sub *sub = pw_events_sub_new(w->events, NULL, 0, NULL);
+    pw_events_sub *sub = w->sub; /* made by pw_webhook_new: no event published after it returns is missed */
+    w->sub = NULL;
     const pw_event *batch[64];
     for (;;) {
         pthread_mutex_lock(&w->mu);
@@ -908,7 +910,10 @@ int pw_webhook_new(const struct pw_webhook_config *cfg, pw_webhook **out, char *
         *errmsg = pw_xstrdup("cannot start the webhook thread");
         return PW_ENOMEM;
     }
+    w->sub = pw_events_sub_new(w->events, NULL, 0, NULL);
     if (pthread_create(&w->consumer, NULL, consumer_main, w) != 0) {
+        pw_events_sub_free(w->sub);
+        w->sub = NULL;
         pthread_mutex_lock(&w->mu);
         w->stopping = w->consumer_done = true;
         pthread_cond_broadcast(&w->work);

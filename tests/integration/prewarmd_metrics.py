@@ -180,9 +180,7 @@ def metrics_scenario():
         tap(fin.get('{outcome="succeeded"}') == 1 and fin.get('{outcome="failed"}') == 0 and created.get("") == 1,
             "created and finished counters", "%s %s" % (created, fin))
         objs = samples(text, "prewarm_kube_informer_objects")
-        # two node informers hold the 150 nodes: the engine's and the predictor's (--predict, on by
-        # default; it keeps trimmed nodes for pools and image sizes)
-        tap(objs.get('{resource="nodes"}') == 2 * 150, "the node informers' cache size", str(objs))
+        tap(objs.get('{resource="nodes"}') == 150, "the node informer's cache size", str(objs))
         http_ = samples(text, "prewarm_http_requests_total")
         tap(any('route="/api/v1/tasks",method="POST",code="201"' in k for k in http_),
             "REST requests by route pattern, method and code", str(list(http_)[:5]))
