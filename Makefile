@@ -167,11 +167,15 @@ $(B)/obj/empty.o:
 	@mkdir -p $(dir $@)
 	echo 'typedef int pw_empty_unit;' | $(CC) -x c -c - -o $@
 
+# make test builds with every core and runs two suites at once (suites mostly wait on simulated
+# time); TEST_JOBS=1 runs them one by one.
+BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+TEST_JOBS ?= 2
 test: deps
-	$(MAKE) all VARIANT=release
-	$(MAKE) all VARIANT=asan
-	$(MAKE) fuzz-build
-	tests/run
+	$(MAKE) -j$(BUILD_JOBS) all VARIANT=release
+	$(MAKE) -j$(BUILD_JOBS) all VARIANT=asan
+	$(MAKE) -j$(BUILD_JOBS) fuzz-build
+	tests/run -j $(TEST_JOBS)
 
 unit: all
 	tests/run --unit-only
