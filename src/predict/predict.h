@@ -20,7 +20,8 @@
  *
  * Per image of a pool: P(use), the decayed fraction of the pool's pods that used it; the pool's pods
  * per node k (decayed pods over decayed nodes, each node counted at its first pod); the node
- * probability q = 1 - (1 - P)^k that some pod of a new node's life uses it; expected benefit
+ * probability q = k P / (1 + (k - 1) P) that some pod of a new node's life uses it (its pods a
+ * geometric number with mean k, rank.c); expected benefit
  * q x pull time saved; expected waste (1 - q) x size.
  *
  * Pull time saved: sizeBytes / bandwidth, the size from the largest status.images sizeBytes any node

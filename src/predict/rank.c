@@ -1,8 +1,12 @@
 /* rank.c: a pool's ranking and the selection for one new node (predict.h, pw_predict_model_rank).
  *
  * Per image, from the model: p, the probability that a pod of the pool uses it; k, the pool's pods per
- * node (model.c); q = 1 - (1 - p)^k, the probability that some pod of a new node's life uses it (pods
- * drawn independently); the expected benefit q x pull time (what prewarming it saves the node's first
+ * node (model.c), a mean: nodes run more pods or fewer; q, the probability that some pod of a new
+ * node's life uses it, with pods drawn independently and the node's number of pods K geometric on
+ * 1, 2, ... with mean k (the most uncertain distribution of a count >= 1 with that mean):
+ * q = 1 - E[(1 - p)^K] = k p / (1 + (k - 1) p). It is p for k = 1 and below 1 - (1 - p)^k otherwise
+ * (a node that runs few pods uses few images, and those nodes are where waste happens); the expected
+ * benefit q x pull time (what prewarming it saves the node's first
  * pod that needs it) and the expected waste (1 - q) x size (the bytes pulled that no pod of the node
  * then uses). The ranking is by expected benefit.
  *
@@ -219,7 +223,7 @@ json_t *pw_predict_model_rank(const pw_predict_model *m, const char *pool, const
         r[i].pr = pm_ratio(m, &p->imgs.e[i].c, &p->c);
         if (r[i].pr > 1)
             r[i].pr = 1;
-        r[i].node_pr = 1 - pow(1 - r[i].pr, k);
+        r[i].node_pr = k * r[i].pr / (1 + (k - 1) * r[i].pr);
         r[i].pull_s = (double)r[i].size / bytes_per_s;
         r[i].benefit = r[i].node_pr * r[i].pull_s;
         r[i].waste = (1 - r[i].node_pr) * (double)r[i].size;

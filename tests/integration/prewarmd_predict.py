@@ -77,8 +77,9 @@ def check_ranking(env, used):
             str([(img, n / PODS, probs.get(norm(img))) for img, n in used[p].items()]))
         k = r["podsPerNode"]
         node_ok = r["nodes"] == 3 and abs(k - PODS / 3) < 0.05 and all(
-            abs(im["nodeProbability"] - (1 - (1 - im["probability"]) ** k)) < 2e-3 for im in r["images"])
-        tap(node_ok, "pool %s: pods per node learnt (%d pods on 3 nodes) and nodeProbability = 1-(1-p)^k" % (p, PODS),
+            abs(im["nodeProbability"] - k * im["probability"] / (1 + (k - 1) * im["probability"])) < 2e-3
+            for im in r["images"])
+        tap(node_ok, "pool %s: pods per node learnt (%d pods on 3 nodes) and nodeProbability = kp/(1+(k-1)p)" % (p, PODS),
             str((r["nodes"], k, [(im["probability"], im["nodeProbability"]) for im in r["images"]])))
         other = set(norm(x) for x in images_of("beta" if p == "alpha" else "alpha"))
         tap(not other & set(probs), "pool %s: no image of the other pool in its ranking" % p)
