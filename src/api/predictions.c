@@ -1,7 +1,7 @@
 /* predictions.c: GET /api/v1/predictions (docs/api.md): the pools prewarmd has learnt, or with
  * ?pool= one pool's ranking by expected benefit and why each image is or is not selected. The
- * optional ?maxBytesPerNode=, ?minProbability=, ?maxImages=, ?targetHitRate= preview the selection a policy's
- * "predict" object with those values would make. */
+ * optional ?maxBytesPerNode=, ?minProbability=, ?maxImages=, ?targetHitRate= preview the selection a
+ * policy's "predict" object with those values would make. */
 #include <stdlib.h>
 #include <string.h>
 

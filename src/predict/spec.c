@@ -66,7 +66,8 @@ int pw_predict_parse_spec(const json_t *spec, struct pw_predict_limits *lim, con
             l.max_images = (int)json_integer_value(v);
         } else {
             return spec_error(k,
-                              pw_xstrdup("unknown field (known: poolLabel, maxBytesPerNode, minProbability, maxImages, targetHitRate)"),
+                              pw_xstrdup("unknown field (known: poolLabel, maxBytesPerNode, minProbability, "
+                                         "maxImages, targetHitRate)"),
                               field, msg);
         }
     }
