@@ -1,7 +1,7 @@
 /* predictions.c: GET /api/v1/predictions (docs/api.md): the pools prewarmd has learnt, or with
  * ?pool= one pool's ranking by expected benefit and why each image is or is not selected. The
- * optional ?maxBytesPerNode=, ?minProbability=, ?maxImages= preview the selection a policy's
- * "predict" object with those values would make. */
+ * optional ?maxBytesPerNode=, ?minProbability=, ?maxImages=, ?targetHitRate= preview the selection a
+ * policy's "predict" object with those values would make. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +18,7 @@ static void reply_error(pw_http_req *req, int code, const char *message, const c
 /* The query's limits as a "predict" object (numbers parsed as JSON); 0, or the 400 already sent. */
 static int query_limits(pw_http_req *req, struct pw_predict_limits *lim)
 {
-    static const char *const names[] = {"maxBytesPerNode", "minProbability", "maxImages"};
+    static const char *const names[] = {"maxBytesPerNode", "minProbability", "maxImages", "targetHitRate"};
     json_t *spec = json_object();
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *v = pw_http_req_query(req, names[i]);

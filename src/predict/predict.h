@@ -1,12 +1,13 @@
 /* predict.h: images predicted from history (issue 14, point 2). prewarmd learns which images the
  * workloads use per node pool from the pods that start on that pool's nodes, with exponential decay,
- * and ranks a pool's images by expected benefit = P(use) x pull time saved, under a per-node byte
- * budget and a minimum probability. A policy with "predict": {...} prewarms that ranking on each node
- * that joins its pool (through the policy module's predictor hook).
+ * and for each node that joins a pool selects the cheapest set of images, in expected waste, that
+ * gives its pods the target hit rate, under a per-node byte budget (rank.c says how). A policy with
+ * "predict": {...} prewarms that selection on each node that joins its pool (through the policy
+ * module's predictor hook).
  *
  * Two layers:
- *  - pw_predict_model: the pure model (observations, decay, sizes, ranking, its JSON form). Not
- *    thread-safe: one caller at a time.
+ *  - pw_predict_model: the pure model (observations, decay, sizes, pods per node, image sets, ranking,
+ *    its JSON form). Not thread-safe: one caller at a time.
  *  - pw_predict: the service around it: a node informer (labels; status.images sizes), a pod
  *    informer trimmed to node, images and start time, the model behind a mutex, and persistence in
  *    the store's records (kind "predict": one record per pool, key "pool:<labelKey>=<value>", and
@@ -16,6 +17,12 @@
  * tracked keys its node carries (the defaults PW_PREDICT_POOL_KEYS, plus the extra keys configured
  * or named by a policy's poolLabel), so a policy may name any tracked key; a node's default pool is
  * the first default key it carries.
+ *
+ * Per image of a pool: P(use), the decayed fraction of the pool's pods that used it; the pool's pods
+ * per node k (decayed pods over decayed nodes, each node counted at its first pod); the node
+ * probability q = k P / (1 + (k - 1) P) that some pod of a new node's life uses it (its pods a
+ * geometric number with mean k, rank.c); expected benefit
+ * q x pull time saved; expected waste (1 - q) x size.
  *
  * Pull time saved: sizeBytes / bandwidth, the size from the largest status.images sizeBytes any node
  * reports for the image (the kubelet's figure for the node's platform), the bandwidth the configured
@@ -45,9 +52,13 @@ extern const char *const PW_PREDICT_POOL_KEYS[];
 #define PW_PREDICT_DEFAULT_HALF_LIFE_MS (24LL * 3600 * 1000)
 #define PW_PREDICT_DEFAULT_BANDWIDTH_MBPS 100.0
 #define PW_PREDICT_DEFAULT_UNKNOWN_SIZE (500LL * 1000 * 1000)
-#define PW_PREDICT_DEFAULT_MIN_PROBABILITY 0.05
+#define PW_PREDICT_DEFAULT_MIN_PROBABILITY 0.0
+#define PW_PREDICT_DEFAULT_TARGET_HIT_RATE 0.8
 #define PW_PREDICT_DEFAULT_MAX_IMAGES 10
 #define PW_PREDICT_MAX_IMAGES_PER_POOL 1000 /* the least used go first past this */
+#define PW_PREDICT_MAX_SETS_PER_POOL 1000   /* image sets: the least used go first past this */
+#define PW_PREDICT_MAX_NODES_PER_POOL 10000 /* node names kept: the longest idle goes first past this */
+#define PW_PREDICT_SELECT_SETS 256          /* the heaviest image sets the selection considers */
 
 /* ---- the model ---- */
 
@@ -60,32 +71,43 @@ struct pw_predict_model_opts {
 /* What a ranking may select for one node. */
 struct pw_predict_limits {
     int64_t max_bytes_per_node; /* 0: no budget */
-    double min_probability;     /* images below it are never selected */
+    double min_probability;     /* images whose P(use) is below it are never selected */
     int max_images;             /* at most this many (<= 0: PW_PREDICT_DEFAULT_MAX_IMAGES) */
+    double target_hit_rate;     /* 0..1: selection stops once a fresh node's pods would hit this often */
 };
+
+/* The defaults of a policy's "predict" object (pw_predict_parse_spec of {}). */
+struct pw_predict_limits pw_predict_default_limits(void);
 
 /* Free with pw_predict_model_free (NULL is a no-op). opts may be NULL (all defaults). */
 pw_predict_model *pw_predict_model_new(const struct pw_predict_model_opts *opts);
 void pw_predict_model_free(pw_predict_model *m);
 
-/* Counts one pod that started at t_ms (wall clock) on a node of pool ("key=value"), using images[0..n-1]
- * (normalised references; duplicates are counted once). Observations may arrive out of order. */
-void pw_predict_model_observe(pw_predict_model *m, const char *pool, const char *const *images, size_t n,
-                              int64_t t_ms);
+/* Counts one pod that started at t_ms (wall clock) on node (NULL or "": not counted as a node) of pool
+ * ("key=value"), using images[0..n-1] (normalised references; duplicates are counted once; together
+ * they are one image set). Observations may arrive out of order. */
+void pw_predict_model_observe(pw_predict_model *m, const char *pool, const char *node, const char *const *images,
+                              size_t n, int64_t t_ms);
 /* Records an image's size (the largest seen wins). */
 void pw_predict_model_set_size(pw_predict_model *m, const char *image, int64_t bytes);
 /* The probability that a pod of pool started at now_ms uses image (0 for an unknown pool or image). */
 double pw_predict_model_probability(const pw_predict_model *m, const char *pool, const char *image, int64_t now_ms);
+/* The pool's pods per node (>= 1; 1 while no node was counted; 0 for an unknown pool). */
+double pw_predict_model_pods_per_node(const pw_predict_model *m, const char *pool);
 
-/* The ranking of pool at now_ms, best expected benefit first, and which images lim selects (greedy by
- * benefit: an image over the remaining budget is skipped, not the end). A new object (caller decrefs):
+/* The ranking of pool at now_ms, best expected benefit first, and which images lim selects for a new
+ * node (rank.c: the cheapest in expected waste that reaches lim's target hit rate; a set over the
+ * remaining budget is skipped, not the end). A new object (caller decrefs):
  * {"pool", "labelKey", "labelValue", "pods" (decayed pod count), "observations", "lastSeen",
- *  "halfLifeSeconds", "bandwidthMBps", "limits": {...}, "selected": [refs], "selectedBytes",
- *  "images": [{"image", "probability", "sizeBytes", "sizeKnown", "pullSeconds", "benefitSeconds",
- *  "observations", "lastSeen", "selected", "reason"}]}, or NULL when the model has no such pool. */
+ *  "halfLifeSeconds", "bandwidthMBps", "nodes", "podsPerNode", "limits": {...}, "selected": [refs in
+ *  the order taken], "selectedBytes", "predictedHitRate" (of a fresh node's pods with the selection),
+ *  "expectedWasteBytes", "images": [{"image", "probability", "nodeProbability", "sizeBytes", "sizeKnown",
+ *  "pullSeconds", "benefitSeconds", "expectedWasteBytes", "observations", "lastSeen", "selected", "order"
+ *  (1-based step, or null), "reason"}]}, or NULL when the model has no such pool. */
 json_t *pw_predict_model_rank(const pw_predict_model *m, const char *pool, const struct pw_predict_limits *lim,
                               int64_t now_ms);
-/* Every pool: a new array of {"pool", "pods", "observations", "images", "lastSeen"} by pool name. */
+/* Every pool: a new array of {"pool", "pods", "observations", "images", "nodes", "podsPerNode", "lastSeen"}
+ * by pool name. */
 json_t *pw_predict_model_pools(const pw_predict_model *m, int64_t now_ms);
 /* Pool ids whose value (after "=") is value: a new array of strings (for ?pool=VALUE). */
 json_t *pw_predict_model_pools_named(const pw_predict_model *m, const char *value);
@@ -100,8 +122,9 @@ json_t *pw_predict_model_take_dirty(pw_predict_model *m);
 int64_t pw_predict_model_watermark(const pw_predict_model *m);
 
 /* ---- the policy's "predict" object ----
- * {"poolLabel": KEY (default: the node's first default key), "maxBytesPerNode": N or "20Gi"/"20G"
- *  (default: no budget), "minProbability": 0..1 (default 0.05), "maxImages": 1..100 (default 10)}.
+ * {"poolLabel": KEY (default: the node's first default key), "maxBytesPerNode": N (default: no budget),
+ *  "minProbability": 0..1 (default 0), "maxImages": 1..100 (default 10), "targetHitRate": 0..1
+ *  (default 0.8)}.
  * Parses spec (borrowed; NULL or {} gives the defaults). 0 and *lim / *pool_label (borrowed from
  * spec; NULL when absent) filled; PW_EINVAL with *field ("predict.maxImages", caller frees) and
  * *msg (caller frees) saying what is wrong with it ("must be an integer from 1 to 100"). */

@@ -109,7 +109,7 @@ static void observe_locked(pw_predict *p, const json_t *trimmed, const json_t *l
         if (!v)
             continue;
         char *pool = pw_xasprintf("%s=%s", json_string_value(k), v);
-        pw_predict_model_observe(p->m, pool, refs, n, t);
+        pw_predict_model_observe(p->m, pool, json_string_value(json_object_get(trimmed, "n")), refs, n, t);
         free(pool);
     }
     free(refs);

@@ -19,11 +19,17 @@ static int spec_error(const char *field, char *msg, char **field_out, char **msg
     return PW_EINVAL;
 }
 
+struct pw_predict_limits pw_predict_default_limits(void)
+{
+    return (struct pw_predict_limits){.min_probability = PW_PREDICT_DEFAULT_MIN_PROBABILITY,
+                                      .max_images = PW_PREDICT_DEFAULT_MAX_IMAGES,
+                                      .target_hit_rate = PW_PREDICT_DEFAULT_TARGET_HIT_RATE};
+}
+
 int pw_predict_parse_spec(const json_t *spec, struct pw_predict_limits *lim, const char **pool_label, char **field,
                           char **msg)
 {
-    struct pw_predict_limits l = {.min_probability = PW_PREDICT_DEFAULT_MIN_PROBABILITY,
-                                  .max_images = PW_PREDICT_DEFAULT_MAX_IMAGES};
+    struct pw_predict_limits l = pw_predict_default_limits();
     const char *pl = NULL;
     if (spec && !json_is_object(spec)) {
         *field = pw_xstrdup("predict");
@@ -50,13 +56,18 @@ int pw_predict_parse_spec(const json_t *spec, struct pw_predict_limits *lim, con
             if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
                 return spec_error(k, pw_xstrdup("must be a number from 0 to 1"), field, msg);
             l.min_probability = json_number_value(v);
+        } else if (strcmp(k, "targetHitRate") == 0) {
+            if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
+                return spec_error(k, pw_xstrdup("must be a number from 0 to 1"), field, msg);
+            l.target_hit_rate = json_number_value(v);
         } else if (strcmp(k, "maxImages") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 100)
                 return spec_error(k, pw_xstrdup("must be an integer from 1 to 100"), field, msg);
             l.max_images = (int)json_integer_value(v);
         } else {
             return spec_error(k,
-                              pw_xstrdup("unknown field (known: poolLabel, maxBytesPerNode, minProbability, maxImages)"),
+                              pw_xstrdup("unknown field (known: poolLabel, maxBytesPerNode, minProbability, "
+                                         "maxImages, targetHitRate)"),
                               field, msg);
         }
     }

@@ -4,9 +4,10 @@
 Two pools (karpenter.sh/nodepool alpha and beta, 3 nodes each), 10 images each of 0.1-2 GB with a
 Zipf(1.1) popularity; 300 workload pods per pool created with spec.nodeName. Checks: the pools'
 rankings (GET /api/v1/predictions) follow the workload (top-5 by probability overlaps the generator's
-top-5, and each probability is the pods' observed frequency); prewarm's own Job pods never count; a
+top-5, each probability is the pods' observed frequency, the pods per node is learnt and each node
+probability follows from it); prewarm's own Job pods never count; a
 predict policy warms new nodes of each pool with that pool's selected images (and none of the other
-pool's); the model survives a prewarmd restart and is not counted twice; bad parameters get 400/404
+pool's); the model (with its nodes and image sets) survives a prewarmd restart and is not counted twice; bad parameters get 400/404
 naming the field."""
 import os
 import sys
@@ -74,6 +75,12 @@ def check_ranking(env, used):
         freq_ok = all(abs(probs.get(norm(img), 0) - n / PODS) < 0.01 for img, n in used[p].items())
         tap(freq_ok and r["observations"] == PODS, "pool %s: each probability is the pods' frequency (%d pods)" % (p, PODS),
             str([(img, n / PODS, probs.get(norm(img))) for img, n in used[p].items()]))
+        k = r["podsPerNode"]
+        node_ok = r["nodes"] == 3 and abs(k - PODS / 3) < 0.05 and all(
+            abs(im["nodeProbability"] - k * im["probability"] / (1 + (k - 1) * im["probability"])) < 2e-3
+            for im in r["images"])
+        tap(node_ok, "pool %s: pods per node learnt (%d pods on 3 nodes) and nodeProbability = kp/(1+(k-1)p)" % (p, PODS),
+            str((r["nodes"], k, [(im["probability"], im["nodeProbability"]) for im in r["images"]])))
         other = set(norm(x) for x in images_of("beta" if p == "alpha" else "alpha"))
         tap(not other & set(probs), "pool %s: no image of the other pool in its ranking" % p)
         deadline = time.time() + 30  # sizes come from status.images, which the kubelet reports after the pulls
@@ -129,7 +136,13 @@ def check_restart(env):
         if pb.keys() != pa.keys() or any(abs(pb[k] - pa[k]) > 1e-3 for k in pb):
             ok = False
             why.append((p, pb, pa))
-    tap(ok, "the model survives a restart (SQLite) and its pods are not counted twice", str(why)[:1500])
+        # the nodes and the image sets are kept too: the same pods per node, the same selection
+        same = [k for k in ("nodes", "podsPerNode", "selected", "predictedHitRate") if before[p][k] != after[k]]
+        if same:
+            ok = False
+            why.append((p, {k: (before[p][k], after[k]) for k in same}))
+    tap(ok, "the model survives a restart (SQLite) with its nodes and image sets, and its pods are not counted twice",
+        str(why)[:1500])
     code, r = env.api("GET", "/api/v1/predictions")
     pools = {x["pool"] for x in r.get("pools", [])} if code == 200 else set()
     tap({KEY + "=alpha", KEY + "=beta"} <= pools, "GET /api/v1/predictions lists the pools", str(r)[:500])
@@ -147,6 +160,8 @@ def check_errors(env):
     tap(code == 400 and field_of(r) == "maxImages", "maxImages=0: 400 naming maxImages", str((code, r)))
     code, r = predictions(env, "alpha", "&minProbability=abc")
     tap(code == 400 and field_of(r) == "minProbability", "minProbability=abc: 400 naming it", str((code, r)))
+    code, r = predictions(env, "alpha", "&targetHitRate=1.5")
+    tap(code == 400 and field_of(r) == "targetHitRate", "targetHitRate=1.5: 400 naming it", str((code, r)))
     code, r = env.api("POST", "/api/v1/policies", {"name": "bad", "predict": {"maxImages": 500}})
     tap(code == 400 and "predict.maxImages" in str(r), "a policy with predict.maxImages 500: 400 naming it", str((code, r)))
     code, r = env.api("POST", "/api/v1/policies", {"name": "bad", "predict": {"halfLife": "1h"}})
@@ -154,7 +169,7 @@ def check_errors(env):
 
 
 def main():
-    print("1..23", flush=True)
+    print("1..26", flush=True)
     tmp_catalog = os.path.join(os.environ.get("TMPDIR", "/tmp"), "pw-predict-catalog-%d.json" % os.getpid())
     wl.catalog(tmp_catalog, sizes())
     env = pl.Env(1, sim_args=["--catalog", tmp_catalog],

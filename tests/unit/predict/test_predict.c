@@ -1,6 +1,7 @@
-/* Unit tests for src/predict: decay of the counts, the ranking by expected benefit, the byte budget and
- * the other limits, the policy's "predict" object, pool keys, pod trimming, and the model's round trip
- * through the store (a restart keeps it). */
+/* Unit tests for src/predict: decay of the counts, pods per node and the node probability, the ranking
+ * by expected benefit, the selection (cheapest in expected waste to the target hit rate, image sets
+ * together), the byte budget and the other limits, the policy's "predict" object, pool keys, pod
+ * trimming, and the model's round trip through the store (a restart keeps it; an older document loads). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,7 +30,7 @@ static pw_predict_model *model(void)
 
 static void observe1(pw_predict_model *m, const char *pool, const char *img, int64_t t)
 {
-    pw_predict_model_observe(m, pool, &img, 1, t);
+    pw_predict_model_observe(m, pool, NULL, &img, 1, t);
 }
 
 /* Image b used by the pool's pods an hour ago counts half as much as image a used now. */
@@ -60,7 +61,7 @@ static void test_duplicates_once(void **state)
     (void)state;
     pw_predict_model *m = model();
     const char *imgs[] = {A, A, B};
-    pw_predict_model_observe(m, "p=x", imgs, 3, T0);
+    pw_predict_model_observe(m, "p=x", NULL, imgs, 3, T0);
     assert_float_equal(pw_predict_model_probability(m, "p=x", A, T0), 1.0, 1e-9);
     assert_float_equal(pw_predict_model_probability(m, "p=x", B, T0), 1.0, 1e-9);
     pw_predict_model_free(m);
@@ -85,7 +86,7 @@ static void test_rank_by_benefit(void **state)
     pw_predict_model_set_size(m, A, GB / 10);   /* 0.1 GB: 1 s at 100 MB/s */
     pw_predict_model_set_size(m, B, 20 * GB);   /* 20 GB: 200 s */
     pw_predict_model_set_size(m, B, 5 * GB);    /* a smaller report does not shrink it */
-    struct pw_predict_limits lim = {.min_probability = 0.05};
+    struct pw_predict_limits lim = {.min_probability = 0.05, .target_hit_rate = 1};
     json_t *r = pw_predict_model_rank(m, "p=x", &lim, T0);
     assert_non_null(r);
     json_t *imgs = json_object_get(r, "images");
@@ -105,44 +106,182 @@ static void test_rank_by_benefit(void **state)
     pw_predict_model_free(m);
 }
 
-/* The byte budget skips what does not fit and goes on; minProbability and maxImages cut. */
+static const char *reason(const json_t *r, const char *img)
+{
+    return json_string_value(json_object_get(ranked(r, img), "reason"));
+}
+
+/* The byte budget skips a set that does not fit and goes on; minProbability, maxImages and the target
+ * hit rate cut. */
 static void test_budget_and_limits(void **state)
 {
     (void)state;
     pw_predict_model *m = model();
     const char *imgs[4] = {A, B, C, "docker.io/library/d:1"};
     for (int i = 0; i < 100; i++) {
-        size_t n = i < 50 ? 3 : 1; /* a, b, c in half the pods; a alone in the rest */
-        pw_predict_model_observe(m, "p=x", imgs, n, T0);
+        size_t n = i < 50 ? 3 : 1; /* the set {a, b, c} in half the pods; {a} in the rest */
+        pw_predict_model_observe(m, "p=x", NULL, imgs, n, T0);
     }
-    observe1(m, "p=x", imgs[3], T0); /* d: 1 pod in 101 */
+    observe1(m, "p=x", imgs[3], T0); /* {d}: 1 pod in 101 */
     pw_predict_model_set_size(m, A, 4 * GB);
     pw_predict_model_set_size(m, B, 8 * GB);
     pw_predict_model_set_size(m, C, 1 * GB);
     pw_predict_model_set_size(m, imgs[3], 1 * GB);
-    /* benefits: a 0.99*40, b 0.495*80, c 0.495*10, d ~0.1: ranks a ~ b > c > d */
-    struct pw_predict_limits lim = {.max_bytes_per_node = 10 * GB, .min_probability = 0.05, .max_images = 10};
+    /* {a} first (a is almost sure: no waste); {a, b, c} then needs 9 GB more: over 10 GB */
+    struct pw_predict_limits lim = {.max_bytes_per_node = 10 * GB, .min_probability = 0.05, .max_images = 10,
+                                    .target_hit_rate = 1};
     json_t *r = pw_predict_model_rank(m, "p=x", &lim, T0);
     json_t *sel = json_object_get(r, "selected");
-    /* b (8 GB) first or a (4 GB) first: either way the other no longer fits; c (1 GB) fits after */
-    assert_int_equal(json_array_size(sel), 2);
-    assert_true(json_integer_value(json_object_get(r, "selectedBytes")) <= 10 * GB);
-    assert_string_equal(json_string_value(json_object_get(ranked(r, C), "reason")), "selected");
-    assert_string_equal(json_string_value(json_object_get(ranked(r, imgs[3]), "reason")), "below minProbability");
-    const char *over = json_is_true(json_object_get(ranked(r, A), "selected")) ? B : A;
-    assert_string_equal(json_string_value(json_object_get(ranked(r, over), "reason")), "over maxBytesPerNode");
+    assert_int_equal(json_array_size(sel), 1);
+    assert_string_equal(json_string_value(json_array_get(sel, 0)), A);
+    assert_int_equal(json_integer_value(json_object_get(r, "selectedBytes")), 4 * GB);
+    assert_string_equal(reason(r, B), "over maxBytesPerNode");
+    assert_string_equal(reason(r, C), "over maxBytesPerNode");
+    assert_string_equal(reason(r, imgs[3]), "below minProbability");
+    assert_float_equal(json_real_value(json_object_get(r, "predictedHitRate")), 50.0 / 101, 1e-4);
     json_decref(r);
 
-    lim = (struct pw_predict_limits){.min_probability = 0, .max_images = 1};
+    /* 20 GB: b and c come in together, as the set their pods use */
+    lim.max_bytes_per_node = 20 * GB;
+    r = pw_predict_model_rank(m, "p=x", &lim, T0);
+    assert_int_equal(json_array_size(json_object_get(r, "selected")), 3);
+    assert_int_equal(json_integer_value(json_object_get(ranked(r, B), "order")), 2);
+    assert_int_equal(json_integer_value(json_object_get(ranked(r, C), "order")), 2);
+    assert_float_equal(json_real_value(json_object_get(r, "predictedHitRate")), 100.0 / 101, 1e-4);
+    json_decref(r);
+
+    lim = (struct pw_predict_limits){.min_probability = 0, .max_images = 1, .target_hit_rate = 1};
     r = pw_predict_model_rank(m, "p=x", &lim, T0);
     assert_int_equal(json_array_size(json_object_get(r, "selected")), 1);
-    assert_string_equal(json_string_value(json_object_get(ranked(r, C), "reason")), "maxImages reached");
+    assert_string_equal(reason(r, C), "maxImages reached");
+    assert_string_equal(reason(r, imgs[3]), "maxImages reached");
     json_decref(r);
 
-    /* no budget, minProbability 0: everything */
-    lim = (struct pw_predict_limits){.max_images = 10};
+    /* no budget, minProbability 0, target 1: everything */
+    lim = (struct pw_predict_limits){.max_images = 10, .target_hit_rate = 1};
     r = pw_predict_model_rank(m, "p=x", &lim, T0);
     assert_int_equal(json_array_size(json_object_get(r, "selected")), 4);
+    json_decref(r);
+
+    /* target 0.4: {a} covers half the pods: the selection stops there */
+    lim.target_hit_rate = 0.4;
+    r = pw_predict_model_rank(m, "p=x", &lim, T0);
+    assert_int_equal(json_array_size(json_object_get(r, "selected")), 1);
+    assert_string_equal(reason(r, B), "targetHitRate reached");
+    assert_string_equal(reason(r, imgs[3]), "targetHitRate reached");
+    json_decref(r);
+    pw_predict_model_free(m);
+}
+
+/* Pods per node: the decayed pods over the decayed nodes (a node counts once); the node probability
+ * k p / (1 + (k - 1) p) (a geometric number of pods with mean k), the expected waste (1 - q) x size, the benefit q x pull time. */
+static void test_pods_per_node(void **state)
+{
+    (void)state;
+    pw_predict_model *m = model();
+    for (int i = 0; i < 20; i++) {
+        const char *img = i % 10 == 0 ? B : A; /* b in 1 pod in 10 */
+        pw_predict_model_observe(m, "p=x", i % 2 ? "node-1" : "node-2", &img, 1, T0);
+    }
+    assert_float_equal(pw_predict_model_pods_per_node(m, "p=x"), 10, 1e-9);
+    assert_float_equal(pw_predict_model_pods_per_node(m, "p=y"), 0, 0);
+    pw_predict_model_set_size(m, B, 2 * GB);
+    json_t *r = pw_predict_model_rank(m, "p=x", NULL, T0);
+    assert_int_equal(json_integer_value(json_object_get(r, "nodes")), 2);
+    assert_float_equal(json_real_value(json_object_get(r, "podsPerNode")), 10, 1e-9);
+    const json_t *b = ranked(r, B);
+    double q = 10 * 0.1 / (1 + 9 * 0.1); /* 0.526: below 1 - 0.9^10 = 0.651, the figure for exactly 10 pods */
+    assert_float_equal(json_real_value(json_object_get(b, "probability")), 0.1, 1e-4);
+    assert_float_equal(json_real_value(json_object_get(b, "nodeProbability")), q, 1e-4);
+    assert_float_equal(json_real_value(json_object_get(b, "benefitSeconds")), q * 20, 1e-3);
+    assert_true(llabs(json_integer_value(json_object_get(b, "expectedWasteBytes")) - llround((1 - q) * 2 * GB)) <= 1);
+    json_decref(r);
+    /* a pod of no known node, then a third node with two pods: 23 pods over 3 nodes */
+    observe1(m, "p=x", A, T0);
+    pw_predict_model_observe(m, "p=x", "node-3", &A, 1, T0);
+    pw_predict_model_observe(m, "p=x", "node-3", &A, 1, T0);
+    assert_float_equal(pw_predict_model_pods_per_node(m, "p=x"), 23.0 / 3, 1e-9);
+    /* with decay: nodes seen an hour ago count half, as their pods do */
+    pw_predict_model *d = model();
+    for (int i = 0; i < 4; i++)
+        pw_predict_model_observe(d, "p=x", "old", &A, 1, T0);
+    for (int i = 0; i < 2; i++)
+        pw_predict_model_observe(d, "p=x", "new", &A, 1, T0 + HOUR);
+    assert_float_equal(pw_predict_model_pods_per_node(d, "p=x"), (2 + 4 * 0.5) / (1 + 0.5), 1e-9);
+    pw_predict_model_free(d);
+    pw_predict_model_free(m);
+}
+
+/* The selection takes the cheapest images in expected waste to the target: a big image that ranks
+ * first by benefit but is often unused on a node loses to small ones that cover as many pods. */
+static void test_select_cheapest(void **state)
+{
+    (void)state;
+    pw_predict_model *m = model();
+    const char *big = "docker.io/library/big:1", *s1 = "docker.io/library/s1:1", *s2 = "docker.io/library/s2:1";
+    for (int i = 0; i < 100; i++) { /* a 40 %, big 20 %, s1 20 %, s2 20 %; 2 pods per node */
+        const char *img = i < 40 ? A : i < 60 ? big : i < 80 ? s1 : s2;
+        char node[16];
+        snprintf(node, sizeof node, "n-%d", i / 2);
+        pw_predict_model_observe(m, "p=x", node, &img, 1, T0);
+    }
+    pw_predict_model_set_size(m, A, GB / 10);
+    pw_predict_model_set_size(m, big, 10 * GB);
+    pw_predict_model_set_size(m, s1, GB / 5);
+    pw_predict_model_set_size(m, s2, GB / 4);
+    struct pw_predict_limits lim = {.max_images = 10, .target_hit_rate = 0.75};
+    json_t *r = pw_predict_model_rank(m, "p=x", &lim, T0);
+    json_t *imgs = json_object_get(r, "images");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(imgs, 0), "image")), big);
+    json_t *sel = json_object_get(r, "selected");
+    assert_int_equal(json_array_size(sel), 3);
+    assert_string_equal(json_string_value(json_array_get(sel, 0)), A);  /* the likeliest, small */
+    assert_string_equal(json_string_value(json_array_get(sel, 1)), s1); /* then the cheaper of s1, s2 */
+    assert_string_equal(json_string_value(json_array_get(sel, 2)), s2);
+    assert_string_equal(reason(r, big), "targetHitRate reached");
+    assert_float_equal(json_real_value(json_object_get(r, "predictedHitRate")), 0.8, 1e-4);
+    assert_int_equal(json_integer_value(json_object_get(r, "selectedBytes")), GB / 10 + GB / 5 + GB / 4);
+    json_decref(r);
+    /* the default limits: target 0.8, no probability floor */
+    r = pw_predict_model_rank(m, "p=x", NULL, T0);
+    assert_float_equal(json_real_value(json_object_get(json_object_get(r, "limits"), "targetHitRate")),
+                       PW_PREDICT_DEFAULT_TARGET_HIT_RATE, 1e-12);
+    assert_int_equal(json_array_size(json_object_get(r, "selected")), 3);
+    json_decref(r);
+    pw_predict_model_free(m);
+}
+
+/* A pod hits only when all its images are in: images that come together are selected together, and an
+ * image every pod uses alongside another covers nothing alone. */
+static void test_sets_together(void **state)
+{
+    (void)state;
+    pw_predict_model *m = model();
+    const char *side = "docker.io/library/sidecar:1";
+    for (int i = 0; i < 10; i++) {
+        const char *pod[2] = {i < 6 ? A : B, side}; /* {a, sidecar} 60 %, {b, sidecar} 40 % */
+        pw_predict_model_observe(m, "p=x", NULL, pod, 2, T0);
+    }
+    pw_predict_model_set_size(m, A, GB / 10);
+    pw_predict_model_set_size(m, B, GB);
+    pw_predict_model_set_size(m, side, GB / 10);
+    struct pw_predict_limits lim = {.max_images = 10, .target_hit_rate = 0.5};
+    json_t *r = pw_predict_model_rank(m, "p=x", &lim, T0);
+    json_t *sel = json_object_get(r, "selected");
+    assert_int_equal(json_array_size(sel), 2);
+    assert_true(json_is_true(json_object_get(ranked(r, side), "selected")));
+    assert_int_equal(json_integer_value(json_object_get(ranked(r, side), "order")), 1);
+    /* {a, sidecar}: 60 % of the pods for a's expected waste (the sidecar is in every pod: none) */
+    assert_float_equal(json_real_value(json_object_get(r, "predictedHitRate")), 0.6, 1e-4);
+    assert_int_equal(json_integer_value(json_object_get(ranked(r, A), "order")), 1);
+    assert_string_equal(reason(r, B), "targetHitRate reached");
+    json_decref(r);
+    /* at most 1 image: no set fits, nothing is selected (the sidecar alone would start no pod) */
+    lim.max_images = 1;
+    r = pw_predict_model_rank(m, "p=x", &lim, T0);
+    assert_int_equal(json_array_size(json_object_get(r, "selected")), 0);
+    assert_float_equal(json_real_value(json_object_get(r, "predictedHitRate")), 0, 1e-9);
+    assert_string_equal(reason(r, side), "maxImages reached");
     json_decref(r);
     pw_predict_model_free(m);
 }
@@ -181,7 +320,7 @@ static void test_spec(void **state)
 {
     (void)state;
     json_t *spec = json_loads("{\"poolLabel\":\"team.io/pool\",\"maxBytesPerNode\":30000000000,"
-                              "\"minProbability\":0.2,\"maxImages\":3}",
+                              "\"minProbability\":0.2,\"maxImages\":3,\"targetHitRate\":0.9}",
                               0, NULL);
     struct pw_predict_limits lim;
     const char *pl;
@@ -191,11 +330,15 @@ static void test_spec(void **state)
     assert_int_equal(lim.max_bytes_per_node, 30 * GB);
     assert_float_equal(lim.min_probability, 0.2, 1e-12);
     assert_int_equal(lim.max_images, 3);
+    assert_float_equal(lim.target_hit_rate, 0.9, 1e-12);
     json_decref(spec);
     assert_int_equal(pw_predict_parse_spec(NULL, &lim, &pl, &f, &msg), 0);
     assert_null(pl);
     assert_int_equal(lim.max_images, PW_PREDICT_DEFAULT_MAX_IMAGES);
     assert_float_equal(lim.min_probability, PW_PREDICT_DEFAULT_MIN_PROBABILITY, 1e-12);
+    assert_float_equal(lim.target_hit_rate, PW_PREDICT_DEFAULT_TARGET_HIT_RATE, 1e-12);
+    expect_spec_error("{\"targetHitRate\":1.2}", "predict.targetHitRate");
+    expect_spec_error("{\"targetHitRate\":\"high\"}", "predict.targetHitRate");
     expect_spec_error("{\"maxImages\":0}", "predict.maxImages");
     expect_spec_error("{\"maxImages\":\"3\"}", "predict.maxImages");
     expect_spec_error("{\"minProbability\":1.5}", "predict.minProbability");
@@ -325,8 +468,10 @@ static void test_doc_roundtrip(void **state)
 {
     (void)state;
     pw_predict_model *m = model();
-    observe1(m, "p=x", A, T0);
-    observe1(m, "p=x", B, T0 + HOUR);
+    const char *ab[2] = {A, B};
+    pw_predict_model_observe(m, "p=x", "n-1", &A, 1, T0);
+    pw_predict_model_observe(m, "p=x", "n-2", ab, 2, T0 + HOUR);
+    pw_predict_model_observe(m, "p=x", "n-2", &B, 1, T0 + HOUR);
     pw_predict_model_set_size(m, A, 3 * GB);
     json_t *dirty = pw_predict_model_take_dirty(m);
     assert_int_equal(json_array_size(dirty), 1);
@@ -341,9 +486,33 @@ static void test_doc_roundtrip(void **state)
         assert_float_equal(pw_predict_model_probability(m2, "p=x", A, t), pw_predict_model_probability(m, "p=x", A, t), 1e-12);
         assert_float_equal(pw_predict_model_probability(m2, "p=x", B, t), pw_predict_model_probability(m, "p=x", B, t), 1e-12);
     }
-    json_t *r = pw_predict_model_rank(m2, "p=x", NULL, T0 + HOUR);
+    assert_float_equal(pw_predict_model_pods_per_node(m2, "p=x"), pw_predict_model_pods_per_node(m, "p=x"), 1e-12);
+    struct pw_predict_limits all = {.max_images = 10, .target_hit_rate = 1};
+    json_t *r = pw_predict_model_rank(m2, "p=x", &all, T0 + HOUR), *r1 = pw_predict_model_rank(m, "p=x", &all, T0 + HOUR);
     assert_int_equal(json_integer_value(json_object_get(ranked(r, A), "sizeBytes")), 3 * GB);
+    assert_true(json_equal(r, r1)); /* the same sets, nodes and sizes: the same answer */
     json_decref(r);
+    json_decref(r1);
+    /* the restored model knows its nodes: n-2 again is not a new node */
+    pw_predict_model_observe(m2, "p=x", "n-2", &A, 1, T0 + HOUR);
+    pw_predict_model_observe(m, "p=x", "n-2", &A, 1, T0 + HOUR);
+    assert_float_equal(pw_predict_model_pods_per_node(m2, "p=x"), pw_predict_model_pods_per_node(m, "p=x"), 1e-12);
+    /* a version 1 document (no nodes, no sets) loads: 1 pod per node, each image a set of its own */
+    json_t *v1 = json_deep_copy(doc);
+    json_object_del(v1, "nodes");
+    json_object_del(v1, "nodeLast");
+    json_object_del(v1, "sets");
+    json_object_set_new(v1, "version", json_integer(1));
+    pw_predict_model *m3 = model();
+    assert_int_equal(pw_predict_model_load_pool(m3, v1), 0);
+    assert_float_equal(pw_predict_model_pods_per_node(m3, "p=x"), 1, 0);
+    r = pw_predict_model_rank(m3, "p=x", &all, T0 + HOUR);
+    assert_int_equal(json_array_size(json_object_get(r, "selected")), 2);
+    json_decref(r);
+    pw_predict_model_free(m3);
+    json_object_set_new(v1, "sets", json_pack("{s:{s:s}}", A, "w", "x"));
+    assert_int_equal(pw_predict_model_load_pool(m2, v1), PW_EINVAL);
+    json_decref(v1);
     json_object_del(json_object_get(json_object_get(doc, "images"), A), "w");
     assert_int_equal(pw_predict_model_load_pool(m2, doc), PW_EINVAL);
     assert_float_equal(pw_predict_model_probability(m2, "p=x", A, T0 + HOUR), pw_predict_model_probability(m, "p=x", A, T0 + HOUR), 1e-12);
@@ -357,6 +526,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decay_half_life), cmocka_unit_test(test_duplicates_once),
         cmocka_unit_test(test_rank_by_benefit), cmocka_unit_test(test_budget_and_limits),
+        cmocka_unit_test(test_pods_per_node),   cmocka_unit_test(test_select_cheapest),
+        cmocka_unit_test(test_sets_together),
         cmocka_unit_test(test_unknown_size),    cmocka_unit_test(test_spec),
         cmocka_unit_test(test_pool_of),         cmocka_unit_test(test_trim_pod),
         cmocka_unit_test(test_service_persists), cmocka_unit_test(test_doc_roundtrip),
