@@ -34,13 +34,16 @@ static struct mem_store *mem_of(pw_store *s)
     return (struct mem_store *)s;
 }
 
-/* Binary search: index of id, or where it would go with *found false. */
-static size_t mem_task_find(const struct mem_store *m, const char *id, bool *found)
+/* Binary search of the n sorted elements of elem bytes at base: the index of the one cmp (an element,
+ * key) says equals key, or with *found false the index where key would go. Serves tasks, node
+ * results and records. */
+static size_t mem_find(const void *base, size_t n, size_t elem, int (*cmp)(const void *, const void *), const void *key,
+                       bool *found)
 {
-    size_t lo = 0, hi = m->n;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(m->tasks[mid].t.id, id);
+        int c = cmp((const char *)base + mid * elem, key);
         if (c == 0) {
             *found = true;
             return mid;
@@ -54,23 +57,24 @@ static size_t mem_task_find(const struct mem_store *m, const char *id, bool *fou
     return lo;
 }
 
+static int mem_task_cmp(const void *elem, const void *id)
+{
+    return strcmp(((const struct mem_task *)elem)->t.id, id);
+}
+
+static size_t mem_task_find(const struct mem_store *m, const char *id, bool *found)
+{
+    return mem_find(m->tasks, m->n, sizeof *m->tasks, mem_task_cmp, id, found);
+}
+
+static int mem_node_cmp(const void *elem, const void *name)
+{
+    return strcmp(((const struct pw_store_node *)elem)->node_name, name);
+}
+
 static size_t mem_node_find(const struct mem_task *mt, const char *name, bool *found)
 {
-    size_t lo = 0, hi = mt->n_nodes;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(mt->nodes[mid].node_name, name);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return mem_find(mt->nodes, mt->n_nodes, sizeof *mt->nodes, mem_node_cmp, name, found);
 }
 
 static int mem_open(const char *rest, pw_store **out, char **errmsg)
@@ -317,30 +321,23 @@ static int mem_nodes_list(pw_store *s, const char *task_id, const char *state, s
 
 /* ---- records ---- */
 
-static int mem_rec_cmp(const struct mem_rec *r, const char *kind, const char *key)
+/* A record's (kind, key), the key mem_rec_cmp compares with. */
+struct mem_rec_id {
+    const char *kind, *key;
+};
+
+static int mem_rec_cmp(const void *elem, const void *id)
 {
-    int c = strcmp(r->kind, kind);
-    return c ? c : strcmp(r->key, key);
+    const struct mem_rec *r = elem;
+    const struct mem_rec_id *k = id;
+    int c = strcmp(r->kind, k->kind);
+    return c ? c : strcmp(r->key, k->key);
 }
 
-/* Binary search: index of (kind, key), or where it would go with *found false. */
 static size_t mem_rec_find(const struct mem_store *m, const char *kind, const char *key, bool *found)
 {
-    size_t lo = 0, hi = m->n_recs;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = mem_rec_cmp(&m->recs[mid], kind, key);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    const struct mem_rec_id id = {kind, key};
+    return mem_find(m->recs, m->n_recs, sizeof *m->recs, mem_rec_cmp, &id, found);
 }
 
 static int mem_rec_put(pw_store *s, const char *kind, const char *key, const json_t *doc,

@@ -1,51 +1,26 @@
-/* sqlite.c: the "sqlite:PATH" store back end: tasks and node results in one SQLite database file.
+/* sqlite.c: the "sqlite:PATH" store back end: tasks, node results and records in one SQLite database
+ * file, each store operation one transaction of prepared statements over the connection layer of
+ * sqlite_db.c (which says what is durable when, how threads share the file, and how SQLite errors
+ * become PW_E*).
  *
- * Durability. The database runs in WAL mode with synchronous=FULL: each commit appends its pages to
- * the -wal file and fsyncs it before the call returns, so whatever a put reported as done survives a
- * kill -9 and the loss of the OS cache. Every write call is one transaction (BEGIN IMMEDIATE ..
- * COMMIT), so a failed call writes nothing: a task is never half-written and a batch of node results
- * lands whole or not at all.
+ * Every write call is one transaction, so a failed call writes nothing: a task is never half-written
+ * and a batch of node results lands whole or not at all. Lists page by key (:after, :limit + 1 rows
+ * to know whether more remain) with the store's continue tokens.
  *
- * Threads. A store owns a small pool of connections (at most SQL_POOL_MAX, opened on demand). A call
- * checks one connection out, uses it alone and gives it back, so no connection is ever used by two
- * threads at once (the house rule) while readers run in parallel under WAL. Writers also take the
- * store's write lock before they check out a connection: writers of this process queue on a mutex
- * instead of polling in SQLite's busy handler, and SQLITE_BUSY can only come from another process
- * holding the database (busy_timeout, then SQL_BUSY_RETRIES whole-transaction retries, then
- * PW_EUNAVAIL). Each connection caches its prepared statements (sql_text, prepared on first use).
- *
- * Schema. PRAGMA user_version is the schema version; sql_migrations holds the forward migrations as
- * SQL text, row N taking version N to N+1, each run in one transaction with its version bump. An
- * empty file goes 0 -> 1 -> 2, a file of an older prewarmd goes from where it is, a file newer than
- * this build is refused.
- *
- * Errors. SQLite result codes become PW_* through sql_errors (busy -> PW_EUNAVAIL, disk full,
- * read-only, corrupt, I/O -> PW_EIO; the API answers both with 503), with one log line naming the
- * file, the operation and the cause. Faults are injected in tests through sqlite_fault.h. */
-#include <errno.h>
-#include <pthread.h>
-#include <sqlite3.h>
-#include <stdatomic.h>
-#include <stdio.h>
+ * Schema. PRAGMA user_version is the schema version; pw_store_sql_migrations holds the forward
+ * migrations as SQL text, row N taking version N to N+1. An empty file goes 0 -> 1 -> 2 -> 3, a
+ * file of an older prewarmd goes from where it is, a file newer than this build is refused. Faults
+ * are injected in tests through sqlite_fault.h (the seam lives in sqlite_faultvfs.c). */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "base/clock.h"
+#include <sqlite3.h>
+
 #include "base/err.h"
-#include "base/log.h"
 #include "base/mem.h"
 #include "store/sqlite.h"
-#include "store/sqlite_fault.h"
+#include "store/sqlite_int.h"
 #include "store/store.h"
-
-#define SQL_SCHEMA_VERSION 3
-#define SQL_POOL_MAX 4
-#define SQL_BUSY_TIMEOUT_MS 1000
-#define SQL_BUSY_RETRIES 3
-#define SQL_POOL_WAIT_S 30
 
 /* ---- schema and migrations ---- */
 
@@ -54,7 +29,7 @@
  * Version 2 adds priority and finished time (filled from the documents), indexes for status
  * listing, creation and pruning, and makes node results cascade with their task. Version 3 adds
  * records (store.h): documents of other kinds keyed by (kind, key). */
-static const char *const sql_migrations[] = {
+const char *const pw_store_sql_migrations[] = {
     /* 0 -> 1 */
     "CREATE TABLE tasks(id TEXT PRIMARY KEY, status TEXT NOT NULL, created_ms INTEGER NOT NULL,"
     "  doc TEXT NOT NULL);"
@@ -84,46 +59,16 @@ static const char *const sql_migrations[] = {
     ("CREATE TABLE records(kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,"
      "  PRIMARY KEY(kind, key)) WITHOUT ROWID;"),
 };
-_Static_assert(sizeof sql_migrations / sizeof sql_migrations[0] == SQL_SCHEMA_VERSION,
+_Static_assert(sizeof pw_store_sql_migrations / sizeof pw_store_sql_migrations[0] == PW_STORE_SQL_SCHEMA_VERSION,
                "one migration per schema version");
 
 /* ---- statements (prepared once per connection) ---- */
-
-enum sql_stmt_id {
-    ST_BEGIN_READ,
-    ST_BEGIN_WRITE,
-    ST_COMMIT,
-    ST_ROLLBACK,
-    ST_TASK_PUT,
-    ST_TASK_GET,
-    ST_TASK_EXISTS,
-    ST_TASK_LIST,
-    ST_TASK_LIST_AFTER,
-    ST_TASK_LIST_STATUS,
-    ST_TASK_LIST_STATUS_AFTER,
-    ST_TASK_UNFINISHED,
-    ST_TASK_DELETE,
-    ST_PRUNE,
-    ST_NODE_PUT,
-    ST_NODES_LIST,
-    ST_NODES_LIST_AFTER,
-    ST_NODES_LIST_STATE,
-    ST_NODES_LIST_STATE_AFTER,
-    ST_REC_UPSERT,
-    ST_REC_CREATE,
-    ST_REC_UPDATE,
-    ST_REC_GET,
-    ST_REC_LIST,
-    ST_REC_LIST_AFTER,
-    ST_REC_DELETE,
-    ST_COUNT
-};
 
 #define TASK_COLS "SELECT id, status, priority, created_ms, finished_ms, doc FROM tasks "
 #define NODE_COLS "SELECT task_id, node_name, state, doc FROM nodes "
 
 /* Parameters are named (:id, :status, :after, :limit ...) so one binder serves every variant. */
-static const char *const sql_text[ST_COUNT] = {
+const char *const pw_store_sql_text[ST_COUNT] = {
     [ST_BEGIN_READ] = "BEGIN",
     [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
@@ -166,669 +111,6 @@ static const char *const sql_text[ST_COUNT] = {
                           " ORDER BY key LIMIT :limit",
     [ST_REC_DELETE] = "DELETE FROM records WHERE kind = :kind AND key = :key",
 };
-
-/* ---- the fault seam (sqlite_fault.h) ---- */
-
-struct fault_point {
-    int skip, count, code;
-};
-static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct fault_point fault_points[PW_STORE_SQLITE_FAULT_POINTS];
-static atomic_int fault_armed;
-static atomic_uint fault_hit_count;
-static atomic_uint fault_stall_ms;
-static atomic_uint pool_wait_ms; /* 0: SQL_POOL_WAIT_S */
-
-void pw_store_sqlite_fault_set(enum pw_store_sqlite_fault_point point, int skip, int count, int code)
-{
-    if ((unsigned)point >= PW_STORE_SQLITE_FAULT_POINTS)
-        return;
-    pthread_mutex_lock(&fault_mu);
-    fault_points[point] = (struct fault_point){.skip = skip, .count = count, .code = code};
-    atomic_store(&fault_armed, 1);
-    pthread_mutex_unlock(&fault_mu);
-}
-
-void pw_store_sqlite_fault_stall(unsigned ms)
-{
-    atomic_store(&fault_stall_ms, ms);
-    if (ms)
-        atomic_store(&fault_armed, 1);
-}
-
-void pw_store_sqlite_pool_wait_set(unsigned ms)
-{
-    atomic_store(&pool_wait_ms, ms);
-}
-
-void pw_store_sqlite_fault_clear(void)
-{
-    pthread_mutex_lock(&fault_mu);
-    memset(fault_points, 0, sizeof fault_points);
-    atomic_store(&fault_stall_ms, 0);
-    atomic_store(&pool_wait_ms, 0);
-    atomic_store(&fault_armed, 0);
-    atomic_store(&fault_hit_count, 0);
-    pthread_mutex_unlock(&fault_mu);
-}
-
-unsigned pw_store_sqlite_fault_hits(void)
-{
-    return atomic_load(&fault_hit_count);
-}
-
-/* Returns the code to fail this call with, or SQLITE_OK to let it run. */
-static int fault_take(enum pw_store_sqlite_fault_point point)
-{
-    if (!atomic_load_explicit(&fault_armed, memory_order_relaxed))
-        return SQLITE_OK;
-    int code = SQLITE_OK;
-    pthread_mutex_lock(&fault_mu);
-    struct fault_point *f = &fault_points[point];
-    if (f->code != SQLITE_OK) {
-        if (f->skip > 0) {
-            f->skip--;
-        } else if (f->count != 0) {
-            code = f->code;
-            if (f->count > 0 && --f->count == 0)
-                f->code = SQLITE_OK;
-            atomic_fetch_add(&fault_hit_count, 1);
-        }
-    }
-    pthread_mutex_unlock(&fault_mu);
-    return code;
-}
-
-/* ---- the pw-fault VFS: forwards everything to the default VFS, failing writes/syncs on demand ---- */
-
-struct fvfs_file {
-    sqlite3_file base;
-    sqlite3_file *real; /* follows this struct in the same allocation */
-};
-
-static sqlite3_vfs *fvfs_real(sqlite3_vfs *v)
-{
-    return (sqlite3_vfs *)v->pAppData;
-}
-static sqlite3_file *fvfs_r(sqlite3_file *f)
-{
-    return ((struct fvfs_file *)f)->real;
-}
-
-static int fvfs_close(sqlite3_file *f)
-{
-    return fvfs_r(f)->pMethods->xClose(fvfs_r(f));
-}
-static int fvfs_read(sqlite3_file *f, void *p, int n, sqlite3_int64 off)
-{
-    return fvfs_r(f)->pMethods->xRead(fvfs_r(f), p, n, off);
-}
-static int fvfs_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
-{
-    int code = fault_take(PW_STORE_SQLITE_FAULT_WRITE);
-    if (code != SQLITE_OK)
-        return code;
-    return fvfs_r(f)->pMethods->xWrite(fvfs_r(f), p, n, off);
-}
-static int fvfs_truncate(sqlite3_file *f, sqlite3_int64 size)
-{
-    int code = fault_take(PW_STORE_SQLITE_FAULT_WRITE);
-    if (code != SQLITE_OK)
-        return code;
-    return fvfs_r(f)->pMethods->xTruncate(fvfs_r(f), size);
-}
-static int fvfs_sync(sqlite3_file *f, int flags)
-{
-    int code = fault_take(PW_STORE_SQLITE_FAULT_SYNC);
-    if (code != SQLITE_OK)
-        return code;
-    return fvfs_r(f)->pMethods->xSync(fvfs_r(f), flags);
-}
-static int fvfs_file_size(sqlite3_file *f, sqlite3_int64 *size)
-{
-    return fvfs_r(f)->pMethods->xFileSize(fvfs_r(f), size);
-}
-static int fvfs_lock(sqlite3_file *f, int lock)
-{
-    return fvfs_r(f)->pMethods->xLock(fvfs_r(f), lock);
-}
-static int fvfs_unlock(sqlite3_file *f, int lock)
-{
-    return fvfs_r(f)->pMethods->xUnlock(fvfs_r(f), lock);
-}
-static int fvfs_check_reserved(sqlite3_file *f, int *out)
-{
-    return fvfs_r(f)->pMethods->xCheckReservedLock(fvfs_r(f), out);
-}
-static int fvfs_file_control(sqlite3_file *f, int op, void *arg)
-{
-    return fvfs_r(f)->pMethods->xFileControl(fvfs_r(f), op, arg);
-}
-static int fvfs_sector_size(sqlite3_file *f)
-{
-    return fvfs_r(f)->pMethods->xSectorSize(fvfs_r(f));
-}
-static int fvfs_device_chars(sqlite3_file *f)
-{
-    return fvfs_r(f)->pMethods->xDeviceCharacteristics(fvfs_r(f));
-}
-static int fvfs_shm_map(sqlite3_file *f, int pg, int pgsz, int extend, void volatile **pp)
-{
-    sqlite3_file *r = fvfs_r(f);
-    if (r->pMethods->iVersion < 2 || !r->pMethods->xShmMap)
-        return SQLITE_IOERR_SHMMAP;
-    return r->pMethods->xShmMap(r, pg, pgsz, extend, pp);
-}
-static int fvfs_shm_lock(sqlite3_file *f, int off, int n, int flags)
-{
-    return fvfs_r(f)->pMethods->xShmLock(fvfs_r(f), off, n, flags);
-}
-static void fvfs_shm_barrier(sqlite3_file *f)
-{
-    fvfs_r(f)->pMethods->xShmBarrier(fvfs_r(f));
-}
-static int fvfs_shm_unmap(sqlite3_file *f, int del)
-{
-    return fvfs_r(f)->pMethods->xShmUnmap(fvfs_r(f), del);
-}
-static int fvfs_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp)
-{
-    sqlite3_file *r = fvfs_r(f);
-    if (r->pMethods->iVersion < 3 || !r->pMethods->xFetch) {
-        *pp = NULL;
-        return SQLITE_OK;
-    }
-    return r->pMethods->xFetch(r, off, n, pp);
-}
-static int fvfs_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
-{
-    sqlite3_file *r = fvfs_r(f);
-    if (r->pMethods->iVersion < 3 || !r->pMethods->xUnfetch)
-        return SQLITE_OK;
-    return r->pMethods->xUnfetch(r, off, p);
-}
-
-static const sqlite3_io_methods fvfs_io = {
-    .iVersion = 3,
-    .xClose = fvfs_close,
-    .xRead = fvfs_read,
-    .xWrite = fvfs_write,
-    .xTruncate = fvfs_truncate,
-    .xSync = fvfs_sync,
-    .xFileSize = fvfs_file_size,
-    .xLock = fvfs_lock,
-    .xUnlock = fvfs_unlock,
-    .xCheckReservedLock = fvfs_check_reserved,
-    .xFileControl = fvfs_file_control,
-    .xSectorSize = fvfs_sector_size,
-    .xDeviceCharacteristics = fvfs_device_chars,
-    .xShmMap = fvfs_shm_map,
-    .xShmLock = fvfs_shm_lock,
-    .xShmBarrier = fvfs_shm_barrier,
-    .xShmUnmap = fvfs_shm_unmap,
-    .xFetch = fvfs_fetch,
-    .xUnfetch = fvfs_unfetch,
-};
-
-static int fvfs_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out_flags)
-{
-    struct fvfs_file *ff = (struct fvfs_file *)f;
-    ff->real = (sqlite3_file *)(ff + 1);
-    int rc = fvfs_real(v)->xOpen(fvfs_real(v), name, ff->real, flags, out_flags);
-    /* SQLite calls xClose after a failed xOpen only when pMethods is set. */
-    ff->base.pMethods = ff->real->pMethods ? &fvfs_io : NULL;
-    return rc;
-}
-static int fvfs_delete(sqlite3_vfs *v, const char *name, int sync_dir)
-{
-    return fvfs_real(v)->xDelete(fvfs_real(v), name, sync_dir);
-}
-static int fvfs_access(sqlite3_vfs *v, const char *name, int flags, int *out)
-{
-    return fvfs_real(v)->xAccess(fvfs_real(v), name, flags, out);
-}
-static int fvfs_full_pathname(sqlite3_vfs *v, const char *name, int n, char *out)
-{
-    return fvfs_real(v)->xFullPathname(fvfs_real(v), name, n, out);
-}
-static void *fvfs_dlopen(sqlite3_vfs *v, const char *name)
-{
-    return fvfs_real(v)->xDlOpen(fvfs_real(v), name);
-}
-static void fvfs_dlerror(sqlite3_vfs *v, int n, char *msg)
-{
-    fvfs_real(v)->xDlError(fvfs_real(v), n, msg);
-}
-static void (*fvfs_dlsym(sqlite3_vfs *v, void *h, const char *sym))(void)
-{
-    return fvfs_real(v)->xDlSym(fvfs_real(v), h, sym);
-}
-static void fvfs_dlclose(sqlite3_vfs *v, void *h)
-{
-    fvfs_real(v)->xDlClose(fvfs_real(v), h);
-}
-static int fvfs_randomness(sqlite3_vfs *v, int n, char *out)
-{
-    return fvfs_real(v)->xRandomness(fvfs_real(v), n, out);
-}
-static int fvfs_sleep(sqlite3_vfs *v, int us)
-{
-    return fvfs_real(v)->xSleep(fvfs_real(v), us);
-}
-static int fvfs_current_time(sqlite3_vfs *v, double *out)
-{
-    return fvfs_real(v)->xCurrentTime(fvfs_real(v), out);
-}
-static int fvfs_last_error(sqlite3_vfs *v, int n, char *out)
-{
-    return fvfs_real(v)->xGetLastError(fvfs_real(v), n, out);
-}
-static int fvfs_current_time64(sqlite3_vfs *v, sqlite3_int64 *out)
-{
-    return fvfs_real(v)->xCurrentTimeInt64(fvfs_real(v), out);
-}
-
-#define FVFS_NAME "pw-fault"
-static sqlite3_vfs fvfs;
-static pthread_once_t fvfs_once = PTHREAD_ONCE_INIT;
-static int fvfs_rc = SQLITE_ERROR;
-
-static void fvfs_register(void)
-{
-    sqlite3_vfs *real = sqlite3_vfs_find(NULL);
-    if (!real || real->iVersion < 2)
-        return;
-    fvfs = (sqlite3_vfs){
-        .iVersion = 2,
-        .szOsFile = (int)sizeof(struct fvfs_file) + real->szOsFile,
-        .mxPathname = real->mxPathname,
-        .zName = FVFS_NAME,
-        .pAppData = real,
-        .xOpen = fvfs_open,
-        .xDelete = fvfs_delete,
-        .xAccess = fvfs_access,
-        .xFullPathname = fvfs_full_pathname,
-        .xDlOpen = fvfs_dlopen,
-        .xDlError = fvfs_dlerror,
-        .xDlSym = fvfs_dlsym,
-        .xDlClose = fvfs_dlclose,
-        .xRandomness = fvfs_randomness,
-        .xSleep = fvfs_sleep,
-        .xCurrentTime = fvfs_current_time,
-        .xGetLastError = fvfs_last_error,
-        .xCurrentTimeInt64 = fvfs_current_time64,
-    };
-    fvfs_rc = sqlite3_vfs_register(&fvfs, 0);
-}
-
-/* ---- errors ---- */
-
-/* By primary result code. The only constraint a checked call can break is a node result's task
- * foreign key (keys are upserted, NOT NULL columns are checked in store.c). */
-static const struct {
-    int code;
-    int pw;
-    const char *cause;
-} sql_errors[] = {
-    {SQLITE_BUSY, PW_EUNAVAIL, "the database is locked by another connection (busy)"},
-    {SQLITE_LOCKED, PW_EUNAVAIL, "a table is locked"},
-    {SQLITE_PROTOCOL, PW_EUNAVAIL, "a locking protocol race"},
-    {SQLITE_FULL, PW_EIO, "the disk is full"},
-    {SQLITE_READONLY, PW_EIO, "the database is read-only"},
-    {SQLITE_CORRUPT, PW_EIO, "the database file is corrupt"},
-    {SQLITE_NOTADB, PW_EIO, "the file is not a database"},
-    {SQLITE_IOERR, PW_EIO, "an I/O error"},
-    {SQLITE_CANTOPEN, PW_EIO, "the database file cannot be opened"},
-    {SQLITE_PERM, PW_EIO, "permission denied"},
-    {SQLITE_NOMEM, PW_ENOMEM, "out of memory"},
-    {SQLITE_TOOBIG, PW_ETOOLARGE, "a document is too large"},
-    {SQLITE_CONSTRAINT, PW_ENOTFOUND, "a node result names a task that does not exist"},
-};
-
-static int sql_error_index(int code)
-{
-    for (size_t i = 0; i < sizeof sql_errors / sizeof sql_errors[0]; i++)
-        if (sql_errors[i].code == (code & 0xff))
-            return (int)i;
-    return -1;
-}
-
-static int sql_pw_code(int code)
-{
-    int i = sql_error_index(code);
-    return i < 0 ? PW_EIO : sql_errors[i].pw;
-}
-
-static const char *sql_cause(int code)
-{
-    int i = sql_error_index(code);
-    return i < 0 ? "a database error" : sql_errors[i].cause;
-}
-
-/* ---- connections and the pool ---- */
-
-struct sql_conn {
-    sqlite3 *db;
-    sqlite3_stmt *st[ST_COUNT];
-    bool in_use;
-};
-
-struct sql_store {
-    struct pw_store base; /* first: the public handle */
-    char *path;
-    pthread_mutex_t mu; /* guards conns, n_conns, in_use */
-    pthread_cond_t cv;  /* a connection was given back */
-    struct sql_conn *conns[SQL_POOL_MAX];
-    size_t n_conns;
-    pthread_mutex_t write_mu; /* one writer at a time in this process */
-    int newer_version;        /* set when open refused a schema newer than SQL_SCHEMA_VERSION */
-};
-
-static struct sql_store *sql_of(pw_store *s)
-{
-    return (struct sql_store *)s;
-}
-
-static void sql_log_fail(const struct sql_store *ss, const char *what, int code, sqlite3 *db)
-{
-    if ((code & 0xff) == SQLITE_CONSTRAINT)
-        return; /* a caller error reported as PW_ENOTFOUND, not a store fault */
-    const char *detail = db && sqlite3_errcode(db) == code ? sqlite3_errmsg(db) : sqlite3_errstr(code);
-    if ((code & 0xff) == SQLITE_BUSY)
-        PW_WARN("store sqlite:%s: %s failed: %s (%s, code %d)", ss->path, what, sql_cause(code), detail, code);
-    else
-        PW_ERROR("store sqlite:%s: %s failed: %s (%s, code %d)", ss->path, what, sql_cause(code), detail, code);
-}
-
-static void conn_close(struct sql_conn *c)
-{
-    if (!c)
-        return;
-    for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(c->st[i]);
-    sqlite3_close(c->db);
-    free(c);
-}
-
-/* Runs a statement with no result rows outside the cache (pragmas, migrations). */
-static int conn_exec(struct sql_conn *c, const char *sql)
-{
-    return sqlite3_exec(c->db, sql, NULL, NULL, NULL);
-}
-
-/* The cached statement id, reset and unbound; NULL with *rc set when it cannot be prepared. */
-static sqlite3_stmt *conn_stmt(struct sql_conn *c, enum sql_stmt_id id, int *rc)
-{
-    if (!c->st[id]) {
-        *rc = sqlite3_prepare_v3(c->db, sql_text[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL);
-        if (*rc != SQLITE_OK) {
-            c->st[id] = NULL;
-            return NULL;
-        }
-    }
-    sqlite3_reset(c->st[id]);
-    sqlite3_clear_bindings(c->st[id]);
-    *rc = SQLITE_OK;
-    return c->st[id];
-}
-
-/* sqlite3_step through the fault seam. */
-static int stmt_step(sqlite3_stmt *st)
-{
-    unsigned stall = atomic_load_explicit(&fault_stall_ms, memory_order_relaxed);
-    if (stall) {
-        struct timespec ts = {stall / 1000, (long)(stall % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    int code = fault_take(PW_STORE_SQLITE_FAULT_STEP);
-    if (code != SQLITE_OK) {
-        sqlite3_reset(st);
-        return code;
-    }
-    return sqlite3_step(st);
-}
-
-static void bind_text(sqlite3_stmt *st, const char *name, const char *v)
-{
-    int i = sqlite3_bind_parameter_index(st, name);
-    if (i > 0)
-        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-}
-
-static void bind_int64(sqlite3_stmt *st, const char *name, int64_t v)
-{
-    int i = sqlite3_bind_parameter_index(st, name);
-    if (i > 0)
-        sqlite3_bind_int64(st, i, v);
-}
-
-/* Runs a cached statement that returns no rows. */
-static int conn_run(struct sql_conn *c, enum sql_stmt_id id)
-{
-    int rc;
-    sqlite3_stmt *st = conn_stmt(c, id, &rc);
-    if (!st)
-        return rc;
-    rc = stmt_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
-}
-
-static int conn_user_version(struct sql_conn *c, int *out)
-{
-    sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int(st, 0);
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* Brings the schema to SQL_SCHEMA_VERSION, one transaction per step. *msg (static) says why not. */
-static int conn_migrate(struct sql_store *ss, struct sql_conn *c, const char **msg)
-{
-    int v = 0;
-    int rc = conn_user_version(c, &v);
-    if (rc != SQLITE_OK) {
-        *msg = "cannot read the schema version";
-        return rc;
-    }
-    if (v > SQL_SCHEMA_VERSION) {
-        ss->newer_version = v;
-        *msg = "the database was written by a newer prewarmd";
-        return SQLITE_ERROR;
-    }
-    for (; v < SQL_SCHEMA_VERSION; v++) {
-        char bump[64];
-        snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
-        rc = conn_exec(c, "BEGIN IMMEDIATE");
-        if (rc == SQLITE_OK)
-            rc = conn_exec(c, sql_migrations[v]);
-        if (rc == SQLITE_OK)
-            rc = conn_exec(c, bump);
-        if (rc == SQLITE_OK)
-            rc = conn_exec(c, "COMMIT");
-        if (rc != SQLITE_OK) {
-            PW_ERROR("store sqlite:%s: migration %d -> %d failed: %s", ss->path, v, v + 1, sqlite3_errmsg(c->db));
-            if (!sqlite3_get_autocommit(c->db))
-                conn_exec(c, "ROLLBACK");
-            *msg = "the schema migration failed";
-            return rc;
-        }
-        PW_INFO("store sqlite:%s: schema migrated from version %d to %d", ss->path, v, v + 1);
-    }
-    return SQLITE_OK;
-}
-
-/* Sets WAL mode (persistent in the file). A file system without shared memory can refuse it and
- * keep a rollback journal: commits stay durable (synchronous=FULL), readers then wait for writers. */
-static int conn_set_wal(const struct sql_store *ss, struct sql_conn *c)
-{
-    sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const char *mode = (const char *)sqlite3_column_text(st, 0);
-        if (!mode || strcmp(mode, "wal") != 0)
-            PW_WARN("store sqlite:%s: journal mode is %s, not wal: readers will wait for writers", ss->path,
-                    mode ? mode : "unknown");
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* Opens one connection. The first of a store (first true) also sets WAL and migrates. On failure
- * *msg (static text) names the cause and the SQLite code is returned. */
-static int conn_open(struct sql_store *ss, bool first, struct sql_conn **out, const char **msg)
-{
-    struct sql_conn *c = pw_xcalloc(1, sizeof *c);
-    int rc =
-        sqlite3_open_v2(ss->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, FVFS_NAME);
-    *msg = "cannot open the database file";
-    if (rc == SQLITE_OK) {
-        sqlite3_extended_result_codes(c->db, 1);
-        sqlite3_busy_timeout(c->db, SQL_BUSY_TIMEOUT_MS);
-        /* The first real read of the file: a garbage file fails here with SQLITE_NOTADB. */
-        *msg = "cannot read the database";
-        rc = conn_exec(c, "SELECT count(*) FROM sqlite_master");
-    }
-    if (rc == SQLITE_OK && first) {
-        *msg = "cannot switch to WAL mode";
-        rc = conn_set_wal(ss, c);
-    }
-    if (rc == SQLITE_OK) {
-        *msg = "cannot set synchronous=FULL";
-        rc = conn_exec(c, "PRAGMA synchronous = FULL");
-    }
-    if (rc == SQLITE_OK && first) {
-        int v = 0;
-        /* A read-only file that already has the current schema is usable for reads. */
-        if (sqlite3_db_readonly(c->db, "main") == 1 && conn_user_version(c, &v) == SQLITE_OK && v == SQL_SCHEMA_VERSION)
-            PW_WARN("store sqlite:%s: the database is read-only: writes will fail", ss->path);
-        else
-            rc = conn_migrate(ss, c, msg);
-    }
-    if (rc == SQLITE_OK) {
-        *msg = "cannot enable foreign keys";
-        rc = conn_exec(c, "PRAGMA foreign_keys = ON"); /* after migrating: it rebuilds tables */
-    }
-    if (rc != SQLITE_OK) {
-        if (c->db && sqlite3_errcode(c->db) != SQLITE_OK)
-            rc = sqlite3_extended_errcode(c->db) ? sqlite3_extended_errcode(c->db) : rc;
-        conn_close(c);
-        return rc;
-    }
-    *out = c;
-    return SQLITE_OK;
-}
-
-/* Checks a connection out; PW_EUNAVAIL when none frees up in time or a new one cannot open. */
-static int pool_get(struct sql_store *ss, struct sql_conn **out)
-{
-    struct timespec deadline;
-    unsigned wait_ms = atomic_load(&pool_wait_ms);
-    pw_clock_deadline_ts(wait_ms ? (int64_t)wait_ms : SQL_POOL_WAIT_S * 1000, &deadline);
-    int rc = 0;
-    pthread_mutex_lock(&ss->mu);
-    for (;;) {
-        for (size_t i = 0; i < ss->n_conns; i++) {
-            if (!ss->conns[i]->in_use) {
-                ss->conns[i]->in_use = true;
-                *out = ss->conns[i];
-                pthread_mutex_unlock(&ss->mu);
-                return 0;
-            }
-        }
-        if (ss->n_conns < SQL_POOL_MAX) {
-            const char *msg;
-            struct sql_conn *c;
-            int src = conn_open(ss, false, &c, &msg);
-            if (src != SQLITE_OK) {
-                PW_ERROR("store sqlite:%s: %s: %s", ss->path, msg, sqlite3_errstr(src));
-                rc = sql_pw_code(src);
-                break;
-            }
-            c->in_use = true;
-            ss->conns[ss->n_conns++] = c;
-            *out = c;
-            break;
-        }
-        if (pthread_cond_timedwait(&ss->cv, &ss->mu, &deadline) == ETIMEDOUT) {
-            PW_ERROR("store sqlite:%s: no database connection free after %u ms", ss->path,
-                     wait_ms ? wait_ms : SQL_POOL_WAIT_S * 1000);
-            rc = PW_EUNAVAIL;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&ss->mu);
-    return rc;
-}
-
-static void pool_put(struct sql_store *ss, struct sql_conn *c)
-{
-    pthread_mutex_lock(&ss->mu);
-    c->in_use = false;
-    pthread_cond_signal(&ss->cv);
-    pthread_mutex_unlock(&ss->mu);
-}
-
-/* ---- transactions ---- */
-
-/* The body of a transaction: returns an SQLite code (SQLITE_OK on success); arg is the op's own. */
-typedef int (*sql_body)(struct sql_conn *c, void *arg);
-
-/* Runs body in one transaction (BEGIN IMMEDIATE for writes), retrying the whole transaction on
- * SQLITE_BUSY up to SQL_BUSY_RETRIES times. Returns 0 or a PW_E* code, logging store faults. */
-static int sql_txn(struct sql_store *ss, const char *what, bool write, sql_body body, void *arg)
-{
-    if (write)
-        pthread_mutex_lock(&ss->write_mu);
-    struct sql_conn *c = NULL;
-    int rc = pool_get(ss, &c);
-    if (rc != 0) {
-        if (write)
-            pthread_mutex_unlock(&ss->write_mu);
-        return rc;
-    }
-    int src = SQLITE_OK;
-    if (!sqlite3_get_autocommit(c->db)) /* a rollback that failed last time: never build on it */
-        conn_exec(c, "ROLLBACK");
-    for (int attempt = 0;; attempt++) {
-        src = conn_run(c, write ? ST_BEGIN_WRITE : ST_BEGIN_READ);
-        if (src == SQLITE_OK)
-            src = body(c, arg);
-        if (src == SQLITE_OK)
-            src = conn_run(c, ST_COMMIT);
-        if (src == SQLITE_OK)
-            break;
-        if (!sqlite3_get_autocommit(c->db)) {
-            sqlite3_stmt *rb = conn_stmt(c, ST_ROLLBACK, &rc);
-            if (rb) {
-                sqlite3_step(rb); /* never through the fault seam: always undo */
-                sqlite3_reset(rb);
-            }
-        }
-        if ((src & 0xff) != SQLITE_BUSY || attempt >= SQL_BUSY_RETRIES)
-            break;
-        PW_WARN("store sqlite:%s: %s: database busy, retry %d of %d", ss->path, what, attempt + 1, SQL_BUSY_RETRIES);
-        struct timespec ts = {0, 20000000L * (attempt + 1)};
-        nanosleep(&ts, NULL);
-    }
-    if (src != SQLITE_OK)
-        sql_log_fail(ss, what, src, c->db);
-    pool_put(ss, c);
-    if (write)
-        pthread_mutex_unlock(&ss->write_mu);
-    return src == SQLITE_OK ? 0 : sql_pw_code(src);
-}
 
 /* ---- rows ---- */
 
@@ -879,9 +161,6 @@ static char *doc_text(const json_t *doc)
 
 /* ---- operations ---- */
 
-static int sql_open(const char *rest, pw_store **out, char **errmsg);
-static void sql_close(pw_store *s);
-
 struct task_put_arg {
     const struct pw_store_task *t;
     const char *doc;
@@ -891,16 +170,16 @@ static int body_task_put(struct sql_conn *c, void *arg)
 {
     const struct task_put_arg *a = arg;
     int rc;
-    sqlite3_stmt *st = conn_stmt(c, ST_TASK_PUT, &rc);
+    sqlite3_stmt *st = pw_store_sql_stmt(c, ST_TASK_PUT, &rc);
     if (!st)
         return rc;
-    bind_text(st, ":id", a->t->id);
-    bind_text(st, ":status", a->t->status);
-    bind_int64(st, ":priority", a->t->priority);
-    bind_int64(st, ":created", a->t->created_ms);
-    bind_int64(st, ":finished", a->t->finished_ms);
-    bind_text(st, ":doc", a->doc);
-    rc = stmt_step(st);
+    pw_store_sql_bind_text(st, ":id", a->t->id);
+    pw_store_sql_bind_text(st, ":status", a->t->status);
+    pw_store_sql_bind_int64(st, ":priority", a->t->priority);
+    pw_store_sql_bind_int64(st, ":created", a->t->created_ms);
+    pw_store_sql_bind_int64(st, ":finished", a->t->finished_ms);
+    pw_store_sql_bind_text(st, ":doc", a->doc);
+    rc = pw_store_sql_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -910,7 +189,7 @@ static int sql_task_put(pw_store *s, const struct pw_store_task *t)
     struct task_put_arg a = {.t = t, .doc = doc_text(t->doc)};
     if (!a.doc)
         return PW_EINVAL;
-    int rc = sql_txn(sql_of(s), "task put", true, body_task_put, &a);
+    int rc = pw_store_sql_txn(s, "task put", true, body_task_put, &a);
     free((char *)a.doc);
     return rc;
 }
@@ -927,11 +206,11 @@ static int body_task_get(struct sql_conn *c, void *arg)
     pw_store_task_fini(&a->t); /* a retried transaction starts over */
     a->found = false;
     int rc;
-    sqlite3_stmt *st = conn_stmt(c, ST_TASK_GET, &rc);
+    sqlite3_stmt *st = pw_store_sql_stmt(c, ST_TASK_GET, &rc);
     if (!st)
         return rc;
-    bind_text(st, ":id", a->id);
-    rc = stmt_step(st);
+    pw_store_sql_bind_text(st, ":id", a->id);
+    rc = pw_store_sql_step(st);
     if (rc == SQLITE_ROW) {
         rc = row_task(st, &a->t);
         a->found = rc == SQLITE_OK;
@@ -945,7 +224,7 @@ static int body_task_get(struct sql_conn *c, void *arg)
 static int sql_task_get(pw_store *s, const char *id, struct pw_store_task *out)
 {
     struct task_get_arg a = {.id = id};
-    int rc = sql_txn(sql_of(s), "task get", false, body_task_get, &a);
+    int rc = pw_store_sql_txn(s, "task get", false, body_task_get, &a);
     if (rc != 0) {
         pw_store_task_fini(&a.t);
         return rc;
@@ -974,7 +253,7 @@ static int step_page(sqlite3_stmt *st, size_t limit, size_t elem, int (*row)(sql
                      size_t *n, size_t *cap, bool *more)
 {
     int rc;
-    while ((rc = stmt_step(st)) == SQLITE_ROW) {
+    while ((rc = pw_store_sql_step(st)) == SQLITE_ROW) {
         if (limit && *n == limit) {
             *more = true;
             break;
@@ -1010,12 +289,12 @@ static int body_task_list(struct sql_conn *c, void *arg)
     a->n = a->cap = 0;
     a->more = false;
     int rc;
-    sqlite3_stmt *st = conn_stmt(c, a->stmt, &rc);
+    sqlite3_stmt *st = pw_store_sql_stmt(c, a->stmt, &rc);
     if (!st)
         return rc;
-    bind_text(st, ":status", a->status);
-    bind_text(st, ":after", a->after);
-    bind_int64(st, ":limit", a->limit ? (int64_t)a->limit + 1 : -1);
+    pw_store_sql_bind_text(st, ":status", a->status);
+    pw_store_sql_bind_text(st, ":after", a->after);
+    pw_store_sql_bind_int64(st, ":limit", a->limit ? (int64_t)a->limit + 1 : -1);
     void *items = a->items;
     rc = step_page(st, a->limit, sizeof *a->items, row_task_any, &items, &a->n, &a->cap, &a->more);
     a->items = items;
@@ -1036,7 +315,7 @@ static int sql_task_list(pw_store *s, const char *status, size_t limit, const ch
         return PW_EINVAL;
     struct task_list_arg a = {
         .stmt = task_list_stmts[status != NULL][after != NULL], .status = status, .after = after, .limit = limit};
-    int rc = sql_txn(sql_of(s), "task list", false, body_task_list, &a);
+    int rc = pw_store_sql_txn(s, "task list", false, body_task_list, &a);
     free(after);
     if (rc != 0) {
         pw_store_tasks_free(a.items, a.n);
@@ -1051,7 +330,7 @@ static int sql_task_list(pw_store *s, const char *status, size_t limit, const ch
 static int sql_task_list_unfinished(pw_store *s, struct pw_store_task **items, size_t *n)
 {
     struct task_list_arg a = {.stmt = ST_TASK_UNFINISHED};
-    int rc = sql_txn(sql_of(s), "unfinished task list", false, body_task_list, &a);
+    int rc = pw_store_sql_txn(s, "unfinished task list", false, body_task_list, &a);
     if (rc != 0) {
         pw_store_tasks_free(a.items, a.n);
         return rc;
@@ -1072,21 +351,21 @@ static int body_delete(struct sql_conn *c, void *arg)
 {
     struct delete_arg *a = arg;
     int rc;
-    sqlite3_stmt *st = conn_stmt(c, a->stmt, &rc);
+    sqlite3_stmt *st = pw_store_sql_stmt(c, a->stmt, &rc);
     if (!st)
         return rc;
-    bind_text(st, ":id", a->id);
-    bind_int64(st, ":before", a->before);
-    rc = stmt_step(st);
+    pw_store_sql_bind_text(st, ":id", a->id);
+    pw_store_sql_bind_int64(st, ":before", a->before);
+    rc = pw_store_sql_step(st);
     sqlite3_reset(st);
-    a->changes = sqlite3_changes(c->db); /* the tasks only: cascaded node rows are not counted */
+    a->changes = pw_store_sql_changes(c); /* the tasks only: cascaded node rows are not counted */
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 static int sql_task_delete(pw_store *s, const char *id)
 {
     struct delete_arg a = {.stmt = ST_TASK_DELETE, .id = id};
-    int rc = sql_txn(sql_of(s), "task delete", true, body_delete, &a);
+    int rc = pw_store_sql_txn(s, "task delete", true, body_delete, &a);
     if (rc != 0)
         return rc;
     return a.changes > 0 ? 0 : PW_ENOTFOUND;
@@ -1095,7 +374,7 @@ static int sql_task_delete(pw_store *s, const char *id)
 static int sql_prune(pw_store *s, int64_t before_ms, size_t *removed)
 {
     struct delete_arg a = {.stmt = ST_PRUNE, .before = before_ms};
-    int rc = sql_txn(sql_of(s), "prune", true, body_delete, &a);
+    int rc = pw_store_sql_txn(s, "prune", true, body_delete, &a);
     if (rc != 0)
         return rc;
     if (removed)
@@ -1113,16 +392,16 @@ static int body_nodes_put(struct sql_conn *c, void *arg)
 {
     const struct nodes_put_arg *a = arg;
     int rc;
-    sqlite3_stmt *st = conn_stmt(c, ST_NODE_PUT, &rc);
+    sqlite3_stmt *st = pw_store_sql_stmt(c, ST_NODE_PUT, &rc);
     if (!st)
         return rc;
     for (size_t i = 0; i < a->n; i++) {
         sqlite3_reset(st);
-        bind_text(st, ":task", a->nodes[i].task_id);
-        bind_text(st, ":name", a->nodes[i].node_name);
-        bind_text(st, ":state", a->nodes[i].state);
-        bind_text(st, ":doc", a->docs[i]);
-        rc = stmt_step(st);
+        pw_store_sql_bind_text(st, ":task", a->nodes[i].task_id);
+        pw_store_sql_bind_text(st, ":name", a->nodes[i].node_name);
+        pw_store_sql_bind_text(st, ":state", a->nodes[i].state);
+        pw_store_sql_bind_text(st, ":doc", a->docs[i]);
+        rc = pw_store_sql_step(st);
         if (rc != SQLITE_DONE) {
             sqlite3_reset(st);
             return rc;
@@ -1149,7 +428,7 @@ static int sql_nodes_put(pw_store *s, const struct pw_store_node *nodes, size_t 
             return PW_EINVAL;
         }
     }
-    int rc = sql_txn(sql_of(s), "node results put", true, body_nodes_put, &a);
+    int rc = pw_store_sql_txn(s, "node results put", true, body_nodes_put, &a);
     docs_free(a.docs, n);
     return rc;
 }
@@ -1171,22 +450,22 @@ static int body_nodes_list(struct sql_conn *c, void *arg)
     a->n = a->cap = 0;
     a->more = a->task_found = false;
     int rc;
-    sqlite3_stmt *st = conn_stmt(c, ST_TASK_EXISTS, &rc);
+    sqlite3_stmt *st = pw_store_sql_stmt(c, ST_TASK_EXISTS, &rc);
     if (!st)
         return rc;
-    bind_text(st, ":id", a->task_id);
-    rc = stmt_step(st);
+    pw_store_sql_bind_text(st, ":id", a->task_id);
+    rc = pw_store_sql_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_ROW)
         return rc == SQLITE_DONE ? SQLITE_OK : rc;
     a->task_found = true;
-    st = conn_stmt(c, a->stmt, &rc);
+    st = pw_store_sql_stmt(c, a->stmt, &rc);
     if (!st)
         return rc;
-    bind_text(st, ":task", a->task_id);
-    bind_text(st, ":state", a->state);
-    bind_text(st, ":after", a->after);
-    bind_int64(st, ":limit", a->limit ? (int64_t)a->limit + 1 : -1);
+    pw_store_sql_bind_text(st, ":task", a->task_id);
+    pw_store_sql_bind_text(st, ":state", a->state);
+    pw_store_sql_bind_text(st, ":after", a->after);
+    pw_store_sql_bind_int64(st, ":limit", a->limit ? (int64_t)a->limit + 1 : -1);
     void *items = a->items;
     rc = step_page(st, a->limit, sizeof *a->items, row_node_any, &items, &a->n, &a->cap, &a->more);
     a->items = items;
@@ -1210,7 +489,7 @@ static int sql_nodes_list(pw_store *s, const char *task_id, const char *state, s
                                .state = state,
                                .after = after,
                                .limit = limit};
-    int rc = sql_txn(sql_of(s), "node results list", false, body_nodes_list, &a);
+    int rc = pw_store_sql_txn(s, "node results list", false, body_nodes_list, &a);
     free(after);
     if (rc == 0 && !a.task_found)
         rc = PW_ENOTFOUND;
@@ -1240,18 +519,18 @@ static int body_rec(struct sql_conn *c, void *arg)
     json_decref(a->found); /* a retried transaction starts over */
     a->found = NULL;
     int rc;
-    sqlite3_stmt *st = conn_stmt(c, a->stmt, &rc);
+    sqlite3_stmt *st = pw_store_sql_stmt(c, a->stmt, &rc);
     if (!st)
         return rc;
-    bind_text(st, ":kind", a->kind);
-    bind_text(st, ":key", a->key);
-    bind_text(st, ":doc", a->doc);
-    rc = stmt_step(st);
+    pw_store_sql_bind_text(st, ":kind", a->kind);
+    pw_store_sql_bind_text(st, ":key", a->key);
+    pw_store_sql_bind_text(st, ":doc", a->doc);
+    rc = pw_store_sql_step(st);
     if (rc == SQLITE_ROW) {
         a->found = col_json(st, 1);
         rc = a->found ? SQLITE_DONE : SQLITE_CORRUPT;
     }
-    a->changes = sqlite3_changes(c->db);
+    a->changes = pw_store_sql_changes(c);
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -1265,7 +544,7 @@ static int sql_rec_put(pw_store *s, const char *kind, const char *key, const jso
     struct rec_arg a = {.stmt = stmts[mode], .kind = kind, .key = key, .doc = doc_text(doc)};
     if (!a.doc)
         return PW_EINVAL;
-    int rc = sql_txn(sql_of(s), "record put", true, body_rec, &a);
+    int rc = pw_store_sql_txn(s, "record put", true, body_rec, &a);
     free((char *)a.doc);
     if (rc == 0 && a.changes == 0)
         rc = mode == PW_STORE_REC_CREATE ? PW_EEXIST : PW_ENOTFOUND;
@@ -1275,7 +554,7 @@ static int sql_rec_put(pw_store *s, const char *kind, const char *key, const jso
 static int sql_rec_get(pw_store *s, const char *kind, const char *key, json_t **doc)
 {
     struct rec_arg a = {.stmt = ST_REC_GET, .kind = kind, .key = key};
-    int rc = sql_txn(sql_of(s), "record get", false, body_rec, &a);
+    int rc = pw_store_sql_txn(s, "record get", false, body_rec, &a);
     if (rc != 0) {
         json_decref(a.found);
         return rc;
@@ -1289,7 +568,7 @@ static int sql_rec_get(pw_store *s, const char *kind, const char *key, json_t **
 static int sql_rec_delete(pw_store *s, const char *kind, const char *key)
 {
     struct rec_arg a = {.stmt = ST_REC_DELETE, .kind = kind, .key = key};
-    int rc = sql_txn(sql_of(s), "record delete", true, body_rec, &a);
+    int rc = pw_store_sql_txn(s, "record delete", true, body_rec, &a);
     if (rc != 0)
         return rc;
     return a.changes > 0 ? 0 : PW_ENOTFOUND;
@@ -1321,12 +600,12 @@ static int body_rec_list(struct sql_conn *c, void *arg)
     a->n = a->cap = 0;
     a->more = false;
     int rc;
-    sqlite3_stmt *st = conn_stmt(c, a->after ? ST_REC_LIST_AFTER : ST_REC_LIST, &rc);
+    sqlite3_stmt *st = pw_store_sql_stmt(c, a->after ? ST_REC_LIST_AFTER : ST_REC_LIST, &rc);
     if (!st)
         return rc;
-    bind_text(st, ":kind", a->kind);
-    bind_text(st, ":after", a->after);
-    bind_int64(st, ":limit", a->limit ? (int64_t)a->limit + 1 : -1);
+    pw_store_sql_bind_text(st, ":kind", a->kind);
+    pw_store_sql_bind_text(st, ":after", a->after);
+    pw_store_sql_bind_int64(st, ":limit", a->limit ? (int64_t)a->limit + 1 : -1);
     void *items = a->items;
     rc = step_page(st, a->limit, sizeof *a->items, row_rec_any, &items, &a->n, &a->cap, &a->more);
     a->items = items;
@@ -1340,7 +619,7 @@ static int sql_rec_list(pw_store *s, const char *kind, size_t limit, const char 
     if (cont && pw_store_token_decode(cont, &after) != 0)
         return PW_EINVAL;
     struct rec_list_arg a = {.kind = kind, .after = after, .limit = limit};
-    int rc = sql_txn(sql_of(s), "record list", false, body_rec_list, &a);
+    int rc = pw_store_sql_txn(s, "record list", false, body_rec_list, &a);
     free(after);
     if (rc != 0) {
         pw_store_recs_free(a.items, a.n);
@@ -1352,103 +631,17 @@ static int sql_rec_list(pw_store *s, const char *kind, size_t limit, const char 
     return 0;
 }
 
-/* ---- open and close ---- */
-
-/* mkdir -p of the directory part of path; 0 or errno. */
-static int make_parent_dirs(const char *path)
-{
-    char *dir = pw_xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    int err = 0;
-    if (slash && slash != dir) {
-        *slash = '\0';
-        for (char *p = dir + 1; err == 0; p++) {
-            if (*p != '/' && *p != '\0')
-                continue;
-            char saved = *p;
-            *p = '\0';
-            if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-                err = errno;
-            *p = saved;
-            if (saved == '\0')
-                break;
-        }
-    }
-    free(dir);
-    return err;
-}
+/* ---- open ---- */
 
 static int sql_open(const char *rest, pw_store **out, char **errmsg)
 {
-    if (!rest || !*rest) {
-        if (errmsg)
-            *errmsg = pw_xstrdup("store url sqlite: needs a file path (sqlite:PATH)");
-        return PW_EINVAL;
-    }
-    if (!sqlite3_threadsafe()) {
-        if (errmsg)
-            *errmsg = pw_xasprintf("sqlite:%s: this SQLite library was built without thread support", rest);
-        return PW_EIO;
-    }
-    pthread_once(&fvfs_once, fvfs_register);
-    if (fvfs_rc != SQLITE_OK) {
-        if (errmsg)
-            *errmsg = pw_xasprintf("sqlite:%s: cannot register the store's VFS", rest);
-        return PW_EIO;
-    }
-    int err = make_parent_dirs(rest);
-    if (err != 0) {
-        PW_ERROR("store sqlite:%s: cannot create the parent directory: %s", rest, strerror(err));
-        if (errmsg)
-            *errmsg = pw_xasprintf("sqlite:%s: cannot create the parent directory: %s", rest, strerror(err));
-        return PW_EIO;
-    }
-    struct sql_store *ss = pw_xcalloc(1, sizeof *ss);
-    ss->base.ops = &pw_store_sqlite_ops;
-    ss->path = pw_xstrdup(rest);
-    pthread_mutex_init(&ss->mu, NULL);
-    pthread_cond_init(&ss->cv, NULL);
-    pthread_mutex_init(&ss->write_mu, NULL);
-    const char *msg;
-    struct sql_conn *c = NULL;
-    int src = conn_open(ss, true, &c, &msg);
-    if (src != SQLITE_OK && ss->newer_version) {
-        PW_ERROR("store sqlite:%s: %s (schema version %d; this build knows up to %d)", rest, msg, ss->newer_version,
-                 SQL_SCHEMA_VERSION);
-        if (errmsg)
-            *errmsg = pw_xasprintf("sqlite:%s: %s (schema version %d; this build knows up to %d)", rest, msg,
-                                   ss->newer_version, SQL_SCHEMA_VERSION);
-        sql_close(&ss->base);
-        return PW_EIO;
-    }
-    if (src != SQLITE_OK) {
-        PW_ERROR("store sqlite:%s: %s: %s (%s)", rest, msg, sql_cause(src), sqlite3_errstr(src));
-        if (errmsg)
-            *errmsg = pw_xasprintf("sqlite:%s: %s: %s (%s)", rest, msg, sql_cause(src), sqlite3_errstr(src));
-        sql_close(&ss->base);
-        return PW_EIO;
-    }
-    ss->conns[ss->n_conns++] = c;
-    *out = &ss->base;
-    return 0;
-}
-
-static void sql_close(pw_store *s)
-{
-    struct sql_store *ss = sql_of(s);
-    for (size_t i = 0; i < ss->n_conns; i++)
-        conn_close(ss->conns[i]); /* the last one checkpoints the WAL into the database */
-    pthread_mutex_destroy(&ss->write_mu);
-    pthread_cond_destroy(&ss->cv);
-    pthread_mutex_destroy(&ss->mu);
-    free(ss->path);
-    free(ss);
+    return pw_store_sql_open(rest, &pw_store_sqlite_ops, out, errmsg);
 }
 
 const struct pw_store_ops pw_store_sqlite_ops = {
     .scheme = "sqlite",
     .open = sql_open,
-    .close = sql_close,
+    .close = pw_store_sql_close,
     .task_put = sql_task_put,
     .task_get = sql_task_get,
     .task_list = sql_task_list,

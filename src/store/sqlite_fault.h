@@ -1,11 +1,12 @@
 /* sqlite_fault.h: the fault seam of the "sqlite:" store back end, for tests only.
  *
- * Every database file of the back end is opened through a thin VFS ("pw-fault") that forwards to
- * SQLite's default VFS, and every statement the back end runs goes through one step function. While
- * no fault is armed both cost one atomic load. A test arms a fault to make the next writes, syncs or
- * statements fail with a chosen SQLite result code, which is how disk full (SQLITE_FULL from a
- * write), I/O errors (SQLITE_IOERR_WRITE / SQLITE_IOERR_FSYNC), a busy database (SQLITE_BUSY from a
- * statement) and corruption found late (SQLITE_CORRUPT from a statement) are simulated.
+ * Every database file of the back end is opened through a thin VFS ("pw-fault", in sqlite_faultvfs.c)
+ * that forwards to SQLite's default VFS, and every statement the back end runs goes through one step
+ * function. While no fault is armed both cost one atomic load. A test arms a fault to make the next
+ * writes, syncs or statements fail with a chosen SQLite result code, which is how disk full
+ * (SQLITE_FULL from a write), I/O errors (SQLITE_IOERR_WRITE / SQLITE_IOERR_FSYNC), a busy database
+ * (SQLITE_BUSY from a statement) and corruption found late (SQLITE_CORRUPT from a statement) are
+ * simulated.
  *
  * The fault state is process-wide (all stores). Thread model: safe from any thread. */
 #ifndef PW_STORE_SQLITE_FAULT_H

@@ -4,10 +4,18 @@
  * policy.c: pure functions: the signature, the retry schedule, Retry-After, what an HTTP status
  * means, and which addresses are private.
  * outbox.c: the outbox, the deliveries in key order, kept in memory and written through to the
- * store (records of kind "webhook"); it does no locking (webhook.c holds its lock around every call). */
+ * store (records of kind "webhook"); it does no locking (its callers hold w->mu around every call).
+ * The service, struct pw_webhook, is spread over four files by concept:
+ * webhook.c: its life cycle (configuration, threads, leadership, figures) and the url check;
+ * consumer.c: the consumer thread, turning events into deliveries (the CloudEvent body), and the
+ * mark in the store with the catching up after a restart;
+ * deliver.c: the delivery workers: one attempt with libcurl, the Secrets of secretRef, and what the
+ * answer does to the delivery;
+ * annotate.c: the delivery state shown in GET task. */
 #ifndef PW_WEBHOOK_INT_H
 #define PW_WEBHOOK_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,7 +23,10 @@
 
 #include <jansson.h>
 
+#include "events/events.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
+#include "webhook/webhook.h"
 
 /* ---- policy.c ---- */
 
@@ -112,5 +123,67 @@ void pw_wh_delivery_free(struct pw_wh_delivery *d);
 /* The key of an event's delivery to one target (into out, at least PW_WH_KEY_MAX bytes). */
 #define PW_WH_KEY_MAX 32
 void pw_wh_key(uint64_t event_id, bool task_scope, int index, char *out);
+
+/* ---- the service (webhook.c, consumer.c, deliver.c, annotate.c) ---- */
+
+#define PW_WH_MAX_WORKERS 16
+#define PW_WH_RECENT 1024 /* (task, event) pairs handled lately: repeated "running" events cost no parse */
+
+/* A Secret of secretRef as last read (deliver.c's cache). */
+struct pw_wh_secret {
+    char *name;
+    char *value; /* NULL: could not be read (why in error) */
+    size_t len;
+    char *error;
+    int64_t read_mono;
+};
+
+/* The service. The fields before mu are set by pw_webhook_new and only read after it (sub is handed
+ * to the consumer thread); mu guards the outbox and the state after it; secret_mu the Secrets' cache.
+ * Attempts and store writes run without mu. */
+struct pw_webhook {
+    pw_events_sub *sub; /* the stream cursor, made before the consumer thread starts and then its own */
+    pw_events *events;
+    pw_store *store;
+    pw_k8s_client *client;
+    char *namespace_, *source, *secret;
+    size_t secret_len;
+    char **urls;
+    size_t n_urls;
+    bool allow_private;
+    int64_t timeout_ms, retry_base_ms, retry_max_ms, max_age_ms, keep_ms;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* a delivery added or finished, active changed, stopping */
+    pw_wh_outbox *outbox;
+    bool active, stopping;
+    bool consumer_done; /* the consumer thread ended (the marker writes once more, then ends) */
+    int64_t handled_ms; /* the time of the last event turned into deliveries (the mark to write) */
+    char *recent[PW_WH_RECENT];
+    size_t recent_next;
+    uint64_t delivered, failed, expired, attempts;
+
+    pthread_mutex_t secret_mu;
+    struct pw_wh_secret *secrets;
+    size_t n_secrets;
+
+    pthread_t consumer, marker;
+    pthread_t workers[PW_WH_MAX_WORKERS];
+    int n_workers;
+
+    pw_metric *m_deliveries, *m_attempts, *m_pending, *m_latency;
+};
+
+/* consumer.c. After a restart (or on becoming leader): the tasks that ended after the mark get the end
+ * deliveries they miss. Called without w->mu. */
+void pw_wh_reconcile(pw_webhook *w);
+/* The consumer thread (arg: w): reads w->sub (taken from w) until w->stopping, then sets
+ * w->consumer_done. */
+void *pw_wh_consumer_main(void *arg);
+/* The marker thread (arg: w): writes the mark as it advances; ends after the consumer did. */
+void *pw_wh_marker_main(void *arg);
+
+/* deliver.c. A delivery worker (arg: w): attempts due deliveries until w->stopping. */
+void *pw_wh_worker_main(void *arg);
 
 #endif

@@ -36,6 +36,10 @@ import urllib.request
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kubesim_lib as kl  # noqa: E402
+from kubesim_lib import case, tap, wait_until  # noqa: E402
+
 ROOT = os.environ.get("PW_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("PW_BIN") or os.path.join(ROOT, "build", "asan", "bin")
 BIN_RELEASE = os.environ.get("PW_BIN_RELEASE") or os.path.join(ROOT, "build", "release", "bin")
@@ -43,44 +47,13 @@ DEPLOY = os.path.join(ROOT, "deploy")
 NAMESPACE = "prewarm"
 SA = "prewarmd"
 
-results = []
 work = tempfile.mkdtemp(prefix="deploy-manifests.")
 procs = []
 
 
-def tap(ok, name, diag=None):
-    results.append(ok)
-    print(("ok - " if ok else "not ok - ") + name, flush=True)
-    if not ok and diag:
-        for line in str(diag).splitlines()[-30:]:
-            print("#   " + line, flush=True)
-
-
 def skip(name, why):
-    results.append(True)
+    kl.results.append(True)
     print("ok - %s # SKIP %s" % (name, why), flush=True)
-
-
-def case(name):
-    """Runs the decorated function as one case: ok when it returns without raising."""
-    def run(fn):
-        try:
-            fn()
-            tap(True, name)
-        except Exception:  # noqa: BLE001 - every failure is reported as a case
-            tap(False, name, traceback.format_exc())
-        return fn
-    return run
-
-
-def wait_until(pred, timeout, step=0.2):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def stop(p, timeout=15):
@@ -1002,5 +975,4 @@ finally:
     for p in procs:
         stop(p)
     subprocess.run(["rm", "-rf", work])
-print("1..%d" % len(results))
-sys.exit(0 if all(results) else 1)
+kl.finish()

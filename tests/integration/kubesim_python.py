@@ -3,96 +3,29 @@
 kubesim, unmodified: load_kube_config, list nodes with label selectors, create a Job, watch its pods
 to Succeeded, delete the Job with propagation Background and see its pods go, and the 410 Expired
 that a watch from a compacted resourceVersion gets. One TAP line per case."""
-import base64
 import json
 import os
-import signal
-import ssl
-import subprocess
 import sys
-import tempfile
 import time
-import traceback
 import urllib.error
 import urllib.request
 
-import kubernetes
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-ROOT = os.environ.get("PW_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.environ.get("PW_BIN") or os.path.join(ROOT, "build", "asan", "bin")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kubesim_lib as kl  # noqa: E402
+from kubesim_lib import case, wait_until  # noqa: E402
+
 NODES = 4
 
-results = []
-
-
-def tap(ok, name, diag=None):
-    results.append(ok)
-    print(("ok - " if ok else "not ok - ") + name, flush=True)
-    if not ok and diag:
-        for line in str(diag).splitlines()[:25]:
-            print("#   " + line, flush=True)
-
-
-def case(name):
-    """Runs the decorated function as one case: ok when it returns without raising."""
-    def run(fn):
-        try:
-            fn()
-            tap(True, name)
-        except Exception:  # noqa: BLE001 - every failure is reported as a case
-            tap(False, name, traceback.format_exc())
-        return fn
-    return run
-
-
-def wait_until(pred, timeout, step=0.2):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
-
-work = tempfile.mkdtemp(prefix="kubesim-python.")
-kc = os.path.join(work, "kubeconfig")
-log = open(os.path.join(work, "kubesim.log"), "w")
-sim = subprocess.Popen([os.path.join(BIN, "kubesim"), "--nodes", str(NODES), "--listen", "127.0.0.1:0",
-                        "--kubeconfig-out", kc, "--seed", "3", "--time-scale", "4"],
-                       stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop_sim():
-    if sim.poll() is None:
-        sim.send_signal(signal.SIGTERM)
-        try:
-            return sim.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-            sim.wait()
-            return -9
-    return sim.returncode
+sim = kl.start(["--nodes", str(NODES), "--seed", "3", "--time-scale", "4"], "kubesim-python.")
+kc = sim.kubeconfig
 
 
 def finish():
-    rc = stop_sim()
-    log.close()
-    text = open(os.path.join(work, "kubesim.log")).read()
-    bad = any(w in text for w in ("AddressSanitizer", "LeakSanitizer", "runtime error"))
-    tap(rc == 0 and not bad, "SIGTERM: kubesim exits 0 without sanitizer reports", text[-3000:])
-    subprocess.run(["rm", "-rf", work])
-    print("1..%d" % len(results))
-    sys.exit(0 if all(results) else 1)
+    kl.finish(sim)
 
-
-ready = wait_until(lambda: os.path.exists(kc) or sim.poll() is not None, 30, 0.1)
-if not os.path.exists(kc):
-    tap(False, "kubesim starts and writes its kubeconfig", open(os.path.join(work, "kubesim.log")).read())
-    finish()
-tap(True, "kubesim starts and writes its kubeconfig")
 
 state = {}
 
@@ -283,23 +216,13 @@ def _foreground():
     assert wait_until(gone, 30), core.list_namespaced_pod("default", label_selector="job-name=" + name)
 
 
-def token_and_server():
-    cfg = client.Configuration.get_default_copy()
-    return cfg.host, cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken"), cfg.ssl_ca_cert
-
-
 @case("410: a watch from a resourceVersion compacted away (POST /sim/v1/faults {compact}) gets Expired")
 def _gone():
     rv = core.list_namespaced_pod("default").metadata.resource_version
     # writes after rv, so the history holds something to compact
     core.patch_node("node-0001", {"metadata": {"labels": {"gone-test": "1"}}})
-    host, auth, ca = token_and_server()
-    ctx = ssl.create_default_context(cafile=ca) if host.startswith("https") else None
-    req = urllib.request.Request(host + "/sim/v1/faults", data=json.dumps({"compact": True}).encode(),
-                                 headers={"Authorization": auth if auth.startswith("Bearer") else "Bearer " + auth,
-                                          "Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
-        assert resp.status == 200, resp.status
+    code, body = sim.call("POST", "/sim/v1/faults", body={"compact": True})
+    assert code == 200, (code, body)
     got = None
     w = watch.Watch()
     try:
@@ -330,10 +253,8 @@ def _cert():
 
 @case("an unauthenticated request gets 401 with a Status body")
 def _unauth():
-    host, _, ca = token_and_server()
-    ctx = ssl.create_default_context(cafile=ca) if host.startswith("https") else None
     try:
-        urllib.request.urlopen(host + "/api/v1/namespaces", context=ctx, timeout=10)
+        urllib.request.urlopen(sim.server + "/api/v1/namespaces", context=sim.ssl, timeout=10)
         raise AssertionError("no error")
     except urllib.error.HTTPError as e:
         body = json.loads(e.read())

@@ -23,157 +23,32 @@ kubectl to a kubesim that enforces RBAC, prewarmd run with the prewarmd ServiceA
 TokenReviews of the agents' tokens are allowed too (the Secret read for imagePullSecrets needs TLS to
 the agents, which the simulated agents do not speak: that grant is checked with kubectl auth can-i); a
 RoleBinding taken away is refused at once (403). One TAP line per case."""
-import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
-import urllib.error
-import urllib.request
-import ssl
 
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kubesim_lib as kl  # noqa: E402
 import prewarmd_lib as pl  # noqa: E402
+from kubesim_lib import case, tap, wait_until  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.environ.get("PW_BIN") or os.path.join(ROOT, "build", "asan", "bin")
+ROOT = kl.ROOT
 DEPLOY = os.path.join(ROOT, "deploy")
-results = []
+on_path = kl.KUBECTL
+k133 = kl.kubectl_beside("kubectl.1.33")
 
 
-def tap(ok, name, diag=None):
-    results.append(ok)
-    print(("ok - " if ok else "not ok - ") + name, flush=True)
-    if not ok and diag:
-        for line in str(diag).splitlines()[:30]:
-            print("#   " + line, flush=True)
-
-
-def case(name):
-    def run(fn):
-        try:
-            fn()
-            tap(True, name)
-        except Exception:  # noqa: BLE001 - every failure is a failed case
-            tap(False, name, traceback.format_exc())
-        return fn
-    return run
-
-
-def wait_until(pred, timeout, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
-
-on_path = shutil.which("kubectl")
-kdir = os.path.dirname(os.path.realpath(on_path)) if on_path else ""
-k133 = os.path.join(kdir, "kubectl.1.33")
-
-
-class Sim:
+def Sim(args):
     """A kubesim of our own (its flags), its kubeconfig, and calls as any token."""
-
-    def __init__(self, args):
-        self.dir = tempfile.mkdtemp(prefix="pwrbac-")
-        self.kubeconfig = os.path.join(self.dir, "kubeconfig")
-        self.log = open(os.path.join(self.dir, "kubesim.log"), "w")
-        self.proc = subprocess.Popen([os.path.join(BIN, "kubesim"), "--nodes", "3", "--kubeconfig-out",
-                                      self.kubeconfig, "--log-level", "warn", "--time-scale", "20"] + args,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        if not wait_until(lambda: os.path.exists(self.kubeconfig) or self.proc.poll() is not None, 60):
-            raise RuntimeError("kubesim did not start")
-        if self.proc.poll() is not None:
-            raise RuntimeError("kubesim exited: " + open(os.path.join(self.dir, "kubesim.log")).read())
-        kc = yaml.safe_load(open(self.kubeconfig))
-        cl = kc["clusters"][0]["cluster"]
-        self.server = cl["server"]
-        self.ca = os.path.join(self.dir, "ca.crt")
-        with open(self.ca, "wb") as f:
-            f.write(base64.b64decode(cl["certificate-authority-data"]))
-        self.admin = next(u for u in kc["users"] if u["name"] == "kubesim-token")["user"]["token"]
-        self.ctx = ssl.create_default_context(cafile=self.ca)
-        self.cache = os.path.join(self.dir, "cache")
-
-    def kubeconfig_for(self, token, name):
-        path = os.path.join(self.dir, "kubeconfig-" + name)
-        doc = {"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "kubesim", "cluster": {
-            "server": self.server, "certificate-authority": self.ca}}],
-            "users": [{"name": name, "user": {"token": token}}],
-            "contexts": [{"name": name, "context": {"cluster": "kubesim", "user": name, "namespace": "default"}}],
-            "current-context": name}
-        with open(path, "w") as f:
-            yaml.safe_dump(doc, f)
-        os.chmod(path, 0o600)
-        return path
-
-    def kubeconfig_cert(self, cert, key, name):
-        """A kubeconfig whose user presents a client certificate (files)."""
-        path = os.path.join(self.dir, "kubeconfig-" + name)
-        doc = {"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "kubesim", "cluster": {
-            "server": self.server, "certificate-authority": self.ca}}],
-            "users": [{"name": name, "user": {"client-certificate": cert, "client-key": key}}],
-            "contexts": [{"name": name, "context": {"cluster": "kubesim", "user": name, "namespace": "default"}}],
-            "current-context": name}
-        with open(path, "w") as f:
-            yaml.safe_dump(doc, f)
-        os.chmod(path, 0o600)
-        return path
-
-    def kubectl(self, *args, kb=None, kubeconfig=None, stdin=None):
-        return subprocess.run([kb or on_path, "--kubeconfig", kubeconfig or self.kubeconfig, "--cache-dir",
-                               self.cache + (os.path.basename(kb) if kb else "")] + list(args),
-                              input=stdin, capture_output=True, text=True, timeout=60)
-
-    def call(self, method, path, token, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.server + path, data=data, method=method,
-                                     headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30, context=self.ctx) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                return e.code, json.loads(raw)
-            except ValueError:
-                return e.code, raw.decode(errors="replace")
-
-    def py(self, token):
-        c = client.Configuration()
-        c.host = self.server
-        c.ssl_ca_cert = self.ca
-        c.api_key = {"authorization": "Bearer " + token}
-        return client.ApiClient(c)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                rc = self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                rc = self.proc.wait()
-        else:
-            rc = self.proc.returncode
-        self.log.close()
-        text = open(os.path.join(self.dir, "kubesim.log"), errors="replace").read()
-        rep = pl.sanitizer_report(text)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        return rc, rep
+    return kl.Kubesim(["--nodes", "3", "--log-level", "warn", "--time-scale", "20"] + args, prefix="pwrbac-")
 
 
 TOKENS = 'tok-alice,alice,uid-alice,"team-a,prewarm:viewers"\n' + "tok-bob,bob,uid-bob\n\n" + '"tok-carol",carol,uid-c,""\n'
@@ -611,14 +486,6 @@ def part1():
         tap(rc == 0 and not rep, "kubesim: SIGTERM exits 0, no sanitizer report", "rc %s %s" % (rc, rep))
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 class RbacEnv(pl.Env):
     """prewarmd_lib's Env, with prewarmd started only once asked, on a kubeconfig of our choice."""
 
@@ -640,7 +507,7 @@ def refused(env):
 
 
 def part2():
-    port = free_port()
+    port = pl.free_port()
     env = RbacEnv(nodes=4, sim_args=["--enforce-rbac", "--agents", "--namespaces", "prewarm,prewarm-agent",
                                      "--arm64-percent", "0"],
                   pw_args=["--agents", "--agent-listen", "127.0.0.1:%d" % port, "--agent-namespace", "prewarm-agent"],
@@ -742,5 +609,4 @@ def part2():
 
 part1()
 part2()
-print("1..%d" % len(results))
-sys.exit(0 if all(results) else 1)
+kl.finish()

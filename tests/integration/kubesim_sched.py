@@ -13,121 +13,31 @@ of 2,000 pods follow the requested Zipf popularity (chi-square); pods are delete
 they started. Autoscaler: nodes appear at the scheduled model time with the startup taint, NotReady
 and then Ready after the delay. Stats: per pool, consistent with the pods' own events. One TAP line
 per case."""
-import base64
 import json
-import math
 import os
-import signal
-import ssl
-import subprocess
 import sys
-import tempfile
 import time
-import traceback
-import urllib.error
-import urllib.request
 
-import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-ROOT = os.environ.get("PW_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.environ.get("PW_BIN") or os.path.join(ROOT, "build", "asan", "bin")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kubesim_lib as kl  # noqa: E402
+from kubesim_lib import case, wait_until  # noqa: E402
+
 NODES = 6
 SCALE = 20
 
-results = []
-
-
-def tap(ok, name, diag=None):
-    results.append(ok)
-    print(("ok - " if ok else "not ok - ") + name, flush=True)
-    if not ok and diag:
-        for line in str(diag).splitlines()[:30]:
-            print("#   " + line, flush=True)
-
-
-def case(name):
-    def run(fn):
-        try:
-            fn()
-            tap(True, name)
-        except Exception:  # noqa: BLE001 - every failure is reported as a case
-            tap(False, name, traceback.format_exc())
-        return fn
-    return run
-
-
-def wait_until(pred, timeout, step=0.2):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
-
-work = tempfile.mkdtemp(prefix="kubesim-sched.")
-kc = os.path.join(work, "kubeconfig")
-log = open(os.path.join(work, "kubesim.log"), "w")
-sim = subprocess.Popen([os.path.join(BIN, "kubesim"), "--nodes", str(NODES), "--kubeconfig-out", kc, "--seed", "5",
-                        "--time-scale", str(SCALE), "--arm64-percent", "0", "--log-level", "warn"],
-                       stdout=log, stderr=subprocess.STDOUT)
-
-
-def finish():
-    rc = None
-    if sim.poll() is None:
-        sim.send_signal(signal.SIGTERM)
-        try:
-            rc = sim.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-            sim.wait()
-            rc = -9
-    else:
-        rc = sim.returncode
-    log.close()
-    text = open(os.path.join(work, "kubesim.log")).read()
-    bad = any(w in text for w in ("AddressSanitizer", "LeakSanitizer", "runtime error"))
-    tap(rc == 0 and not bad, "SIGTERM: kubesim exits 0 without sanitizer reports", text[-3000:])
-    subprocess.run(["rm", "-rf", work])
-    print("1..%d" % len(results))
-    sys.exit(0 if all(results) else 1)
-
-
-if not wait_until(lambda: os.path.exists(kc) or sim.poll() is not None, 60, 0.1) or not os.path.exists(kc):
-    tap(False, "kubesim starts", open(os.path.join(work, "kubesim.log")).read())
-    finish()
-
-with open(kc) as f:
-    kcy = yaml.safe_load(f)
-_cl = kcy["clusters"][0]["cluster"]
-SERVER = _cl["server"]
-TOKEN = next(u for u in kcy["users"] if u["user"].get("token"))["user"]["token"]
-CTX = ssl.create_default_context()
-CTX.load_verify_locations(cadata=base64.b64decode(_cl["certificate-authority-data"]).decode())
+sim = kl.start(["--nodes", str(NODES), "--seed", "5", "--time-scale", str(SCALE), "--arm64-percent", "0",
+                "--log-level", "warn"], "kubesim-sched.")
 
 
 def simreq(method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(SERVER + path, data=data, method=method,
-                                 headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30, context=CTX) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, raw.decode(errors="replace")
+    return sim.call(method, path, body=body)
 
 
 def kubectl(*args):
-    r = subprocess.run(["kubectl", "--kubeconfig", kc, "--cache-dir", os.path.join(work, "kcache")] + list(args),
-                       capture_output=True, text=True, timeout=60)
+    r = sim.kubectl(*args)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -135,7 +45,7 @@ def now():
     return simreq("GET", "/sim/v1/nodes/schedule")[1]["now"]
 
 
-config.load_kube_config(config_file=kc)
+config.load_kube_config(config_file=sim.kubeconfig)
 core = client.CoreV1Api()
 
 
@@ -540,4 +450,4 @@ def _wl_stats():
     assert "wl" not in s3["pools"], s3["pools"]
 
 
-finish()
+kl.finish(sim)

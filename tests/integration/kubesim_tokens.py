@@ -10,119 +10,31 @@ or once the bound pod is gone), discovery and stats rows. One TAP line per case.
 import datetime
 import json
 import os
-import shutil
-import signal
-import ssl
-import subprocess
 import sys
 import tempfile
-import time
-import traceback
-import urllib.error
-import urllib.request
 import uuid
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-ROOT = os.environ.get("PW_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.environ.get("PW_BIN") or os.path.join(ROOT, "build", "asan", "bin")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kubesim_lib as kl  # noqa: E402
+from kubesim_lib import case, tap, wait_until  # noqa: E402
+
 API_AUD = "https://kubernetes.default.svc.cluster.local"
 NS = "prewarm"
 SA = "robot"
 
-results = []
-
-
-def tap(ok, name, diag=None):
-    results.append(ok)
-    print(("ok - " if ok else "not ok - ") + name, flush=True)
-    if not ok and diag:
-        for line in str(diag).splitlines()[:30]:
-            print("#   " + line, flush=True)
-
-
-def case(name):
-    """Runs the decorated function as one case: ok when it returns without raising."""
-    def run(fn):
-        try:
-            fn()
-            tap(True, name)
-        except Exception:  # noqa: BLE001 - every failure is reported as a case
-            tap(False, name, traceback.format_exc())
-        return fn
-    return run
-
-
-def wait_until(pred, timeout, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
-
-work = tempfile.mkdtemp(prefix="kubesim-tokens.")
-kc = os.path.join(work, "kubeconfig")
-log = open(os.path.join(work, "kubesim.log"), "w")
-sim = subprocess.Popen([os.path.join(BIN, "kubesim"), "--nodes", "2", "--listen", "127.0.0.1:0",
-                        "--kubeconfig-out", kc, "--seed", "5", "--time-scale", "4"],
-                       stdout=log, stderr=subprocess.STDOUT)
-
-
-def finish():
-    rc = None
-    if sim.poll() is None:
-        sim.send_signal(signal.SIGTERM)
-        try:
-            rc = sim.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-            sim.wait()
-            rc = -9
-    else:
-        rc = sim.returncode
-    log.close()
-    text = open(os.path.join(work, "kubesim.log")).read()
-    bad = any(w in text for w in ("AddressSanitizer", "LeakSanitizer", "runtime error"))
-    tap(rc == 0 and not bad, "SIGTERM: kubesim exits 0 without sanitizer reports", text[-3000:])
-    subprocess.run(["rm", "-rf", work])
-    print("1..%d" % len(results))
-    sys.exit(0 if all(results) else 1)
-
-
-wait_until(lambda: os.path.exists(kc) or sim.poll() is not None, 30)
-if not os.path.exists(kc):
-    tap(False, "kubesim starts and writes its kubeconfig", open(os.path.join(work, "kubesim.log")).read())
-    finish()
-tap(True, "kubesim starts and writes its kubeconfig")
-
-config.load_kube_config(config_file=kc)
+sim = kl.start(["--nodes", "2", "--seed", "5", "--time-scale", "4"], "kubesim-tokens.")
+config.load_kube_config(config_file=sim.kubeconfig)
 core = client.CoreV1Api()
 authn = client.AuthenticationV1Api()
-_cfg = client.Configuration.get_default_copy()
-HOST = _cfg.host
-ADMIN = _cfg.api_key.get("authorization") or _cfg.api_key.get("BearerToken")
-ADMIN = ADMIN[len("Bearer "):] if ADMIN.startswith("Bearer ") else ADMIN
-SSL = ssl.create_default_context(cafile=_cfg.ssl_ca_cert) if HOST.startswith("https") else None
+ADMIN = sim.admin
 
 
 def raw(method, path, token, body=None):
     """One request to kubesim with a bearer token: (HTTP status, parsed JSON body or None)."""
-    req = urllib.request.Request(HOST + path, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, context=SSL, timeout=10) as resp:
-            data = resp.read()
-            return resp.status, json.loads(data) if data else None
-    except urllib.error.HTTPError as e:
-        data = e.read()
-        try:
-            return e.code, json.loads(data)
-        except ValueError:
-            return e.code, data
+    return sim.call(method, path, token, body)
 
 
 def request_token(name=SA, ns=NS, audiences=None, seconds=None, ref=None):
@@ -183,16 +95,11 @@ def _setup():
 # ---- kubectl ----
 
 # kubectl on PATH, and the newest and oldest beside it: 1.33 sends its typed requests as protobuf
-on_path = shutil.which("kubectl")
-kdir = os.path.dirname(os.path.realpath(on_path)) if on_path else ""
-kubectls = [on_path] if on_path else []
-kubectls += [os.path.join(kdir, k) for k in ("kubectl.1.33", "kubectl.1.27") if kdir and os.access(os.path.join(kdir, k), os.X_OK)]
+kubectls = [kb for kb in (kl.KUBECTL, kl.kubectl_beside("kubectl.1.33"), kl.kubectl_beside("kubectl.1.27")) if kb]
 
 
 def kubectl(kb, *args):
-    cache = tempfile.mkdtemp(dir=work, prefix="kcache.")
-    return subprocess.run([kb, "--kubeconfig", kc, "--cache-dir", cache] + list(args), capture_output=True, text=True,
-                          timeout=60)
+    return sim.kubectl(*args, kb=kb, cache=tempfile.mkdtemp(dir=sim.dir, prefix="kcache."))
 
 
 def ts(s):
@@ -202,7 +109,7 @@ def ts(s):
 if not kubectls:
     tap(False, "kubectl is installed (PATH or beside it)")
 for kb in kubectls:
-    v = os.path.basename(kb) + ("" if kb != on_path else " (PATH)")
+    v = os.path.basename(kb) + ("" if kb != kl.KUBECTL else " (PATH)")
 
     @case("%s create token %s -n %s: a token for the API server's audience, 3600 s, unbound" % (v, SA, NS))
     def _kubectl_plain():
@@ -515,4 +422,4 @@ def _stats():
     assert rows[("create", 201)] >= 12, rows
 
 
-finish()
+kl.finish(sim)

@@ -15,92 +15,24 @@
 #include <string.h>
 #include <strings.h>
 
-#include "unit/engine/nocluster.h"
-#include "api/api.h"
-#include "store/store.h"
-#include "base/buf.h"
+#include "unit/api/apiserver.h"
 #include "base/log.h"
 
 struct fixture {
-    pw_store *store;
-    pw_engine *engine;
-    struct pw_nocluster nc; /* no cluster: tasks stay pending */
-    struct pw_api_ctx ctx;
-    pw_http_server *srv;
-    int port;
+    struct pw_apiserver api; /* on a memory store, no cluster: tasks stay pending */
 };
 
-struct resp {
-    long status;
-    json_t *body;
-    char location[256];
-};
-
-static size_t on_data(char *p, size_t sz, size_t n, void *arg)
+static struct pw_apiserver_resp call(struct fixture *f, const char *method, const char *path, const char *ctype,
+                                     const char *body)
 {
-    pw_buf_append(arg, p, sz * n);
-    return sz * n;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    if (strncasecmp(p, "Location: ", 10) == 0) {
-        snprintf(r->location, sizeof r->location, "%.*s", (int)(sz * n - 10), p + 10);
-        r->location[strcspn(r->location, "\r\n")] = 0;
-    }
-    return sz * n;
-}
-
-static struct resp call(struct fixture *f, const char *method, const char *path, const char *ctype, const char *body)
-{
-    struct resp r = {0};
-    CURL *c = curl_easy_init();
-    char url[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", f->port, path);
-    pw_buf b;
-    pw_buf_init(&b, 0);
-    struct curl_slist *h = NULL;
-    if (ctype) {
-        char hd[128];
-        snprintf(hd, sizeof hd, "Content-Type: %s", ctype);
-        h = curl_slist_append(h, hd);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    r.body = b.p ? json_loads(b.p, 0, NULL) : NULL;
-    if (!r.body && b.p)
-        r.body = json_string(b.p);
-    pw_buf_fini(&b);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return r;
+    return pw_apiserver_call(&f->api, method, path, ctype, body);
 }
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
     pw_log_set_level(PW_LOG_WARN);
-    assert_int_equal(pw_store_open("memory:", &f->store, NULL), 0);
-    struct pw_engine_config cfg = {.store = f->store};
-    assert_int_equal(pw_nocluster_init(&f->nc), 0);
-    pw_nocluster_apply(&f->nc, &cfg);
-    assert_int_equal(pw_engine_new(&cfg, &f->engine), 0);
-    assert_int_equal(pw_engine_start(f->engine), 0);
-    f->ctx.engine = f->engine;
-    struct pw_http_config h = {.listen = "127.0.0.1:0", .routes = pw_api_routes, .ctx = &f->ctx};
-    assert_int_equal(pw_http_server_new(&h, &f->srv), 0);
-    f->port = pw_http_server_port(f->srv);
+    assert_int_equal(pw_apiserver_start(&f->api, "memory:", 0), 0);
     *state = f;
     return 0;
 }
@@ -108,10 +40,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    pw_http_server_free(f->srv);
-    pw_engine_free(f->engine);
-    pw_nocluster_fini(&f->nc);
-    pw_store_close(f->store);
+    pw_apiserver_stop(&f->api);
     free(f);
     return 0;
 }
@@ -125,7 +54,7 @@ static const char *str(const json_t *o, const char *k)
 static void test_health(void **state)
 {
     struct fixture *f = *state;
-    struct resp r = call(f, "GET", "/healthz", NULL, NULL);
+    struct pw_apiserver_resp r = call(f, "GET", "/healthz", NULL, NULL);
     assert_int_equal(r.status, 200);
     json_decref(r.body);
     r = call(f, "GET", "/readyz", NULL, NULL);
@@ -139,8 +68,8 @@ static void test_create_get_list_cancel(void **state)
     struct fixture *f = *state;
     char ids[3][32];
     for (int i = 0; i < 3; i++) {
-        struct resp r = call(f, "POST", "/api/v1/tasks", "application/json",
-                             "{\"images\":[\"nginx:1.27\"],\"priority\":3,\"labels\":{\"team\":\"ml\"}}");
+        struct pw_apiserver_resp r = call(f, "POST", "/api/v1/tasks", "application/json",
+                                          "{\"images\":[\"nginx:1.27\"],\"priority\":3,\"labels\":{\"team\":\"ml\"}}");
         assert_int_equal(r.status, 201);
         snprintf(ids[i], sizeof ids[i], "%s", str(r.body, "id"));
         assert_string_equal(str(r.body, "status"), "pending");
@@ -155,7 +84,7 @@ static void test_create_get_list_cancel(void **state)
     }
     char path[128];
     snprintf(path, sizeof path, "/api/v1/tasks/%s", ids[1]);
-    struct resp r = call(f, "GET", path, NULL, NULL);
+    struct pw_apiserver_resp r = call(f, "GET", path, NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_string_equal(str(r.body, "id"), ids[1]);
     json_decref(r.body);
@@ -211,11 +140,12 @@ static void test_default_page(void **state)
 {
     struct fixture *f = *state;
     for (int i = 0; i < 505; i++) {
-        struct resp r = call(f, "POST", "/api/v1/tasks", "application/json", "{\"images\":[\"busybox:1.36\"]}");
+        struct pw_apiserver_resp r =
+            call(f, "POST", "/api/v1/tasks", "application/json", "{\"images\":[\"busybox:1.36\"]}");
         assert_int_equal(r.status, 201);
         json_decref(r.body);
     }
-    struct resp r = call(f, "GET", "/api/v1/tasks", NULL, NULL);
+    struct pw_apiserver_resp r = call(f, "GET", "/api/v1/tasks", NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_int_equal(json_array_size(json_object_get(r.body, "items")), 500);
     assert_true(strlen(str(r.body, "continue")) > 0);
@@ -225,7 +155,8 @@ static void test_default_page(void **state)
 static void test_errors(void **state)
 {
     struct fixture *f = *state;
-    struct resp r = call(f, "POST", "/api/v1/tasks", "application/json", "{\"images\":[\"nginx\"],\"retries\":11}");
+    struct pw_apiserver_resp r =
+        call(f, "POST", "/api/v1/tasks", "application/json", "{\"images\":[\"nginx\"],\"retries\":11}");
     assert_int_equal(r.status, 400);
     assert_string_equal(str(r.body, "reason"), "Invalid");
     assert_string_equal(str(json_array_get(json_object_get(r.body, "details"), 0), "field"), "retries");

@@ -19,59 +19,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "unit/engine/nocluster.h"
-#include "api/api.h"
-#include "store/store.h"
-#include "base/buf.h"
+#include "unit/api/apiserver.h"
 #include "base/log.h"
 #include "store/sqlite_fault.h"
 
 struct fixture {
     char dir[64];
     char url[128];
-    pw_store *store;
-    pw_engine *engine;
-    struct pw_nocluster nc; /* no cluster: tasks stay pending */
-    struct pw_api_ctx ctx;
-    pw_http_server *srv;
-    int port;
+    struct pw_apiserver api; /* on the sqlite store at url, no cluster: tasks stay pending */
 };
 
-struct resp {
-    long status;
-    json_t *body;
-};
-
-static size_t on_data(char *p, size_t sz, size_t n, void *arg)
+/* Every request sends Content-Type application/json. */
+static struct pw_apiserver_resp call(struct fixture *f, const char *method, const char *path, const char *body)
 {
-    pw_buf_append(arg, p, sz * n);
-    return sz * n;
-}
-
-static struct resp call(struct fixture *f, const char *method, const char *path, const char *body)
-{
-    struct resp r = {0};
-    CURL *c = curl_easy_init();
-    char url[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", f->port, path);
-    pw_buf b;
-    pw_buf_init(&b, 0);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    r.body = b.p ? json_loads(b.p, 0, NULL) : NULL;
-    pw_buf_fini(&b);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return r;
+    return pw_apiserver_call(&f->api, method, path, "application/json", body);
 }
 
 static const char *str(const json_t *o, const char *k)
@@ -82,27 +43,12 @@ static const char *str(const json_t *o, const char *k)
 
 static void start(struct fixture *f, int64_t history_ms)
 {
-    assert_int_equal(pw_store_open(f->url, &f->store, NULL), 0);
-    struct pw_engine_config cfg = {.store = f->store, .history_ms = history_ms};
-    assert_int_equal(pw_nocluster_init(&f->nc), 0);
-    pw_nocluster_apply(&f->nc, &cfg);
-    assert_int_equal(pw_engine_new(&cfg, &f->engine), 0);
-    assert_int_equal(pw_engine_start(f->engine), 0);
-    f->ctx.engine = f->engine;
-    struct pw_http_config h = {.listen = "127.0.0.1:0", .routes = pw_api_routes, .ctx = &f->ctx};
-    assert_int_equal(pw_http_server_new(&h, &f->srv), 0);
-    f->port = pw_http_server_port(f->srv);
+    assert_int_equal(pw_apiserver_start(&f->api, f->url, history_ms), 0);
 }
 
 static void stop(struct fixture *f)
 {
-    pw_http_server_free(f->srv);
-    pw_engine_free(f->engine);
-    pw_nocluster_fini(&f->nc);
-    pw_store_close(f->store);
-    f->srv = NULL;
-    f->engine = NULL;
-    f->store = NULL;
+    pw_apiserver_stop(&f->api);
 }
 
 static int setup(void **state)
@@ -120,8 +66,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     pw_store_sqlite_fault_clear();
-    if (f->engine)
-        stop(f);
+    stop(f);
     static const char *const files[] = {"prewarm.db", "prewarm.db-wal", "prewarm.db-shm", "prewarm.db-journal"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char p[128];
@@ -141,7 +86,7 @@ static void sleep_ms(long ms)
 
 static size_t n_tasks(struct fixture *f)
 {
-    struct resp r = call(f, "GET", "/api/v1/tasks", NULL);
+    struct pw_apiserver_resp r = call(f, "GET", "/api/v1/tasks", NULL);
     assert_int_equal(r.status, 200);
     size_t n = json_array_size(json_object_get(r.body, "items"));
     json_decref(r.body);
@@ -153,7 +98,7 @@ static void create_fails(struct fixture *f, enum pw_store_sqlite_fault_point poi
 {
     size_t before = n_tasks(f);
     pw_store_sqlite_fault_set(point, 0, -1, code);
-    struct resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
+    struct pw_apiserver_resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
     unsigned hits = pw_store_sqlite_fault_hits();
     pw_store_sqlite_fault_clear();
     assert_true(hits > 0);
@@ -170,7 +115,7 @@ static void test_create_fails_cleanly(void **state)
 {
     struct fixture *f = *state;
     start(f, 0);
-    struct resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"redis:7\"]}");
+    struct pw_apiserver_resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"redis:7\"]}");
     assert_int_equal(r.status, 201);
     char id[32];
     snprintf(id, sizeof id, "%s", str(r.body, "id"));
@@ -205,7 +150,7 @@ static void test_cancel_under_fault(void **state)
 {
     struct fixture *f = *state;
     start(f, 0);
-    struct resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
+    struct pw_apiserver_resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
     assert_int_equal(r.status, 201);
     char path[128];
     snprintf(path, sizeof path, "/api/v1/tasks/%s", str(r.body, "id"));
@@ -232,7 +177,7 @@ static void test_nodes_bad_token(void **state)
 {
     struct fixture *f = *state;
     start(f, 0);
-    struct resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
+    struct pw_apiserver_resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
     assert_int_equal(r.status, 201);
     char path[256];
     snprintf(path, sizeof path, "/api/v1/tasks/%s/nodes?continue=garbage", str(r.body, "id"));
@@ -250,7 +195,7 @@ static void test_history_prunes(void **state)
 {
     struct fixture *f = *state;
     start(f, 1000);
-    struct resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
+    struct pw_apiserver_resp r = call(f, "POST", "/api/v1/tasks", "{\"images\":[\"nginx:1.27\"]}");
     assert_int_equal(r.status, 201);
     char path[128];
     snprintf(path, sizeof path, "/api/v1/tasks/%s", str(r.body, "id"));
