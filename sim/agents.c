@@ -408,8 +408,9 @@ static struct sagent *agent_start(struct sim_world *w, const char *key, const js
     const char *par = env_of(pod, "PREWARM_MAX_PARALLEL_PULLS");
     a->max_parallel = par && atoi(par) > 0 ? atoi(par) : 2;
     pw_cri_new_backend(&model_cri, a, &a->cri);
+    /* PREWARM_SERVER_CA as prewarm-agent reads it: the CA file of an https:// PREWARM_SERVER */
     struct pw_syncer_config sc = {.server = server, .node = node, .token = token, .version = PW_VERSION "-kubesim",
-                                  .cri = a->cri};
+                                  .server_ca = env_of(pod, "PREWARM_SERVER_CA"), .cri = a->cri};
     if (pw_syncer_new(&sc, &a->syncer) != 0) {
         PW_WARN("kubesim agents: pod %s: bad PREWARM_SERVER %s", key, server);
         agent_stop(a);

@@ -124,6 +124,15 @@ void pw_auth_identity_from(const json_t *user, struct pw_identity *id)
     id->extra = json_is_object(extra) ? json_deep_copy(extra) : json_object();
 }
 
+void pw_auth_identity_authenticated(struct pw_identity *id)
+{
+    for (size_t i = 0; i < id->n_groups; i++)
+        if (strcmp(id->groups[i], "system:authenticated") == 0)
+            return;
+    id->groups = pw_xrealloc(id->groups, (id->n_groups + 1) * sizeof *id->groups);
+    id->groups[id->n_groups++] = pw_xstrdup("system:authenticated");
+}
+
 void pw_identity_fini(struct pw_identity *id)
 {
     free(id->user);

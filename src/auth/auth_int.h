@@ -62,5 +62,8 @@ json_t *pw_auth_cache_get(pw_auth *a, const char *key, int64_t now, size_t *miss
 void pw_auth_cache_put(pw_auth *a, const char *key, json_t *entry);
 /* Fills id from a TokenReview-shaped user object {username, uid, groups, extra}. */
 void pw_auth_identity_from(const json_t *user, struct pw_identity *id);
+/* Appends the group system:authenticated to id unless it has it, as kube-apiserver's authenticated
+ * group adder does for every user its authenticators accept (token file, client certificate). */
+void pw_auth_identity_authenticated(struct pw_identity *id);
 
 #endif

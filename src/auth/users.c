@@ -366,6 +366,7 @@ int pw_auth_user(pw_auth *a, const char *authorization, struct pw_identity *id, 
                 if (u) {
                     pw_auth_identity_from(u, id);
                     json_decref(u);
+                    pw_auth_identity_authenticated(id); /* as kube-apiserver adds it to token-file users */
                     return 0;
                 }
             }

@@ -40,7 +40,8 @@ struct auth_clientca {
 
 /* ---- the subject ---- */
 
-/* The UTF-8 text of entry i of name (a new string) or NULL. */
+/* The UTF-8 text of entry i of name (a new string) or NULL: also for a value with a NUL byte, which a
+ * C string would cut short (a CN "admin\0.example.com" is not the user "admin"). */
 static char *entry_text(const X509_NAME *name, int i)
 {
     const ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
@@ -48,7 +49,7 @@ static char *entry_text(const X509_NAME *name, int i)
     int n = v ? ASN1_STRING_to_UTF8(&u, v) : -1;
     if (n < 0)
         return NULL;
-    char *s = pw_xstrndup((const char *)u, (size_t)n);
+    char *s = memchr(u, '\0', (size_t)n) ? NULL : pw_xstrndup((const char *)u, (size_t)n);
     OPENSSL_free(u);
     return s;
 }
@@ -58,28 +59,37 @@ static int subject_of(X509 *crt, struct pw_identity *id, char *why, size_t why_n
 {
     const X509_NAME *name = X509_get_subject_name(crt);
     char *cn = NULL;
+    bool bad = false;
     for (int i = -1; (i = X509_NAME_get_index_by_NID(name, NID_commonName, i)) >= 0;) {
         free(cn);
         cn = entry_text(name, i); /* Go's pkix.Name keeps the last one */
+        bad = !cn;
     }
-    if (!cn || !*cn) {
+    int n_org = 0;
+    for (int i = -1; (i = X509_NAME_get_index_by_NID(name, NID_organizationName, i)) >= 0;)
+        n_org++;
+    char **orgs = pw_xcalloc((size_t)n_org + 1, sizeof *orgs);
+    size_t n = 0;
+    for (int i = -1; !bad && (i = X509_NAME_get_index_by_NID(name, NID_organizationName, i)) >= 0;) {
+        orgs[n] = entry_text(name, i);
+        bad = !orgs[n++];
+    }
+    if (bad || !cn || !*cn) {
+        snprintf(why, why_n, "%s", bad ? "the client certificate's subject has a common name (CN) or organization "
+                                         "(O) that is not text (a NUL byte, or no UTF-8 form)"
+                                       : "the client certificate's subject has no common name (CN), which names the user");
         free(cn);
-        snprintf(why, why_n, "the client certificate's subject has no common name (CN), which names the user");
+        for (size_t k = 0; k < n; k++)
+            free(orgs[k]);
+        free(orgs);
         return PW_EINVAL;
     }
     memset(id, 0, sizeof *id);
     id->user = cn;
     id->uid = pw_xstrdup("");
-    int n_org = 0;
-    for (int i = -1; (i = X509_NAME_get_index_by_NID(name, NID_organizationName, i)) >= 0;)
-        n_org++;
-    id->groups = pw_xcalloc((size_t)n_org + 2, sizeof *id->groups);
-    for (int i = -1; (i = X509_NAME_get_index_by_NID(name, NID_organizationName, i)) >= 0;) {
-        char *o = entry_text(name, i);
-        if (o)
-            id->groups[id->n_groups++] = o;
-    }
-    id->groups[id->n_groups++] = pw_xstrdup("system:authenticated");
+    id->groups = orgs;
+    id->n_groups = n;
+    pw_auth_identity_authenticated(id);
     id->extra = json_object();
     return 0;
 }

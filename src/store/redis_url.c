@@ -103,6 +103,10 @@ int pw_redis_url_parse(const char *rest, struct pw_redis_url *u, const char **wh
         *why = "no host";
         goto bad;
     }
+    if (strchr(u->host, '@')) { /* a password with a raw '@': its rest would be taken for the host, and logged */
+        *why = "an '@' in the host (percent-encode '@' in the password as %40)";
+        goto bad;
+    }
     if (host_end < end) {
         if (*host_end != ':') {
             *why = "junk after the host";

@@ -367,9 +367,10 @@ char *pw_store_url_redacted(const char *url)
     if (!auth)
         return pw_xstrdup(url ? url : "");
     auth += 3;
-    const char *at = strchr(auth, '@');
-    const char *slash = strchr(auth, '/');
-    if (!at || (slash && slash < at))
+    /* the credentials end at the first '@' before the path or the query, as redis_url.c reads them:
+     * an '@' in the query (?prefix=a:b@c) is no password (tests/fuzz/fuzz_redisurl.c) */
+    const char *at = memchr(auth, '@', strcspn(auth, "/?"));
+    if (!at)
         return pw_xstrdup(url);
     const char *colon = memchr(auth, ':', (size_t)(at - auth));
     if (!colon)

@@ -2,6 +2,7 @@
  * Retry-After, status verdicts, private addresses. */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +64,9 @@ int64_t pw_wh_retry_after_ms(const char *value, int64_t now_real_ms)
             return s * 1000;
     }
     time_t t = curl_getdate(value, NULL);
-    if (t == (time_t)-1)
+    /* a date more than 100 years ahead is no more a delay than so many seconds (and t * 1000 would
+     * overflow for curl's far years: found by tests/fuzz/fuzz_retryafter.c) */
+    if (t == (time_t)-1 || (int64_t)t > now_real_ms / 1000 + 100LL * 365 * 86400)
         return -1;
     int64_t d = (int64_t)t * 1000 - now_real_ms;
     return d > 0 ? d : 0;
@@ -141,11 +144,16 @@ bool pw_wh_host_literal_private(const char *host)
     char *pct = strchr(buf, '%'); /* a zone id: fe80::1%eth0 */
     if (pct)
         *pct = '\0';
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET, buf, &a4) == 1)
-        return v4_private(ntohl(a4.s_addr));
-    if (inet_pton(AF_INET6, buf, &a6) == 1)
-        return v6_private(&a6);
-    return false;
+    /* read as the connection will (getaddrinfo), so the old numeric forms count too: "127.1",
+     * "2130706433", "0x7f.1", and a host libcurl did not normalise because it came percent-encoded
+     * ("http://%31%32%37.1/" has the host "127.1": found by tests/fuzz/fuzz_webhookurl.c) */
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST, .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(buf, NULL, &hints, &res) != 0)
+        return false;
+    bool priv = false;
+    for (const struct addrinfo *a = res; a; a = a->ai_next)
+        priv = priv || pw_wh_addr_private(a->ai_addr);
+    freeaddrinfo(res);
+    return priv;
 }

@@ -40,7 +40,7 @@ void pw_wh_sign(const char *secret, size_t secret_len, int64_t unix_s, const cha
 int64_t pw_wh_backoff_ms(int attempt, int64_t base_ms, int64_t max_ms, double rnd);
 
 /* A Retry-After value (RFC 9110: delay-seconds or an HTTP-date) as a delay in ms from now_real_ms
- * (a date in the past is 0). -1 when it is neither. */
+ * (a date in the past is 0). -1 when it is neither, or a date more than 100 years ahead. */
 int64_t pw_wh_retry_after_ms(const char *value, int64_t now_real_ms);
 
 /* What the outcome of one attempt means: status is the HTTP status, 0 when no response came. */
@@ -51,8 +51,8 @@ enum pw_wh_verdict pw_wh_verdict_of(int status);
  * loopback, private (RFC 1918, unique local fc00::/7), shared (100.64/10), link-local (169.254/16
  * with the cloud metadata address, fe80::/10), multicast, reserved, and the IPv4-mapped forms. */
 bool pw_wh_addr_private(const struct sockaddr *sa);
-/* The same for a literal address in text (IPv4 or IPv6, brackets allowed); false when the text is
- * not an address (a host name). */
+/* The same for a literal address in text (IPv4 in every form getaddrinfo reads as a number: "127.1",
+ * "2130706433"; IPv6, brackets and a zone allowed); false when the text is not an address (a host name). */
 bool pw_wh_host_literal_private(const char *host);
 
 /* ---- outbox.c ---- */

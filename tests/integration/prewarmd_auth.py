@@ -16,7 +16,8 @@ the real kubectl, openssl and prewarmctl:
   a kubeconfig user's client-certificate(-data); the CA file replaced mid-run;
 - --auth none on a non-loopback address refuses to start;
 - --rate-limit (429 + Retry-After) and --max-tasks-per-user;
-- no token used anywhere in the run appears in any log."""
+- no token and no private key (prewarmd's --tls-key, the client certificates') used anywhere in the
+  run appears in any log (tests/integration/prewarmd_secrets.py covers the other secrets)."""
 import http.client
 import json
 import re
@@ -35,6 +36,7 @@ from prewarmd_lib import BIN, Env, finish, scenario, tap  # noqa: E402
 
 TOKENS = {"viewer": "tok-viewer-6f1c9a2b7d", "editor": "tok-editor-0d4e8b3a91", "admin": "tok-admin-5a7c2e9f33"}
 USED_TOKENS = set(TOKENS.values())
+USED_KEYS = {}  # private keys made in the run (prewarmd's --tls-key, client certificates'): name -> a line of it
 LOGS = []  # every log file of the run, grepped for tokens at the end
 WORK = tempfile.mkdtemp(prefix="pwauth-")
 
@@ -297,6 +299,14 @@ def kubernetes_authz(env):
 # ---------------------------------------------------------------- TLS
 
 
+def key_line(path):
+    """The longest base64 line of a PEM private key (text only the key holds), remembered in USED_KEYS."""
+    with open(path) as f:
+        line = max((x.strip() for x in f if x.strip() and not x.startswith("-----")), key=len)
+    USED_KEYS[os.path.basename(path)] = line
+    return line
+
+
 def make_pair(d, name):
     """A CA and a certificate for 127.0.0.1 signed by it, with the openssl CLI."""
     ca_key, ca = os.path.join(d, name + "-ca.key"), os.path.join(d, name + "-ca.crt")
@@ -310,6 +320,7 @@ def make_pair(d, name):
                  ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt, "-days",
                   "1", "-extfile", ext]):
         subprocess.run(["openssl"] + argv, check=True, capture_output=True, timeout=60)
+    key_line(key)
     return ca, crt, key
 
 
@@ -416,6 +427,7 @@ def make_client(d, name, subj, ca, days="1", eku="clientAuth"):
          "-subj", subj)
     ossl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial", "-out", crt, "-days", days,
          "-extfile", ext)
+    key_line(key)
     return crt, key
 
 
@@ -654,8 +666,11 @@ def hygiene():
             except OSError:
                 continue
             found += ["%s in %s" % (t[:8] + "...", os.path.basename(rotated)) for t in USED_TOKENS if t and t in text]
-    tap(not found and len(USED_TOKENS) >= 5, "no token used in the run (%d) appears in any log (%d files)"
-        % (len(USED_TOKENS), len(paths)), "; ".join(found))
+            found += ["the private key %s in %s" % (k, os.path.basename(rotated)) for k, line in USED_KEYS.items()
+                      if line in text]
+    tap(not found and len(USED_TOKENS) >= 5 and len(USED_KEYS) >= 4,
+        "no token (%d) or private key (%d) used in the run appears in any log (%d files)"
+        % (len(USED_TOKENS), len(USED_KEYS), len(paths)), "; ".join(found))
 
 
 def main():

@@ -189,6 +189,42 @@ static void test_tokenfile_auth_and_revoke(void **state)
     free(p);
 }
 
+/* Token-file users get system:authenticated after their own groups, as kube-apiserver's authenticated
+ * group adder gives it to every user an authenticator accepts; once, when the file names it already. */
+static void test_tokenfile_authenticated_group(void **state)
+{
+    (void)state;
+    char *p = put_file("groups.csv", "tok-edit,eddie,u2,\"prewarm:editors,team-a\"\n"
+                                     "tok-none,nora,u3\n"
+                                     "tok-has,hal,u4,\"system:authenticated,ops\"\n");
+    char *spec = pw_xasprintf("token-file:%s", p);
+    pw_auth *a = auth_new(NULL, spec, NULL, 0, 0);
+    struct pw_identity id;
+    char why[512];
+    assert_int_equal(pw_auth_user(a, "Bearer tok-edit", &id, why, sizeof why), 0);
+    assert_int_equal(id.n_groups, 3);
+    assert_string_equal(id.groups[0], "prewarm:editors");
+    assert_string_equal(id.groups[1], "team-a");
+    assert_string_equal(id.groups[2], "system:authenticated");
+    pw_identity_fini(&id);
+    assert_int_equal(pw_auth_user(a, "Bearer tok-none", &id, why, sizeof why), 0);
+    assert_int_equal(id.n_groups, 1);
+    assert_string_equal(id.groups[0], "system:authenticated");
+    pw_identity_fini(&id);
+    assert_int_equal(pw_auth_user(a, "Bearer tok-has", &id, why, sizeof why), 0);
+    assert_int_equal(id.n_groups, 2);
+    assert_string_equal(id.groups[0], "system:authenticated");
+    assert_string_equal(id.groups[1], "ops");
+    pw_identity_fini(&id);
+    /* anonymous users (--auth none) are not authenticated */
+    pw_identity_anonymous(&id);
+    assert_false(has_group(&id, "system:authenticated"));
+    pw_identity_fini(&id);
+    pw_auth_free(a);
+    free(spec);
+    free(p);
+}
+
 static void test_modes(void **state)
 {
     (void)state;
@@ -610,6 +646,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tokenfile_parse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokenfile_auth_and_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokenfile_authenticated_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_static_matrix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kubernetes, setup, teardown),

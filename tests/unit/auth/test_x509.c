@@ -127,6 +127,54 @@ static void test_subject(void **state)
     cert_free(&ca);
 }
 
+/* A self-signed certificate whose subject is one CN and one O of n bytes each (NUL bytes allowed). */
+static struct cert make_raw(const char *cn, size_t cn_n, const char *o, size_t o_n)
+{
+    struct cert c = {0};
+    c.key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    c.x = X509_new();
+    X509_set_version(c.x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(c.x), 99);
+    X509_gmtime_adj(X509_getm_notBefore(c.x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(c.x), 3600);
+    X509_NAME *name = X509_get_subject_name(c.x);
+    assert_true(X509_NAME_add_entry_by_NID(name, NID_organizationName, MBSTRING_UTF8, (const unsigned char *)o,
+                                           (int)o_n, -1, 0));
+    assert_true(X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn,
+                                           (int)cn_n, -1, 0));
+    X509_set_issuer_name(c.x, name);
+    X509_set_pubkey(c.x, c.key);
+    assert_true(X509_sign(c.x, c.key, EVP_sha256()) > 0);
+    int n = i2d_X509(c.x, &c.der);
+    assert_true(n > 0);
+    c.len = (size_t)n;
+    return c;
+}
+
+/* A NUL byte in a CN or an O is refused, never cut short at it (found by tests/fuzz/fuzz_x509.c): the
+ * CN "system:admin\0.evil" is not the user system:admin, the O "system:masters\0x" not that group.
+ * An O named system:authenticated stands for the group: it is not added twice. */
+static void test_subject_nul_and_authenticated(void **state)
+{
+    (void)state;
+    struct pw_identity id;
+    char why[256];
+    struct cert cn = make_raw("system:admin\0.evil", 18, "devs", 4);
+    assert_int_equal(pw_auth_x509_subject(cn.der, cn.len, &id, why, sizeof why), PW_EINVAL);
+    assert_non_null(strstr(why, "NUL"));
+    struct cert o = make_raw("mallory", 7, "system:masters\0x", 16);
+    assert_int_equal(pw_auth_x509_subject(o.der, o.len, &id, why, sizeof why), PW_EINVAL);
+    assert_non_null(strstr(why, "NUL"));
+    struct cert dup = make_raw("carol", 5, "system:authenticated", 20);
+    assert_int_equal(pw_auth_x509_subject(dup.der, dup.len, &id, why, sizeof why), 0);
+    assert_int_equal(id.n_groups, 1);
+    assert_string_equal(id.groups[0], "system:authenticated");
+    pw_identity_fini(&id);
+    cert_free(&dup);
+    cert_free(&o);
+    cert_free(&cn);
+}
+
 static int verify(pw_auth *a, const struct cert *c, struct pw_identity *id, char *why, size_t n)
 {
     const unsigned char *der[1] = {c->der};
@@ -215,6 +263,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_subject),
+        cmocka_unit_test(test_subject_nul_and_authenticated),
         cmocka_unit_test(test_verify_and_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

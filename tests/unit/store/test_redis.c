@@ -149,6 +149,7 @@ static void test_url_errors(void **state)
         "redis://user@h",               /* credentials without a colon */
         "redis://:@h",                  /* empty password */
         "redis://[::1",                 /* unclosed bracket */
+        "redis://:p@ss@h/0",            /* a raw '@' in the password (its rest would be the host) */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *err = open_fails(bad[i], PW_EINVAL);
@@ -171,6 +172,14 @@ static void test_url_errors(void **state)
     /* the redacted form for log lines */
     char *red = pw_store_url_redacted("redis://alice:hunter2@h:1/0?prefix=x");
     assert_string_equal(red, "redis://alice:***@h:1/0?prefix=x");
+    free(red);
+    /* found by tests/fuzz/fuzz_redisurl.c: an '@' in the query is no password; a '#' does not end
+     * the authority for the parser, so not for the redaction either */
+    red = pw_store_url_redacted("redis://h:1/0?prefix=a:b@c");
+    assert_string_equal(red, "redis://h:1/0?prefix=a:b@c");
+    free(red);
+    red = pw_store_url_redacted("redis://h#:hunter2@x/0");
+    assert_null(strstr(red, "hunter2"));
     free(red);
     red = pw_store_url_redacted("sqlite:/var/lib/prewarm/prewarm.db");
     assert_string_equal(red, "sqlite:/var/lib/prewarm/prewarm.db");

@@ -126,6 +126,11 @@ static void test_private_addresses(void **state)
     assert_true(pw_wh_host_literal_private("fe80::1%eth0"));
     assert_false(pw_wh_host_literal_private("example.com"));
     assert_false(pw_wh_host_literal_private("93.184.216.34"));
+    /* the numeric forms getaddrinfo reads, as the connection will (tests/fuzz/fuzz_webhookurl.c) */
+    assert_true(pw_wh_host_literal_private("127.1"));
+    assert_true(pw_wh_host_literal_private("2130706433"));
+    assert_true(pw_wh_host_literal_private("888")); /* 0.0.3.120 */
+    assert_false(pw_wh_host_literal_private("1.2.3"));
 }
 
 static void url_ok(const char *url, bool allow)
@@ -165,6 +170,8 @@ static void test_url_policy(void **state)
     url_bad("http://localhost:8080/", false, "refused");
     url_bad("http://app.localhost/", false, "refused");
     url_bad("http://10.0.0.5/", false, "private");
+    url_bad("http://%31%32%37.1/", false, "private"); /* libcurl leaves the decoded host "127.1" as it is */
+    url_bad("http:/%3888", false, "private");
     char *big = malloc(PW_WEBHOOK_URL_MAX + 64);
     strcpy(big, "https://example.com/");
     memset(big + strlen(big), 'a', PW_WEBHOOK_URL_MAX);
