@@ -18,10 +18,11 @@
  * its write. Executors hear of a round's decisions only after the round's writes passed.
  *
  * Where state becomes final (one place each, for hooks such as an event stream), all in engine.c: a
- * node's end is node_finish (succeeded, failed; cancelled: task_cancel), a task's end is task_end
- * (called by task_maybe_finish and task_cancel), a task's start is the admission in schedule(), a
- * node's start is dispatch_node; each change is durable once the next engine_flush holding it
- * returns without a failed write. */
+ * node's end is pw_eng_node_finish (succeeded, failed; cancelled: pw_eng_task_cancel), a task's end
+ * is task_end (called by task_maybe_finish and pw_eng_task_cancel), a task's start is the admission
+ * in schedule(), a node's start is dispatch_node; each change is durable once the next pw_eng_flush
+ * holding it returns without a failed write. The engine's files and their lock order in detail:
+ * engine_int.h. */
 #ifndef PW_ENGINE_H
 #define PW_ENGINE_H
 
