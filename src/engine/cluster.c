@@ -251,16 +251,17 @@ void pw_eng_ecl_free(struct ecl *c)
     free(c);
 }
 
-/* Makes c's executors (not started): Job mode, agent mode only when agents (the first cluster). With
- * may_lead again at each takeover. 0, or the executor's PW_E* with none left. */
-int pw_eng_ecl_executors_new(pw_engine *e, struct ecl *c, bool agents)
+/* Makes c's executors (not started): Job mode, and agent mode when it is on (every cluster has its
+ * own agents, docs/multicluster.md). With may_lead again at each takeover. 0, or the executor's PW_E*
+ * with none left. */
+int pw_eng_ecl_executors_new(pw_engine *e, struct ecl *c)
 {
     const struct pw_engine_config *cfg = &e->cfg;
     struct pw_exec_hooks hooks = {.arg = c, .report = on_report, .fate = exec_fate,
                                   .may_write = cfg->may_lead ? pw_eng_may_write : NULL};
     int rc = 0;
     for (int k = 0; k < N_EXEC && rc == 0; k++) {
-        if (k == EXEC_AGENT && !(agents && cfg->agent.enabled))
+        if (k == EXEC_AGENT && !cfg->agent.enabled)
             continue;
         if (cfg->executor_new) {
             rc = cfg->executor_new(cfg->executor_arg, pw_taskrec_exec_names[k], &hooks, &c->x[k]);
@@ -282,9 +283,8 @@ int pw_eng_ecl_executors_new(pw_engine *e, struct ecl *c, bool agents)
     return rc;
 }
 
-/* A cluster with its executors made (not started); agent mode only when agents (the first
- * cluster). 0 or the executor's PW_E*. */
-int pw_eng_ecl_new(pw_engine *e, const struct pw_engine_cluster *cc, bool agents, struct ecl **out)
+/* A cluster with its executors made (not started). 0 or the executor's PW_E*. */
+int pw_eng_ecl_new(pw_engine *e, const struct pw_engine_cluster *cc, struct ecl **out)
 {
     struct ecl *c = pw_xcalloc(1, sizeof *c);
     c->e = e;
@@ -294,7 +294,7 @@ int pw_eng_ecl_new(pw_engine *e, const struct pw_engine_cluster *cc, bool agents
     c->max_in_flight = cc->max_nodes_in_flight;
     c->down_since = cc->down_since;
     c->down_arg = cc->arg;
-    int rc = pw_eng_ecl_executors_new(e, c, agents);
+    int rc = pw_eng_ecl_executors_new(e, c);
     if (rc != 0) {
         pw_eng_ecl_free(c);
         return rc;
@@ -383,7 +383,7 @@ int pw_engine_cluster_set(pw_engine *e, const struct pw_engine_cluster *cc)
     bool started = e->started;
     pthread_mutex_unlock(&e->mu);
     struct ecl *c = NULL;
-    int rc = pw_eng_ecl_new(e, cc, false, &c);
+    int rc = pw_eng_ecl_new(e, cc, &c);
     if (rc == 0 && started)
         rc = pw_eng_ecl_start(e, c);
     if (rc != 0) {
@@ -415,6 +415,8 @@ int pw_engine_cluster_remove(pw_engine *e, const char *name)
     char *msg = pw_xasprintf("cluster %s was removed from the configuration", name);
     cluster_lost(e, name, "ClusterRemoved", msg);
     free(msg);
+    while (c->holds > 0) /* an agent's sync in its executor, or its token's review with its client */
+        pthread_cond_wait(&e->hold_cv, &e->mu);
     pthread_mutex_unlock(&e->mu);
     pthread_mutex_lock(&e->tmu); /* not while the loop ticks its executors */
     pw_eng_ecl_free(c);
@@ -484,4 +486,96 @@ json_t *pw_engine_clusters(pw_engine *e)
     }
     pthread_mutex_unlock(&e->mu);
     return arr;
+}
+
+/* ---- agents: every cluster's (docs/agent.md, docs/multicluster.md) ---- */
+
+/* Holds c (under e->mu): a removal waits for the release. */
+static void hold(struct ecl *c, struct pw_engine_agents_ref *out)
+{
+    c->holds++;
+    *out = (struct pw_engine_agents_ref){.x = c->x[EXEC_AGENT], .client = c->client, .cluster = c->name,
+                                         .first = c->first, .hold = c};
+}
+
+int pw_engine_agents_hold(pw_engine *e, const char *cluster, struct pw_engine_agents_ref *out)
+{
+    pthread_mutex_lock(&e->mu);
+    struct ecl *c = cluster ? pw_eng_cluster_find(e, cluster, NULL) : e->cl[0];
+    int rc = !c ? PW_ENOTFOUND : !c->x[EXEC_AGENT] || !c->started ? PW_EUNAVAIL : 0;
+    if (rc == 0)
+        hold(c, out);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+void pw_engine_agents_release(pw_engine *e, struct pw_engine_agents_ref *ref)
+{
+    struct ecl *c = ref->hold;
+    if (!c)
+        return;
+    pthread_mutex_lock(&e->mu);
+    if (--c->holds == 0)
+        pthread_cond_broadcast(&e->hold_cv);
+    pthread_mutex_unlock(&e->mu);
+    memset(ref, 0, sizeof *ref);
+}
+
+json_t *pw_engine_agents_list(pw_engine *e)
+{
+    /* the clusters held, then listed without e->mu (a list of thousands of agents never delays the loop) */
+    pthread_mutex_lock(&e->mu);
+    size_t n = 0;
+    struct pw_engine_agents_ref *refs = pw_xcalloc(e->n_cl ? e->n_cl : 1, sizeof *refs);
+    for (size_t i = 0; i < e->n_cl; i++)
+        if (e->cl[i]->x[EXEC_AGENT] && e->cl[i]->started)
+            hold(e->cl[i], &refs[n++]);
+    pthread_mutex_unlock(&e->mu);
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *list = pw_agentexec_list(refs[i].x);
+        size_t k;
+        json_t *a;
+        json_array_foreach(json_object_get(list, "items"), k, a)
+        {
+            json_object_set_new(a, "cluster", json_string(refs[i].cluster));
+            json_array_append(items, a);
+        }
+        json_decref(list);
+        pw_engine_agents_release(e, &refs[i]);
+    }
+    free(refs);
+    return json_pack("{s:o}", "items", items);
+}
+
+size_t pw_engine_cluster_stats(pw_engine *e, struct pw_engine_cluster_stats **out)
+{
+    pthread_mutex_lock(&e->mu);
+    size_t n = e->n_cl;
+    struct pw_engine_cluster_stats *v = pw_xcalloc(n ? n : 1, sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        const struct ecl *c = e->cl[i];
+        snprintf(v[i].name, sizeof v[i].name, "%s", c->name);
+        size_t cap = (size_t)e->cfg.max_nodes_in_flight;
+        v[i].max_nodes_in_flight = c->max_in_flight > 0 && (size_t)c->max_in_flight < cap ? (size_t)c->max_in_flight : cap;
+        for (size_t k = 0; k < e->n_tasks; k++) {
+            const struct task *t = e->tasks[k];
+            if (t->status != PW_TASK_PENDING && t->status != PW_TASK_RUNNING)
+                continue; /* as pw_engine_stats: finished this round, leaving at its end */
+            for (size_t j = 0; j < t->n_cl; j++) {
+                if (strcmp(t->cl[j].name, c->name) != 0)
+                    continue;
+                const struct pw_outcome_counts *ct = &t->cl[j].counts;
+                v[i].nodes[PW_NODE_PENDING] += ct->pending;
+                v[i].nodes[PW_NODE_RUNNING] += ct->running;
+                v[i].nodes[PW_NODE_SUCCEEDED] += ct->succeeded;
+                v[i].nodes[PW_NODE_FAILED] += ct->failed;
+                v[i].nodes[PW_NODE_SKIPPED] += ct->skipped;
+                v[i].nodes[PW_NODE_CANCELLED] += ct->cancelled;
+            }
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    *out = v;
+    return n;
 }

@@ -688,7 +688,7 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
     e->cfg.job = (struct pw_jobexec_settings){0};
     struct pw_engine_cluster first = {.name = cname, .client = cfg->client};
     struct ecl *c = NULL;
-    int rc = pw_eng_ecl_new(e, &first, true, &c);
+    int rc = pw_eng_ecl_new(e, &first, &c);
     if (rc != 0) {
         free(e->namespace_);
         free(e->instance);
@@ -704,6 +704,7 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
     pthread_mutex_init(&e->wmu, NULL);
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->tmu, NULL);
+    pthread_cond_init(&e->hold_cv, NULL);
     pthread_mutex_init(&e->qmu, NULL);
     pthread_cond_init(&e->qcond, NULL);
     *out = e;
@@ -803,6 +804,7 @@ void pw_engine_free(pw_engine *e)
     pthread_mutex_destroy(&e->wmu);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->tmu);
+    pthread_cond_destroy(&e->hold_cv);
     pthread_mutex_destroy(&e->qmu);
     pthread_cond_destroy(&e->qcond);
     free(e);

@@ -71,7 +71,9 @@ struct ecl {
     void *down_arg;
     bool lost;           /* its unfinished nodes were failed for this outage (e->mu) */
     bool started;
-    bool first;          /* cl[0]: the node hook's, agent mode's and leader election's cluster */
+    bool first;          /* cl[0]: the node hook's and leader election's cluster */
+    int holds;           /* API threads using its agent executor and client (pw_engine_agents_hold; e->mu):
+                          * a removal waits until none is left */
     pw_nodecache *nodes; /* NULL before start */
     pw_executor *x[N_EXEC];
 };
@@ -112,8 +114,9 @@ struct pw_engine {
     struct ecl **cl;     /* the clusters (e->mu); cl[0] is cfg.client's and is never removed */
     size_t n_cl;
     pthread_mutex_t tmu; /* held by the loop while executors tick, and by a removal while it frees */
+    pthread_cond_t hold_cv; /* a cluster's last hold was released (with e->mu) */
     pw_nodecache *nodes; /* cl[0]'s */
-    pw_executor **x;     /* cl[0]'s: Job mode, agent mode (NULL unless enabled) */
+    pw_executor **x;     /* cl[0]'s: Job mode, agent mode (NULL unless enabled; every cluster has its own) */
     struct pw_jobexec_settings job; /* cfg.job (the executors of each cluster copy it) */
     char *helper_image;
 };
@@ -159,12 +162,12 @@ bool pw_eng_clusters_ready(pw_engine *e);
 void pw_eng_task_select(pw_engine *e, struct task *t);
 /* Whether s is a cluster name (a DNS-1123 label). */
 bool pw_eng_cluster_name_ok(const char *s);
-/* A cluster's life: new makes it with its executors (not started; agent mode only when agents);
+/* A cluster's life: new makes it with its executors (not started; agent mode when cfg.agent.enabled);
  * executors_new makes them again (may_lead's takeover), executors_start starts them with the
  * running nodes in memory to adopt (under e->mu; on failure they are freed); start starts its node
  * informer and, unless may_lead, its executors; free frees it (NULL: no-op). 0 or a PW_E*. */
-int pw_eng_ecl_new(pw_engine *e, const struct pw_engine_cluster *cc, bool agents, struct ecl **out);
-int pw_eng_ecl_executors_new(pw_engine *e, struct ecl *c, bool agents);
+int pw_eng_ecl_new(pw_engine *e, const struct pw_engine_cluster *cc, struct ecl **out);
+int pw_eng_ecl_executors_new(pw_engine *e, struct ecl *c);
 int pw_eng_ecl_executors_start(pw_engine *e, struct ecl *c);
 int pw_eng_ecl_start(pw_engine *e, struct ecl *c);
 void pw_eng_ecl_free(struct ecl *c);

@@ -34,7 +34,7 @@ bool pw_eng_may_write(void *arg)
  * none is left. */
 static int executors_new(pw_engine *e)
 {
-    return pw_eng_ecl_executors_new(e, e->cl[0], true);
+    return pw_eng_ecl_executors_new(e, e->cl[0]);
 }
 
 /* Starts the first cluster's executors with the running nodes of the tasks in memory to adopt
