@@ -5,7 +5,8 @@
  * kubelets pull through (registry egress, node bandwidth, shared layers, parallel pulls per node), an
  * image the node holds is one the model says it holds, and a pulled image shows in the node's
  * status.images as the kubelet would report it. The agent syncs with the prewarmd its pod's
- * PREWARM_SERVER names, with a token kubesim issues for the pod's ServiceAccount, bound to the pod
+ * PREWARM_SERVER names (as the cluster its PREWARM_CLUSTER names, if set), with a token kubesim
+ * issues for the pod's ServiceAccount, bound to the pod
  * (audience prewarm), as the kubelet projects it.
  *
  * Threads: one syncer thread per agent and its pull threads (small stacks: thousands run at once),
@@ -409,7 +410,8 @@ static struct sagent *agent_start(struct sim_world *w, const char *key, const js
     a->max_parallel = par && atoi(par) > 0 ? atoi(par) : 2;
     pw_cri_new_backend(&model_cri, a, &a->cri);
     /* PREWARM_SERVER_CA as prewarm-agent reads it: the CA file of an https:// PREWARM_SERVER */
-    struct pw_syncer_config sc = {.server = server, .node = node, .token = token, .version = PW_VERSION "-kubesim",
+    struct pw_syncer_config sc = {.server = server, .node = node, .cluster = env_of(pod, "PREWARM_CLUSTER"),
+                                  .token = token, .version = PW_VERSION "-kubesim",
                                   .server_ca = env_of(pod, "PREWARM_SERVER_CA"), .cri = a->cri};
     if (pw_syncer_new(&sc, &a->syncer) != 0) {
         PW_WARN("kubesim agents: pod %s: bad PREWARM_SERVER %s", key, server);

@@ -18,6 +18,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/labels.h"
 #include "base/log.h"
 #include "base/mem.h"
 
@@ -27,7 +28,7 @@
 #define INVENTORY_EVERY_MS 60000 /* ListImages at least this often without a change of ours */
 
 struct pw_syncer {
-    char *server, *url, *node, *token_file, *token, *server_ca, *version;
+    char *server, *url, *node, *cluster, *token_file, *token, *server_ca, *version;
     pw_cri *cri;
     pw_puller *puller;
     int poked;
@@ -44,6 +45,8 @@ int pw_syncer_new(const struct pw_syncer_config *cfg, pw_syncer **out)
 {
     if (!cfg || !cfg->server || !cfg->node || !*cfg->node || !cfg->cri)
         return PW_EINVAL;
+    if (cfg->cluster && *cfg->cluster && !pw_dns1123_label(cfg->cluster))
+        return PW_EINVAL;
     if (strncmp(cfg->server, "http://", 7) != 0 && strncmp(cfg->server, "https://", 8) != 0)
         return PW_EINVAL;
     pw_syncer *s = pw_xcalloc(1, sizeof *s);
@@ -51,7 +54,9 @@ int pw_syncer_new(const struct pw_syncer_config *cfg, pw_syncer **out)
     size_t n = strlen(s->server);
     while (n && s->server[n - 1] == '/')
         s->server[--n] = 0;
-    s->url = pw_xasprintf("%s/agent/v1/sync", s->server);
+    s->cluster = cfg->cluster && *cfg->cluster ? pw_xstrdup(cfg->cluster) : NULL;
+    s->url = s->cluster ? pw_xasprintf("%s/agent/v1/clusters/%s/sync", s->server, s->cluster)
+                        : pw_xasprintf("%s/agent/v1/sync", s->server);
     s->node = pw_xstrdup(cfg->node);
     s->token_file = cfg->token_file ? pw_xstrdup(cfg->token_file) : NULL;
     s->token = cfg->token ? pw_xstrdup(cfg->token) : NULL;
@@ -76,6 +81,7 @@ void pw_syncer_free(pw_syncer *s)
     free(s->server);
     free(s->url);
     free(s->node);
+    free(s->cluster);
     free(s->token_file);
     if (s->token)
         memset(s->token, 0, strlen(s->token));
@@ -344,6 +350,8 @@ int pw_syncer_run(pw_syncer *s, const volatile sig_atomic_t *stop)
                                  "runtime", runtime_json(s), "imageFs", fs_json(s), "inventory",
                                  inventory_json(s), "wait", 1);
         json_object_set_new(body, "assignments", s->puller ? pw_puller_report(s->puller) : json_array());
+        if (s->cluster)
+            json_object_set_new(body, "cluster", json_string(s->cluster));
         json_t *answer = NULL;
         long http = 0;
         char why[256] = "";

@@ -1,5 +1,5 @@
 /* syncer.h: prewarm-agent's side of the agent protocol (docs/agent.md): one long poll at a time,
- * POST <server>/agent/v1/sync with the agent's bearer token (its projected ServiceAccount token,
+ * POST <server>/agent/v1/sync (or /agent/v1/clusters/<cluster>/sync) with the agent's bearer token (its projected ServiceAccount token,
  * re-read from the file before every sync, so a rotated token is used at once). Each sync carries
  * the node name, the agent and runtime versions, the image filesystem's usage, the inventory (in full
  * on the first sync and whenever prewarmd asks, else what changed since the last sync prewarmd
@@ -23,6 +23,9 @@ typedef struct pw_syncer pw_syncer;
 struct pw_syncer_config {
     const char *server;     /* "https://prewarm.prewarm.svc:8443" (copied) */
     const char *node;       /* this node's name (copied) */
+    const char *cluster;    /* the cluster this node is in, as prewarmd names it (copied; NULL: prewarmd's
+                             * first cluster): syncs go to /agent/v1/clusters/<cluster>/sync, whose
+                             * TokenReview is that cluster's (docs/multicluster.md) */
     const char *token_file; /* the bearer token's file (copied; NULL: send none) */
     const char *token;      /* or the token itself (copied; kubesim's simulated agents) */
     const char *server_ca;  /* PEM file to verify an https server with (copied; NULL: the system's) */
@@ -30,6 +33,8 @@ struct pw_syncer_config {
     pw_cri *cri;            /* borrowed */
 };
 
+/* PW_EINVAL for a server that is not an http:// or https:// URL, or a cluster that is not a cluster
+ * name (a DNS-1123 label). */
 int pw_syncer_new(const struct pw_syncer_config *cfg, pw_syncer **out);
 void pw_syncer_free(pw_syncer *s);
 /* The puller to feed (set once, before run). */

@@ -300,6 +300,7 @@ const struct pw_http_route pw_api_routes[] = {
     {"GET", "/api/v1/predictions", pw_api_h_predictions},
     {"GET", "/api/v1/clusters", h_clusters},
     {"POST", "/agent/v1/sync", pw_api_h_agent_sync},
+    {"POST", "/agent/v1/clusters/{cluster}/sync", pw_api_h_agent_sync},
     {"GET", "/", pw_api_h_web},
     {"GET", "/web/**", pw_api_h_web},
     {NULL, NULL, NULL},

@@ -74,10 +74,12 @@ void pw_api_h_policy_get(pw_http_req *req, void *ctx);
 void pw_api_h_policy_put(pw_http_req *req, void *ctx);
 void pw_api_h_policy_delete(pw_http_req *req, void *ctx);
 
-/* The agent listener's routes (--agent-listen): /agent/v1/sync and /healthz. */
+/* The agent listener's routes (--agent-listen): /agent/v1/sync, /agent/v1/clusters/{cluster}/sync
+ * and /healthz. */
 extern const struct pw_http_route pw_api_agent_routes[];
 
-/* POST /agent/v1/sync and GET /api/v1/agents (agents.c; route handlers). */
+/* POST /agent/v1/sync (the first cluster's agents), POST /agent/v1/clusters/{cluster}/sync and GET
+ * /api/v1/agents (agents.c; route handlers). */
 void pw_api_h_agent_sync(pw_http_req *req, void *ctx);
 void pw_api_h_agents(pw_http_req *req, void *ctx);
 

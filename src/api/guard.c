@@ -55,6 +55,7 @@ static const struct rule rules[] = {
     {"GET", "/api/v1/predictions", ACCESS_AUTHORIZED, "list", "policies"}, /* what predict policies would pull */
     {"GET", "/api/v1/clusters", ACCESS_AUTHORIZED, "list", "clusters"},
     {"POST", "/agent/v1/sync", ACCESS_SELF, NULL, NULL},
+    {"POST", "/agent/v1/clusters/{cluster}/sync", ACCESS_SELF, NULL, NULL},
 };
 #define N_RULES (sizeof rules / sizeof rules[0])
 

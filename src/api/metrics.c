@@ -5,7 +5,10 @@
  * The other modules (k8s client and informers, store, HTTP server, SSE hub) put their own series in
  * the same default registry. docs/observability.md has the table of every metric.
  *
- * Labels are bounded words only: a reason that is not a short CamelCase word counts as "Other". */
+ * Labels are bounded words only: a reason that is not a short CamelCase word counts as "Other". The
+ * node and pull families carry the node's cluster (docs/multicluster.md): cluster names come from
+ * prewarmd's configuration, so their number is bounded by it; a single-cluster prewarmd's is
+ * "default" unless --cluster named it. Task families have no cluster: a task spans clusters. */
 #include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +18,7 @@
 #include "api/api.h"
 #include "base/clock.h"
 #include "base/mem.h"
+#include "engine/nodekey.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
 
@@ -58,6 +62,7 @@ static const char *str_or(const json_t *o, const char *key, const char *dflt)
 
 static void observe_node(pw_api_metrics *m, const json_t *node)
 {
+    const char *cluster = str_or(node, "cluster", PW_CLUSTER_DEFAULT); /* the default cluster's have none */
     const char *mode = str_or(node, "mode", "none"); /* none: decided at selection, never dispatched */
     const char *state = str_or(node, "state", "unknown");
     double longest = -1;
@@ -68,7 +73,7 @@ static void observe_node(pw_api_metrics *m, const json_t *node)
         char rb[REASON_MAX + 1];
         const char *result = str_or(img, "state", "unknown");
         const char *reason = reason_label(json_string_value(json_object_get(img, "reason")), rb, sizeof rb);
-        pw_metric_add(m->pulls, (const char *[]){mode, result, reason}, 1);
+        pw_metric_add(m->pulls, (const char *[]){cluster, mode, result, reason}, 1);
         double d = json_number_value(json_object_get(img, "durationSeconds"));
         if (strcmp(result, "succeeded") == 0 && d > longest)
             longest = d;
@@ -80,7 +85,7 @@ static void observe_node(pw_api_metrics *m, const json_t *node)
         longest = s >= 0 && f >= s ? f - s : -1;
     }
     if (longest >= 0)
-        pw_metric_observe(m->node_duration, (const char *[]){mode, state}, longest);
+        pw_metric_observe(m->node_duration, (const char *[]){cluster, mode, state}, longest);
 }
 
 void pw_api_metrics_observe(pw_api_metrics *m, enum pw_engine_change what, const json_t *doc)
@@ -105,18 +110,23 @@ static void collect(void *arg)
     pw_engine_stats(m->engine, &st);
     pw_metric_set(m->tasks, (const char *[]){"pending"}, (double)st.tasks_pending);
     pw_metric_set(m->tasks, (const char *[]){"running"}, (double)st.tasks_running);
-    const size_t counts[] = {st.nodes_pending, st.nodes_running, st.nodes_succeeded,
-                             st.nodes_failed,  st.nodes_skipped, st.nodes_cancelled};
-    for (size_t i = 0; i < PW_NODE_STATE_COUNT; i++)
-        pw_metric_set(m->nodes, (const char *[]){pw_node_state_names[i]}, (double)counts[i]);
-    pw_metric_set(m->in_flight, NULL, (double)st.nodes_running);
-    pw_metric_set(m->in_flight_max, NULL, (double)st.max_nodes_in_flight);
     pw_metric_set(m->queue, NULL, (double)st.tasks_pending);
     /* per cluster, rebuilt at each scrape so a removed cluster leaves */
-    json_t *cls = pw_engine_clusters(m->engine);
-    pw_metric *fams[] = {m->cl_nodes, m->cl_ready, m->cl_in_flight, m->cl_reachable};
+    struct pw_engine_cluster_stats *cs = NULL;
+    size_t n_cs = pw_engine_cluster_stats(m->engine, &cs);
+    pw_metric *fams[] = {m->nodes,   m->in_flight, m->in_flight_max, m->cl_nodes,
+                         m->cl_ready, m->cl_in_flight, m->cl_reachable};
     for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++)
         pw_metric_clear(fams[i]);
+    for (size_t k = 0; k < n_cs; k++) {
+        const char *name = cs[k].name;
+        for (size_t i = 0; i < PW_NODE_STATE_COUNT; i++)
+            pw_metric_set(m->nodes, (const char *[]){name, pw_node_state_names[i]}, (double)cs[k].nodes[i]);
+        pw_metric_set(m->in_flight, (const char *[]){name}, (double)cs[k].nodes[PW_NODE_RUNNING]);
+        pw_metric_set(m->in_flight_max, (const char *[]){name}, (double)cs[k].max_nodes_in_flight);
+    }
+    free(cs);
+    json_t *cls = pw_engine_clusters(m->engine);
     size_t i;
     const json_t *c;
     json_array_foreach(cls, i, c)
@@ -140,10 +150,13 @@ pw_api_metrics *pw_api_metrics_new(pw_engine *engine, const char *version)
     m->created = pw_metrics_counter(r, "prewarm_tasks_created_total", "Tasks created.", NULL);
     m->finished = pw_metrics_counter(r, "prewarm_tasks_finished_total", "Tasks finished, by outcome.", "outcome");
     m->tasks = pw_metrics_gauge(r, "prewarm_tasks", "Unfinished tasks, by status.", "status");
-    m->nodes = pw_metrics_gauge(r, "prewarm_nodes", "Nodes of the unfinished tasks, by state.", "state");
-    m->in_flight = pw_metrics_gauge(r, "prewarm_nodes_in_flight", "Nodes with a pull under way, across tasks.", NULL);
-    m->in_flight_max =
-        pw_metrics_gauge(r, "prewarm_nodes_in_flight_max", "The cap on nodes in flight (--max-nodes-in-flight).", NULL);
+    m->nodes = pw_metrics_gauge(r, "prewarm_nodes", "Nodes of the unfinished tasks, by cluster and state.", "cluster,state");
+    m->in_flight = pw_metrics_gauge(r, "prewarm_nodes_in_flight", "Nodes with a pull under way, across tasks, by cluster.",
+                                    "cluster");
+    m->in_flight_max = pw_metrics_gauge(r, "prewarm_nodes_in_flight_max",
+                                        "The cap on nodes in flight in the cluster (--max-nodes-in-flight, or the "
+                                        "cluster's own when lower).",
+                                        "cluster");
     m->queue = pw_metrics_gauge(r, "prewarm_task_queue_length", "Tasks queued, waiting to be admitted.", NULL);
     m->cl_nodes = pw_metrics_gauge(r, "prewarm_cluster_nodes", "Nodes in the cluster's node cache.", "cluster");
     m->cl_ready = pw_metrics_gauge(r, "prewarm_cluster_ready_nodes", "Ready nodes in the cluster's node cache.", "cluster");
@@ -152,12 +165,14 @@ pw_api_metrics *pw_api_metrics_new(pw_engine *engine, const char *version)
     m->cl_reachable = pw_metrics_gauge(r, "prewarm_cluster_reachable",
                                        "1 while the cluster answers its probe (GET /version), else 0.", "cluster");
     m->pulls = pw_metrics_counter(r, "prewarm_image_pulls_total",
-                                  "Image results of finished nodes, by mode (job, agent; none: decided at "
-                                  "selection), result (the image's state) and reason.",
-                                  "mode,result,reason");
+                                  "Image results of finished nodes, by cluster, mode (job, agent; none: decided "
+                                  "at selection), result (the image's state) and reason.",
+                                  "cluster,mode,result,reason");
     m->node_duration = pw_metrics_histogram(r, "prewarm_node_pull_duration_seconds",
-                                            "Time from a node's dispatch to its final result, by mode and state.",
-                                            "mode,state", pw_metrics_duration_buckets, pw_metrics_n_duration_buckets);
+                                            "Time from a node's dispatch to its final result, by cluster, mode and "
+                                            "state.",
+                                            "cluster,mode,state", pw_metrics_duration_buckets,
+                                            pw_metrics_n_duration_buckets);
     pw_metric_add(m->created, NULL, 0);
     for (size_t i = PW_TASK_SUCCEEDED; i <= PW_TASK_CANCELLED; i++)
         pw_metric_add(m->finished, (const char *[]){pw_task_status_names[i]}, 0);

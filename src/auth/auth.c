@@ -99,10 +99,15 @@ void pw_auth_sha256_hex(const char *a, size_t an, const char *b, size_t bn, char
     pw_sha256_hex(parts, lens, 2, out);
 }
 
-static void cache_key(const char *audience, const char *token, char out[65])
+/* The cache key of token for audience, as reviewed by the cluster scope names (NULL: a's own
+ * client's; a newline cannot be in a cluster name, so no scope's key is another's). */
+static void cache_key(const char *scope, const char *audience, const char *token, char out[65])
 {
     const char *aud = audience ? audience : "";
-    pw_auth_sha256_hex(aud, strlen(aud) + 1, token, strlen(token), out);
+    char *pre = scope ? pw_xasprintf("%s\n%s", scope, aud) : NULL;
+    const char *p = pre ? pre : aud;
+    pw_auth_sha256_hex(p, strlen(p) + 1, token, strlen(token), out);
+    free(pre);
 }
 
 void pw_auth_identity_from(const json_t *user, struct pw_identity *id)
@@ -194,8 +199,8 @@ static int answer(const json_t *entry, struct pw_identity *id, char *why, size_t
 
 /* Makes a TokenReview of token for audience and caches its answer under key: 0 with *entry (a new
  * reference) the cached entry, or PW_EUNAVAIL (why) when no review could be made (nothing cached). */
-static int review_fresh(pw_auth *a, const char *token, const char *audience, const char *key, json_t **entry,
-                        char *why, size_t why_n)
+static int review_fresh(pw_auth *a, pw_k8s_client *client, const char *token, const char *audience, const char *key,
+                        json_t **entry, char *why, size_t why_n)
 {
     int64_t now = pw_clock_mono_ms();
     json_t *spec = json_pack("{s:s}", "token", token);
@@ -205,7 +210,7 @@ static int review_fresh(pw_auth *a, const char *token, const char *audience, con
                              "spec", spec);
     int status = 0;
     json_t *resp = NULL;
-    int rc = pw_k8s_request(a->client, "POST", "/apis/authentication.k8s.io/v1/tokenreviews", body, NULL, &status,
+    int rc = pw_k8s_request(client, "POST", "/apis/authentication.k8s.io/v1/tokenreviews", body, NULL, &status,
                             &resp);
     json_decref(body);
     if (rc != 0 || status != 201 || !json_is_object(json_object_get(resp, "status"))) {
@@ -277,7 +282,7 @@ static void *refresh_main(void *arg)
         pthread_mutex_unlock(&a->mu);
         json_t *e = NULL;
         char why[256];
-        int rc = review_fresh(a, r->token, r->audience, r->key, &e, why, sizeof why);
+        int rc = review_fresh(a, a->client, r->token, r->audience, r->key, &e, why, sizeof why);
         json_decref(e);
         pthread_mutex_lock(&a->mu);
         if (rc == 0)
@@ -353,29 +358,34 @@ size_t pw_auth_refreshes(pw_auth *a)
     return n;
 }
 
-int pw_auth_review(pw_auth *a, const char *token, const char *audience, struct pw_identity *id, char *why,
-                   size_t why_n)
+/* pw_auth_review by client (NULL: a's own) with the cache entries of scope (NULL: a's own client's).
+ * Refresh ahead serves a's own client only: another cluster's client may be gone (its cluster
+ * removed) by the time a background review would run, so its callers review at the expiry. */
+static int review_in(pw_auth *a, pw_k8s_client *client, const char *scope, const char *token, const char *audience,
+                     struct pw_identity *id, char *why, size_t why_n)
 {
     if (!token || !*token) {
         snprintf(why, why_n, "no bearer token");
         return PW_EAUTH;
     }
-    if (!a->client) {
+    if (!client)
+        client = a->client;
+    if (!client) {
         snprintf(why, why_n, "no Kubernetes client to review tokens with");
         return PW_EUNAVAIL;
     }
     char key[65];
-    cache_key(audience, token, key);
+    cache_key(scope, audience, token, key);
     int64_t now = pw_clock_mono_ms();
     json_t *e = pw_auth_cache_get(a, key, now, &a->reviews);
     if (e) {
         int rc = answer(e, id, why, why_n);
         json_decref(e);
-        if (rc == 0)
+        if (rc == 0 && !scope)
             refresh_maybe(a, key, token, audience, now);
         return rc;
     }
-    int rc = review_fresh(a, token, audience, key, &e, why, why_n);
+    int rc = review_fresh(a, client, token, audience, key, &e, why, why_n);
     if (rc != 0)
         return rc;
     rc = answer(e, id, why, why_n);
@@ -383,30 +393,42 @@ int pw_auth_review(pw_auth *a, const char *token, const char *audience, struct p
     return rc;
 }
 
+int pw_auth_review(pw_auth *a, const char *token, const char *audience, struct pw_identity *id, char *why,
+                   size_t why_n)
+{
+    return review_in(a, NULL, NULL, token, audience, id, why, why_n);
+}
+
 /* ---- agents ---- */
 
 #define AGENT_AUDIENCE "prewarm"
 
-/* The node of the pod ns/pod (uid) a token is bound to. 0, PW_EFORBIDDEN or PW_EUNAVAIL (why). */
-static int bound_pod_node(pw_auth *a, const char *ns, const char *pod, const char *uid, char *node, size_t n,
-                          char *why, size_t why_n)
+/* The node of the pod ns/pod (uid) a token is bound to, read with client in the cluster scope
+ * names (NULL: a's own). 0, PW_EFORBIDDEN or PW_EUNAVAIL (why). */
+static int bound_pod_node(pw_auth *a, pw_k8s_client *client, const char *scope, const char *ns, const char *pod,
+                          const char *uid, char *node, size_t n, char *why, size_t why_n)
 {
-    if (uid) {
+    /* a uid is unique within its cluster only: each cluster's apart in the memory of pods */
+    char *ukey = uid ? (scope ? pw_xasprintf("%s/%s", scope, uid) : pw_xstrdup(uid)) : NULL;
+    if (ukey) {
         pthread_mutex_lock(&a->mu);
-        const char *hit = json_string_value(json_object_get(a->pod_node, uid));
+        const char *hit = json_string_value(json_object_get(a->pod_node, ukey));
         if (hit)
             snprintf(node, n, "%s", hit);
         pthread_mutex_unlock(&a->mu);
-        if (hit)
+        if (hit) {
+            free(ukey);
             return 0;
+        }
     }
     char *path = pw_xasprintf("/api/v1/namespaces/%s/pods/%s", ns, pod);
     int status = 0;
     json_t *obj = NULL;
-    int rc = pw_k8s_request(a->client, "GET", path, NULL, NULL, &status, &obj);
+    int rc = pw_k8s_request(client, "GET", path, NULL, NULL, &status, &obj);
     free(path);
     if (rc != 0 || (status != 200 && status != 404)) {
         json_decref(obj);
+        free(ukey);
         snprintf(why, why_n, "cannot read the agent's pod %s/%s", ns, pod);
         return PW_EUNAVAIL;
     }
@@ -416,25 +438,29 @@ static int bound_pod_node(pw_auth *a, const char *ns, const char *pod, const cha
         snprintf(why, why_n, "the token's pod %s/%s %s", ns, pod,
                  status == 404 ? "does not exist" : !nn || !*nn ? "is not on a node" : "was replaced");
         json_decref(obj);
+        free(ukey);
         return PW_EFORBIDDEN;
     }
     snprintf(node, n, "%s", nn);
-    if (uid) {
+    if (ukey) {
         pthread_mutex_lock(&a->mu);
         if (json_object_size(a->pod_node) >= a->max)
             json_object_clear(a->pod_node);
-        json_object_set_new(a->pod_node, uid, json_string(nn));
+        json_object_set_new(a->pod_node, ukey, json_string(nn));
         pthread_mutex_unlock(&a->mu);
     }
     json_decref(obj);
+    free(ukey);
     return 0;
 }
 
-int pw_auth_agent_node(pw_auth *a, const char *token, const char *ns, const char *sa, char *node, size_t n,
-                       char *why, size_t why_n)
+int pw_auth_agent_node_in(pw_auth *a, pw_k8s_client *client, const char *cluster, const char *token, const char *ns,
+                          const char *sa, char *node, size_t n, char *why, size_t why_n)
 {
+    if (!client)
+        cluster = NULL; /* a's own client: its own cache entries */
     struct pw_identity id;
-    int rc = pw_auth_review(a, token, AGENT_AUDIENCE, &id, why, why_n);
+    int rc = review_in(a, client, cluster, token, AGENT_AUDIENCE, &id, why, why_n);
     if (rc != 0)
         return rc;
     char *want = pw_xasprintf("system:serviceaccount:%s:%s", ns, sa);
@@ -451,11 +477,17 @@ int pw_auth_agent_node(pw_auth *a, const char *token, const char *ns, const char
     if (nn && *nn) {
         snprintf(node, n, "%s", nn);
     } else if (pod && *pod) {
-        rc = bound_pod_node(a, ns, pod, uid, node, n, why, why_n);
+        rc = bound_pod_node(a, client ? client : a->client, cluster, ns, pod, uid, node, n, why, why_n);
     } else {
         snprintf(why, why_n, "the agent's token is bound to no pod or node: it cannot speak for a node");
         rc = PW_EFORBIDDEN;
     }
     pw_identity_fini(&id);
     return rc;
+}
+
+int pw_auth_agent_node(pw_auth *a, const char *token, const char *ns, const char *sa, char *node, size_t n,
+                       char *why, size_t why_n)
+{
+    return pw_auth_agent_node_in(a, NULL, NULL, token, ns, sa, node, n, why, why_n);
 }

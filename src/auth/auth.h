@@ -77,6 +77,13 @@ size_t pw_auth_refreshes(pw_auth *a);
  * PW_EAUTH (a bad token), PW_EFORBIDDEN (another account, no node), PW_EUNAVAIL; why says which. */
 int pw_auth_agent_node(pw_auth *a, const char *token, const char *ns, const char *sa, char *node, size_t n,
                        char *why, size_t why_n);
+/* pw_auth_agent_node for an agent of another cluster (docs/multicluster.md): the review and the
+ * read of the bound pod are made with that cluster's client (borrowed for the call; NULL: a's own,
+ * and cluster is then ignored), and what they answered is cached apart under the cluster's name, so
+ * a token is only ever accepted by the cluster that issued it. Another cluster's acceptances are not
+ * refreshed ahead (auth.c): its agents' syncs review again at the expiry. */
+int pw_auth_agent_node_in(pw_auth *a, pw_k8s_client *client, const char *cluster, const char *token, const char *ns,
+                          const char *sa, char *node, size_t n, char *why, size_t why_n);
 
 /* ---- users ---- */
 

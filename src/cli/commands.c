@@ -606,9 +606,9 @@ static int cmd_agents(pw_cli_ctx *ctx)
     } else if (json_array_size(items) == 0) {
         fprintf(ctx->err, "No agents found (is prewarmd running with --agents, and the agent DaemonSet applied?).\n");
     } else {
-        static const char *const hdr[] = {"NODE", "HEALTHY", "VERSION", "RUNTIME", "IMAGES", "IMAGE-FS", "ACTIVE",
-                                          "LAST SEEN"};
-        pw_cli_table *t = pw_cli_table_new(8, hdr);
+        static const char *const hdr[] = {"CLUSTER", "NODE", "HEALTHY", "VERSION", "RUNTIME", "IMAGES", "IMAGE-FS",
+                                          "ACTIVE", "LAST SEEN"};
+        pw_cli_table *t = pw_cli_table_new(9, hdr);
         time_t now = time(NULL);
         size_t i;
         const json_t *a;
@@ -623,7 +623,8 @@ static int cmd_agents(pw_cli_ctx *ctx)
             snprintf(fsb, sizeof fsb, "%s/%s", used, cap);
             snprintf(active, sizeof active, "%lld", (long long)json_integer_value(json_object_get(a, "assignments")));
             pw_cli_fmt_age_of(str_or(a, "lastSeen", ""), now, seen, sizeof seen);
-            const char *row[] = {str_or(a, "node", "?"), json_is_true(json_object_get(a, "healthy")) ? "yes" : "no",
+            const char *row[] = {str_or(a, "cluster", "-"), str_or(a, "node", "?"),
+                                 json_is_true(json_object_get(a, "healthy")) ? "yes" : "no",
                                  str_or(a, "agentVersion", ""), runtime, images, fsb, active, seen};
             pw_cli_table_add(t, row);
         }

@@ -13,13 +13,14 @@
 #include "agent/puller.h"
 #include "agent/syncer.h"
 #include "base/flags.h"
+#include "base/labels.h"
 #include "base/log.h"
 #include "base/version.h"
 
 #define AGENT_VERSION PW_VERSION
 
 struct options {
-    const char *server, *node, *runtime_endpoint, *token_file, *server_ca, *log_level, *log_format;
+    const char *server, *node, *cluster, *runtime_endpoint, *token_file, *server_ca, *log_level, *log_format;
     long max_parallel_pulls;
     long long min_free_bytes;
     double min_free_percent;
@@ -30,6 +31,9 @@ struct options {
 static const struct pw_flag opt_table[] = {
     {"server", "PREWARM_SERVER", PW_FLAG_STR, OFF(server), NULL, "prewarmd's agent URL (https://host:port)"},
     {"node", "NODE_NAME", PW_FLAG_STR, OFF(node), NULL, "this node's name (the DaemonSet sets NODE_NAME)"},
+    {"cluster", "PREWARM_CLUSTER", PW_FLAG_STR, OFF(cluster), NULL,
+     "the cluster this node is in, as prewarmd names it (--cluster NAME=...; docs/multicluster.md); unset: "
+     "prewarmd's first cluster"},
     {"runtime-endpoint", "PREWARM_RUNTIME_ENDPOINT", PW_FLAG_STR, OFF(runtime_endpoint),
      "unix:///run/containerd/containerd.sock", "the CRI socket (CRI-O: unix:///var/run/crio/crio.sock)"},
     {"token-file", "PREWARM_TOKEN_FILE", PW_FLAG_STR, OFF(token_file), "/var/run/secrets/prewarm/token",
@@ -87,6 +91,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "prewarm-agent: --node (or NODE_NAME) is required\n");
         return 2;
     }
+    if (o.cluster && *o.cluster && !pw_dns1123_label(o.cluster)) {
+        fprintf(stderr, "prewarm-agent: bad --cluster \"%s\": a cluster name (1-63 of a-z, 0-9 and -, "
+                        "alphanumeric at both ends)\n", o.cluster);
+        return 2;
+    }
     if (o.max_parallel_pulls < 1 || o.max_parallel_pulls > 64) {
         fprintf(stderr, "prewarm-agent: --max-parallel-pulls must be 1-64\n");
         return 2;
@@ -104,7 +113,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "prewarm-agent: bad --runtime-endpoint \"%s\" (unix:///path or /path)\n", o.runtime_endpoint);
         return 2;
     }
-    struct pw_syncer_config sc = {.server = o.server, .node = o.node, .token_file = o.token_file,
+    struct pw_syncer_config sc = {.server = o.server, .node = o.node, .cluster = o.cluster, .token_file = o.token_file,
                                   .server_ca = o.server_ca, .version = AGENT_VERSION, .cri = cri};
     pw_syncer *syncer = NULL;
     if (pw_syncer_new(&sc, &syncer) != 0) {
@@ -128,8 +137,9 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    PW_INFO("prewarm-agent %s for node %s: runtime %s, server %s, %ld pulls at once", AGENT_VERSION, o.node,
-            pw_cri_socket(cri), o.server, o.max_parallel_pulls);
+    PW_INFO("prewarm-agent %s for node %s of cluster %s: runtime %s, server %s, %ld pulls at once", AGENT_VERSION,
+            o.node, o.cluster && *o.cluster ? o.cluster : "(prewarmd's first)", pw_cri_socket(cri), o.server,
+            o.max_parallel_pulls);
     pw_syncer_run(syncer, &stop_signal);
     PW_INFO("signal %d: stopping (pulls in flight are cancelled)", (int)stop_signal);
     pw_puller_free(puller);

@@ -689,6 +689,7 @@ static bool sync_valid(const json_t *b, struct pw_field_errors *errs)
         return false;
     }
     opt_string(b, "node", "node", errs);
+    opt_string(b, "cluster", "cluster", errs); /* checked against the cluster synced with by the API */
     opt_string(b, "agentVersion", "agentVersion", errs);
     const json_t *rt = json_object_get(b, "runtime");
     if (rt && !json_is_object(rt))

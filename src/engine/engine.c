@@ -7,13 +7,15 @@
  * the executor (executor.h: start a node, stop one) is handed over only after that round's writes
  * succeeded (while the store fails it waits), so nothing in the cluster runs ahead of what a restart
  * would find; then the executors tick. After a round the loop prunes finished tasks older than the
- * history (retention). Beside it: node selection and readiness (nodeselect.h), what a report does
- * to a node (noderep.h), the rebuild after a restart (resume.h), the records (taskrec.h).
+ * history (retention). Beside it: the clusters, their node caches, executors and reachability
+ * (cluster.c), leadership (lead.c; their shared state and lock order: engine_int.h), node selection
+ * and readiness (nodeselect.h), what a report does to a node (noderep.h), the rebuild after a
+ * restart (resume.h), the records (taskrec.h).
  *
- * Where a change becomes final (the hooks of an event stream go there): node_finish (a node's end:
- * succeeded or failed), task_cancel (a task and its unfinished nodes cancelled), task_end via
+ * Where a change becomes final (the hooks of an event stream go there): pw_eng_node_finish (a node's end:
+ * succeeded or failed), pw_eng_task_cancel (a task and its unfinished nodes cancelled), task_end via
  * task_maybe_finish (a task's outcome), schedule() (a task admitted: running); each is durable
- * once the engine_flush after it returns without a failed write.
+ * once the pw_eng_flush after it returns without a failed write.
  *
  * Memory: the node informer keeps trimmed objects only (see its transform); per task the engine
  * keeps one small record per selected node, sorted by name for binary search. Finished tasks live
@@ -30,6 +32,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "engine/engine_int.h"
 #include "engine/executor.h"
 #include "engine/nodecache.h"
 #include "engine/nodekey.h"
@@ -43,91 +46,11 @@
 #include "k8s/k8s.h"
 #include "store/store.h"
 
-enum ev_kind { EV_NODE, EV_REPORT, EV_WAKE };
-
-struct event {
-    enum ev_kind kind;
-    char *key;              /* EV_NODE: the cluster's name; EV_REPORT: the node's key (owned) */
-    enum pw_k8s_event type; /* EV_NODE */
-    json_t *obj;            /* EV_NODE: the node (owned) */
-    struct pw_exec_report *rep; /* EV_REPORT: a copy of the executor's report (pw_noderep_copy) */
-    struct event *next;
-};
-
-/* What a round decided for an executor, handed over after the round's store writes. */
-enum intent_kind { INTENT_DISPATCH, INTENT_CANCEL };
-
-struct intent {
-    enum intent_kind kind;
-    enum exec_kind exec;
-    char task_id[16];
-    char *node;
-    bool failed; /* INTENT_CANCEL: the node failed */
-    struct intent *next;
-};
-
-/* One cluster (docs/multicluster.md): its node cache and executors. Added under e->mu; removed by
- * pw_engine_cluster_remove, which frees it only under e->tmu (the loop's executor ticks). */
-struct ecl {
-    pw_engine *e;
-    char *name;
-    json_t *labels;
-    pw_k8s_client *client;
-    int max_in_flight;
-    int64_t (*down_since)(void *arg);
-    void *down_arg;
-    bool lost;           /* its unfinished nodes were failed for this outage (e->mu) */
-    bool started;
-    bool first;          /* cl[0]: the node hook's, agent mode's and leader election's cluster */
-    pw_nodecache *nodes; /* NULL before start */
-    pw_executor *x[N_EXEC];
-};
-
-struct pw_engine {
-    struct pw_engine_config cfg; /* strings point at the copies below */
-    char *namespace_, *instance;
-    bool store_failing;       /* the last round's store write failed: intents wait (e->mu) */
-    int64_t next_prune_mono;  /* loop thread only */
-    atomic_bool leading;      /* took over and has not stepped down (always true without may_lead);
-                               * written by the loop thread only */
-    int64_t next_pickup_mono; /* loop thread only: the next rescan of the store (may_lead) */
-    atomic_bool pickup_now;   /* a local create: rescan at the next round */
-
-    pthread_mutex_t wmu; /* store writes (engine_flush): one at a time; taken before e->mu */
-    pthread_mutex_t mu;  /* task state; never held across a store call */
-    struct task **tasks; /* unfinished tasks */
-    size_t n_tasks;
-    uint64_t seq;
-    struct pw_notready notready; /* nodes NotReady now, since when */
-
-
-    pthread_mutex_t qmu; /* the event queue */
-    pthread_cond_t qcond;
-    struct event *q_head, *q_tail;
-    bool stopping;
-
-    struct intent *i_head, *i_tail; /* decided this round, released after the store write (e->mu) */
-
-    pthread_t loop;
-    bool started;
-    pw_engine_observer observer; /* set before start; NULL: none */
-    void *observer_arg;
-    pw_k8s_informer_fn node_hook; /* set before start; NULL: none (fed by the first cluster's nodes) */
-    void *node_hook_arg;
-    pw_nodecache_raw_fn node_raw; /* set before start; NULL: none (the first cluster's untrimmed nodes) */
-    void *node_raw_arg;
-    struct ecl **cl;     /* the clusters (e->mu); cl[0] is cfg.client's and is never removed */
-    size_t n_cl;
-    pthread_mutex_t tmu; /* held by the loop while executors tick, and by a removal while it frees */
-    pw_nodecache *nodes; /* cl[0]'s */
-    pw_executor **x;     /* cl[0]'s: Job mode, agent mode (NULL unless enabled) */
-    struct pw_jobexec_settings job; /* cfg.job (the executors of each cluster copy it) */
-    char *helper_image;
-};
+static void release_intents(pw_engine *e);
 
 /* ---- the event queue ---- */
 
-static void ev_push(pw_engine *e, struct event *ev)
+void pw_eng_ev_push(pw_engine *e, struct event *ev)
 {
     pthread_mutex_lock(&e->qmu);
     if (e->q_tail)
@@ -139,7 +62,7 @@ static void ev_push(pw_engine *e, struct event *ev)
     pthread_mutex_unlock(&e->qmu);
 }
 
-static void ev_free(struct event *ev)
+void pw_eng_ev_free(struct event *ev)
 {
     free(ev->key);
     json_decref(ev->obj);
@@ -147,55 +70,11 @@ static void ev_free(struct event *ev)
     free(ev);
 }
 
-static void wake(pw_engine *e)
+void pw_eng_wake(pw_engine *e)
 {
     struct event *ev = pw_xcalloc(1, sizeof *ev);
     ev->kind = EV_WAKE;
-    ev_push(e, ev);
-}
-
-static void on_node(void *arg, enum pw_k8s_event type, const json_t *obj, const json_t *old)
-{
-    struct ecl *c = arg;
-    pw_engine *e = c->e;
-    if (c->first && e->node_hook)
-        e->node_hook(e->node_hook_arg, type, obj, old);
-    /* Only readiness changes and deletions matter to running work. */
-    if (type == PW_K8S_MODIFIED && old && pw_nodecache_ready(obj) == pw_nodecache_ready(old))
-        return;
-    if (type == PW_K8S_ADDED && pw_nodecache_ready(obj))
-        return;
-    struct event *ev = pw_xcalloc(1, sizeof *ev);
-    ev->kind = EV_NODE;
-    ev->type = type;
-    ev->obj = json_deep_copy(obj);
-    ev->key = pw_xstrdup(c->name);
-    ev_push(c->e, ev);
-}
-
-/* The executor's report hook (any of its threads): a copy goes into the queue. */
-static void on_report(void *arg, const struct pw_exec_report *r)
-{
-    struct ecl *c = arg;
-    struct event *ev = pw_xcalloc(1, sizeof *ev);
-    ev->kind = EV_REPORT;
-    ev->rep = pw_noderep_copy(r);
-    ev->key = pw_nodekey_make(c->name, r->node);
-    ev_push(c->e, ev);
-}
-
-/* The cluster named name, or of node key key (either may be NULL), or NULL. Under e->mu. */
-static struct ecl *cluster_find(pw_engine *e, const char *name, const char *key)
-{
-    for (size_t i = 0; i < e->n_cl; i++)
-        if ((name && strcmp(e->cl[i]->name, name) == 0) || (key && pw_nodekey_in(key, e->cl[i]->name)))
-            return e->cl[i];
-    return NULL;
-}
-
-static int64_t cluster_down(const struct ecl *c)
-{
-    return c->down_since ? c->down_since(c->down_arg) : 0;
+    pw_eng_ev_push(e, ev);
 }
 
 /* ---- intents for the executor ---- */
@@ -216,7 +95,7 @@ static void intent_add(pw_engine *e, enum intent_kind kind, enum exec_kind exec,
     e->i_tail = in;
 }
 
-static void intents_free(pw_engine *e)
+void pw_eng_intents_free(pw_engine *e)
 {
     while (e->i_head) {
         struct intent *in = e->i_head;
@@ -227,15 +106,9 @@ static void intents_free(pw_engine *e)
     e->i_tail = NULL;
 }
 
-static void release_intents(pw_engine *e);
-static void task_cancel(pw_engine *e, struct task *t);
-static int cancel_by_request(pw_engine *e, const char *id);
-static void lead_round(pw_engine *e);
-static bool engine_may_write(void *arg);
-
 /* ---- task records ---- */
 
-static struct task *task_find(pw_engine *e, const char *id)
+struct task *pw_eng_task_find(pw_engine *e, const char *id)
 {
     for (size_t i = 0; i < e->n_tasks; i++)
         if (strcmp(e->tasks[i]->id, id) == 0)
@@ -315,7 +188,7 @@ static void flush_observe(pw_engine *e, const struct pw_taskflush *f)
 /* Writes every change (e->mu not held; takes e->wmu, then e->mu). id (may be NULL): *rc gets the
  * result of that task's write (0 also when it had nothing to write) and *task_doc (may be NULL) the
  * document written, or NULL when its record did not need a write. Returns whether a write failed. */
-static bool engine_flush(pw_engine *e, bool reap, const char *id, int *rc, json_t **task_doc)
+bool pw_eng_flush(pw_engine *e, bool reap, const char *id, int *rc, json_t **task_doc)
 {
     struct pw_taskflush f;
     pthread_mutex_lock(&e->wmu);
@@ -345,7 +218,7 @@ static bool engine_flush(pw_engine *e, bool reap, const char *id, int *rc, json_
 /* Ends a running node: succeeded, or failed with reason/message (image: the image at fault or
  * NULL). Images not yet decided take the node's outcome. A running node's executor is told to stop
  * (after the round's store write). */
-static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_node_state s, const char *reason,
+void pw_eng_node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_node_state s, const char *reason,
                         const char *message, const char *image)
 {
     if (n->state != PW_NODE_RUNNING && n->state != PW_NODE_PENDING)
@@ -395,14 +268,14 @@ static void node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_n
 /* One executor report; ignored unless its node is running. */
 static void handle_report(pw_engine *e, const struct event *ev)
 {
-    struct task *t = task_find(e, ev->rep->task_id);
+    struct task *t = pw_eng_task_find(e, ev->rep->task_id);
     struct tnode *n = t ? pw_taskrec_node_find(t, ev->key) : NULL;
     if (!n)
         return;
     struct pw_noderep_end end;
     pw_noderep_apply(t, n, ev->rep, &end);
     if (end.state != PW_NODE_RUNNING)
-        node_finish(e, t, n, end.state, end.reason, end.message, end.image);
+        pw_eng_node_finish(e, t, n, end.state, end.reason, end.message, end.image);
     pw_noderep_end_fini(&end);
 }
 
@@ -417,13 +290,13 @@ static void node_lost(pw_engine *e, const char *name, const char *reason, const 
             continue;
         struct tnode *n = pw_taskrec_node_find(t, name);
         if (n && (n->state == PW_NODE_RUNNING || (pending_too && n->state == PW_NODE_PENDING)))
-            node_finish(e, t, n, PW_NODE_FAILED, reason, message, NULL);
+            pw_eng_node_finish(e, t, n, PW_NODE_FAILED, reason, message, NULL);
     }
 }
 
 static void handle_node(pw_engine *e, const char *cluster, enum pw_k8s_event type, const json_t *node)
 {
-    if (!pw_k8s_name(node) || !cluster_find(e, cluster, NULL))
+    if (!pw_k8s_name(node) || !pw_eng_cluster_find(e, cluster, NULL))
         return;
     char *name = pw_nodekey_make(cluster, pw_k8s_name(node));
     if (type == PW_K8S_DELETED) {
@@ -433,60 +306,6 @@ static void handle_node(pw_engine *e, const char *cluster, enum pw_k8s_event typ
         pw_notready_set(&e->notready, name, pw_nodecache_ready(node), pw_clock_mono_ms());
     }
     free(name);
-}
-
-/* Fails the unfinished nodes of cluster c in every task (reason, message), marking its share of
- * each task failed with message. Under e->mu. */
-static void cluster_lost(pw_engine *e, const char *cluster, const char *reason, const char *message)
-{
-    for (size_t k = 0; k < e->n_tasks; k++) {
-        struct task *t = e->tasks[k];
-        size_t idx = 0;
-        while (idx < t->n_cl && strcmp(t->cl[idx].name, cluster) != 0)
-            idx++;
-        if (idx == t->n_cl || pw_task_status_is_final(t->status))
-            continue;
-        if (!t->cl[idx].failed && t->cl[idx].counts.pending + t->cl[idx].counts.running == 0)
-            continue; /* its share is done: nothing to fail */
-        char *m = pw_xasprintf("%s: %s", reason, message);
-        pw_taskrec_set_str(&t->cl[idx].failed, m);
-        free(m);
-        t->dirty = true;
-        for (size_t i = 0; i < t->n_nodes; i++) {
-            struct tnode *n = &t->nodes[i];
-            if (n->cl == idx && (n->state == PW_NODE_PENDING || n->state == PW_NODE_RUNNING))
-                node_finish(e, t, n, PW_NODE_FAILED, reason, message, NULL);
-        }
-        PW_WARN("task %s: cluster %s: %s", t->id, cluster, message);
-    }
-}
-
-/* Clusters unreachable past the timeout fail their unfinished nodes once per outage; returns when
- * the next timeout ends (0: none). Under e->mu. */
-static int64_t clusters_check(pw_engine *e, int64_t now)
-{
-    int64_t next = 0, limit = e->cfg.cluster_unreachable_timeout_ms;
-    for (size_t i = 0; i < e->n_cl; i++) {
-        struct ecl *c = e->cl[i];
-        int64_t since = cluster_down(c);
-        if (!since) {
-            c->lost = false;
-            continue;
-        }
-        if (c->lost)
-            continue;
-        if (now - since < limit) {
-            if (!next || since + limit < next)
-                next = since + limit;
-            continue;
-        }
-        char *msg = pw_xasprintf("cluster %s was unreachable for longer than %llds (--cluster-unreachable-timeout)",
-                                 c->name, (long long)(limit / 1000));
-        cluster_lost(e, c->name, "ClusterUnreachable", msg);
-        free(msg);
-        c->lost = true;
-    }
-    return next;
 }
 
 static void grace_over(void *arg, const char *name)
@@ -505,18 +324,18 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
     n->started_ms = pw_clock_real_ms();
     n->started_mono = pw_clock_mono_ms();
     n->attempts = 1;
-    struct ecl *c = cluster_find(e, NULL, n->name);
-    if (!c || cluster_down(c)) {
+    struct ecl *c = pw_eng_cluster_find(e, NULL, n->name);
+    if (!c || pw_eng_cluster_down(c)) {
         char *msg = pw_xasprintf(c ? "cluster %s was unreachable at the node's turn" : "cluster %s was removed",
                                  n->cl < t->n_cl ? t->cl[n->cl].name : "?");
-        node_finish(e, t, n, PW_NODE_FAILED, c ? "ClusterUnreachable" : "ClusterRemoved", msg, NULL);
+        pw_eng_node_finish(e, t, n, PW_NODE_FAILED, c ? "ClusterUnreachable" : "ClusterRemoved", msg, NULL);
         free(msg);
         return;
     }
     const char *plain = pw_nodekey_node(n->name);
     json_t *cached = pw_nodecache_get(c->nodes, plain);
     if (!cached) {
-        node_finish(e, t, n, PW_NODE_FAILED, "NodeDeleted", "the node left the cluster before its turn", NULL);
+        pw_eng_node_finish(e, t, n, PW_NODE_FAILED, "NodeDeleted", "the node left the cluster before its turn", NULL);
         return;
     }
     json_decref(cached);
@@ -525,7 +344,7 @@ static void dispatch_node(pw_engine *e, struct task *t, struct tnode *n)
     const char *mode = t->spec.mode ? t->spec.mode : "auto";
     enum exec_kind k = strcmp(mode, "agent") == 0 || (strcmp(mode, "auto") == 0 && agent_ok) ? EXEC_AGENT : EXEC_JOB;
     if (k == EXEC_AGENT && !agent_ok) {
-        node_finish(e, t, n, PW_NODE_FAILED, "AgentUnavailable",
+        pw_eng_node_finish(e, t, n, PW_NODE_FAILED, "AgentUnavailable",
                     c->x[EXEC_AGENT] ? "the node has no connected, healthy prewarm-agent (mode agent)"
                                      : "agent mode is off in prewarmd (--agents): mode agent cannot run",
                     NULL);
@@ -550,12 +369,12 @@ static void release_intents(pw_engine *e)
     while (e->i_head) {
         struct intent *in = e->i_head;
         e->i_head = in->next;
-        struct ecl *c = cluster_find(e, NULL, in->node); /* NULL: removed; no executor: removed or after a step-down (may_lead) */
+        struct ecl *c = pw_eng_cluster_find(e, NULL, in->node); /* NULL: removed; no executor: removed or after a step-down (may_lead) */
         if (!c || !c->x[in->exec]) {
         } else if (in->kind == INTENT_CANCEL) {
             pw_executor_cancel(c->x[in->exec], in->task_id, pw_nodekey_node(in->node), in->failed);
         } else {
-            struct task *t = task_find(e, in->task_id);
+            struct task *t = pw_eng_task_find(e, in->task_id);
             struct tnode *n = t ? pw_taskrec_node_find(t, in->node) : NULL;
             if (n && n->state == PW_NODE_RUNNING) {
                 struct pw_exec_work w;
@@ -585,28 +404,6 @@ static void task_dispatch(pw_engine *e, struct task *t, size_t cl, size_t grant)
     }
 }
 
-/* ", clusters failed: a (why), b" for the task's message: the shares that failed as a whole or
- * missed the threshold; NULL when none did or the task spans the default cluster only. */
-static char *failed_clusters(const struct task *t)
-{
-    if (t->n_cl == 0 || (t->n_cl == 1 && strcmp(t->cl[0].name, PW_CLUSTER_DEFAULT) == 0))
-        return NULL;
-    char *out = NULL;
-    for (size_t i = 0; i < t->n_cl; i++) {
-        const struct tcluster *c = &t->cl[i];
-        bool bad = c->failed || (pw_outcome_done(&c->counts) &&
-                                 pw_outcome_status(&c->counts, t->spec.success_threshold) == PW_TASK_FAILED);
-        if (!bad)
-            continue;
-        char *m = pw_xasprintf("%s%s%s%s%s%s", out ? out : "", out ? ", " : "", c->name, c->failed ? " (" : "",
-                               c->failed ? c->failed : "", c->failed ? ")" : "");
-        free(out);
-        out = m;
-    }
-    return out;
-}
-
-/* Sets the task's final status and message when all its nodes are done. */
 /* The task's end: final status s, its message (with the selection note), the time. */
 static void task_end(pw_engine *e, struct task *t, enum pw_task_status s)
 {
@@ -618,7 +415,7 @@ static void task_end(pw_engine *e, struct task *t, enum pw_task_status s)
         free(t->message);
         t->message = m;
     }
-    char *fc = s == PW_TASK_CANCELLED ? NULL : failed_clusters(t);
+    char *fc = s == PW_TASK_CANCELLED ? NULL : pw_eng_failed_clusters(t);
     if (fc) {
         char *m = pw_xasprintf("%s; clusters failed: %s", t->message, fc);
         free(t->message);
@@ -636,51 +433,6 @@ static bool task_maybe_finish(pw_engine *e, struct task *t)
     task_end(e, t, pw_outcome_status(&t->counts, t->spec.success_threshold));
     PW_INFO("task %s %s: %s", t->id, pw_task_status_names[t->status], t->message);
     return true;
-}
-
-/* Whether every cluster's node cache is complete (or the cluster is down: it fails at selection). */
-static bool clusters_ready(pw_engine *e)
-{
-    for (size_t i = 0; i < e->n_cl; i++)
-        if (!(e->cl[i]->nodes && pw_nodecache_synced(e->cl[i]->nodes)) && !cluster_down(e->cl[i]))
-            return false;
-    return true;
-}
-
-static bool task_wants(const struct task *t, const struct ecl *c)
-{
-    if (t->spec.clusters) {
-        bool named = false;
-        for (size_t i = 0; i < t->spec.n_clusters && !named; i++)
-            named = strcmp(t->spec.clusters[i], c->name) == 0;
-        if (!named)
-            return false;
-    }
-    return !t->spec.cluster_sel || pw_labelsel_matches(t->spec.cluster_sel, c->labels);
-}
-
-/* Selects an admitted task's nodes in each cluster it spans. */
-static void task_select(pw_engine *e, struct task *t)
-{
-    struct pw_nodeselect_src *src = pw_xcalloc(e->n_cl, sizeof *src);
-    size_t n = 0;
-    char **why = pw_xcalloc(e->n_cl, sizeof *why);
-    for (size_t i = 0; i < e->n_cl; i++) {
-        struct ecl *c = e->cl[i];
-        if (!task_wants(t, c))
-            continue;
-        bool readable = c->nodes && pw_nodecache_synced(c->nodes);
-        if (!readable)
-            why[n] = pw_xasprintf("ClusterUnreachable: cluster %s was unreachable when the task started", c->name);
-        src[n] = (struct pw_nodeselect_src){.cluster = c->name, .nodes = readable ? c->nodes : NULL,
-                                            .agent = c->x[EXEC_AGENT], .failed = why[n]};
-        n++;
-    }
-    pw_nodeselect_clusters(t, src, n);
-    for (size_t i = 0; i < n; i++)
-        free(why[i]);
-    free(why);
-    free(src);
 }
 
 /* Grants and dispatches per cluster: each cluster's running tasks (but those admitted in this
@@ -729,7 +481,7 @@ static void schedule_clusters(pw_engine *e, const struct pw_sched_task *st, int6
 
 static void schedule(pw_engine *e, int64_t *wake_at)
 {
-    if (!clusters_ready(e))
+    if (!pw_eng_clusters_ready(e))
         return; /* nothing starts before the node caches are complete */
     struct pw_sched_task *st = pw_xcalloc(e->n_tasks ? e->n_tasks : 1, sizeof *st);
     for (size_t i = 0; i < e->n_tasks; i++) {
@@ -755,7 +507,7 @@ static void schedule(pw_engine *e, int64_t *wake_at)
                 continue;
             t->status = PW_TASK_RUNNING;
             t->started_ms = pw_clock_real_ms();
-            task_select(e, t);
+            pw_eng_task_select(e, t);
             admitted = true;
         }
         schedule_clusters(e, st, wake_at);
@@ -789,18 +541,18 @@ static void (*const event_handlers[])(pw_engine *e, const struct event *ev) = {
 
 /* One round under e->mu; returns when the loop should wake next (mono ms, 0: on events only).
  * dispatch false (stopping): apply events, start nothing new. The loop writes the round's changes
- * after it (engine_flush). */
+ * after it (pw_eng_flush). */
 static int64_t loop_round(pw_engine *e, struct event *evs, bool dispatch)
 {
     while (evs) {
         struct event *next = evs->next;
         event_handlers[evs->kind](e, evs);
-        ev_free(evs);
+        pw_eng_ev_free(evs);
         evs = next;
     }
     int64_t now = pw_clock_mono_ms();
     int64_t wake_at = pw_notready_due(&e->notready, now, e->cfg.not_ready_grace_ms, grace_over, e);
-    int64_t down = clusters_check(e, now);
+    int64_t down = pw_eng_clusters_check(e, now);
     if (down && (!wake_at || down < wake_at))
         wake_at = down;
     if (dispatch)
@@ -851,7 +603,7 @@ static void *loop_main(void *arg)
         bool stopping = e->stopping;
         pthread_mutex_unlock(&e->qmu);
         if (!stopping)
-            lead_round(e); /* may_lead: take over, step down or rescan the store */
+            pw_eng_lead_round(e); /* may_lead: take over, step down or rescan the store */
         pthread_mutex_lock(&e->qmu);
         struct event *evs = e->q_head;
         e->q_head = e->q_tail = NULL;
@@ -860,7 +612,7 @@ static void *loop_main(void *arg)
         wake_at = loop_round(e, evs, !stopping && atomic_load(&e->leading));
         pthread_mutex_unlock(&e->mu);
         /* fencing: a replica whose Lease lapsed during the round writes nothing (steps down next) */
-        bool failing = engine_may_write(e) ? engine_flush(e, true, NULL, NULL, NULL) : true;
+        bool failing = pw_eng_may_write_now(e) ? pw_eng_flush(e, true, NULL, NULL, NULL) : true;
         if (stopping)
             return NULL;
         /* adoption and clean-up, once what they read is durable (outside e->mu: the fate hook
@@ -883,7 +635,7 @@ static void *loop_main(void *arg)
 
 /* Loads the store's unfinished tasks into memory (before the informers start, so their first
  * events find the resumed nodes). The store is read without e->mu. */
-static void engine_resume(pw_engine *e)
+void pw_eng_resume(pw_engine *e)
 {
     struct pw_store_task *items = NULL;
     size_t n = 0;
@@ -906,386 +658,6 @@ static void engine_resume(pw_engine *e)
     pw_store_tasks_free(items, n);
 }
 
-/* The executor's fate hook (from its tick, on the loop thread, e->mu not held): what the core knows
- * of the node of task_id the executor found work of. Takes e->mu for the tasks in memory, then
- * reads the store without it. */
-static enum pw_exec_fate exec_fate(void *arg, const char *task_id, const char *node)
-{
-    struct ecl *c = arg;
-    pw_engine *e = c->e;
-    pthread_mutex_lock(&e->mu);
-    struct task *t = task_find(e, task_id);
-    enum pw_exec_fate fate = PW_EXEC_FATE_UNKNOWN;
-    if (t) {
-        char *key = pw_nodekey_make(c->name, node);
-        struct tnode *n = pw_taskrec_node_find(t, key);
-        free(key);
-        if (n && (n->state == PW_NODE_RUNNING || n->state == PW_NODE_PENDING))
-            fate = PW_EXEC_FATE_ACTIVE;
-        else if (n)
-            fate = n->state == PW_NODE_FAILED ? PW_EXEC_FATE_FAILED : PW_EXEC_FATE_DONE;
-    }
-    pthread_mutex_unlock(&e->mu);
-    if (t)
-        return fate;
-    struct pw_store_task rec;
-    int rc = pw_store_task_get(e->cfg.store, task_id, &rec);
-    if (rc == PW_ENOTFOUND)
-        return PW_EXEC_FATE_UNKNOWN;
-    if (rc != 0)
-        return PW_EXEC_FATE_UNSURE; /* the store is down */
-    bool final = pw_store_status_final(rec.status);
-    pw_store_task_fini(&rec);
-    return final ? PW_EXEC_FATE_FAILED : PW_EXEC_FATE_ACTIVE;
-}
-
-/* ---- leadership (may_lead) ---- */
-
-/* The executors' Kubernetes-write gate (arg: the executor's cluster). */
-static bool engine_may_write(void *arg)
-{
-    pw_engine *e = ((struct ecl *)arg)->e;
-    return !e->cfg.may_lead || (atomic_load(&e->leading) && e->cfg.may_lead(e->cfg.may_lead_arg));
-}
-
-static bool cluster_name_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    bool ok = n >= 1 && n <= 63 && s[0] != '-' && s[n - 1] != '-';
-    for (size_t i = 0; ok && i < n; i++)
-        ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-';
-    return ok;
-}
-
-static void ecl_free(struct ecl *c)
-{
-    if (!c)
-        return;
-    pw_nodecache_free(c->nodes);
-    for (int k = 0; k < N_EXEC; k++)
-        pw_executor_free(c->x[k]);
-    json_decref(c->labels);
-    free(c->name);
-    free(c);
-}
-
-/* Makes c's executors (not started): Job mode, agent mode only when agents (the first cluster). With
- * may_lead again at each takeover. 0, or the executor's PW_E* with none left. */
-static int ecl_executors_new(pw_engine *e, struct ecl *c, bool agents)
-{
-    const struct pw_engine_config *cfg = &e->cfg;
-    struct pw_exec_hooks hooks = {.arg = c, .report = on_report, .fate = exec_fate,
-                                  .may_write = cfg->may_lead ? engine_may_write : NULL};
-    int rc = 0;
-    for (int k = 0; k < N_EXEC && rc == 0; k++) {
-        if (k == EXEC_AGENT && !(agents && cfg->agent.enabled))
-            continue;
-        if (cfg->executor_new) {
-            rc = cfg->executor_new(cfg->executor_arg, pw_taskrec_exec_names[k], &hooks, &c->x[k]);
-        } else if (k == EXEC_JOB) {
-            struct pw_jobexec_config jc = {.client = c->client, .namespace_ = e->namespace_,
-                                           .instance = e->instance, .settings = e->job, .hooks = hooks};
-            rc = pw_jobexec_new(&jc, &c->x[k]);
-        } else {
-            struct pw_agentexec_config ac = {.settings = cfg->agent, .hooks = {.arg = c, .report = on_report},
-                                             .client = c->client, .namespace_ = e->namespace_};
-            rc = pw_agentexec_new(&ac, &c->x[k]);
-        }
-    }
-    if (rc != 0)
-        for (int k = 0; k < N_EXEC; k++) {
-            pw_executor_free(c->x[k]);
-            c->x[k] = NULL;
-        }
-    return rc;
-}
-
-/* A cluster with its executors made (not started); agent mode only when agents (the first
- * cluster). 0 or the executor's PW_E*. */
-static int ecl_new(pw_engine *e, const struct pw_engine_cluster *cc, bool agents, struct ecl **out)
-{
-    struct ecl *c = pw_xcalloc(1, sizeof *c);
-    c->e = e;
-    c->name = pw_xstrdup(cc->name);
-    c->labels = cc->labels ? json_deep_copy(cc->labels) : json_object();
-    c->client = cc->client;
-    c->max_in_flight = cc->max_nodes_in_flight;
-    c->down_since = cc->down_since;
-    c->down_arg = cc->arg;
-    int rc = ecl_executors_new(e, c, agents);
-    if (rc != 0) {
-        ecl_free(c);
-        return rc;
-    }
-    *out = c;
-    return 0;
-}
-
-/* Starts c's executors with its running nodes to adopt (under e->mu). On failure the executors are
- * freed (a started one cannot start again). */
-static int ecl_executors_start(pw_engine *e, struct ecl *c)
-{
-    int rc = 0;
-    for (int k = 0; k < N_EXEC && rc == 0; k++) {
-        if (!c->x[k])
-            continue;
-        size_t n = 0, m = 0;
-        struct pw_exec_work *w = pw_resume_works(e->tasks, e->n_tasks, (enum exec_kind)k, &n);
-        for (size_t i = 0; i < n; i++) /* this cluster's, by their own names */
-            if (pw_nodekey_in(w[i].node, c->name)) {
-                struct pw_exec_work tmp = w[i];
-                w[i] = w[m];
-                w[m] = tmp;
-                w[m++].node = pw_nodekey_node(tmp.node);
-            }
-        rc = pw_executor_start(c->x[k], w, m);
-        pw_resume_works_free(w, n);
-    }
-    if (rc != 0)
-        for (int k = 0; k < N_EXEC; k++) {
-            pw_executor_free(c->x[k]);
-            c->x[k] = NULL;
-        }
-    return rc;
-}
-
-/* Starts c's node informer, then (under e->mu, unless this replica follows: may_lead, the executors
- * start at the takeover) its executors with its running nodes to adopt. On failure c is as before
- * (no informer; an executor that cannot start again is freed). */
-static int ecl_start(pw_engine *e, struct ecl *c)
-{
-    int rc = pw_nodecache_start(c->client, on_node, c, c->first ? e->node_raw : NULL, e->node_raw_arg, &c->nodes);
-    if (rc != 0)
-        return rc;
-    /* the running nodes are the executor's before its informers start, so their first events find them */
-    pthread_mutex_lock(&e->mu);
-    if (!e->cfg.may_lead)
-        rc = ecl_executors_start(e, c);
-    if (rc == 0)
-        c->started = true;
-    pthread_mutex_unlock(&e->mu);
-    if (rc != 0) {
-        pw_nodecache_free(c->nodes);
-        c->nodes = NULL;
-    }
-    return rc;
-}
-
-/* Makes the first cluster's executors again at a takeover (may_lead: one cluster only). On failure
- * none is left. */
-static int executors_new(pw_engine *e)
-{
-    return ecl_executors_new(e, e->cl[0], true);
-}
-
-/* Starts the first cluster's executors with the running nodes of the tasks in memory to adopt
- * (under e->mu). On failure the executors are freed (a started one cannot start again). */
-static int executors_start(pw_engine *e)
-{
-    return ecl_executors_start(e, e->cl[0]);
-}
-
-/* Drops every task, intent and queued report from memory (under e->wmu and e->mu: a flush's
- * snapshot never outlives them). */
-static void drop_tasks(pw_engine *e)
-{
-    intents_free(e);
-    for (size_t i = 0; i < e->n_tasks; i++)
-        pw_taskrec_free(e->tasks[i]);
-    free(e->tasks);
-    e->tasks = NULL;
-    e->n_tasks = 0;
-    e->store_failing = false;
-}
-
-/* Loop thread: this replica no longer leads. Nothing more is dispatched or written; the Jobs stay for
- * the next leader to adopt. */
-static void step_down(pw_engine *e, const char *why)
-{
-    atomic_store(&e->leading, false);
-    pw_executor *x[N_EXEC];
-    pthread_mutex_lock(&e->wmu);
-    pthread_mutex_lock(&e->mu);
-    size_t n = e->n_tasks;
-    drop_tasks(e);
-    for (int k = 0; k < N_EXEC; k++) {
-        x[k] = e->x[k];
-        e->x[k] = NULL;
-    }
-    pthread_mutex_unlock(&e->mu);
-    pthread_mutex_unlock(&e->wmu);
-    for (int k = 0; k < N_EXEC; k++)
-        pw_executor_free(x[k]); /* its threads stop; queued creates and deletes are dropped */
-    pthread_mutex_lock(&e->qmu);
-    struct event **pp = &e->q_head; /* the old executors' reports: the next leader reads the Jobs anew */
-    e->q_tail = NULL;
-    while (*pp) {
-        if ((*pp)->kind == EV_REPORT) {
-            struct event *ev = *pp;
-            *pp = ev->next;
-            ev_free(ev);
-        } else {
-            e->q_tail = *pp;
-            pp = &(*pp)->next;
-        }
-    }
-    pthread_mutex_unlock(&e->qmu);
-    PW_WARN("engine: following (%s): dispatch stopped, %zu unfinished tasks left in the store for the leader",
-            why, n);
-}
-
-/* Loop thread: this replica leads now: a restart resume (every unfinished task from the store,
- * running nodes' Jobs adopted by new executors). On failure it stays a follower (tried next round). */
-static void take_over(pw_engine *e)
-{
-    int rc = e->x[EXEC_JOB] ? 0 : executors_new(e);
-    if (rc == 0) {
-        engine_resume(e);
-        pthread_mutex_lock(&e->wmu);
-        pthread_mutex_lock(&e->mu);
-        rc = executors_start(e);
-        if (rc != 0)
-            drop_tasks(e);
-        pthread_mutex_unlock(&e->mu);
-        pthread_mutex_unlock(&e->wmu);
-    }
-    if (rc != 0) {
-        PW_ERROR("engine: cannot take over as leader: %s (retrying)", pw_strerror(rc));
-        return;
-    }
-    pthread_mutex_lock(&e->mu);
-    size_t n = e->n_tasks, running = 0;
-    for (size_t i = 0; i < n; i++)
-        running += e->tasks[i]->counts.running;
-    pthread_mutex_unlock(&e->mu);
-    e->next_pickup_mono = pw_clock_mono_ms() + PW_ENGINE_PICKUP_MS;
-    atomic_store(&e->leading, true);
-    PW_INFO("engine: leading: %zu unfinished tasks resumed from the store, %zu running nodes' Jobs to adopt", n, running);
-}
-
-#define CANCEL_KIND "cancel-request" /* store records: a follower's cancel, keyed by task id */
-
-/* Loop thread, leading: the tasks and cancels other replicas stored since the last scan. */
-static void pickup(pw_engine *e)
-{
-    e->next_pickup_mono = pw_clock_mono_ms() + PW_ENGINE_PICKUP_MS;
-    atomic_store(&e->pickup_now, false);
-    struct pw_store_task *items = NULL;
-    size_t n = 0;
-    if (pw_store_task_list_unfinished(e->cfg.store, &items, &n) != 0)
-        return; /* the store is down: the flush says so; the next scan retries */
-    for (size_t i = 0; i < n; i++) {
-        pthread_mutex_lock(&e->mu);
-        bool known = task_find(e, items[i].id) != NULL;
-        pthread_mutex_unlock(&e->mu);
-        if (known)
-            continue;
-        if (pw_task_status_of(items[i].status) != PW_TASK_PENDING) {
-            /* running but not in memory: only a leader writing after our takeover read the store (the
-             * fencing above prevents it) could do that; the next takeover resumes it */
-            PW_DEBUG("task %s is %s in the store but not in this leader's memory: left alone", items[i].id,
-                     items[i].status);
-            continue;
-        }
-        struct task *t = pw_resume_task(e->cfg.store, &items[i]);
-        if (!t)
-            continue;
-        pthread_mutex_lock(&e->mu);
-        if (!task_find(e, t->id)) {
-            t->sched.seq = ++e->seq;
-            e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
-            e->tasks[e->n_tasks++] = t;
-            t = NULL;
-        }
-        pthread_mutex_unlock(&e->mu);
-        if (t)
-            pw_taskrec_free(t);
-        else
-            PW_INFO("task %s picked up from the store (created on another replica)", items[i].id);
-    }
-    pw_store_tasks_free(items, n);
-    struct pw_store_rec *recs = NULL;
-    char *next = NULL;
-    int lrc = pw_store_rec_list(e->cfg.store, CANCEL_KIND, 0, NULL, &recs, &n, &next);
-    free(next);
-    if (lrc != 0)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        pthread_mutex_lock(&e->mu);
-        struct task *t = task_find(e, recs[i].key);
-        bool fresh = t && !pw_task_status_is_final(t->status);
-        if (fresh)
-            task_cancel(e, t);
-        pthread_mutex_unlock(&e->mu);
-        if (fresh) {
-            int rc = 0;
-            engine_flush(e, false, recs[i].key, &rc, NULL);
-            if (rc != 0)
-                continue; /* kept: the next scan applies it again */
-            PW_INFO("task %s cancelled (asked on another replica)", recs[i].key);
-        } else if (!t) {
-            struct pw_store_task rec; /* not in memory: done with the request once the task is over or gone */
-            int grc = pw_store_task_get(e->cfg.store, recs[i].key, &rec);
-            bool over = grc == PW_ENOTFOUND || (grc == 0 && pw_store_status_final(rec.status));
-            if (grc == 0)
-                pw_store_task_fini(&rec);
-            if (!over)
-                continue;
-        }
-        pw_store_rec_delete(e->cfg.store, CANCEL_KIND, recs[i].key);
-    }
-    pw_store_recs_free(recs, n);
-}
-
-/* Loop thread, before a round: follows leadership changes, rescans the store while leading. */
-static void lead_round(pw_engine *e)
-{
-    if (!e->cfg.may_lead)
-        return;
-    bool may = e->cfg.may_lead(e->cfg.may_lead_arg);
-    bool leading = atomic_load(&e->leading);
-    if (leading && !may)
-        step_down(e, "the Lease is not held");
-    else if (!leading && may)
-        take_over(e);
-    else if (leading && (atomic_load(&e->pickup_now) || pw_clock_mono_ms() >= e->next_pickup_mono))
-        pickup(e);
-}
-
-/* A follower's cancel: a request in the store for the leader, then wait for the task to show it. */
-static int cancel_by_request(pw_engine *e, const char *id)
-{
-    json_t *doc = json_pack("{s:s,s:I}", "id", id, "requestedAt", (json_int_t)pw_clock_real_ms());
-    int rc = pw_store_rec_put(e->cfg.store, CANCEL_KIND, id, doc, PW_STORE_REC_UPSERT);
-    json_decref(doc);
-    if (rc != 0)
-        return rc;
-    PW_INFO("task %s: cancel stored for the leader to apply", id);
-    atomic_store(&e->pickup_now, true);
-    wake(e);
-    for (int64_t until = pw_clock_mono_ms() + PW_ENGINE_HANDOFF_MS; pw_clock_mono_ms() < until;) {
-        struct pw_store_task rec;
-        if (pw_store_task_get(e->cfg.store, id, &rec) == 0) {
-            bool final = pw_store_status_final(rec.status);
-            pw_store_task_fini(&rec);
-            if (final)
-                return 0;
-        }
-        pw_clock_sleep_ms(100);
-    }
-    return PW_EUNAVAIL;
-}
-
-void pw_engine_wake(pw_engine *e)
-{
-    wake(e);
-}
-
-bool pw_engine_leading(pw_engine *e)
-{
-    return atomic_load(&e->leading);
-}
-
 /* ---- public ---- */
 
 int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
@@ -1293,7 +665,7 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
     if (!cfg || !cfg->store || !cfg->client || (cfg->may_lead && cfg->agent.enabled))
         return PW_EINVAL;
     const char *cname = cfg->cluster && *cfg->cluster ? cfg->cluster : PW_CLUSTER_DEFAULT;
-    if (!cluster_name_ok(cname))
+    if (!pw_eng_cluster_name_ok(cname))
         return PW_EINVAL;
     pw_engine *e = pw_xcalloc(1, sizeof *e);
     e->cfg = *cfg;
@@ -1316,7 +688,7 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
     e->cfg.job = (struct pw_jobexec_settings){0};
     struct pw_engine_cluster first = {.name = cname, .client = cfg->client};
     struct ecl *c = NULL;
-    int rc = ecl_new(e, &first, true, &c);
+    int rc = pw_eng_ecl_new(e, &first, &c);
     if (rc != 0) {
         free(e->namespace_);
         free(e->instance);
@@ -1332,6 +704,7 @@ int pw_engine_new(const struct pw_engine_config *cfg, pw_engine **out)
     pthread_mutex_init(&e->wmu, NULL);
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->tmu, NULL);
+    pthread_cond_init(&e->hold_cv, NULL);
     pthread_mutex_init(&e->qmu, NULL);
     pthread_cond_init(&e->qcond, NULL);
     *out = e;
@@ -1352,10 +725,10 @@ static void start_undo(pw_engine *e)
     while (e->q_head) {
         struct event *ev = e->q_head;
         e->q_head = ev->next;
-        ev_free(ev);
+        pw_eng_ev_free(ev);
     }
     e->q_tail = NULL;
-    intents_free(e);
+    pw_eng_intents_free(e);
     for (size_t i = 0; i < e->n_tasks; i++)
         pw_taskrec_free(e->tasks[i]);
     free(e->tasks);
@@ -1371,10 +744,10 @@ int pw_engine_start(pw_engine *e)
     if (!e->x[EXEC_JOB])
         return PW_EINVAL; /* a failed start freed its executors: the engine can only be freed */
     if (!e->cfg.may_lead)
-        engine_resume(e); /* else at each takeover */
+        pw_eng_resume(e); /* else at each takeover */
     int rc = 0;
     for (size_t i = 0; i < e->n_cl && rc == 0; i++) {
-        rc = ecl_start(e, e->cl[i]);
+        rc = pw_eng_ecl_start(e, e->cl[i]);
         if (rc != 0 && i > 0) {
             PW_ERROR("cluster %s cannot start: %s", e->cl[i]->name, pw_strerror(rc));
             rc = 0; /* only the first cluster is required */
@@ -1413,13 +786,13 @@ void pw_engine_free(pw_engine *e)
         pthread_join(e->loop, NULL);
     }
     for (size_t i = 0; i < e->n_cl; i++) /* after the loop, their caller; their reports still find the queue */
-        ecl_free(e->cl[i]);
+        pw_eng_ecl_free(e->cl[i]);
     free(e->cl);
-    intents_free(e);
+    pw_eng_intents_free(e);
     while (e->q_head) {
         struct event *ev = e->q_head;
         e->q_head = ev->next;
-        ev_free(ev);
+        pw_eng_ev_free(ev);
     }
     for (size_t i = 0; i < e->n_tasks; i++)
         pw_taskrec_free(e->tasks[i]);
@@ -1431,6 +804,7 @@ void pw_engine_free(pw_engine *e)
     pthread_mutex_destroy(&e->wmu);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->tmu);
+    pthread_cond_destroy(&e->hold_cv);
     pthread_mutex_destroy(&e->qmu);
     pthread_cond_destroy(&e->qcond);
     free(e);
@@ -1453,139 +827,6 @@ bool pw_engine_ready(pw_engine *e, const char **why)
         return false;
     }
     return true;
-}
-
-/* ---- clusters ---- */
-
-int pw_engine_cluster_set(pw_engine *e, const struct pw_engine_cluster *cc)
-{
-    if (!cc || !cluster_name_ok(cc->name) || !cc->client)
-        return PW_EINVAL;
-    pthread_mutex_lock(&e->mu);
-    struct ecl *old = cluster_find(e, cc->name, NULL);
-    if (e->cfg.may_lead && !old) {
-        pthread_mutex_unlock(&e->mu);
-        PW_ERROR("cluster %s: leader election (--leader-elect) serves one cluster only for now (docs/ha.md)",
-                 cc->name);
-        return PW_EINVAL;
-    }
-    if (old) {
-        int rc = PW_EEXIST;
-        if (old->client == cc->client) {
-            json_decref(old->labels);
-            old->labels = cc->labels ? json_deep_copy(cc->labels) : json_object();
-            old->max_in_flight = cc->max_nodes_in_flight;
-            old->down_since = cc->down_since;
-            old->down_arg = cc->arg;
-            rc = 0;
-        }
-        pthread_mutex_unlock(&e->mu);
-        return rc;
-    }
-    bool started = e->started;
-    pthread_mutex_unlock(&e->mu);
-    struct ecl *c = NULL;
-    int rc = ecl_new(e, cc, false, &c);
-    if (rc == 0 && started)
-        rc = ecl_start(e, c);
-    if (rc != 0) {
-        ecl_free(c);
-        return rc;
-    }
-    pthread_mutex_lock(&e->mu);
-    e->cl = pw_xrealloc(e->cl, (e->n_cl + 1) * sizeof *e->cl);
-    e->cl[e->n_cl++] = c;
-    pthread_mutex_unlock(&e->mu);
-    PW_INFO("cluster %s added", cc->name);
-    wake(e);
-    return 0;
-}
-
-int pw_engine_cluster_remove(pw_engine *e, const char *name)
-{
-    pthread_mutex_lock(&e->mu);
-    size_t i = 0;
-    while (i < e->n_cl && strcmp(e->cl[i]->name, name) != 0)
-        i++;
-    if (i == e->n_cl || i == 0) {
-        pthread_mutex_unlock(&e->mu);
-        return i == 0 ? PW_EINVAL : PW_ENOTFOUND;
-    }
-    struct ecl *c = e->cl[i];
-    memmove(&e->cl[i], &e->cl[i + 1], (e->n_cl - i - 1) * sizeof *e->cl);
-    e->n_cl--;
-    char *msg = pw_xasprintf("cluster %s was removed from the configuration", name);
-    cluster_lost(e, name, "ClusterRemoved", msg);
-    free(msg);
-    pthread_mutex_unlock(&e->mu);
-    pthread_mutex_lock(&e->tmu); /* not while the loop ticks its executors */
-    ecl_free(c);
-    pthread_mutex_unlock(&e->tmu);
-    PW_INFO("cluster %s removed", name);
-    wake(e);
-    return 0;
-}
-
-bool pw_engine_cluster_known(pw_engine *e, const char *name)
-{
-    pthread_mutex_lock(&e->mu);
-    bool known = cluster_find(e, name, NULL) != NULL;
-    pthread_mutex_unlock(&e->mu);
-    return known;
-}
-
-static json_t *agents_count(pw_executor *agents)
-{
-    if (!agents)
-        return json_integer(0);
-    json_t *list = pw_agentexec_list(agents);
-    json_t *items = json_is_array(list) ? list : json_object_get(list, "items");
-    json_t *n = json_integer((json_int_t)json_array_size(items));
-    json_decref(list);
-    return n;
-}
-
-struct count_ctx {
-    size_t nodes, ready;
-};
-
-static int count_node(void *arg, const json_t *node)
-{
-    struct count_ctx *cc = arg;
-    cc->nodes++;
-    cc->ready += pw_nodecache_ready(node);
-    return 0;
-}
-
-json_t *pw_engine_clusters(pw_engine *e)
-{
-    json_t *arr = json_array();
-    pthread_mutex_lock(&e->mu);
-    for (size_t i = 0; i < e->n_cl; i++) {
-        const struct ecl *c = e->cl[i];
-        struct count_ctx cc = {0};
-        if (c->nodes)
-            pw_nodecache_each(c->nodes, count_node, &cc);
-        size_t in_flight = 0;
-        for (size_t k = 0; k < e->n_tasks; k++) {
-            const struct task *t = e->tasks[k];
-            for (size_t j = 0; j < t->n_cl; j++)
-                if (strcmp(t->cl[j].name, c->name) == 0)
-                    in_flight += t->cl[j].counts.running;
-        }
-        json_t *o = json_object();
-        json_object_set_new(o, "name", json_string(c->name));
-        json_object_set_new(o, "labels", json_deep_copy(c->labels));
-        json_object_set_new(o, "synced", json_boolean(c->nodes && pw_nodecache_synced(c->nodes)));
-        json_object_set_new(o, "reachable", json_boolean(cluster_down(c) == 0));
-        json_object_set_new(o, "nodes", json_integer((json_int_t)cc.nodes));
-        json_object_set_new(o, "readyNodes", json_integer((json_int_t)cc.ready));
-        json_object_set_new(o, "agents", agents_count(c->x[EXEC_AGENT]));
-        json_object_set_new(o, "nodesInFlight", json_integer((json_int_t)in_flight));
-        json_array_append_new(arr, o);
-    }
-    pthread_mutex_unlock(&e->mu);
-    return arr;
 }
 
 int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out)
@@ -1614,7 +855,7 @@ int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out)
     observe(e, PW_ENGINE_TASK_CHANGED, t->id, doc); /* under the lock: before the loop's first change */
     PW_INFO("task %s created: %zu images, priority %d%s", t->id, t->spec.n_images, t->spec.priority,
             atomic_load(&e->leading) ? "" : " (stored for the leader)");
-    if (atomic_load(&e->leading) && !task_find(e, t->id)) { /* a follower's tasks wait in the store */
+    if (atomic_load(&e->leading) && !pw_eng_task_find(e, t->id)) { /* a follower's tasks wait in the store */
         t->sched.seq = ++e->seq;
         e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
         e->tasks[e->n_tasks++] = t;
@@ -1622,13 +863,13 @@ int pw_engine_submit(pw_engine *e, struct pw_taskspec *spec, json_t **task_out)
     }
     pthread_mutex_unlock(&e->mu);
     pw_taskrec_free(t);
-    wake(e);
+    pw_eng_wake(e);
     *task_out = doc;
     return 0;
 }
 
 /* Cancels t (under e->mu): pending nodes and running ones become cancelled, running Jobs deleted. */
-static void task_cancel(pw_engine *e, struct task *t)
+void pw_eng_task_cancel(pw_engine *e, struct task *t)
 {
     for (size_t i = 0; i < t->n_nodes; i++) {
         struct tnode *n = &t->nodes[i];
@@ -1651,23 +892,23 @@ static void task_cancel(pw_engine *e, struct task *t)
 int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
 {
     pthread_mutex_lock(&e->mu);
-    struct task *t = task_find(e, id);
+    struct task *t = pw_eng_task_find(e, id);
     bool fresh = t && !pw_task_status_is_final(t->status);
     /* a task cancelled before whose write failed and has not been retried yet: a repeated cancel
      * writes it */
     bool ours = fresh || (t && t->status == PW_TASK_CANCELLED);
     size_t running = fresh ? t->counts.running : 0, pending = fresh ? t->counts.pending : 0;
     if (fresh)
-        task_cancel(e, t);
+        pw_eng_task_cancel(e, t);
     pthread_mutex_unlock(&e->mu);
     int rc = 0;
     if (ours) {
         json_t *doc = NULL;
-        engine_flush(e, false, id, &rc, &doc); /* durable before the answer */
+        pw_eng_flush(e, false, id, &rc, &doc); /* durable before the answer */
         if (fresh) {
             PW_INFO("task %s cancelled: %zu running nodes stopped (their Jobs deleted), %zu pending nodes dropped%s",
                     id, running, pending, rc == 0 ? "" : " (the store write failed; it is retried)");
-            wake(e);
+            pw_eng_wake(e);
         }
         if (rc != 0)
             return rc;
@@ -1686,7 +927,7 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
         return rc;
     if (!ours && e->cfg.may_lead && !pw_store_status_final(rec.status)) {
         pw_store_task_fini(&rec); /* not in this replica's memory: the leader's, or not picked up yet */
-        rc = cancel_by_request(e, id);
+        rc = pw_eng_cancel_by_request(e, id);
         if (rc == 0)
             rc = pw_store_task_get(e->cfg.store, id, &rec);
         if (rc != 0)
@@ -1698,107 +939,6 @@ int pw_engine_cancel(pw_engine *e, const char *id, json_t **task_out)
         *task_out = json_incref(rec.doc);
     pw_store_task_fini(&rec);
     return rc;
-}
-
-int pw_engine_get_task(pw_engine *e, const char *id, json_t **out)
-{
-    struct pw_store_task rec;
-    int rc = pw_store_task_get(e->cfg.store, id, &rec);
-    if (rc != 0)
-        return rc;
-    *out = json_incref(rec.doc);
-    pw_store_task_fini(&rec);
-    return 0;
-}
-
-static json_t *page_json(json_t *items, char *next)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "items", items);
-    if (next)
-        json_object_set_new(o, "continue", json_string(next));
-    free(next);
-    return o;
-}
-
-int pw_engine_list_tasks(pw_engine *e, const char *status, size_t limit, const char *cont, json_t **out)
-{
-    struct pw_store_task *items;
-    size_t n;
-    char *next;
-    int rc = pw_store_task_list(e->cfg.store, status, limit, cont, &items, &n, &next);
-    if (rc != 0)
-        return rc;
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append(arr, items[i].doc);
-    pw_store_tasks_free(items, n);
-    *out = page_json(arr, next);
-    return 0;
-}
-
-int pw_engine_list_nodes(pw_engine *e, const char *id, const char *state, size_t limit, const char *cont,
-                         json_t **out)
-{
-    struct pw_store_task rec;
-    int rc = pw_store_task_get(e->cfg.store, id, &rec);
-    if (rc != 0)
-        return rc;
-    pw_store_task_fini(&rec);
-    struct pw_store_node *items = NULL;
-    size_t n = 0;
-    char *next = NULL;
-    rc = pw_store_nodes_list(e->cfg.store, id, state, limit, cont, &items, &n, &next);
-    if (rc == PW_ENOTFOUND)
-        rc = 0; /* a task with no node results yet (a back end may not know it) lists nothing */
-    if (rc != 0)
-        return rc;
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append(arr, items[i].doc);
-    pw_store_nodes_free(items, n);
-    *out = page_json(arr, next);
-    return 0;
-}
-
-int pw_engine_list_cluster_nodes(pw_engine *e, const char *id, const char *cluster, const char *state, size_t limit,
-                                 const char *cont, json_t **out)
-{
-    struct pw_store_task rec;
-    int rc = pw_store_task_get(e->cfg.store, id, &rec);
-    if (rc != 0)
-        return rc;
-    pw_store_task_fini(&rec);
-    /* pages of the store, filtered, until limit items (each page asks for what is missing, so no
-     * item read is dropped: the store's token goes on from the last one kept) */
-    json_t *arr = json_array();
-    char *next = cont ? pw_xstrdup(cont) : NULL;
-    bool first = true;
-    while (first || next) {
-        size_t want = limit ? limit - json_array_size(arr) : 0;
-        struct pw_store_node *items = NULL;
-        size_t n = 0;
-        char *after = NULL;
-        rc = pw_store_nodes_list(e->cfg.store, id, state, want, next, &items, &n, &after);
-        free(next);
-        next = NULL;
-        if (rc == PW_ENOTFOUND)
-            rc = 0;
-        if (rc != 0) {
-            json_decref(arr);
-            return rc;
-        }
-        for (size_t i = 0; i < n; i++)
-            if (pw_nodekey_in(items[i].node_name, cluster))
-                json_array_append(arr, items[i].doc);
-        pw_store_nodes_free(items, n);
-        next = after;
-        first = false;
-        if (limit && json_array_size(arr) >= limit)
-            break;
-    }
-    *out = page_json(arr, next);
-    return 0;
 }
 
 void pw_engine_set_observer(pw_engine *e, pw_engine_observer fn, void *arg)

@@ -18,10 +18,11 @@
  * its write. Executors hear of a round's decisions only after the round's writes passed.
  *
  * Where state becomes final (one place each, for hooks such as an event stream), all in engine.c: a
- * node's end is node_finish (succeeded, failed; cancelled: task_cancel), a task's end is task_end
- * (called by task_maybe_finish and task_cancel), a task's start is the admission in schedule(), a
- * node's start is dispatch_node; each change is durable once the next engine_flush holding it
- * returns without a failed write. */
+ * node's end is pw_eng_node_finish (succeeded, failed; cancelled: pw_eng_task_cancel), a task's end
+ * is task_end (called by task_maybe_finish and pw_eng_task_cancel), a task's start is the admission
+ * in schedule(), a node's start is dispatch_node; each change is durable once the next pw_eng_flush
+ * holding it returns without a failed write. The engine's files and their lock order in detail:
+ * engine_int.h. */
 #ifndef PW_ENGINE_H
 #define PW_ENGINE_H
 
@@ -35,9 +36,9 @@
 #include "engine/jobexec.h"
 #include "engine/taskspec.h"
 #include "k8s/k8s.h"
+#include "store/store.h" /* PW_NODE_STATE_COUNT */
 
 typedef struct pw_k8s_client pw_k8s_client; /* k8s/k8s.h */
-typedef struct pw_store pw_store;           /* store/store.h */
 
 /* ---- the engine ---- */
 
@@ -113,9 +114,28 @@ bool pw_engine_leading(pw_engine *e);
 /* Diagnostics (tests, benchmarks): entries in the node cache's intern table of label values and image
  * names. Bounded by about twice the distinct values the cached nodes hold now, whatever the churn. */
 size_t pw_engine_intern_size(pw_engine *e);
-/* The agent executor (borrowed; for the API's /agent/v1/sync and /api/v1/agents), or NULL when agent
- * mode is off. */
+/* The first cluster's agent executor (borrowed), or NULL when agent mode is off. Every cluster has
+ * its own agent executor: the API reaches them with pw_engine_agents_hold. */
 pw_executor *pw_engine_agents(pw_engine *e);
+/* One cluster's agent side, held for one agent's sync (docs/multicluster.md): its agent executor
+ * and its Kubernetes client, to review the agent's token with that cluster's TokenReview. */
+struct pw_engine_agents_ref {
+    pw_executor *x;        /* the cluster's agent executor (borrowed until the release) */
+    pw_k8s_client *client; /* the cluster's client (borrowed until the release) */
+    const char *cluster;   /* its name (borrowed until the release) */
+    bool first;            /* the first cluster (cfg.client's) */
+    void *hold;            /* private */
+};
+/* Holds the agent side of cluster (NULL: the first cluster) until pw_engine_agents_release; a
+ * removal of the cluster waits for every release, so hold only for the length of a request. 0;
+ * PW_ENOTFOUND for a cluster the engine does not serve; PW_EUNAVAIL when agent mode is off or the
+ * cluster has not started. Any thread; never blocks. */
+int pw_engine_agents_hold(pw_engine *e, const char *cluster, struct pw_engine_agents_ref *out);
+/* Ends a hold (*ref is cleared). A cleared ref is a no-op. */
+void pw_engine_agents_release(pw_engine *e, struct pw_engine_agents_ref *ref);
+/* Every cluster's agents (GET /api/v1/agents): {"items": [pw_agentexec_list's items, each with
+ * "cluster"]}, by cluster in configuration order, then by node (caller decrefs). */
+json_t *pw_engine_agents_list(pw_engine *e);
 /* True when the node informer has synced; else false and *why (static text) says what is missing. */
 bool pw_engine_ready(pw_engine *e, const char **why);
 
@@ -145,8 +165,8 @@ int pw_engine_list_nodes(pw_engine *e, const char *id, const char *state, size_t
 
 /* ---- clusters (docs/multicluster.md) ----
  * The engine starts with one cluster, cfg.client's (named cfg.cluster). More can be added and removed
- * at any time; each has its own node cache, executors (Job mode; agent mode serves the first cluster
- * only) and in-flight cap, and the engine never holds its lock across a call to any of them. A task
+ * at any time; each has its own node cache, executors (Job mode; agent mode with its own agents,
+ * whose tokens that cluster reviews) and in-flight cap, and the engine never holds its lock across a call to any of them. A task
  * spans the clusters its spec picks (clusters, clusterSelector over the clusters' labels; default:
  * all), selects nodes within each and is scheduled per cluster (batchSize and the caps apply per
  * cluster). */
@@ -214,5 +234,16 @@ struct pw_engine_stats {
     size_t max_nodes_in_flight; /* the cap (running nodes are the ones in flight) */
 };
 void pw_engine_stats(pw_engine *e, struct pw_engine_stats *out);
+/* The same per cluster (the metrics' cluster label): the nodes of the unfinished tasks in the
+ * cluster by state (indexed by enum pw_node_state), and the cluster's cap on nodes in flight (its
+ * own, never above the engine's). */
+struct pw_engine_cluster_stats {
+    char name[64];
+    size_t nodes[PW_NODE_STATE_COUNT];
+    size_t max_nodes_in_flight;
+};
+/* One entry per cluster in configuration order: the count, and *out (caller frees with free()).
+ * Takes the engine lock briefly. */
+size_t pw_engine_cluster_stats(pw_engine *e, struct pw_engine_cluster_stats **out);
 
 #endif

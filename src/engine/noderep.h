@@ -5,7 +5,7 @@
  * up, a permanent one at once; the first failed image fails the node and ends the other images'
  * pulls. A verdict ends the node as a whole (a failure citing the last pull error of an image still
  * undecided, or the images not pulled yet, when the executor asks). The node's end itself is the
- * engine's (node_finish in engine.c): this only says what it is.
+ * engine's (pw_eng_node_finish in engine.c): this only says what it is.
  *
  * Thread model: none of its own; the engine calls it with its lock held. */
 #ifndef PW_ENGINE_NODEREP_H
