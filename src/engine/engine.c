@@ -231,7 +231,7 @@ static void release_intents(pw_engine *e);
 static void task_cancel(pw_engine *e, struct task *t);
 static int cancel_by_request(pw_engine *e, const char *id);
 static void lead_round(pw_engine *e);
-static bool engine_may_write(void *arg);
+static bool engine_may_act(pw_engine *e);
 
 /* ---- task records ---- */
 
@@ -860,7 +860,7 @@ static void *loop_main(void *arg)
         wake_at = loop_round(e, evs, !stopping && atomic_load(&e->leading));
         pthread_mutex_unlock(&e->mu);
         /* fencing: a replica whose Lease lapsed during the round writes nothing (steps down next) */
-        bool failing = engine_may_write(e) ? engine_flush(e, true, NULL, NULL, NULL) : true;
+        bool failing = engine_may_act(e) ? engine_flush(e, true, NULL, NULL, NULL) : true;
         if (stopping)
             return NULL;
         /* adoption and clean-up, once what they read is durable (outside e->mu: the fate hook
@@ -882,20 +882,28 @@ static void *loop_main(void *arg)
 }
 
 /* Loads the store's unfinished tasks into memory (before the informers start, so their first
- * events find the resumed nodes). The store is read without e->mu. */
-static void engine_resume(pw_engine *e)
+ * events find the resumed nodes). The store is read without e->mu. 0, or the store's error when the
+ * list or a task's node results could not be read (some tasks may be in memory then); a task whose
+ * stored spec is invalid is left out either way. */
+static int engine_resume(pw_engine *e)
 {
     struct pw_store_task *items = NULL;
     size_t n = 0;
     int rc = pw_store_task_list_unfinished(e->cfg.store, &items, &n);
     if (rc != 0) {
         PW_ERROR("cannot list unfinished tasks to resume: %s", pw_strerror(rc));
-        return;
+        return rc;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
         struct task *t = pw_resume_task(e->cfg.store, &items[i]);
-        if (!t)
+        if (!t) { /* an invalid spec (left out), or the store failing now (reported) */
+            struct pw_store_task probe;
+            rc = pw_store_task_get(e->cfg.store, items[i].id, &probe);
+            if (rc == 0)
+                pw_store_task_fini(&probe);
+            rc = rc == PW_ENOTFOUND ? 0 : rc;
             continue;
+        }
         pthread_mutex_lock(&e->mu);
         t->sched.seq = ++e->seq;
         e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
@@ -904,6 +912,7 @@ static void engine_resume(pw_engine *e)
         PW_INFO("task %s resumed (%s, %zu nodes, %zu running)", t->id, pw_task_status_names[t->status], t->n_nodes, t->counts.running);
     }
     pw_store_tasks_free(items, n);
+    return rc;
 }
 
 /* The executor's fate hook (from its tick, on the loop thread, e->mu not held): what the core knows
@@ -941,11 +950,17 @@ static enum pw_exec_fate exec_fate(void *arg, const char *task_id, const char *n
 
 /* ---- leadership (may_lead) ---- */
 
+/* Whether this replica may write (store and Kubernetes) now: always without may_lead, else while it
+ * leads and its Lease holds. */
+static bool engine_may_act(pw_engine *e)
+{
+    return !e->cfg.may_lead || (atomic_load(&e->leading) && e->cfg.may_lead(e->cfg.may_lead_arg));
+}
+
 /* The executors' Kubernetes-write gate (arg: the executor's cluster). */
 static bool engine_may_write(void *arg)
 {
-    pw_engine *e = ((struct ecl *)arg)->e;
-    return !e->cfg.may_lead || (atomic_load(&e->leading) && e->cfg.may_lead(e->cfg.may_lead_arg));
+    return engine_may_act(((struct ecl *)arg)->e);
 }
 
 static bool cluster_name_ok(const char *s)
@@ -1140,10 +1155,10 @@ static void take_over(pw_engine *e)
 {
     int rc = e->x[EXEC_JOB] ? 0 : executors_new(e);
     if (rc == 0) {
-        engine_resume(e);
+        int rrc = engine_resume(e); /* a task missed here would stay running, unowned, until the next takeover */
         pthread_mutex_lock(&e->wmu);
         pthread_mutex_lock(&e->mu);
-        rc = executors_start(e);
+        rc = rrc != 0 ? rrc : executors_start(e); /* not started: kept for the next try */
         if (rc != 0)
             drop_tasks(e);
         pthread_mutex_unlock(&e->mu);
@@ -1371,7 +1386,7 @@ int pw_engine_start(pw_engine *e)
     if (!e->x[EXEC_JOB])
         return PW_EINVAL; /* a failed start freed its executors: the engine can only be freed */
     if (!e->cfg.may_lead)
-        engine_resume(e); /* else at each takeover */
+        (void)engine_resume(e); /* else at each takeover; what it could not read waits for a restart */
     int rc = 0;
     for (size_t i = 0; i < e->n_cl && rc == 0; i++) {
         rc = ecl_start(e, e->cl[i]);
