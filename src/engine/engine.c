@@ -634,20 +634,28 @@ static void *loop_main(void *arg)
 }
 
 /* Loads the store's unfinished tasks into memory (before the informers start, so their first
- * events find the resumed nodes). The store is read without e->mu. */
-void pw_eng_resume(pw_engine *e)
+ * events find the resumed nodes). The store is read without e->mu. 0, or the store's error when the
+ * list or a task's node results could not be read (some tasks may be in memory then); a task whose
+ * stored spec is invalid is left out either way. */
+int pw_eng_resume(pw_engine *e)
 {
     struct pw_store_task *items = NULL;
     size_t n = 0;
     int rc = pw_store_task_list_unfinished(e->cfg.store, &items, &n);
     if (rc != 0) {
         PW_ERROR("cannot list unfinished tasks to resume: %s", pw_strerror(rc));
-        return;
+        return rc;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
         struct task *t = pw_resume_task(e->cfg.store, &items[i]);
-        if (!t)
+        if (!t) { /* an invalid spec (left out), or the store failing now (reported) */
+            struct pw_store_task probe;
+            rc = pw_store_task_get(e->cfg.store, items[i].id, &probe);
+            if (rc == 0)
+                pw_store_task_fini(&probe);
+            rc = rc == PW_ENOTFOUND ? 0 : rc;
             continue;
+        }
         pthread_mutex_lock(&e->mu);
         t->sched.seq = ++e->seq;
         e->tasks = pw_xrealloc(e->tasks, (e->n_tasks + 1) * sizeof *e->tasks);
@@ -656,6 +664,7 @@ void pw_eng_resume(pw_engine *e)
         PW_INFO("task %s resumed (%s, %zu nodes, %zu running)", t->id, pw_task_status_names[t->status], t->n_nodes, t->counts.running);
     }
     pw_store_tasks_free(items, n);
+    return rc;
 }
 
 /* ---- public ---- */
@@ -744,7 +753,7 @@ int pw_engine_start(pw_engine *e)
     if (!e->x[EXEC_JOB])
         return PW_EINVAL; /* a failed start freed its executors: the engine can only be freed */
     if (!e->cfg.may_lead)
-        pw_eng_resume(e); /* else at each takeover */
+        (void)pw_eng_resume(e); /* else at each takeover; what it could not read waits for a restart */
     int rc = 0;
     for (size_t i = 0; i < e->n_cl && rc == 0; i++) {
         rc = pw_eng_ecl_start(e, e->cl[i]);

@@ -142,8 +142,9 @@ void pw_eng_node_finish(pw_engine *e, struct task *t, struct tnode *n, enum pw_n
                         const char *message, const char *image);
 /* Cancels t: its unfinished nodes cancelled, running ones' executors told to stop. Under e->mu. */
 void pw_eng_task_cancel(pw_engine *e, struct task *t);
-/* Loads the store's unfinished tasks into memory (the store read without e->mu). */
-void pw_eng_resume(pw_engine *e);
+/* Loads the store's unfinished tasks into memory (the store read without e->mu). 0, or the store's
+ * error when they could not all be read. */
+int pw_eng_resume(pw_engine *e);
 
 /* ---- cluster.c ---- */
 

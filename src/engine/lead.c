@@ -99,10 +99,10 @@ static void take_over(pw_engine *e)
 {
     int rc = e->x[EXEC_JOB] ? 0 : executors_new(e);
     if (rc == 0) {
-        pw_eng_resume(e);
+        int rrc = pw_eng_resume(e); /* a task missed here would stay running, unowned, until the next takeover */
         pthread_mutex_lock(&e->wmu);
         pthread_mutex_lock(&e->mu);
-        rc = executors_start(e);
+        rc = rrc != 0 ? rrc : executors_start(e); /* not started: kept for the next try */
         if (rc != 0)
             drop_tasks(e);
         pthread_mutex_unlock(&e->mu);

@@ -6,178 +6,23 @@ created through any replica (followers included) run once, each node's Job creat
 prewarm_kube_requests_total); a cancel sent to a follower is applied by the leader; SIGKILL of the leader
 mid-task -> another replica leads within the lease duration and the task ends with every node's result
 right; the old leader restarted becomes a follower; Redis SIGKILLed and restarted under the replicas ->
-503 meanwhile, then they recover and run a new task; the leader cut off from the API server (kubesim
-faults by User-Agent) steps down before its Lease expires and another takes over. Short Lease timings
+503 meanwhile, then they recover and run a new task; Redis and the leader killed
+together -> the new leader's takeover waits for Redis, then resumes the task; the leader cut off from
+the API server (kubesim faults by User-Agent) steps down before its Lease expires and another takes
+over. Short Lease timings
 (lease 4 s, renew deadline 3 s, retry 0.5 s) keep the suite quick. SKIP without redis-server."""
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prewarmd_lib import BIN, REDIS, Env, Redis, finish, holds, sanitizer_logs, sanitizer_reports, \
-    sanitizer_report, scenario, tap  # noqa: E402
-import openapi_check  # noqa: E402
+from prewarmd_lib import REDIS, finish, scenario, tap  # noqa: E402
+from ha_lib import HA, check_nodes, job_creates, wait_final, writes_by  # noqa: E402
 
 IMAGES = ["python:3.12", "busybox:1.36"]
 LEASE_S, RENEW_S, RETRY_S = 4, 3, 0.5
-
-
-class Replica:
-    def __init__(self, env, name):
-        self.env, self.name, self.proc, self.base = env, name, None, None
-
-    def start(self):
-        log = open(os.path.join(self.env.dir, "prewarmd-%s.log" % self.name), "a")
-        self.proc = subprocess.Popen(
-            [os.path.join(BIN, "prewarmd"), "--kubeconfig", self.env.kubeconfig, "--listen", "127.0.0.1:0",
-             "--log-format", "text", "--store", self.env.redis.url(), "--store-prefix", "ha:", "--instance", "ha-it",
-             "--leader-elect", "--leader-elect-identity", self.name,
-             "--leader-elect-lease-duration", "%ds" % LEASE_S, "--leader-elect-renew-deadline", "%ds" % RENEW_S,
-             "--leader-elect-retry-period", "%dms" % int(RETRY_S * 1000), "--job-ttl", "1h"],
-            stdout=subprocess.PIPE, stderr=log, text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("listening on "):
-            raise RuntimeError("replica %s did not start: %s" % (self.name, self.env.tail("prewarmd-%s.log" % self.name)))
-        self.base = "http://" + line.split()[-1]
-        deadline = time.time() + 60
-        while self.api("GET", "/readyz")[0] != 200:  # a follower is ready too (its node cache synced)
-            if time.time() > deadline:
-                raise RuntimeError("replica %s never became ready" % self.name)
-            time.sleep(0.2)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def api(self, method, path, body=None):
-        try:
-            code, out = self.env._call(self.base + path, method, body, {}, None)
-        except OSError as e:  # a replica being killed
-            return 0, str(e)
-        openapi_check.check(method, path, code, out)  # every answer against src/api/openapi.json
-        return code, out
-
-    def leader(self):
-        code, doc = self.api("GET", "/api/v1/leader")
-        return doc if code == 200 else None
-
-    def metric(self, name, labels=""):
-        try:
-            with urllib.request.urlopen(self.base + "/metrics", timeout=10) as r:
-                text = r.read().decode()
-        except OSError:
-            return None
-        for line in text.splitlines():
-            if line.startswith(name + ("{" if labels else " ")) and labels in line:
-                return float(line.split()[-1])
-        return 0.0
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.alive():
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class HA(Env):
-    """kubesim (from Env), a redis-server, three replicas r0, r1, r2."""
-
-    def __init__(self, nodes, time_scale=5):
-        self.rdir = os.path.join("/tmp", "pw-ha-it-%d" % os.getpid())
-        os.makedirs(self.rdir, exist_ok=True)
-        self.redis = Redis(self.rdir)
-        self.replicas = []
-        super().__init__(nodes, time_scale=time_scale)
-
-    def start_prewarmd(self):  # Env's hook: the three replicas instead of one prewarmd
-        self.replicas = [Replica(self, "r%d" % i) for i in range(3)]
-        for r in self.replicas:
-            r.start()
-        self.api_base = self.replicas[0].base
-        self.api_ssl = None
-
-    def leaders(self):
-        return [r for r in self.replicas if r.alive() and (r.leader() or {}).get("leading")]
-
-    def wait_leader(self, timeout, exclude=()):
-        """The one leader among the live replicas (not in exclude), and when it was seen."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            ls = [r for r in self.leaders() if r not in exclude]
-            if len(ls) == 1:
-                return ls[0], time.time()
-            time.sleep(0.05)
-        return None, time.time()
-
-    def follower(self, leader):
-        return next(r for r in self.replicas if r is not leader and r.alive())
-
-    def stop_prewarmd(self, sig=signal.SIGTERM):
-        for r in self.replicas:
-            r.stop(sig)
-
-    def close(self):
-        self.stop_prewarmd()
-        for r in self.replicas:
-            name = "prewarmd-%s.log" % r.name
-            try:
-                with open(os.path.join(self.dir, name), errors="replace") as f:
-                    rep = sanitizer_report(f.read())
-            except OSError:
-                continue
-            sanitizer_logs.append(name)
-            if rep:
-                sanitizer_reports.append("%s:\n%s" % (name, rep))
-        super().close()
-        self.redis.kill()
-        shutil.rmtree(self.rdir, ignore_errors=True)
-
-
-def job_creates(env):
-    return sum(r["count"] for r in env.stats()["requests"]
-               if r.get("resource") == "jobs" and r.get("verb") == "create" and r.get("code") == 201)
-
-
-def writes_by(env, name):
-    """kubesim's count of Job creates and deletes sent with replica name's User-Agent."""
-    c = env.stats().get("clients", {})
-    return sum(n for ua, v in c.items() if "(%s)" % name in ua for k, n in v.items() if k.endswith(" jobs"))
-
-
-def wait_final(replica_for, tid, timeout):
-    """Waits for tid to finish, asking whichever replica replica_for() gives (reads from any replica)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        code, t = replica_for().api("GET", "/api/v1/tasks/" + tid)
-        if code == 200 and t["status"] in ("succeeded", "failed", "cancelled"):
-            return t
-        time.sleep(0.3)
-    raise RuntimeError("task %s did not finish in %ss" % (tid, timeout))
-
-
-def check_nodes(env, via, tid, n, what):
-    nodes = []
-    cont = ""
-    for _ in range(100):
-        code, page = via.api("GET", "/api/v1/tasks/%s/nodes?limit=500%s" % (tid, "&continue=" + cont if cont else ""))
-        if code != 200:
-            break
-        nodes += page["items"]
-        cont = page.get("continue") or ""
-        if not cont:
-            break
-    tap(len(nodes) == n and all(x["state"] == "succeeded" for x in nodes), what + ": every node's result succeeded",
-        "%d nodes, states %s" % (len(nodes), sorted({x["state"] for x in nodes})))
-    truth = env.truth()
-    tap(all(holds(truth[x["nodeName"]], i) for x in nodes for i in IMAGES),
-        what + ": kubesim's truth: every node holds the images")
 
 
 def basics(env):
@@ -217,7 +62,7 @@ def basics(env):
         tap(r.metric("prewarm_kube_requests_total", 'verb="create",resource="jobs"') == 0,
             "ha: follower %s's prewarm_kube_requests_total shows no Job create" % r.name)
     tap(writes_by(env, leader.name) >= 60, "ha: the leader sent the Job creates", str(env.stats().get("clients")))
-    check_nodes(env, f2, tids[0], 20, "ha")
+    check_nodes(env, f2, tids[0], 20, IMAGES, "ha")
     # policies: written through the leader only, and only its controller makes waves
     pol = {"name": "ha-warm", "images": ["busybox:1.36"], "batchSize": 10}
     code, body = f1.api("POST", "/api/v1/policies", pol)
@@ -283,7 +128,7 @@ def takeover(env):
         "takeover: the task ends succeeded after the leader died at %d/50" % before, "%s %s" % (p, t["message"]))
     tap(job_creates(env) == 50, "takeover: exactly one Job create per node across both leaders",
         "created %d" % job_creates(env))
-    check_nodes(env, f, tid, 50, "takeover")
+    check_nodes(env, f, tid, 50, IMAGES, "takeover")
     leader.start()  # the old leader again, same identity: the Lease names the new one
     time.sleep(LEASE_S)
     v = leader.leader() or {}
@@ -313,6 +158,35 @@ def redis_restart(env):
     tap(len(env.leaders()) == 1, "redis back: exactly one leader")
 
 
+def redis_takeover(env):
+    """Redis and the leader die together: the new leader wins the Lease while the store is down, so its
+    takeover cannot read the unfinished tasks; it must retry until Redis is back and then resume the
+    task (not lead with nothing in memory while the task stays running in the store)."""
+    leader, _ = env.wait_leader(LEASE_S + 10)
+    f = env.follower(leader)
+    code, t = f.api("POST", "/api/v1/tasks", {"images": IMAGES, "batchSize": 5})
+    tid = t["id"]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        code, t = f.api("GET", "/api/v1/tasks/" + tid)
+        if code == 200 and t["progress"]["succeededNodes"] >= 5 and t["progress"]["runningNodes"] > 0:
+            break
+        time.sleep(0.2)
+    env.redis.kill(signal.SIGKILL)
+    leader.stop(signal.SIGKILL)
+    new, _ = env.wait_leader(LEASE_S + 10, exclude=(leader,))
+    tap(new is not None, "redis down at the takeover: another replica wins the Lease meanwhile")
+    time.sleep(2 * RETRY_S + 1)  # its takeover tries to read the store, and fails
+    env.redis.start()
+    t = wait_final(lambda: f, tid, 120)
+    tap(t["status"] == "succeeded" and t["progress"]["succeededNodes"] == 20,
+        "redis down at the takeover: once Redis is back the new leader resumes the task to succeeded",
+        "%s %s" % (t["progress"], t["message"]))
+    tap(job_creates(env) == 20, "redis down at the takeover: one Job create per node", "created %d" % job_creates(env))
+    leader.start()
+    tap(len(env.leaders()) == 1, "redis down at the takeover: exactly one leader after")
+
+
 def partition(env):
     leader, _ = env.wait_leader(LEASE_S + 10)
     code, _ = env.kube("POST", "/sim/v1/faults",
@@ -340,7 +214,7 @@ def partition(env):
 def with_ha(nodes, fn):
     env = None
     try:
-        env = HA(nodes)
+        env = HA(nodes, timings=(LEASE_S, RENEW_S, RETRY_S))
         fn(env)
     finally:
         if env:
@@ -353,5 +227,6 @@ if not REDIS:
 scenario("ha basics", with_ha, 20, basics)
 scenario("ha takeover", with_ha, 50, takeover)
 scenario("ha redis restart", with_ha, 20, redis_restart)
+scenario("ha redis down at the takeover", with_ha, 20, redis_takeover)
 scenario("ha partition", with_ha, 20, partition)
 finish()
