@@ -305,8 +305,10 @@ static int by_pool_id(const void *a, const void *b)
 json_t *pw_predict_model_pools(const pw_predict_model *m, int64_t now_ms)
 {
     struct pm_pool **sorted = pw_xcalloc(m->npool ? m->npool : 1, sizeof *sorted);
-    memcpy(sorted, m->pools, m->npool * sizeof *sorted);
-    qsort(sorted, m->npool, sizeof *sorted, by_pool_id);
+    if (m->npool) { /* m->pools is NULL before the first pool */
+        memcpy(sorted, m->pools, m->npool * sizeof *sorted);
+        qsort(sorted, m->npool, sizeof *sorted, by_pool_id);
+    }
     json_t *out = json_array();
     for (size_t i = 0; i < m->npool; i++) {
         const struct pm_pool *p = sorted[i];
