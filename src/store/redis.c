@@ -46,9 +46,8 @@
  * its AOF), BUSY, READONLY and MASTERDOWN are PW_EUNAVAIL; OOM, MISCONF and the rest PW_EIO; both are
  * 503s. Log lines name host:port/db, never the password.
  *
- * TLS. rediss:// needs hiredis_ssl, which came with hiredis 1.0; Debian 12 ships hiredis 0.14.1
- * without it, so rediss:// is refused with that reason (a TLS sidecar such as stunnel in front of
- * Redis is the way on Debian 12).
+ * TLS. rediss:// runs each connection over TLS (OpenSSL) through a local socket pair that hiredis
+ * drives (redis_tls.h: Debian 12's hiredis 0.14 has no TLS of its own); everything above is the same.
  *
  * Thread model: a store is safe from any number of threads; each call holds one pooled connection. */
 #include <assert.h>
@@ -69,6 +68,7 @@
 #include "base/mem.h"
 #include "store/redis.h"
 #include "store/redis_int.h"
+#include "store/redis_tls.h"
 #include "store/store.h"
 
 #define RD_SCHEMA_VERSION 1
@@ -250,7 +250,8 @@ struct rd_store {
     struct pw_store base;
     char *host, *user, *pass, *prefix;
     int port, db;
-    char where[300]; /* "redis://host:port/db" for log lines (no credentials) */
+    pw_rdtls *tls;   /* rediss://: every connection over TLS; NULL for redis:// */
+    char where[300]; /* "redis[s]://host:port/db" for log lines (no credentials) */
     char sha[RS_COUNT][41];
 
     pthread_mutex_t mu; /* guards everything below */
@@ -341,8 +342,18 @@ static int rd_handshake(struct rd_store *rs, redisContext *c, char *why, size_t 
 /* A new connection, or PW_EUNAVAIL/PW_EIO with *why set. Called without rs->mu. */
 static int rd_connect(struct rd_store *rs, redisContext **out, char *why, size_t why_n)
 {
-    struct timeval ct = {RD_CONNECT_TIMEOUT_MS / 1000, (RD_CONNECT_TIMEOUT_MS % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(rs->host, rs->port, ct);
+    redisContext *c;
+    if (rs->tls) {
+        int fd;
+        int rc = pw_rdtls_connect(rs->tls, rs->host, rs->port, RD_CONNECT_TIMEOUT_MS, RD_COMMAND_TIMEOUT_MS, &fd, why,
+                                  why_n);
+        if (rc != 0)
+            return rc;
+        c = redisConnectFd(fd); /* c owns fd now, closed by redisFree (which ends the TLS pump) */
+    } else {
+        struct timeval ct = {RD_CONNECT_TIMEOUT_MS / 1000, (RD_CONNECT_TIMEOUT_MS % 1000) * 1000};
+        c = redisConnectWithTimeout(rs->host, rs->port, ct);
+    }
     if (!c) {
         snprintf(why, why_n, "cannot allocate a connection");
         return PW_EUNAVAIL;
@@ -915,6 +926,7 @@ static void rd_free(struct rd_store *rs)
 {
     for (size_t i = 0; i < rs->n_idle; i++)
         redisFree(rs->idle[i]);
+    pw_rdtls_free(rs->tls); /* after the connections: it waits for their pumps */
     pthread_mutex_destroy(&rs->mu);
     pthread_cond_destroy(&rs->cv);
     free(rs->host);
@@ -976,24 +988,44 @@ static int rd_migrate(struct rd_store *rs, char **msg)
     return PW_EIO;
 }
 
-static int rd_open(const char *rest, pw_store **out, char **errmsg)
+/* Opens a redis:// (tls false) or rediss:// store from rest, the url after the scheme's colon. */
+static int rd_open_url(const char *rest, bool tls, pw_store **out, char **errmsg)
 {
     struct pw_redis_url u;
     const char *why = NULL;
+    const char *scheme = tls ? "rediss" : "redis";
     if (pw_redis_url_parse(rest, &u, &why) != 0) {
         if (errmsg)
-            *errmsg = pw_xasprintf("bad redis store url: %s", why);
+            *errmsg = pw_xasprintf("bad %s store url: %s", scheme, why);
         return PW_EINVAL;
     }
+    if (!tls && (u.ca || u.cert || u.key)) {
+        pw_redis_url_fini(&u);
+        if (errmsg)
+            *errmsg = pw_xasprintf("bad redis store url: ca, cert and key are TLS parameters: use rediss://");
+        return PW_EINVAL;
+    }
+    pw_rdtls *t = NULL;
+    char twhy[512];
+    if (tls && pw_rdtls_new(u.ca, u.cert, u.key, &t, twhy, sizeof twhy) != 0) {
+        pw_redis_url_fini(&u);
+        if (errmsg)
+            *errmsg = pw_xasprintf("bad rediss store url: %s", twhy);
+        return PW_EINVAL;
+    }
+    free(u.ca);
+    free(u.cert);
+    free(u.key);
     struct rd_store *rs = pw_xcalloc(1, sizeof *rs);
-    rs->base.ops = &pw_store_redis_ops;
+    rs->base.ops = tls ? &pw_store_rediss_ops : &pw_store_redis_ops;
+    rs->tls = t;
     rs->host = u.host;
     rs->user = u.user;
     rs->pass = u.pass;
     rs->prefix = u.prefix;
     rs->port = u.port;
     rs->db = u.db;
-    snprintf(rs->where, sizeof rs->where, "redis://%s%s%s:%d/%d", strchr(rs->host, ':') ? "[" : "", rs->host,
+    snprintf(rs->where, sizeof rs->where, "%s://%s%s%s:%d/%d", scheme, strchr(rs->host, ':') ? "[" : "", rs->host,
              strchr(rs->host, ':') ? "]" : "", rs->port, rs->db);
     pthread_mutex_init(&rs->mu, NULL);
     pthread_cond_init(&rs->cv, NULL);
@@ -1024,23 +1056,14 @@ static void rd_close(pw_store *s)
     rd_free(rs);
 }
 
+static int rd_open(const char *rest, pw_store **out, char **errmsg)
+{
+    return rd_open_url(rest, false, out, errmsg);
+}
+
 static int rediss_open(const char *rest, pw_store **out, char **errmsg)
 {
-    (void)out;
-    struct pw_redis_url u;
-    const char *why = NULL;
-    if (pw_redis_url_parse(rest, &u, &why) != 0) {
-        if (errmsg)
-            *errmsg = pw_xasprintf("bad rediss store url: %s", why);
-        return PW_EINVAL;
-    }
-    pw_redis_url_fini(&u);
-    if (errmsg)
-        *errmsg = pw_xasprintf("rediss:// (Redis over TLS) is not available in this build: it needs hiredis >= 1.0 "
-                               "with hiredis_ssl, and Debian 12 ships hiredis %d.%d.%d without TLS; put a TLS proxy "
-                               "(e.g. stunnel) beside prewarmd and use redis:// to it",
-                               HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
-    return PW_EINVAL;
+    return rd_open_url(rest, true, out, errmsg);
 }
 
 const struct pw_store_ops pw_store_redis_ops = {
@@ -1061,8 +1084,21 @@ const struct pw_store_ops pw_store_redis_ops = {
     .rec_delete = rd_rec_delete,
 };
 
-/* Only open is ever called: it refuses every url, so no store of this row exists. */
+/* The same back end, every connection over TLS (redis_tls.h). */
 const struct pw_store_ops pw_store_rediss_ops = {
     .scheme = "rediss",
     .open = rediss_open,
+    .close = rd_close,
+    .task_put = rd_task_put,
+    .task_get = rd_task_get,
+    .task_list = rd_task_list,
+    .task_list_unfinished = rd_task_list_unfinished,
+    .task_delete = rd_task_delete,
+    .prune = rd_prune,
+    .nodes_put = rd_nodes_put,
+    .nodes_list = rd_nodes_list,
+    .rec_put = rd_rec_put,
+    .rec_get = rd_rec_get,
+    .rec_list = rd_rec_list,
+    .rec_delete = rd_rec_delete,
 };

@@ -3,8 +3,9 @@
  *
  * URL: redis://[user:password@]host[:port][/db][?prefix=P]: port 6379 and db 0 by default; every
  * key the store writes starts with P (default "prewarm:"), so several installations share one Redis;
- * user, password and prefix are percent-decoded. rediss:// (TLS) is recognised and refused with a
- * message saying why (Debian 12's hiredis 0.14 has no TLS; see redis.c's top). */
+ * user, password and prefix are percent-decoded. rediss://...[?prefix=P&ca=FILE&cert=FILE&key=FILE]
+ * is the same over TLS: the server verified against the CA file (the system's CAs without ca=) and
+ * the url's host, a client certificate sent when cert= and key= are given (redis_tls.h). */
 #ifndef PW_STORE_REDIS_H
 #define PW_STORE_REDIS_H
 
@@ -13,7 +14,7 @@
 /* The redis back end (redis.c): a Lua script per write, a small connection pool, reconnects with
  * backoff; see redis.c's top. */
 extern const struct pw_store_ops pw_store_redis_ops;
-/* "rediss": parses the url like redis:// and refuses it (PW_EINVAL, *errmsg says why). */
+/* "rediss": the same back end over TLS. */
 extern const struct pw_store_ops pw_store_rediss_ops;
 
 /* The default key prefix. */

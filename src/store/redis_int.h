@@ -2,9 +2,12 @@
 #ifndef PW_STORE_REDIS_INT_H
 #define PW_STORE_REDIS_INT_H
 
-/* redis://[user:password@]host[:port][/db][?prefix=P], parsed; strings owned (pw_redis_url_fini). */
+/* redis[s]://[user:password@]host[:port][/db][?prefix=P&ca=F&cert=F&key=F], parsed; strings owned
+ * (pw_redis_url_fini). ca, cert and key (file paths) are rediss:// parameters: the caller refuses
+ * them on redis://. */
 struct pw_redis_url {
     char *host, *user, *pass, *prefix; /* user and pass NULL when absent; prefix defaulted */
+    char *ca, *cert, *key;             /* NULL when absent */
     int port, db;
 };
 

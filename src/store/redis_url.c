@@ -52,6 +52,9 @@ void pw_redis_url_fini(struct pw_redis_url *u)
         memset(u->pass, 0, strlen(u->pass));
     free(u->pass);
     free(u->prefix);
+    free(u->ca);
+    free(u->cert);
+    free(u->key);
 }
 
 int pw_redis_url_parse(const char *rest, struct pw_redis_url *u, const char **why)
@@ -139,15 +142,24 @@ int pw_redis_url_parse(const char *rest, struct pw_redis_url *u, const char **wh
         p++;
         while (*p) {
             size_t pn = strcspn(p, "&");
-            if (strncmp(p, "prefix=", 7) == 0) {
-                free(u->prefix);
-                u->prefix = pct_decode(p + 7, pn - 7);
-                if (!u->prefix) {
-                    *why = "bad prefix (percent-encode special characters)";
-                    goto bad;
-                }
-            } else {
-                *why = "unknown url parameter (known: prefix)";
+            static const char *const names[] = {"prefix=", "ca=", "cert=", "key="};
+            char **dst[] = {&u->prefix, &u->ca, &u->cert, &u->key};
+            size_t k = 0;
+            while (k < 4 && strncmp(p, names[k], strlen(names[k])) != 0)
+                k++;
+            if (k == 4) {
+                *why = "unknown url parameter (known: prefix, and for rediss:// ca, cert, key)";
+                goto bad;
+            }
+            size_t nl = strlen(names[k]);
+            free(*dst[k]);
+            *dst[k] = pct_decode(p + nl, pn - nl);
+            if (!*dst[k] || (k > 0 && !**dst[k])) { /* an empty prefix is allowed, an empty path is not */
+                static const char *const bad_why[] = {"bad prefix (percent-encode special characters)",
+                                                      "bad ca (a file path; percent-encode special characters)",
+                                                      "bad cert (a file path; percent-encode special characters)",
+                                                      "bad key (a file path; percent-encode special characters)"};
+                *why = bad_why[k];
                 goto bad;
             }
             p += pn + (p[pn] == '&');

@@ -26,7 +26,31 @@ struct rtest_server {
     char dir[64];  /* its working directory (AOF, log) */
     char bin[256]; /* the redis-server found on PATH */
     const char *const *extra; /* more redis-server arguments (borrowed, NULL-terminated), or NULL */
+    const char *tls_dir;      /* rtest_make_tls's directory: also serve TLS on tls_port; NULL: no TLS */
+    int tls_port;             /* 0: pick a free one at the first start, kept across restarts */
 };
+
+/* Makes, with the openssl command, a test PKI in dir (which must exist): ca.crt, a server certificate
+ * server.crt/server.key for IP 127.0.0.1 only (so "localhost" does not match it), a client
+ * certificate client.crt/client.key from the same CA, and other-ca.crt, a CA that signed neither.
+ * 0, or -1. */
+static inline int rtest_make_tls(const char *dir)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && printf 'subjectAltName=IP:127.0.0.1\\n' > server.ext && "
+             "printf 'extendedKeyUsage=clientAuth\\n' > client.ext && "
+             "for ca in ca other-ca; do openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "-keyout $ca.key -out $ca.crt -days 2 -subj /CN=pw-test-$ca || exit 1; done && "
+             "for who in server client; do openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "-keyout $who.key -out $who.csr -subj /CN=pw-test-$who && "
+             "openssl x509 -req -in $who.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile $who.ext "
+             "-out $who.crt || exit 1; done",
+             dir);
+    char full[2100];
+    snprintf(full, sizeof full, "(%s) >/dev/null 2>&1", cmd);
+    return system(full) == 0 ? 0 : -1;
+}
 
 /* The redis-server on PATH into bin; false when there is none (the caller SKIPs, saying so). */
 static inline bool rtest_find(char *bin, size_t n)
@@ -101,6 +125,19 @@ static inline int rtest_start(struct rtest_server *r)
         const char *argv[40] = {r->bin, "--port", port, "--bind", "127.0.0.1", "--dir", r->dir, "--appendonly", "yes",
                                 "--appendfsync", "always", "--save", "", "--daemonize", "no", "--logfile", log};
         size_t k = 17;
+        char tport[16], cert[160], key[160], ca[160];
+        if (r->tls_dir) {
+            if (r->tls_port == 0)
+                r->tls_port = rtest_free_port();
+            snprintf(tport, sizeof tport, "%d", r->tls_port);
+            snprintf(cert, sizeof cert, "%s/server.crt", r->tls_dir);
+            snprintf(key, sizeof key, "%s/server.key", r->tls_dir);
+            snprintf(ca, sizeof ca, "%s/ca.crt", r->tls_dir);
+            const char *tls[] = {"--tls-port", tport, "--tls-cert-file", cert, "--tls-key-file", key,
+                                 "--tls-ca-cert-file", ca};
+            for (size_t i = 0; i < 8; i++)
+                argv[k++] = tls[i];
+        }
         for (size_t i = 0; r->extra && r->extra[i] && k < 39; i++)
             argv[k++] = r->extra[i];
         argv[k] = NULL;

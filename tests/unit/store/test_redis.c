@@ -1,11 +1,14 @@
 /* Unit tests of the "redis://" store back end beyond the shared contract (test_store_contract.c),
  * against real redis-servers this program starts on free loopback ports: url parsing and its
- * errors (rediss:// refused with the reason), keys only under the prefix and prefixes isolated, the
+ * errors, keys only under the prefix and prefixes isolated, the
  * schema version key (set on open, a newer one refused, concurrent first opens agree), Redis killed
  * under the store (calls answer PW_EUNAVAIL, never a half-written task, and recover after a restart
  * with nothing acknowledged lost), kill -9 of Redis keeps every acknowledged write (appendfsync
  * always), a restart under pooled connections costs no failed call, a flushed script cache, many
- * threads at once, and passwords (AUTH, ACL users) that never reach an error message.
+ * threads at once, and passwords (AUTH, ACL users) that never reach an error message. rediss://
+ * (TLS, redis_tls.h) against a redis-server serving TLS with a test PKI made by the openssl command:
+ * the outage, restart-under-pool and threads tests again over TLS, and its verification (a wrong CA,
+ * a host the certificate does not name, no client certificate, bad files: each refused, saying why).
  * Every test skips, saying so, when redis-server is not installed. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,10 +27,11 @@
 #include "unit/store/redis_server.h"
 
 static bool have_redis;
+static char tls_dir[64]; /* rtest_make_tls's PKI, made once by main; "" when it could not be made */
 
 struct fixture {
     struct rtest_server srv;
-    char url[160];
+    char url[512];
     pw_store *s;
 };
 
@@ -40,6 +44,23 @@ static int fx_setup(void **state)
     if (rtest_start(&fx->srv) != 0)
         return -1;
     snprintf(fx->url, sizeof fx->url, "redis://127.0.0.1:%d/0", fx->srv.port);
+    return 0;
+}
+
+/* The fixture's server also serves TLS, and url is its rediss:// one with the client certificate. */
+static int fx_setup_tls(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    *state = fx;
+    if (!have_redis)
+        return 0;
+    if (!tls_dir[0])
+        return -1;
+    fx->srv.tls_dir = tls_dir;
+    if (rtest_start(&fx->srv) != 0)
+        return -1;
+    snprintf(fx->url, sizeof fx->url, "rediss://127.0.0.1:%d/0?ca=%s/ca.crt&cert=%s/client.crt&key=%s/client.key",
+             fx->srv.tls_port, tls_dir, tls_dir, tls_dir);
     return 0;
 }
 
@@ -156,14 +177,30 @@ static void test_url_errors(void **state)
         assert_non_null(strstr(err, "redis store url"));
         free(err);
     }
-    /* rediss:// says why it is refused, and a password in it never shows */
-    char *err = open_fails("rediss://u:hunter2@127.0.0.1:1/0", PW_EINVAL);
-    assert_non_null(strstr(err, "hiredis"));
+    /* TLS parameters belong to rediss://; their files must load; cert and key come together */
+    const char *bad_tls[][2] = {
+        {"redis://h?ca=/etc/ssl/certs/ca-certificates.crt", "rediss://"},
+        {"rediss://h?ca=/nonexistent/ca.crt", "ca=/nonexistent/ca.crt"},
+        {"rediss://h?cert=/nonexistent/c.crt", "key="},
+        {"rediss://h?key=/nonexistent/c.key", "cert="},
+        {"rediss://h?cert=/nonexistent/c.crt&key=/nonexistent/c.key", "cert=/nonexistent/c.crt"},
+        {"rediss://h?ca=", "bad ca"},
+    };
+    for (size_t i = 0; i < sizeof bad_tls / sizeof bad_tls[0]; i++) {
+        char *err = open_fails(bad_tls[i][0], PW_EINVAL);
+        if (!strstr(err, bad_tls[i][1]))
+            fail_msg("%s: \"%s\" does not say %s", bad_tls[i][0], err, bad_tls[i][1]);
+        free(err);
+    }
+    /* rediss:// with nothing listening: PW_EUNAVAIL, a password in it never shows */
+    char url[512];
+    snprintf(url, sizeof url, "rediss://u:hunter2@127.0.0.1:%d/0", rtest_free_port());
+    char *err = open_fails(url, PW_EUNAVAIL);
+    assert_non_null(strstr(err, "rediss://127.0.0.1"));
     assert_null(strstr(err, "hunter2"));
     free(err);
     /* nothing listening: PW_EUNAVAIL, and the message names the server, not the password */
     int port = rtest_free_port();
-    char url[128];
     snprintf(url, sizeof url, "redis://:hunter2@127.0.0.1:%d/3", port);
     err = open_fails(url, PW_EUNAVAIL);
     assert_non_null(strstr(err, "127.0.0.1"));
@@ -447,6 +484,55 @@ static void test_auth(void **state)
     pw_store_close(s);
 }
 
+/* rediss:// verifies the server and presents the client certificate; what it stores is what a plain
+ * client of the same server sees. */
+static void test_tls_verification(void **state)
+{
+    struct fixture *fx = fx_get(state);
+    fx->s = open_ok(fx->url);
+    put_task(fx->s, "t-tls", "pending");
+    redisContext *c = raw(fx); /* the same server's plain port */
+    redisReply *r = redisCommand(c, "HGET prewarm:t:t-tls status");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "pending");
+    freeReplyObject(r);
+    redisFree(c);
+
+    char url[512];
+    int tp = fx->srv.tls_port;
+    const char *d = tls_dir;
+    /* a CA that did not sign the server's certificate */
+    snprintf(url, sizeof url, "rediss://127.0.0.1:%d/0?ca=%s/other-ca.crt&cert=%s/client.crt&key=%s/client.key", tp, d,
+             d, d);
+    char *err = open_fails(url, PW_EUNAVAIL);
+    if (!strstr(err, "certificate"))
+        fail_msg("wrong CA: %s", err);
+    free(err);
+    /* a host the certificate does not name (it names IP 127.0.0.1 only) */
+    snprintf(url, sizeof url, "rediss://localhost:%d/0?ca=%s/ca.crt&cert=%s/client.crt&key=%s/client.key", tp, d, d, d);
+    err = open_fails(url, PW_EUNAVAIL);
+    if (!strstr(err, "certificate"))
+        fail_msg("wrong host: %s", err);
+    free(err);
+    /* no client certificate: redis-server (tls-auth-clients yes) refuses the connection */
+    pw_store *s = NULL;
+    snprintf(url, sizeof url, "rediss://127.0.0.1:%d/0?ca=%s/ca.crt", tp, d);
+    int rc = pw_store_open(url, &s, &err);
+    assert_true(rc == PW_EUNAVAIL || rc == PW_EIO);
+    assert_null(s);
+    free(err);
+    /* plain redis:// to the TLS port is no Redis conversation either */
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", tp);
+    rc = pw_store_open(url, &s, &err);
+    assert_true(rc != 0);
+    free(err);
+    /* and the store it opened first still works */
+    struct pw_store_task t;
+    assert_int_equal(pw_store_task_get(fx->s, "t-tls", &t), 0);
+    pw_store_task_fini(&t);
+}
+
 int main(void)
 {
     pw_log_set_level(PW_LOG_ERROR); /* the outage tests log on purpose */
@@ -454,6 +540,12 @@ int main(void)
     have_redis = rtest_find(bin, sizeof bin);
     if (!have_redis)
         printf("# SKIP: redis-server is not on PATH (scripts/install-deps installs it)\n");
+    snprintf(tls_dir, sizeof tls_dir, "/tmp/pw-redis-tls-XXXXXX");
+    if (!have_redis || !mkdtemp(tls_dir) || rtest_make_tls(tls_dir) != 0) {
+        if (have_redis)
+            printf("# the test PKI could not be made (openssl): the TLS tests fail\n");
+        tls_dir[0] = '\0';
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_errors),
         cmocka_unit_test_setup_teardown(test_prefix_and_schema, fx_setup, fx_teardown),
@@ -463,6 +555,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_under_pool_and_script_flush, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_threads, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_auth, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_verification, fx_setup_tls, fx_teardown),
+        {"tls: outage_and_recovery", test_outage_and_recovery, fx_setup_tls, fx_teardown, NULL},
+        {"tls: restart_under_pool_and_script_flush", test_restart_under_pool_and_script_flush, fx_setup_tls,
+         fx_teardown, NULL},
+        {"tls: threads", test_threads, fx_setup_tls, fx_teardown, NULL},
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (tls_dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tls_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", tls_dir);
+    }
+    return failed;
 }

@@ -4,7 +4,8 @@
  * in name order with a state filter and pagination, an all-or-nothing node batch, delete and prune
  * cascading to node results, records (three write modes, kinds apart, key order and pages, copies in
  * and out, kept across reopen). The redis row runs against a real redis-server this program starts on
- * a free loopback port (skipped, saying so, only when redis-server is not installed). */
+ * a free loopback port, the rediss row against the same server's TLS port (a test PKI made with the
+ * openssl command) (skipped, saying so, only when redis-server is not installed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@ enum backend_kind {
     BE_MEMORY, /* "memory:" */
     BE_FILE,   /* "<scheme>:<tmpdir>/store.db" */
     BE_REDIS,  /* "redis://127.0.0.1:<port>/0?prefix=<unique>:" on the redis-server main() started */
+    BE_REDISS, /* the same server's TLS port, rediss:// with the test PKI's CA and client certificate */
 };
 
 struct backend {
@@ -35,17 +37,19 @@ static const struct backend backends[] = {
     {"memory", BE_MEMORY},
     {"sqlite", BE_FILE},
     {"redis", BE_REDIS},
+    {"rediss", BE_REDISS},
 };
 
 /* The redis-server of this run (pid 0: none on PATH or it did not start; its rows skip). */
 static struct rtest_server redis_srv;
 static bool redis_absent;
 static int redis_prefix_seq;
+static char tls_dir[64]; /* the test PKI (rtest_make_tls); "" when none could be made */
 
 struct fixture {
     const struct backend *be;
     char dir[64];
-    char url[128];
+    char url[512];
     pw_store *s;
 };
 
@@ -59,12 +63,17 @@ static int fx_setup(void **state)
         if (!mkdtemp(fx->dir))
             return -1;
         snprintf(fx->url, sizeof fx->url, "%s:%s/store.db", fx->be->name, fx->dir);
-    } else if (fx->be->kind == BE_REDIS) {
-        if (redis_srv.pid == 0)
+    } else if (fx->be->kind == BE_REDIS || fx->be->kind == BE_REDISS) {
+        if (redis_srv.pid == 0 || (fx->be->kind == BE_REDISS && !tls_dir[0]))
             return redis_absent ? 0 : -1; /* absent: fx_store skips the test; else it failed to start */
         /* a prefix per test: the tests share the server, never a key */
-        snprintf(fx->url, sizeof fx->url, "redis://127.0.0.1:%d/0?prefix=contract%d:", redis_srv.port,
-                 ++redis_prefix_seq);
+        if (fx->be->kind == BE_REDIS)
+            snprintf(fx->url, sizeof fx->url, "redis://127.0.0.1:%d/0?prefix=contract%d:", redis_srv.port,
+                     ++redis_prefix_seq);
+        else
+            snprintf(fx->url, sizeof fx->url,
+                     "rediss://127.0.0.1:%d/0?prefix=contract%d:&ca=%s/ca.crt&cert=%s/client.crt&key=%s/client.key",
+                     redis_srv.tls_port, ++redis_prefix_seq, tls_dir, tls_dir, tls_dir);
     } else {
         snprintf(fx->url, sizeof fx->url, "%s:", fx->be->name);
     }
@@ -653,6 +662,13 @@ static const struct {
 int main(void)
 {
     redis_absent = !rtest_find(redis_srv.bin, sizeof redis_srv.bin);
+    snprintf(tls_dir, sizeof tls_dir, "/tmp/pw-contract-tls-XXXXXX");
+    if (!redis_absent && mkdtemp(tls_dir) && rtest_make_tls(tls_dir) == 0)
+        redis_srv.tls_dir = tls_dir;
+    else if (!redis_absent)
+        printf("# the test PKI could not be made (openssl): the rediss rows fail\n");
+    if (!redis_srv.tls_dir)
+        tls_dir[0] = '\0';
     if (redis_absent)
         printf("# SKIP: redis-server is not on PATH (scripts/install-deps installs it): the redis rows skip\n");
     else if (rtest_start(&redis_srv) != 0)
@@ -673,5 +689,11 @@ int main(void)
     }
     int failed = _cmocka_run_group_tests("store_contract", tests, k, NULL, NULL);
     rtest_cleanup(&redis_srv);
+    if (tls_dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tls_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", tls_dir);
+    }
     return failed;
 }
