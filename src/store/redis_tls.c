@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -252,6 +253,9 @@ static void *pump_main(void *arg)
     close(p->plain);
     pw_rdtls *t = p->t;
     free(p);
+    /* this thread's OpenSSL state (its error queue) freed now, not by a thread-exit destructor that may
+     * run after pw_rdtls_free returned and the process went on to exit */
+    OPENSSL_thread_stop();
     pthread_mutex_lock(&t->mu);
     t->live--;
     pthread_cond_broadcast(&t->cv);

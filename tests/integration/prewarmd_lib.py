@@ -231,19 +231,47 @@ def free_port():
     return port
 
 
-class Redis:
-    """A redis-server of the test's own, in dir (kept across restarts: its AOF is the data)."""
+def make_redis_pki(d):
+    """A test PKI in d with the openssl command: ca.crt, server.crt/key for IP 127.0.0.1, client.crt/key."""
+    def ossl(*args):
+        subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True, timeout=60)
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    with open(os.path.join(d, "client.ext"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    ossl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=pw-it-ca")
+    for who in ("server", "client"):
+        ossl("req", *ec, "-keyout", who + ".key", "-out", who + ".csr", "-subj", "/CN=pw-it-" + who)
+        ossl("x509", "-req", "-in", who + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+             "-extfile", who + ".ext", "-out", who + ".crt")
 
-    def __init__(self, dir_):
+
+class Redis:
+    """A redis-server of the test's own, in dir (kept across restarts: its AOF is the data). With tls,
+    it also serves TLS on tls_port with a test PKI made in dir/pki (client certificates required)."""
+
+    def __init__(self, dir_, tls=False):
         self.dir = dir_
         self.port = free_port()
+        self.pki = None
+        if tls:
+            self.pki = os.path.join(dir_, "pki")
+            os.makedirs(self.pki, exist_ok=True)
+            make_redis_pki(self.pki)
+            self.tls_port = free_port()
         self.proc = None
         self.start()
 
     def start(self):
+        tls = []
+        if self.pki:
+            tls = ["--tls-port", str(self.tls_port), "--tls-cert-file", os.path.join(self.pki, "server.crt"),
+                   "--tls-key-file", os.path.join(self.pki, "server.key"),
+                   "--tls-ca-cert-file", os.path.join(self.pki, "ca.crt")]
         self.proc = subprocess.Popen(
             [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--appendonly", "yes",
-             "--appendfsync", "always", "--save", "", "--logfile", os.path.join(self.dir, "redis.log")],
+             "--appendfsync", "always", "--save", "", "--logfile", os.path.join(self.dir, "redis.log")] + tls,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -265,7 +293,11 @@ class Redis:
             self.proc.wait(timeout=30)
 
     def url(self):
-        return "redis://127.0.0.1:%d/0" % self.port
+        """redis://, or with tls rediss:// to the TLS port with the test CA and client certificate."""
+        if not self.pki:
+            return "redis://127.0.0.1:%d/0" % self.port
+        return "rediss://127.0.0.1:%d/0?ca=%s/ca.crt&cert=%s/client.crt&key=%s/client.key" % (
+            self.tls_port, self.pki, self.pki, self.pki)
 
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer",

@@ -3,8 +3,9 @@
 appendfsync always) started on a free loopback port: a task runs; Redis SIGKILLed mid-task -> the API
 answers 503 for reads and creates (and a create refused then never appears), restarted on its kept
 directory -> the task recovers and ends succeeded with nothing lost and no node given a second Job;
-prewarmd SIGKILLed three times during a task and restarted -> the task resumes from Redis. SKIP when
-redis-server is not installed."""
+prewarmd SIGKILLed three times during a task and restarted -> the task resumes from Redis; the same
+over rediss:// (redis-server's TLS port, client certificates required): a task runs, Redis killed
+mid-task and restarted -> it recovers with no second Job. SKIP when redis-server is not installed."""
 import os
 import shutil
 import signal
@@ -24,10 +25,10 @@ def jobs_created(env):
                if r.get("resource") == "jobs" and r.get("verb") == "create" and r.get("code") == 201)
 
 
-def with_env(nodes, fn, time_scale=5):
+def with_env(nodes, fn, time_scale=5, tls=False):
     rdir = os.path.join("/tmp", "pw-redis-it-%d" % os.getpid())
     os.makedirs(rdir, exist_ok=True)
-    redis = Redis(rdir)
+    redis = Redis(rdir, tls=tls)
     env = None
     try:
         env = Env(nodes, time_scale=time_scale,
@@ -136,10 +137,36 @@ def resume(env, redis):
         "redis resume: the per-node history is complete")
 
 
+def tls(env, redis):
+    tid = env.create_task({"images": IMAGES, "batchSize": 10})
+    env.wait_task(tid, timeout=120, until=("running",))
+    log = env.tail("prewarmd.log", 100000)
+    tap("store rediss://127.0.0.1:%d/0: open" % redis.tls_port in log, "rediss: prewarmd opened the store over TLS",
+        log[-600:])
+    time.sleep(1.0)
+    redis.kill(signal.SIGKILL)
+    code = None
+    deadline = time.time() + 10
+    while time.time() < deadline and code != 503:
+        code, _ = env.api("GET", "/api/v1/tasks/" + tid)
+        time.sleep(0.2)
+    tap(code == 503, "rediss down: GET task answers 503", str(code))
+    redis.start()
+    t = env.wait_task(tid, timeout=300)
+    p = t["progress"]
+    tap(t["status"] == "succeeded" and p["succeededNodes"] == 20, "rediss back: the task recovers and ends succeeded",
+        "%s %s" % (p, t["message"]))
+    created = jobs_created(env)
+    tap(created == 20, "rediss back: no node got a second Job", "created %d" % created)
+    nodes = env.task_nodes(tid)
+    tap(len(nodes) == 20 and all(n["state"] == "succeeded" for n in nodes), "rediss: per-node results paged over TLS")
+
+
 if not REDIS:
     print("1..0 # SKIP: redis-server is not installed (scripts/install-deps installs it)")
     sys.exit(0)
 scenario("redis basic", with_env, 20, basic)
 scenario("redis outage", with_env, 30, outage)
 scenario("redis resume", with_env, 40, resume)
+scenario("rediss", with_env, 20, tls, tls=True)
 finish()
