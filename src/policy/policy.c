@@ -746,12 +746,15 @@ void *pw_policy_loop(void *arg)
     while (!pc->stopping) {
         pthread_mutex_unlock(&pc->qmu);
         pw_policy_tick(pc, pw_clock_mono_ms());
+        /* unsynced (a follower, or nodes still listing): the round left the queues for later, so their
+         * being non-empty is no reason to go again at once (a follower spun a core on them) */
+        bool synced = pc->env.nodes_synced(pc->env.arg);
         pthread_mutex_lock(&pc->qmu);
         if (pc->stopping)
             break;
         struct timespec ts;
         pw_clock_deadline_ts(TICK_MS, &ts);
-        if (json_object_size(pc->q_nodes) == 0 && json_array_size(pc->q_done) == 0)
+        if (!synced || (json_object_size(pc->q_nodes) == 0 && json_array_size(pc->q_done) == 0))
             pthread_cond_timedwait(&pc->qcond, &pc->qmu, &ts);
     }
     pthread_mutex_unlock(&pc->qmu);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ struct fake {
     json_t *results; /* task id -> {"status", "items": [node results]} */
     json_t *untaints; /* ["node/key"] */
     bool synced;
+    atomic_long synced_calls; /* how often the controller asked */
     int seq;
 };
 
@@ -79,7 +81,9 @@ static json_t *f_node_get(void *arg, const char *name)
 
 static bool f_synced(void *arg)
 {
-    return ((struct fake *)arg)->synced;
+    struct fake *f = arg;
+    atomic_fetch_add(&f->synced_calls, 1);
+    return f->synced;
 }
 
 static int f_untaint(void *arg, const char *node, const char *key, char **why)
@@ -403,6 +407,28 @@ static void test_restart_keeps_progress(void **state)
     w->pc = pc;
 }
 
+/* While the nodes are not synced (a follower), queued node events wait for a round: the thread sleeps
+ * between rounds instead of going again at once because the queue is not empty. */
+static void test_unsynced_rounds_wait(void **state)
+{
+    struct world *w = *state;
+    struct fake *f = w->f;
+    pw_policy *pc = w->pc;
+    create(pc, "{\"name\":\"web\",\"images\":[\"nginx:1.27\"],\"nodeSelector\":{\"pool\":\"web\"}}");
+    f->synced = false;
+    node_put(pc, f, "a", "web", true, false);
+    atomic_store(&f->synced_calls, 0);
+    assert_int_equal(pw_policy_start(pc), 0);
+    struct timespec ts = {0, 500 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    pw_policy_stop(pc);
+    long calls = atomic_load(&f->synced_calls);
+    /* one round per 200 ms tick is 3 or 4 in half a second; a spinning thread makes millions */
+    if (calls > 50)
+        fail_msg("%ld rounds in 0.5 s while unsynced: the thread does not wait", calls);
+    assert_int_equal(json_array_size(f->tasks), 0); /* and it decided nothing */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +436,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_labels_in_and_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_predictor_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsynced_rounds_wait, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
