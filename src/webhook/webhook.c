@@ -166,12 +166,15 @@ static int read_secret_file(const char *path, char **out, size_t *len, char **er
         *errmsg = pw_xasprintf("--webhook-secret-file %s: %s", path, strerror(errno));
         return PW_EINVAL;
     }
-    char *buf = pw_xmalloc(4097);
-    size_t n = fread(buf, 1, 4097, f);
+    /* the whole file (a secret of up to 4096 bytes and some trailing white space), so a longer one is
+     * refused rather than cut where its tail happened to be white space */
+    char *buf = pw_xmalloc(8193);
+    size_t n = fread(buf, 1, 8193, f);
     fclose(f);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+    bool whole = n <= 8192;
+    while (whole && n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
         n--;
-    if (n == 0 || n > 4096) {
+    if (!whole || n == 0 || n > 4096) {
         *errmsg = pw_xasprintf("--webhook-secret-file %s: %s", path, n ? "over 4096 bytes" : "empty");
         free(buf);
         return PW_EINVAL;

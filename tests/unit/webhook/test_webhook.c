@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "base/err.h"
@@ -447,6 +448,44 @@ static void test_config_refused(void **state)
     assert_int_equal(pw_webhook_new(&cfg, &w, &err), PW_EINVAL);
     assert_non_null(strstr(err, "--webhook-secret-file"));
     free(err);
+    /* the secret file: 4096 bytes and a newline are a secret; more is refused, also when the byte after
+     * the first 4096 is white space (it was cut there) */
+    char path[] = "/tmp/pw-webhook-secret-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    cfg.secret_file = path;
+    pw_events *ev = NULL;
+    assert_int_equal(pw_events_new(NULL, &ev), 0);
+    pw_store *st = NULL;
+    assert_int_equal(pw_store_open("memory:", &st, NULL), 0);
+    cfg.events = ev;
+    cfg.store = st;
+    const struct {
+        size_t len;       /* 'a' bytes */
+        const char *tail; /* then this */
+        bool ok;
+    } files[] = {{4096, "\n", true}, {4096, "\nbbbb", false}, {4096, " b", false}, {9000, "", false}, {0, "\n", false}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        for (size_t k = 0; k < files[i].len; k++)
+            fputc('a', f);
+        fputs(files[i].tail, f);
+        fclose(f);
+        err = NULL;
+        int rc = pw_webhook_new(&cfg, &w, &err);
+        bool secret_refused = rc != 0 && err && strstr(err, "--webhook-secret-file");
+        if (secret_refused == files[i].ok)
+            fail_msg("secret file %zu: %zu bytes + %zu: %s", i, files[i].len, strlen(files[i].tail),
+                     err ? err : "accepted");
+        if (rc == 0)
+            pw_webhook_free(w);
+        free(err);
+    }
+    unlink(path);
+    pw_store_close(st);
+    pw_events_free(ev);
 }
 
 int main(void)
