@@ -319,6 +319,14 @@ static bool may_lead(void *arg)
     return pw_ha_is_leader(((struct leadership *)arg)->ha);
 }
 
+/* The predictor's save gate (predict.h may_save): while leading; no more once the elector is gone
+ * (the last save is made before it goes, below). */
+static bool may_save_model(void *arg)
+{
+    struct leadership *l = arg;
+    return l->ha && pw_ha_is_leader(l->ha);
+}
+
 /* THE place where a change of leadership reaches the components that act on the cluster or the
  * outside world (elector thread; quick, never blocking): the engine (takes over or steps down at
  * its next round, woken now), and whatever must run on the leader only. Webhook delivery: add
@@ -590,7 +598,8 @@ int main(int argc, char **argv)
                                        .save_interval_ms = o.predict_save_ms,
                                        .model = {.half_life_ms = o.predict_half_life_ms, .bandwidth_mbps = o.predict_mbps},
                                        .node_get = engine_node_get, .nodes_synced = engine_nodes_synced,
-                                       .node_arg = engine};
+                                       .node_arg = engine, .may_save = lead.ha ? may_save_model : NULL,
+                                       .may_save_arg = &lead};
         rc = pw_predict_new(&pc, &predict);
         if (rc == 0)
             pw_engine_set_node_raw_hook(engine, pw_predict_node_seen, predict); /* image sizes */
@@ -727,6 +736,8 @@ int main(int argc, char **argv)
     pw_api_sse_free(sse);
     pw_policy_stop(obs.policies); /* no engine call after this */
     pw_predict_stop(predict); /* its pod informer asks the engine for nodes */
+    if (predict)
+        (void)pw_predict_save(predict); /* the last save, while this replica may still lead */
     stop_engine_then_elector(&lead, engine); /* the engine's observer and node hooks go on until here */
     pw_api_leader_metrics_free(lead_metrics);
     pw_k8s_client_free(lead.client);

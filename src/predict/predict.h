@@ -159,6 +159,11 @@ struct pw_predict_config {
     json_t *(*node_get)(void *arg, const char *name);
     bool (*nodes_synced)(void *arg);
     void *node_arg;
+    /* Whether this replica may write the model to the store now (prewarmd --leader-elect: while it
+     * leads, so replicas sharing a store do not overwrite each other's saves); it learns either way,
+     * and what changed meanwhile is saved once it may. NULL: always. */
+    bool (*may_save)(void *arg);
+    void *may_save_arg;
 };
 
 /* Builds the service (copies cfg's strings) and restores the model from the store. 0 and *out
@@ -181,7 +186,7 @@ void pw_predict_track_key(pw_predict *p, const char *key);
 /* Counts a trimmed pod (pw_predict_trim_pod's form) on a node with labels (borrowed). The pod
  * informer's path, public for tests and the bench. */
 void pw_predict_observe_pod(pw_predict *p, const json_t *trimmed, const json_t *node_labels);
-/* Saves the changed pools now (the saver's work). 0 or the store's code. */
+/* Saves the changed pools now (the saver's work; nothing while cfg.may_save says no). 0 or the store's code. */
 int pw_predict_save(pw_predict *p);
 
 /* GET /api/v1/predictions: pool NULL -> {"pools": [...]}; pool "key=value" or a bare value -> the

@@ -36,6 +36,8 @@ struct pw_predict {
     int64_t save_interval_ms;
     json_t *(*node_get)(void *arg, const char *name); /* NULL: nodes from the own informer below */
     bool (*nodes_synced)(void *arg);
+    bool (*may_save)(void *arg);
+    void *may_save_arg;
     void *node_arg;
 
     pthread_mutex_t mu; /* guards m, keys, retry */
@@ -214,8 +216,8 @@ static int restore(pw_predict *p)
 
 int pw_predict_save(pw_predict *p)
 {
-    if (!p->store)
-        return 0;
+    if (!p->store || (p->may_save && !p->may_save(p->may_save_arg)))
+        return 0; /* the dirty pools stay dirty for a later save */
     pthread_mutex_lock(&p->mu);
     json_t *ids = pw_predict_model_take_dirty(p->m);
     size_t i;
@@ -287,6 +289,8 @@ int pw_predict_new(const struct pw_predict_config *cfg, pw_predict **out)
     p->save_interval_ms = cfg->save_interval_ms > 0 ? cfg->save_interval_ms : DEFAULT_SAVE_INTERVAL_MS;
     p->node_get = cfg->node_get;
     p->nodes_synced = cfg->nodes_synced;
+    p->may_save = cfg->may_save;
+    p->may_save_arg = cfg->may_save_arg;
     p->node_arg = cfg->node_arg;
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_init(&p->stop_mu, NULL);

@@ -463,6 +463,46 @@ static void test_service_persists(void **state)
     pw_store_close(st);
 }
 
+static bool may_save_flag(void *arg)
+{
+    return *(bool *)arg;
+}
+
+/* may_save (a follower under --leader-elect) holds the saves back, the model learning on; once it says
+ * yes, what changed meanwhile is saved. */
+static void test_save_gate(void **state)
+{
+    (void)state;
+    pw_store *st = NULL;
+    assert_int_equal(pw_store_open("memory:", &st, NULL), 0);
+    bool may = false;
+    struct pw_predict_config cfg = {.store = st, .model = {.half_life_ms = HOUR}, .may_save = may_save_flag,
+                                    .may_save_arg = &may};
+    pw_predict *p = NULL;
+    assert_int_equal(pw_predict_new(&cfg, &p), 0);
+    json_t *labels = json_pack("{s:s}", "node.kubernetes.io/instance-type", "g5");
+    json_t *pod = pod_on("w-0", A, T0);
+    pw_predict_observe_pod(p, pod, labels);
+    json_decref(pod);
+    assert_int_equal(pw_predict_save(p), 0);
+    struct pw_store_rec *recs = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    assert_int_equal(pw_store_rec_list(st, "predict", 0, NULL, &recs, &n, &next), 0);
+    assert_int_equal(n, 0); /* nothing written while it may not */
+    pw_store_recs_free(recs, n);
+    free(next);
+    may = true;
+    assert_int_equal(pw_predict_save(p), 0);
+    assert_int_equal(pw_store_rec_list(st, "predict", 0, NULL, &recs, &n, &next), 0);
+    assert_int_equal(n, 2); /* the pool learnt while held back, and the meta record */
+    pw_store_recs_free(recs, n);
+    free(next);
+    json_decref(labels);
+    pw_predict_free(p);
+    pw_store_close(st);
+}
+
 /* A pool document round-trips; a malformed one is refused and changes nothing. */
 static void test_doc_roundtrip(void **state)
 {
@@ -530,7 +570,8 @@ int main(void)
         cmocka_unit_test(test_sets_together),
         cmocka_unit_test(test_unknown_size),    cmocka_unit_test(test_spec),
         cmocka_unit_test(test_pool_of),         cmocka_unit_test(test_trim_pod),
-        cmocka_unit_test(test_service_persists), cmocka_unit_test(test_doc_roundtrip),
+        cmocka_unit_test(test_service_persists),
+        cmocka_unit_test(test_save_gate), cmocka_unit_test(test_doc_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
