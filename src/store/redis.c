@@ -1066,39 +1066,15 @@ static int rediss_open(const char *rest, pw_store **out, char **errmsg)
     return rd_open_url(rest, true, out, errmsg);
 }
 
-const struct pw_store_ops pw_store_redis_ops = {
-    .scheme = "redis",
-    .open = rd_open,
-    .close = rd_close,
-    .task_put = rd_task_put,
-    .task_get = rd_task_get,
-    .task_list = rd_task_list,
-    .task_list_unfinished = rd_task_list_unfinished,
-    .task_delete = rd_task_delete,
-    .prune = rd_prune,
-    .nodes_put = rd_nodes_put,
-    .nodes_list = rd_nodes_list,
-    .rec_put = rd_rec_put,
-    .rec_get = rd_rec_get,
-    .rec_list = rd_rec_list,
-    .rec_delete = rd_rec_delete,
-};
+/* Both schemes' ops: the same back end, rediss:// connecting over TLS (redis_tls.h). */
+#define RD_OPS(SCHEME, OPEN)                                                                                    \
+    {                                                                                                           \
+        .scheme = SCHEME, .open = OPEN, .close = rd_close, .task_put = rd_task_put, .task_get = rd_task_get,   \
+        .task_list = rd_task_list, .task_list_unfinished = rd_task_list_unfinished,                            \
+        .task_delete = rd_task_delete, .prune = rd_prune, .nodes_put = rd_nodes_put,                           \
+        .nodes_list = rd_nodes_list, .rec_put = rd_rec_put, .rec_get = rd_rec_get, .rec_list = rd_rec_list,    \
+        .rec_delete = rd_rec_delete,                                                                            \
+    }
 
-/* The same back end, every connection over TLS (redis_tls.h). */
-const struct pw_store_ops pw_store_rediss_ops = {
-    .scheme = "rediss",
-    .open = rediss_open,
-    .close = rd_close,
-    .task_put = rd_task_put,
-    .task_get = rd_task_get,
-    .task_list = rd_task_list,
-    .task_list_unfinished = rd_task_list_unfinished,
-    .task_delete = rd_task_delete,
-    .prune = rd_prune,
-    .nodes_put = rd_nodes_put,
-    .nodes_list = rd_nodes_list,
-    .rec_put = rd_rec_put,
-    .rec_get = rd_rec_get,
-    .rec_list = rd_rec_list,
-    .rec_delete = rd_rec_delete,
-};
+const struct pw_store_ops pw_store_redis_ops = RD_OPS("redis", rd_open);
+const struct pw_store_ops pw_store_rediss_ops = RD_OPS("rediss", rediss_open);
