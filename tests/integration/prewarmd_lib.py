@@ -327,6 +327,17 @@ def holds(truth_node, image):
     return norm(image) in {norm(i) for i in truth_node.get("images", [])}
 
 
+def wait_for(pred, timeout, step=0.2):
+    """pred()'s first true value within timeout seconds, else its last value."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
 def scenario(name, fn, *args, **kw):
     """Runs fn(*args) catching exceptions into a failing TAP line."""
     try:

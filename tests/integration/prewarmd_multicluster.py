@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prewarmd_lib import BIN, Env, Sim, finish, holds, scenario, tap  # noqa: E402
+from prewarmd_lib import BIN, Env, Sim, finish, holds, scenario, tap, wait_for  # noqa: E402
 
 import prewarmd_lib  # noqa: E402
 
@@ -64,16 +64,6 @@ def check_truth(name, sims, env, tid, image):
     tap(not bad, name, "; ".join(bad[:5]))
 
 
-def wait_for(fn, timeout=60, step=0.3):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return None
-
-
 def clusters(env):
     code, out = env.api("GET", "/api/v1/clusters")
     return {c["name"]: c for c in out["items"]} if code == 200 else {}, out
@@ -112,7 +102,7 @@ def main():
                                         "--store", "sqlite:{dir}/pw.db", "--cluster-unreachable-timeout", "4s"])
         sims_all = {"a": env, "b": sims["b"], "c": sims["c"]}
         got = wait_for(lambda: all(c.get("synced") and c.get("reachable") for c in clusters(env)[0].values())
-                       and len(clusters(env)[0]) == 3)
+                       and len(clusters(env)[0]) == 3, 60)
         cl, _ = clusters(env)
         tap(bool(got) and cl["a"]["nodes"] == 30 and cl["b"]["nodes"] == 40 and cl["c"]["nodes"] == 25 and
             cl["c"]["labels"] == {"region": "eu-west", "tier": "gpu"} and cl["b"]["serverVersion"],

@@ -14,27 +14,16 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import prewarmd_lib as pl  # noqa: E402
-from prewarmd_lib import BIN, tap  # noqa: E402
+from prewarmd_lib import BIN, tap, wait_for  # noqa: E402
 
 NS = "prewarm-agent"
 IMAGES = ["nginx:1.27", "busybox:1.36"]
 SIM_ARGS = ["--agents", "--namespaces", "prewarm," + NS, "--arm64-percent", "0"]
-
-
-def wait_for(pred, timeout, step=0.3):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def deploy_agents(kube, port, cluster):

@@ -13,19 +13,10 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prewarmd_lib import BIN, Env, finish, holds, scenario, tap  # noqa: E402
+from prewarmd_lib import BIN, Env, finish, holds, scenario, tap, wait_for  # noqa: E402
 
 TIME_SCALE = 5
 READY_BOUND_MODEL_S = 60.0  # generous: a wave is meant to start within ~1 s of wall time
-
-
-def wait_for(fn, timeout, step=0.2):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v or time.time() > deadline:
-            return v
-        time.sleep(step)
 
 
 def policy(env, name):

@@ -41,6 +41,17 @@ def with_env(nodes, fn, time_scale=5, tls=False):
         shutil.rmtree(rdir, ignore_errors=True)
 
 
+def get_until_503(env, tid, timeout=10):
+    """GET task tid every 0.2 s until it answers 503 (Redis gone) or timeout; the codes seen."""
+    codes = []
+    deadline = time.time() + timeout
+    while time.time() < deadline and (not codes or codes[-1] != 503):
+        codes.append(env.api("GET", "/api/v1/tasks/" + tid)[0])
+        if codes[-1] != 503:
+            time.sleep(0.2)
+    return codes
+
+
 def durable_node_states(redis, tid):
     """{node: state} of task tid in what the killed redis-server had made durable: a second
     redis-server started on a copy of its directory (appendfsync always: its AOF holds every write
@@ -73,14 +84,7 @@ def outage(env, redis):
     env.wait_task(tid, timeout=120, until=("running",))
     time.sleep(1.0)
     redis.kill(signal.SIGKILL)
-    codes = []
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        code, _ = env.api("GET", "/api/v1/tasks/" + tid)
-        codes.append(code)
-        if code == 503:
-            break
-        time.sleep(0.2)
+    codes = get_until_503(env, tid)
     tap(codes[-1] == 503, "redis down: GET task answers 503", str(codes[-5:]))
     code, body = env.api("GET", "/api/v1/tasks")
     tap(code == 503 and body.get("reason") == "Unavailable", "redis down: the task list answers 503 Unavailable",
@@ -145,12 +149,8 @@ def tls(env, redis):
         log[-600:])
     time.sleep(1.0)
     redis.kill(signal.SIGKILL)
-    code = None
-    deadline = time.time() + 10
-    while time.time() < deadline and code != 503:
-        code, _ = env.api("GET", "/api/v1/tasks/" + tid)
-        time.sleep(0.2)
-    tap(code == 503, "rediss down: GET task answers 503", str(code))
+    codes = get_until_503(env, tid)
+    tap(codes[-1] == 503, "rediss down: GET task answers 503", str(codes[-5:]))
     redis.start()
     t = env.wait_task(tid, timeout=300)
     p = t["progress"]
